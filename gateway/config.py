@@ -1,0 +1,105 @@
+"""Gateway settings, read once from environment variables.
+
+Every variable, its default and its meaning is listed in README.md; the
+defaults are those of the local stack.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+MIB = 1024 * 1024
+S3_MIN_PART_SIZE = 5 * MIB  # S3 refuses smaller parts except the last one
+MAX_CHUNKS = 10_000  # S3's limit on parts per multipart upload
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_path: str = "var/gateway.sqlite3"
+    # Public base URL of the gateway, used in links such as the /content redirect.
+    public_url: str = "http://127.0.0.1:8080"
+
+    s3_endpoint: str = "http://127.0.0.1:9000"
+    # Address clients use for presigned uploads; differs from s3_endpoint behind docker-compose.
+    s3_public_endpoint: str = ""
+    s3_access_key: str = "gateway"
+    s3_secret_key: str = ""
+    s3_bucket: str = "dropbox-content"
+    s3_region: str = "us-east-1"
+
+    jwt_secret: str = ""
+    token_ttl: int = 3600
+    events_token: str = ""
+
+    cdn_url: str = "http://127.0.0.1:8081"
+    cdn_secret: str = ""
+
+    chunk_size: int = 8 * MIB
+    max_file_size: int = 50 * 1024 * MIB
+    inline_upload_limit: int = 32 * MIB
+    upload_url_ttl: int = 3600
+    download_url_ttl: int = 300
+
+    # An upload with no progress for this long is abandoned and its multipart aborted.
+    abandon_after: int = 24 * 3600
+    reconcile_interval: float = 60.0
+    # Seconds of quiet before the reconciler looks at an upload the store's events should have settled.
+    reconcile_grace: float = 30.0
+
+    # aiocache backend: "memory://" or "redis://host:port/db".
+    cache_url: str = "memory://"
+    cache_ttl: int = 60
+
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Config":
+        """Read ``GATEWAY_<FIELD>`` variables (``GATEWAY_S3_ENDPOINT`` for ``s3_endpoint``)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f"GATEWAY_{f.name.upper()}")
+            if raw is None:
+                continue
+            try:
+                values[f.name] = _cast(f.default, raw)
+            except ValueError as exc:
+                raise ConfigError(f"GATEWAY_{f.name.upper()}={raw!r} is not a valid {type(f.default).__name__}") from exc
+        values.update(overrides)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        missing = [name for name in ("s3_secret_key", "jwt_secret", "events_token", "cdn_secret") if not getattr(self, name)]
+        if missing:
+            names = ", ".join(f"GATEWAY_{name.upper()}" for name in missing)
+            raise ConfigError(f"missing secret settings: {names}")
+        if len(self.jwt_secret) < 32:
+            raise ConfigError("GATEWAY_JWT_SECRET must be at least 32 characters")
+        if self.chunk_size < S3_MIN_PART_SIZE:
+            raise ConfigError(f"GATEWAY_CHUNK_SIZE must be at least {S3_MIN_PART_SIZE} (S3's smallest part)")
+        if self.max_file_size > self.chunk_size * MAX_CHUNKS:
+            raise ConfigError(
+                f"GATEWAY_MAX_FILE_SIZE {self.max_file_size} needs more than {MAX_CHUNKS} chunks of {self.chunk_size}"
+            )
+
+    @property
+    def presign_endpoint(self) -> str:
+        return self.s3_public_endpoint or self.s3_endpoint
+
+
+def _cast(default, raw: str):
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw

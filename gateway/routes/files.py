@@ -1,0 +1,4 @@
+from aiohttp import web
+
+routes = web.RouteTableDef()
+background_tasks: list = []

