@@ -41,7 +41,8 @@ class Config:
     cdn_secret: str = ""
 
     chunk_size: int = 8 * MIB
-    max_file_size: int = 50 * 1024 * MIB
+    # 40 GiB: within 10,000 chunks even at the smallest chunk size (5 MiB).
+    max_file_size: int = 40 * 1024 * MIB
     inline_upload_limit: int = 32 * MIB
     upload_url_ttl: int = 3600
     download_url_ttl: int = 300

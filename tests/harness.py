@@ -139,3 +139,58 @@ class Api:
         api.username = username
         api.user_id = created.body["user_id"]
         return api
+
+
+def make_claim(data: bytes, chunk_size: int, file_name: str = "file.bin", file_type: str | None = None) -> dict:
+    """The JSON body of POST /dropbox/v1/files for ``data``, fingerprints as the contract defines them."""
+    import hashlib
+
+    from gateway.fingerprints import file_fingerprint
+
+    chunks = [hashlib.sha256(data[i : i + chunk_size]).hexdigest() for i in range(0, len(data), chunk_size)]
+    claim = {
+        "file_name": file_name,
+        "file_size": len(data),
+        "fingerprint": file_fingerprint(chunks),
+        "chunk_size": chunk_size,
+        "chunks": chunks,
+    }
+    if file_type:
+        claim["file_type"] = file_type
+    return claim
+
+
+async def put_chunks(api: Api, file_id: str, data: bytes, chunk_size: int, indexes: list[int] | None = None,
+                     parallel: int = 4) -> list[int]:
+    """Send chunks straight to the store with the presigned URLs, in parallel; return the statuses."""
+    import asyncio
+
+    body = {"chunks": indexes} if indexes is not None else None
+    urls = await api.post(f"/dropbox/v1/files/{file_id}/upload-urls", json=body)
+    assert urls.status == 200, urls.body
+    limit = asyncio.Semaphore(parallel)
+
+    async def send(entry) -> int:
+        start = entry["index"] * chunk_size
+        async with limit, api.session.request(
+            entry["method"], entry["url"], data=data[start : start + chunk_size], headers=entry["headers"]
+        ) as resp:
+            await resp.read()
+            return resp.status
+
+    return await asyncio.gather(*(send(entry) for entry in urls.body["urls"]))
+
+
+async def upload(api: Api, data: bytes, chunk_size: int, **claim_args) -> dict:
+    """The whole client flow: claim, send missing chunks, complete. Returns the file object."""
+    started = await api.post("/dropbox/v1/files", json=make_claim(data, chunk_size, **claim_args))
+    assert started.status in (200, 201), started.body
+    file = started.body
+    if file["status"] == "uploading":
+        missing = [c["index"] for c in file["chunks"] if c["status"] != "uploaded"]
+        statuses = await put_chunks(api, file["file_id"], data, chunk_size, missing)
+        assert set(statuses) <= {200}, statuses
+        done = await api.post(f"/dropbox/v1/files/{file['file_id']}/complete")
+        assert done.status == 200, done.body
+        file = done.body
+    return file

@@ -1,0 +1,206 @@
+"""Chunked uploads straight to the real store, verified by the store, resumable and deduplicated."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+from gateway.fingerprints import content_key
+from tests.harness import Api, make_claim, put_chunks, upload
+
+MIB = 1024 * 1024
+CHUNK = 5 * MIB  # the smallest chunk size the gateway accepts keeps the files small
+
+
+async def stored_bytes(gateway, fingerprint: str) -> bytes:
+    """Read the object back from the store with the gateway's own credentials (not through the gateway)."""
+    from minio import Minio
+
+    from tests.harness import ACCESS_KEY, BUCKET, SECRET_KEY
+
+    client = Minio(gateway.config.s3_endpoint.split("//")[1], ACCESS_KEY, SECRET_KEY, secure=False)
+
+    def read() -> bytes:
+        response = client.get_object(BUCKET, content_key(fingerprint))
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    return await asyncio.to_thread(read)
+
+
+async def test_files_of_edge_sizes_end_uploaded_with_the_right_bytes(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    for size in (0, 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17):
+        data = os.urandom(size)
+        file = await upload(user, data, CHUNK, file_name=f"size-{size}.bin")
+        assert file["status"] == "uploaded", (size, file)
+        assert file["total_chunks"] == file["uploaded_chunks"] == -(-size // CHUNK)
+        assert all(c["status"] == "uploaded" for c in file["chunks"])
+        assert file["uploaded_by"] == user.username
+        stored = await stored_bytes(gateway, file["fingerprint"])
+        assert hashlib.sha256(stored).digest() == hashlib.sha256(data).digest(), size
+
+
+async def test_inconsistent_claims_are_400_naming_the_problem(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    good = make_claim(os.urandom(CHUNK + 5), CHUNK)
+    cases = {
+        "wrong_chunk_size": {**good, "chunk_size": CHUNK * 2},
+        "wrong_chunk_count": {**good, "chunks": good["chunks"][:1]},
+        "invalid_fingerprint": {**good, "chunks": [good["chunks"][0].upper(), good["chunks"][1]]},
+        "fingerprint_mismatch": {**good, "fingerprint": hashlib.sha256(b"other").hexdigest()},
+        "file_too_large": {**good, "file_size": gateway.config.max_file_size + 1},
+        "invalid_field": {**good, "file_size": "12"},
+    }
+    for code, body in cases.items():
+        response = await user.post("/dropbox/v1/files", json=body)
+        assert response.status == 400, code
+        assert response.body["error"]["code"] == code, (code, response.body)
+        assert response.body["error"]["message"]
+    garbage = await user.post("/dropbox/v1/files", data=b"{not json", headers={"Content-Type": "application/json"})
+    assert garbage.status == 400 and garbage.body["error"]["code"] == "invalid_json"
+
+
+async def test_wrong_bytes_never_make_an_uploaded_file(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    data = os.urandom(CHUNK + 100)
+    started = await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK))
+    file_id = started.body["file_id"]
+    urls = (await user.post(f"/dropbox/v1/files/{file_id}/upload-urls", json={"chunks": [1]})).body["urls"]
+    entry = urls[0]
+    forged = os.urandom(100)
+    # With the signed checksum header the store checks the bytes; without it the signature fails.
+    async with http.put(entry["url"], data=forged, headers=entry["headers"]) as resp:
+        assert resp.status == 400, await resp.text()
+        assert "BadDigest" in await resp.text()
+    async with http.put(entry["url"], data=forged) as resp:
+        assert resp.status == 403
+    # A forged checksum header for the forged bytes breaks the signature too.
+    import base64
+
+    forged_sum = base64.b64encode(hashlib.sha256(forged).digest()).decode()
+    async with http.put(entry["url"], data=forged, headers={"x-amz-checksum-sha256": forged_sum}) as resp:
+        assert resp.status == 403
+    done = await user.post(f"/dropbox/v1/files/{file_id}/complete")
+    assert done.status == 409
+    assert done.body["error"]["code"] == "chunks_missing"
+    assert done.body["error"]["missing"] == [0, 1]
+    info = await user.get(f"/dropbox/v1/files/{file_id}")
+    assert info.body["status"] == "uploading"
+    assert "download_url" not in info.body
+
+
+async def test_resume_after_gateway_restart_sends_only_missing_chunks(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    data = os.urandom(4 * CHUNK)
+    claim = make_claim(data, CHUNK, file_name="big.iso")
+    started = await user.post("/dropbox/v1/files", json=claim)
+    assert started.status == 201
+    file_id = started.body["file_id"]
+    assert await put_chunks(user, file_id, data, CHUNK, [0, 2]) == [200, 200]
+
+    await gateway.restart()  # a crash between chunks; the SQLite file and the store remain
+
+    found = await user.get(f"/dropbox/v1/files?fingerprint={claim['fingerprint']}")
+    assert [f["file_id"] for f in found.body["files"]] == [file_id]
+    resumed = await user.post("/dropbox/v1/files", json=claim)
+    assert resumed.status == 200
+    assert resumed.body["file_id"] == file_id
+    statuses = {c["index"]: c["status"] for c in resumed.body["chunks"]}
+    assert statuses == {0: "uploaded", 1: "pending", 2: "uploaded", 3: "pending"}
+    # With no body, upload-urls hands out exactly the missing chunks.
+    urls = await user.post(f"/dropbox/v1/files/{file_id}/upload-urls")
+    assert [u["index"] for u in urls.body["urls"]] == [1, 3]
+    assert await put_chunks(user, file_id, data, CHUNK, [1, 3]) == [200, 200]
+    done = await user.post(f"/dropbox/v1/files/{file_id}/complete")
+    assert done.status == 200 and done.body["status"] == "uploaded"
+    assert hashlib.sha256(await stored_bytes(gateway, claim["fingerprint"])).digest() == hashlib.sha256(data).digest()
+
+
+async def test_same_user_reupload_moves_no_bytes(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    data = os.urandom(CHUNK + 3)
+    first = await upload(user, data, CHUNK, file_name="a.bin")
+    again = await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK, file_name="a.bin"))
+    assert again.status == 200 and again.body["file_id"] == first["file_id"]
+    copy = await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK, file_name="copy of a.bin"))
+    assert copy.status == 201
+    assert copy.body["status"] == "uploaded"
+    assert copy.body["file_id"] != first["file_id"]
+    urls = await user.post(f"/dropbox/v1/files/{copy.body['file_id']}/upload-urls")
+    assert urls.status == 409  # nothing to upload
+
+
+async def test_knowing_a_fingerprint_gives_another_user_nothing(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK)
+    api = Api(http, gateway.url)
+    owner, thief = await api.signup(), await api.signup()
+    data = os.urandom(2 * CHUNK)
+    original = await upload(owner, data, CHUNK, file_name="secret.pdf")
+    claim = make_claim(data, CHUNK, file_name="stolen.pdf")
+    attempt = await thief.post("/dropbox/v1/files", json=claim)
+    assert attempt.status == 201
+    assert attempt.body["status"] == "uploading"
+    assert "download_url" not in attempt.body
+    assert all(c["status"] == "pending" for c in attempt.body["chunks"])
+    done = await thief.post(f"/dropbox/v1/files/{attempt.body['file_id']}/complete")
+    assert done.status == 409 and done.body["error"]["code"] == "chunks_missing"
+    assert (await thief.get(f"/dropbox/v1/files/{original['file_id']}")).status == 404
+    assert (await thief.get(f"/dropbox/v1/files/{attempt.body['file_id']}/content")).status == 409
+    # Uploading the bytes themselves works, and the content is still stored once.
+    statuses = await put_chunks(thief, attempt.body["file_id"], data, CHUNK)
+    assert statuses == [200, 200]
+    done = await thief.post(f"/dropbox/v1/files/{attempt.body['file_id']}/complete")
+    assert done.body["status"] == "uploaded"
+
+
+async def test_expired_upload_urls_are_refused_by_the_store(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK, upload_url_ttl=1)
+    user = await Api(http, gateway.url).signup()
+    data = os.urandom(1000)
+    started = await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK))
+    urls = (await user.post(f"/dropbox/v1/files/{started.body['file_id']}/upload-urls")).body["urls"]
+    await asyncio.sleep(2.5)
+    async with http.put(urls[0]["url"], data=data, headers=urls[0]["headers"]) as resp:
+        assert resp.status == 403
+        assert "expired" in (await resp.text()).lower()
+
+
+async def test_names_are_only_metadata(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    for name in ("../../etc/passwd", "名前.txt", "a/b\\c d.txt", "😀" * 10):
+        data = os.urandom(10)
+        file = await upload(user, data, CHUNK, file_name=name)
+        assert file["file_name"] == name
+        assert file["status"] == "uploaded"
+        assert name not in content_key(file["fingerprint"])
+
+
+async def test_inline_upload_with_curl_style_form(make_gateway, http):
+    import aiohttp
+
+    gateway = await make_gateway(chunk_size=CHUNK, inline_upload_limit=2 * CHUNK)
+    user = await Api(http, gateway.url).signup()
+    data = os.urandom(CHUNK + 1234)
+    form = aiohttp.FormData()
+    form.add_field("file_metadata", '{"file_name": "notes.txt", "file_type": "text/plain"}', content_type="application/json")
+    form.add_field("file", data, filename="ignored.txt", content_type="application/octet-stream")
+    response = await user.post("/dropbox/v1/files", data=form)
+    assert response.status == 201, response.body
+    assert response.body["status"] == "uploaded"
+    assert response.body["file_name"] == "notes.txt" and response.body["file_type"] == "text/plain"
+    assert hashlib.sha256(await stored_bytes(gateway, response.body["fingerprint"])).digest() == hashlib.sha256(data).digest()
+    too_big = aiohttp.FormData()
+    too_big.add_field("file_metadata", '{"file_name": "big"}')
+    too_big.add_field("file", os.urandom(2 * CHUNK + 1), filename="big")
+    refused = await user.post("/dropbox/v1/files", data=too_big)
+    assert refused.status == 413 and refused.body["error"]["code"] == "inline_upload_too_large"
