@@ -52,6 +52,9 @@ class Config:
     reconcile_interval: float = 60.0
     # Seconds of quiet before the reconciler looks at an upload the store's events should have settled.
     reconcile_grace: float = 30.0
+    # Whether the store posts an event per uploaded part (the embedded SeaweedFS does,
+    # MinIO does not). Without them, upload progress is read from the store's part list.
+    store_part_events: bool = True
 
     # aiocache backend: "memory://" or "redis://host:port/db".
     cache_url: str = "memory://"

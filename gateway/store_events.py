@@ -1,0 +1,74 @@
+"""What the gateway does when the store says something happened.
+
+Every event is only a hint to look: the handlers ask the store (its part
+list, its objects) before changing any state, so a replayed, reordered or
+forged event cannot make a wrong transition.
+"""
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from gateway import appkeys
+from gateway.fingerprints import content_key, is_fingerprint
+from gateway.uploads import complete_upload, refresh_from_store
+from storage.events import StoreEvent
+
+log = structlog.get_logger("gateway.events")
+CONTENT_PREFIX = content_key("")
+
+
+async def handle_event(app: web.Application, event: StoreEvent) -> str:
+    """Act on one event; return its outcome for the log line."""
+    if event.bucket != app[appkeys.CONFIG].s3_bucket:
+        return "ignored_other_bucket"
+    if event.kind == "part_uploaded":
+        return await _part_uploaded(app, event)
+    fingerprint = (event.key or "").removeprefix(CONTENT_PREFIX)
+    if not (event.key or "").startswith(CONTENT_PREFIX) or not is_fingerprint(fingerprint):
+        return "ignored_not_content"
+    if event.kind == "object_created":
+        return await _content_created(app, fingerprint)
+    return await _content_removed(app, fingerprint)
+
+
+async def _part_uploaded(app: web.Application, event: StoreEvent) -> str:
+    file_id = await app[appkeys.DB].fetchval(
+        "SELECT id FROM files WHERE upload_id = ? AND status = 'uploading'", (event.upload_id,)
+    )
+    if file_id is None:
+        return "unknown_upload"
+    verified = await refresh_from_store(app, file_id)
+    if verified is None:
+        return "upload_gone"
+    status = await complete_upload(app, file_id, strict=False)
+    return "completed" if status == "uploaded" else f"progress:{len(verified)}"
+
+
+async def _content_created(app: web.Application, fingerprint: str) -> str:
+    # Our own CompleteMultipartUpload (or a PutObject) landed: settle the uploads of
+    # this content. An object another user's upload wrote settles nothing here,
+    # because each upload is finished only from its own parts.
+    file_ids = [
+        row["id"]
+        for row in await app[appkeys.DB].fetchall(
+            "SELECT id FROM files WHERE fingerprint = ? AND status = 'uploading'", (fingerprint,)
+        )
+    ]
+    if not file_ids:
+        return "nothing_uploading"
+    outcomes = [await complete_upload(app, file_id, strict=False) for file_id in file_ids]
+    return f"uploads:{','.join(outcomes)}"
+
+
+async def _content_removed(app: web.Application, fingerprint: str) -> str:
+    if await app[appkeys.STORE].stat(content_key(fingerprint)) is not None:
+        return "still_present"  # a stale or replayed event
+    holders = await app[appkeys.DB].fetchval(
+        "SELECT count(*) FROM files WHERE fingerprint = ? AND status = 'uploaded'", (fingerprint,)
+    )
+    if holders:
+        # Someone removed content behind the gateway's back: files can no longer be served.
+        log.error("content_lost", fingerprint=fingerprint, files=holders)
+        return "content_lost"
+    return "removed"

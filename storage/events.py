@@ -1,0 +1,89 @@
+"""Store events: MinIO's S3 event records and the embedded store's filer events,
+turned into one internal type so the gateway never sees either wire format.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote_plus
+
+EventKind = Literal["part_uploaded", "object_created", "object_removed"]
+
+# SeaweedFS keeps multipart parts at /buckets/<bucket>/.uploads/<upload id>/<NNNN>_<uuid>.part
+SEAWEED_PART = re.compile(r"^/buckets/(?P<bucket>[^/]+)/\.uploads/(?P<upload_id>[^/]+)/(?P<number>\d{4,})_[^/]*\.part$")
+SEAWEED_OBJECT = re.compile(r"^/buckets/(?P<bucket>[^/.][^/]*)/(?P<key>(?!\.uploads/)(?!\.system/).+)$")
+
+
+class MalformedEvent(ValueError):
+    """The body is not an event of the expected format."""
+
+
+@dataclass(frozen=True)
+class StoreEvent:
+    kind: EventKind
+    bucket: str
+    key: str | None = None  # object key; None for a part (the store names only its upload)
+    upload_id: str | None = None
+    part_number: int | None = None
+    size: int | None = None
+    source: str = ""  # the store's own event name, for the logs
+
+
+def parse_minio(body: Any) -> list[StoreEvent]:
+    """MinIO's bucket notification (S3 event records), as its webhook target posts it."""
+    if not isinstance(body, dict) or not isinstance(body.get("Records"), list):
+        raise MalformedEvent("expected a MinIO bucket notification: an object with a `Records` list")
+    events = []
+    for index, record in enumerate(body["Records"]):
+        try:
+            name = record["eventName"]
+            bucket = record["s3"]["bucket"]["name"]
+            obj = record["s3"]["object"]
+            key = unquote_plus(obj["key"])  # MinIO and S3 send keys URL-encoded
+        except (KeyError, TypeError) as exc:
+            raise MalformedEvent(f"Records[{index}] lacks {exc}") from exc
+        if name.startswith("s3:ObjectCreated:"):
+            kind: EventKind = "object_created"
+        elif name.startswith("s3:ObjectRemoved:"):
+            kind = "object_removed"
+        else:
+            continue  # other notifications (access, replication) are not ours to act on
+        size = obj.get("size")
+        events.append(StoreEvent(kind, bucket, key=key, size=size if isinstance(size, int) else None, source=name))
+    return events
+
+
+def parse_seaweedfs(body: Any) -> list[StoreEvent]:
+    """One SeaweedFS filer event; directories and the store's own system files are ignored."""
+    if not isinstance(body, dict) or not isinstance(body.get("key"), str) or "event_type" not in body:
+        raise MalformedEvent("expected a SeaweedFS filer event: an object with `event_type` and `key`")
+    event_type, path = body["event_type"], body["key"]
+    message = body.get("message") or {}
+    entry = message.get("new_entry") if event_type in ("create", "update") else message.get("old_entry")
+    if not isinstance(entry, dict) or entry.get("is_directory"):
+        return []
+    size = (entry.get("attributes") or {}).get("file_size")
+    source = f"seaweedfs:{event_type}"
+    part = SEAWEED_PART.match(path)
+    if part:
+        if event_type != "create":
+            return []  # parts are deleted when the upload completes or is aborted
+        return [
+            StoreEvent(
+                "part_uploaded",
+                part["bucket"],
+                upload_id=part["upload_id"],
+                part_number=int(part["number"]),
+                size=size,
+                source=source,
+            )
+        ]
+    obj = SEAWEED_OBJECT.match(path)
+    if not obj:
+        return []
+    kind: EventKind = "object_removed" if event_type == "delete" else "object_created"
+    return [StoreEvent(kind, obj["bucket"], key=obj["key"], size=size, source=source)]
+
+
+PARSERS = {"minio": parse_minio, "seaweedfs": parse_seaweedfs}

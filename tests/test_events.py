@@ -1,0 +1,225 @@
+"""Store events: the embedded store's real webhook, MinIO's recorded payloads, reconciliation."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from gateway.fingerprints import content_key
+from gateway.reconciler import reconcile_once
+from storage.embedded import free_port
+from storage.events import MalformedEvent, StoreEvent, parse_minio, parse_seaweedfs
+from tests.harness import BUCKET, EVENTS_TOKEN, Api, make_claim, put_chunks
+
+MIB = 1024 * 1024
+CHUNK = 5 * MIB
+FIXTURES = Path(__file__).parent / "fixtures" / "minio"
+
+
+def minio_payload(name: str, key: str, size: int = 0, bucket: str = BUCKET) -> dict:
+    text = (FIXTURES / f"{name}.json").read_text()
+    text = text.replace("KEY_ENCODED", quote(key, safe="")).replace("BUCKET", bucket).replace("SIZE", str(size))
+    return json.loads(text)
+
+
+async def wait_for(check, timeout: float = 20.0, interval: float = 0.2):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(interval)
+
+
+# --- the two wire formats become one event type ------------------------------------
+
+
+def test_minio_records_parse_into_store_events():
+    key = content_key("ab" * 32)
+    created = parse_minio(minio_payload("complete_multipart_upload", key, 123))
+    assert created == [StoreEvent("object_created", BUCKET, key=key, size=123, source="s3:ObjectCreated:CompleteMultipartUpload")]
+    assert parse_minio(minio_payload("put", key, 5))[0].kind == "object_created"
+    removed = parse_minio(minio_payload("removed", key))
+    assert removed[0].kind == "object_removed" and removed[0].key == key
+    with pytest.raises(MalformedEvent):
+        parse_minio({"no": "records"})
+    with pytest.raises(MalformedEvent):
+        parse_minio({"Records": [{"eventName": "s3:ObjectCreated:Put"}]})
+
+
+def test_seaweedfs_filer_events_parse_into_store_events():
+    part = {
+        "event_type": "create",
+        "key": "/buckets/b1/.uploads/c3fd_6827/0002_047cc742.part",
+        "message": {"new_entry": {"name": "0002_047cc742.part", "attributes": {"file_size": 4}}},
+    }
+    assert parse_seaweedfs(part) == [
+        StoreEvent("part_uploaded", "b1", upload_id="c3fd_6827", part_number=2, size=4, source="seaweedfs:create")
+    ]
+    obj = {"event_type": "create", "key": "/buckets/b1/content/abc", "message": {"new_entry": {"attributes": {"file_size": 9}}}}
+    assert parse_seaweedfs(obj)[0] == StoreEvent("object_created", "b1", key="content/abc", size=9, source="seaweedfs:create")
+    gone = {"event_type": "delete", "key": "/buckets/b1/content/abc", "message": {"old_entry": {"attributes": {}}}}
+    assert parse_seaweedfs(gone)[0].kind == "object_removed"
+    directory = {"event_type": "create", "key": "/buckets/b1/.uploads", "message": {"new_entry": {"is_directory": True}}}
+    system = {"event_type": "create", "key": "/buckets/.system/x", "message": {"new_entry": {}}}
+    part_removed = {**part, "event_type": "delete", "message": {"old_entry": part["message"]["new_entry"]}}
+    assert parse_seaweedfs(directory) == parse_seaweedfs(system) == parse_seaweedfs(part_removed) == []
+    with pytest.raises(MalformedEvent):
+        parse_seaweedfs(["not", "an", "event"])
+
+
+# --- the real embedded store's webhook ------------------------------------------------
+
+
+async def test_upload_turns_uploaded_without_complete_with_progress_from_events(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK)  # on the port the store's webhook posts to
+    user = await Api(http, gateway.url).signup()
+    data = os.urandom(2 * CHUNK + 10)
+    started = await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK))
+    file_id = started.body["file_id"]
+    assert await put_chunks(user, file_id, data, CHUNK, [1]) == [200]
+
+    async def progress():
+        body = (await user.get(f"/dropbox/v1/files/{file_id}")).body
+        return body if body["uploaded_chunks"] == 1 else None
+
+    body = await wait_for(progress)
+    assert [c["status"] for c in body["chunks"]] == ["pending", "uploaded", "pending"]
+    assert body["status"] == "uploading"
+
+    assert await put_chunks(user, file_id, data, CHUNK, [0, 2]) == [200, 200]
+
+    async def uploaded():
+        body = (await user.get(f"/dropbox/v1/files/{file_id}")).body
+        return body if body["status"] == "uploaded" else None
+
+    body = await wait_for(uploaded)  # no POST .../complete was sent
+    assert body["uploaded_chunks"] == 3
+
+
+async def test_reconciliation_finishes_an_upload_whose_events_never_came(make_gateway, http):
+    # The gateway listens where the store's webhook does not post: every event is lost.
+    gateway = await make_gateway(chunk_size=CHUNK, port=free_port(), reconcile_interval=0.3, reconcile_grace=0)
+    user = await Api(http, gateway.url).signup()
+    data = os.urandom(CHUNK + 1)
+    file_id = (await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK))).body["file_id"]
+    assert await put_chunks(user, file_id, data, CHUNK) == [200, 200]
+
+    async def uploaded():
+        return (await user.get(f"/dropbox/v1/files/{file_id}")).body["status"] == "uploaded"
+
+    await wait_for(uploaded, timeout=15)
+
+
+async def test_progress_from_the_part_list_when_the_store_sends_no_part_events(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK, port=free_port(), store_part_events=False)
+    user = await Api(http, gateway.url).signup()
+    data = os.urandom(CHUNK + 1)
+    file_id = (await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK))).body["file_id"]
+    await put_chunks(user, file_id, data, CHUNK, [0])
+    body = (await user.get(f"/dropbox/v1/files/{file_id}")).body
+    assert [c["status"] for c in body["chunks"]] == ["uploaded", "pending"]
+
+
+# --- MinIO's payloads, auth, replays and order ---------------------------------------------
+
+
+async def _all_chunks_in_store_but_no_events(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK, port=free_port())
+    api = Api(http, gateway.url)
+    user = await api.signup()
+    data = os.urandom(CHUNK + 7)
+    claim = make_claim(data, CHUNK)
+    file_id = (await user.post("/dropbox/v1/files", json=claim)).body["file_id"]
+    assert await put_chunks(user, file_id, data, CHUNK) == [200, 200]
+    return gateway, api, user, claim, file_id
+
+
+async def test_events_need_the_events_token_and_change_nothing_without_it(make_gateway, http):
+    gateway, api, user, claim, file_id = await _all_chunks_in_store_but_no_events(make_gateway, http)
+    payload = minio_payload("complete_multipart_upload", content_key(claim["fingerprint"]), claim["file_size"])
+    for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": EVENTS_TOKEN}):
+        refused = await api.post("/dropbox/v1/events", json=payload, headers=headers)
+        assert refused.status == 401
+        assert refused.body["error"]["code"] == "invalid_events_token"
+    assert (await user.get(f"/dropbox/v1/files/{file_id}")).body["status"] == "uploading"
+
+    accepted = await api.post("/dropbox/v1/events", json=payload, headers={"Authorization": f"Bearer {EVENTS_TOKEN}"})
+    assert accepted.status == 200
+    assert accepted.body["outcomes"] == ["uploads:uploaded"]
+    assert (await user.get(f"/dropbox/v1/files/{file_id}")).body["status"] == "uploaded"
+
+    replayed = await api.post("/dropbox/v1/events", json=payload, headers={"Authorization": f"Bearer {EVENTS_TOKEN}"})
+    assert replayed.status == 200 and replayed.body["outcomes"] == ["nothing_uploading"]
+    body = (await user.get(f"/dropbox/v1/files/{file_id}")).body
+    assert body["status"] == "uploaded" and body["uploaded_chunks"] == 2
+
+
+async def test_a_completion_event_before_the_parts_changes_nothing(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK, port=free_port())
+    api = Api(http, gateway.url)
+    user = await api.signup()
+    data = os.urandom(CHUNK + 7)
+    claim = make_claim(data, CHUNK)
+    file_id = (await user.post("/dropbox/v1/files", json=claim)).body["file_id"]
+    auth = {"Authorization": f"Bearer {EVENTS_TOKEN}"}
+    early = minio_payload("complete_multipart_upload", content_key(claim["fingerprint"]), claim["file_size"])
+    response = await api.post("/dropbox/v1/events", json=early, headers=auth)
+    assert response.status == 200 and response.body["outcomes"] == ["uploads:uploading"]
+    body = (await user.get(f"/dropbox/v1/files/{file_id}")).body
+    assert body["status"] == "uploading" and body["uploaded_chunks"] == 0
+    # A removal event for content nobody holds changes nothing either.
+    stale = await api.post("/dropbox/v1/events", json=minio_payload("removed", content_key(claim["fingerprint"])), headers=auth)
+    assert stale.body["outcomes"] == ["removed"]
+    # Then the parts, then the event: now it completes.
+    await put_chunks(user, file_id, data, CHUNK)
+    late = await api.post("/dropbox/v1/events", json=early, headers=auth)
+    assert late.body["outcomes"] == ["uploads:uploaded"]
+    gone_again = await api.post("/dropbox/v1/events", json=minio_payload("removed", content_key(claim["fingerprint"])), headers=auth)
+    assert gone_again.body["outcomes"] == ["still_present"]
+
+
+async def test_unknown_objects_are_acknowledged_and_malformed_bodies_refused(gateway, http):
+    api = Api(http, gateway.url)
+    auth = {"Authorization": f"Bearer {EVENTS_TOKEN}"}
+    for key, outcome in ((content_key("cd" * 32), "nothing_uploading"), ("elsewhere/file.txt", "ignored_not_content")):
+        response = await api.post("/dropbox/v1/events", json=minio_payload("put", key, 1), headers=auth)
+        assert response.status == 200 and response.body["outcomes"] == [outcome]
+    other_bucket = await api.post("/dropbox/v1/events", json=minio_payload("put", "x", 1, bucket="not-ours"), headers=auth)
+    assert other_bucket.body["outcomes"] == ["ignored_other_bucket"]
+    bad = await api.post("/dropbox/v1/events", data=b"{", headers=auth)
+    assert bad.status == 400 and bad.body["error"]["code"] == "invalid_event"
+    wrong_shape = await api.post("/dropbox/v1/events/seaweedfs", json={"Records": []}, headers=auth)
+    assert wrong_shape.status == 400
+
+
+async def test_abandoned_uploads_are_aborted_and_finished_files_untouched(make_gateway, http):
+    from gateway import appkeys
+    from storage import UploadNotFound
+    from tests.harness import upload
+
+    gateway = await make_gateway(chunk_size=CHUNK, port=free_port(), reconcile_grace=0, abandon_after=3600)
+    user = await Api(http, gateway.url).signup()
+    finished = await upload(user, os.urandom(100), CHUNK, file_name="keep.txt")
+    stale_data = os.urandom(CHUNK + 1)
+    stale = (await user.post("/dropbox/v1/files", json=make_claim(stale_data, CHUNK))).body
+    await put_chunks(user, stale["file_id"], stale_data, CHUNK, [0])
+    upload_id = await gateway.app[appkeys.DB].fetchval("SELECT upload_id FROM files WHERE id = ?", (stale["file_id"],))
+    # Nothing is old enough yet: nothing is abandoned.
+    assert (await reconcile_once(gateway.app))["abandoned"] == 0
+
+    gateway.config = dataclasses.replace(gateway.config, abandon_after=0)
+    await gateway.restart()
+    assert (await reconcile_once(gateway.app))["abandoned"] == 1
+    body = (await user.get(f"/dropbox/v1/files/{stale['file_id']}")).body
+    assert body["status"] == "failed" and "abandoned" in body["failure_reason"]
+    assert (await user.get(f"/dropbox/v1/files/{finished['file_id']}")).body["status"] == "uploaded"
+    with pytest.raises(UploadNotFound):  # aborted in the store too
+        await gateway.app[appkeys.STORE].list_parts(content_key(stale["fingerprint"]), upload_id)
