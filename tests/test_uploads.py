@@ -204,3 +204,14 @@ async def test_inline_upload_with_curl_style_form(make_gateway, http):
     too_big.add_field("file", os.urandom(2 * CHUNK + 1), filename="big")
     refused = await user.post("/dropbox/v1/files", data=too_big)
     assert refused.status == 413 and refused.body["error"]["code"] == "inline_upload_too_large"
+
+
+async def test_concurrent_starts_each_see_their_own_new_file(make_gateway, http):
+    # Regression: reads once shared a SQLite snapshot pinned by another request's open
+    # statement, so a file just created could answer 404 under concurrency.
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    claims = [make_claim(os.urandom(64), CHUNK, file_name=f"f{i}") for i in range(60)]
+    answers = await asyncio.gather(*(user.post("/dropbox/v1/files", json=claim) for claim in claims))
+    assert [a.status for a in answers] == [201] * len(claims)
+    assert len({a.body["file_id"] for a in answers}) == len(claims)
