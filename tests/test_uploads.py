@@ -5,6 +5,8 @@ import asyncio
 import hashlib
 import os
 
+import pytest
+
 from gateway.fingerprints import content_key
 from tests.harness import Api, make_claim, put_chunks, upload
 
@@ -215,3 +217,34 @@ async def test_concurrent_starts_each_see_their_own_new_file(make_gateway, http)
     answers = await asyncio.gather(*(user.post("/dropbox/v1/files", json=claim) for claim in claims))
     assert [a.status for a in answers] == [201] * len(claims)
     assert len({a.body["file_id"] for a in answers}) == len(claims)
+
+
+async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(make_gateway, http):
+    """A part written without its checksum (as a store that skipped the check at PUT would
+    hold it) is caught when the store completes with every part's checksum."""
+    from minio import Minio
+
+    from gateway import appkeys
+    from tests.harness import ACCESS_KEY, BUCKET, SECRET_KEY
+
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    data = os.urandom(CHUNK + 10)
+    claim = make_claim(data, CHUNK)
+    file_id = (await user.post("/dropbox/v1/files", json=claim)).body["file_id"]
+    assert await put_chunks(user, file_id, data, CHUNK, [0]) == [200]
+    upload_id = await gateway.app[appkeys.DB].fetchval("SELECT upload_id FROM files WHERE id = ?", (file_id,))
+    raw = Minio(gateway.config.s3_endpoint.split("//")[1], ACCESS_KEY, SECRET_KEY, secure=False)
+    await asyncio.to_thread(raw._upload_part, BUCKET, content_key(claim["fingerprint"]), os.urandom(10), None, upload_id, 2)
+
+    done = await user.post(f"/dropbox/v1/files/{file_id}/complete")
+    assert done.status == 422
+    assert done.body["error"]["code"] == "verification_failed"
+    assert "do not match" in done.body["error"]["message"]
+    body = (await user.get(f"/dropbox/v1/files/{file_id}")).body
+    assert body["status"] == "failed" and "download_url" not in body
+    assert await gateway.app[appkeys.STORE].stat(content_key(claim["fingerprint"])) is None
+    from storage import UploadNotFound
+
+    with pytest.raises(UploadNotFound):  # the partial data is gone from the store
+        await gateway.app[appkeys.STORE].list_parts(content_key(claim["fingerprint"]), upload_id)
