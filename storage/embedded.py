@@ -29,6 +29,7 @@ PORT_FLAGS = (
     "filer.port.grpc",
     "s3.port.grpc",
     "s3.port.iceberg",
+    "s3.port.lance",
     "admin.port",
     "admin.port.grpc",
     "metricsPort",
