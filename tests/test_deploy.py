@@ -40,7 +40,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 INIT_SCRIPT = ROOT / "deploy" / "minio-init.sh"
 CDN_TEMPLATE = ROOT / "cdn" / "nginx.conf.template"
-DEPLOYMENT_DOC = ROOT / "deploy" / "DEPLOYMENT.md"
+DEPLOYMENT_DOC = ROOT / "README.md"  # its deployment section
 
 # The contract's store events endpoint (api-contract.md, "Store events").
 EVENTS_PATH = "/dropbox/v1/events"
@@ -706,7 +706,7 @@ def test_the_deployment_guide_covers_the_steps():
     for needle in ("cp .env.example .env", "docker compose up -d", EVENTS_PATH, "mc alias set",
                    "aws --endpoint-url", "rclone", "sqlite3", ".backup", "mc mirror", "docker compose pull",
                    "/dropbox/v1/users", "/dropbox/v1/tokens", "/dropbox/v1/files"):
-        assert needle in text, f"deploy/DEPLOYMENT.md does not mention {needle!r}"
+        assert needle in text, f"README.md's deployment section does not mention {needle!r}"
     for port in DEFAULT_PORTS.values():
         assert f":{port}" in text
 
