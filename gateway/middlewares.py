@@ -19,7 +19,7 @@ log = structlog.get_logger("gateway.http")
 # aiohttp's own HTTP errors (unknown path, wrong method, body too large) get
 # the contract's error body too.
 HTTP_ERROR_CODES = {
-    404: ("not_found", "no such endpoint"),
+    404: ("unknown_endpoint", "no such endpoint"),
     405: ("method_not_allowed", "this endpoint does not take that method"),
     413: ("payload_too_large", "the request body is too large"),
 }

@@ -46,6 +46,6 @@ async def test_config_lists_the_contract_fields(api: Api, gateway):
 
 async def test_unknown_path_and_wrong_method_answer_json_errors(api: Api):
     missing = await api.get("/dropbox/v1/nothing-here")
-    assert missing.status == 404 and missing.body["error"]["code"] == "not_found"
+    assert missing.status == 404 and missing.body["error"]["code"] == "unknown_endpoint"
     wrong = await api.request("PUT", "/dropbox/v1/users")
     assert wrong.status == 405 and wrong.body["error"]["code"] == "method_not_allowed"

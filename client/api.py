@@ -1,0 +1,270 @@
+"""An asyncio client for the gateway's JSON API (the v1 contract).
+
+Every failure comes out as a :class:`client.errors.ClientError` whose message
+says what went wrong and what to do about it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, Iterable
+from urllib.parse import quote
+
+import aiohttp
+
+from client.errors import (
+    AuthRequired,
+    BadLogin,
+    ClientError,
+    NotFound,
+    Refused,
+    ServerError,
+    Unreachable,
+)
+
+API = "/dropbox/v1"
+USER_AGENT = "dbx-client/0.1"
+
+
+def connection_reason(exc: BaseException) -> str:
+    """A short human reason for a failed connection."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        inner = exc.os_error
+        if getattr(inner, "strerror", None):
+            return inner.strerror
+        if getattr(inner, "errno", None):
+            return os.strerror(inner.errno)
+        return str(inner) or exc.__class__.__name__
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    return str(exc) or exc.__class__.__name__
+
+
+TRANSPORT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
+
+
+def make_session(**kwargs: Any) -> aiohttp.ClientSession:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+    connector = aiohttp.TCPConnector(limit=64)
+    return aiohttp.ClientSession(
+        timeout=timeout, connector=connector, headers={"User-Agent": USER_AGENT}, **kwargs
+    )
+
+
+class GatewayClient:
+    """One gateway, one (optional) access token, one aiohttp session."""
+
+    def __init__(self, server: str, token: str | None = None, *, session: aiohttp.ClientSession | None = None):
+        self.server = server.rstrip("/")
+        self.token = token
+        self._session = session
+        self._own_session = session is None
+
+    async def __aenter__(self) -> "GatewayClient":
+        if self._session is None:
+            self._session = make_session()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = make_session()
+        return self._session
+
+    # -- plumbing -------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict | None = None,
+        auth: bool = True,
+        ok: Iterable[int] = (200,),
+        what: str | None = None,
+    ) -> tuple[int, Any]:
+        """Send one request; answer (status, parsed JSON body) for the ``ok`` statuses.
+
+        ``what`` names the thing asked for in not-found messages ("file 42").
+        """
+        headers = {"Accept": "application/json"}
+        if auth:
+            if not self.token:
+                raise AuthRequired(f"you are not logged in to {self.server}; run `dbx login`")
+            headers["Authorization"] = f"Bearer {self.token}"
+        url = self.server + path
+        try:
+            async with self.session.request(
+                method, url, json=json_body, params=params, headers=headers, allow_redirects=False
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                request_id = resp.headers.get("X-Request-Id")
+        except TRANSPORT_ERRORS as exc:
+            raise Unreachable(
+                f"cannot reach the gateway at {self.server} ({connection_reason(exc)}); "
+                "is it running? Point dbx at another one with --server or DBX_SERVER"
+            ) from exc
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+        if status in tuple(ok):
+            if body is None and raw:
+                raise ServerError(f"the gateway answered {method} {path} with something that is not JSON")
+            return status, body
+        raise self._error(method, path, status, body, request_id, what)
+
+    def _error(self, method: str, path: str, status: int, body: Any, request_id: str | None, what: str | None) -> ClientError:
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        code = str(error.get("code") or "")
+        message = str(error.get("message") or "").rstrip(".")
+        details = {k: v for k, v in error.items() if k not in ("code", "message")}
+        if status == 401:
+            if code == "invalid_credentials":
+                return BadLogin(
+                    f"wrong username or password for {self.server}; check them and run `dbx login` again",
+                    code=code, status=status,
+                )
+            if code == "token_expired":
+                return AuthRequired(
+                    f"your session on {self.server} has expired; run `dbx login`", code=code, status=status
+                )
+            reason = f" ({message})" if message else ""
+            return AuthRequired(
+                f"the gateway at {self.server} did not accept your login{reason}; run `dbx login`",
+                code=code or "unauthorized", status=status,
+            )
+        if status == 404:
+            if code in ("unknown_endpoint", ""):
+                return ServerError(
+                    f"the gateway at {self.server} does not offer {method} {path} yet (404); "
+                    "it may be an older version",
+                    code="unsupported", status=status,
+                )
+            subject = what or "it"
+            reason = f": {message}" if message else ""
+            return NotFound(
+                f"{subject} was not found on {self.server}{reason}; `dbx ls` lists your files and those shared with you",
+                code=code or "not_found", status=status, **details,
+            )
+        if status == 403:
+            return AuthRequired(
+                f"the gateway refused {method} {path}: {message or 'forbidden'}", code=code or "forbidden", status=status
+            )
+        if status in (405, 501):
+            return ServerError(
+                f"the gateway at {self.server} does not offer {method} {path} ({status}); it may be an older version",
+                code="unsupported", status=status,
+            )
+        if 400 <= status < 500:
+            return Refused(
+                f"the gateway refused the request: {message or f'HTTP {status}'}",
+                code=code or "refused", status=status, **details,
+            )
+        rid = f" (request id {request_id})" if request_id else ""
+        return ServerError(
+            f"the gateway failed on {method} {path} with HTTP {status}: {message or 'no details'}{rid}; "
+            "try again later, and tell its operator if it persists",
+            code=code or "server_error", status=status,
+        )
+
+    # -- the contract ---------------------------------------------------------------
+
+    async def config(self) -> dict:
+        return (await self.request("GET", f"{API}/config", auth=False))[1]
+
+    async def create_user(self, username: str, email: str, password: str) -> dict:
+        try:
+            return (await self.request(
+                "POST", f"{API}/users", json_body={"username": username, "email": email, "password": password},
+                auth=False, ok=(201,),
+            ))[1]
+        except Refused as exc:
+            if exc.status == 409:
+                raise Refused(f"the username {username!r} is taken on {self.server}; pick another, or `dbx login`",
+                              code=exc.code, status=409) from None
+            raise
+
+    async def create_token(self, username: str, password: str) -> dict:
+        return (await self.request(
+            "POST", f"{API}/tokens", json_body={"username": username, "password": password}, auth=False
+        ))[1]
+
+    async def me(self) -> dict:
+        return (await self.request("GET", f"{API}/users/me"))[1]
+
+    async def create_upload(self, metadata: dict) -> tuple[int, dict]:
+        """POST /files: (201, new upload) or (200, an upload being resumed / already done)."""
+        return await self.request("POST", f"{API}/files", json_body=metadata, ok=(200, 201))
+
+    async def upload_urls(self, file_id: Any, indexes: list[int] | None = None) -> list[dict]:
+        body = {"chunks": indexes} if indexes is not None else None
+        _, answer = await self.request(
+            "POST", f"{API}/files/{_seg(file_id)}/upload-urls", json_body=body, what=f"upload {file_id}"
+        )
+        return list(answer.get("urls", []))
+
+    async def complete(self, file_id: Any) -> tuple[int, dict]:
+        """(200, file object) or (409, error body naming the missing chunks)."""
+        return await self.request(
+            "POST", f"{API}/files/{_seg(file_id)}/complete", ok=(200, 409), what=f"upload {file_id}"
+        )
+
+    async def get_file(self, file_id: Any) -> dict:
+        return (await self.request("GET", f"{API}/files/{_seg(file_id)}", what=f"file {file_id}"))[1]
+
+    async def list_files(self, fingerprint: str | None = None) -> list[dict]:
+        params = {"fingerprint": fingerprint} if fingerprint else None
+        return list((await self.request("GET", f"{API}/files", params=params))[1].get("files", []))
+
+    async def list_shared(self) -> list[dict]:
+        return list((await self.request("GET", f"{API}/files/shared"))[1].get("files", []))
+
+    async def delete_file(self, file_id: Any) -> None:
+        await self.request("DELETE", f"{API}/files/{_seg(file_id)}", ok=(204, 200), what=f"file {file_id}")
+
+    async def share(self, file_id: Any, users: list[str]) -> dict:
+        return (await self.request(
+            "POST", f"{API}/files/share", json_body={"file_id": str(file_id), "users": users},
+            what=f"file {file_id} or one of the users ({', '.join(users)})",
+        ))[1]
+
+    async def unshare(self, file_id: Any, username: str) -> None:
+        await self.request(
+            "DELETE", f"{API}/files/{_seg(file_id)}/shares/{quote(username, safe='')}", ok=(204, 200),
+            what=f"file {file_id} or its share with {username}",
+        )
+
+
+def _seg(value: Any) -> str:
+    return quote(str(value), safe="")
+
+
+def missing_chunks(error_body: Any) -> list[int] | None:
+    """The missing indexes of a 409 from /complete, wherever the gateway put them."""
+    if not isinstance(error_body, dict):
+        return None
+    error = error_body.get("error", error_body)
+    if not isinstance(error, dict):
+        return None
+    for key in ("missing", "missing_chunks", "missing_indexes", "chunks"):
+        value = error.get(key)
+        if isinstance(value, list) and all(isinstance(v, int) for v in value):
+            return list(value)
+    return None

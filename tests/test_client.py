@@ -1,0 +1,604 @@
+"""The real `dbx` command against the real local stack (gateway, SeaweedFS, nginx CDN tier).
+
+The gateway runs in the test's event loop, so the command runs with
+asyncio.create_subprocess_exec: a blocking subprocess call would starve it.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import stat
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+import pytest
+
+from gateway.fingerprints import content_key, fingerprint_stream
+from storage.embedded import free_port
+from tests.harness import Api
+
+MIB = 1024 * 1024
+CHUNK = 5 * MIB  # the smallest chunk size the gateway accepts keeps the files small
+PASSWORD = "correct horse battery"
+DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
+
+
+@dataclass
+class Run:
+    rc: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+    def json_lines(self) -> list:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    def __str__(self) -> str:
+        return f"rc={self.rc}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr[-3000:]}"
+
+
+class Dbx:
+    """Runs the installed `dbx` with its own config directory and server."""
+
+    def __init__(self, home: Path, server: str):
+        self.home = home
+        self.server = server
+        home.mkdir(parents=True, exist_ok=True)
+        self.config_home = home / "config"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("DBX_")},
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(self.config_home),
+            "DBX_SERVER": server,
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    async def start(self, *args: str, env: dict | None = None, stdin: bytes | None = None) -> asyncio.subprocess.Process:
+        assert DBX, "the dbx console script is not installed: pip install -e ."
+        return await asyncio.create_subprocess_exec(
+            DBX, *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**self.env, **(env or {})}, cwd=str(self.home),
+        )
+
+    async def __call__(self, *args: str, env: dict | None = None, stdin: bytes | None = None, timeout: float = 180) -> Run:
+        process = await self.start(*args, env=env, stdin=stdin)
+        try:
+            out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
+        except asyncio.TimeoutError:
+            process.kill()
+            out, err = await process.communicate()
+            raise AssertionError(f"dbx {' '.join(args)} did not finish in {timeout}s:\n{err.decode()[-3000:]}")
+        return Run(process.returncode, out.decode(), err.decode())
+
+    async def login(self, username: str, password: str = PASSWORD) -> Run:
+        run = await self("login", username, env={"DBX_PASSWORD": password})
+        assert run.rc == 0, run
+        return run
+
+
+def no_traceback(run: Run) -> None:
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout, run
+
+
+def write_random(path: Path, size: int) -> Path:
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 * MIB)
+            f.write(os.urandom(n))
+            left -= n
+    return path
+
+
+def fingerprint_of(path: Path, chunk_size: int = CHUNK) -> str:
+    with open(path, "rb") as f:
+        return fingerprint_stream(f, chunk_size)[0]
+
+
+async def stored_sha256(gateway, fingerprint: str) -> str:
+    """SHA-256 of the object in the store, read with the gateway's credentials (not through the gateway)."""
+    from minio import Minio
+
+    from tests.harness import ACCESS_KEY, BUCKET, SECRET_KEY
+
+    client = Minio(gateway.config.s3_endpoint.split("//")[1], ACCESS_KEY, SECRET_KEY, secure=False)
+
+    def read() -> str:
+        response = client.get_object(BUCKET, content_key(fingerprint))
+        digest = hashlib.sha256()
+        try:
+            for piece in response.stream(MIB):
+                digest.update(piece)
+        finally:
+            response.close()
+            response.release_conn()
+        return digest.hexdigest()
+
+    return await asyncio.to_thread(read)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(MIB):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+@pytest.fixture
+async def stack(make_gateway):
+    return await make_gateway(chunk_size=CHUNK)
+
+
+@pytest.fixture
+async def user(stack, http, tmp_path):
+    """A user made through the API, logged in with `dbx login`."""
+    api = await Api(http, stack.url).signup(password=PASSWORD)
+    dbx = Dbx(tmp_path, stack.url)
+    await dbx.login(api.username)
+    dbx.api = api
+    return dbx
+
+
+async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+# -- accounts ------------------------------------------------------------------------
+
+
+async def test_signup_stores_a_private_token_and_whoami_uses_it(stack, tmp_path):
+    dbx = Dbx(tmp_path, stack.url)
+    name = "cli-" + secrets.token_hex(3)
+    run = await dbx("signup", name, "--email", f"{name}@example.com", "--password-stdin", "--json",
+                    stdin=f"{PASSWORD}\n".encode())
+    assert run.rc == 0, run
+    assert run.json()["username"] == name
+    credentials = dbx.config_home / "dbx" / "credentials.json"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    assert stat.S_IMODE(credentials.parent.stat().st_mode) == 0o700
+    assert json.loads(credentials.read_text())["servers"][stack.url]["username"] == name
+
+    me = await dbx("whoami", "--json")
+    assert me.rc == 0, me
+    assert me.json()["username"] == name
+
+    out = await dbx("logout")
+    assert out.rc == 0, out
+    assert (await dbx("whoami")).rc == 5
+    assert (await dbx("login", name, "--password-stdin", stdin=f"{PASSWORD}\n".encode())).rc == 0
+    assert (await dbx("whoami")).rc == 0
+
+    again = await dbx("signup", name, "--email", f"{name}@example.com", env={"DBX_PASSWORD": PASSWORD})
+    assert again.rc == 7, again
+    assert "taken" in again.stderr
+    no_traceback(again)
+
+
+async def test_wrong_password_is_exit_4_and_says_so(user):
+    run = await user("login", user.api.username, env={"DBX_PASSWORD": "not the password"})
+    assert run.rc == 4, run
+    assert "wrong username or password" in run.stderr
+    no_traceback(run)
+
+
+async def test_missing_password_without_a_terminal_is_a_usage_error(user):
+    run = await user("login", user.api.username)
+    assert run.rc == 2, run
+    assert "DBX_PASSWORD" in run.stderr and "--password-stdin" in run.stderr
+    no_traceback(run)
+
+
+async def test_server_down_names_the_server_and_what_to_do(user):
+    down = f"http://127.0.0.1:{free_port()}"
+    run = await user("login", "someone", "--server", down, env={"DBX_PASSWORD": PASSWORD})
+    assert run.rc == 3, run
+    assert down in run.stderr and "cannot reach the gateway" in run.stderr and "DBX_SERVER" in run.stderr
+    no_traceback(run)
+    # Logged in, then the gateway goes away.
+    creds = user.config_home / "dbx" / "credentials.json"
+    data = json.loads(creds.read_text())
+    data["servers"][down] = data["servers"][user.server]
+    creds.write_text(json.dumps(data))
+    for args in (("ls",), ("info", "abc"), ("upload", __file__)):
+        run = await user(*args, "--json", env={"DBX_SERVER": down})
+        assert run.rc == 3, run
+        assert "cannot reach the gateway" in run.stderr and down in run.stderr
+        assert run.json()["error"]["code"] == "unreachable"
+        no_traceback(run)
+
+
+async def test_not_logged_in_and_expired_token_say_run_dbx_login(stack, user, tmp_path):
+    stranger = Dbx(tmp_path / "stranger", stack.url)
+    run = await stranger("ls")
+    assert run.rc == 5, run
+    assert "dbx login" in run.stderr and "not logged in" in run.stderr
+    no_traceback(run)
+
+    # A token the gateway itself says has expired (the local clock thinks it is still fine).
+    now = int(time.time())
+    expired = jwt.encode(
+        {"sub": str(user.api.user_id), "username": user.api.username, "iat": now - 100, "exp": now - 10,
+         "iss": "dropbox-gateway"},
+        stack.config.jwt_secret, algorithm="HS256",
+    )
+    creds = user.config_home / "dbx" / "credentials.json"
+    data = json.loads(creds.read_text())
+    data["servers"][stack.url]["access_token"] = expired
+    creds.write_text(json.dumps(data))
+    run = await user("ls")
+    assert run.rc == 5, run
+    assert "expired" in run.stderr and "dbx login" in run.stderr
+    no_traceback(run)
+
+
+# -- uploads -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 3 * CHUNK + 12345], ids=["empty", "one-byte", "multi-chunk"])
+async def test_upload_then_info_round_trip(stack, user, tmp_path, size):
+    path = write_random(tmp_path / f"data-{size}.bin", size)
+    run = await user("upload", str(path), "--json")
+    assert run.rc == 0, run
+    [result] = run.json_lines()
+    fingerprint = fingerprint_of(path)
+    total = -(-size // CHUNK)
+    assert result["ok"] is True
+    assert result["status"] == "uploaded"
+    assert result["fingerprint"] == fingerprint
+    assert result["file_size"] == size
+    assert result["chunks_total"] == total
+    assert result["chunks_sent"] == total
+    assert result["bytes_sent"] == size
+
+    info = await user("info", result["file_id"], "--json")
+    assert info.rc == 0, info
+    obj = info.json()
+    assert obj["file_id"] == result["file_id"]
+    assert obj["file_name"] == path.name
+    assert obj["status"] == "uploaded"
+    assert obj["file_size"] == size
+    assert obj["fingerprint"] == fingerprint
+    assert obj["uploaded_chunks"] == obj["total_chunks"] == total
+    assert obj["uploaded_by"] == user.api.username
+    # The store holds exactly these bytes.
+    assert await stored_sha256(stack, fingerprint) == sha256_file(path)
+
+    human = await user("info", result["file_id"])
+    assert human.rc == 0 and fingerprint in human.stdout and path.name in human.stdout
+
+
+async def test_upload_several_files_and_again_sends_nothing(user, tmp_path):
+    a = write_random(tmp_path / "a.bin", CHUNK + 1)
+    b = write_random(tmp_path / "b.bin", 10)
+    first = await user("upload", str(a), str(b), "--json", "--parallel", "3")
+    assert first.rc == 0, first
+    assert [r["chunks_sent"] for r in first.json_lines()] == [2, 1]
+    again = await user("upload", str(a), str(b), "--json")
+    assert again.rc == 0, again
+    results = again.json_lines()
+    assert [r["chunks_sent"] for r in results] == [0, 0]
+    assert [r["file_id"] for r in results] == [r["file_id"] for r in first.json_lines()]
+    assert all(r["status"] == "uploaded" and r["already_uploaded"] for r in results)
+
+    # The same content under another name: a new file, no bytes moved.
+    renamed = await user("upload", str(a), "--name", "a-copy.bin", "--json")
+    assert renamed.rc == 0, renamed
+    [copy] = renamed.json_lines()
+    assert copy["deduplicated"] is True and copy["chunks_sent"] == 0 and copy["file_name"] == "a-copy.bin"
+    assert copy["file_id"] not in [r["file_id"] for r in results]
+
+
+async def test_upload_errors_are_per_file_with_exit_codes(user, tmp_path):
+    good = write_random(tmp_path / "good.bin", 100)
+    run = await user("upload", str(tmp_path / "missing.bin"), str(good), "--json")
+    assert run.rc == 6, run
+    missing, ok = run.json_lines()
+    assert missing["ok"] is False and missing["error"]["exit_code"] == 6
+    assert ok["ok"] is True and ok["status"] == "uploaded"
+    assert "no such file" in run.stderr and "missing.bin" in run.stderr
+    no_traceback(run)
+
+    directory = await user("upload", str(tmp_path))
+    assert directory.rc == 2 and "is a directory" in directory.stderr, directory
+
+
+async def read_until(stream: asyncio.StreamReader, pattern: re.Pattern, buffer: bytearray, timeout: float = 60) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = pattern.search(buffer.decode(errors="replace"))
+        if found:
+            return found
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{pattern.pattern!r} never appeared in:\n{buffer.decode(errors='replace')[-2000:]}")
+        piece = await asyncio.wait_for(stream.read(4096), left)
+        if not piece:
+            raise AssertionError(f"the stream ended before {pattern.pattern!r}:\n{buffer.decode(errors='replace')}")
+        buffer += piece
+
+
+async def start_slow_upload(user, path: Path, min_uploaded: int):
+    """Start a rate-limited upload and return (process, file_id) once the gateway shows chunks in the store."""
+    process = await user.start("upload", str(path), "--parallel", "1", "--limit-rate", "6M")
+    buffer = bytearray()
+    match = await read_until(process.stderr, re.compile(r"file_id=([A-Za-z0-9_-]+)"), buffer)
+    file_id = match.group(1)
+
+    async def uploaded_chunks():
+        response = await user.api.get(f"/dropbox/v1/files/{file_id}")
+        assert response.status == 200, response.body
+        return response.body["uploaded_chunks"] >= min_uploaded and response.body
+
+    await wait_for(uploaded_chunks, timeout=60)
+    return process, file_id
+
+
+async def test_killed_upload_resumes_sending_only_missing_chunks(user, tmp_path):
+    total = 8
+    path = write_random(tmp_path / "big.bin", total * CHUNK - 1000)
+    process, file_id = await start_slow_upload(user, path, min_uploaded=2)
+    process.kill()  # kill -9: no cleanup at all
+    await process.wait()
+
+    before = (await user.api.get(f"/dropbox/v1/files/{file_id}")).body
+    assert before["status"] == "uploading", before
+    assert 2 <= before["uploaded_chunks"] < total, before
+
+    run = await user("upload", str(path), "--json")
+    assert run.rc == 0, run
+    [result] = run.json_lines()
+    assert result["file_id"] == file_id
+    assert result["resumed"] is True
+    assert result["status"] == "uploaded"
+    assert result["chunks_skipped"] >= before["uploaded_chunks"]
+    assert result["chunks_sent"] == total - result["chunks_skipped"]
+    assert 0 < result["chunks_sent"] < total
+    assert "resuming" in run.stderr
+    info = await user("info", file_id, "--json")
+    assert info.json()["status"] == "uploaded" and info.json()["fingerprint"] == fingerprint_of(path)
+
+
+async def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(user, tmp_path):
+    total = 6
+    path = write_random(tmp_path / "interrupted.bin", total * CHUNK)
+    process, file_id = await start_slow_upload(user, path, min_uploaded=1)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130, err.decode()[-2000:]
+    assert b"interrupted" in err and b"Traceback" not in err
+
+    run = await user("upload", str(path), "--json", "--quiet")
+    assert run.rc == 0, run
+    assert run.stderr == ""
+    [result] = run.json_lines()
+    assert result["file_id"] == file_id and result["status"] == "uploaded"
+    assert result["chunks_skipped"] >= 1 and result["chunks_sent"] == total - result["chunks_skipped"]
+
+
+async def test_ctrl_c_while_fingerprinting_a_large_file_stops_at_once(user, tmp_path):
+    path = tmp_path / "sparse.bin"
+    with open(path, "wb") as f:
+        f.truncate(4 * 1024 * MIB)  # sparse: seconds of hashing, no disk space
+    process = await user.start("upload", str(path))
+    await read_until(process.stderr, re.compile("hashing"), bytearray())
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130, err.decode()[-2000:]
+    assert time.monotonic() - started < 3, "the hashing thread was not stopped"
+    assert b"Traceback" not in err
+
+
+@pytest.mark.slow
+async def test_upload_memory_stays_flat(user, tmp_path):
+    """A file much larger than parallel x chunk_size uploads in bounded memory."""
+    size = 30 * CHUNK  # 150 MiB
+    path = write_random(tmp_path / "large.bin", size)
+    process = await user.start("upload", str(path), "--json", "--quiet", "--parallel", "2")
+    peak_kib = 0
+    status = Path(f"/proc/{process.pid}/status")
+    communicate = asyncio.ensure_future(process.communicate())
+    while not communicate.done():
+        try:
+            match = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
+            if match:
+                peak_kib = max(peak_kib, int(match.group(1)))
+        except OSError:
+            pass
+        await asyncio.sleep(0.05)
+    out, err = communicate.result()
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert json.loads(out)["chunks_sent"] == 30
+    # The interpreter, aiohttp and tqdm take ~40-60 MiB; two chunks in flight add ~10 MiB (58 MiB measured).
+    assert 0 < peak_kib < 100 * 1024, f"peak RSS {peak_kib // 1024} MiB for a {size // MIB} MiB file"
+
+
+# -- downloads (the CDN tier) ----------------------------------------------------------
+
+
+@pytest.fixture
+async def cdn_stack(make_gateway, cdn):
+    """The gateway with the real nginx CDN tier (the session's `cdn` fixture) in front of the store."""
+    return await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url)
+
+
+@pytest.fixture
+async def cdn_user(cdn_stack, http, tmp_path):
+    api = await Api(http, cdn_stack.url).signup(password=PASSWORD)
+    dbx = Dbx(tmp_path, cdn_stack.url)
+    await dbx.login(api.username)
+    dbx.api = api
+    return dbx
+
+
+async def upload_one(dbx: Dbx, path: Path) -> dict:
+    run = await dbx("upload", str(path), "--json", "--quiet")
+    assert run.rc == 0, run
+    return run.json_lines()[0]
+
+
+@pytest.mark.parametrize("size", [0, 1, 2 * CHUNK + 777], ids=["empty", "one-byte", "multi-chunk"])
+async def test_download_round_trip_verified(cdn_user, tmp_path, size):
+    source = write_random(tmp_path / f"source-{size}.bin", size)
+    uploaded = await upload_one(cdn_user, source)
+    target = tmp_path / "out" / "copy.bin"
+    target.parent.mkdir()
+    run = await cdn_user("download", uploaded["file_id"], "-o", str(target), "--json")
+    assert run.rc == 0, run
+    result = run.json()
+    assert result["path"] == str(target)
+    assert result["fingerprint"] == uploaded["fingerprint"]
+    assert sha256_file(target) == sha256_file(source)
+    assert not Path(str(target) + ".part").exists() and not Path(str(target) + ".part.json").exists()
+
+    # Into a directory: the server's file name.
+    run = await cdn_user("download", uploaded["file_id"], "-o", str(target.parent), "--quiet")
+    assert run.rc == 0, run
+    assert sha256_file(target.parent / source.name) == sha256_file(source)
+
+
+async def test_download_resumes_a_partial_file_with_a_range_request(cdn_user, tmp_path):
+    source = write_random(tmp_path / "resume.bin", 2 * CHUNK + 4321)
+    uploaded = await upload_one(cdn_user, source)
+    target = tmp_path / "resume-copy.bin"
+    kept = CHUNK + 1000  # not on a chunk boundary
+    with open(source, "rb") as f:
+        Path(str(target) + ".part").write_bytes(f.read(kept))
+    Path(str(target) + ".part.json").write_text(json.dumps({
+        "file_id": uploaded["file_id"], "fingerprint": uploaded["fingerprint"],
+        "file_size": uploaded["file_size"], "chunk_size": CHUNK,
+    }))
+    run = await cdn_user("download", uploaded["file_id"], "-o", str(target), "--json")
+    assert run.rc == 0, run
+    result = run.json()
+    assert result["resumed_from"] == kept
+    assert result["bytes_received"] == uploaded["file_size"] - kept
+    assert sha256_file(target) == sha256_file(source)
+
+
+async def test_download_never_appends_to_a_part_of_other_content(cdn_user, tmp_path):
+    source = write_random(tmp_path / "fresh.bin", CHUNK + 10)
+    uploaded = await upload_one(cdn_user, source)
+    target = tmp_path / "fresh-copy.bin"
+    Path(str(target) + ".part").write_bytes(os.urandom(1000))
+    Path(str(target) + ".part.json").write_text(json.dumps({
+        "fingerprint": hashlib.sha256(b"something else").hexdigest(), "file_size": 5000, "chunk_size": CHUNK,
+    }))
+    run = await cdn_user("download", uploaded["file_id"], "-o", str(target), "--json")
+    assert run.rc == 0, run
+    assert run.json()["resumed_from"] == 0
+    assert sha256_file(target) == sha256_file(source)
+
+
+async def test_download_of_corrupt_partial_fails_verification_then_recovers(cdn_user, tmp_path):
+    source = write_random(tmp_path / "verify.bin", CHUNK + 10)
+    uploaded = await upload_one(cdn_user, source)
+    target = tmp_path / "verify-copy.bin"
+    # The right sidecar, the wrong bytes: only the fingerprint check can tell.
+    Path(str(target) + ".part").write_bytes(os.urandom(2000))
+    Path(str(target) + ".part.json").write_text(json.dumps({
+        "file_id": uploaded["file_id"], "fingerprint": uploaded["fingerprint"],
+        "file_size": uploaded["file_size"], "chunk_size": CHUNK,
+    }))
+    run = await cdn_user("download", uploaded["file_id"], "-o", str(target))
+    assert run.rc == 9, run
+    assert "do not match its fingerprint" in run.stderr
+    no_traceback(run)
+    assert not target.exists() and not Path(str(target) + ".part").exists()
+    again = await cdn_user("download", uploaded["file_id"], "-o", str(target), "--quiet")
+    assert again.rc == 0, again
+    assert sha256_file(target) == sha256_file(source)
+
+
+async def test_download_of_unknown_file_is_exit_6(cdn_user, tmp_path):
+    run = await cdn_user("download", "no-such-file-id", "-o", str(tmp_path / "x"))
+    assert run.rc == 6, run
+    assert "not found" in run.stderr and "dbx ls" in run.stderr
+    no_traceback(run)
+    assert not (tmp_path / "x").exists()
+
+
+# -- listing, sharing, deleting ---------------------------------------------------------
+
+
+async def test_ls_lists_own_files(user, tmp_path):
+    path = write_random(tmp_path / "listed.bin", 1234)
+    uploaded = await upload_one(user, path)
+    run = await user("ls", "--json")
+    assert run.rc == 0, run
+    assert uploaded["file_id"] in [f["file_id"] for f in run.json()["files"]]
+    human = await user("ls")
+    assert human.rc == 0 and uploaded["file_id"] in human.stdout and "listed.bin" in human.stdout
+
+
+async def test_share_ls_shared_unshare_and_rm(cdn_stack, cdn_user, http, tmp_path):
+    alice = cdn_user
+    bob_api = await Api(http, cdn_stack.url).signup(password=PASSWORD)
+    bob = Dbx(tmp_path / "bob", cdn_stack.url)
+    await bob.login(bob_api.username)
+    source = write_random(tmp_path / "shared.bin", CHUNK + 3)
+    uploaded = await upload_one(alice, source)
+    file_id = uploaded["file_id"]
+
+    # Before sharing, bob cannot see it.
+    hidden = await bob("info", file_id)
+    assert hidden.rc == 6, hidden
+
+    shared = await alice("share", file_id, bob_api.username, "--json")
+    assert shared.rc == 0, shared
+    assert bob_api.username in shared.json()["shared_with"]
+    again = await alice("share", file_id, bob_api.username)  # idempotent
+    assert again.rc == 0, again
+
+    unknown = await alice("share", file_id, "nobody-" + secrets.token_hex(3))
+    assert unknown.rc == 6 and "nobody-" in unknown.stderr, unknown
+    no_traceback(unknown)
+
+    listing = await bob("ls", "--shared", "--json")
+    assert listing.rc == 0, listing
+    assert [f["file_id"] for f in listing.json()["shared"]] == [file_id]
+    both = await bob("ls", "--all", "--json")
+    assert both.json()["files"] == [] and len(both.json()["shared"]) == 1
+    human = await bob("ls", "shared")
+    assert human.rc == 0 and file_id in human.stdout and alice.api.username in human.stdout
+    assert (await bob("info", file_id)).rc == 0
+    copy = tmp_path / "bob-copy.bin"
+    got = await bob("download", file_id, "-o", str(copy), "--quiet")
+    assert got.rc == 0, got
+    assert sha256_file(copy) == sha256_file(source)
+
+    # Only the owner shares, unshares or deletes.
+    assert (await bob("rm", file_id)).rc == 6
+    assert (await bob("share", file_id, alice.api.username)).rc in (6, 7)
+
+    gone = await alice("unshare", file_id, bob_api.username)
+    assert gone.rc == 0, gone
+    assert (await bob("info", file_id)).rc == 6
+    assert (await bob("ls", "--shared", "--json")).json()["shared"] == []
+
+    removed = await alice("rm", file_id)
+    assert removed.rc == 0, removed
+    assert file_id not in [f["file_id"] for f in (await alice("ls", "--json")).json()["files"]]
+    missing = await alice("rm", file_id)
+    assert missing.rc == 6 and "not found" in missing.stderr, missing
+    no_traceback(missing)

@@ -1,0 +1,627 @@
+"""The client's pure logic, and its retry paths against a scripted fake gateway and store."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from client import errors
+from client.api import GatewayClient, missing_chunks
+from client.cli import build_parser, main, parse_rate
+from client.config import Credentials, CredentialStore, config_dir, normalize_server, resolve_server
+from client.download import (
+    DownloadOptions,
+    download_file,
+    part_path,
+    prepare_partial,
+    resolve_target,
+    safe_name,
+    sidecar_path,
+)
+from client.hashing import ChunkHasher, fingerprint_file
+from client.upload import RateLimiter, UploadOptions, backoff_delay, parse_expiry, read_chunk, upload_file
+from gateway.fingerprints import EMPTY_FINGERPRINT, fingerprint_stream
+
+DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
+
+
+# -- fingerprints --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 63, 64, 65, 200])
+@pytest.mark.parametrize("piece", [1, 3, 8, 50, 1000])
+def test_incremental_hasher_matches_the_contract(size, piece):
+    data = os.urandom(size)
+    expected = fingerprint_stream(io.BytesIO(data), 8)
+    hasher = ChunkHasher(8)
+    for start in range(0, size, piece):
+        hasher.update(data[start:start + piece])
+    assert hasher.hexdigest() == expected[0]
+    assert hasher.chunk_fingerprints() == expected[1]
+    assert hasher.size == size
+
+
+def test_empty_file_fingerprint_is_sha256_of_nothing(tmp_path):
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    assert fingerprint_file(str(path), 5) == (EMPTY_FINGERPRINT, [], 0)
+    assert ChunkHasher(5).hexdigest() == EMPTY_FINGERPRINT
+
+
+def test_fingerprint_file_reports_progress_and_reads_each_chunk_once(tmp_path):
+    data = os.urandom(1000)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    seen = []
+    fingerprint, chunks, size = fingerprint_file(str(path), 300, seen.append)
+    assert (fingerprint, chunks, size) == fingerprint_stream(io.BytesIO(data), 300)
+    assert sum(seen) == 1000 and max(seen) <= 300
+
+
+def test_read_chunk_reads_at_offsets(tmp_path):
+    data = os.urandom(1000)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert read_chunk(fd, 0, 1000, 300) == data[:300]
+        assert read_chunk(fd, 2, 1000, 300) == data[600:900]
+        assert read_chunk(fd, 3, 1000, 300) == data[900:]
+    finally:
+        os.close(fd)
+
+
+# -- small helpers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text,value", [
+    ("2000000", 2_000_000), ("500K", 500 * 1024), ("10M", 10 * 1024 ** 2), ("1.5MiB", 1.5 * 1024 ** 2),
+    ("2g", 2 * 1024 ** 3), ("8M/s", 8 * 1024 ** 2),
+])
+def test_parse_rate(text, value):
+    assert parse_rate(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "fast", "-1", "0", "10X"])
+def test_parse_rate_refuses_nonsense(text):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_rate(text)
+
+
+def test_parse_expiry_takes_unix_seconds_and_iso():
+    assert parse_expiry(1700000000) == 1700000000.0
+    assert parse_expiry("1700000000") == 1700000000.0
+    assert parse_expiry("2023-11-14T22:13:20Z") == 1700000000.0
+    assert parse_expiry(None) is None and parse_expiry("soon") is None
+
+
+def test_backoff_grows_exponentially_and_is_capped():
+    delays = [backoff_delay(a, base=0.5, cap=30, jitter=0) for a in range(8)]
+    assert delays == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    for attempt in range(10):
+        assert 0 <= backoff_delay(attempt, base=0.5, cap=30, jitter=0.25) <= 37.5
+
+
+async def test_rate_limiter_spreads_bytes_over_time():
+    limiter = RateLimiter(1_000_000)
+    started = time.monotonic()
+    for _ in range(5):
+        await limiter.acquire(50_000)
+    assert time.monotonic() - started >= 0.19  # 250 kB at 1 MB/s, the first slot free
+
+
+def test_missing_chunks_from_a_409():
+    assert missing_chunks({"error": {"code": "chunks_missing", "message": "m", "missing": [1, 3]}}) == [1, 3]
+    assert missing_chunks({"error": {"code": "x"}}) is None
+    assert missing_chunks(None) is None
+
+
+def test_safe_name_and_targets(tmp_path):
+    assert safe_name("../../etc/passwd", "f") == "passwd"
+    assert safe_name("a\\b\\c.txt", "f") == "c.txt"
+    assert safe_name("..", "fallback") == "fallback"
+    assert safe_name("", "fallback") == "fallback"
+    assert resolve_target(str(tmp_path), "x.bin", "id") == str(tmp_path / "x.bin")
+    assert resolve_target(str(tmp_path / "y.bin"), "x.bin", "id") == str(tmp_path / "y.bin")
+    assert resolve_target(None, "../x.bin", "id") == os.path.abspath("x.bin")
+
+
+def test_partial_downloads_are_reused_only_for_the_same_content(tmp_path):
+    target = str(tmp_path / "t.bin")
+    meta = {"file_id": "a", "fingerprint": "f" * 64, "file_size": 100, "chunk_size": 8}
+    hasher, offset = prepare_partial(target, meta)
+    assert offset == 0 and Path(part_path(target)).read_bytes() == b""
+    assert json.loads(Path(sidecar_path(target)).read_text()) == meta
+    Path(part_path(target)).write_bytes(b"x" * 30)
+    hasher, offset = prepare_partial(target, meta)
+    assert offset == 30 and hasher.size == 30
+    # Another fingerprint: the part is thrown away.
+    other = {**meta, "fingerprint": "e" * 64}
+    hasher, offset = prepare_partial(target, other)
+    assert offset == 0 and Path(part_path(target)).stat().st_size == 0
+    # A part longer than the file cannot be a prefix of it.
+    Path(part_path(target)).write_bytes(b"x" * 101)
+    assert prepare_partial(target, other)[1] == 0
+
+
+# -- credentials ---------------------------------------------------------------------
+
+
+def test_credentials_are_private_and_per_server(tmp_path):
+    store = CredentialStore(tmp_path / "cfg" / "dbx")
+    store.save(Credentials("http://a:1/", "alice", "tok-a", time.time() + 100))
+    store.save(Credentials("http://b:2", "bob", "tok-b", time.time() - 1))
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
+    assert store.get("http://a:1").access_token == "tok-a"
+    assert not store.get("http://a:1").expired
+    assert store.get("http://b:2").expired
+    assert store.default_server() == "http://b:2"
+    assert store.remove("http://b:2") and store.get("http://b:2") is None
+    assert not store.remove("http://b:2")
+    leftovers = [p.name for p in store.directory.iterdir()]
+    assert leftovers == ["credentials.json"]
+
+
+def test_corrupt_credentials_mean_not_logged_in(tmp_path):
+    store = CredentialStore(tmp_path)
+    store.path.write_text("{not json")
+    assert store.get("http://x") is None
+    store.save(Credentials("http://x", "u", "t"))
+    assert store.get("http://x").access_token == "t"
+
+
+def test_config_dir_follows_xdg():
+    assert config_dir({"XDG_CONFIG_HOME": "/tmp/cfg"}) == Path("/tmp/cfg/dbx")
+    assert config_dir({"XDG_CONFIG_HOME": "relative"}) == Path.home() / ".config" / "dbx"
+    assert config_dir({}) == Path.home() / ".config" / "dbx"
+
+
+def test_server_precedence(tmp_path):
+    store = CredentialStore(tmp_path)
+    assert resolve_server(None, {}, store) == "http://127.0.0.1:8080"
+    store.save(Credentials("http://remembered:1", "u", "t"))
+    assert resolve_server(None, {}, store) == "http://remembered:1"
+    assert resolve_server(None, {"DBX_SERVER": "env:2"}, store) == "http://env:2"
+    assert resolve_server("https://flag:3/", {"DBX_SERVER": "env:2"}, store) == "https://flag:3"
+    assert normalize_server(" http://x:1/ ") == "http://x:1"
+
+
+# -- the command line ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [[], ["upload"], ["upload", "f", "--parallel", "0"], ["nope"],
+                                  ["ls", "--shared", "--all"], ["upload", "f", "--limit-rate", "fast"]])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == errors.EXIT_USAGE
+    assert "dbx: error:" in capsys.readouterr().err
+
+
+def test_common_options_go_before_or_after_the_command():
+    parser = build_parser()
+    assert parser.parse_args(["--json", "ls"]).json is True
+    assert parser.parse_args(["ls", "--json", "--server", "x"]).server == "x"
+    assert parser.parse_args(["upload", "a", "b", "-p", "8"]).parallel == 8
+
+
+def test_exit_codes_are_distinct():
+    codes = [errors.EXIT_UNEXPECTED, errors.EXIT_USAGE, errors.EXIT_UNREACHABLE, errors.EXIT_BAD_LOGIN,
+             errors.EXIT_AUTH, errors.EXIT_NOT_FOUND, errors.EXIT_REFUSED, errors.EXIT_STORE,
+             errors.EXIT_INTEGRITY, errors.EXIT_INTERRUPTED]
+    assert len(set(codes)) == len(codes) and 0 not in codes
+
+
+def test_error_mapping_of_gateway_answers():
+    client = GatewayClient("http://gw")
+    cases = [
+        (401, {"error": {"code": "invalid_credentials", "message": "m"}}, errors.BadLogin),
+        (401, {"error": {"code": "token_expired", "message": "m"}}, errors.AuthRequired),
+        (401, {"error": {"code": "invalid_token", "message": "m"}}, errors.AuthRequired),
+        (404, {"error": {"code": "not_found", "message": "no such file"}}, errors.NotFound),
+        (404, {"error": {"code": "unknown_endpoint", "message": "no such endpoint"}}, errors.ServerError),
+        (405, {"error": {"code": "method_not_allowed", "message": "m"}}, errors.ServerError),
+        (400, {"error": {"code": "wrong_chunk_size", "message": "m"}}, errors.Refused),
+        (409, {"error": {"code": "conflict", "message": "m"}}, errors.Refused),
+        (503, {"error": {"code": "store_unavailable", "message": "m"}}, errors.ServerError),
+        (502, None, errors.ServerError),
+    ]
+    for status, body, kind in cases:
+        error = client._error("GET", "/p", status, body, "rid", "file x")
+        assert type(error) is kind, (status, body, error)
+        assert error.message
+    expired = client._error("GET", "/p", 401, {"error": {"code": "token_expired"}}, None, None)
+    assert "dbx login" in expired.message and "expired" in expired.message
+    server = client._error("GET", "/p", 500, {"error": {"code": "internal_error", "message": "boom"}}, "rid9", None)
+    assert "rid9" in server.message
+
+
+# -- retries against a scripted fake gateway + store ---------------------------------
+
+
+class FakeStack:
+    """Just enough of the contract, plus a store whose answers a test scripts per chunk."""
+
+    def __init__(self, chunk_size: int = 64 * 1024, url_ttl: int = 3600):
+        self.chunk_size = chunk_size
+        self.url_ttl = url_ttl
+        self.files: dict[str, dict] = {}
+        self.stored: dict[tuple[str, int], bytes] = {}
+        self.script: dict[int, list] = {}  # chunk index -> answers for the next PUTs (status or callable)
+        self.puts: list[int] = []
+        self.url_requests: list[list[int]] = []
+        self.creates = 0
+        self.complete_script: list = []  # answers for the next /complete calls, before the real one
+        self.url_version = 0
+        self.on_put = None
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/dropbox/v1/config", self.config)
+        app.router.add_post("/dropbox/v1/files", self.create)
+        app.router.add_get("/dropbox/v1/files/{id}", self.get)
+        app.router.add_post("/dropbox/v1/files/{id}/upload-urls", self.urls)
+        app.router.add_post("/dropbox/v1/files/{id}/complete", self.complete)
+        app.router.add_put("/store/{id}/{index}", self.put)
+        app.router.add_get("/cdn/{id}", self.cdn)
+        self.cdn_script: list[str] = []  # answers for the next CDN GETs: 403, truncate, ignore-range, corrupt
+        self.cdn_requests: list[str | None] = []  # the Range header of each
+        self.gets = 0
+        self.app = app
+
+    async def start(self):
+        self.runner = web.AppRunner(self.app, shutdown_timeout=0.1)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def stop(self):
+        await self.runner.cleanup()
+
+    def obj(self, file_id: str) -> dict:
+        f = self.files[file_id]
+        chunks = [{"index": i, "fingerprint": fp, "status": "uploaded" if (file_id, i) in self.stored else "pending"}
+                  for i, fp in enumerate(f["chunks"])]
+        return {"file_id": file_id, "file_name": f["file_name"], "file_size": f["file_size"],
+                "fingerprint": f["fingerprint"], "status": f["status"], "chunk_size": self.chunk_size,
+                "total_chunks": len(chunks), "uploaded_chunks": sum(c["status"] == "uploaded" for c in chunks),
+                "chunks": chunks, "uploaded_by": "u", "created_at": "now", "file_type": "x/y",
+                **({"download_url": f"{self.url}/cdn/{file_id}?v={self.gets}"} if f["status"] == "uploaded" else {})}
+
+    async def config(self, request):
+        return web.json_response({"chunk_size": self.chunk_size, "max_file_size": 1 << 40,
+                                  "inline_upload_limit": 0, "upload_url_ttl": self.url_ttl, "download_url_ttl": 60})
+
+    async def create(self, request):
+        body = await request.json()
+        self.creates += 1
+        for file_id, f in self.files.items():
+            if f["fingerprint"] == body["fingerprint"] and f["file_name"] == body["file_name"]:
+                return web.json_response(self.obj(file_id), status=200)
+        file_id = f"f{len(self.files) + 1}"
+        self.files[file_id] = {**body, "status": "uploading" if body["chunks"] else "uploaded"}
+        return web.json_response(self.obj(file_id), status=201)
+
+    async def get(self, request):
+        self.gets += 1
+        return web.json_response(self.obj(request.match_info["id"]))
+
+    def content(self, file_id: str) -> bytes:
+        return b"".join(self.stored[(file_id, i)] for i in range(len(self.files[file_id]["chunks"])))
+
+    async def cdn(self, request):
+        file_id = request.match_info["id"]
+        self.cdn_requests.append(request.headers.get("Range"))
+        data = self.content(file_id)
+        answer = self.cdn_script.pop(0) if self.cdn_script else None
+        if answer == "403":
+            return web.json_response({"error": {"code": "download_url_expired", "message": "m"}}, status=403)
+        if answer == "corrupt":
+            return web.Response(body=bytes(len(data)))
+        start = 0
+        range_header = request.headers.get("Range")
+        if range_header and answer != "ignore-range":
+            start = int(range_header.removeprefix("bytes=").rstrip("-"))
+        body = data[start:]
+        response = web.StreamResponse(status=206 if start else 200)
+        response.content_length = len(body)
+        if start:
+            response.headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        await response.prepare(request)
+        if answer == "truncate":
+            await response.write(body[: len(body) // 2])
+            await asyncio.sleep(0.05)
+            request.transport.close()  # the connection drops halfway
+            return response
+        await response.write(body)
+        await response.write_eof()
+        return response
+
+    async def urls(self, request):
+        file_id = request.match_info["id"]
+        f = self.files[file_id]
+        if f["status"] != "uploading":
+            return web.json_response({"error": {"code": "not_uploading", "message": "done"}}, status=409)
+        wanted = (await request.json())["chunks"]
+        self.url_requests.append(wanted)
+        self.url_version += 1
+        urls = []
+        for i in wanted:
+            urls.append({
+                "index": i, "method": "PUT",
+                "url": f"{self.url}/store/{file_id}/{i}?v={self.url_version}",
+                "headers": {"x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(f["chunks"][i])).decode()},
+                "expires_at": int(time.time()) + self.url_ttl,
+            })
+        return web.json_response({"urls": urls})
+
+    async def put(self, request):
+        file_id, index = request.match_info["id"], int(request.match_info["index"])
+        data = await request.read()
+        self.puts.append(index)
+        if self.on_put:
+            self.on_put(index)
+        answers = self.script.get(index)
+        if answers:
+            answer = answers.pop(0)
+            if callable(answer):
+                return answer(request)
+            code = "NoSuchUpload" if answer == 404 else ("AccessDenied" if answer == 403 else "InternalError")
+            return web.Response(status=answer, text=f"<Error><Code>{code}</Code><Message>scripted</Message></Error>")
+        claimed = base64.b64decode(request.headers["x-amz-checksum-sha256"])
+        if hashlib.sha256(data).digest() != claimed:
+            return web.Response(status=400, text="<Error><Code>BadDigest</Code></Error>")
+        self.stored[(file_id, index)] = data
+        return web.Response(status=200)
+
+    async def complete(self, request):
+        file_id = request.match_info["id"]
+        if self.complete_script:
+            answer = self.complete_script.pop(0)
+            return web.json_response(answer[1], status=answer[0])
+        f = self.files[file_id]
+        missing = [i for i in range(len(f["chunks"])) if (file_id, i) not in self.stored]
+        if missing:
+            return web.json_response({"error": {"code": "chunks_missing", "message": "m", "missing": missing}},
+                                     status=409)
+        f["status"] = "uploaded"
+        return web.json_response(self.obj(file_id))
+
+
+@pytest.fixture
+async def fake():
+    stack = await FakeStack().start()
+    yield stack
+    await stack.stop()
+
+
+def quick(**overrides) -> UploadOptions:
+    return UploadOptions(**{"quiet": True, "backoff_base": 0.01, "backoff_max": 0.05, "retries": 3, **overrides})
+
+
+def random_file(tmp_path: Path, size: int, name: str = "data.bin") -> Path:
+    path = tmp_path / name
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+async def test_transient_store_failures_are_retried(fake, tmp_path):
+    path = random_file(tmp_path, 5 * fake.chunk_size + 10)
+    fake.script = {1: [500, 503], 4: [500]}
+    async with GatewayClient(fake.url, "token") as client:
+        result = await upload_file(client, str(path), quick(parallel=3))
+    assert result.status == "uploaded"
+    assert result.chunks_sent == 6 and result.chunk_retries == 3
+    assert sorted(fake.puts) == [0, 1, 1, 1, 2, 3, 4, 4, 5]
+    assert b"".join(fake.stored[("f1", i)] for i in range(6)) == path.read_bytes()
+
+
+async def test_a_refused_url_is_replaced_by_a_fresh_one(fake, tmp_path):
+    path = random_file(tmp_path, 2 * fake.chunk_size)
+    fake.script = {0: [403]}
+    async with GatewayClient(fake.url, "token") as client:
+        result = await upload_file(client, str(path), quick(parallel=1))
+    assert result.status == "uploaded"
+    assert sum(0 in wanted for wanted in fake.url_requests) == 2
+
+
+async def test_urls_about_to_expire_are_renewed_before_use(tmp_path):
+    fake = await FakeStack(url_ttl=5).start()  # shorter than the client's safety margin
+    try:
+        path = random_file(tmp_path, 3 * fake.chunk_size)
+        async with GatewayClient(fake.url, "token") as client:
+            result = await upload_file(client, str(path), quick(parallel=1))
+        assert result.status == "uploaded"
+        assert [i for wanted in fake.url_requests for i in wanted].count(2) >= 2
+    finally:
+        await fake.stop()
+
+
+async def test_a_chunk_refused_every_time_is_exit_8_naming_it(fake, tmp_path):
+    path = random_file(tmp_path, 2 * fake.chunk_size)
+    fake.script = {1: [500] * 10}
+    config = tmp_path / "cfg"
+    CredentialStore(config / "dbx").save(Credentials(fake.url, "u", "token"))
+    process = await asyncio.create_subprocess_exec(
+        DBX, "upload", str(path), "--retries", "2", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "XDG_CONFIG_HOME": str(config), "DBX_SERVER": fake.url},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == errors.EXIT_STORE, err.decode()
+    assert b"refused chunk 1" in err and b"HTTP 500" in err and b"dbx upload" in err
+    assert b"Traceback" not in err
+    assert json.loads(out)["error"]["code"] == "store_refused"
+    assert fake.puts.count(1) == 3
+
+
+async def test_a_lost_multipart_upload_is_announced_again(fake, tmp_path):
+    path = random_file(tmp_path, 2 * fake.chunk_size)
+    fake.script = {1: [404]}
+    async with GatewayClient(fake.url, "token") as client:
+        result = await upload_file(client, str(path), quick(parallel=1))
+    assert result.status == "uploaded"
+    assert fake.creates == 2
+    assert result.chunks_sent == 2 and result.chunks_skipped == 0
+
+
+async def test_chunks_the_store_lacks_at_completion_are_sent_again(fake, tmp_path):
+    path = random_file(tmp_path, 3 * fake.chunk_size)
+
+    fake.complete_script = [(409, {"error": {"code": "chunks_missing", "message": "m", "missing": [2]}})]
+    async with GatewayClient(fake.url, "token") as client:
+        result = await upload_file(client, str(path), quick(parallel=2))
+    assert result.status == "uploaded"
+    assert fake.puts.count(2) == 2 and result.chunks_sent == 3
+
+
+async def test_resume_sends_only_missing_chunks(fake, tmp_path):
+    path = random_file(tmp_path, 4 * fake.chunk_size)
+    fake.script = {2: [500] * 10}
+    async with GatewayClient(fake.url, "token") as client:
+        with pytest.raises(errors.StoreRefused):
+            await upload_file(client, str(path), quick(parallel=1, retries=1))
+        stored_before = {i for (_, i) in fake.stored}
+        fake.script = {}
+        fake.puts.clear()
+        result = await upload_file(client, str(path), quick(parallel=4))
+    assert result.resumed and result.status == "uploaded"
+    assert result.chunks_skipped == len(stored_before)
+    assert sorted(fake.puts) == sorted(set(range(4)) - stored_before)
+    assert result.chunks_sent == 4 - len(stored_before)
+
+
+async def test_a_file_that_changes_during_upload_is_an_integrity_error(fake, tmp_path):
+    path = random_file(tmp_path, 3 * fake.chunk_size)
+
+    def scribble(index):
+        with open(path, "r+b") as f:
+            f.seek(2 * fake.chunk_size)
+            f.write(b"changed!")
+
+    fake.on_put = scribble
+    async with GatewayClient(fake.url, "token") as client:
+        with pytest.raises(errors.IntegrityError) as info:
+            await upload_file(client, str(path), quick(parallel=1))
+    assert "changed" in info.value.message
+    assert info.value.exit_code == errors.EXIT_INTEGRITY
+
+
+async def test_uploads_are_deduplicated_and_empty_files_need_no_bytes(fake, tmp_path):
+    empty = random_file(tmp_path, 0, "empty")
+    async with GatewayClient(fake.url, "token") as client:
+        result = await upload_file(client, str(empty), quick())
+        assert result.status == "uploaded" and result.chunks_total == 0 and fake.puts == []
+        path = random_file(tmp_path, fake.chunk_size + 1)
+        await upload_file(client, str(path), quick())
+        fake.puts.clear()
+        again = await upload_file(client, str(path), quick())
+    assert again.chunks_sent == 0 and fake.puts == []
+
+
+async def test_memory_for_a_chunk_is_read_only_when_sent(fake, tmp_path, monkeypatch):
+    """Never more than `parallel` chunks are held: each worker reads its chunk when it sends it."""
+    import client.upload as upload_module
+
+    held = 0
+    peak = 0
+    real_read = upload_module.read_chunk
+
+    def counting_read(*args):
+        nonlocal held, peak
+        held += 1
+        peak = max(peak, held)
+        return real_read(*args)
+
+    async def release_after_send(self, index):
+        nonlocal held
+        try:
+            return await original_send(self, index)
+        finally:
+            held -= 1
+
+    original_send = upload_module.ChunkSender.send_chunk
+    monkeypatch.setattr(upload_module, "read_chunk", counting_read)
+    monkeypatch.setattr(upload_module.ChunkSender, "send_chunk", release_after_send)
+    path = random_file(tmp_path, 20 * fake.chunk_size)
+    async with GatewayClient(fake.url, "token") as client:
+        result = await upload_file(client, str(path), quick(parallel=3))
+    assert result.chunks_sent == 20
+    assert peak <= 3
+
+
+# -- downloads against the fake CDN ---------------------------------------------------
+
+
+async def uploaded_file(fake: FakeStack, client: GatewayClient, tmp_path: Path, size: int) -> tuple[Path, str]:
+    path = random_file(tmp_path, size, "source.bin")
+    result = await upload_file(client, str(path), quick())
+    return path, result.file_id
+
+
+def fast_download(**overrides) -> DownloadOptions:
+    return DownloadOptions(**{"quiet": True, "backoff_base": 0.01, "backoff_max": 0.05, "retries": 3, **overrides})
+
+
+async def test_download_refreshes_a_refused_url(fake, tmp_path):
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size + 5)
+        fake.cdn_script = ["403"]
+        gets_before = fake.gets
+        result = await download_file(client, file_id, str(tmp_path / "out.bin"), fast_download())
+    assert (tmp_path / "out.bin").read_bytes() == source.read_bytes()
+    assert fake.gets - gets_before == 2  # the file object again, for a fresh URL
+    assert result.resumed_from == 0
+
+
+async def test_download_continues_after_a_dropped_connection_with_range(fake, tmp_path):
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, 3 * fake.chunk_size + 5)
+        fake.cdn_script = ["truncate"]
+        result = await download_file(client, file_id, str(tmp_path / "out.bin"), fast_download())
+    assert (tmp_path / "out.bin").read_bytes() == source.read_bytes()
+    assert fake.cdn_requests[0] is None
+    assert fake.cdn_requests[1] is not None and fake.cdn_requests[1].startswith("bytes=")
+    assert int(fake.cdn_requests[1][6:-1]) > 0
+    assert result.bytes_received == source.stat().st_size
+
+
+async def test_download_starts_over_when_the_cdn_ignores_range(fake, tmp_path):
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size)
+        target = str(tmp_path / "out.bin")
+        obj = await client.get_file(file_id)
+        prepare_partial(target, {"file_id": file_id, "fingerprint": obj["fingerprint"],
+                                 "file_size": obj["file_size"], "chunk_size": fake.chunk_size})
+        Path(part_path(target)).write_bytes(source.read_bytes()[:1000])
+        fake.cdn_script = ["ignore-range"]
+        result = await download_file(client, file_id, target, fast_download())
+    assert fake.cdn_requests == ["bytes=1000-"]
+    assert result.resumed_from == 1000
+    assert Path(target).read_bytes() == source.read_bytes()
+
+
+async def test_download_of_wrong_bytes_writes_nothing(fake, tmp_path):
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, fake.chunk_size + 3)
+        fake.cdn_script = ["corrupt"]
+        with pytest.raises(errors.IntegrityError) as info:
+            await download_file(client, file_id, str(tmp_path / "out.bin"), fast_download())
+    assert info.value.exit_code == errors.EXIT_INTEGRITY
+    assert not (tmp_path / "out.bin").exists()
+    assert not Path(part_path(str(tmp_path / "out.bin"))).exists()
+    assert not Path(sidecar_path(str(tmp_path / "out.bin"))).exists()
