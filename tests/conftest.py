@@ -5,6 +5,7 @@ import pytest
 
 from storage.embedded import free_port
 from tests.harness import Api, Gateway, gateway_config, start_store
+from tests.cdn_fixtures import *  # noqa: F401,F403 - the CDN tier's fixtures
 
 
 @pytest.fixture(scope="session")

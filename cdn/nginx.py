@@ -1,0 +1,164 @@
+"""The CDN tier's nginx: render cdn/nginx.conf.template and run it locally.
+
+The template is an http-level conf.d file, so the official nginx image renders
+and includes it as it is (docker-compose). Locally we render it ourselves,
+substituting only our ``${UPPER_CASE}`` settings, and wrap it in a main
+configuration that keeps the pid, temp files and cache under one state
+directory.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import structlog
+
+from gateway.config import Config
+
+log = structlog.get_logger("cdn.nginx")
+
+TEMPLATE_PATH = Path(__file__).with_name("nginx.conf.template")
+SETTING = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+# A value is pasted into the configuration as it is: nothing that could end a
+# string or a directive, escape, or reference an nginx variable.
+SAFE_VALUE = re.compile(r"[A-Za-z0-9._~:/+=@%-]+")
+TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def render(values: dict[str, str], template: str | None = None) -> str:
+    """Fill in the template's ``${NAME}`` settings; nginx's own ``$name`` variables stay."""
+    template = TEMPLATE_PATH.read_text() if template is None else template
+    wanted = set(SETTING.findall(template))
+    missing = sorted(wanted - values.keys())
+    if missing:
+        raise ValueError(f"the CDN configuration needs {', '.join(missing)}")
+    for name in wanted:
+        if not SAFE_VALUE.fullmatch(values[name]):
+            raise ValueError(f"{name} has characters nginx's configuration cannot hold: {values[name]!r}")
+    return SETTING.sub(lambda match: values[match.group(1)], template)
+
+
+def settings(env: dict[str, str], listen: str, cache_dir: Path) -> dict[str, str]:
+    """The template's settings from the gateway's GATEWAY_* environment."""
+    endpoint = urlsplit(env.get("GATEWAY_S3_ENDPOINT", Config.s3_endpoint))
+    if endpoint.scheme != "http":
+        raise ValueError("the local CDN tier reaches the store over http only")
+    return {
+        "CDN_LISTEN": listen,
+        "CDN_STORE_HOST": endpoint.netloc,
+        "CDN_CACHE_DIR": str(cache_dir),
+        "CDN_CACHE_MAX_SIZE": env.get("CDN_CACHE_MAX_SIZE", "10g"),
+        "GATEWAY_S3_BUCKET": env.get("GATEWAY_S3_BUCKET", Config.s3_bucket),
+        "GATEWAY_CDN_SECRET": env["GATEWAY_CDN_SECRET"],
+    }
+
+
+def main_config(state_dir: Path, workers: str) -> str:
+    temp_paths = "".join(f"    {name}_temp_path {state_dir / 'temp' / name};\n" for name in TEMP_DIRS)
+    # As root, nginx would run its workers as nobody, who cannot enter a private state directory.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return (
+        f"{user}"
+        f"worker_processes {workers};\n"
+        "daemon off;\n"
+        f"pid {state_dir / 'nginx.pid'};\n"
+        "error_log stderr warn;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "    sendfile on;\n"
+        "    tcp_nopush on;\n"
+        "    keepalive_timeout 65;\n"
+        f"{temp_paths}"
+        f"    include {state_dir / 'cdn.conf'};\n"
+        "}\n"
+    )
+
+
+def ensure_port_free(port: int) -> None:
+    """Fail clearly now: otherwise another server on the port would answer our readiness check."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RuntimeError(f"port {port} is in use; the CDN tier cannot listen there") from exc
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if not found:
+        raise RuntimeError("nginx is missing: apt-get install nginx-light")
+    return found
+
+
+@dataclass
+class LocalCdn:
+    process: subprocess.Popen
+    port: int
+    state_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.state_dir / "cache"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)  # nginx's fast shutdown
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        log.info("cdn_stopped", port=self.port)
+
+
+def start_local_cdn(
+    state_dir: Path, env: dict[str, str], port: int, *, workers: str = "auto", timeout: float = 15.0
+) -> LocalCdn:
+    """Run nginx in the foreground on 127.0.0.1:``port`` with everything under ``state_dir``."""
+    state_dir = Path(state_dir).resolve()
+    if not SAFE_VALUE.fullmatch(str(state_dir)):
+        raise ValueError(f"nginx's configuration cannot name the state directory {state_dir}")
+    ensure_port_free(port)
+    for name in TEMP_DIRS:
+        (state_dir / "temp" / name).mkdir(parents=True, exist_ok=True)
+    (state_dir / "cache").mkdir(parents=True, exist_ok=True)
+    (state_dir / "cdn.conf").write_text(render(settings(env, f"127.0.0.1:{port}", state_dir / "cache")))
+    (state_dir / "nginx.conf").write_text(main_config(state_dir, workers))
+    log_path = state_dir / "nginx.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [nginx_binary(), "-p", str(state_dir), "-c", str(state_dir / "nginx.conf"), "-e", "stderr"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    cdn = LocalCdn(process, port, state_dir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"nginx exited with {process.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"{cdn.url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    log.info("cdn_started", url=cdn.url, state_dir=str(state_dir))
+                    return cdn
+        except OSError:
+            time.sleep(0.1)
+    cdn.stop()
+    raise RuntimeError(f"nginx did not answer on {cdn.url} within {timeout}s; see {log_path}")
