@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from gateway import appkeys
+from gateway import appkeys, permissions
 from gateway.db import utcnow
 from gateway.errors import ApiError
 from gateway.files import get_chunks, get_file
@@ -66,12 +66,31 @@ async def has_verified_content(app: web.Application, user_id: int, fingerprint: 
 
 
 async def create_file(
-    app: web.Application, user_id: int, claim: UploadClaim, *, status: str, upload_id: str | None
-) -> str:
+    app: web.Application,
+    user_id: int,
+    claim: UploadClaim,
+    *,
+    status: str,
+    upload_id: str | None,
+    copy_of_own_content: bool = False,
+) -> str | None:
+    """Insert the file and its chunks.
+
+    ``copy_of_own_content``: a deduplicated copy, inserted only if the user still
+    holds verified content with this fingerprint, checked in the same transaction
+    (a delete of their last copy may have committed since we looked); None if not.
+    """
     file_id = new_file_id()
     now = utcnow()
     chunk_status = "uploaded" if status == "uploaded" else "pending"
     async with app[appkeys.DB].transaction() as conn:
+        if copy_of_own_content:
+            cursor = await conn.execute(
+                "SELECT 1 FROM files WHERE owner_id = ? AND fingerprint = ? AND status = 'uploaded' LIMIT 1",
+                (user_id, claim.fingerprint),
+            )
+            if await cursor.fetchone() is None:
+                return None
         await conn.execute(
             """INSERT INTO files (id, owner_id, file_name, file_size, file_type, fingerprint, chunk_size,
                                   total_chunks, status, upload_id, created_at, updated_at, completed_at)
@@ -107,7 +126,10 @@ async def start_upload(app: web.Application, user_id: int, claim: UploadClaim) -
         return same["id"], False
     if await has_verified_content(app, user_id, claim.fingerprint):
         # Deduplicated: the user's own verified content; no bytes move.
-        return await create_file(app, user_id, claim, status="uploaded", upload_id=None), True
+        file_id = await create_file(app, user_id, claim, status="uploaded", upload_id=None, copy_of_own_content=True)
+        if file_id is not None:
+            return file_id, True
+        # Their last copy was deleted meanwhile: the bytes must be uploaded after all.
     if not claim.chunks:
         await store_empty_content(app)
         return await create_file(app, user_id, claim, status="uploaded", upload_id=None), True
@@ -247,10 +269,14 @@ async def mark_failed(app: web.Application, file_id: str, reason: str) -> bool:
 
 
 async def on_file_changed(app: web.Application, file_id: str) -> None:
-    """Hook for caches of file metadata; see gateway/permissions.py once it exists."""
-    invalidate = getattr(app.get(appkeys.CACHE), "delete", None)
-    if invalidate is not None:
-        await invalidate(f"file:{file_id}")
+    """Call after committing any change to a file's row: drops its cached metadata and permissions.
+
+    gateway/permissions.py caches the row and chunks of files in a final state
+    and who may read every file; it never caches a missing file, so a new
+    upload needs no call, but every status change (and any later change to a
+    final row) does.
+    """
+    await permissions.invalidate(app, file_id)
 
 
 class MissingChunks(ApiError):

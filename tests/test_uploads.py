@@ -248,3 +248,19 @@ async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(m
 
     with pytest.raises(UploadNotFound):  # the partial data is gone from the store
         await gateway.app[appkeys.STORE].list_parts(content_key(claim["fingerprint"]), upload_id)
+
+
+async def test_after_deleting_the_last_copy_the_bytes_must_move_again(make_gateway, http):
+    from gateway import appkeys
+
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    data = os.urandom(1000)
+    first = await upload(user, data, CHUNK, file_name="only-copy.bin")
+    assert (await user.delete(f"/dropbox/v1/files/{first['file_id']}")).status == 204
+    assert await gateway.app[appkeys.STORE].stat(content_key(first["fingerprint"])) is None
+    again = await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK, file_name="new-name.bin"))
+    assert again.status == 201 and again.body["status"] == "uploading"
+    file = await upload(user, data, CHUNK, file_name="new-name.bin")
+    assert file["status"] == "uploaded"
+    assert hashlib.sha256(await stored_bytes(gateway, file["fingerprint"])).digest() == hashlib.sha256(data).digest()
