@@ -1,20 +1,26 @@
 """Control-path throughput: requests/second and latency of the gateway's hot endpoints.
 
 A separate load-generator process (bench/loadgen.py) drives one gateway
-process; each figure is the median of several runs, with min and max.
+process. ``GET /dropbox/v1/files/{id}`` is measured with the permission and
+metadata cache on and off (two gateways, same data shape), for the owner and
+for a user the files are shared with. Each figure is the median of several
+runs, with min and max.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
-import urllib.request
 
-from bench.stack import BenchStack, Figure, print_table, signup
+import aiohttp
+
+from bench.stack import BenchStack, Figure, print_table
 from gateway.fingerprints import file_fingerprint
 
 
@@ -29,12 +35,35 @@ def random_claim(chunk_size: int, chunks: int = 3) -> dict:
     }
 
 
-def post_json(url: str, token: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(request) as response:
-        return json.load(response)
+async def populate(gateway_url: str, chunk_size: int, uploaded: int, uploading: int) -> dict:
+    """An owner with small uploaded files shared with a reader, and some uploads under way."""
+    async with aiohttp.ClientSession() as session:
+
+        async def post(path: str, token: str | None = None, **kwargs) -> dict:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            async with session.post(gateway_url + path, headers=headers, **kwargs) as response:
+                body = await response.json()
+                if response.status >= 300:
+                    raise RuntimeError(f"POST {path}: {response.status} {body}")
+                return body
+
+        async def signup() -> tuple[str, str]:
+            name = "bench-" + secrets.token_hex(4)
+            password = "bench password " + secrets.token_hex(4)
+            await post("/dropbox/v1/users", json={"username": name, "email": f"{name}@example.com", "password": password})
+            login = await post("/dropbox/v1/tokens", json={"username": name, "password": password})
+            return name, login["access_token"]
+
+        (_, owner), (reader_name, reader) = await signup(), await signup()
+        files = []
+        for n in range(uploaded):
+            form = aiohttp.FormData()
+            form.add_field("file_metadata", json.dumps({"file_name": f"bench-{n}.txt", "file_type": "text/plain"}))
+            form.add_field("file", os.urandom(1024 + n), filename=f"bench-{n}.txt")
+            files.append((await post("/dropbox/v1/files", owner, data=form))["file_id"])
+            await post("/dropbox/v1/files/share", owner, json={"file_id": files[-1], "users": [reader_name]})
+        uploads = [(await post("/dropbox/v1/files", owner, json=random_claim(chunk_size)))["file_id"] for _ in range(uploading)]
+    return {"owner": owner, "reader": reader, "files": files, "uploads": uploads}
 
 
 def run_load(requests: list[dict], concurrency: int, seconds: float, max_requests: int | None = None) -> dict:
@@ -50,21 +79,21 @@ def run_load(requests: list[dict], concurrency: int, seconds: float, max_request
     return json.loads(out.stdout)
 
 
-def scenarios(stack: BenchStack, token: str, files: int, claims: int) -> dict[str, list[dict]]:
-    auth = {"Authorization": f"Bearer {token}"}
-    base = stack.gateway_url + "/dropbox/v1/files"
-    created = [post_json(base, token, random_claim(stack.chunk_size)) for _ in range(files)]
-    return {
-        "POST /dropbox/v1/files": [
-            {"method": "POST", "url": base, "headers": auth, "json": random_claim(stack.chunk_size)} for _ in range(claims)
-        ],
-        "POST .../upload-urls": [
-            {"method": "POST", "url": f"{base}/{f['file_id']}/upload-urls", "headers": auth} for f in created
-        ],
-        "GET /dropbox/v1/files/{id}": [
-            {"method": "GET", "url": f"{base}/{f['file_id']}", "headers": auth} for f in created
-        ],
-    }
+def measure(name: str, batches: list[list[dict]], args, bounded: bool = False) -> tuple[tuple[str, ...], Figure]:
+    results = [
+        run_load(batch, args.concurrency, args.seconds, len(batch) if bounded else None) for batch in batches
+    ]
+    errors = sum(r["errors"] for r in results)
+    if errors:
+        print(f"{name}: answers by status {[r['statuses'] for r in results]}", file=sys.stderr)
+    rps = Figure([r["rps"] for r in results])
+    row = (name, str(rps), str(Figure([r["p50_ms"] for r in results])), str(Figure([r["p99_ms"] for r in results])), str(errors))
+    return row, rps
+
+
+def get_requests(stack: BenchStack, data: dict, who: str) -> list[dict]:
+    auth = {"Authorization": f"Bearer {data[who]}"}
+    return [{"method": "GET", "url": f"{stack.gateway_url}/dropbox/v1/files/{f}", "headers": auth} for f in data["files"]]
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
@@ -72,34 +101,38 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--files", type=int, default=50, help="uploads to read and presign against")
+    parser.add_argument("--files", type=int, default=20, help="files to read and uploads to presign against")
     args = parser.parse_args(argv)
-    rows = []
-    with BenchStack() as stack:
-        token = signup(stack.gateway_url)
-        for name, requests in scenarios(stack, token, args.files, claims=20_000).items():
-            results = []
-            for run in range(args.runs):
-                # Each run of POST /files takes fresh claims, so each request starts a new upload.
-                batch = requests[run::args.runs] if name.startswith("POST /dropbox/v1/files") else requests
-                results.append(run_load(batch, args.concurrency, args.seconds, len(batch) if batch is not requests else None))
-            errors = sum(r["errors"] for r in results)
-            if errors:
-                print(f"{name}: answers by status {[r['statuses'] for r in results]}", file=sys.stderr)
-            rows.append(
-                (
-                    name,
-                    str(Figure([r["rps"] for r in results])),
-                    str(Figure([r["p50_ms"] for r in results])),
-                    str(Figure([r["p99_ms"] for r in results])),
-                    str(errors),
-                )
-            )
+    rows: list[tuple[str, ...]] = []
+    ratios: list[tuple[str, ...]] = []
+    cached: dict[str, Figure] = {}
+    for cache in ("memory://", "none://"):
+        with BenchStack(gateway_env={"GATEWAY_CACHE_URL": cache}) as stack:
+            data = asyncio.run(populate(stack.gateway_url, stack.chunk_size, args.files, args.files))
+            label = "cache on" if cache != "none://" else "cache off"
+            if cache != "none://":
+                auth = {"Authorization": f"Bearer {data['owner']}"}
+                base = stack.gateway_url + "/dropbox/v1/files"
+                # Fresh claims for every request: each one starts a new upload in the store.
+                claims = [[{"method": "POST", "url": base, "headers": auth, "json": random_claim(stack.chunk_size)}
+                           for _ in range(4000)] for _ in range(args.runs)]
+                rows.append(measure("POST /dropbox/v1/files", claims, args, bounded=True)[0])
+                presign = [{"method": "POST", "url": f"{base}/{f}/upload-urls", "headers": auth} for f in data["uploads"]]
+                rows.append(measure("POST .../upload-urls (3 chunks)", [presign] * args.runs, args)[0])
+            for who in ("owner", "reader"):
+                row, rps = measure(f"GET /dropbox/v1/files/{{id}}, {who}, {label}", [get_requests(stack, data, who)] * args.runs, args)
+                rows.append(row)
+                if who in cached:
+                    ratios.append((f"GET as {who}: cache on / off", f"{cached[who].median / rps.median:.2f}x"))
+                else:
+                    cached[who] = rps
     print_table(
-        f"Control path: 1 gateway process, {args.concurrency} concurrent connections, {args.runs} runs of {args.seconds:g}s",
+        f"Control path: 1 gateway process, load from a separate process, {args.concurrency} connections, "
+        f"median of {args.runs} runs of {args.seconds:g}s (min, max)",
         rows,
         ("request", "req/s", "p50 ms", "p99 ms", "errors"),
     )
+    print_table("Permission and metadata cache", ratios, ("requests/second", "ratio"))
     return rows
 
 
