@@ -137,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.no_wait:
         return 0
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM both stop the stack cleanly (SIGINT too when started in the background,
+    # where the shell leaves it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while all(p.poll() is None for p in processes):
             time.sleep(1)
