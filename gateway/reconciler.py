@@ -56,8 +56,12 @@ async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
     interval = app[appkeys.CONFIG].reconcile_interval
 
     async def loop() -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(interval)
+            rounds += 1
+            # Background work has no request; its own id keeps every log line traceable.
+            structlog.contextvars.bind_contextvars(request_id=f"reconcile-{rounds}")
             try:
                 await reconcile_once(app)
             except Exception:  # noqa: BLE001 - the loop must outlive one bad round
