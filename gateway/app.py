@@ -50,7 +50,8 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.CACHE] = make_cache(app[appkeys.CONFIG])
     yield
-    await app[appkeys.CACHE].close()
+    if app[appkeys.CACHE] is not None:
+        await app[appkeys.CACHE].close()
 
 
 def create_app(config: Config) -> web.Application:

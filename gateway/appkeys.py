@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 CONFIG: web.AppKey["Config"] = web.AppKey("config")
 DB: web.AppKey["Database"] = web.AppKey("db")
 STORE: web.AppKey["ObjectStore"] = web.AppKey("store")
-CACHE: web.AppKey["BaseCache"] = web.AppKey("cache")
+CACHE: web.AppKey["BaseCache | None"] = web.AppKey("cache")  # None: caching is off
 
 # Per-request state set by the middlewares.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)

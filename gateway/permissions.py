@@ -43,7 +43,6 @@ import structlog
 from aiohttp import web
 
 from gateway import appkeys
-from gateway.cache import cache_enabled
 from gateway.errors import not_found
 
 log = structlog.get_logger("gateway.permissions")
@@ -95,7 +94,7 @@ async def _load(app: web.Application, file_id: str) -> dict | None:
 async def file_access(app: web.Application, file_id: str) -> dict | None:
     """The cache entry of ``file_id`` (see the module docstring); None when there is no such file."""
     cache = app.get(appkeys.CACHE)
-    if not cache_enabled(cache):
+    if cache is None:  # caching is off
         return await _load(app, file_id)
     key = cache_key(file_id)
     try:
@@ -129,7 +128,7 @@ async def file_access(app: web.Application, file_id: str) -> dict | None:
 async def invalidate(app: web.Application, file_id: str) -> None:
     """Forget what the cache knows of ``file_id``; call it after the change is committed."""
     cache = app.get(appkeys.CACHE)
-    if not cache_enabled(cache):
+    if cache is None:  # caching is off
         return
     try:
         await cache.delete(cache_key(file_id))
