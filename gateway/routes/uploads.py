@@ -13,7 +13,7 @@ from gateway import appkeys
 from gateway.config import MAX_CHUNKS
 from gateway.db import utcnow
 from gateway.errors import ApiError, bad_request, conflict, read_json, require_int, require_str
-from gateway.files import get_chunks, owned_file
+from gateway.files import get_chunks, get_file, owned_file
 from gateway.fingerprints import chunk_count, content_key, file_fingerprint, hex_to_b64, is_fingerprint
 from gateway.routes.files import file_response
 from gateway.uploads import UploadClaim, complete_upload, start_upload
@@ -208,8 +208,6 @@ async def inline_upload(request: web.Request) -> web.Response:
 
 
 async def send_spooled_chunks(app: web.Application, file_id: str, spool) -> None:
-    from gateway.files import get_file
-
     row = await get_file(app, file_id)
     if row["status"] != "uploading":
         return  # deduplicated, or an empty file
