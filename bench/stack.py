@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -110,6 +111,8 @@ class BenchStack:
             self.gateway.wait(15)
         if self.store:
             self.store.stop()
+        # Gigabytes of test files and store data: never leave them behind.
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def gateway_cpu_seconds(self) -> float:
         """User + system CPU time the gateway process has used so far."""

@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("download", "download a file, verified against its fingerprint (resumes a partial one)")
     p.add_argument("file_id", metavar="FILE_ID")
     p.add_argument("-o", "--output", metavar="PATH", help="file or directory (default: its name, here)")
+    p.add_argument("-p", "--parallel", type=positive_int, default=4, help="chunks fetched at once (default 4)")
     p.add_argument("--retries", type=non_negative_int, default=6, help="retries (default 6)")
 
     p = command("ls", "list your files (and, with --shared or --all, files shared with you)")
@@ -295,7 +296,7 @@ async def cmd_upload(ctx: Context) -> int:
 
 
 async def cmd_download(ctx: Context) -> int:
-    options = DownloadOptions(retries=ctx.args.retries, quiet=ctx.quiet)
+    options = DownloadOptions(parallel=ctx.args.parallel, retries=ctx.args.retries, quiet=ctx.quiet)
     async with ctx.client() as client:
         result = await download_file(client, ctx.args.file_id, ctx.args.output, options)
     if ctx.json:

@@ -1,10 +1,25 @@
-"""Verified, resumable downloads from the CDN tier.
+"""Verified, resumable, parallel downloads from the CDN tier.
 
-The bytes stream into ``TARGET.part`` beside the target while the contract's
-fingerprint is recomputed; only when it matches the file object's is the part
-renamed into place. ``TARGET.part.json`` records which content the part holds,
-so an interrupted download resumes with a ``Range`` request, and a part of a
-different file is never appended to.
+The file object lists each chunk's fingerprint (the SHA-256 of its bytes), and
+the file's fingerprint is made of those (``gateway.fingerprints``), so a
+download can be checked chunk by chunk as it arrives:
+
+1. ``TARGET.part`` is made at the file's full size beside the target, and
+   ``TARGET.part.json`` (the sidecar) names the content it is for.
+2. ``parallel`` workers fetch the missing chunks, one Range request per chunk
+   (the CDN tier caches chunk-sized slices, so a chunk is one cache entry). A
+   worker holds its chunk in memory, checks its SHA-256 and writes it at its
+   offset with ``os.pwrite``. Wrong bytes never reach the part; memory holds at
+   most ``parallel x chunk_size`` bytes of the file. About once a second the
+   part is flushed to disk and only then are the chunks written so far listed
+   in the sidecar.
+3. With every chunk in, the file's fingerprint follows from the chunk digests
+   (no second read of the file) and the part is renamed onto the target.
+
+After a crash or Ctrl-C the next run re-checks the chunks the sidecar lists
+(bytes left on disk are never trusted unread) and fetches only the others. A
+CDN that ignores Range (it answers 200 with the whole body) is read as one
+stream instead, cut into chunks that are checked and written the same way.
 """
 from __future__ import annotations
 
@@ -12,10 +27,10 @@ import asyncio
 import json
 import os
 import re
-import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import urljoin
 
 import aiohttp
@@ -23,16 +38,22 @@ from tqdm import tqdm
 
 from client.api import TRANSPORT_ERRORS, GatewayClient, connection_reason
 from client.errors import ClientError, IntegrityError, NotFound, Refused, ServerError, StoreRefused, Unreachable, UsageError
-from client.hashing import ChunkHasher, run_stoppable
-from client.upload import backoff_delay
+from client.hashing import chunk_digest, run_stoppable, verify_chunks
+from client.upload import backoff_delay, make_bar, note
+from gateway.fingerprints import chunk_count, chunk_length, file_fingerprint, is_fingerprint
 
-PIECE = 1024 * 1024
+PIECE = 1024 * 1024  # bytes read from the network at a time (the progress bar's step)
+# Seconds between disk flushes of the part. A flush after every chunk slowed downloads
+# down measurably; this way a crash (kill -9, power loss) loses at most this much work.
+SYNC_EVERY = 1.0
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+flush_to_disk = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 @dataclass
 class DownloadOptions:
-    retries: int = 6
+    parallel: int = 4  # chunks fetched at once
+    retries: int = 6  # attempts after the first, per chunk
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     quiet: bool = False
@@ -45,12 +66,19 @@ class DownloadResult:
     path: str
     file_size: int
     fingerprint: str
-    resumed_from: int = 0  # bytes already on disk from an earlier run
-    bytes_received: int = 0
+    chunks_total: int = 0
+    chunks_fetched: int = 0  # fetched and verified by this run
+    chunks_reused: int = 0  # left by an earlier run, verified again on disk
+    resumed_from: int = 0  # bytes of the reused chunks
+    bytes_received: int = 0  # bytes of the chunks this run fetched
+    range_requests: bool = True  # False when the CDN ignored Range and the file came as one stream
     seconds: float = 0.0
 
     def to_json(self) -> dict:
         return {"ok": True, **asdict(self)}
+
+
+# -- where the bytes go ------------------------------------------------------------------
 
 
 def safe_name(name: str, fallback: str) -> str:
@@ -88,6 +116,7 @@ def read_sidecar(target: str) -> dict | None:
 
 
 def write_sidecar(target: str, meta: dict) -> None:
+    """Replace the sidecar atomically: a crash leaves the old one or the new one, never half of one."""
     tmp = sidecar_path(target) + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f)
@@ -104,27 +133,350 @@ def remove_partial(target: str) -> None:
             pass
 
 
-def prepare_partial(target: str, meta: dict, on_read=None) -> tuple[ChunkHasher, int]:
-    """Reuse a part of this very content (rehashed from disk), or start a new one."""
-    hasher = ChunkHasher(int(meta["chunk_size"]))
-    part = part_path(target)
+def to_ranges(indexes: Iterable[int]) -> list[list[int]]:
+    """[0, 1, 2, 5, 7, 8] -> [[0, 2], [5, 5], [7, 8]]: the sidecar stays small however many chunks are done."""
+    ranges: list[list[int]] = []
+    for index in sorted(indexes):
+        if ranges and index == ranges[-1][1] + 1:
+            ranges[-1][1] = index
+        else:
+            ranges.append([index, index])
+    return ranges
+
+
+def from_ranges(ranges: Any, count: int) -> set[int]:
+    """The chunk indexes below ``count`` that ``ranges`` names; nothing if it is malformed."""
+    if not isinstance(ranges, list):
+        return set()
+    indexes: set[int] = set()
+    for item in ranges:
+        if not (isinstance(item, list) and len(item) == 2 and all(type(i) is int for i in item)):
+            return set()
+        indexes.update(range(max(item[0], 0), min(item[1], count - 1) + 1))
+    return indexes
+
+
+def claimed_chunks(target: str, meta: dict, count: int) -> set[int]:
+    """The chunks an earlier run of this very content says it verified and wrote, if its part is still there."""
     previous = read_sidecar(target)
-    same = previous is not None and all(previous.get(k) == meta[k] for k in ("fingerprint", "file_size", "chunk_size"))
-    if same and os.path.isfile(part) and os.path.getsize(part) <= meta["file_size"]:
-        with open(part, "rb") as f:
-            while True:
-                data = f.read(PIECE)
-                if not data:
-                    break
-                hasher.update(data)
-                if on_read:
-                    on_read(len(data))
-        return hasher, hasher.size
-    remove_partial(target)
-    write_sidecar(target, meta)
-    with open(part, "wb"):
-        pass
-    return hasher, 0
+    if previous is None or any(previous.get(k) != meta[k] for k in ("fingerprint", "file_size", "chunk_size")):
+        return set()
+    try:
+        if os.path.getsize(part_path(target)) != meta["file_size"]:
+            return set()
+    except OSError:
+        return set()
+    return from_ranges(previous.get("chunks_done"), count)
+
+
+class ChunkMismatch(Exception):
+    """A chunk's bytes do not have its fingerprint."""
+
+    def __init__(self, index: int, digest: str):
+        super().__init__(index, digest)
+        self.index = index
+        self.digest = digest
+
+
+class PartFile:
+    """``TARGET.part`` and its sidecar: which chunks are verified and safely on disk.
+
+    ``store`` runs in worker threads (hashing and disk writes stay off the event
+    loop), so the bookkeeping is changed under a lock.
+    """
+
+    def __init__(self, target: str, meta: dict, chunk_fps: list[str], done: set[int]):
+        self.target = target
+        self.meta = meta
+        self.chunk_fps = chunk_fps
+        self.chunk_size = int(meta["chunk_size"])
+        self.digests = {index: chunk_fps[index] for index in done}  # index -> digest of every chunk written
+        self._recorded: set[int] | None = None  # the chunks the sidecar lists (None: not written by us yet)
+        self._synced_at = float("-inf")
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._fd = os.open(part_path(target), os.O_RDWR)
+
+    @classmethod
+    def open(cls, target: str, meta: dict, chunk_fps: list[str], claimed: set[int],
+             on_read: Callable[[int], None] | None = None) -> "PartFile":
+        """Keep the ``claimed`` chunks of an earlier run that still check out; else start a new part (blocking)."""
+        if claimed:
+            expected = {index: chunk_fps[index] for index in claimed}
+            done = verify_chunks(part_path(target), int(meta["chunk_size"]), int(meta["file_size"]), expected, on_read)
+        else:
+            remove_partial(target)
+            with open(part_path(target), "wb") as f:
+                f.truncate(int(meta["file_size"]))  # sparse: each chunk is written at its offset
+            done = set()
+        part = cls(target, meta, chunk_fps, done)
+        if claimed and done == claimed:
+            part._recorded = done
+        else:
+            part.sync()  # a new part, or chunks that no longer check out: the sidecar says so now
+        return part
+
+    def missing(self) -> list[int]:
+        return [index for index in range(len(self.chunk_fps)) if index not in self.digests]
+
+    def store(self, index: int, pieces: list[bytes]) -> None:
+        """Check a chunk (its bytes as received, in pieces) against its fingerprint, then write it at its offset."""
+        digest = chunk_digest(pieces)
+        if digest != self.chunk_fps[index]:
+            raise ChunkMismatch(index, digest)
+        offset = index * self.chunk_size
+        for piece in pieces:  # piece by piece: joining them would cost a copy of the chunk
+            view = memoryview(piece)
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view, offset = view[written:], offset + written
+        with self._lock:
+            self.digests[index] = digest
+            due = time.monotonic() - self._synced_at >= SYNC_EVERY
+            if due:
+                self._synced_at = time.monotonic()
+        if due:
+            self.sync()
+
+    def sync(self) -> None:
+        """Flush the chunks written so far to disk, then list them in the sidecar.
+
+        In that order, so that the sidecar never lists bytes a crash could still lose.
+        """
+        with self._sync_lock:
+            with self._lock:
+                written = set(self.digests)
+            if written == self._recorded:
+                return
+            flush_to_disk(self._fd)
+            write_sidecar(self.target, {**self.meta, "chunks_done": to_ranges(written)})
+            self._recorded = written
+
+    def fingerprint(self) -> str:
+        """The file's fingerprint from the chunk digests, with no second read of the file."""
+        return file_fingerprint(self.digests[index] for index in range(len(self.chunk_fps)))
+
+    def close(self) -> None:
+        """Record what is written (after Ctrl-C or a failure too: the next run resumes from it)."""
+        if self._fd >= 0:
+            try:
+                self.sync()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def checked_chunk_fingerprints(obj: dict, file_id: Any, size: int, chunk_size: int) -> list[str]:
+    """The file object's chunk fingerprints, in order, once they are known to make up its fingerprint.
+
+    Verifying each chunk against them then verifies the whole file.
+    """
+    chunks = obj.get("chunks") if isinstance(obj.get("chunks"), list) else []
+    by_index = {c.get("index"): c.get("fingerprint") for c in chunks if isinstance(c, dict)}
+    fps = [by_index.get(index) for index in range(chunk_count(size, chunk_size))]
+    if not all(is_fingerprint(fp) for fp in fps) or file_fingerprint(fps) != obj.get("fingerprint"):  # type: ignore[arg-type]
+        raise ServerError(f"the gateway's file object for file {file_id} lists chunks that do not make up its "
+                          "fingerprint, so the download could not be verified; tell the gateway's operator",
+                          code="inconsistent_file")
+    return fps  # type: ignore[return-value]
+
+
+# -- fetching ----------------------------------------------------------------------------
+
+
+class Retry(Exception):
+    """An attempt failed in a way a later attempt may not; ``problem`` is said if none succeeds."""
+
+    def __init__(self, problem: str, unreachable: bool = False):
+        super().__init__(problem)
+        self.problem = problem
+        self.unreachable = unreachable
+
+
+class UrlRefused(Exception):
+    """The CDN refused the signed URL (HTTP 403): expired, or altered."""
+
+
+class RangeIgnored(Exception):
+    """The CDN answered a Range request with the whole file (HTTP 200)."""
+
+
+class ChunkFetcher:
+    """Fetches a file's missing chunks from the CDN tier into its PartFile."""
+
+    def __init__(self, client: GatewayClient, file_id: Any, obj: dict, part: PartFile, bar: tqdm,
+                 options: DownloadOptions, result: DownloadResult):
+        self.client = client
+        self.file_id = file_id
+        self.obj = obj
+        self.part = part
+        self.bar = bar
+        self.options = options
+        self.result = result
+        self.size = int(obj["file_size"])
+        self.chunk_size = part.chunk_size
+        self._refresh_lock = asyncio.Lock()
+
+    # The signed URL --------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        url = self.obj.get("download_url")
+        if not url:
+            raise ServerError(f"the gateway gave no download_url for file {self.file_id}; is its CDN tier configured?",
+                              code="no_download_url")
+        return urljoin(self.client.server + "/", url)  # absolute already, unless the gateway gives a path
+
+    async def refresh_url(self, refused: str) -> None:
+        """A fresh file object carries a fresh URL; workers refused at the same time ask for it once."""
+        async with self._refresh_lock:
+            if self.url == refused:
+                self.obj.update(await self.client.get_file(self.file_id))
+
+    # Parallel Range requests, one per chunk -----------------------------------------------
+
+    async def fetch_chunks(self, indexes: list[int]) -> None:
+        """``parallel`` workers take the next missing chunk until none is left; the first failure stops them all."""
+        todo = iter(indexes)  # shared: each index goes to exactly one worker
+
+        async def worker() -> None:
+            for index in todo:
+                await self.with_retries(f"chunk {index}", self._fetch_chunk, index)
+
+        workers = [asyncio.create_task(worker()) for _ in range(max(1, min(self.options.parallel, len(indexes))))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _fetch_chunk(self, url: str, index: int) -> None:
+        start = index * self.chunk_size
+        length = chunk_length(index, self.size, self.chunk_size)
+        end = start + length - 1
+        # Byte offsets are of the stored bytes: no content coding may change them.
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end}"}
+        async with self.client.session.get(url, headers=headers, allow_redirects=True) as resp:
+            self._check_status(resp)
+            if resp.status == 200 and length != self.size:
+                raise RangeIgnored()
+            if resp.status == 206 and not self._range_is(resp, start, end):
+                raise Retry(f"a Range answer for other bytes than chunk {index} "
+                            f"({resp.headers.get('Content-Range', 'no Content-Range')})")
+            pieces = await self._read(resp, index, length)
+            if await resp.content.read(1):
+                raise IntegrityError(f"the CDN sent more than the {length} bytes of chunk {index} of file "
+                                     f"{self.file_id}", code="too_long")
+        await self._save(index, pieces)
+
+    def _range_is(self, resp: aiohttp.ClientResponse, start: int, end: int) -> bool:
+        match = CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+        return bool(match) and int(match.group(1)) == start and int(match.group(2)) == end
+
+    # The fallback: one stream of the whole file -----------------------------------------
+
+    async def fetch_stream(self) -> None:
+        note(self.options, "the CDN tier ignores Range requests; downloading the file as one stream")
+        self.result.range_requests = False
+        await self.with_retries("the file", self._fetch_stream)
+
+    async def _fetch_stream(self, url: str) -> None:
+        """One GET of the whole file, cut into chunks as it arrives; the missing ones are kept."""
+        async with self.client.session.get(url, headers={"Accept-Encoding": "identity"}, allow_redirects=True) as resp:
+            self._check_status(resp)
+            if resp.status != 200:
+                raise Retry(f"HTTP {resp.status} to a request for the whole file")
+            for index in range(len(self.part.chunk_fps)):
+                wanted = index not in self.part.digests  # chunks already here still come by: read and drop them
+                pieces = await self._read(resp, index, chunk_length(index, self.size, self.chunk_size), progress=wanted)
+                if wanted:
+                    await self._save(index, pieces)
+            if await resp.content.read(1):
+                raise IntegrityError(f"the CDN sent more than the {self.size} bytes of file {self.file_id}",
+                                     code="too_long")
+
+    # Shared by both -----------------------------------------------------------------------
+
+    async def with_retries(self, what: str, attempt: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run ``attempt(url, *args)`` until it succeeds, retrying with backoff what may pass."""
+        problem, unreachable, refreshed = "no answer", False, False
+        for number in range(self.options.retries + 1):
+            if number:
+                await asyncio.sleep(backoff_delay(number - 1, self.options.backoff_base, self.options.backoff_max))
+            url = self.url
+            try:
+                return await attempt(url, *args)
+            except UrlRefused:
+                if refreshed:
+                    raise StoreRefused(f"the CDN refuses the download URL of file {self.file_id} even when fresh "
+                                       "(HTTP 403); tell the gateway's operator", status=403) from None
+                problem, unreachable, refreshed = "HTTP 403 (the signed URL was refused or expired)", False, True
+                await self.refresh_url(url)
+            except Retry as exc:
+                problem, unreachable = exc.problem, exc.unreachable
+            except TRANSPORT_ERRORS as exc:
+                unreachable = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+                problem = (f"cannot reach the CDN tier ({connection_reason(exc)})" if unreachable
+                           else f"the connection to the CDN tier broke ({connection_reason(exc)})")
+        done, total = len(self.part.digests), len(self.part.chunk_fps)
+        message = (f"downloading {what} of file {self.file_id} failed after {self.options.retries + 1} tries "
+                   f"({problem}); {done} of {total} chunks are kept in {part_path(self.part.target)}: "
+                   "run `dbx download` again to resume")
+        raise Unreachable(message) if unreachable else ServerError(message, code="download_failed")
+
+    def _check_status(self, resp: aiohttp.ClientResponse) -> None:
+        if resp.status == 403:
+            raise UrlRefused()
+        if resp.status == 404:
+            raise NotFound(f"the CDN has no content for file {self.file_id} (HTTP 404); it may have been deleted",
+                           status=404)
+        if resp.status not in (200, 206):
+            raise Retry(f"HTTP {resp.status}")
+
+    async def _read(self, resp: aiohttp.ClientResponse, index: int, length: int, progress: bool = True) -> list[bytes]:
+        """The next ``length`` bytes of the body, which are chunk ``index``, in the pieces they came in."""
+        pieces: list[bytes] = []
+        filled = 0
+        try:
+            while filled < length:
+                piece = await resp.content.read(min(PIECE, length - filled))
+                if not piece:
+                    raise Retry(f"the connection ended {filled} bytes into the {length} of chunk {index}")
+                pieces.append(piece)
+                filled += len(piece)
+                if progress:
+                    self.bar.update(len(piece))
+        except BaseException:
+            if progress:
+                self.bar.update(-filled)  # this chunk's bytes will come again
+            raise
+        return pieces
+
+    async def _save(self, index: int, pieces: list[bytes]) -> None:
+        """Verify and write a chunk in a thread (see PartFile.store)."""
+        length = sum(len(piece) for piece in pieces)
+        task = asyncio.ensure_future(asyncio.to_thread(self.part.store, index, pieces))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # A cancelled worker still lets its thread finish: the part file must not be closed under it.
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        except ChunkMismatch as exc:
+            self.bar.update(-length)
+            raise IntegrityError(
+                f"chunk {index} of file {self.file_id} from the CDN tier does not match its fingerprint "
+                f"({exc.digest[:12]}… instead of {self.part.chunk_fps[index][:12]}…); it was not kept and nothing "
+                f"was written to {self.part.target}; run `dbx download` again (the verified chunks are kept), "
+                "and tell the gateway's operator if it repeats",
+                code="fingerprint_mismatch",
+            ) from None
+        self.result.chunks_fetched += 1
+        self.result.bytes_received += length
+
+
+# -- the command -------------------------------------------------------------------------
 
 
 async def download_file(client: GatewayClient, file_id: Any, output: str | None, options: DownloadOptions) -> DownloadResult:
@@ -140,135 +492,56 @@ async def download_file(client: GatewayClient, file_id: Any, output: str | None,
     size = int(obj["file_size"])
     fingerprint = obj["fingerprint"]
     chunk_size = int(obj.get("chunk_size") or 0) or 8 * 1024 * 1024
+    chunk_fps = checked_chunk_fingerprints(obj, file_id, size, chunk_size)
     target = resolve_target(output, obj.get("file_name") or "", file_id)
     if os.path.isdir(target):
         raise UsageError(f"{target} is a directory; pass -o with a file path")
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
         raise NotFound(f"the directory {directory} does not exist; create it or pick another -o", code="local_not_found")
+
     meta = {"file_id": obj.get("file_id", file_id), "fingerprint": fingerprint, "file_size": size, "chunk_size": chunk_size}
-    hasher, offset = await run_stoppable(prepare_partial, target, meta)
-    result = DownloadResult(obj.get("file_id", file_id), obj.get("file_name", ""), target, size, fingerprint,
-                            resumed_from=offset)
-    bar = tqdm(total=size, initial=offset, desc=os.path.basename(target)[:24], unit="B", unit_scale=True,
-               unit_divisor=1024, file=sys.stderr, disable=options.quiet, dynamic_ncols=True,
-               mininterval=0.2 if sys.stderr.isatty() else 1.0)
+    claimed = claimed_chunks(target, meta, len(chunk_fps))
+    check_bar = make_bar(sum(chunk_length(i, size, chunk_size) for i in claimed), "checking the part file",
+                         options, leave=False) if claimed else None
     try:
-        if size > 0:
-            offset = await _fetch(client, file_id, obj, target, hasher, offset, size, bar, options, result)
+        part = await run_stoppable(PartFile.open, target, meta, chunk_fps, claimed,
+                                   on_read=check_bar.update if check_bar else None)
     finally:
-        bar.close()
-    if offset != size:
-        raise ServerError(f"the CDN sent {offset} bytes of file {file_id}, which has {size}; run `dbx download` again")
-    got = hasher.hexdigest()
-    if got != fingerprint:
+        if check_bar:
+            check_bar.close()
+    try:
+        missing = part.missing()
+        reused = len(chunk_fps) - len(missing)
+        result = DownloadResult(meta["file_id"], obj.get("file_name", ""), target, size, fingerprint,
+                                chunks_total=len(chunk_fps), chunks_reused=reused,
+                                resumed_from=sum(chunk_length(i, size, chunk_size) for i in part.digests))
+        if reused:
+            note(options, f"resuming: {reused} of {len(chunk_fps)} chunks are already in {part_path(target)}")
+        bar = make_bar(size, os.path.basename(target)[:24], options, initial=result.resumed_from)
+        fetcher = ChunkFetcher(client, file_id, obj, part, bar, options, result)
+        try:
+            if missing:
+                try:
+                    await fetcher.fetch_chunks(missing)
+                except RangeIgnored:
+                    await fetcher.fetch_stream()
+        finally:
+            bar.close()
+        got = part.fingerprint()
+    finally:
+        part.close()
+    if got != fingerprint:  # every chunk matched its fingerprint, so this would be a bug here, not bad bytes
         remove_partial(target)
         raise IntegrityError(
             f"the bytes received for file {file_id} do not match its fingerprint ({got[:12]}… instead of "
-            f"{fingerprint[:12]}…); nothing was written to {target}; run `dbx download` again, and tell the "
-            "gateway's operator if it repeats",
+            f"{fingerprint[:12]}…); nothing was written to {target}; run `dbx download` again",
             code="fingerprint_mismatch",
         )
     os.replace(part_path(target), target)
     remove_partial(target)
     result.seconds = round(time.monotonic() - started, 3)
     return result
-
-
-async def _fetch(client: GatewayClient, file_id: Any, obj: dict, target: str, hasher: ChunkHasher, offset: int,
-                 size: int, bar: tqdm, options: DownloadOptions, result: DownloadResult) -> int:
-    last_problem = ""
-    unreachable = False
-    refreshed = False
-    attempt = -1
-    while attempt < options.retries:
-        attempt += 1
-        if attempt:
-            await asyncio.sleep(backoff_delay(attempt - 1, options.backoff_base, options.backoff_max))
-        progress_at = offset
-        url = obj.get("download_url")
-        if not url:
-            raise ServerError(f"the gateway gave no download_url for file {file_id}; is its CDN tier configured?",
-                              code="no_download_url")
-        url = urljoin(client.server + "/", url)  # absolute already, unless the gateway gives a path
-        # Byte offsets are of the stored bytes: no content coding may change them.
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        try:
-            async with client.session.get(url, headers=headers, allow_redirects=True) as resp:
-                if resp.status == 416 and offset:
-                    # The part is not a prefix of what the CDN has: start over.
-                    offset = _restart(target, hasher, bar, offset)
-                    last_problem = "HTTP 416"
-                    continue
-                if resp.status == 403:
-                    # Expired or refused signature: a fresh file object has a fresh URL.
-                    last_problem = "HTTP 403 (the signed URL was refused or expired)"
-                    if refreshed and attempt >= 2:
-                        raise StoreRefused(f"the CDN refuses the download URL of file {file_id} even when fresh "
-                                           "(HTTP 403); tell the gateway's operator", status=403)
-                    obj.update(await client.get_file(file_id))
-                    refreshed = True
-                    continue
-                if resp.status == 404:
-                    raise NotFound(f"the CDN has no content for file {file_id} (HTTP 404); it may have been deleted",
-                                   status=404)
-                if resp.status not in (200, 206):
-                    last_problem = f"HTTP {resp.status}"
-                    unreachable = False
-                    continue
-                if resp.status == 206:
-                    match = CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-                    if not match or int(match.group(1)) != offset:
-                        offset = _restart(target, hasher, bar, offset)
-                        last_problem = "a Range answer for the wrong bytes"
-                        continue
-                elif offset:
-                    # The CDN ignored the Range: take the whole body from the start.
-                    offset = _restart(target, hasher, bar, offset)
-                with open(part_path(target), "r+b") as f:
-                    f.seek(offset)
-                    f.truncate()
-                    try:
-                        async for piece in resp.content.iter_chunked(PIECE):
-                            if offset + len(piece) > size:
-                                raise IntegrityError(f"the CDN sent more than the {size} bytes of file {file_id}",
-                                                     code="too_long")
-                            f.write(piece)
-                            hasher.update(piece)
-                            offset += len(piece)
-                            result.bytes_received += len(piece)
-                            bar.update(len(piece))
-                    finally:
-                        f.flush()
-                        os.fsync(f.fileno())
-                if offset == size:
-                    return offset
-                last_problem = f"the connection ended after {offset} of {size} bytes"
-        except TRANSPORT_ERRORS as exc:
-            if isinstance(exc, aiohttp.ClientPayloadError) or offset > progress_at:
-                unreachable = False
-                last_problem = f"the connection to the CDN tier broke after {offset} of {size} bytes"
-            else:
-                unreachable = True
-                last_problem = f"cannot reach the CDN tier ({connection_reason(exc)})"
-        if offset > progress_at:
-            attempt = 0  # progress was made: a flaky link gets its retries afresh, resuming where it broke
-    message = (f"downloading file {file_id} failed after {options.retries + 1} tries ({last_problem}); "
-               f"{offset} bytes are kept in {part_path(target)}: run `dbx download` again to resume")
-    if unreachable:
-        raise Unreachable(message)
-    raise ServerError(message, code="download_failed")
-
-
-def _restart(target: str, hasher: ChunkHasher, bar: tqdm, offset: int) -> int:
-    with open(part_path(target), "r+b") as f:
-        f.truncate(0)
-    fresh = ChunkHasher(hasher.chunk_size)
-    hasher.__dict__.update(fresh.__dict__)
-    bar.update(-offset)
-    return 0
 
 
 def error_json(file_id: Any, error: ClientError) -> dict:

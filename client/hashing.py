@@ -1,52 +1,13 @@
-"""The contract's fingerprint, computed incrementally (for downloads) or in one pass (for uploads)."""
+"""The contract's fingerprints: in one pass over a file (uploads), or chunk by chunk (downloads)."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import threading
-from typing import Any, BinaryIO, Callable, TypeVar
+from typing import Any, BinaryIO, Callable, Iterable, TypeVar
 
-from gateway.fingerprints import file_fingerprint, fingerprint_stream
-
-
-class ChunkHasher:
-    """Feed bytes in any pieces; get the file fingerprint and chunk fingerprints.
-
-    Holds one SHA-256 state and one 64-character string per finished chunk: constant
-    memory in the bytes hashed.
-    """
-
-    def __init__(self, chunk_size: int):
-        if chunk_size <= 0:
-            raise ValueError("chunk_size must be positive")
-        self.chunk_size = chunk_size
-        self.chunks: list[str] = []
-        self.size = 0
-        self._current = hashlib.sha256()
-        self._filled = 0
-
-    def update(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            room = self.chunk_size - self._filled
-            piece = view[:room]
-            self._current.update(piece)
-            self._filled += len(piece)
-            self.size += len(piece)
-            view = view[len(piece):]
-            if self._filled == self.chunk_size:
-                self.chunks.append(self._current.hexdigest())
-                self._current = hashlib.sha256()
-                self._filled = 0
-
-    def chunk_fingerprints(self) -> list[str]:
-        """Fingerprints of every chunk so far, the partial last one included."""
-        if self._filled:
-            return [*self.chunks, self._current.hexdigest()]
-        return list(self.chunks)
-
-    def hexdigest(self) -> str:
-        return file_fingerprint(self.chunk_fingerprints())
+from gateway.fingerprints import chunk_length, fingerprint_stream
 
 
 class CountingReader:
@@ -67,6 +28,35 @@ def fingerprint_file(path: str, chunk_size: int, on_read: Callable[[int], None] 
     """(file fingerprint, chunk fingerprints, size) in one streamed pass."""
     with open(path, "rb", buffering=0) as f:
         return fingerprint_stream(CountingReader(f, on_read), chunk_size)  # type: ignore[arg-type]
+
+
+def chunk_digest(pieces: Iterable[bytes]) -> str:
+    """A chunk's fingerprint (the lowercase hex SHA-256 of its bytes), from its bytes in pieces."""
+    digest = hashlib.sha256()
+    for piece in pieces:
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def verify_chunks(path: str, chunk_size: int, file_size: int, expected: dict[int, str],
+                  on_read: Callable[[int], None] | None = None) -> set[int]:
+    """The indexes of ``expected`` whose bytes in ``path`` (at their offsets) have that fingerprint.
+
+    Reads one chunk at a time: memory holds at most ``chunk_size`` bytes.
+    """
+    good = set()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for index in sorted(expected):
+            length = chunk_length(index, file_size, chunk_size)
+            data = os.pread(fd, length, index * chunk_size)
+            if on_read:
+                on_read(length)
+            if len(data) == length and chunk_digest([data]) == expected[index]:
+                good.add(index)
+    finally:
+        os.close(fd)
+    return good
 
 
 class Stopped(Exception):

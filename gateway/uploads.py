@@ -49,7 +49,8 @@ class UploadClaim:
 
 
 def new_file_id() -> str:
-    return secrets.token_urlsafe(16)
+    # Hex: safe in paths and on command lines (a leading "-" would read as an option).
+    return secrets.token_hex(16)
 
 
 async def has_verified_content(app: web.Application, user_id: int, fingerprint: str) -> bool:

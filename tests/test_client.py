@@ -451,6 +451,11 @@ async def cdn_user(cdn_stack, http, tmp_path):
     return dbx
 
 
+def download_args(file_id: str, *options: str) -> list[str]:
+    """`dbx download OPTIONS -- FILE_ID`: a file id can begin with "-", which argparse takes for an option."""
+    return ["download", *options, "--", file_id]
+
+
 async def upload_one(dbx: Dbx, path: Path) -> dict:
     run = await dbx("upload", str(path), "--json", "--quiet")
     assert run.rc == 0, run
@@ -463,75 +468,155 @@ async def test_download_round_trip_verified(cdn_user, tmp_path, size):
     uploaded = await upload_one(cdn_user, source)
     target = tmp_path / "out" / "copy.bin"
     target.parent.mkdir()
-    run = await cdn_user("download", uploaded["file_id"], "-o", str(target), "--json")
+    run = await cdn_user(*download_args(uploaded["file_id"], "-o", str(target), "--json"))
     assert run.rc == 0, run
     result = run.json()
     assert result["path"] == str(target)
     assert result["fingerprint"] == uploaded["fingerprint"]
+    assert result["chunks_total"] == result["chunks_fetched"] == -(-size // CHUNK)
+    assert result["chunks_reused"] == 0 and result["bytes_received"] == size
     assert sha256_file(target) == sha256_file(source)
     assert not Path(str(target) + ".part").exists() and not Path(str(target) + ".part.json").exists()
 
     # Into a directory: the server's file name.
-    run = await cdn_user("download", uploaded["file_id"], "-o", str(target.parent), "--quiet")
+    run = await cdn_user(*download_args(uploaded["file_id"], "-o", str(target.parent), "--quiet"))
     assert run.rc == 0, run
     assert sha256_file(target.parent / source.name) == sha256_file(source)
 
 
-async def test_download_resumes_a_partial_file_with_a_range_request(cdn_user, tmp_path):
-    source = write_random(tmp_path / "resume.bin", 2 * CHUNK + 4321)
+async def test_parallel_download_of_a_multi_chunk_file_is_identical(cdn_stack, cdn_user, tmp_path):
+    """Chunks fetched at once with Range requests through nginx (a cache miss, then a hit) give the same bytes."""
+    source = write_random(tmp_path / "many.bin", 7 * CHUNK + 123)
     uploaded = await upload_one(cdn_user, source)
-    target = tmp_path / "resume-copy.bin"
-    kept = CHUNK + 1000  # not on a chunk boundary
-    with open(source, "rb") as f:
-        Path(str(target) + ".part").write_bytes(f.read(kept))
+    expected = sha256_file(source)
+    assert await stored_sha256(cdn_stack, uploaded["fingerprint"]) == expected
+    for attempt in ("miss", "hit"):
+        target = tmp_path / f"many-{attempt}.bin"
+        run = await cdn_user(*download_args(uploaded["file_id"], "-o", str(target), "--json"))
+        assert run.rc == 0, run
+        result = run.json()
+        assert (result["chunks_total"], result["chunks_fetched"], result["chunks_reused"]) == (8, 8, 0)
+        assert result["range_requests"] is True
+        assert sha256_file(target) == expected
+
+
+def write_partial(target: Path, source: Path, uploaded: dict, chunks: list[int], done: list[list[int]]) -> None:
+    """What an interrupted run leaves: the listed chunks at their offsets in a full-size part, and its sidecar."""
+    data = source.read_bytes()
+    part = bytearray(len(data))
+    for index in chunks:
+        part[index * CHUNK:(index + 1) * CHUNK] = data[index * CHUNK:(index + 1) * CHUNK]
+    Path(str(target) + ".part").write_bytes(part)
     Path(str(target) + ".part.json").write_text(json.dumps({
         "file_id": uploaded["file_id"], "fingerprint": uploaded["fingerprint"],
-        "file_size": uploaded["file_size"], "chunk_size": CHUNK,
+        "file_size": uploaded["file_size"], "chunk_size": CHUNK, "chunks_done": done,
     }))
-    run = await cdn_user("download", uploaded["file_id"], "-o", str(target), "--json")
+
+
+async def test_download_resumes_with_only_the_chunks_an_earlier_run_lacked(cdn_user, tmp_path):
+    source = write_random(tmp_path / "resume.bin", 3 * CHUNK + 4321)
+    uploaded = await upload_one(cdn_user, source)
+    target = tmp_path / "resume-copy.bin"
+    write_partial(target, source, uploaded, [0, 2], [[0, 0], [2, 2]])
+    run = await cdn_user(*download_args(uploaded["file_id"], "-o", str(target), "--json"))
     assert run.rc == 0, run
     result = run.json()
-    assert result["resumed_from"] == kept
-    assert result["bytes_received"] == uploaded["file_size"] - kept
+    assert (result["chunks_reused"], result["chunks_fetched"]) == (2, 2)
+    assert result["resumed_from"] == 2 * CHUNK
+    assert result["bytes_received"] == uploaded["file_size"] - 2 * CHUNK
     assert sha256_file(target) == sha256_file(source)
 
 
-async def test_download_never_appends_to_a_part_of_other_content(cdn_user, tmp_path):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+async def test_interrupted_download_resumes_fetching_only_missing_chunks(cdn_user, tmp_path, how):
+    total = 24
+    source = write_random(tmp_path / "interrupted.bin", total * CHUNK - 99)
+    uploaded = await upload_one(cdn_user, source)
+    target = tmp_path / "interrupted-copy.bin"
+    sidecar = Path(str(target) + ".part.json")
+
+    def recorded() -> int:
+        try:
+            done = json.loads(sidecar.read_text()).get("chunks_done", [])
+        except (OSError, ValueError):
+            return 0
+        return sum(last - first + 1 for first, last in done)
+
+    process = await cdn_user.start(*download_args(uploaded["file_id"], "-o", str(target), "--quiet"))
+    while recorded() < 1 and process.returncode is None:
+        await asyncio.sleep(0.002)
+    process.send_signal(how)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    if how == signal.SIGINT:
+        assert process.returncode == 130, err.decode()[-2000:]
+        assert b"interrupted" in err and b"Traceback" not in err
+    kept = recorded()
+    assert 1 <= kept < total and not target.exists(), (kept, err.decode()[-2000:])
+
+    run = await cdn_user(*download_args(uploaded["file_id"], "-o", str(target), "--json"))
+    assert run.rc == 0, run
+    result = run.json()
+    assert (result["chunks_reused"], result["chunks_fetched"]) == (kept, total - kept)
+    assert sha256_file(target) == sha256_file(source)
+    assert not sidecar.exists()
+
+
+async def test_download_never_reuses_a_part_of_other_content(cdn_user, tmp_path):
     source = write_random(tmp_path / "fresh.bin", CHUNK + 10)
     uploaded = await upload_one(cdn_user, source)
     target = tmp_path / "fresh-copy.bin"
-    Path(str(target) + ".part").write_bytes(os.urandom(1000))
+    Path(str(target) + ".part").write_bytes(os.urandom(5000))
     Path(str(target) + ".part.json").write_text(json.dumps({
         "fingerprint": hashlib.sha256(b"something else").hexdigest(), "file_size": 5000, "chunk_size": CHUNK,
+        "chunks_done": [[0, 0]],
     }))
-    run = await cdn_user("download", uploaded["file_id"], "-o", str(target), "--json")
+    run = await cdn_user(*download_args(uploaded["file_id"], "-o", str(target), "--json"))
     assert run.rc == 0, run
-    assert run.json()["resumed_from"] == 0
+    assert run.json()["resumed_from"] == 0 and run.json()["chunks_reused"] == 0
     assert sha256_file(target) == sha256_file(source)
 
 
-async def test_download_of_corrupt_partial_fails_verification_then_recovers(cdn_user, tmp_path):
-    source = write_random(tmp_path / "verify.bin", CHUNK + 10)
+async def test_download_checks_a_partial_again_and_refetches_what_no_longer_matches(cdn_user, tmp_path):
+    source = write_random(tmp_path / "verify.bin", 2 * CHUNK + 10)
     uploaded = await upload_one(cdn_user, source)
     target = tmp_path / "verify-copy.bin"
-    # The right sidecar, the wrong bytes: only the fingerprint check can tell.
-    Path(str(target) + ".part").write_bytes(os.urandom(2000))
-    Path(str(target) + ".part.json").write_text(json.dumps({
-        "file_id": uploaded["file_id"], "fingerprint": uploaded["fingerprint"],
-        "file_size": uploaded["file_size"], "chunk_size": CHUNK,
-    }))
-    run = await cdn_user("download", uploaded["file_id"], "-o", str(target))
-    assert run.rc == 9, run
-    assert "do not match its fingerprint" in run.stderr
+    # The right sidecar, claiming chunks 0 and 1; chunk 1's bytes were damaged since.
+    write_partial(target, source, uploaded, [0], [[0, 1]])
+    run = await cdn_user(*download_args(uploaded["file_id"], "-o", str(target), "--json"))
+    assert run.rc == 0, run
+    assert (run.json()["chunks_reused"], run.json()["chunks_fetched"]) == (1, 2)
     no_traceback(run)
-    assert not target.exists() and not Path(str(target) + ".part").exists()
-    again = await cdn_user("download", uploaded["file_id"], "-o", str(target), "--quiet")
-    assert again.rc == 0, again
     assert sha256_file(target) == sha256_file(source)
+
+
+@pytest.mark.slow
+async def test_download_memory_stays_flat(cdn_user, tmp_path):
+    """A file much larger than parallel x chunk_size downloads in bounded memory."""
+    source = write_random(tmp_path / "large.bin", 30 * CHUNK)  # 150 MiB
+    uploaded = await upload_one(cdn_user, source)
+    target = tmp_path / "large-copy.bin"
+    process = await cdn_user.start(*download_args(uploaded["file_id"], "-o", str(target), "--json", "--quiet"))
+    peak_kib = 0
+    status = Path(f"/proc/{process.pid}/status")
+    communicate = asyncio.ensure_future(process.communicate())
+    while not communicate.done():
+        try:
+            match = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
+            if match:
+                peak_kib = max(peak_kib, int(match.group(1)))
+        except OSError:
+            pass
+        await asyncio.sleep(0.05)
+    out, err = communicate.result()
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert json.loads(out)["chunks_fetched"] == 30
+    assert sha256_file(target) == sha256_file(source)
+    # The interpreter, aiohttp and tqdm take ~40-60 MiB; four 5 MiB chunks in flight add ~20 MiB.
+    assert 0 < peak_kib < 100 * 1024, f"peak RSS {peak_kib // 1024} MiB for a {30 * CHUNK // MIB} MiB file"
 
 
 async def test_download_of_unknown_file_is_exit_6(cdn_user, tmp_path):
-    run = await cdn_user("download", "no-such-file-id", "-o", str(tmp_path / "x"))
+    run = await cdn_user(*download_args("no-such-file-id", "-o", str(tmp_path / "x")))
     assert run.rc == 6, run
     assert "not found" in run.stderr and "dbx ls" in run.stderr
     no_traceback(run)

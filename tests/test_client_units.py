@@ -22,16 +22,20 @@ from client.cli import build_parser, main, parse_rate
 from client.config import Credentials, CredentialStore, config_dir, normalize_server, resolve_server
 from client.download import (
     DownloadOptions,
+    PartFile,
+    claimed_chunks,
     download_file,
+    from_ranges,
     part_path,
-    prepare_partial,
+    read_sidecar,
     resolve_target,
     safe_name,
     sidecar_path,
+    to_ranges,
 )
-from client.hashing import ChunkHasher, fingerprint_file
+from client.hashing import fingerprint_file, verify_chunks
 from client.upload import RateLimiter, UploadOptions, backoff_delay, parse_expiry, read_chunk, upload_file
-from gateway.fingerprints import EMPTY_FINGERPRINT, fingerprint_stream
+from gateway.fingerprints import EMPTY_FINGERPRINT, file_fingerprint, fingerprint_stream
 
 DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
 
@@ -40,23 +44,33 @@ DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which
 
 
 @pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 63, 64, 65, 200])
-@pytest.mark.parametrize("piece", [1, 3, 8, 50, 1000])
-def test_incremental_hasher_matches_the_contract(size, piece):
+def test_chunk_digests_make_up_the_file_fingerprint(size):
+    """What a download relies on: the chunk fingerprints, verified one by one, give the file's."""
     data = os.urandom(size)
     expected = fingerprint_stream(io.BytesIO(data), 8)
-    hasher = ChunkHasher(8)
-    for start in range(0, size, piece):
-        hasher.update(data[start:start + piece])
-    assert hasher.hexdigest() == expected[0]
-    assert hasher.chunk_fingerprints() == expected[1]
-    assert hasher.size == size
+    chunks = [hashlib.sha256(data[i:i + 8]).hexdigest() for i in range(0, size, 8)]
+    assert chunks == expected[1]
+    assert file_fingerprint(chunks) == expected[0]
 
 
 def test_empty_file_fingerprint_is_sha256_of_nothing(tmp_path):
     path = tmp_path / "empty"
     path.write_bytes(b"")
     assert fingerprint_file(str(path), 5) == (EMPTY_FINGERPRINT, [], 0)
-    assert ChunkHasher(5).hexdigest() == EMPTY_FINGERPRINT
+    assert file_fingerprint([]) == EMPTY_FINGERPRINT
+
+
+def test_verify_chunks_checks_each_chunk_at_its_offset(tmp_path):
+    data = os.urandom(25)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    _, fps, _ = fingerprint_stream(io.BytesIO(data), 10)
+    seen = []
+    assert verify_chunks(str(path), 10, 25, {0: fps[0], 2: fps[2]}, seen.append) == {0, 2}
+    assert seen == [10, 5]
+    assert verify_chunks(str(path), 10, 25, {1: fps[0], 2: fps[2]}) == {2}  # chunk 1 is not chunk 0
+    path.write_bytes(data[:22])  # a part shorter than the file: its last chunk cannot check out
+    assert verify_chunks(str(path), 10, 25, {2: fps[2]}) == set()
 
 
 def test_fingerprint_file_reports_progress_and_reads_each_chunk_once(tmp_path):
@@ -139,22 +153,64 @@ def test_safe_name_and_targets(tmp_path):
     assert resolve_target(None, "../x.bin", "id") == os.path.abspath("x.bin")
 
 
+def test_done_chunks_are_kept_as_ranges():
+    assert to_ranges([]) == []
+    assert to_ranges([7, 0, 1, 2, 5, 8]) == [[0, 2], [5, 5], [7, 8]]
+    assert from_ranges([[0, 2], [5, 5], [7, 8]], 10) == {0, 1, 2, 5, 7, 8}
+    assert from_ranges([[0, 99]], 3) == {0, 1, 2}  # never past the last chunk
+    for malformed in (None, "0-2", [[0]], [["0", 2]], [[0, 1.5]], [[True, 2]]):
+        assert from_ranges(malformed, 10) == set()
+
+
 def test_partial_downloads_are_reused_only_for_the_same_content(tmp_path):
     target = str(tmp_path / "t.bin")
-    meta = {"file_id": "a", "fingerprint": "f" * 64, "file_size": 100, "chunk_size": 8}
-    hasher, offset = prepare_partial(target, meta)
-    assert offset == 0 and Path(part_path(target)).read_bytes() == b""
-    assert json.loads(Path(sidecar_path(target)).read_text()) == meta
-    Path(part_path(target)).write_bytes(b"x" * 30)
-    hasher, offset = prepare_partial(target, meta)
-    assert offset == 30 and hasher.size == 30
-    # Another fingerprint: the part is thrown away.
-    other = {**meta, "fingerprint": "e" * 64}
-    hasher, offset = prepare_partial(target, other)
-    assert offset == 0 and Path(part_path(target)).stat().st_size == 0
-    # A part longer than the file cannot be a prefix of it.
-    Path(part_path(target)).write_bytes(b"x" * 101)
-    assert prepare_partial(target, other)[1] == 0
+    data = os.urandom(100)
+    _, fps, _ = fingerprint_stream(io.BytesIO(data), 8)
+    meta = {"file_id": "a", "fingerprint": file_fingerprint(fps), "file_size": 100, "chunk_size": 8}
+    part = PartFile.open(target, meta, fps, set())
+    # A new part is the file's full size (sparse) and its sidecar lists no chunk yet.
+    assert Path(part_path(target)).stat().st_size == 100
+    assert read_sidecar(target) == {**meta, "chunks_done": []}
+    part.store(0, [data[:8]])
+    assert read_sidecar(target)["chunks_done"] == [[0, 0]]  # flushed and recorded at once, the first time
+    part.store(12, [data[96:]])
+    part.store(1, [data[8:12], data[12:16]])  # as received: in pieces
+    assert read_sidecar(target)["chunks_done"] == [[0, 0]]  # then at most once every SYNC_EVERY seconds
+    part.close()  # and on the way out, whatever happened
+    assert read_sidecar(target)["chunks_done"] == [[0, 1], [12, 12]]
+    assert Path(part_path(target)).read_bytes()[:16] == data[:16]
+    assert claimed_chunks(target, meta, len(fps)) == {0, 1, 12}
+    # Another fingerprint, or a part of another size: nothing is claimed.
+    assert claimed_chunks(target, {**meta, "fingerprint": "e" * 64}, len(fps)) == set()
+    os.truncate(part_path(target), 101)
+    assert claimed_chunks(target, meta, len(fps)) == set()
+    os.truncate(part_path(target), 100)
+    # A sidecar of an older dbx (a prefix, no chunks_done): nothing is claimed, the part starts over.
+    sidecar = read_sidecar(target)
+    Path(sidecar_path(target)).write_text(json.dumps({**meta}))
+    assert claimed_chunks(target, meta, len(fps)) == set()
+    Path(sidecar_path(target)).write_text(json.dumps(sidecar))
+    # Claimed chunks are checked again: one scribbled over since is dropped from the sidecar.
+    with open(part_path(target), "r+b") as f:
+        f.write(b"XX")
+    part = PartFile.open(target, meta, fps, {0, 1, 12})
+    part.close()
+    assert part.missing() == [0, *range(2, 12)]
+    assert read_sidecar(target)["chunks_done"] == [[1, 1], [12, 12]]
+
+
+def test_a_chunk_with_the_wrong_bytes_is_not_written(tmp_path):
+    from client.download import ChunkMismatch
+
+    target = str(tmp_path / "t.bin")
+    data = os.urandom(20)
+    _, fps, _ = fingerprint_stream(io.BytesIO(data), 10)
+    part = PartFile.open(target, {"fingerprint": file_fingerprint(fps), "file_size": 20, "chunk_size": 10}, fps, set())
+    with pytest.raises(ChunkMismatch):
+        part.store(1, [b"x" * 10])
+    part.close()
+    assert Path(part_path(target)).read_bytes() == bytes(20)
+    assert read_sidecar(target)["chunks_done"] == []
 
 
 # -- credentials ---------------------------------------------------------------------
@@ -276,8 +332,13 @@ class FakeStack:
         app.router.add_post("/dropbox/v1/files/{id}/complete", self.complete)
         app.router.add_put("/store/{id}/{index}", self.put)
         app.router.add_get("/cdn/{id}", self.cdn)
-        self.cdn_script: list[str] = []  # answers for the next CDN GETs: 403, truncate, ignore-range, corrupt
+        self.cdn_script: list[str] = []  # answers for the next CDN GETs: 403, 500, truncate, ignore-range, corrupt
         self.cdn_requests: list[str | None] = []  # the Range header of each
+        self.cdn_ignores_range = False  # answer every GET with the whole file, as a CDN without Range support
+        self.cdn_broken_starts: set[int] = set()  # Range requests starting at these offsets always fail
+        self.cdn_delay = 0.0  # seconds before each answer
+        self.cdn_active = 0
+        self.cdn_peak = 0  # the most CDN requests in flight at once
         self.gets = 0
         self.app = app
 
@@ -324,32 +385,47 @@ class FakeStack:
         return b"".join(self.stored[(file_id, i)] for i in range(len(self.files[file_id]["chunks"])))
 
     async def cdn(self, request):
+        """The CDN tier: 200 for the whole file, 206 for a ``Range`` of it, or what the test scripted."""
         file_id = request.match_info["id"]
-        self.cdn_requests.append(request.headers.get("Range"))
+        range_header = request.headers.get("Range")
+        self.cdn_requests.append(range_header)
         data = self.content(file_id)
         answer = self.cdn_script.pop(0) if self.cdn_script else None
-        if answer == "403":
-            return web.json_response({"error": {"code": "download_url_expired", "message": "m"}}, status=403)
-        if answer == "corrupt":
-            return web.Response(body=bytes(len(data)))
-        start = 0
-        range_header = request.headers.get("Range")
-        if range_header and answer != "ignore-range":
-            start = int(range_header.removeprefix("bytes=").rstrip("-"))
-        body = data[start:]
-        response = web.StreamResponse(status=206 if start else 200)
-        response.content_length = len(body)
-        if start:
-            response.headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        await response.prepare(request)
-        if answer == "truncate":
-            await response.write(body[: len(body) // 2])
-            await asyncio.sleep(0.05)
-            request.transport.close()  # the connection drops halfway
+        if self.cdn_ignores_range and answer is None:
+            answer = "ignore-range"
+        start, end = 0, len(data) - 1
+        ranged = range_header is not None and answer != "ignore-range"
+        if ranged:
+            first, _, last = range_header.removeprefix("bytes=").partition("-")
+            start, end = int(first), int(last) if last else len(data) - 1
+        if start in self.cdn_broken_starts:
+            answer = "500"
+        self.cdn_active += 1
+        self.cdn_peak = max(self.cdn_peak, self.cdn_active)
+        try:
+            await asyncio.sleep(self.cdn_delay)  # lets parallel requests overlap
+            if answer == "403":
+                return web.json_response({"error": {"code": "download_url_expired", "message": "m"}}, status=403)
+            if answer == "500":
+                return web.json_response({"error": {"code": "store_unavailable", "message": "m"}}, status=502)
+            body = data[start:end + 1]
+            if answer == "corrupt":
+                body = bytes(len(body))
+            response = web.StreamResponse(status=206 if ranged else 200)
+            response.content_length = len(body)
+            if ranged:
+                response.headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+            await response.prepare(request)
+            if answer == "truncate":
+                await response.write(body[: len(body) // 2])
+                await asyncio.sleep(0.05)
+                request.transport.close()  # the connection drops halfway
+                return response
+            await response.write(body)
+            await response.write_eof()
             return response
-        await response.write(body)
-        await response.write_eof()
-        return response
+        finally:
+            self.cdn_active -= 1
 
     async def urls(self, request):
         file_id = request.match_info["id"]
@@ -577,6 +653,42 @@ def fast_download(**overrides) -> DownloadOptions:
     return DownloadOptions(**{"quiet": True, "backoff_base": 0.01, "backoff_max": 0.05, "retries": 3, **overrides})
 
 
+def chunk_ranges(size: int, chunk_size: int) -> list[str]:
+    """The Range header of each chunk, in order."""
+    return [f"bytes={start}-{min(start + chunk_size, size) - 1}" for start in range(0, size, chunk_size)]
+
+
+def no_partial(target: Path) -> bool:
+    return not Path(part_path(str(target))).exists() and not Path(sidecar_path(str(target))).exists()
+
+
+async def test_download_fetches_chunks_in_parallel_with_chunk_aligned_ranges(fake, tmp_path):
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, 10 * fake.chunk_size + 5)
+        fake.cdn_delay = 0.02
+        target = tmp_path / "out.bin"
+        result = await download_file(client, file_id, str(target), fast_download(parallel=4))
+    assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
+    assert sorted(fake.cdn_requests) == sorted(chunk_ranges(source.stat().st_size, fake.chunk_size))
+    assert fake.cdn_peak == 4  # parallel, and never more: memory holds at most 4 chunks
+    assert (result.chunks_total, result.chunks_fetched, result.chunks_reused) == (11, 11, 0)
+    assert result.bytes_received == source.stat().st_size and result.resumed_from == 0
+    assert result.range_requests is True
+    assert no_partial(target)
+
+
+@pytest.mark.parametrize("size", [0, 1])
+async def test_download_of_empty_and_one_byte_files(fake, tmp_path, size):
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, size)
+        target = tmp_path / "out.bin"
+        result = await download_file(client, file_id, str(target), fast_download())
+    assert target.read_bytes() == source.read_bytes()
+    assert fake.cdn_requests == chunk_ranges(size, fake.chunk_size)  # none for an empty file
+    assert result.chunks_fetched == result.chunks_total == size
+    assert no_partial(target)
+
+
 async def test_download_refreshes_a_refused_url(fake, tmp_path):
     async with GatewayClient(fake.url, "token") as client:
         source, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size + 5)
@@ -585,43 +697,148 @@ async def test_download_refreshes_a_refused_url(fake, tmp_path):
         result = await download_file(client, file_id, str(tmp_path / "out.bin"), fast_download())
     assert (tmp_path / "out.bin").read_bytes() == source.read_bytes()
     assert fake.gets - gets_before == 2  # the file object again, for a fresh URL
-    assert result.resumed_from == 0
+    assert result.chunks_fetched == 3
 
 
-async def test_download_continues_after_a_dropped_connection_with_range(fake, tmp_path):
+async def test_a_url_refused_even_when_fresh_is_exit_8(fake, tmp_path):
+    async with GatewayClient(fake.url, "token") as client:
+        _, file_id = await uploaded_file(fake, client, tmp_path, fake.chunk_size)
+        fake.cdn_script = ["403"] * 10
+        with pytest.raises(errors.StoreRefused) as info:
+            await download_file(client, file_id, str(tmp_path / "out.bin"), fast_download())
+    assert info.value.exit_code == errors.EXIT_STORE and "even when fresh" in info.value.message
+    assert not (tmp_path / "out.bin").exists()
+
+
+async def test_download_fetches_a_dropped_chunk_again(fake, tmp_path):
     async with GatewayClient(fake.url, "token") as client:
         source, file_id = await uploaded_file(fake, client, tmp_path, 3 * fake.chunk_size + 5)
         fake.cdn_script = ["truncate"]
-        result = await download_file(client, file_id, str(tmp_path / "out.bin"), fast_download())
+        result = await download_file(client, file_id, str(tmp_path / "out.bin"), fast_download(parallel=1))
     assert (tmp_path / "out.bin").read_bytes() == source.read_bytes()
-    assert fake.cdn_requests[0] is None
-    assert fake.cdn_requests[1] is not None and fake.cdn_requests[1].startswith("bytes=")
-    assert int(fake.cdn_requests[1][6:-1]) > 0
-    assert result.bytes_received == source.stat().st_size
+    ranges = chunk_ranges(source.stat().st_size, fake.chunk_size)
+    assert fake.cdn_requests == [ranges[0], *ranges]  # chunk 0 broke halfway: asked for again, whole
+    assert result.bytes_received == source.stat().st_size and result.chunks_fetched == 4
 
 
-async def test_download_starts_over_when_the_cdn_ignores_range(fake, tmp_path):
+async def test_download_falls_back_to_one_stream_when_the_cdn_ignores_range(fake, tmp_path):
     async with GatewayClient(fake.url, "token") as client:
-        source, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size)
+        source, file_id = await uploaded_file(fake, client, tmp_path, 3 * fake.chunk_size + 7)
+        data = source.read_bytes()
         target = str(tmp_path / "out.bin")
         obj = await client.get_file(file_id)
-        prepare_partial(target, {"file_id": file_id, "fingerprint": obj["fingerprint"],
-                                 "file_size": obj["file_size"], "chunk_size": fake.chunk_size})
-        Path(part_path(target)).write_bytes(source.read_bytes()[:1000])
-        fake.cdn_script = ["ignore-range"]
+        fps = [c["fingerprint"] for c in obj["chunks"]]
+        meta = {"file_id": file_id, "fingerprint": obj["fingerprint"], "file_size": obj["file_size"],
+                "chunk_size": fake.chunk_size}
+        part = PartFile.open(target, meta, fps, set())  # an earlier run verified chunk 1
+        part.store(1, [data[fake.chunk_size:2 * fake.chunk_size]])
+        part.close()
+        fake.cdn_ignores_range = True
         result = await download_file(client, file_id, target, fast_download())
-    assert fake.cdn_requests == ["bytes=1000-"]
-    assert result.resumed_from == 1000
-    assert Path(target).read_bytes() == source.read_bytes()
+    assert Path(target).read_bytes() == data
+    assert result.range_requests is False
+    assert (result.chunks_reused, result.chunks_fetched) == (1, 3)
+    assert result.resumed_from == fake.chunk_size and result.bytes_received == len(data) - fake.chunk_size
+    assert fake.cdn_requests[0] is not None and fake.cdn_requests[-1] is None  # a Range, then the whole file
+    assert no_partial(Path(target))
 
 
-async def test_download_of_wrong_bytes_writes_nothing(fake, tmp_path):
+async def test_a_corrupted_chunk_is_refused_and_nothing_is_written(fake, tmp_path):
+    target = tmp_path / "out.bin"
     async with GatewayClient(fake.url, "token") as client:
-        source, file_id = await uploaded_file(fake, client, tmp_path, fake.chunk_size + 3)
-        fake.cdn_script = ["corrupt"]
+        source, file_id = await uploaded_file(fake, client, tmp_path, 6 * fake.chunk_size + 3)
+        fake.cdn_script = ["corrupt"]  # the first chunk asked for comes back as zeros
         with pytest.raises(errors.IntegrityError) as info:
+            await download_file(client, file_id, str(target), fast_download())
+        assert info.value.exit_code == errors.EXIT_INTEGRITY
+        assert info.value.code == "fingerprint_mismatch"
+        assert "does not match its fingerprint" in info.value.message and "nothing was written" in info.value.message
+        assert not target.exists()
+        # Only chunks that checked out are recorded, and their bytes are on disk.
+        obj = await client.get_file(file_id)
+        recorded = from_ranges(read_sidecar(str(target))["chunks_done"], 7)
+        bad = int(fake.cdn_requests[0].removeprefix("bytes=").split("-")[0]) // fake.chunk_size
+        assert bad not in recorded
+        expected = {i: obj["chunks"][i]["fingerprint"] for i in recorded}
+        assert verify_chunks(part_path(str(target)), fake.chunk_size, obj["file_size"], expected) == recorded
+        # The next run fetches the rest.
+        fake.cdn_requests.clear()
+        result = await download_file(client, file_id, str(target), fast_download())
+    assert target.read_bytes() == source.read_bytes()
+    assert result.chunks_reused == len(recorded) and result.chunks_fetched == 7 - len(recorded)
+    assert len(fake.cdn_requests) == 7 - len(recorded)
+
+
+async def test_an_interrupted_download_resumes_with_only_the_missing_chunks(fake, tmp_path):
+    """Ctrl-C (the task is cancelled): chunks written so far are recorded; the next run fetches the others."""
+    target = tmp_path / "out.bin"
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, 12 * fake.chunk_size + 1)
+        fake.cdn_delay = 0.05
+        task = asyncio.ensure_future(download_file(client, file_id, str(target), fast_download(parallel=2)))
+
+        def recorded() -> set[int]:
+            sidecar = read_sidecar(str(target)) or {}
+            return from_ranges(sidecar.get("chunks_done"), 13)
+
+        deadline = time.monotonic() + 10
+        while not recorded() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        kept = recorded()
+        assert 1 <= len(kept) < 13 and not target.exists()
+        fake.cdn_requests.clear()
+        fake.cdn_delay = 0
+        result = await download_file(client, file_id, str(target), fast_download())
+    assert target.read_bytes() == source.read_bytes()
+    assert (result.chunks_reused, result.chunks_fetched) == (len(kept), 13 - len(kept))
+    ranges = chunk_ranges(source.stat().st_size, fake.chunk_size)
+    assert sorted(fake.cdn_requests) == sorted(ranges[i] for i in range(13) if i not in kept)
+    assert result.resumed_from == sum(min(fake.chunk_size, source.stat().st_size - i * fake.chunk_size) for i in kept)
+
+
+async def test_a_chunk_that_keeps_failing_stops_the_download_and_keeps_the_rest(fake, tmp_path):
+    target = tmp_path / "out.bin"
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, 4 * fake.chunk_size)
+        fake.cdn_broken_starts = {2 * fake.chunk_size}
+        with pytest.raises(errors.ServerError) as info:
+            await download_file(client, file_id, str(target), fast_download(parallel=1, retries=2))
+        message = info.value.message
+        assert "chunk 2" in message and "HTTP 502" in message and "dbx download" in message
+        assert "2 of 4 chunks are kept" in message
+        assert fake.cdn_requests.count(chunk_ranges(4 * fake.chunk_size, fake.chunk_size)[2]) == 3
+        fake.cdn_broken_starts = set()
+        fake.cdn_requests.clear()
+        result = await download_file(client, file_id, str(target), fast_download())
+    assert target.read_bytes() == source.read_bytes()
+    assert (result.chunks_reused, result.chunks_fetched) == (2, 2)
+    assert sorted(fake.cdn_requests) == chunk_ranges(4 * fake.chunk_size, fake.chunk_size)[2:]
+
+
+async def test_a_stale_part_that_no_longer_checks_out_is_fetched_again(fake, tmp_path):
+    target = tmp_path / "out.bin"
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, 3 * fake.chunk_size)
+        obj = await client.get_file(file_id)
+        # The right sidecar, claiming every chunk; the wrong bytes: the check on resume tells.
+        Path(part_path(str(target))).write_bytes(os.urandom(3 * fake.chunk_size))
+        Path(sidecar_path(str(target))).write_text(json.dumps({
+            "file_id": file_id, "fingerprint": obj["fingerprint"], "file_size": obj["file_size"],
+            "chunk_size": fake.chunk_size, "chunks_done": [[0, 2]],
+        }))
+        result = await download_file(client, file_id, str(target), fast_download())
+    assert target.read_bytes() == source.read_bytes()
+    assert (result.chunks_reused, result.chunks_fetched) == (0, 3)
+
+
+async def test_chunks_that_do_not_make_up_the_fingerprint_are_refused(fake, tmp_path):
+    async with GatewayClient(fake.url, "token") as client:
+        _, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size)
+        fake.files[file_id]["chunks"][1] = "0" * 64
+        with pytest.raises(errors.ServerError) as info:
             await download_file(client, file_id, str(tmp_path / "out.bin"), fast_download())
-    assert info.value.exit_code == errors.EXIT_INTEGRITY
-    assert not (tmp_path / "out.bin").exists()
-    assert not Path(part_path(str(tmp_path / "out.bin"))).exists()
-    assert not Path(sidecar_path(str(tmp_path / "out.bin"))).exists()
+    assert info.value.code == "inconsistent_file"
+    assert fake.cdn_requests == [] and no_partial(tmp_path / "out.bin")
