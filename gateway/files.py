@@ -106,8 +106,8 @@ def encode_cursor(kind: str, position: str | int) -> str:
     """An opaque cursor: base64url of ``v1:<kind>:<position>``.
 
     ``kind`` ``own`` carries the ``files.seq`` of the last file of the page
-    (own files come newest first, seq descending); ``shared`` carries the last
-    file id (shared files come in the order of the shares_by_user index).
+    (own files come newest first, seq descending); ``shared`` carries the share
+    time and file id of the last file (newest share first).
     """
     raw = f"v1:{kind}:{position}".encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

@@ -413,6 +413,11 @@ async def test_shared_listing_pages_and_follows_shares(make_gateway, http):
     assert all(f["uploaded_by"] == owner.username and f["chunks"] == template["chunks"] for f in files)
     again = await page_through(friend, f"{FILES}/shared", 1000)
     assert [f["file_id"] for f in again] == [f["file_id"] for f in files]  # the same order every time
+    assert files[0]["file_id"] == template["file_id"]  # newest share first
+    newest_first = await gateway.app[appkeys.DB].fetchall(
+        "SELECT file_id FROM shares WHERE user_id = ? ORDER BY created_at DESC, file_id DESC", (friend.user_id,)
+    )
+    assert [f["file_id"] for f in files] == [row["file_id"] for row in newest_first]
 
     assert (await owner.delete(f"{FILES}/{ids[0]}/shares/{friend.username}")).status == 204
     assert (await owner.delete(f"{FILES}/{ids[1]}")).status == 204

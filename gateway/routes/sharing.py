@@ -129,26 +129,29 @@ async def unshare(request: web.Request) -> web.Response:
 
 @routes.get("/dropbox/v1/files/shared")
 async def list_shared(request: web.Request) -> web.Response:
-    """The files shared with the caller, a page at a time: ``{files, next_cursor}``.
+    """The files shared with the caller, newest share first, a page at a time: ``{files, next_cursor}``.
 
     ``limit`` (1..1000, default 100) and ``cursor`` as for ``GET /dropbox/v1/files``.
-    The order is that of the shares_by_user (user_id, file_id) index, by file
-    id: every page is one index range scan, however many files are shared
-    with the caller, and paging neither repeats nor skips a file. (Newest
-    first would need an index on the share's time; the migration does not
-    have one.)
+    Keyset pagination on (shares.created_at, file_id) through the
+    shares_by_user_newest index: every page is one index range scan, however
+    many files are shared with the caller, and paging neither repeats nor skips.
     """
     limit = page_limit(request.query)
     params: list = [request[appkeys.USER].user_id]
     where = "s.user_id = ?"
     cursor = request.query.get("cursor")
     if cursor is not None:
-        where += " AND s.file_id > ?"
-        params.append(decode_cursor(cursor, "shared"))
+        shared_at, _, file_id = decode_cursor(cursor, "shared").partition("|")
+        if not file_id:
+            raise bad_request("`cursor` is damaged; pass `next_cursor` unchanged", "invalid_cursor", field="cursor")
+        where += " AND (s.created_at, s.file_id) < (?, ?)"
+        params += [shared_at, file_id]
     rows = await request.app[appkeys.DB].fetchall(
-        f"""SELECT {FILE_COLUMNS} FROM shares s
+        f"""SELECT {FILE_COLUMNS}, s.created_at AS shared_at FROM shares s
             JOIN files f ON f.id = s.file_id JOIN users u ON u.id = f.owner_id
-            WHERE {where} ORDER BY s.file_id LIMIT ?""",
+            WHERE {where} ORDER BY s.created_at DESC, s.file_id DESC LIMIT ?""",
         [*params, limit + 1],
     )
-    return await page_response(request.app, rows, limit, lambda row: encode_cursor("shared", row["id"]))
+    return await page_response(
+        request.app, rows, limit, lambda row: encode_cursor("shared", f"{row['shared_at']}|{row['id']}")
+    )
