@@ -409,12 +409,9 @@ async def test_ctrl_c_while_fingerprinting_a_large_file_stops_at_once(user, tmp_
     assert b"Traceback" not in err
 
 
-@pytest.mark.slow
-async def test_upload_memory_stays_flat(user, tmp_path):
-    """A file much larger than parallel x chunk_size uploads in bounded memory."""
-    size = 30 * CHUNK  # 150 MiB
-    path = write_random(tmp_path / "large.bin", size)
-    process = await user.start("upload", str(path), "--json", "--quiet", "--parallel", "2")
+
+async def communicate_watching_peak_rss(process) -> tuple[bytes, bytes, int]:
+    """Wait for ``process`` like communicate(), sampling its peak resident memory (KiB) meanwhile."""
     peak_kib = 0
     status = Path(f"/proc/{process.pid}/status")
     communicate = asyncio.ensure_future(process.communicate())
@@ -427,6 +424,15 @@ async def test_upload_memory_stays_flat(user, tmp_path):
             pass
         await asyncio.sleep(0.05)
     out, err = communicate.result()
+    return out, err, peak_kib
+
+@pytest.mark.slow
+async def test_upload_memory_stays_flat(user, tmp_path):
+    """A file much larger than parallel x chunk_size uploads in bounded memory."""
+    size = 30 * CHUNK  # 150 MiB
+    path = write_random(tmp_path / "large.bin", size)
+    process = await user.start("upload", str(path), "--json", "--quiet", "--parallel", "2")
+    out, err, peak_kib = await communicate_watching_peak_rss(process)
     assert process.returncode == 0, err.decode()[-2000:]
     assert json.loads(out)["chunks_sent"] == 30
     # The interpreter, aiohttp and tqdm take ~40-60 MiB; two chunks in flight add ~10 MiB (58 MiB measured).
@@ -596,18 +602,7 @@ async def test_download_memory_stays_flat(cdn_user, tmp_path):
     uploaded = await upload_one(cdn_user, source)
     target = tmp_path / "large-copy.bin"
     process = await cdn_user.start(*download_args(uploaded["file_id"], "-o", str(target), "--json", "--quiet"))
-    peak_kib = 0
-    status = Path(f"/proc/{process.pid}/status")
-    communicate = asyncio.ensure_future(process.communicate())
-    while not communicate.done():
-        try:
-            match = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
-            if match:
-                peak_kib = max(peak_kib, int(match.group(1)))
-        except OSError:
-            pass
-        await asyncio.sleep(0.05)
-    out, err = communicate.result()
+    out, err, peak_kib = await communicate_watching_peak_rss(process)
     assert process.returncode == 0, err.decode()[-2000:]
     assert json.loads(out)["chunks_fetched"] == 30
     assert sha256_file(target) == sha256_file(source)
