@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from cdn.nginx import start_local_cdn
 from storage.embedded import EmbeddedStore
 
 SECRET_NAMES = ("GATEWAY_S3_SECRET_KEY", "GATEWAY_JWT_SECRET", "GATEWAY_EVENTS_TOKEN", "GATEWAY_CDN_SECRET")
@@ -112,15 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=subprocess.STDOUT)
         processes.append(gateway)
         wait_ready(f"http://127.0.0.1:{args.gateway_port}/readyz", 60, gateway)
-        cdn_line = ""
-        try:
-            from cdn.nginx import start_local_cdn
-        except ImportError:
-            start_local_cdn = None
-        if start_local_cdn is not None:
-            nginx = start_local_cdn(state / "cdn", env, args.cdn_port)
-            extra_stops.append(nginx.stop)
-            cdn_line = f"  CDN tier (nginx): http://127.0.0.1:{args.cdn_port}\n"
+        nginx = start_local_cdn(state / "cdn", env, args.cdn_port)
+        extra_stops.append(nginx.stop)
     except Exception as exc:  # noqa: BLE001 - report and clean up whatever started
         print(f"the local stack failed to start: {exc}", file=sys.stderr)
         stop_all()
@@ -129,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "the local stack is up:\n"
         f"  gateway:          http://127.0.0.1:{args.gateway_port}  (log: {state / 'gateway.log'})\n"
-        f"{cdn_line}"
+        f"  CDN tier (nginx): http://127.0.0.1:{args.cdn_port}\n"
         f"  S3 store:         {store.endpoint}  bucket {bucket}, access key {access_key}\n"
         f"  secrets:          {state / 'stack.env'}\n"
         "press Ctrl-C to stop",
