@@ -19,7 +19,7 @@ from gateway import appkeys, permissions
 from gateway.db import utcnow
 from gateway.errors import ApiError
 from gateway.files import get_chunks, get_file
-from gateway.fingerprints import EMPTY_FINGERPRINT, composite_checksum, content_key, hex_to_b64
+from gateway.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_checksum, content_key, hex_to_b64
 from storage import ChecksumMismatch, CompletedPart, StoredPart, UploadNotFound
 
 log = structlog.get_logger("gateway.uploads")
@@ -105,7 +105,7 @@ async def create_file(
         await conn.executemany(
             "INSERT INTO chunks (file_id, idx, fingerprint, size, status) VALUES (?, ?, ?, ?, ?)",
             [
-                (file_id, index, fp, min(claim.chunk_size, claim.file_size - index * claim.chunk_size), chunk_status)
+                (file_id, index, fp, chunk_length(index, claim.file_size, claim.chunk_size), chunk_status)
                 for index, fp in enumerate(claim.chunks)
             ],
         )

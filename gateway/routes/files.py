@@ -13,7 +13,6 @@ from gateway.files import (
     decode_cursor,
     encode_cursor,
     file_json,
-    get_chunks,
     page_limit,
     readable_file,
     readable_file_and_chunks,
@@ -31,10 +30,6 @@ def download_for(app: web.Application, row) -> tuple[str, int] | None:
     if row["status"] != "uploaded":
         return None
     return download_url(app[appkeys.CONFIG], app[appkeys.STORE], row["fingerprint"], row["file_name"], row["file_type"])
-
-
-async def file_object(app: web.Application, row) -> dict:
-    return file_json(row, await get_chunks(app, row["id"]), download_for(app, row))
 
 
 async def file_response(request: web.Request, file_id: str, status: int = 200) -> web.Response:
