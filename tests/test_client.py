@@ -143,14 +143,18 @@ async def stack(make_gateway):
     return await make_gateway(chunk_size=CHUNK)
 
 
-@pytest.fixture
-async def user(stack, http, tmp_path):
+async def logged_in(gateway_url: str, http, tmp_path) -> "Dbx":
     """A user made through the API, logged in with `dbx login`."""
-    api = await Api(http, stack.url).signup(password=PASSWORD)
-    dbx = Dbx(tmp_path, stack.url)
+    api = await Api(http, gateway_url).signup(password=PASSWORD)
+    dbx = Dbx(tmp_path, gateway_url)
     await dbx.login(api.username)
     dbx.api = api
     return dbx
+
+
+@pytest.fixture
+async def user(stack, http, tmp_path):
+    return await logged_in(stack.url, http, tmp_path)
 
 
 async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
@@ -450,11 +454,7 @@ async def cdn_stack(make_gateway, cdn):
 
 @pytest.fixture
 async def cdn_user(cdn_stack, http, tmp_path):
-    api = await Api(http, cdn_stack.url).signup(password=PASSWORD)
-    dbx = Dbx(tmp_path, cdn_stack.url)
-    await dbx.login(api.username)
-    dbx.api = api
-    return dbx
+    return await logged_in(cdn_stack.url, http, tmp_path)
 
 
 def download_args(file_id: str, *options: str) -> list[str]:

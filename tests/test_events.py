@@ -131,19 +131,20 @@ async def test_progress_from_the_part_list_when_the_store_sends_no_part_events(m
 # --- MinIO's payloads, auth, replays and order ---------------------------------------------
 
 
-async def _all_chunks_in_store_but_no_events(make_gateway, http):
+async def _upload_started_where_no_events_arrive(make_gateway, http, *, send_chunks: bool):
     gateway = await make_gateway(chunk_size=CHUNK, port=free_port())
     api = Api(http, gateway.url)
     user = await api.signup()
     data = os.urandom(CHUNK + 7)
     claim = make_claim(data, CHUNK)
     file_id = (await user.post("/dropbox/v1/files", json=claim)).body["file_id"]
-    assert await put_chunks(user, file_id, data, CHUNK) == [200, 200]
-    return gateway, api, user, claim, file_id
+    if send_chunks:
+        assert await put_chunks(user, file_id, data, CHUNK) == [200, 200]
+    return api, user, data, claim, file_id
 
 
 async def test_events_need_the_events_token_and_change_nothing_without_it(make_gateway, http):
-    gateway, api, user, claim, file_id = await _all_chunks_in_store_but_no_events(make_gateway, http)
+    api, user, _, claim, file_id = await _upload_started_where_no_events_arrive(make_gateway, http, send_chunks=True)
     payload = minio_payload("complete_multipart_upload", content_key(claim["fingerprint"]), claim["file_size"])
     for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": EVENTS_TOKEN}):
         refused = await api.post("/dropbox/v1/events", json=payload, headers=headers)
@@ -163,12 +164,7 @@ async def test_events_need_the_events_token_and_change_nothing_without_it(make_g
 
 
 async def test_a_completion_event_before_the_parts_changes_nothing(make_gateway, http):
-    gateway = await make_gateway(chunk_size=CHUNK, port=free_port())
-    api = Api(http, gateway.url)
-    user = await api.signup()
-    data = os.urandom(CHUNK + 7)
-    claim = make_claim(data, CHUNK)
-    file_id = (await user.post("/dropbox/v1/files", json=claim)).body["file_id"]
+    api, user, data, claim, file_id = await _upload_started_where_no_events_arrive(make_gateway, http, send_chunks=False)
     auth = {"Authorization": f"Bearer {EVENTS_TOKEN}"}
     early = minio_payload("complete_multipart_upload", content_key(claim["fingerprint"]), claim["file_size"])
     response = await api.post("/dropbox/v1/events", json=early, headers=auth)
