@@ -21,7 +21,7 @@ import tempfile
 import aiohttp
 
 from bench.stack import BenchStack, Figure, print_table
-from gateway.fingerprints import file_fingerprint
+from protocol.fingerprints import file_fingerprint
 
 
 def random_claim(chunk_size: int, chunks: int = 3) -> dict:

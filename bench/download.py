@@ -29,7 +29,8 @@ import structlog
 from cdn.nginx import LocalCdn, start_local_cdn
 from gateway.config import Config
 from gateway.downloads import download_url
-from gateway.fingerprints import content_key, file_fingerprint, hex_to_b64
+from protocol.fingerprints import file_fingerprint, hex_to_b64
+from gateway.content import content_key
 from storage.base import CompletedPart
 from storage.embedded import EmbeddedStore, free_port
 from storage.s3 import S3ObjectStore

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench.stack import BenchStack, Figure, print_table, signup
-from gateway.fingerprints import fingerprint_stream
+from protocol.fingerprints import fingerprint_stream
 
 MIB = 1024 * 1024
 

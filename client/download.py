@@ -1,7 +1,7 @@
 """Verified, resumable, parallel downloads from the CDN tier.
 
 The file object lists each chunk's fingerprint (the SHA-256 of its bytes), and
-the file's fingerprint is made of those (``gateway.fingerprints``), so a
+the file's fingerprint is made of those (``protocol.fingerprints``), so a
 download can be checked chunk by chunk as it arrives:
 
 1. ``TARGET.part`` is made at the file's full size beside the target, and
@@ -40,7 +40,7 @@ from client.api import TRANSPORT_ERRORS, GatewayClient, connection_reason
 from client.errors import ClientError, IntegrityError, NotFound, Refused, ServerError, StoreRefused, Unreachable, UsageError
 from client.hashing import chunk_digest, run_stoppable, verify_chunks
 from client.upload import backoff_delay, make_bar, note
-from gateway.fingerprints import chunk_count, chunk_length, file_fingerprint, is_fingerprint
+from protocol.fingerprints import chunk_count, chunk_length, file_fingerprint, is_fingerprint
 
 PIECE = 1024 * 1024  # bytes read from the network at a time (the progress bar's step)
 # Seconds between disk flushes of the part. A flush after every chunk slowed downloads

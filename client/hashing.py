@@ -7,7 +7,7 @@ import os
 import threading
 from typing import Any, BinaryIO, Callable, Iterable, TypeVar
 
-from gateway.fingerprints import chunk_length, fingerprint_stream
+from protocol.fingerprints import chunk_length, fingerprint_stream
 
 
 class CountingReader:

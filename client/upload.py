@@ -1,6 +1,6 @@
 """Chunked, parallel, resumable uploads straight to the store.
 
-1. Fingerprint the file in one streamed pass (``gateway.fingerprints``).
+1. Fingerprint the file in one streamed pass (``protocol.fingerprints``).
 2. ``POST /files`` with the fingerprints: 201 for a new upload, 200 when resuming
    (the chunks the store already holds say ``uploaded``), or ``uploaded`` at once.
 3. Send every other chunk with the presigned requests of ``POST .../upload-urls``,
@@ -32,7 +32,7 @@ from tqdm import tqdm
 from client.api import TRANSPORT_ERRORS, GatewayClient, connection_reason, missing_chunks
 from client.errors import ClientError, IntegrityError, NotFound, Refused, ServerError, StoreRefused, Unreachable, UsageError
 from client.hashing import fingerprint_file, run_stoppable
-from gateway.fingerprints import chunk_count, chunk_length
+from protocol.fingerprints import chunk_count, chunk_length
 
 SLICE = 256 * 1024  # bytes handed to the socket at a time (progress and rate limiting granularity)
 URL_MARGIN = 30.0  # seconds: a URL that expires sooner than this is replaced before use

@@ -19,7 +19,8 @@ import unicodedata
 from urllib.parse import quote, urlsplit
 
 from gateway.config import Config
-from gateway.fingerprints import content_key, is_fingerprint
+from protocol.fingerprints import is_fingerprint
+from gateway.content import content_key
 from storage.base import ObjectStore
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from gateway import appkeys
 from gateway.db import utcnow
-from gateway.fingerprints import content_key, is_fingerprint
+from protocol.fingerprints import is_fingerprint
+from gateway.content import content_key
 from gateway.uploads import complete_upload, refresh_from_store
 from storage.events import StoreEvent
 

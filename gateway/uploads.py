@@ -19,7 +19,8 @@ from gateway import appkeys, permissions
 from gateway.db import utcnow
 from gateway.errors import ApiError
 from gateway.files import get_chunks, get_file
-from gateway.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_checksum, content_key, hex_to_b64
+from protocol.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_checksum, hex_to_b64
+from gateway.content import content_key
 from storage import ChecksumMismatch, CompletedPart, StoredPart, UploadNotFound
 
 log = structlog.get_logger("gateway.uploads")

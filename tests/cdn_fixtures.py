@@ -14,7 +14,8 @@ import pytest
 from cdn.nginx import LocalCdn, start_local_cdn
 from gateway.app import make_store
 from gateway.config import Config
-from gateway.fingerprints import chunk_count, content_key, file_fingerprint, hex_to_b64
+from protocol.fingerprints import chunk_count, file_fingerprint, hex_to_b64
+from gateway.content import content_key
 from storage.base import CompletedPart
 from storage.embedded import free_port
 from storage.s3 import S3ObjectStore

@@ -145,7 +145,7 @@ def make_claim(data: bytes, chunk_size: int, file_name: str = "file.bin", file_t
     """The JSON body of POST /dropbox/v1/files for ``data``, fingerprints as the contract defines them."""
     import hashlib
 
-    from gateway.fingerprints import file_fingerprint
+    from protocol.fingerprints import file_fingerprint
 
     chunks = [hashlib.sha256(data[i : i + chunk_size]).hexdigest() for i in range(0, len(data), chunk_size)]
     claim = {

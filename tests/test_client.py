@@ -22,7 +22,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-from gateway.fingerprints import content_key, fingerprint_stream
+from protocol.fingerprints import fingerprint_stream
+from gateway.content import content_key
 from storage.embedded import free_port
 from tests.harness import Api
 

@@ -35,7 +35,7 @@ from client.download import (
 )
 from client.hashing import fingerprint_file, verify_chunks
 from client.upload import RateLimiter, UploadOptions, backoff_delay, parse_expiry, read_chunk, upload_file
-from gateway.fingerprints import EMPTY_FINGERPRINT, file_fingerprint, fingerprint_stream
+from protocol.fingerprints import EMPTY_FINGERPRINT, file_fingerprint, fingerprint_stream
 
 DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from gateway.fingerprints import content_key
+from gateway.content import content_key
 from gateway.reconciler import reconcile_once
 from storage.embedded import free_port
 from storage.events import MalformedEvent, StoreEvent, parse_minio, parse_seaweedfs

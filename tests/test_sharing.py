@@ -9,7 +9,7 @@ import pytest
 
 from gateway import appkeys, permissions
 from gateway.db import utcnow
-from gateway.fingerprints import content_key
+from gateway.content import content_key
 from gateway.uploads import new_file_id
 from storage import UploadNotFound
 from tests.harness import Api, make_claim, put_chunks, upload

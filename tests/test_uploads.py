@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from gateway.fingerprints import content_key
+from gateway.content import content_key
 from tests.harness import Api, make_claim, put_chunks, upload
 
 MIB = 1024 * 1024

@@ -17,7 +17,8 @@ from gateway.files import (
     readable_file,
     readable_file_and_chunks,
 )
-from gateway.fingerprints import EMPTY_FINGERPRINT, content_key, is_fingerprint
+from protocol.fingerprints import EMPTY_FINGERPRINT, is_fingerprint
+from gateway.content import content_key
 from gateway.uploads import file_lock, refresh_from_store
 from storage import StoreError
 

@@ -14,7 +14,8 @@ from gateway.config import MAX_CHUNKS
 from gateway.db import utcnow
 from gateway.errors import ApiError, bad_request, conflict, read_json, require_int, require_str
 from gateway.files import get_chunks, get_file, owned_file
-from gateway.fingerprints import chunk_count, content_key, file_fingerprint, hex_to_b64, is_fingerprint
+from protocol.fingerprints import chunk_count, file_fingerprint, hex_to_b64, is_fingerprint
+from gateway.content import content_key
 from gateway.routes.files import file_response
 from gateway.uploads import UploadClaim, complete_upload, start_upload
 

@@ -5,6 +5,8 @@ SHA-256 of its bytes; the file's fingerprint is the hex SHA-256 of the chunk
 digests (raw, 32 bytes each) in order -- for an empty file, SHA-256 of nothing.
 That is exactly the COMPOSITE SHA-256 checksum S3 computes for a multipart
 upload whose parts are the chunks, so the store can verify it for us.
+
+Shared by the gateway and its clients; imports nothing else of this project.
 """
 from __future__ import annotations
 
@@ -69,8 +71,3 @@ def iter_chunks(stream: BinaryIO, chunk_size: int) -> Iterator[bytes]:
         yield chunk
         if len(chunk) < chunk_size:
             return
-
-
-def content_key(fingerprint: str) -> str:
-    """Content is stored once per fingerprint; file names never enter object keys."""
-    return f"content/{fingerprint}"
