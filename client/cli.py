@@ -33,7 +33,8 @@ from client.api import GatewayClient
 from client.config import CredentialStore, Credentials, resolve_server
 from client.download import DownloadOptions, download_file
 from client.errors import AuthRequired, ClientError, NotFound, UsageError
-from client.upload import UploadOptions, error_json, human_size, upload_file
+from client.transfer import human_size
+from client.upload import UploadOptions, error_json, upload_file
 
 RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?(?:/s)?\s*$", re.IGNORECASE)
 
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("download", "download a file, verified against its fingerprint (resumes a partial one)")
     p.add_argument("file_id", metavar="FILE_ID")
     p.add_argument("-o", "--output", metavar="PATH", help="file or directory (default: its name, here)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite the local file if it exists")
     p.add_argument("-p", "--parallel", type=positive_int, default=4, help="chunks fetched at once (default 4)")
     p.add_argument("--retries", type=non_negative_int, default=6, help="retries (default 6)")
 
@@ -296,7 +298,8 @@ async def cmd_upload(ctx: Context) -> int:
 
 
 async def cmd_download(ctx: Context) -> int:
-    options = DownloadOptions(parallel=ctx.args.parallel, retries=ctx.args.retries, quiet=ctx.quiet)
+    options = DownloadOptions(parallel=ctx.args.parallel, retries=ctx.args.retries, quiet=ctx.quiet,
+                              force=ctx.args.force)
     async with ctx.client() as client:
         result = await download_file(client, ctx.args.file_id, ctx.args.output, options)
     if ctx.json:

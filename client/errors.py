@@ -15,6 +15,7 @@ code  meaning
 7     the gateway refused the request (invalid input, name taken, conflict)
 8     the store refused a chunk (after retries)
 9     integrity: content does not match its fingerprint, or the upload failed
+10    the local file exists: ``dbx download`` overwrites only with ``--force``
 130   interrupted (Ctrl-C); run the same command again to resume
 ====  =====================================================================
 """
@@ -30,6 +31,7 @@ EXIT_NOT_FOUND = 6
 EXIT_REFUSED = 7
 EXIT_STORE = 8
 EXIT_INTEGRITY = 9
+EXIT_EXISTS = 10
 EXIT_INTERRUPTED = 130
 
 
@@ -97,6 +99,12 @@ class StoreRefused(ClientError):
 class IntegrityError(ClientError):
     exit_code = EXIT_INTEGRITY
     code = "integrity"
+    per_file = True
+
+
+class LocalExists(ClientError):
+    exit_code = EXIT_EXISTS
+    code = "local_exists"
     per_file = True
 
 

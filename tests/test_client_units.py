@@ -33,9 +33,12 @@ from client.download import (
     sidecar_path,
     to_ranges,
 )
+from client import hashing as client_hashing
 from client.hashing import fingerprint_file, verify_chunks
-from client.upload import RateLimiter, UploadOptions, backoff_delay, parse_expiry, read_chunk, upload_file
-from protocol.fingerprints import EMPTY_FINGERPRINT, file_fingerprint, fingerprint_stream
+from client.transfer import backoff_delay
+from client.upload import RateLimiter, UploadOptions, parse_expiry, read_chunk, upload_file
+from protocol.fingerprints import (EMPTY_FINGERPRINT, chunk_fingerprint, file_fingerprint, fingerprint_bytes,
+                                   fingerprint_stream)
 
 DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
 
@@ -53,11 +56,77 @@ def test_chunk_digests_make_up_the_file_fingerprint(size):
     assert file_fingerprint(chunks) == expected[0]
 
 
-def test_empty_file_fingerprint_is_sha256_of_nothing(tmp_path):
+async def test_empty_file_fingerprint_is_sha256_of_nothing(tmp_path):
     path = tmp_path / "empty"
     path.write_bytes(b"")
-    assert fingerprint_file(str(path), 5) == (EMPTY_FINGERPRINT, [], 0)
+    assert await fingerprint_file(str(path), 5) == (EMPTY_FINGERPRINT, [], 0)
     assert file_fingerprint([]) == EMPTY_FINGERPRINT
+
+
+def test_fingerprint_of_bytes_is_the_streamed_one():
+    data = os.urandom(1000)
+    assert fingerprint_bytes(data, 300) == fingerprint_stream(io.BytesIO(data), 300)[:2]
+    assert fingerprint_bytes(b"", 300) == (EMPTY_FINGERPRINT, [])
+    assert chunk_fingerprint(data[:300]) == hashlib.sha256(data[:300]).hexdigest()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+@pytest.mark.parametrize("size,chunk_size,piece", [(0, 7, 4), (1, 7, 4), (7, 7, 4), (50, 7, 4), (49, 7, 3),
+                                                   (1000, 64, 64), (1000, 64, 1000), (3000, 256, 100)])
+async def test_chunks_hashed_on_several_threads_give_the_contracts_fingerprints(
+        tmp_path, monkeypatch, threads, size, chunk_size, piece):
+    monkeypatch.setattr(client_hashing, "PIECE", piece)  # chunks read in several pieces, or in one
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    done = []
+    answer = await fingerprint_file(str(path), chunk_size, threads=threads, on_chunk=done.append)
+    assert answer == fingerprint_stream(io.BytesIO(data), chunk_size)
+    assert done == [len(data[i:i + chunk_size]) for i in range(0, size, chunk_size)]  # in order, one per chunk
+
+
+async def test_a_file_that_changes_size_while_hashed_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(4096))
+    real = client_hashing.fingerprint_chunk_at
+
+    def growing(*args):
+        with open(path, "ab") as f:
+            f.write(b"more")
+        return real(*args)
+
+    monkeypatch.setattr(client_hashing, "fingerprint_chunk_at", growing)
+    with pytest.raises(client_hashing.FileChanged):
+        await fingerprint_file(str(path), 1024)
+
+    def shrinking(path_, index, *args):
+        os.truncate(path_, 100)
+        return real(path_, index, *args)
+
+    monkeypatch.setattr(client_hashing, "fingerprint_chunk_at", shrinking)
+    with pytest.raises(client_hashing.FileChanged):
+        await fingerprint_file(str(path), 1024)
+
+
+async def test_cancelling_the_fingerprint_pass_leaves_the_other_chunks_unread(tmp_path, monkeypatch):
+    path = tmp_path / "f"
+    path.write_bytes(bytes(100 * 1024))
+    started = []
+    real = client_hashing.fingerprint_chunk_at
+
+    def slow(path_, index, *args):
+        started.append(index)
+        time.sleep(0.05)
+        return real(path_, index, *args)
+
+    monkeypatch.setattr(client_hashing, "fingerprint_chunk_at", slow)
+    task = asyncio.ensure_future(fingerprint_file(str(path), 1024, threads=2))
+    await asyncio.sleep(0.12)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.2)  # what was running has finished; nothing new started
+    assert 2 <= len(started) <= 8, started
 
 
 def test_verify_chunks_checks_each_chunk_at_its_offset(tmp_path):
@@ -72,15 +141,6 @@ def test_verify_chunks_checks_each_chunk_at_its_offset(tmp_path):
     path.write_bytes(data[:22])  # a part shorter than the file: its last chunk cannot check out
     assert verify_chunks(str(path), 10, 25, {2: fps[2]}) == set()
 
-
-def test_fingerprint_file_reports_progress_and_reads_each_chunk_once(tmp_path):
-    data = os.urandom(1000)
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    seen = []
-    fingerprint, chunks, size = fingerprint_file(str(path), 300, seen.append)
-    assert (fingerprint, chunks, size) == fingerprint_stream(io.BytesIO(data), 300)
-    assert sum(seen) == 1000 and max(seen) <= 300
 
 
 def test_read_chunk_reads_at_offsets(tmp_path):
@@ -151,6 +211,22 @@ def test_safe_name_and_targets(tmp_path):
     assert resolve_target(str(tmp_path), "x.bin", "id") == str(tmp_path / "x.bin")
     assert resolve_target(str(tmp_path / "y.bin"), "x.bin", "id") == str(tmp_path / "y.bin")
     assert resolve_target(None, "../x.bin", "id") == os.path.abspath("x.bin")
+
+
+@pytest.mark.parametrize("remote,local", [
+    (".bashrc", "bashrc"),
+    ("../../.ssh/authorized_keys", "authorized_keys"),
+    ("a/.profile", "profile"),
+    ("..\\..\\.bashrc", "bashrc"),
+    (" .hidden.tar.gz", "hidden.tar.gz"),
+    ("...", "fallback"),
+    (". ", "fallback"),
+    ("re\x1b[2Jport\x07.txt", "re_[2Jport_.txt"),
+    ("notes.txt", "notes.txt"),
+])
+def test_remote_names_never_make_dotfiles_paths_or_control_characters(remote, local):
+    """A name the sharer chose must not land on ~/.bashrc, outside the directory, or on the terminal raw."""
+    assert safe_name(remote, "fallback") == local
 
 
 def test_done_chunks_are_kept_as_ranges():
@@ -278,7 +354,7 @@ def test_common_options_go_before_or_after_the_command():
 def test_exit_codes_are_distinct():
     codes = [errors.EXIT_UNEXPECTED, errors.EXIT_USAGE, errors.EXIT_UNREACHABLE, errors.EXIT_BAD_LOGIN,
              errors.EXIT_AUTH, errors.EXIT_NOT_FOUND, errors.EXIT_REFUSED, errors.EXIT_STORE,
-             errors.EXIT_INTEGRITY, errors.EXIT_INTERRUPTED]
+             errors.EXIT_INTEGRITY, errors.EXIT_EXISTS, errors.EXIT_INTERRUPTED]
     assert len(set(codes)) == len(codes) and 0 not in codes
 
 
@@ -337,6 +413,7 @@ class FakeStack:
         self.cdn_ignores_range = False  # answer every GET with the whole file, as a CDN without Range support
         self.cdn_broken_starts: set[int] = set()  # Range requests starting at these offsets always fail
         self.cdn_delay = 0.0  # seconds before each answer
+        self.on_cdn = None  # called at every CDN request
         self.cdn_active = 0
         self.cdn_peak = 0  # the most CDN requests in flight at once
         self.gets = 0
@@ -389,6 +466,8 @@ class FakeStack:
         file_id = request.match_info["id"]
         range_header = request.headers.get("Range")
         self.cdn_requests.append(range_header)
+        if self.on_cdn:
+            self.on_cdn()
         data = self.content(file_id)
         answer = self.cdn_script.pop(0) if self.cdn_script else None
         if self.cdn_ignores_range and answer is None:
@@ -687,6 +766,41 @@ async def test_download_of_empty_and_one_byte_files(fake, tmp_path, size):
     assert fake.cdn_requests == chunk_ranges(size, fake.chunk_size)  # none for an empty file
     assert result.chunks_fetched == result.chunks_total == size
     assert no_partial(target)
+
+
+async def test_download_refuses_to_overwrite_an_existing_file_without_force(fake, tmp_path):
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size + 5)
+        target = tmp_path / "out.bin"
+        target.write_bytes(b"mine")
+        with pytest.raises(errors.LocalExists) as info:
+            await download_file(client, file_id, str(target), fast_download())
+        assert target.read_bytes() == b"mine"
+        assert fake.cdn_requests == []  # refused before a byte moved
+        assert no_partial(target)
+        assert "--force" in info.value.message and str(target) in info.value.message
+        assert info.value.exit_code == errors.EXIT_EXISTS
+
+        result = await download_file(client, file_id, str(target), fast_download(force=True))
+    assert target.read_bytes() == source.read_bytes() and result.chunks_fetched == 3
+
+
+async def test_download_does_not_overwrite_a_file_that_appears_meanwhile(fake, tmp_path):
+    """The last step places the part without replacing what is there, however late it came."""
+    async with GatewayClient(fake.url, "token") as client:
+        _, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size)
+        target = tmp_path / "late.bin"
+        fake.on_cdn = lambda: target.exists() or target.write_bytes(b"late")
+        with pytest.raises(errors.LocalExists) as info:
+            await download_file(client, file_id, str(target), fast_download(parallel=1))
+        assert target.read_bytes() == b"late"
+        assert "--force" in info.value.message
+        # The verified bytes are kept: the rerun that may overwrite fetches nothing again.
+        fake.on_cdn = None
+        fake.cdn_requests.clear()
+        result = await download_file(client, file_id, str(target), fast_download(force=True))
+    assert result.chunks_fetched == 0 and result.chunks_reused == 2 and fake.cdn_requests == []
+    assert no_partial(target) and target.stat().st_size == 2 * fake.chunk_size
 
 
 async def test_download_refreshes_a_refused_url(fake, tmp_path):
