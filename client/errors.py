@@ -16,6 +16,7 @@ code  meaning
 8     the store refused a chunk (after retries)
 9     integrity: content does not match its fingerprint, or the upload failed
 10    the local file exists: ``dbx download`` overwrites only with ``--force``
+11    throttled: too many failed logins, or too many uploads in progress; try again later
 130   interrupted (Ctrl-C); run the same command again to resume
 ====  =====================================================================
 """
@@ -32,6 +33,7 @@ EXIT_REFUSED = 7
 EXIT_STORE = 8
 EXIT_INTEGRITY = 9
 EXIT_EXISTS = 10
+EXIT_THROTTLED = 11
 EXIT_INTERRUPTED = 130
 
 
@@ -55,6 +57,8 @@ class ClientError(Exception):
         body = {"code": self.code, "message": self.message, "exit_code": self.exit_code}
         if self.status is not None:
             body["status"] = self.status
+        if self.details.get("retry_after") is not None:
+            body["retry_after"] = self.details["retry_after"]
         return body
 
 
@@ -106,6 +110,13 @@ class LocalExists(ClientError):
     exit_code = EXIT_EXISTS
     code = "local_exists"
     per_file = True
+
+
+class Throttled(ClientError):
+    """429: the gateway says when to try again (``details['retry_after']``, seconds, if it did)."""
+
+    exit_code = EXIT_THROTTLED
+    code = "throttled"
 
 
 class ServerError(ClientError):

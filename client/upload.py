@@ -24,7 +24,6 @@ import os
 import stat
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -34,6 +33,7 @@ from tqdm import tqdm
 from client.api import TRANSPORT_ERRORS, GatewayClient, missing_chunks
 from client.errors import ClientError, IntegrityError, NotFound, Refused, ServerError, StoreRefused, Unreachable, UsageError
 from client.hashing import FileChanged, fingerprint_file
+from client.output import parse_time
 from client.transfer import TransferOptions, Retry, human_size, make_bar, note, run_workers, short, transport_problem, with_retries
 from protocol.fingerprints import chunk_count, chunk_fingerprint, chunk_length
 
@@ -70,24 +70,6 @@ class UploadResult:
 
     def to_json(self) -> dict:
         return {"ok": True, **asdict(self)}
-
-
-def parse_expiry(value: Any) -> float | None:
-    """``expires_at`` as unix seconds, from a number or an ISO 8601 string."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
 
 
 class RateLimiter:
@@ -235,7 +217,7 @@ class ChunkSender:
                 try:
                     self._urls[int(item["index"])] = _Url(
                         item["url"], str(item.get("method") or "PUT").upper(), dict(item.get("headers") or {}),
-                        parse_expiry(item.get("expires_at")),
+                        parse_time(item.get("expires_at")),
                     )
                 except (KeyError, TypeError, ValueError) as exc:
                     raise ServerError(f"the gateway answered upload-urls with a malformed entry: {item!r}") from exc

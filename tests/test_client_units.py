@@ -17,8 +17,9 @@ import pytest
 from aiohttp import web
 
 from client import errors
-from client.api import GatewayClient, missing_chunks
-from client.cli import build_parser, main, parse_rate
+from client.api import GatewayClient, missing_chunks, retry_after_seconds, wait_words
+from client.cli import build_parser, main, parse_duration, parse_rate
+from client.output import file_row, info_lines, link_summary, link_table, printable, quota_line, show_time, whoami_lines
 from client.config import Credentials, CredentialStore, config_dir, normalize_server, resolve_server
 from client.download import (
     DownloadOptions,
@@ -36,7 +37,8 @@ from client.download import (
 from client import hashing as client_hashing
 from client.hashing import fingerprint_file, verify_chunks
 from client.transfer import backoff_delay
-from client.upload import RateLimiter, UploadOptions, parse_expiry, read_chunk, upload_file
+from client.output import parse_time
+from client.upload import RateLimiter, UploadOptions, read_chunk, upload_file
 from protocol.fingerprints import (EMPTY_FINGERPRINT, chunk_fingerprint, file_fingerprint, fingerprint_bytes,
                                    fingerprint_stream)
 
@@ -175,11 +177,12 @@ def test_parse_rate_refuses_nonsense(text):
         parse_rate(text)
 
 
-def test_parse_expiry_takes_unix_seconds_and_iso():
-    assert parse_expiry(1700000000) == 1700000000.0
-    assert parse_expiry("1700000000") == 1700000000.0
-    assert parse_expiry("2023-11-14T22:13:20Z") == 1700000000.0
-    assert parse_expiry(None) is None and parse_expiry("soon") is None
+def test_parse_time_takes_unix_seconds_and_iso():
+    assert parse_time(1700000000) == 1700000000.0
+    assert parse_time("1700000000") == 1700000000.0
+    assert parse_time("2023-11-14T22:13:20Z") == 1700000000.0
+    assert parse_time("2023-11-14T22:13:20+00:00") == parse_time("2023-11-14T22:13:20") == 1700000000.0
+    assert parse_time(None) is None and parse_time("soon") is None and parse_time(True) is None
 
 
 def test_backoff_grows_exponentially_and_is_capped():
@@ -380,6 +383,202 @@ def test_error_mapping_of_gateway_answers():
     assert "dbx login" in expired.message and "expired" in expired.message
     server = client._error("GET", "/p", 500, {"error": {"code": "internal_error", "message": "boom"}}, "rid9", None)
     assert "rid9" in server.message
+
+
+# -- contract v1.1: sessions, passwords, links, quotas, throttling ----------------------
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("7d", 7 * 86400), ("12h", 12 * 3600), ("30m", 1800), ("90s", 90), ("1w", 7 * 86400), ("1d12h", 36 * 3600),
+    ("2D", 2 * 86400), (" 1h 30m ", 5400), ("3600", 3600),
+])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "7", "soon", "0", "0d", "-1d", "7y", "1.5d", "d7", "7d!"])
+def test_parse_duration_refuses_nonsense(text):
+    import argparse
+
+    if text == "7":  # a bare number is seconds: valid
+        assert parse_duration(text) == 7
+        return
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration(text)
+
+
+def test_new_commands_parse_their_arguments():
+    parser = build_parser()
+    link = parser.parse_args(["link", "f1", "--expires", "7d", "--password-stdin", "--json"])
+    assert (link.command, link.file_id, link.expires, link.password_stdin, link.password, link.json) == (
+        "link", "f1", 7 * 86400, True, False, True)
+    plain = parser.parse_args(["link", "f1"])
+    assert plain.expires is None and not plain.password and not plain.password_stdin
+    assert parser.parse_args(["links", "f1"]).file_id == "f1"
+    assert parser.parse_args(["unlink", "l9"]).link_id == "l9"
+    assert parser.parse_args(["logout"]).local is False and parser.parse_args(["logout", "--local"]).local is True
+    assert parser.parse_args(["passwd", "--password-stdin"]).password_stdin is True
+    assert parser.parse_args(["download", "f1", "--force"]).force is True
+    assert parser.parse_args(["download", "f1"]).force is False
+
+
+@pytest.mark.parametrize("argv", [["link"], ["link", "f", "--expires", "soon"], ["link", "f", "--password",
+                                  "--password-stdin"], ["links"], ["unlink"], ["unlink", "a", "b"]])
+def test_new_commands_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == errors.EXIT_USAGE
+    assert "dbx: error:" in capsys.readouterr().err
+
+
+def test_retry_after_is_read_as_seconds_or_a_date():
+    assert retry_after_seconds("30") == 30
+    assert retry_after_seconds(" 0 ") == 0
+    assert retry_after_seconds("Tue, 14 Nov 2023 22:14:20 GMT", now=1700000000) == 60
+    assert retry_after_seconds("Tue, 14 Nov 2023 22:13:00 GMT", now=1700000000) == 0  # already past
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    assert retry_after_seconds("-5") is None
+    assert (wait_words(1), wait_words(42), wait_words(600), wait_words(None)) == (
+        "in 1 second", "in 42 seconds", "in 10 minutes", "later")
+
+
+def test_error_mapping_of_the_v1_1_answers():
+    client = GatewayClient("http://gw")
+
+    def error(status, code, retry_after=None, message="m"):
+        return client._error("POST", "/p", status, {"error": {"code": code, "message": message}}, "rid", "file x",
+                             retry_after=retry_after)
+
+    login = error(429, "too_many_attempts", 30)
+    assert type(login) is errors.Throttled and login.exit_code == errors.EXIT_THROTTLED == 11
+    assert "too many failed logins" in login.message and "in 30 seconds" in login.message
+    assert login.to_json()["retry_after"] == 30 and login.to_json()["code"] == "too_many_attempts"
+    uploads = error(429, "too_many_uploads", 120)
+    assert type(uploads) is errors.Throttled and "uploads in progress" in uploads.message
+    assert "in 2 minutes" in uploads.message and not uploads.per_file  # the next files would be refused too
+    unknown = error(429, "", None, "slow down")
+    assert type(unknown) is errors.Throttled and "slow down" in unknown.message and "later" in unknown.message
+
+    quota = error(403, "quota_exceeded", message="10 GiB used of 10 GiB")
+    assert type(quota) is errors.Refused and quota.exit_code == errors.EXIT_REFUSED and quota.per_file
+    assert "quota" in quota.message and "10 GiB used" in quota.message and "dbx rm" in quota.message
+    assert quota.code == "quota_exceeded"
+    forbidden = error(403, "forbidden")
+    assert type(forbidden) is errors.AuthRequired  # as before for other 403s
+
+    revoked = error(401, "token_revoked")
+    assert type(revoked) is errors.AuthRequired and revoked.exit_code == errors.EXIT_AUTH
+    assert "session" in revoked.message and "ended" in revoked.message and "dbx login" in revoked.message
+
+    link = client._error("DELETE", "/p", 404, {"error": {"code": "not_found", "message": "m"}}, None, "link l1",
+                         hint="`dbx links FILE_ID` lists the links of a file you own")
+    assert "link l1" in link.message and "dbx links" in link.message and "dbx ls" not in link.message
+
+
+@pytest.mark.parametrize("me,line", [
+    ({"used_bytes": 1536, "quota_bytes": 1024 * 1024}, "used 1.5 KiB of 1.0 MiB (0%), 1022.5 KiB free"),
+    ({"used_bytes": 3 * 1024 ** 3, "quota_bytes": 4 * 1024 ** 3}, "used 3.0 GiB of 4.0 GiB (75%), 1.0 GiB free"),
+    ({"used_bytes": 5 * 1024 ** 3, "quota_bytes": 4 * 1024 ** 3}, "used 5.0 GiB of 4.0 GiB (125%), 0 B free"),
+    ({"used_bytes": 0, "quota_bytes": None}, "used 0 B (no quota)"),
+    ({"used_bytes": 10}, "used 10 B"),
+    ({"quota_bytes": 100}, None),
+    ({}, None),
+])
+def test_quota_line(me, line):
+    assert quota_line(me) == line
+
+
+def test_whoami_shows_the_quota_only_when_the_gateway_sends_it():
+    me = {"user_id": 1, "username": "alice", "email": "a@example.com"}
+    assert whoami_lines(me, "http://gw") == ["alice <a@example.com> on http://gw"]
+    assert whoami_lines({**me, "quota_bytes": None, "used_bytes": 2048}, "http://gw") == [
+        "alice <a@example.com> on http://gw", "used 2.0 KiB (no quota)"]
+
+
+LINKS = [
+    {"link_id": "l1", "file_id": "f1", "url": "http://gw/s/abc", "expires_at": None, "has_password": False,
+     "created_at": "2026-11-25T10:00:00Z", "download_count": 3},
+    {"link_id": "link-22", "file_id": "f1", "url": "http://gw/s/defghi", "expires_at": "2026-12-02T10:00:00Z",
+     "has_password": True, "created_at": 1795600800, "download_count": 0},
+]
+
+
+def test_link_table_aligns_its_columns_and_puts_the_url_last():
+    lines = link_table(LINKS)
+    assert lines[0].split() == ["LINK_ID", "CREATED", "EXPIRES", "PASSWORD", "DOWNLOADS", "URL"]
+    assert lines[1].split() == ["l1", "2026-11-25", "10:00", "UTC", "never", "no", "3", "http://gw/s/abc"]
+    assert lines[2].split() == ["link-22", "2026-11-25", "10:00", "UTC", "2026-12-02", "10:00", "UTC", "yes", "0",
+                                "http://gw/s/defghi"]
+    assert len({line.index(word) for line, word in zip(lines, ("URL", "http", "http"))}) == 1  # aligned
+
+
+def test_link_summary_and_times():
+    assert link_summary(LINKS[0]) == "link l1 to file f1: never expires, no password"
+    assert link_summary(LINKS[1]) == "link link-22 to file f1: expires 2026-12-02 10:00 UTC, with a password"
+    assert show_time(1700000000) == "2023-11-14 22:13 UTC" and show_time("whenever") == "whenever"
+
+
+def test_names_from_other_people_reach_the_terminal_without_control_characters():
+    evil = "x\x1b]0;owned\x07\x1b[2J.txt"
+    assert printable(evil) == "x?]0;owned??[2J.txt"
+    row = file_row({"file_id": "f1", "file_size": 10, "status": "uploaded", "created_at": "t", "file_name": evil,
+                    "uploaded_by": "bob\x1b[31m"}, owner=True)
+    assert "\x1b" not in row and "\x07" not in row and row.count("\t") == 5
+    assert not any("\x1b" in line for line in info_lines({"file_id": "f1", "file_name": evil, "extra": "\x1b"}))
+    assert "\x1b" not in link_table([{**LINKS[0], "url": "http://gw/s/\x1b[2J"}])[1]
+
+
+def test_passwd_reads_the_current_and_the_new_password_from_stdin(monkeypatch, tmp_path, capsys):
+    """Both lines are read before anything is sent; the same password twice is refused at once."""
+    from client import cli
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    CredentialStore(tmp_path / "dbx").save(Credentials("http://127.0.0.1:9", "alice", "token"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("same\nsame\n"))
+    assert main(["passwd", "--password-stdin", "--server", "http://127.0.0.1:9"]) == errors.EXIT_USAGE
+    assert "the new password is the current one" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("only-one-line\n"))
+    assert main(["passwd", "--password-stdin", "--server", "http://127.0.0.1:9"]) == errors.EXIT_USAGE
+    assert "no new password" in capsys.readouterr().err
+    ctx = cli.Context(build_parser().parse_args(["passwd", "--password-stdin"]))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("old pw\r\nnew pw\n"))
+    assert cli.read_passwords(ctx) == ("old pw", "new pw")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_logout_without_the_gateway_keeps_the_token_unless_local(monkeypatch, tmp_path, capsys):
+    """A token the server still takes is not forgotten when the server cannot be asked to end it."""
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    store = CredentialStore(tmp_path / "dbx")
+    store.save(Credentials(closed, "alice", "token"))
+    assert main(["logout", "--server", closed]) == errors.EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "token is kept" in err and "dbx logout --local" in err
+    assert store.get(closed) is not None
+
+    assert main(["logout", "--server", closed, "--local", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"ok": True, "server": closed, "logged_out": True, "session": "kept"}
+    assert store.get(closed) is None
+    assert main(["logout", "--server", closed]) == 0
+    assert "not logged in" in capsys.readouterr().out
+
+
+def test_logout_of_an_expired_session_needs_no_gateway(monkeypatch, tmp_path, capsys):
+    closed = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    store = CredentialStore(tmp_path / "dbx")
+    store.save(Credentials(closed, "alice", "token", expires_at=time.time() - 10))
+    assert main(["logout", "--server", closed]) == 0
+    assert "had expired" in capsys.readouterr().out and store.get(closed) is None
 
 
 # -- retries against a scripted fake gateway + store ---------------------------------
