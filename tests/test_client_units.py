@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -1155,3 +1156,95 @@ async def test_chunks_that_do_not_make_up_the_fingerprint_are_refused(fake, tmp_
             await download_file(client, file_id, str(tmp_path / "out.bin"), fast_download())
     assert info.value.code == "inconsistent_file"
     assert fake.cdn_requests == [] and no_partial(tmp_path / "out.bin")
+
+
+# -- the client stands alone --------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER_PACKAGES = ("gateway", "storage", "cdn", "deploy", "bench")
+IMPORT_ALL_OF_THE_CLIENT = """
+import importlib.abc, json, sys
+SERVER = {server!r}
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in SERVER:
+            raise ImportError(f"the client imported {{name}}")
+
+sys.meta_path.insert(0, Refuse())
+import client.cli, client.upload, client.download, client.__init__
+try:
+    client.cli.main(["--help"])
+except SystemExit as exit:
+    assert exit.code == 0, exit.code
+print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}})))
+"""
+
+
+def distribution_closure(names: list[str]) -> set[str]:
+    """The distributions ``names`` need, theirs, and so on (extras left out), lowercase."""
+    from importlib import metadata
+
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requirements = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue  # for another platform (colorama: Windows); not installed, so not what was imported
+        for requirement in requirements:
+            if "extra ==" not in requirement:
+                todo.append(re.match(r"[A-Za-z0-9_.-]+", requirement).group(0))
+    return seen
+
+
+def standalone_project() -> dict:
+    import tomllib
+
+    return tomllib.loads((REPO / "client" / "standalone" / "pyproject.toml").read_text())
+
+
+def test_the_client_runs_with_the_server_packages_absent_and_needs_only_its_declared_dependencies():
+    """Issue 16: dbx installs and runs without gateway/ or storage/ (importing them here fails on purpose)."""
+    import subprocess
+    from importlib import metadata
+
+    result = subprocess.run([sys.executable, "-c", IMPORT_ALL_OF_THE_CLIENT.format(server=SERVER_PACKAGES)],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = set(json.loads(result.stdout.splitlines()[-1]))
+    assert not loaded & set(SERVER_PACKAGES)
+    declared = [re.match(r"[A-Za-z0-9_.-]+", d).group(0) for d in standalone_project()["project"]["dependencies"]]
+    allowed = distribution_closure(declared)
+    providers = metadata.packages_distributions()
+    ours = {path.name for path in REPO.iterdir() if (path / "__init__.py").exists()}
+    assert loaded & ours == {"client", "protocol"}
+    # Modules no distribution provides are the interpreter's (cython_runtime, the editable install's finder);
+    # setuptools' distutils shim is loaded by site, before any import of ours.
+    third_party = {module for module in loaded - set(sys.stdlib_module_names) - ours - {"_distutils_hack"}
+                   if module in providers}
+    undeclared = {module: providers[module] for module in third_party
+                  if not {d.lower().replace("_", "-") for d in providers[module]} & allowed}
+    assert not undeclared, f"imported by the client but not among its dependencies: {undeclared}"
+
+
+def test_the_standalone_client_package_is_the_client_and_protocol_with_the_same_command():
+    """client/standalone/pyproject.toml builds `dbx-client`: pip install client/standalone."""
+    import configparser
+
+    project = standalone_project()
+    where = project["tool"]["setuptools"]["package-dir"]
+    assert project["tool"]["setuptools"]["packages"] == ["client", "protocol"]
+    base = REPO / "client" / "standalone"
+    assert (base / where["client"]).resolve() == REPO / "client"
+    assert (base / where["protocol"]).resolve() == REPO / "protocol"
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    assert f"dbx = {project['project']['scripts']['dbx']}" in setup["options.entry_points"]["console_scripts"]
+    server_requirements = setup["options"]["install_requires"].split()
+    for requirement in project["project"]["dependencies"]:
+        assert requirement in server_requirements  # the same lower bounds as the whole project's
