@@ -38,12 +38,20 @@ EXIT_INTERRUPTED = 130
 
 
 class ClientError(Exception):
-    """A failure the user can act on; ``str()`` is the whole message."""
+    """A failure the user can act on; ``str()`` is the whole message.
+
+    Each kind states its exit code, its ``code`` in ``--json`` output and
+    whether it concerns one file only (so a multi-file command may go on) as
+    class keywords: ``class NotFound(ClientError, exit_code=6, code="not_found", per_file=True)``.
+    """
 
     exit_code = EXIT_UNEXPECTED
     code = "error"
-    #: True when the failure concerns one file only, so a multi-file command may go on.
     per_file = False
+
+    def __init_subclass__(cls, *, exit_code: int, code: str, per_file: bool = False, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.exit_code, cls.code, cls.per_file = exit_code, code, per_file
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None, **details):
         super().__init__(message)
@@ -62,65 +70,45 @@ class ClientError(Exception):
         return body
 
 
-class UsageError(ClientError):
-    exit_code = EXIT_USAGE
-    code = "usage"
+class UsageError(ClientError, exit_code=EXIT_USAGE, code="usage"):
+    pass
 
 
-class Unreachable(ClientError):
-    exit_code = EXIT_UNREACHABLE
-    code = "unreachable"
+class Unreachable(ClientError, exit_code=EXIT_UNREACHABLE, code="unreachable"):
+    pass
 
 
-class BadLogin(ClientError):
-    exit_code = EXIT_BAD_LOGIN
-    code = "invalid_credentials"
+class BadLogin(ClientError, exit_code=EXIT_BAD_LOGIN, code="invalid_credentials"):
+    pass
 
 
-class AuthRequired(ClientError):
-    exit_code = EXIT_AUTH
-    code = "not_logged_in"
+class AuthRequired(ClientError, exit_code=EXIT_AUTH, code="not_logged_in"):
+    pass
 
 
-class NotFound(ClientError):
-    exit_code = EXIT_NOT_FOUND
-    code = "not_found"
-    per_file = True
+class NotFound(ClientError, exit_code=EXIT_NOT_FOUND, code="not_found", per_file=True):
+    pass
 
 
-class Refused(ClientError):
-    exit_code = EXIT_REFUSED
-    code = "refused"
-    per_file = True
+class Refused(ClientError, exit_code=EXIT_REFUSED, code="refused", per_file=True):
+    pass
 
 
-class StoreRefused(ClientError):
-    exit_code = EXIT_STORE
-    code = "store_refused"
-    per_file = True
+class StoreRefused(ClientError, exit_code=EXIT_STORE, code="store_refused", per_file=True):
+    pass
 
 
-class IntegrityError(ClientError):
-    exit_code = EXIT_INTEGRITY
-    code = "integrity"
-    per_file = True
+class IntegrityError(ClientError, exit_code=EXIT_INTEGRITY, code="integrity", per_file=True):
+    pass
 
 
-class LocalExists(ClientError):
-    exit_code = EXIT_EXISTS
-    code = "local_exists"
-    per_file = True
+class LocalExists(ClientError, exit_code=EXIT_EXISTS, code="local_exists", per_file=True):
+    pass
 
 
-class Throttled(ClientError):
+class Throttled(ClientError, exit_code=EXIT_THROTTLED, code="throttled"):
     """429: the gateway says when to try again (``details['retry_after']``, seconds, if it did)."""
 
-    exit_code = EXIT_THROTTLED
-    code = "throttled"
 
-
-class ServerError(ClientError):
+class ServerError(ClientError, exit_code=EXIT_UNEXPECTED, code="server_error"):
     """The gateway answered something the client cannot act on (5xx, malformed)."""
-
-    exit_code = EXIT_UNEXPECTED
-    code = "server_error"
