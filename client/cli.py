@@ -71,24 +71,23 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be at least 0")
-    return value
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
 
 
 class Parser(argparse.ArgumentParser):
@@ -195,6 +194,13 @@ class Context:
     def emit(self, obj: Any) -> None:
         print(json.dumps(obj, default=str), flush=True)
 
+    def answer(self, obj: Any, text: str) -> None:
+        """The command's answer on stdout: ``obj`` as JSON with --json, else ``text`` for people."""
+        if self.json:
+            self.emit(obj)
+        else:
+            self.out(text)
+
     def info(self, text: str) -> None:
         if not self.quiet:
             print(f"dbx: {text}", file=sys.stderr, flush=True)
@@ -277,10 +283,7 @@ async def cmd_signup(ctx: Context) -> int:
         user = await client.create_user(username, email, password)
         result = await log_in(ctx, client, username, password)
     result["user_id"] = user.get("user_id")
-    if ctx.json:
-        ctx.emit(result)
-    else:
-        ctx.out(f"Created {username} on {ctx.server} and logged in.")
+    ctx.answer(result, f"Created {username} on {ctx.server} and logged in.")
     return 0
 
 
@@ -289,10 +292,7 @@ async def cmd_login(ctx: Context) -> int:
     password = ask_password(ctx)
     async with ctx.client(auth=False) as client:
         result = await log_in(ctx, client, username, password)
-    if ctx.json:
-        ctx.emit(result)
-    else:
-        ctx.out(f"Logged in to {ctx.server} as {username}.")
+    ctx.answer(result, f"Logged in to {ctx.server} as {username}.")
     return 0
 
 
@@ -322,10 +322,8 @@ LOGOUT_WORDS = {
 async def cmd_logout(ctx: Context) -> int:
     creds = ctx.store.get(ctx.server)
     if creds is None:
-        if ctx.json:
-            ctx.emit({"ok": True, "server": ctx.server, "logged_out": False})
-        else:
-            ctx.out(f"You were not logged in to {ctx.server}.")
+        ctx.answer({"ok": True, "server": ctx.server, "logged_out": False},
+                   f"You were not logged in to {ctx.server}.")
         return 0
     if ctx.args.local:
         session = "kept"
@@ -340,10 +338,8 @@ async def cmd_logout(ctx: Context) -> int:
                             "when the gateway answers, or `dbx logout --local` to only forget it (it then stays "
                             "valid until it expires)", code=exc.code, status=exc.status) from None
     ctx.store.remove(ctx.server)
-    if ctx.json:
-        ctx.emit({"ok": True, "server": ctx.server, "logged_out": True, "session": session})
-    else:
-        ctx.out(f"Logged out of {ctx.server}: {LOGOUT_WORDS[session]}.")
+    ctx.answer({"ok": True, "server": ctx.server, "logged_out": True, "session": session},
+               f"Logged out of {ctx.server}: {LOGOUT_WORDS[session]}.")
     return 0
 
 
@@ -376,10 +372,7 @@ async def cmd_passwd(ctx: Context) -> int:
             result["logged_in"] = True
             again = f"logged in again as {username}"
     result["password_changed"] = True
-    if ctx.json:
-        ctx.emit(result)
-    else:
-        ctx.out(f"Password changed on {ctx.server}; every earlier session has ended; {again}.")
+    ctx.answer(result, f"Password changed on {ctx.server}; every earlier session has ended; {again}.")
     return 0
 
 
@@ -560,10 +553,7 @@ async def cmd_rm(ctx: Context) -> int:
                     ctx.emit({"ok": False, "file_id": file_id, "error": exc.to_json()})
                 status = status or exc.exit_code
                 continue
-            if ctx.json:
-                ctx.emit({"ok": True, "file_id": file_id, "deleted": True})
-            else:
-                ctx.out(f"Deleted {file_id}.")
+            ctx.answer({"ok": True, "file_id": file_id, "deleted": True}, f"Deleted {file_id}.")
     return status
 
 

@@ -40,7 +40,7 @@ from client.api import TRANSPORT_ERRORS, GatewayClient
 from client.errors import (ClientError, IntegrityError, LocalExists, NotFound, Refused, ServerError, StoreRefused,
                            Unreachable, UsageError)
 from client.hashing import chunk_digest, run_stoppable, verify_chunks
-from client.transfer import TransferOptions, Retry, make_bar, note, run_workers, transport_problem, with_retries
+from client.transfer import ChunkTransfer, Retry, TransferOptions, make_bar, note, transport_problem, with_retries
 from protocol.fingerprints import chunk_count, chunk_length, file_fingerprint, is_fingerprint
 
 PIECE = 1024 * 1024  # bytes read from the network at a time (the progress bar's step)
@@ -323,17 +323,14 @@ class RangeIgnored(Exception):
     """The CDN answered a Range request with the whole file (HTTP 200)."""
 
 
-class ChunkFetcher:
+class ChunkFetcher(ChunkTransfer):
     """Fetches a file's missing chunks from the CDN tier into its PartFile."""
 
     def __init__(self, client: GatewayClient, file_id: Any, obj: dict, part: PartFile, bar: tqdm,
                  options: DownloadOptions, result: DownloadResult):
-        self.client = client
-        self.file_id = file_id
+        super().__init__(client, file_id, options, bar)
         self.obj = obj
         self.part = part
-        self.bar = bar
-        self.options = options
         self.result = result
         self.size = int(obj["file_size"])
         self.chunk_size = part.chunk_size
@@ -363,7 +360,7 @@ class ChunkFetcher:
         async def fetch(index: int) -> None:
             await self.with_retries(f"chunk {index}", self._fetch_chunk, index)
 
-        await run_workers(self.options.parallel, indexes, fetch)
+        await self.each(indexes, fetch)
 
     async def _fetch_chunk(self, url: str, index: int) -> None:
         start = index * self.chunk_size

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Iterable, TypeVar
 import aiohttp
 from tqdm import tqdm
 
-from client.api import connection_reason
+from client.api import GatewayClient, connection_reason
 from client.errors import ClientError
 
 T = TypeVar("T")
@@ -96,6 +96,20 @@ async def run_workers(parallel: int, items: Iterable[Any], work: Callable[[Any],
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+
+
+class ChunkTransfer:
+    """Moves the chunks of one file between here and the store or CDN tier, showing progress on ``bar``."""
+
+    def __init__(self, client: GatewayClient, file_id: Any, options: TransferOptions, bar: tqdm):
+        self.client = client
+        self.file_id = file_id
+        self.options = options
+        self.bar = bar
+
+    async def each(self, indexes: Iterable[int], work: Callable[[int], Awaitable[None]]) -> None:
+        """``work(index)`` for every index, ``options.parallel`` at a time (see run_workers)."""
+        await run_workers(self.options.parallel, indexes, work)
 
 
 # -- what the user sees -------------------------------------------------------------------

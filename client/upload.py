@@ -34,7 +34,8 @@ from client.api import TRANSPORT_ERRORS, GatewayClient, missing_chunks
 from client.errors import ClientError, IntegrityError, NotFound, Refused, ServerError, StoreRefused, Unreachable, UsageError
 from client.hashing import FileChanged, fingerprint_file
 from client.output import parse_time
-from client.transfer import TransferOptions, Retry, human_size, make_bar, note, run_workers, short, transport_problem, with_retries
+from client.transfer import (ChunkTransfer, Retry, TransferOptions, human_size, make_bar, note, short, transport_problem,
+                             with_retries)
 from protocol.fingerprints import chunk_count, chunk_fingerprint, chunk_length
 
 SLICE = 256 * 1024  # bytes handed to the socket at a time (progress and rate limiting granularity)
@@ -175,16 +176,15 @@ class _Finished(Exception):
     """The gateway finished the file while chunks were still being sent (it needs no more)."""
 
 
-class ChunkSender:
+class ChunkSender(ChunkTransfer):
     """Sends a set of chunks of one upload to the store, ``parallel`` at a time."""
+
+    options: UploadOptions
 
     def __init__(self, client: GatewayClient, file_id: Any, local: LocalFile, options: UploadOptions, bar: tqdm,
                  stats: _Stats):
-        self.client = client
-        self.file_id = file_id
+        super().__init__(client, file_id, options, bar)
         self.local = local
-        self.options = options
-        self.bar = bar
         self.stats = stats
         self.limiter = RateLimiter(options.limit_rate) if options.limit_rate else None
         self._urls: dict[int, _Url] = {}
@@ -195,7 +195,7 @@ class ChunkSender:
 
     async def send(self, indexes: list[int]) -> None:
         self._todo = list(indexes)
-        await run_workers(self.options.parallel, indexes, self.send_chunk)
+        await self.each(indexes, self.send_chunk)
 
     async def url_for(self, index: int) -> _Url | None:
         """A fresh presigned request for chunk ``index`` (asked for in batches); None when the store has it."""
