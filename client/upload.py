@@ -36,7 +36,7 @@ from client.hashing import FileChanged, fingerprint_file
 from client.output import parse_time
 from client.transfer import (ChunkTransfer, Retry, TransferOptions, human_size, make_bar, note, short, transport_problem,
                              with_retries)
-from protocol.fingerprints import chunk_count, chunk_fingerprint, chunk_length
+from protocol.fingerprints import chunk_fingerprint, chunk_length
 
 SLICE = 256 * 1024  # bytes handed to the socket at a time (progress and rate limiting granularity)
 URL_MARGIN = 30.0  # seconds: a URL that expires sooner than this is replaced before use
