@@ -94,8 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                     check=True)))
 
             def other_dbx_upload() -> None:
-                other = Dbx(stack, stack.root / f"other-home-{run}")
-                other.env["PYTHONPATH"] = str(Path(args.other_client).resolve())
+                other = Dbx(stack, stack.root / f"other-home-{run}", checkout=Path(args.other_client))
                 speeds["other dbx up"].append(mib / other("upload", str(source), "--parallel", str(args.parallel))[0])
 
             uploads = [dbx_upload, boto3_upload, boto3_command_upload] + ([other_dbx_upload] if args.other_client else [])
