@@ -23,22 +23,26 @@ http://127.0.0.1:8080. Password: the prompt, or $DBX_PASSWORD, or
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import os
 import re
+import stat
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+# Only what starts fast up here: `dbx upload` begins hashing its first file before the
+# HTTP client (aiohttp, a few hundred milliseconds to import) and asyncio are loaded.
 from client import errors
-from client.api import GatewayClient
 from client.config import CredentialStore, Credentials, resolve_server
 from client.errors import AuthRequired, ClientError, NotFound, ServerError, Unreachable, UsageError
-from client.output import file_row, info_lines, link_summary, link_table, printable, whoami_lines
-from client.transfer import human_size
+from client.output import file_row, human_size, info_lines, link_summary, link_table, printable, whoami_lines
+
+if TYPE_CHECKING:
+    from client.api import GatewayClient
+    from client.hashing import FingerprintPass
 
 RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?(?:/s)?\s*$", re.IGNORECASE)
 DURATION_PART = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
@@ -187,6 +191,7 @@ class Context:
         self.quiet = bool(getattr(args, "quiet", False))
         self.store = CredentialStore()
         self.server = resolve_server(getattr(args, "server", None), store=self.store)
+        self.early: FingerprintPass | None = None  # `dbx upload`: the first file's fingerprints, under way
 
     def out(self, text: str = "") -> None:
         print(text, flush=True)
@@ -214,6 +219,8 @@ class Context:
         return creds.access_token
 
     def client(self, auth: bool = True) -> GatewayClient:
+        from client.api import GatewayClient
+
         return GatewayClient(self.server, self.token() if auth else None)
 
 
@@ -298,6 +305,8 @@ async def cmd_login(ctx: Context) -> int:
 
 async def end_session(ctx: Context, creds: Credentials) -> str:
     """Ask the gateway to end the session: 'ended', 'already ended', or 'not supported' (an older gateway)."""
+    from client.api import GatewayClient
+
     async with GatewayClient(ctx.server, creds.access_token) as client:
         try:
             await client.revoke_token()
@@ -357,6 +366,8 @@ def read_passwords(ctx: Context) -> tuple[str, str]:
 async def cmd_passwd(ctx: Context) -> int:
     token = ctx.token()
     current, new = read_passwords(ctx)
+    from client.api import GatewayClient
+
     async with GatewayClient(ctx.server, token) as client:
         username = ctx.store.get(ctx.server).username or (await client.me())["username"]
         await client.change_password(current, new)
@@ -390,6 +401,28 @@ async def cmd_whoami(ctx: Context) -> int:
 # -- files ---------------------------------------------------------------------------
 
 
+def start_fingerprint(ctx: Context) -> None:
+    """``dbx upload``: start hashing the first file now, in chunks of the size this server had last time.
+
+    The hashing threads work while the rest of the client loads; if the
+    gateway's chunk size turns out to be another, the pass is dropped and made
+    again (upload.fingerprint checks).
+    """
+    from protocol.fingerprints import DEFAULT_CHUNK_SIZE
+
+    args = ctx.args
+    if args.command != "upload" or ctx.store.get(ctx.server) is None:
+        return
+    try:
+        info = os.stat(args.paths[0])
+    except OSError:
+        return  # the upload says what is wrong with it
+    if stat.S_ISREG(info.st_mode) and info.st_size > 0:
+        from client.hashing import FingerprintPass
+
+        ctx.early = FingerprintPass(args.paths[0], ctx.store.chunk_size(ctx.server) or DEFAULT_CHUNK_SIZE)
+
+
 async def cmd_upload(ctx: Context) -> int:
     from client.upload import UploadOptions, error_json, upload_file  # only what this command needs: starts faster
 
@@ -401,9 +434,10 @@ async def cmd_upload(ctx: Context) -> int:
     status = 0
     async with ctx.client() as client:
         config = await client.config()
-        for path in args.paths:
+        ctx.store.remember_chunk_size(ctx.server, int(config["chunk_size"]))
+        for number, path in enumerate(args.paths):
             try:
-                result = await upload_file(client, path, options, config)
+                result = await upload_file(client, path, options, config, early=ctx.early if number == 0 else None)
             except ClientError as exc:
                 if not exc.per_file:
                     raise
@@ -582,8 +616,12 @@ def report_error(exc: ClientError) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    ctx: Context | None = None
     try:
         ctx = Context(args)
+        start_fingerprint(ctx)
+        import asyncio  # after the hashing threads have started
+
         return asyncio.run(COMMANDS[args.command](ctx)) or 0
     except ClientError as exc:
         report_error(exc)
@@ -610,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dbx: unexpected error: {exc.__class__.__name__}: {exc} (set DBX_DEBUG=1 for a traceback)",
               file=sys.stderr, flush=True)
         return errors.EXIT_UNEXPECTED
+    finally:
+        if ctx is not None and ctx.early is not None:
+            ctx.early.cancel()  # interrupted or failed before it was used: stop its threads
 
 
 if __name__ == "__main__":

@@ -96,6 +96,17 @@ class CredentialStore:
         data["default_server"] = server
         self._write(data)
 
+    def chunk_size(self, server: str) -> int | None:
+        """The chunk size this server said last time (GET /config), to start hashing before asking again."""
+        value = self._read().get("chunk_sizes", {}).get(normalize_server(server))
+        return value if isinstance(value, int) and value > 0 else None
+
+    def remember_chunk_size(self, server: str, chunk_size: int) -> None:
+        if self.chunk_size(server) != chunk_size:
+            data = self._read()
+            data.setdefault("chunk_sizes", {})[normalize_server(server)] = chunk_size
+            self._write(data)
+
     def remove(self, server: str) -> bool:
         data = self._read()
         server = normalize_server(server)

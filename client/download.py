@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 from urllib.parse import urljoin
 
 import aiohttp
@@ -39,7 +39,7 @@ from tqdm import tqdm
 from client.api import TRANSPORT_ERRORS, GatewayClient
 from client.errors import (ClientError, IntegrityError, LocalExists, NotFound, Refused, ServerError, StoreRefused,
                            Unreachable, UsageError)
-from client.hashing import chunk_digest, run_stoppable, verify_chunks
+from client.hashing import chunk_digest, verify_chunks
 from client.transfer import ChunkTransfer, Retry, TransferOptions, make_bar, note, transport_problem, with_retries
 from protocol.fingerprints import chunk_count, chunk_length, file_fingerprint, is_fingerprint
 
@@ -73,6 +73,42 @@ class DownloadResult:
 
     def to_json(self) -> dict:
         return {"ok": True, **asdict(self)}
+
+
+# -- long reads that Ctrl-C stops --------------------------------------------------------
+
+
+class Stopped(Exception):
+    """A thread was told to stop (the command was interrupted)."""
+
+
+T = TypeVar("T")
+
+
+async def run_stoppable(fn: Callable[..., T], *args: Any, on_read: Callable[[int], None] | None = None) -> T:
+    """Run a long read in a thread; cancelling the caller stops it at its next read.
+
+    ``fn`` takes ``on_read`` as its last argument. Without this, Ctrl-C while a
+    large partial download is checked would wait for the whole pass to finish.
+    """
+    stop = threading.Event()
+
+    def checked(n: int) -> None:
+        if stop.is_set():
+            raise Stopped()
+        if on_read:
+            on_read(n)
+
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args, checked))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        stop.set()
+        try:
+            await task
+        except Stopped:
+            pass
+        raise
 
 
 # -- where the bytes go ------------------------------------------------------------------

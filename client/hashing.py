@@ -9,12 +9,11 @@ large it is.
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Callable, Iterable
 
 from protocol.fingerprints import chunk_count, chunk_length, file_fingerprint
 
@@ -62,39 +61,59 @@ def fingerprint_chunk_at(path: str, index: int, file_size: int, chunk_size: int,
     return digest.hexdigest()
 
 
+class FingerprintPass:
+    """The fingerprints of one file, hashed on ``threads`` threads from the moment this is made.
+
+    Made without an event loop, so that ``dbx upload`` can start hashing its
+    first file while the rest of the client (aiohttp above all) still loads:
+    the hashing threads read and hash while the main thread imports.
+    """
+
+    def __init__(self, path: str, chunk_size: int, threads: int | None = None):
+        self.path = path
+        self.chunk_size = chunk_size
+        self.size = os.stat(path).st_size
+        local = threading.local()
+
+        def job(index: int) -> str:
+            buffer = getattr(local, "buffer", None)
+            if buffer is None:
+                buffer = local.buffer = memoryview(bytearray(min(PIECE, chunk_size)))
+            return fingerprint_chunk_at(path, index, self.size, chunk_size, buffer)
+
+        self._pool = ThreadPoolExecutor(threads or hash_threads(), thread_name_prefix="dbx-hash")
+        self._chunks = [self._pool.submit(job, index) for index in range(chunk_count(self.size, chunk_size))]
+
+    async def result(self, on_chunk: Callable[[int], None] | None = None) -> tuple[str, list[str], int]:
+        """(file fingerprint, chunk fingerprints, size); ``on_chunk(length)`` as each chunk is done, in order.
+
+        Cancelling stops at once: chunks not started are dropped, and the few
+        being hashed finish in their threads. Raises :class:`FileChanged` when
+        the file's size changed during the pass.
+        """
+        import asyncio  # here, not above: the pass starts before asyncio is loaded
+
+        fingerprints = []
+        try:
+            for index, chunk in enumerate(self._chunks):
+                fingerprints.append(await asyncio.wrap_future(chunk))
+                if on_chunk:
+                    on_chunk(chunk_length(index, self.size, self.chunk_size))
+        finally:
+            self.cancel()
+        if os.stat(self.path).st_size != self.size:
+            raise FileChanged(f"{self.path} changed size while it was being read")
+        return file_fingerprint(fingerprints), fingerprints, self.size
+
+    def cancel(self) -> None:
+        """Drop the chunks not started; the threads end with the chunk each is hashing."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 async def fingerprint_file(path: str, chunk_size: int, *, threads: int | None = None,
                            on_chunk: Callable[[int], None] | None = None) -> tuple[str, list[str], int]:
-    """(file fingerprint, chunk fingerprints, size), the chunks hashed on ``threads`` threads.
-
-    ``on_chunk(length)`` is called on the event loop as each chunk is done.
-    Cancelling stops at once: chunks not started are dropped, and the few
-    being hashed finish in their threads. Raises :class:`FileChanged` when the
-    file's size changed during the pass.
-    """
-    size = os.stat(path).st_size
-    count = chunk_count(size, chunk_size)
-    local = threading.local()
-
-    def job(index: int) -> str:
-        buffer = getattr(local, "buffer", None)
-        if buffer is None:
-            buffer = local.buffer = memoryview(bytearray(min(PIECE, chunk_size)))
-        return fingerprint_chunk_at(path, index, size, chunk_size, buffer)
-
-    loop = asyncio.get_running_loop()
-    pool = ThreadPoolExecutor(threads or hash_threads(), thread_name_prefix="dbx-hash")
-    try:
-        futures = [loop.run_in_executor(pool, job, index) for index in range(count)]
-        fingerprints = []
-        for index, future in enumerate(futures):
-            fingerprints.append(await future)
-            if on_chunk:
-                on_chunk(chunk_length(index, size, chunk_size))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    if os.stat(path).st_size != size:
-        raise FileChanged(f"{path} changed size while it was being read")
-    return file_fingerprint(fingerprints), fingerprints, size
+    """(file fingerprint, chunk fingerprints, size), the chunks hashed on ``threads`` threads (see FingerprintPass)."""
+    return await FingerprintPass(path, chunk_size, threads).result(on_chunk)
 
 
 def verify_chunks(path: str, chunk_size: int, file_size: int, expected: dict[int, str],
@@ -114,36 +133,3 @@ def verify_chunks(path: str, chunk_size: int, file_size: int, expected: dict[int
         if on_read:
             on_read(chunk_length(index, file_size, chunk_size))
     return good
-
-
-class Stopped(Exception):
-    """A thread was told to stop (the command was interrupted)."""
-
-
-T = TypeVar("T")
-
-
-async def run_stoppable(fn: Callable[..., T], *args: Any, on_read: Callable[[int], None] | None = None) -> T:
-    """Run a long read in a thread; cancelling the caller stops it at its next read.
-
-    ``fn`` takes ``on_read`` as its last argument. Without this, Ctrl-C while a
-    large partial download is checked would wait for the whole pass to finish.
-    """
-    stop = threading.Event()
-
-    def checked(n: int) -> None:
-        if stop.is_set():
-            raise Stopped()
-        if on_read:
-            on_read(n)
-
-    task = asyncio.ensure_future(asyncio.to_thread(fn, *args, checked))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        stop.set()
-        try:
-            await task
-        except Stopped:
-            pass
-        raise

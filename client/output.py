@@ -10,11 +10,18 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from client.transfer import human_size
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 INFO_FIELDS = ("file_id", "file_name", "file_size", "file_type", "fingerprint", "status", "uploaded_by",
                "created_at", "chunk_size", "total_chunks", "uploaded_chunks")
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 def printable(value: Any) -> str:

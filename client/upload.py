@@ -32,10 +32,9 @@ from tqdm import tqdm
 
 from client.api import TRANSPORT_ERRORS, GatewayClient, missing_chunks
 from client.errors import ClientError, IntegrityError, NotFound, Refused, ServerError, StoreRefused, Unreachable, UsageError
-from client.hashing import FileChanged, fingerprint_file
-from client.output import parse_time
-from client.transfer import (ChunkTransfer, Retry, TransferOptions, human_size, make_bar, note, short, transport_problem,
-                             with_retries)
+from client.hashing import FileChanged, FingerprintPass
+from client.output import human_size, parse_time
+from client.transfer import ChunkTransfer, Retry, TransferOptions, make_bar, note, short, transport_problem, with_retries
 from protocol.fingerprints import chunk_fingerprint, chunk_length
 
 SLICE = 256 * 1024  # bytes handed to the socket at a time (progress and rate limiting granularity)
@@ -345,11 +344,19 @@ def check_local_file(path: str, max_size: Any) -> int:
     return info.st_size
 
 
-async def fingerprint(path: str, name: str, chunk_size: int, size: int, options: UploadOptions) -> tuple[str, list[str]]:
-    """The file's and its chunks' fingerprints, with a progress bar while it runs."""
+async def fingerprint(path: str, name: str, chunk_size: int, size: int, options: UploadOptions,
+                      early: FingerprintPass | None = None) -> tuple[str, list[str]]:
+    """The file's and its chunks' fingerprints, with a progress bar while it runs.
+
+    ``early``: a pass started before the gateway's chunk size was known; used
+    if it hashes this file in chunks of that size, else dropped.
+    """
+    if early is not None and (early.path, early.chunk_size) != (path, chunk_size):
+        early.cancel()
+        early = None
     bar = make_bar(size, f"hashing {short(name)}", options, leave=False)
     try:
-        file_fp, chunk_fps, hashed = await fingerprint_file(path, chunk_size, on_chunk=bar.update)
+        file_fp, chunk_fps, hashed = await (early or FingerprintPass(path, chunk_size)).result(bar.update)
     except OSError as exc:
         raise NotFound(f"cannot read {path}: {exc.strerror}", code="local_unreadable") from None
     except FileChanged:
@@ -454,13 +461,15 @@ class Upload:
             bar.close()
 
 
-async def upload_file(client: GatewayClient, path: str, options: UploadOptions, config: dict | None = None) -> UploadResult:
+async def upload_file(client: GatewayClient, path: str, options: UploadOptions, config: dict | None = None,
+                      early: FingerprintPass | None = None) -> UploadResult:
+    """One file into the store; ``early``: its fingerprint pass if one was started already."""
     started = time.monotonic()
     config = config or await client.config()
     chunk_size = int(config["chunk_size"])
     size = check_local_file(path, config.get("max_file_size"))
     name = options.name or os.path.basename(path)
-    file_fp, chunk_fps = await fingerprint(path, name, chunk_size, size, options)
+    file_fp, chunk_fps = await fingerprint(path, name, chunk_size, size, options, early)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:

@@ -16,6 +16,7 @@ import re
 from typing import BinaryIO, Iterable, Iterator
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024  # the contract's default; each gateway says its own in GET /config
 EMPTY_FINGERPRINT = hashlib.sha256(b"").hexdigest()
 
 

@@ -882,6 +882,62 @@ async def test_uploads_are_deduplicated_and_empty_files_need_no_bytes(fake, tmp_
     assert again.chunks_sent == 0 and fake.puts == []
 
 
+async def test_a_fingerprint_pass_started_early_is_used_only_with_the_gateways_chunk_size(fake, tmp_path, monkeypatch):
+    """`dbx upload` starts hashing before it knows the chunk size; a pass of another size is made again."""
+    import client.upload as upload_module
+
+    made = []
+
+    class Counted(client_hashing.FingerprintPass):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.chunk_size)
+
+    monkeypatch.setattr(upload_module, "FingerprintPass", Counted)
+    path = random_file(tmp_path, 3 * fake.chunk_size + 7)
+    async with GatewayClient(fake.url, "token") as client:
+        wrong = client_hashing.FingerprintPass(str(path), fake.chunk_size // 2)
+        result = await upload_file(client, str(path), quick(), early=wrong)
+        assert made == [fake.chunk_size] and result.status == "uploaded" and result.chunks_total == 4
+        assert all(chunk.cancelled() or chunk.done() for chunk in wrong._chunks)
+        made.clear()
+        other = random_file(tmp_path, 2 * fake.chunk_size, "other.bin")
+        right = client_hashing.FingerprintPass(str(other), fake.chunk_size)
+        result = await upload_file(client, str(other), quick(), early=right)
+    assert made == [] and result.status == "uploaded"
+    assert fake.content(result.file_id) == other.read_bytes()
+
+
+def test_dbx_upload_starts_hashing_its_first_file_at_once_with_the_remembered_chunk_size(tmp_path, monkeypatch):
+    from client import cli
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    server = "http://127.0.0.1:9"
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(1000))
+
+    def started(*argv: str):
+        ctx = cli.Context(build_parser().parse_args([*argv, "--server", server]))
+        cli.start_fingerprint(ctx)
+        if ctx.early:
+            ctx.early.cancel()
+        return ctx.early
+
+    assert started("upload", str(data)) is None  # not logged in: nothing to hash for
+    store = CredentialStore(tmp_path / "config" / "dbx")
+    store.save(Credentials(server, "alice", "token"))
+    assert started("upload", str(data)).chunk_size == 8 * 1024 * 1024  # the contract's default
+    store.remember_chunk_size(server, 5 * 1024 * 1024)
+    assert store.chunk_size(server) == 5 * 1024 * 1024 and store.chunk_size("http://other") is None
+    early = started("upload", str(data), "more-paths")
+    assert (early.path, early.chunk_size) == (str(data), 5 * 1024 * 1024)
+    assert started("upload", str(tmp_path)) is None  # a directory: the upload says so
+    assert started("upload", str(tmp_path / "missing")) is None
+    assert started("ls") is None
+    store.save(Credentials(server, "alice", "new token"))  # logging in again keeps what the server said
+    assert store.chunk_size(server) == 5 * 1024 * 1024
+
+
 async def test_memory_for_a_chunk_is_read_only_when_sent(fake, tmp_path, monkeypatch):
     """Never more than `parallel` chunks are held: each worker reads its chunk when it sends it."""
     import client.upload as upload_module
