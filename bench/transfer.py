@@ -17,6 +17,7 @@ peak memory.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import subprocess
@@ -46,9 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--chunk-mib", type=int, default=8)
     parser.add_argument("--upload-only", action="store_true", help="skip the downloads and the re-upload")
-    parser.add_argument("--other-client", metavar="DIR",
+    parser.add_argument("--other-client", metavar="DIR", action="append", default=[],
                         help="also time the dbx of another checkout (DIR holds its client/ and protocol/) in the same "
-                             "runs: a before/after comparison that the machine's load cannot skew")
+                             "runs: a before/after comparison that the machine's load cannot skew; may be repeated")
     args = parser.parse_args(argv)
     import boto3
     from boto3.s3.transfer import TransferConfig
@@ -63,12 +64,17 @@ def main(argv: list[str] | None = None) -> None:
 
         hashing, cpu_per_gib, reupload, peak_rss = [], [], [], []
         speeds: dict[str, list[float]] = {"dbx up": [], "boto3 up": [], "boto3 command up": [], "dbx down": [],
-                                          "boto3 down": [], "other dbx up": []}
-        up_ratios, command_ratios, down_ratios, other_ratios = [], [], [], []
+                                          "boto3 down": [], **{other: [] for other in args.other_client}}
+        up_ratios, command_ratios, down_ratios = [], [], []
+        other_ratios: dict[str, list[float]] = {other: [] for other in args.other_client}
         credentials = stack.s3_credentials()
         command_env = {**os.environ, "AWS_ENDPOINT_URL": credentials["endpoint_url"],
                        "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
                        "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"]}
+        # Untimed: the store's first multipart upload costs more than the others, whoever makes it.
+        warm_up = make_file(stack.root / "warm-up.bin", 2 * chunk)
+        Dbx(stack, stack.root / "home-warm-up")("upload", str(warm_up))
+        s3.upload_file(str(warm_up), stack.bucket, "bench/warm-up", Config=transfer)
         for run in range(args.runs):
             hashing.append(sha256_speed(source))
             # A new user each run: the same user would be deduplicated and move no bytes.
@@ -93,16 +99,17 @@ def main(argv: list[str] | None = None) -> None:
                      "--chunk-mib", str(args.chunk_mib), "--parallel", str(args.parallel)], env=command_env,
                     check=True)))
 
-            def other_dbx_upload() -> None:
-                other = Dbx(stack, stack.root / f"other-home-{run}", checkout=Path(args.other_client))
-                speeds["other dbx up"].append(mib / other("upload", str(source), "--parallel", str(args.parallel))[0])
+            def other_dbx_upload(checkout: str) -> None:
+                other = Dbx(stack, stack.root / f"other-home-{run}-{len(speeds[checkout])}", checkout=Path(checkout))
+                speeds[checkout].append(mib / other("upload", str(source), "--parallel", str(args.parallel))[0])
 
-            uploads = [dbx_upload, boto3_upload, boto3_command_upload] + ([other_dbx_upload] if args.other_client else [])
+            uploads = [dbx_upload, boto3_upload, boto3_command_upload] + [
+                functools.partial(other_dbx_upload, checkout) for checkout in args.other_client]
             for action in uploads[run % len(uploads):] + uploads[:run % len(uploads)]:
                 action()
             up_ratios.append(speeds["dbx up"][-1] / speeds["boto3 up"][-1])
-            if args.other_client:
-                other_ratios.append(speeds["other dbx up"][-1] / speeds["boto3 up"][-1])
+            for checkout, ratios in other_ratios.items():
+                ratios.append(speeds[checkout][-1] / speeds["boto3 up"][-1])
             command_ratios.append(speeds["dbx up"][-1] / speeds["boto3 command up"][-1])
             if args.upload_only:
                 continue
@@ -131,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
             ("SHA-256 of the file, one thread", f"{sha} MiB/s", ""),
             ("upload: dbx (start, fingerprint, chunks, complete)", f"{Figure(speeds['dbx up'])} MiB/s",
              f"{ratio(up_ratios)} boto3"),
-            *([(f"upload: dbx of {args.other_client}", f"{Figure(speeds['other dbx up'])} MiB/s",
-                f"{ratio(other_ratios)} boto3")] if args.other_client else []),
+            *[(f"upload: dbx of {checkout}", f"{Figure(speeds[checkout])} MiB/s", f"{ratio(ratios)} boto3")
+              for checkout, ratios in other_ratios.items()],
             ("upload: boto3 upload_file, in this process", f"{Figure(speeds['boto3 up'])} MiB/s", "1.00x"),
             ("upload: boto3 upload_file, as a command", f"{Figure(speeds['boto3 command up'])} MiB/s",
              f"dbx at {ratio(command_ratios)}"),
