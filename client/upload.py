@@ -344,19 +344,24 @@ def check_local_file(path: str, max_size: Any) -> int:
     return info.st_size
 
 
-async def fingerprint(path: str, name: str, chunk_size: int, size: int, options: UploadOptions,
-                      early: FingerprintPass | None = None) -> tuple[str, list[str]]:
-    """The file's and its chunks' fingerprints, with a progress bar while it runs.
+def start_hashing(path: str, chunk_size: int, early: FingerprintPass | None) -> FingerprintPass:
+    """The file's fingerprint pass: ``early`` if it hashes this file in chunks of this size, else a new one.
 
-    ``early``: a pass started before the gateway's chunk size was known; used
-    if it hashes this file in chunks of that size, else dropped.
+    ``early`` was started before the gateway's chunk size was known (see cli.start_fingerprint).
     """
-    if early is not None and (early.path, early.chunk_size) != (path, chunk_size):
+    if early is not None and (early.path, early.chunk_size) == (path, chunk_size):
+        return early
+    if early is not None:
         early.cancel()
-        early = None
+    return FingerprintPass(path, chunk_size)
+
+
+async def fingerprint(hashing: FingerprintPass, name: str, size: int, options: UploadOptions) -> tuple[str, list[str]]:
+    """The file's and its chunks' fingerprints when the pass is done, with a progress bar meanwhile."""
+    path = hashing.path
     bar = make_bar(size, f"hashing {short(name)}", options, leave=False)
     try:
-        file_fp, chunk_fps, hashed = await (early or FingerprintPass(path, chunk_size)).result(bar.update)
+        file_fp, chunk_fps, hashed = await hashing.result(bar.update)
     except OSError as exc:
         raise NotFound(f"cannot read {path}: {exc.strerror}", code="local_unreadable") from None
     except FileChanged:
@@ -369,11 +374,10 @@ async def fingerprint(path: str, name: str, chunk_size: int, size: int, options:
     return file_fp, chunk_fps
 
 
-def claim(name: str, size: int, file_fp: str, chunk_size: int, chunk_fps: list[str]) -> dict:
+def claim(name: str, size: int, file_fp: str, chunk_size: int, chunk_fps: list[str], file_type: str | None) -> dict:
     """The body of ``POST /files``."""
     body = {"file_name": name, "file_size": size, "fingerprint": file_fp, "chunk_size": chunk_size,
             "chunks": chunk_fps}
-    file_type = mimetypes.guess_type(name)[0]
     if file_type:
         body["file_type"] = file_type
     return body
@@ -469,14 +473,20 @@ async def upload_file(client: GatewayClient, path: str, options: UploadOptions, 
     chunk_size = int(config["chunk_size"])
     size = check_local_file(path, config.get("max_file_size"))
     name = options.name or os.path.basename(path)
-    file_fp, chunk_fps = await fingerprint(path, name, chunk_size, size, options, early)
+    try:
+        hashing = start_hashing(path, chunk_size, early)
+    except OSError as exc:
+        raise NotFound(f"cannot read {path}: {exc.strerror}", code="local_unreadable") from None
+    file_type = mimetypes.guess_type(name)[0]  # while the chunks are hashed: the first call reads the system's types
+    file_fp, chunk_fps = await fingerprint(hashing, name, size, options)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise NotFound(f"cannot read {path}: {exc.strerror}", code="local_unreadable") from None
     try:
         local = LocalFile(path, fd, size, chunk_size, chunk_fps)
-        result = await Upload(client, local, claim(name, size, file_fp, chunk_size, chunk_fps), options).run()
+        metadata = claim(name, size, file_fp, chunk_size, chunk_fps, file_type)
+        result = await Upload(client, local, metadata, options).run()
     finally:
         os.close(fd)
     result.seconds = round(time.monotonic() - started, 3)
