@@ -28,9 +28,9 @@ import structlog
 
 from cdn.nginx import LocalCdn, start_local_cdn
 from gateway.config import Config
-from gateway.downloads import download_url
+from gateway.core.downloads import download_url
 from protocol.fingerprints import file_fingerprint, hex_to_b64
-from gateway.content import content_key
+from gateway.core.content import content_key
 from storage.base import CompletedPart
 from storage.embedded import EmbeddedStore, free_port
 from storage.s3 import S3ObjectStore

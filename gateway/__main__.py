@@ -5,7 +5,7 @@ import sys
 
 from aiohttp import web
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.config import Config, ConfigError
 from gateway.logs import configure_logging
 

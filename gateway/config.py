@@ -22,6 +22,8 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     database_path: str = "var/gateway.sqlite3"
+    # postgresql://user:password@host:port/db for several gateways on one database; empty: SQLite at database_path.
+    database_url: str = ""
     # Public base URL of the gateway, used in links such as the /content redirect.
     public_url: str = "http://127.0.0.1:8080"
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from cdn.nginx import LocalCdn, start_local_cdn
-from gateway.app import make_store
+from gateway.http.app import make_store
 from gateway.config import Config
 from protocol.fingerprints import chunk_count, file_fingerprint, hex_to_b64
-from gateway.content import content_key
+from gateway.core.content import content_key
 from storage.base import CompletedPart
 from storage.embedded import free_port
 from storage.s3 import S3ObjectStore

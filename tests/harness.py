@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.config import Config
 from storage.embedded import EmbeddedStore, free_port
 
@@ -62,6 +62,13 @@ class Gateway:
     config: Config
     runner: web.AppRunner | None = None
     app: web.Application | None = None
+
+    @property
+    def core(self):
+        """The running app's domain core (gateway/core): its database, store, uploads, ..."""
+        from gateway.http.appkeys import CORE
+
+        return self.app[CORE]
 
     @property
     def url(self) -> str:

@@ -16,9 +16,9 @@ import pytest
 import yarl
 
 from cdn.nginx import TEMPLATE_PATH, render
-from gateway.downloads import STORE_URL_GRACE, ascii_fallback, content_type, download_url, rfc5987_name, signature
+from gateway.core.downloads import STORE_URL_GRACE, ascii_fallback, content_type, download_url, rfc5987_name, signature
 from protocol.fingerprints import EMPTY_FINGERPRINT
-from gateway.content import content_key
+from gateway.core.content import content_key
 from tests.cdn_fixtures import put_content
 from tests.harness import BUCKET
 

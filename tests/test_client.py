@@ -23,7 +23,7 @@ import jwt
 import pytest
 
 from protocol.fingerprints import fingerprint_stream
-from gateway.content import content_key
+from gateway.core.content import content_key
 from storage.embedded import free_port
 from tests.harness import Api
 

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from yarl import URL
 
-from gateway.app import create_app, make_store
+from gateway.http.app import create_app, make_store
 from gateway.config import Config
 from storage import CompletedPart
 from storage.embedded import free_port

@@ -10,8 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from gateway.content import content_key
-from gateway.reconciler import reconcile_once
+from gateway.core.content import content_key
 from storage.embedded import free_port
 from storage.events import MalformedEvent, StoreEvent, parse_minio, parse_seaweedfs
 from tests.harness import BUCKET, EVENTS_TOKEN, Api, make_claim, put_chunks
@@ -197,7 +196,6 @@ async def test_unknown_objects_are_acknowledged_and_malformed_bodies_refused(gat
 
 
 async def test_abandoned_uploads_are_aborted_and_finished_files_untouched(make_gateway, http):
-    from gateway import appkeys
     from storage import UploadNotFound
     from tests.harness import upload
 
@@ -207,15 +205,15 @@ async def test_abandoned_uploads_are_aborted_and_finished_files_untouched(make_g
     stale_data = os.urandom(CHUNK + 1)
     stale = (await user.post("/dropbox/v1/files", json=make_claim(stale_data, CHUNK))).body
     await put_chunks(user, stale["file_id"], stale_data, CHUNK, [0])
-    upload_id = await gateway.app[appkeys.DB].fetchval("SELECT upload_id FROM files WHERE id = ?", (stale["file_id"],))
+    upload_id = await gateway.core.db.fetchval("SELECT upload_id FROM files WHERE id = :id", {"id": stale["file_id"]})
     # Nothing is old enough yet: nothing is abandoned.
-    assert (await reconcile_once(gateway.app))["abandoned"] == 0
+    assert (await gateway.core.reconcile_once())["abandoned"] == 0
 
     gateway.config = dataclasses.replace(gateway.config, abandon_after=0)
     await gateway.restart()
-    assert (await reconcile_once(gateway.app))["abandoned"] == 1
+    assert (await gateway.core.reconcile_once())["abandoned"] == 1
     body = (await user.get(f"/dropbox/v1/files/{stale['file_id']}")).body
     assert body["status"] == "failed" and "abandoned" in body["failure_reason"]
     assert (await user.get(f"/dropbox/v1/files/{finished['file_id']}")).body["status"] == "uploaded"
     with pytest.raises(UploadNotFound):  # aborted in the store too
-        await gateway.app[appkeys.STORE].list_parts(content_key(stale["fingerprint"]), upload_id)
+        await gateway.core.store.list_parts(content_key(stale["fingerprint"]), upload_id)

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 import gateway
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.config import Config
-from gateway.files import file_json
+from gateway.http.views import file_json
 
 DOCUMENT_PATH = Path(gateway.__file__).parent / "openapi.json"
 SERVED_AT = "/dropbox/v1/openapi.json"

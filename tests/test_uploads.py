@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from gateway.content import content_key
+from gateway.core.content import content_key
 from tests.harness import Api, make_claim, put_chunks, upload
 
 MIB = 1024 * 1024
@@ -224,7 +224,6 @@ async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(m
     hold it) is caught when the store completes with every part's checksum."""
     from minio import Minio
 
-    from gateway import appkeys
     from tests.harness import ACCESS_KEY, BUCKET, SECRET_KEY
 
     gateway = await make_gateway(chunk_size=CHUNK)
@@ -233,7 +232,7 @@ async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(m
     claim = make_claim(data, CHUNK)
     file_id = (await user.post("/dropbox/v1/files", json=claim)).body["file_id"]
     assert await put_chunks(user, file_id, data, CHUNK, [0]) == [200]
-    upload_id = await gateway.app[appkeys.DB].fetchval("SELECT upload_id FROM files WHERE id = ?", (file_id,))
+    upload_id = await gateway.core.db.fetchval("SELECT upload_id FROM files WHERE id = :id", {"id": file_id})
     raw = Minio(gateway.config.s3_endpoint.split("//")[1], ACCESS_KEY, SECRET_KEY, secure=False)
     await asyncio.to_thread(raw._upload_part, BUCKET, content_key(claim["fingerprint"]), os.urandom(10), None, upload_id, 2)
 
@@ -243,22 +242,21 @@ async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(m
     assert "do not match" in done.body["error"]["message"]
     body = (await user.get(f"/dropbox/v1/files/{file_id}")).body
     assert body["status"] == "failed" and "download_url" not in body
-    assert await gateway.app[appkeys.STORE].stat(content_key(claim["fingerprint"])) is None
+    assert await gateway.core.store.stat(content_key(claim["fingerprint"])) is None
     from storage import UploadNotFound
 
     with pytest.raises(UploadNotFound):  # the partial data is gone from the store
-        await gateway.app[appkeys.STORE].list_parts(content_key(claim["fingerprint"]), upload_id)
+        await gateway.core.store.list_parts(content_key(claim["fingerprint"]), upload_id)
 
 
 async def test_after_deleting_the_last_copy_the_bytes_must_move_again(make_gateway, http):
-    from gateway import appkeys
 
     gateway = await make_gateway(chunk_size=CHUNK)
     user = await Api(http, gateway.url).signup()
     data = os.urandom(1000)
     first = await upload(user, data, CHUNK, file_name="only-copy.bin")
     assert (await user.delete(f"/dropbox/v1/files/{first['file_id']}")).status == 204
-    assert await gateway.app[appkeys.STORE].stat(content_key(first["fingerprint"])) is None
+    assert await gateway.core.store.stat(content_key(first["fingerprint"])) is None
     again = await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK, file_name="new-name.bin"))
     assert again.status == 201 and again.body["status"] == "uploading"
     file = await upload(user, data, CHUNK, file_name="new-name.bin")

@@ -1,0 +1,130 @@
+"""What the domain refuses, and why. gateway/http/errors.py maps each to the contract's HTTP error.
+
+The message is written for the person who reads the error body; the
+attributes are what a caller (or the HTTP mapping) may want to act on.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def details(self) -> dict[str, Any]:
+        """Extra fields the error body carries beside code and message."""
+        return {}
+
+
+class FileNotFound(DomainError):
+    """No such file that the caller may see (or own): the same answer whether or not it exists."""
+
+    def __init__(self, file_id: str, *, own: bool = False):
+        super().__init__(f"no file {file_id!r} of yours" if own else f"no file {file_id!r} that you can see")
+        self.file_id = file_id
+
+
+class NotUploading(DomainError):
+    def __init__(self, status: str):
+        super().__init__(f"the file is {status}; there is nothing to upload")
+        self.status = status
+
+
+class NotUploaded(DomainError):
+    def __init__(self, status: str):
+        super().__init__(f"the file is {status}, not uploaded; nothing to download yet")
+        self.status = status
+
+
+class ChunkIndexOutOfRange(DomainError):
+    def __init__(self, indexes: list[int], total_chunks: int):
+        super().__init__(f"chunk indexes {indexes[:10]} are outside 0..{total_chunks - 1}")
+        self.indexes = indexes
+
+    def details(self) -> dict[str, Any]:
+        return {"field": "chunks"}
+
+
+class ChunksMissing(DomainError):
+    """Completion was asked for, but the store does not hold every chunk yet."""
+
+    def __init__(self, missing: list[int]):
+        shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+        super().__init__(
+            f"the store does not hold {len(missing)} chunk(s) yet: {shown}; upload them, then complete again"
+        )
+        self.missing = missing
+
+    def details(self) -> dict[str, Any]:
+        return {"missing": self.missing}
+
+
+class UploadGone(DomainError):
+    def __init__(self) -> None:
+        super().__init__("the store no longer has this upload; start it again with POST /dropbox/v1/files")
+
+
+class VerificationFailed(DomainError):
+    """The store's bytes did not verify: the file is now ``failed``."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"the upload failed: {reason}")
+        self.reason = reason
+
+
+class StoreDidNotAccept(DomainError):
+    """The gateway sent the bytes itself (inline upload) and the store did not end up with the file."""
+
+    def __init__(self, status: str):
+        super().__init__(f"the store did not accept the upload (status {status})")
+        self.status = status
+
+
+class UsernameTaken(DomainError):
+    def __init__(self, username: str):
+        super().__init__(f"the username {username!r} is taken")
+        self.username = username
+
+
+class InvalidCredentials(DomainError):
+    def __init__(self) -> None:
+        super().__init__("wrong username or password")
+
+
+class UnknownUser(DomainError):
+    """A valid token whose user no longer exists."""
+
+    def __init__(self) -> None:
+        super().__init__("the token's user no longer exists")
+
+
+class TokenExpired(DomainError):
+    def __init__(self) -> None:
+        super().__init__("the access token has expired; ask POST /dropbox/v1/tokens for a new one")
+
+
+class InvalidToken(DomainError):
+    def __init__(self, reason: str):
+        super().__init__(f"the access token is invalid ({reason})")
+
+
+class UnknownUsers(DomainError):
+    """Usernames that name nobody; nothing was shared with anyone."""
+
+    def __init__(self, names: list[str]):
+        shown = ", ".join(repr(name) for name in names[:20]) + (" ..." if len(names) > 20 else "")
+        super().__init__(f"no user named {shown}; the file was not shared with anyone")
+        self.names = names
+
+    def details(self) -> dict[str, Any]:
+        return {"users": self.names}
+
+
+class CannotShareWithYourself(DomainError):
+    def __init__(self) -> None:
+        super().__init__("you cannot share a file with yourself: you own it")
+
+    def details(self) -> dict[str, Any]:
+        return {"field": "users"}

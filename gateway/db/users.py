@@ -1,0 +1,55 @@
+"""Queries on users. Usernames compare without regard to case, on both engines: lower() = lower()
+(the users_by_lower_username index)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.db.engine import Database, Row, fetch, fetch_one
+from gateway.db.tables import users
+
+On = Database | AsyncConnection
+
+
+class DuplicateUsername(Exception):
+    """The username is taken (the unique index said so)."""
+
+
+def same_name(name: str):
+    return func.lower(users.c.username) == func.lower(name)
+
+
+async def insert_user(db: Database, username: str, email: str, password_hash: str, now: str) -> int:
+    """The new user's id; DuplicateUsername if the name is taken, however it is written."""
+    statement = (
+        insert(users)
+        .values(username=username, email=email, password_hash=password_hash, created_at=now)
+        .returning(users.c.id)
+    )
+    try:
+        async with db.transaction() as conn:
+            return (await conn.execute(statement)).scalar_one()
+    except IntegrityError as exc:
+        raise DuplicateUsername(username) from exc
+
+
+async def user_by_name(on: On, username: str) -> Row | None:
+    return await fetch_one(on, select(users.c.id, users.c.username, users.c.password_hash).where(same_name(username)))
+
+
+async def user_by_id(on: On, user_id: int) -> Row | None:
+    return await fetch_one(on, select(users.c.id, users.c.username, users.c.email).where(users.c.id == user_id))
+
+
+async def ids_by_name(on: On, names: Sequence[str]) -> dict[str, int]:
+    """The ids of the users with these names, keyed by the lower-case name; unknown names are left out."""
+    if not names:
+        return {}
+    lowered = sorted({name.lower() for name in names})
+    query = select(func.lower(users.c.username).label("name"), users.c.id).where(
+        func.lower(users.c.username).in_(lowered)
+    )
+    return {row["name"]: row["id"] for row in await fetch(on, query)}

@@ -1,0 +1,105 @@
+"""The gateway's app factory: the core built from its parts, the routes, the background reconciler.
+
+``create_app(config)`` builds everything from the settings; tests (and any
+embedding) may pass in the parts they want instead: an object store (an
+in-memory one, say), an open database, a cache, a clock. What is passed in is
+the caller's to close.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+import structlog
+from aiocache.base import BaseCache
+from aiohttp import web
+
+from gateway.cache import make_cache
+from gateway.config import Config
+from gateway.core import build_core
+from gateway.core.clock import Clock, system_clock
+from gateway.db import Database, database_url
+from gateway.http import appkeys
+from gateway.http.middlewares import auth_middleware, error_middleware, request_id_middleware
+from gateway.http.routes import events, files, health, openapi, sharing, uploads, users
+from storage import ObjectStore, StoreError
+from storage.s3 import S3ObjectStore
+
+log = structlog.get_logger("gateway.app")
+
+
+def make_store(config: Config) -> S3ObjectStore:
+    return S3ObjectStore(
+        config.s3_endpoint,
+        config.s3_access_key,
+        config.s3_secret_key,
+        config.s3_bucket,
+        region=config.s3_region,
+        public_endpoint=config.presign_endpoint,
+    )
+
+
+def create_app(
+    config: Config,
+    *,
+    store: ObjectStore | None = None,
+    database: Database | None = None,
+    cache: BaseCache | None = None,
+    clock: Clock | None = None,
+) -> web.Application:
+    app = web.Application(
+        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        # Inline uploads stream; JSON bodies are small. Multipart is read part by part.
+        client_max_size=1024 * 1024,
+    )
+    app[appkeys.CONFIG] = config
+
+    async def core_ctx(app: web.Application) -> AsyncIterator[None]:
+        db = database or await Database.open(database_url(config.database_url, config.database_path))
+        the_store = store or make_store(config)
+        the_cache = cache if cache is not None else make_cache(config)
+        try:
+            await the_store.ensure_bucket()
+        except StoreError as exc:
+            # Start anyway: /readyz names the store until it answers.
+            log.warning("store_not_ready_at_start", error=str(exc))
+        app[appkeys.CORE] = build_core(config, db, the_store, the_cache, clock or system_clock)
+        try:
+            yield
+        finally:
+            if cache is None and the_cache is not None:
+                await the_cache.close()
+            if database is None:
+                await db.close()
+
+    app.cleanup_ctx.extend([core_ctx, reconciler_ctx])
+    # sharing before files: /files/shared must not be taken for a file id.
+    for module in (health, openapi, users, uploads, sharing, files, events):
+        app.router.add_routes(module.routes)
+    return app
+
+
+async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every ``reconcile_interval`` seconds, a reconciler round (gateway/core/reconciler.py)."""
+    interval = app[appkeys.CONFIG].reconcile_interval
+    core = app[appkeys.CORE]
+
+    async def loop() -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(interval)
+            rounds += 1
+            # Background work has no request; its own id keeps every log line traceable.
+            structlog.contextvars.bind_contextvars(request_id=f"reconcile-{rounds}")
+            try:
+                await core.reconcile_once()
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
+                log.exception("reconcile_round_failed")
+
+    task = asyncio.create_task(loop(), name="reconciler")
+    yield
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

@@ -1,0 +1,74 @@
+"""API errors: every failure answers ``{"error": {"code", "message", ...}}``.
+
+:func:`api_error` is the one mapping from what the domain (gateway/core/errors.py)
+and the store (storage) refuse to the contract's status codes and error codes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.core import errors as domain
+from storage import StoreError, StoreUnavailable
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **details: Any):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message, **self.details}}
+
+
+# Domain error -> (HTTP status, the contract's error code).
+DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
+    domain.FileNotFound: (404, "not_found"),
+    domain.UnknownUsers: (404, "unknown_users"),
+    domain.NotUploading: (409, "not_uploading"),
+    domain.NotUploaded: (409, "not_uploaded"),
+    domain.ChunksMissing: (409, "chunks_missing"),
+    domain.UploadGone: (409, "upload_gone"),
+    domain.UsernameTaken: (409, "username_taken"),
+    domain.ChunkIndexOutOfRange: (400, "invalid_chunk_index"),
+    domain.CannotShareWithYourself: (400, "cannot_share_with_yourself"),
+    domain.VerificationFailed: (422, "verification_failed"),
+    domain.StoreDidNotAccept: (502, "store_error"),
+    domain.InvalidCredentials: (401, "invalid_credentials"),
+    domain.UnknownUser: (401, "unknown_user"),
+    domain.TokenExpired: (401, "token_expired"),
+    domain.InvalidToken: (401, "invalid_token"),
+}
+
+
+def api_error(exc: Exception) -> ApiError | None:
+    """The contract's error for a domain or store error; None for anything else (a bug: 500)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, domain.DomainError):
+        status, code = DOMAIN_ERRORS[type(exc)]
+        return ApiError(status, code, exc.message, **exc.details())
+    if isinstance(exc, StoreUnavailable):
+        return ApiError(503, "store_unavailable", f"the object store is not answering: {exc}")
+    if isinstance(exc, StoreError):
+        return ApiError(502, "store_error", f"the object store refused the request: {exc}")
+    return None
+
+
+def bad_request(message: str, code: str = "invalid_request", **details: Any) -> ApiError:
+    return ApiError(400, code, message, **details)
+
+
+def unauthorized(message: str, code: str = "unauthorized") -> ApiError:
+    return ApiError(401, code, message)
+
+
+def error_response(error: ApiError, request_id: str | None = None) -> web.Response:
+    headers = {"X-Request-Id": request_id} if request_id else {}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="dropbox"'
+    return web.json_response(error.body(), status=error.status, headers=headers or None)

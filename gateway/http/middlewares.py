@@ -1,0 +1,95 @@
+"""Request ids, JSON errors and bearer-token auth, in that order (outermost first)."""
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from gateway.http import appkeys
+from gateway.http.errors import ApiError, api_error, error_response, unauthorized
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = structlog.get_logger("gateway.http")
+
+# aiohttp's own HTTP errors (unknown path, wrong method, body too large) get
+# the contract's error body too.
+HTTP_ERROR_CODES = {
+    400: ("invalid_request", "the request is malformed"),
+    404: ("unknown_endpoint", "no such endpoint"),
+    405: ("method_not_allowed", "this endpoint does not take that method"),
+    413: ("payload_too_large", "the request body is too large"),
+}
+
+
+def public(handler: Handler) -> Handler:
+    """Mark a handler that needs no access token."""
+    handler.public = True  # type: ignore[attr-defined]
+    return handler
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
+    request[appkeys.REQUEST_ID] = request_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException as redirect:  # redirects travel as exceptions; errors were answered inside
+        redirect.headers["X-Request-Id"] = request_id
+        _log_request(request, redirect.status, started)
+        raise
+    response.headers["X-Request-Id"] = request_id
+    _log_request(request, response.status, started)
+    return response
+
+
+def _log_request(request: web.Request, status: int, started: float) -> None:
+    log.info(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=status,
+        ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = HTTP_ERROR_CODES.get(exc.status, ("http_error", exc.reason))
+        response = error_response(ApiError(exc.status, code, message))
+        if exc.status == 405:
+            response.headers["Allow"] = exc.headers.get("Allow", "")
+        return response
+    except Exception as exc:  # noqa: BLE001 - every answer is the contract's JSON, a bug's too
+        error = api_error(exc)
+        if error is None:
+            log.exception("unhandled_error")
+            request_id = request.get(appkeys.REQUEST_ID, "?")
+            error = ApiError(500, "internal_error", f"unexpected error; quote request id {request_id} when reporting it")
+        elif error.status >= 500:
+            log.warning("request_failed", status=error.status, code=error.code, error=error.message, error_type=type(exc).__name__)
+        return error_response(error)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.match_info.http_exception is not None or getattr(handler, "public", False):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("send `Authorization: Bearer <access_token>` (get one from POST /dropbox/v1/tokens)", "missing_token")
+    request[appkeys.USER] = request.app[appkeys.CORE].accounts.authenticate(token.strip())
+    structlog.contextvars.bind_contextvars(user_id=request[appkeys.USER].user_id)
+    return await handler(request)
