@@ -22,18 +22,71 @@ def store(tmp_path_factory, gateway_port):
     embedded.stop()
 
 
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--engine",
+        action="append",
+        choices=ENGINES,
+        help="run the gateway tests on this metadata database engine (repeatable; default: both)",
+    )
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that starts a gateway runs once per database engine: SQLite and PostgreSQL."""
+    if "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", metafunc.config.getoption("engine") or ENGINES)
+
+
 @pytest.fixture
 def database_path(tmp_path):
     return tmp_path / "gateway.sqlite3"
 
 
+@pytest.fixture(scope="session")
+def postgres_template(postgres_cluster) -> str:
+    """A database migrated once; each test gets a copy of it (CREATE DATABASE ... TEMPLATE)."""
+    import asyncio
+
+    from gateway.db import Database, database_url
+
+    name = "gateway_template"
+    url = postgres_cluster.create_database(name)
+
+    async def migrate() -> None:
+        db = await Database.open(database_url(url, ""))
+        await db.close()
+
+    asyncio.run(migrate())
+    return name
+
+
 @pytest.fixture
-async def make_gateway(store, database_path, gateway_port):
-    """Start a gateway (a real app on a real port, a real SQLite file) with config overrides."""
+def database_url(engine, request) -> str:
+    """The metadata database of one test: "" (SQLite at database_path) or a fresh PostgreSQL database."""
+    if engine == "sqlite":
+        yield ""
+        return
+    import secrets
+
+    cluster = request.getfixturevalue("postgres_cluster")
+    template = request.getfixturevalue("postgres_template")
+    name = f"test_{secrets.token_hex(6)}"
+    url = cluster.create_database(name, template=template)
+    yield url
+    cluster.drop_database(name)
+
+
+@pytest.fixture
+async def make_gateway(store, database_path, database_url, gateway_port):
+    """Start a gateway (a real app on a real port, a real database of each engine) with config overrides."""
     started: list[Gateway] = []
 
     async def make(**overrides) -> Gateway:
         overrides.setdefault("port", gateway_port)
+        overrides.setdefault("database_url", database_url)
         gateway = Gateway(gateway_config(store, database_path, **overrides))
         await gateway.start()
         started.append(gateway)

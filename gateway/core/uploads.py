@@ -317,6 +317,9 @@ class Uploads:
         async with self.leases.hold_if_free(file_id) as held:
             if not held:
                 return "busy"
+            row = await files_db.get_file(self.db, file_id)
+            if row is None or row["status"] != "uploading":
+                return "unchanged"  # settled since the reconciler listed it
             if abandon:
                 return "abandoned" if await self._abandon_held(file_id) else "unchanged"
             return "completed" if await self._complete_held(file_id, strict=False) == "uploaded" else "unchanged"
