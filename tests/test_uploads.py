@@ -208,6 +208,44 @@ async def test_inline_upload_with_curl_style_form(make_gateway, http):
     assert refused.status == 413 and refused.body["error"]["code"] == "inline_upload_too_large"
 
 
+async def test_an_inline_upload_without_a_file_part_is_refused(make_gateway, http):
+    import aiohttp
+
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    form = aiohttp.FormData()
+    form.add_field("file_metadata", '{"file_name": "nothing.txt"}', content_type="application/json")
+    form.add_field("other", "x")  # multipart, so aiohttp sends it as form-data
+    refused = await user.post("/dropbox/v1/files", data=form)
+    assert refused.status == 400 and refused.body["error"]["code"] == "invalid_multipart"
+    only_metadata = aiohttp.FormData()
+    only_metadata.add_field("file_metadata", '{"file_name": "nothing.txt"}', content_type="application/json")
+    only_metadata.add_field("file_metadata", '{"file_name": "nothing.txt"}', content_type="application/json")
+    refused = await user.post("/dropbox/v1/files", data=only_metadata)
+    assert refused.status == 400 and refused.body["error"]["code"] == "invalid_multipart"
+    assert "`file`" in refused.body["error"]["message"]
+    assert (await user.get("/dropbox/v1/files")).body["files"] == []  # no empty file was made
+
+
+async def test_a_malformed_form_part_header_is_a_json_400_with_a_request_id(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    boundary = "form-boundary-1234"
+    body = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="\x19"\r\n\r\n'
+        "x\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+    answer = await user.post(
+        "/dropbox/v1/files", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert answer.status == 400, answer.body
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.body["error"]["code"] == "invalid_multipart"
+    assert answer.headers.get("X-Request-Id")
+
+
 async def test_concurrent_starts_each_see_their_own_new_file(make_gateway, http):
     # Regression: reads once shared a SQLite snapshot pinned by another request's open
     # statement, so a file just created could answer 404 under concurrency.

@@ -8,6 +8,7 @@ import tempfile
 from typing import BinaryIO
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.config import MAX_CHUNKS, Config
 from gateway.core.uploads import UploadClaim
@@ -127,7 +128,12 @@ async def inline_upload(request: web.Request) -> web.Response:
     config = request.app[appkeys.CONFIG]
     core = request.app[appkeys.CORE]
     with tempfile.TemporaryFile() as spool:
-        metadata, saw_file = await _read_form(await request.multipart(), spool, config.inline_upload_limit)
+        try:
+            metadata, saw_file = await _read_form(await request.multipart(), spool, config.inline_upload_limit)
+        except (ValueError, HttpProcessingError) as exc:  # what aiohttp's multipart parser raises
+            raise bad_request(f"the form is malformed: {exc}", "invalid_multipart") from exc
+        if not saw_file:
+            raise bad_request("send a `file` part with the file's bytes (and `file_metadata`)", "invalid_multipart")
         if metadata is None or "file_name" not in metadata:
             raise bad_request("send a `file_metadata` part with at least `file_name`", "invalid_multipart")
         name, file_type = parse_name_and_type(metadata)
