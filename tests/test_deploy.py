@@ -726,7 +726,7 @@ async def test_presigned_upload_for_the_public_host_is_accepted_there(store, tmp
     sha256_b64 = base64.b64encode(hashlib.sha256(data).digest()).decode()
     upload_id = await s3.start_multipart(key)
     try:
-        request = s3.presign_upload_part(key, upload_id, 1, sha256_b64, expires=300)
+        [request] = await s3.presign_upload_parts(key, upload_id, [(1, sha256_b64)], expires=300)
         assert urlsplit(request.url).netloc == f"localhost:{store.s3_port}"
         internal_url = request.url.replace(f"//localhost:{store.s3_port}/", f"//127.0.0.1:{store.s3_port}/", 1)
         async with aiohttp.ClientSession() as http:
