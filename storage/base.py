@@ -137,7 +137,7 @@ class ObjectStore(Protocol):
         (``X-Amz-SignedHeaders=host;x-amz-checksum-sha256``), never only in the
         query, where MinIO would not check it. The store answers 400 to a body
         that does not hash to it and 403 to a request that drops or changes the
-        header; a part sent again under a fresh URL replaces the earlier one.
+        header. A URL may be used again until it expires (a retry).
 
         Presigning is local: no request reaches the store, the upload is not
         looked up (a URL for an unknown upload is refused when used, 404
@@ -149,14 +149,18 @@ class ObjectStore(Protocol):
     ) -> str:
         """Store ``data`` as part ``part_number`` (1..10000) and return its ETag.
 
-        A part sent again replaces the earlier one. Raises ChecksumMismatch
+        A part number sent again with the same bytes is stored once as far as
+        any caller can tell. Sent again with OTHER bytes, stores differ in which
+        copy they keep and list (SeaweedFS lists both, in no set order), so
+        callers never do that: here a part's checksum is fixed by its chunk's
+        fingerprint, and its bytes with it. Raises ChecksumMismatch
         when ``data`` does not hash to ``sha256_b64`` (nothing is stored),
         UploadNotFound when the upload is completed, aborted or unknown.
         """
 
     async def list_parts(self, key: str, upload_id: str) -> list[StoredPart]:
         """Every part the store holds for the upload, by ascending part number,
-        one entry per number (the latest upload of that number).
+        one entry per number (see upload_part for a number sent twice).
 
         ``sha256_b64`` is the part's checksum where the store lists it (MinIO,
         S3), None where it does not (SeaweedFS). Raises UploadNotFound when the

@@ -254,7 +254,7 @@ class S3ObjectStore:
         parts: dict[int, StoredPart] = {}
         for page in pages:
             for part in page.get("Parts", []):
-                # A part sent twice is listed twice by some stores; the later one wins.
+                # A part sent twice is listed twice by some stores (the same bytes: see the contract).
                 parts[part["PartNumber"]] = StoredPart(
                     part_number=part["PartNumber"],
                     size=part["Size"],
