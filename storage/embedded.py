@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minio import Minio
+from storage.s3 import s3_client
 
 # Every listening port of `weed mini`; each must be set, or two stores on one
 # machine (the stack and the tests) would collide on the defaults.
@@ -129,15 +129,15 @@ class EmbeddedStore:
 
     def wait_ready(self, timeout: float) -> None:
         """Wait until the S3 API answers and the bucket exists."""
-        client = Minio(f"127.0.0.1:{self.s3_port}", self.access_key, self.secret_key, secure=False)
+        client = s3_client(self.endpoint, self.access_key, self.secret_key, timeout=5.0, attempts=1)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process and self.process.poll() is not None:
                 raise RuntimeError(f"weed mini exited with {self.process.returncode}; see {self.log_path}")
             try:
-                if client.bucket_exists(self.bucket):
-                    return
-            except Exception:  # noqa: BLE001 - not up yet, whatever the reason
+                client.head_bucket(Bucket=self.bucket)
+                return
+            except Exception:  # noqa: BLE001 - not up yet (or no bucket yet), whatever the reason
                 pass
             time.sleep(0.2)
         self.stop()

@@ -6,6 +6,7 @@ import pytest
 from storage.embedded import free_port
 from tests.harness import Api, Gateway, gateway_config, start_store
 from tests.cdn_fixtures import *  # noqa: F401,F403 - the CDN tier's fixtures
+from tests.core_fixtures import clock, core, memory_store  # noqa: F401 - the core on the in-memory store
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,16 @@ EVENTS_TOKEN = "events-" + secrets.token_hex(16)
 EVENTS_PATH = "/dropbox/v1/events/seaweedfs"
 
 
+def raw_s3(endpoint: str):
+    """The tests' own S3 client (boto3, not storage/), to see what the store really holds."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    config = BotoConfig(s3={"addressing_style": "path"}, request_checksum_calculation="when_required")
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                        region_name="us-east-1", config=config)
+
+
 def start_store(data_dir: Path, gateway_port: int | None = None) -> EmbeddedStore:
     webhook = f"http://127.0.0.1:{gateway_port}{EVENTS_PATH}" if gateway_port else None
     return EmbeddedStore(

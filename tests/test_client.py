@@ -111,21 +111,13 @@ def fingerprint_of(path: Path, chunk_size: int = CHUNK) -> str:
 
 async def stored_sha256(gateway, fingerprint: str) -> str:
     """SHA-256 of the object in the store, read with the gateway's credentials (not through the gateway)."""
-    from minio import Minio
-
-    from tests.harness import ACCESS_KEY, BUCKET, SECRET_KEY
-
-    client = Minio(gateway.config.s3_endpoint.split("//")[1], ACCESS_KEY, SECRET_KEY, secure=False)
+    from tests.harness import BUCKET, raw_s3
 
     def read() -> str:
-        response = client.get_object(BUCKET, content_key(fingerprint))
+        body = raw_s3(gateway.config.s3_endpoint).get_object(Bucket=BUCKET, Key=content_key(fingerprint))["Body"]
         digest = hashlib.sha256()
-        try:
-            for piece in response.stream(MIB):
-                digest.update(piece)
-        finally:
-            response.close()
-            response.release_conn()
+        for piece in body.iter_chunks(MIB):
+            digest.update(piece)
         return digest.hexdigest()
 
     return await asyncio.to_thread(read)

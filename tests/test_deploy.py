@@ -548,7 +548,7 @@ def test_the_dockerfile_builds_from_what_the_repository_holds():
             matched += hits
             copied.add(source.rstrip("/").split("/")[0])
         assert matched, f"COPY {args} copies nothing"
-    assert {"pyproject.toml", "setup.cfg", "README.md"} <= copied
+    assert {"pyproject.toml", "setup.cfg", "README.md", "constraints.txt"} <= copied
     assert not copied & {".", ".env", "var", ".venv", ".git"}, "the image must not get .env, var/ or .venv"
 
     # Every package of this repository that the copied code imports is copied too.
@@ -558,7 +558,7 @@ def test_the_dockerfile_builds_from_what_the_repository_holds():
     assert {"gateway", "storage"} <= copied
 
     run = " ".join(args for keyword, args in instructions if keyword == "RUN")
-    assert "pip install ." in run
+    assert "pip install -c constraints.txt ." in run, "the image installs the pinned versions ./dev tests"
     users = [args for keyword, args in instructions if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "the gateway must not run as root"
     last_user = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "USER")
@@ -726,7 +726,7 @@ async def test_presigned_upload_for_the_public_host_is_accepted_there(store, tmp
     sha256_b64 = base64.b64encode(hashlib.sha256(data).digest()).decode()
     upload_id = await s3.start_multipart(key)
     try:
-        request = s3.presign_upload_part(key, upload_id, 1, sha256_b64, expires=300)
+        [request] = await s3.presign_upload_parts(key, upload_id, [(1, sha256_b64)], expires=300)
         assert urlsplit(request.url).netloc == f"localhost:{store.s3_port}"
         internal_url = request.url.replace(f"//localhost:{store.s3_port}/", f"//127.0.0.1:{store.s3_port}/", 1)
         async with aiohttp.ClientSession() as http:

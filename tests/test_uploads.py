@@ -16,19 +16,11 @@ CHUNK = 5 * MIB  # the smallest chunk size the gateway accepts keeps the files s
 
 async def stored_bytes(gateway, fingerprint: str) -> bytes:
     """Read the object back from the store with the gateway's own credentials (not through the gateway)."""
-    from minio import Minio
-
-    from tests.harness import ACCESS_KEY, BUCKET, SECRET_KEY
-
-    client = Minio(gateway.config.s3_endpoint.split("//")[1], ACCESS_KEY, SECRET_KEY, secure=False)
+    from tests.harness import BUCKET, raw_s3
 
     def read() -> bytes:
-        response = client.get_object(BUCKET, content_key(fingerprint))
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+        answer = raw_s3(gateway.config.s3_endpoint).get_object(Bucket=BUCKET, Key=content_key(fingerprint))
+        return answer["Body"].read()
 
     return await asyncio.to_thread(read)
 
@@ -260,9 +252,7 @@ async def test_concurrent_starts_each_see_their_own_new_file(make_gateway, http)
 async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(make_gateway, http):
     """A part written without its checksum (as a store that skipped the check at PUT would
     hold it) is caught when the store completes with every part's checksum."""
-    from minio import Minio
-
-    from tests.harness import ACCESS_KEY, BUCKET, SECRET_KEY
+    from tests.harness import BUCKET, raw_s3
 
     gateway = await make_gateway(chunk_size=CHUNK)
     user = await Api(http, gateway.url).signup()
@@ -271,8 +261,9 @@ async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(m
     file_id = (await user.post("/dropbox/v1/files", json=claim)).body["file_id"]
     assert await put_chunks(user, file_id, data, CHUNK, [0]) == [200]
     upload_id = await gateway.core.db.fetchval("SELECT upload_id FROM files WHERE id = :id", {"id": file_id})
-    raw = Minio(gateway.config.s3_endpoint.split("//")[1], ACCESS_KEY, SECRET_KEY, secure=False)
-    await asyncio.to_thread(raw._upload_part, BUCKET, content_key(claim["fingerprint"]), os.urandom(10), None, upload_id, 2)
+    raw = raw_s3(gateway.config.s3_endpoint)
+    await asyncio.to_thread(raw.upload_part, Bucket=BUCKET, Key=content_key(claim["fingerprint"]),
+                            UploadId=upload_id, PartNumber=2, Body=os.urandom(10))
 
     done = await user.post(f"/dropbox/v1/files/{file_id}/complete")
     assert done.status == 422

@@ -52,7 +52,7 @@ async def presign_parts(
     store: ObjectStore, key: str, upload_id: str, parts: Sequence[tuple[int, str]], expires: int
 ) -> list[PresignedRequest]:
     """Presigned PUTs for ``parts`` ((part number, base64 SHA-256) pairs): the one place that asks the store."""
-    return [store.presign_upload_part(key, upload_id, number, sha256_b64, expires) for number, sha256_b64 in parts]
+    return await store.presign_upload_parts(key, upload_id, parts, expires)
 
 
 def verified_parts(chunks: list[Row], parts: list[StoredPart]) -> dict[int, StoredPart]:

@@ -69,6 +69,8 @@ def create_app(
         finally:
             if cache is None and the_cache is not None:
                 await the_cache.close()
+            if store is None:
+                await the_store.close()
             if database is None:
                 await db.close()
 
