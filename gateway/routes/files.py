@@ -30,7 +30,7 @@ routes = web.RouteTableDef()
 def download_for(app: web.Application, row) -> tuple[str, int] | None:
     if row["status"] != "uploaded":
         return None
-    return download_url(app[appkeys.CONFIG], app[appkeys.STORE], row["fingerprint"], row["file_name"], row["file_type"])
+    return download_url(app[appkeys.CONFIG], row["fingerprint"], row["file_name"], row["file_type"])
 
 
 async def file_response(request: web.Request, file_id: str, status: int = 200) -> web.Response:
