@@ -61,6 +61,9 @@ class BenchStack:
             "GATEWAY_JWT_SECRET": secrets.token_urlsafe(32),
             "GATEWAY_EVENTS_TOKEN": secrets.token_urlsafe(24),
             "GATEWAY_CDN_SECRET": secrets.token_urlsafe(24),
+            # The CDN tier's read-only store key.
+            "CDN_S3_ACCESS_KEY": "bench-cdn",
+            "CDN_S3_SECRET_KEY": secrets.token_urlsafe(24),
             "GATEWAY_CDN_URL": f"http://127.0.0.1:{self.cdn_port}",
             "GATEWAY_CHUNK_SIZE": str(self.chunk_size),
             "GATEWAY_LOG_LEVEL": "warning",
@@ -80,6 +83,7 @@ class BenchStack:
             s3_port=free_port(),
             webhook_url=f"{self.gateway_url}/dropbox/v1/events/seaweedfs",
             webhook_token=self.env["GATEWAY_EVENTS_TOKEN"],
+            reader_keys=(self.env["CDN_S3_ACCESS_KEY"], self.env["CDN_S3_SECRET_KEY"]),
         ).start()
         self.env["GATEWAY_S3_ENDPOINT"] = self.store.endpoint
         log = open(self.root / "gateway.log", "ab")

@@ -18,7 +18,10 @@ from pathlib import Path
 from cdn.nginx import start_local_cdn
 from storage.embedded import EmbeddedStore
 
-SECRET_NAMES = ("GATEWAY_S3_SECRET_KEY", "GATEWAY_JWT_SECRET", "GATEWAY_EVENTS_TOKEN", "GATEWAY_CDN_SECRET")
+# CDN_S3_SECRET_KEY: the CDN tier's read-only store key, for nginx alone.
+SECRET_NAMES = (
+    "GATEWAY_S3_SECRET_KEY", "GATEWAY_JWT_SECRET", "GATEWAY_EVENTS_TOKEN", "GATEWAY_CDN_SECRET", "CDN_S3_SECRET_KEY"
+)
 
 
 def load_or_create_secrets(path: Path) -> dict[str, str]:
@@ -56,7 +59,7 @@ def wait_ready(url: str, timeout: float, process: subprocess.Popen) -> None:
 
 def gateway_environment(state: Path, secrets_: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(secrets_)
+    env.update({name: value for name, value in secrets_.items() if name.startswith("GATEWAY_")})
     env.setdefault("GATEWAY_HOST", "127.0.0.1")
     env.setdefault("GATEWAY_PORT", str(args.gateway_port))
     env.setdefault("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{args.gateway_port}")
@@ -80,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     env = gateway_environment(state, secrets_, args)
     access_key = env.setdefault("GATEWAY_S3_ACCESS_KEY", "gateway")
     bucket = env.setdefault("GATEWAY_S3_BUCKET", "dropbox-content")
+    # The CDN tier reads the store with a read-only key of its own; the gateway never holds it.
+    cdn_env = {
+        **env,
+        "CDN_S3_ACCESS_KEY": os.environ.get("CDN_S3_ACCESS_KEY", "cdn"),
+        "CDN_S3_SECRET_KEY": secrets_["CDN_S3_SECRET_KEY"],
+    }
 
     store = EmbeddedStore(
         state / "store",
@@ -89,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         s3_port=args.s3_port,
         webhook_url=f"http://127.0.0.1:{args.gateway_port}/dropbox/v1/events/seaweedfs",
         webhook_token=env["GATEWAY_EVENTS_TOKEN"],
+        reader_keys=(cdn_env["CDN_S3_ACCESS_KEY"], cdn_env["CDN_S3_SECRET_KEY"]),
     )
     processes: list[subprocess.Popen] = []
     extra_stops = []
@@ -113,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=subprocess.STDOUT)
         processes.append(gateway)
         wait_ready(f"http://127.0.0.1:{args.gateway_port}/readyz", 60, gateway)
-        nginx = start_local_cdn(state / "cdn", env, args.cdn_port)
+        nginx = start_local_cdn(state / "cdn", cdn_env, args.cdn_port)
         extra_stops.append(nginx.stop)
     except Exception as exc:  # noqa: BLE001 - report and clean up whatever started
         print(f"the local stack failed to start: {exc}", file=sys.stderr)
@@ -123,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "the local stack is up:\n"
         f"  gateway:          http://127.0.0.1:{args.gateway_port}  (log: {state / 'gateway.log'})\n"
-        f"  CDN tier (nginx): http://127.0.0.1:{args.cdn_port}\n"
+        f"  CDN tier (nginx): http://127.0.0.1:{args.cdn_port}  (access log: {nginx.access_log_path})\n"
         f"  S3 store:         {store.endpoint}  bucket {bucket}, access key {access_key}\n"
         f"  secrets:          {state / 'stack.env'}\n"
         "press Ctrl-C to stop",

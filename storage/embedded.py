@@ -62,6 +62,21 @@ def notification_toml(endpoint: str, token: str) -> str:
     )
 
 
+def identities_json(admin: tuple[str, str], reader: tuple[str, str], bucket: str) -> str:
+    """The S3 identities (``weed mini -s3.config``): the gateway's, which may do anything, and a
+    reader's, which may only read objects of ``bucket`` (no listing, no writes, no other bucket)."""
+    return json.dumps(
+        {
+            "identities": [
+                {"name": "gateway", "credentials": [{"accessKey": admin[0], "secretKey": admin[1]}], "actions": ["Admin"]},
+                {"name": "reader", "credentials": [{"accessKey": reader[0], "secretKey": reader[1]}],
+                 "actions": [f"Read:{bucket}"]},
+            ]
+        },
+        indent=2,
+    )
+
+
 @dataclass
 class EmbeddedStore:
     data_dir: Path
@@ -72,6 +87,8 @@ class EmbeddedStore:
     webhook_url: str | None = None
     webhook_token: str | None = None
     ports: dict[str, int] = field(default_factory=dict)
+    # (access key, secret key) of a read-only identity (the CDN tier's): GET of the bucket's objects only.
+    reader_keys: tuple[str, str] | None = None
     log_path: Path | None = None
     process: subprocess.Popen | None = None
 
@@ -89,6 +106,8 @@ class EmbeddedStore:
             self.ports.setdefault(flag, free_port())
         saved.write_text(json.dumps(self.ports))
         flags = [f"-{flag}={port}" for flag, port in self.ports.items()]
+        if self.reader_keys:
+            flags.append(f"-s3.config={self._write_identities()}")
         return [
             weed_binary(),
             "mini",
@@ -101,6 +120,14 @@ class EmbeddedStore:
             f"-bucket={self.bucket}",
             *flags,
         ]
+
+    def _write_identities(self) -> Path:
+        """The identities file holds secret keys: readable by its owner only."""
+        path = self.data_dir / "s3-identities.json"
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text(identities_json((self.access_key, self.secret_key), self.reader_keys, self.bucket))
+        return path
 
     def start(self, timeout: float = 60.0) -> "EmbeddedStore":
         (self.data_dir / "weed").mkdir(parents=True, exist_ok=True)

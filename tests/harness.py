@@ -16,6 +16,9 @@ from storage.embedded import EmbeddedStore, free_port
 ACCESS_KEY = "testaccess"
 SECRET_KEY = "testsecret-" + secrets.token_hex(8)
 BUCKET = "test-content"
+# The CDN tier's read-only store key (tests/cdn_fixtures.py).
+CDN_ACCESS_KEY = "testcdn"
+CDN_SECRET_KEY = "testcdnsecret-" + secrets.token_hex(8)
 EVENTS_TOKEN = "events-" + secrets.token_hex(16)
 EVENTS_PATH = "/dropbox/v1/events/seaweedfs"
 
@@ -40,6 +43,7 @@ def start_store(data_dir: Path, gateway_port: int | None = None) -> EmbeddedStor
         s3_port=free_port(),
         webhook_url=webhook,
         webhook_token=EVENTS_TOKEN,
+        reader_keys=(CDN_ACCESS_KEY, CDN_SECRET_KEY),
     ).start()
 
 

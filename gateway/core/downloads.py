@@ -1,27 +1,28 @@
-"""Signed download URLs on the CDN tier (cdn/nginx.conf.template checks them).
+"""Signed download URLs on the CDN tier (cdn/signing.js checks them).
 
-``<cdn_url>/c/<fingerprint>/<name>?exp=..&ascii_name=..&type=..&sig=..&X-Amz-...``
+``<cdn_url>/c/<fingerprint>/<name>?exp=..&ascii_name=..&type=..&sig=..``
 
-The URL names the content, not the file. nginx recomputes ``sig``
-(secure_link_md5) on every request, so the URL cannot be altered to reach other
-content, to rename it, or to live longer; on a cache miss nginx forwards the
-presigned store GET in the X-Amz-* tail, so the store stays private. The cache
-keys on the content alone, so every URL for the same bytes shares one copy.
+The URL names the content, not the file. nginx recomputes ``sig`` (an
+HMAC-SHA256 with the secret the gateway and the tier share) on every request,
+so the URL cannot be altered to reach other content, to rename it, or to live
+longer. It carries no store credential: on a cache miss nginx signs its own
+request to the store with a read-only key of its own, so the URL is worth
+nothing anywhere but at the tier, and nothing after ``exp``. The cache keys on
+the content alone, so every URL for the same bytes shares one copy.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import re
 import time
 import unicodedata
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from gateway.config import Config
 from protocol.fingerprints import is_fingerprint
-from gateway.core.content import content_key
-from storage.base import ObjectStore
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 # Only characters every HTTP client leaves alone in a query string and that are
@@ -29,15 +30,12 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+_-]{0,63}/[a-z0-9][a-z0-9.+_-]{0,126}")
 UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_ASCII_NAME = 200
-# On a cold cache nginx fetches a file slice after slice; for a large file that
-# can outlast what is left of the URL, so the store's part of the URL outlives
-# ours by this much. nginx refuses new requests at ``exp`` regardless, and the
-# store's part is of no use without the store's internal address.
-STORE_URL_GRACE = 3600
+# Domain separation for the shared key; cdn/signing.js's EDGE_LABEL is the same string.
+SIGNATURE_LABEL = "dropbox-cdn-download-v1"
 
 
 def download_url(
-    config: Config, store: ObjectStore, fingerprint: str, file_name: str, file_type: str, *, now: int | None = None
+    config: Config, fingerprint: str, file_name: str, file_type: str, *, now: int | None = None
 ) -> tuple[str, int]:
     """Return (url, expires_at): a URL on the CDN tier valid for ``download_url_ttl`` seconds."""
     if not is_fingerprint(fingerprint):
@@ -48,25 +46,20 @@ def download_url(
     ascii_name = ascii_fallback(file_name)
     mime = content_type(file_type)
     sig = signature(config.cdn_secret, expires_at, path, ascii_name, mime)
-    store_ttl = max(1, expires_at - int(time.time()) + STORE_URL_GRACE)
-    store_query = urlsplit(store.presign_get(content_key(fingerprint), store_ttl)).query
     # Clients re-encode URLs differently; nginx decodes the path once, so the
-    # name is encoded twice there and the check sees the same bytes whatever a
-    # client did. The X-Amz-* part goes last: nginx forwards it from the first X-Amz- on.
-    url = (
-        f"{config.cdn_url.rstrip('/')}{quote(path)}"
-        f"?exp={expires_at}&ascii_name={ascii_name}&type={mime}&sig={sig}&{store_query}"
-    )
+    # name is encoded twice there and the check sees the same bytes whatever a client did.
+    url = f"{config.cdn_url.rstrip('/')}{quote(path)}?exp={expires_at}&ascii_name={ascii_name}&type={mime}&sig={sig}"
     return url, expires_at
 
 
 def signature(secret: str, expires_at: int, path: str, ascii_name: str, mime: str) -> str:
-    """nginx's secure_link_md5 over the same fields, in the same order, as the template.
+    """cdn/signing.js's edgeSignature: base64url HMAC-SHA256 over the fields, one per line.
 
     ``path`` is the decoded path nginx sees as $uri: /c/<fingerprint>/<RFC 5987 name>.
+    No field holds a newline, so fields cannot slide into each other.
     """
-    message = "\n".join([secret, str(expires_at), path, ascii_name, mime, secret])
-    digest = hashlib.md5(message.encode()).digest()  # noqa: S324 - what secure_link checks
+    message = "\n".join([SIGNATURE_LABEL, str(expires_at), path, ascii_name, mime])
+    digest = hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 

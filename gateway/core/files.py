@@ -34,7 +34,7 @@ class Files:
         """(signed CDN URL, expiry) for an uploaded file; None for any other status."""
         if row["status"] != "uploaded":
             return None
-        return download_url(self.config, self.store, row["fingerprint"], row["file_name"], row["file_type"])
+        return download_url(self.config, row["fingerprint"], row["file_name"], row["file_type"])
 
     async def readable(self, user_id: int, file_id: str) -> tuple[Row, list[Row]]:
         """(row, chunks) of a file ``user_id`` may read; FileNotFound otherwise."""
