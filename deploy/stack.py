@@ -9,6 +9,7 @@ import argparse
 import os
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -19,6 +20,26 @@ from cdn.nginx import start_local_cdn
 from storage.embedded import EmbeddedStore
 
 SECRET_NAMES = ("GATEWAY_S3_SECRET_KEY", "GATEWAY_JWT_SECRET", "GATEWAY_EVENTS_TOKEN", "GATEWAY_CDN_SECRET")
+# Files the stack and its processes create are for its own user only: the secrets
+# end up in several of them (cdn.conf, the store's notification.toml, stack.env).
+PRIVATE_UMASK = 0o077
+
+
+def private_state_dir(path: Path) -> Path:
+    """Create ``path`` 0700, and take group and other access away from what an older run left there.
+
+    Together with PRIVATE_UMASK (inherited by every process the stack starts) nothing
+    under the state directory is readable by other users. A process that sets a file's
+    mode itself (SeaweedFS writes its volume info files 0644 by rename) is still out of
+    their reach behind the 0700 directory; the stack runs this again when it stops.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for directory, dirnames, filenames in os.walk(path):
+        for name in [directory, *(os.path.join(directory, entry) for entry in dirnames + filenames)]:
+            mode = os.lstat(name).st_mode
+            if mode & 0o077 and not stat.S_ISLNK(mode):
+                os.chmod(name, stat.S_IMODE(mode) & 0o700)
+    return path
 
 
 def load_or_create_secrets(path: Path) -> dict[str, str]:
@@ -75,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wait", action="store_true", help="exit once the stack is ready (for scripts)")
     args = parser.parse_args(argv)
 
-    state = Path(args.state).resolve()
+    os.umask(PRIVATE_UMASK)
+    state = private_state_dir(Path(args.state).resolve())
     secrets_ = load_or_create_secrets(state / "stack.env")
     env = gateway_environment(state, secrets_, args)
     access_key = env.setdefault("GATEWAY_S3_ACCESS_KEY", "gateway")
@@ -105,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         for stop in extra_stops:
             stop()
         store.stop()
+        private_state_dir(state)
 
     try:
         print(f"starting the embedded S3 store on {store.endpoint} ...", flush=True)
