@@ -88,3 +88,16 @@ def redis_url(tmp_path_factory):
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One private PostgreSQL for the session (deploy/postgres.py), under /tmp where its user can reach it."""
+    import tempfile
+    from pathlib import Path
+
+    from deploy.postgres import UNSAFE_FAST, PostgresCluster
+
+    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="test-postgres-")), settings=UNSAFE_FAST).start()
+    yield cluster
+    cluster.destroy()
