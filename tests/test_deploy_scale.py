@@ -29,8 +29,8 @@ from gateway.config import Config
 from storage.embedded import free_port
 from tests.test_deploy import (
     COMPOSE_FILE, EVENTS_PATH, INIT_SCRIPT, MINIO_DOCKERFILE, REQUIRED, ROOT, SCALE_COMPOSE_FILE, SCALE_SECRETS, VARIABLE,
-    bind_mounts, compose_command, environment, filled_env, init_script_code, interpolate, named_volume_mounts,
-    port_mappings, read_env_example, variables_in, webhook_ids,
+    bind_mounts, compose_command, environment, filled_env, init_script_code, named_volume_mounts, port_mappings,
+    read_env_example, resolved, variables_in, webhook_ids,
 )
 
 MINIO_NODES = ["minio1", "minio2", "minio3", "minio4"]
@@ -51,11 +51,6 @@ def load() -> dict:
     return yaml.safe_load(SCALE_COMPOSE_FILE.read_text())
 
 
-def resolved_env(compose: dict, env: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
-    env = filled_env() if env is None else env
-    return {name: {k: interpolate(v, env) for k, v in environment(svc).items()} for name, svc in compose["services"].items()}
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return load()
@@ -73,7 +68,7 @@ def dotenv() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def env(compose, dotenv) -> dict[str, dict[str, str]]:
-    return resolved_env(compose, dotenv)
+    return resolved(compose, dotenv)
 
 
 def depends(service: dict) -> dict[str, str]:
@@ -315,7 +310,7 @@ def test_no_secret_is_written_into_the_file(compose):
     env = filled_env()
     for name in sorted(REQUIRED | SCALE_SECRETS):
         with pytest.raises(KeyError, match=name):
-            resolved_env(compose, {**env, name: ""})
+            resolved(compose, {**env, name: ""})
 
 
 # --- the balancers' nginx configurations -------------------------------------------------------------------
