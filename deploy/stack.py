@@ -97,8 +97,9 @@ def postgres_alive(cluster: PostgresCluster) -> bool:
 
 def start_single(args: argparse.Namespace, state: Path, env: dict[str, str], supervisor: Supervisor) -> list[str]:
     """One gateway process on the SQLite database under ``state``."""
-    gateway = GatewayProcess(env, state / "gateway.log").start()
-    supervisor.add(gateway.component())
+    gateway = GatewayProcess(env, state / "gateway.log")
+    supervisor.add(gateway.component())  # before it starts: a failed start is stopped too
+    gateway.start()
     return [f"  gateway:          {gateway.url}  (log: {gateway.log_path})"]
 
 
@@ -106,10 +107,13 @@ def start_cluster(args: argparse.Namespace, state: Path, env: dict[str, str], su
     """PostgreSQL, Redis, several gateway processes and the load balancer on the gateway's address."""
     open_to_postgres(state)
     print(f"starting PostgreSQL on 127.0.0.1:{args.postgres_port} ...", flush=True)
-    postgres = PostgresCluster(state / "postgres", port=args.postgres_port).start()
+    # Each part is in the supervisor's hands before it starts: a failed or interrupted start is stopped too.
+    postgres = PostgresCluster(state / "postgres", port=args.postgres_port)
     supervisor.add(Component("PostgreSQL", postgres.stop, lambda: postgres_alive(postgres)))
-    redis = LocalRedis(state / "redis", port=args.redis_port).start()
+    postgres.start()
+    redis = LocalRedis(state / "redis", port=args.redis_port)
     supervisor.add(Component("Redis", redis.stop, redis.alive))
+    redis.start()
     lines = [f"  PostgreSQL:       127.0.0.1:{postgres.port}  (password: {postgres.root / 'password'})",
              f"  Redis:            127.0.0.1:{redis.port}  (password: {redis.root / 'password'})"]
     ports = [args.gateway_base_port + i for i in range(args.gateways)]
@@ -117,9 +121,10 @@ def start_cluster(args: argparse.Namespace, state: Path, env: dict[str, str], su
         gateway_env = dict(env, GATEWAY_PORT=str(port), GATEWAY_DATABASE_URL=postgres.url, GATEWAY_CACHE_URL=redis.url)
         name = f"gateway {number}"
         print(f"starting {name} on 127.0.0.1:{port} ...", flush=True)
-        gateway = GatewayProcess(gateway_env, state / f"gateway-{number}.log", name=name).start()
+        gateway = GatewayProcess(gateway_env, state / f"gateway-{number}.log", name=name)
         # A gateway that dies is started again; meanwhile the balancer sends its requests to the others.
         supervisor.add(gateway.component(restartable=True))
+        gateway.start()
         lines.append(f"  {name}:        {gateway.url}  (log: {gateway.log_path})")
     balancer = start_balancer(state / "lb", args.gateway_port, ports)
     supervisor.add(Component("load balancer", balancer.stop, balancer.alive))
@@ -173,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         print(f"starting the embedded S3 store on {store.endpoint} ...", flush=True)
+        supervisor.add(Component("S3 store", store.stop, lambda: store.process is not None and store.process.poll() is None))
         store.start()
-        supervisor.add(Component("S3 store", store.stop, lambda: store.process.poll() is None))
         start = start_cluster if args.cluster else start_single
         lines = start(args, state, env, supervisor)
         nginx = start_local_cdn(state / "cdn", env, args.cdn_port)
