@@ -172,7 +172,9 @@ class PostgresCluster:
         for dirpath, dirnames, filenames in os.walk(path):
             for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
                 os.chown(name, account.pw_uid, account.pw_gid)
-        reachable = subprocess.run(["test", "-w", str(path)], user=self.run_as, check=False)
+        reachable = subprocess.run(
+            ["test", "-w", str(path)], user=self.run_as, group=account.pw_gid, extra_groups=[], check=False
+        )
         if reachable.returncode != 0:
             raise RuntimeError(
                 f"{path} is not reachable by the {self.run_as!r} user PostgreSQL runs as "

@@ -116,32 +116,12 @@ async def api(gateway, http) -> Api:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
-    """A real Redis server for the shared permission cache."""
-    import shutil
-    import subprocess
-    import time
+    """A real Redis server for the shared permission cache (deploy/redis_server.py: loopback, password)."""
+    from deploy.redis_server import LocalRedis
 
-    import redis
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is missing: ./dev test installs it (apt-get install redis-server)")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(10)
+    server = LocalRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="session")

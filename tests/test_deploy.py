@@ -54,6 +54,10 @@ LONG_RUNNING = {"minio", "gateway", "cdn"}
 SECRETS = {"MINIO_ROOT_PASSWORD", "GATEWAY_S3_SECRET_KEY", "GATEWAY_JWT_SECRET", "GATEWAY_EVENTS_TOKEN",
            "GATEWAY_CDN_SECRET", "CDN_S3_SECRET_KEY"}
 REQUIRED = SECRETS | {"MINIO_ROOT_USER"}
+# docker-compose.scale.yml reads the same .env, and needs these too (tests/test_deploy_scale.py).
+SCALE_COMPOSE_FILE = ROOT / "docker-compose.scale.yml"
+SCALE_SECRETS = {"POSTGRES_PASSWORD", "REDIS_PASSWORD"}
+MINIO_DOCKERFILE = ROOT / "deploy" / "minio.Dockerfile"
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}, ${NAME:+x}
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
@@ -332,7 +336,11 @@ def test_images_have_explicit_tags(services):
         repository, _, tag = reference.rpartition(":")
         assert repository and "/" not in tag, f"{name}: {image} has no tag"
         assert tag != "latest", f"{name}: {image} uses latest"
-    assert services["minio"]["image"].split(":")[0].endswith("minio/minio")
+    # MinIO is built from source at the release its image is named after (deploy/minio.Dockerfile).
+    build = services["minio"]["build"]
+    assert (ROOT / build["context"] / build["dockerfile"]).resolve() == MINIO_DOCKERFILE
+    release = re.search(r"^ARG MINIO_RELEASE=(\S+)$", MINIO_DOCKERFILE.read_text(), re.M).group(1)
+    assert services["minio"]["image"].endswith(":" + release)
     assert services["minio-init"]["image"].split(":")[0].endswith("minio/mc")
     assert services["cdn"]["image"].split(":")[0].endswith("nginx")
 
@@ -502,15 +510,15 @@ def test_secrets_come_from_env_and_fail_clearly_when_missing():
 
 def test_env_example_lists_every_variable_and_no_secret():
     example = read_env_example()
-    referenced = {m["name"] for m in variables_in(COMPOSE_FILE.read_text())}
+    referenced = {m["name"] for path in (COMPOSE_FILE, SCALE_COMPOSE_FILE) for m in variables_in(path.read_text())}
     assert referenced <= set(example), f".env.example lacks {sorted(referenced - set(example))}"
     assert set(example) <= referenced, f".env.example sets unused {sorted(set(example) - referenced)}"
-    for name in SECRETS:
+    for name in SECRETS | SCALE_SECRETS:
         assert example[name] == "", f".env.example must not hold a value for {name}"
     # The documented command fills in every secret, and nothing else.
     for text in (ENV_EXAMPLE.read_text(), DEPLOYMENT_DOC.read_text()):
         loop = re.search(r"for name in ([A-Z0-9_ ]+); do", text)
-        assert loop and set(loop.group(1).split()) == SECRETS
+        assert loop and set(loop.group(1).split()) == SECRETS | SCALE_SECRETS
         assert "openssl rand -hex 20" in text
     # (40 hex characters fit MinIO's secret keys, 8 to 40, and the JWT secret, 32 or more: filled_env()
     # makes them so, and test_the_gateway_reads_compose_settings validates the result.) MinIO's access keys

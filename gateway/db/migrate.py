@@ -5,7 +5,7 @@ one transaction holding an advisory lock, so the first gateway migrates and
 the others, once let in, find nothing left to do; on SQLite the upgrade's
 transaction holds the writer lock (BEGIN IMMEDIATE) the same way.
 
-A SQLite database made before Alembic (gateway/migrations/*.sql, which
+A SQLite database made before Alembic (numbered SQL files, which
 counted in ``PRAGMA user_version``) is stamped with the revision it had
 reached, then upgraded in place.
 """

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: the first release (was gateway/migrations/0001_initial.sql, PRAGMA user_version 1)
+Create Date: the first release (was the SQL file 0001_initial.sql, PRAGMA user_version 1)
 """
 import sqlalchemy as sa
 from alembic import op

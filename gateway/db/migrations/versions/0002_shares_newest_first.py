@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: was gateway/migrations/0002_shares_newest_first.sql (PRAGMA user_version 2)
+Create Date: was the SQL file 0002_shares_newest_first.sql (PRAGMA user_version 2)
 """
 import sqlalchemy as sa
 from alembic import op
