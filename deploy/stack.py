@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cdn.nginx import start_local_cdn
 from storage.embedded import EmbeddedStore
@@ -66,6 +67,20 @@ def gateway_environment(state: Path, secrets_: dict[str, str], args: argparse.Na
     return env
 
 
+def browser_origins(public_url: str) -> tuple[str, ...]:
+    """The origins the web app is opened from, which the store must answer CORS for.
+
+    The gateway's public origin; on a loopback address both spellings a person
+    types (127.0.0.1 and localhost), since a browser treats them as two origins.
+    """
+    parts = urlsplit(public_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if parts.hostname not in ("127.0.0.1", "localhost"):
+        return (origin,)
+    port = f":{parts.port}" if parts.port else ""
+    return tuple(f"{parts.scheme}://{host}{port}" for host in ("127.0.0.1", "localhost"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev up", description=__doc__)
     parser.add_argument("--state", default="var", help="state directory (default: var)")
@@ -89,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         s3_port=args.s3_port,
         webhook_url=f"http://127.0.0.1:{args.gateway_port}/dropbox/v1/events/seaweedfs",
         webhook_token=env["GATEWAY_EVENTS_TOKEN"],
+        cors_origins=browser_origins(env["GATEWAY_PUBLIC_URL"]),
     )
     processes: list[subprocess.Popen] = []
     extra_stops = []

@@ -12,7 +12,7 @@ from gateway.config import Config
 from gateway.db import Database
 from gateway.middlewares import auth_middleware, error_middleware, request_id_middleware
 from gateway.reconciler import reconciler_ctx
-from gateway.routes import events, files, health, openapi, sharing, uploads, users
+from gateway.routes import events, files, health, openapi, sharing, uploads, users, webapp
 from storage import StoreError
 from storage.s3 import S3ObjectStore
 
@@ -63,6 +63,6 @@ def create_app(config: Config) -> web.Application:
     app[appkeys.CONFIG] = config
     app.cleanup_ctx.extend([database_ctx, store_ctx, cache_ctx, reconciler_ctx])
     # sharing before files: /files/shared must not be taken for a file id.
-    for module in (health, openapi, users, uploads, sharing, files, events):
+    for module in (health, openapi, users, uploads, sharing, files, events, webapp):
         app.router.add_routes(module.routes)
     return app

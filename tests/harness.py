@@ -22,6 +22,8 @@ EVENTS_PATH = "/dropbox/v1/events/seaweedfs"
 
 def start_store(data_dir: Path, gateway_port: int | None = None) -> EmbeddedStore:
     webhook = f"http://127.0.0.1:{gateway_port}{EVENTS_PATH}" if gateway_port else None
+    # The web app's pages, served by the test gateway, PUT chunks to the store (CORS).
+    origins = (f"http://127.0.0.1:{gateway_port}",) if gateway_port else ()
     return EmbeddedStore(
         data_dir,
         ACCESS_KEY,
@@ -30,6 +32,7 @@ def start_store(data_dir: Path, gateway_port: int | None = None) -> EmbeddedStor
         s3_port=free_port(),
         webhook_url=webhook,
         webhook_token=EVENTS_TOKEN,
+        cors_origins=origins,
     ).start()
 
 
