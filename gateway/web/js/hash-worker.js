@@ -7,9 +7,10 @@
 //      {type: "error", message}
 import { chunkCount, concatDigests, sha256Engine, toHex } from "./fingerprint.js";
 
-// WebCrypto digests run off this thread too: a few chunks in flight keep both
-// the reads and the digests busy. Memory: at most WINDOW chunks at a time.
-const WINDOW = 3;
+// Reads and WebCrypto digests both run off this thread: a few chunks in flight
+// (each read, then digested) keep the disk and the cores busy. Memory: at most
+// WINDOW chunks at a time.
+const WINDOW = 4;
 
 self.addEventListener("message", async (event) => {
   const { file, chunkSize, engine: wanted = "auto" } = event.data;
@@ -53,8 +54,7 @@ async function hashChunks(file, chunkSize, engine, onProgress) {
   for (let index = 0; index < count; index += 1) {
     const start = index * chunkSize;
     const end = Math.min(file.size, start + chunkSize);
-    const data = await file.slice(start, end).arrayBuffer();
-    const job = engine.digest(data).then((digest) => {
+    const job = file.slice(start, end).arrayBuffer().then((data) => engine.digest(data)).then((digest) => {
       digests[index] = digest;
       inFlight.delete(job);
       onProgress(end - start);
