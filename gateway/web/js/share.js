@@ -98,8 +98,9 @@ function linksSection(api, file) {
     h("div", { class: "field" }, h("label", { for: "link-expiry", text: "Expires" }), expiry),
     password.wrapper,
     create);
-  const element = h("section", { class: "share-section", "aria-labelledby": "links-title" },
-    h("h3", { id: "links-title", text: "Links" }),
+  // Not labelled by its heading: a control labelled "...link..." would share the name of the `Link` field.
+  const element = h("section", { class: "share-section" },
+    h("h3", { text: "Links" }),
     h("p", { class: "hint", text: "Anyone with a link can download the file without an account, until it expires or you revoke it." }),
     form, message, created, list);
 
