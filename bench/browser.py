@@ -23,20 +23,9 @@ from playwright.async_api import Page, async_playwright, expect
 
 from bench.stack import BenchStack, Figure, print_table, signup
 from bench.transfer import client_env, make_file, run_dbx
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, WebApp
 
 MIB = 1024 * 1024
-PASSWORD = "bench password"
-
-
-async def sign_up_in_page(page: Page, base_url: str) -> None:
-    username = "web-" + secrets.token_hex(4)
-    await page.goto(base_url + "/")
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Email").fill(f"{username}@example.com")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign up").click()
-    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
 
 
 async def browser_upload(page: Page, path: Path, timeout_ms: float) -> float:
@@ -87,13 +76,13 @@ async def measure(stack: BenchStack, source: Path, runs: int, chunk_size: int) -
         browser = await driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             for run in range(runs):
-                context = await browser.new_context()
-                page = await context.new_page()
-                await sign_up_in_page(page, stack.gateway_url)
+                app = await WebApp.open(browser, stack.gateway_url)
+                await app.sign_up()
+                page = app.page
                 figures["web"].append(mib / await browser_upload(page, source, 600_000))
                 for engine in ("webcrypto", "fallback"):
                     figures[engine].append(mib / await browser_hashing(page, source, chunk_size, engine))
-                await context.close()
+                await page.context.close()
 
                 username = f"bench-dbx-{run}-{secrets.token_hex(3)}"
                 signup(stack.gateway_url, username, PASSWORD)

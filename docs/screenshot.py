@@ -19,17 +19,13 @@ sys.path.insert(0, str(ROOT))
 from playwright.async_api import async_playwright, expect  # noqa: E402
 
 from bench.stack import BenchStack  # noqa: E402
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, WebApp  # noqa: E402
 
 MIB = 1024 * 1024
 
 
 async def sign_up(page, username: str) -> None:
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Email").fill(f"{username}@example.com")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign up").click()
-    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    await WebApp(page, page.url).sign_up(username)
 
 
 async def upload(page, files: list[Path]) -> None:
@@ -71,9 +67,7 @@ async def main() -> None:
                 context = await browser.new_context(viewport=viewport, color_scheme=scheme, device_scale_factor=1)
                 page = await context.new_page()
                 await page.goto(stack.gateway_url + "/")
-                await page.get_by_label("Username").fill("alice")
-                await page.get_by_label("Password").fill(PASSWORD)
-                await page.get_by_role("button", name="Log in").click()
+                await WebApp(page, stack.gateway_url).log_in("alice")
                 await expect(page.locator("#shared-files")).to_contain_text(shared.name)
                 if out == "webapp.png":
                     # An upload in progress, paused, to show its progress bar.
