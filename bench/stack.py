@@ -84,6 +84,8 @@ class BenchStack:
             webhook_url=f"{self.gateway_url}/dropbox/v1/events/seaweedfs",
             webhook_token=self.env["GATEWAY_EVENTS_TOKEN"],
             reader_keys=(self.env["CDN_S3_ACCESS_KEY"], self.env["CDN_S3_SECRET_KEY"]),
+            # The browser benchmark's page PUTs chunks to the store from the gateway's origin.
+            cors_origins=(self.gateway_url,),
         ).start()
         self.env["GATEWAY_S3_ENDPOINT"] = self.store.endpoint
         log = open(self.root / "gateway.log", "ab")

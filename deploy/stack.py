@@ -15,6 +15,7 @@ import signal
 import stat
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cdn.nginx import start_local_cdn
 from deploy.balancer import start_balancer
@@ -135,6 +136,21 @@ def start_cluster(args: argparse.Namespace, state: Path, env: dict[str, str], su
     return [f"  gateway (nginx load balancer): {balancer.url}  (access log: {state / 'lb' / 'access.log'})", *lines]
 
 
+def browser_origins(public_url: str) -> tuple[str, ...]:
+    """The origins the web app is opened from, which the store must answer CORS for.
+
+    The gateway's public origin; on a loopback address both spellings a person
+    types (127.0.0.1 and localhost), since a browser treats them as two origins.
+    """
+    parts = urlsplit(public_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if parts.hostname not in ("127.0.0.1", "localhost"):
+        return (origin,)
+    port = f":{parts.port}" if parts.port else ""
+    return tuple(f"{parts.scheme}://{host}{port}" for host in ("127.0.0.1", "localhost"))
+
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="./dev up", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         webhook_url=f"http://127.0.0.1:{args.gateway_port}/dropbox/v1/events/seaweedfs",
         webhook_token=env["GATEWAY_EVENTS_TOKEN"],
         reader_keys=(cdn_env["CDN_S3_ACCESS_KEY"], cdn_env["CDN_S3_SECRET_KEY"]),
+        cors_origins=browser_origins(env["GATEWAY_PUBLIC_URL"]),
     )
     supervisor = Supervisor()
     # The state directory is tightened again last, after every process wrote its last file.

@@ -86,6 +86,9 @@ class EmbeddedStore:
     s3_port: int = 9000
     webhook_url: str | None = None
     webhook_token: str | None = None
+    # Origins whose browser pages may call the S3 API (CORS), e.g. the gateway's web app
+    # sending chunks with presigned PUTs. Empty: weed's own default (any origin).
+    cors_origins: tuple[str, ...] = ()
     ports: dict[str, int] = field(default_factory=dict)
     # (access key, secret key) of a read-only identity (the CDN tier's): GET of the bucket's objects only.
     reader_keys: tuple[str, str] | None = None
@@ -119,6 +122,7 @@ class EmbeddedStore:
             "-admin.ui=false",
             f"-bucket={self.bucket}",
             *flags,
+            *self._cors_flags(),
         ]
 
     def _write_identities(self) -> Path:
@@ -128,6 +132,17 @@ class EmbeddedStore:
         path.chmod(0o600)
         path.write_text(identities_json((self.access_key, self.secret_key), self.reader_keys, self.bucket))
         return path
+
+    def _cors_flags(self) -> list[str]:
+        """weed's server-wide CORS setting, as MinIO's MINIO_API_CORS_ALLOW_ORIGIN is for MinIO.
+
+        A server setting rather than PutBucketCors (which SeaweedFS also takes):
+        MinIO's community edition has no bucket CORS, so both stores are
+        configured the same way, at start.
+        """
+        if not self.cors_origins:
+            return []
+        return [f"-s3.allowedOrigins={','.join(self.cors_origins)}"]
 
     def start(self, timeout: float = 60.0) -> "EmbeddedStore":
         (self.data_dir / "weed").mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,8 @@ def raw_s3(endpoint: str):
 
 def start_store(data_dir: Path, gateway_port: int | None = None) -> EmbeddedStore:
     webhook = f"http://127.0.0.1:{gateway_port}{EVENTS_PATH}" if gateway_port else None
+    # The web app's pages, served by the test gateway, PUT chunks to the store (CORS).
+    origins = (f"http://127.0.0.1:{gateway_port}",) if gateway_port else ()
     return EmbeddedStore(
         data_dir,
         ACCESS_KEY,
@@ -44,6 +46,7 @@ def start_store(data_dir: Path, gateway_port: int | None = None) -> EmbeddedStor
         webhook_url=webhook,
         webhook_token=EVENTS_TOKEN,
         reader_keys=(CDN_ACCESS_KEY, CDN_SECRET_KEY),
+        cors_origins=origins,
     ).start()
 
 

@@ -18,6 +18,7 @@ import gateway
 from gateway.http.app import create_app
 from gateway.config import Config
 from gateway.http.views import file_json
+from gateway.http.routes import webapp
 
 DOCUMENT_PATH = Path(gateway.__file__).parent / "openapi.json"
 SERVED_AT = "/dropbox/v1/openapi.json"
@@ -98,7 +99,9 @@ def app_routes() -> dict[tuple[str, str], object]:
     (the document says once that every GET answers HEAD too).
     """
     app = create_app(Config())
-    routes = list(app.router.routes())
+    # The web app's page and files (gateway/routes/webapp.py) are for browsers, not the JSON API.
+    web_app = {route.handler for route in webapp.routes}
+    routes = [route for route in app.router.routes() if route.handler not in web_app]
     gets = {route.resource.canonical for route in routes if route.method == "GET"}
     found = {}
     for route in routes:
