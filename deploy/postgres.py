@@ -22,6 +22,7 @@ under /tmp does, pytest's 0700 tmp_path does not).
 """
 from __future__ import annotations
 
+import glob
 import os
 import pwd
 import secrets
@@ -34,14 +35,15 @@ from urllib.parse import quote
 
 from storage.embedded import free_port
 
-BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
+DEBIAN_BIN_DIRS = "/usr/lib/postgresql/*/bin"  # Debian keeps each major version apart
 # Settings for a throwaway cluster (the tests): durability traded for speed.
 UNSAFE_FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
 def postgres_bin_dir() -> Path:
     """Where initdb and pg_ctl are: $POSTGRES_BIN_DIR, Debian's versioned directory, or the PATH."""
-    candidates = [os.environ.get("POSTGRES_BIN_DIR", ""), *BIN_DIRS]
+    debian = sorted(glob.glob(DEBIAN_BIN_DIRS), key=lambda path: int(Path(path).parent.name), reverse=True)
+    candidates = [os.environ.get("POSTGRES_BIN_DIR", ""), *debian]
     for candidate in candidates:
         if candidate and (Path(candidate) / "initdb").exists():
             return Path(candidate)

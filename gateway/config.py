@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 MIB = 1024 * 1024
 S3_MIN_PART_SIZE = 5 * MIB  # S3 refuses smaller parts except the last one
 MAX_CHUNKS = 10_000  # S3's limit on parts per multipart upload
+DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite")
 
 
 class ConfigError(ValueError):
@@ -87,6 +88,8 @@ class Config:
         if missing:
             names = ", ".join(f"GATEWAY_{name.upper()}" for name in missing)
             raise ConfigError(f"missing secret settings: {names}")
+        if self.database_url and self.database_url.split("://", 1)[0].lower() not in DATABASE_SCHEMES:
+            raise ConfigError("GATEWAY_DATABASE_URL must be postgresql://user:password@host:port/db (or sqlite:///path)")
         if len(self.jwt_secret) < 32:
             raise ConfigError("GATEWAY_JWT_SECRET must be at least 32 characters")
         if self.chunk_size < S3_MIN_PART_SIZE:

@@ -35,10 +35,18 @@ def pytest_addoption(parser):
     )
 
 
+# Tests of what stands beside the gateway (the dbx client, packaging): the metadata database is
+# incidental to them, so they run on the default engine only.
+DEFAULT_ENGINE_ONLY = {"tests.test_client", "tests.test_deploy"}
+
+
 def pytest_generate_tests(metafunc):
     """Every test that starts a gateway runs once per database engine: SQLite and PostgreSQL."""
     if "engine" in metafunc.fixturenames:
-        metafunc.parametrize("engine", metafunc.config.getoption("engine") or ENGINES)
+        engines = metafunc.config.getoption("engine") or ENGINES
+        if metafunc.module.__name__ in DEFAULT_ENGINE_ONLY:
+            engines = [engine for engine in engines if engine == "sqlite"] or engines
+        metafunc.parametrize("engine", engines)
 
 
 @pytest.fixture

@@ -1,10 +1,14 @@
 """The metadata database: Alembic migrations, WAL, foreign keys, on a real SQLite file."""
 from __future__ import annotations
 
+import asyncio
+import secrets
 import sqlite3
 from pathlib import Path
 
+import pytest
 from alembic.script import ScriptDirectory
+from sqlalchemy.exc import IntegrityError
 
 from gateway.db import Database, database_url
 from gateway.db.migrate import alembic_config
@@ -84,3 +88,37 @@ async def test_a_new_database_gets_the_same_schema(tmp_path):
         await check_migrated(db)
     finally:
         await db.close()
+
+
+async def test_gateways_starting_together_on_a_new_postgresql_database_migrate_it_once(postgres_cluster):
+    name = f"fresh_{secrets.token_hex(4)}"
+    url = database_url(postgres_cluster.create_database(name), "")
+    try:
+        opened = await asyncio.gather(*(Database.open(url) for _ in range(4)))  # four gateways start at once
+        try:
+            assert {db.dialect for db in opened} == {"postgresql"}
+            assert await opened[0].fetchval("SELECT version_num FROM alembic_version") == revisions()[-1]
+            assert await opened[1].fetchval("SELECT count(*) FROM alembic_version") == 1
+            await opened[2].execute(
+                "INSERT INTO users (username, email, password_hash, created_at) VALUES ('Old', 'o@x.io', 'h', 't')"
+            )
+            with pytest.raises(IntegrityError):  # usernames are unique whatever their case, on PostgreSQL too
+                await opened[3].execute(
+                    "INSERT INTO users (username, email, password_hash, created_at) VALUES ('OLD', 'o@x.io', 'h', 't')"
+                )
+        finally:
+            for db in opened:
+                await db.close()
+    finally:
+        postgres_cluster.drop_database(name)
+
+
+def test_the_database_setting_selects_the_engine():
+    from gateway.config import Config, ConfigError
+
+    assert database_url("", "var/x.sqlite3") == "sqlite+aiosqlite:///var/x.sqlite3"
+    assert database_url("postgresql://u:p@db:5432/meta", "ignored") == "postgresql+asyncpg://u:p@db:5432/meta"
+    secrets_ = dict(s3_secret_key="x", jwt_secret="j" * 32, events_token="e", cdn_secret="c")
+    with pytest.raises(ConfigError, match="GATEWAY_DATABASE_URL"):
+        Config.from_env({"GATEWAY_DATABASE_URL": "mysql://u@h/db"}, **secrets_)
+    assert Config.from_env({"GATEWAY_DATABASE_URL": "postgresql://u@h/db"}, **secrets_).database_url.startswith("postgresql")
