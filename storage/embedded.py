@@ -94,6 +94,8 @@ class EmbeddedStore:
     reader_keys: tuple[str, str] | None = None
     log_path: Path | None = None
     process: subprocess.Popen | None = None
+    # The ports _command picked itself this time (none kept with the data): these may be picked again.
+    _chosen_ports: set[str] = field(default_factory=set, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -106,7 +108,9 @@ class EmbeddedStore:
             for flag, port in json.loads(saved.read_text()).items():
                 self.ports.setdefault(flag, port)
         for flag in PORT_FLAGS:
-            self.ports.setdefault(flag, free_port())
+            if flag not in self.ports:
+                self.ports[flag] = free_port()
+                self._chosen_ports.add(flag)
         saved.write_text(json.dumps(self.ports))
         flags = [f"-{flag}={port}" for flag, port in self.ports.items()]
         if self.reader_keys:
@@ -144,7 +148,32 @@ class EmbeddedStore:
             return []
         return [f"-s3.allowedOrigins={','.join(self.cors_origins)}"]
 
-    def start(self, timeout: float = 60.0) -> "EmbeddedStore":
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> "EmbeddedStore":
+        """Start ``weed mini`` and wait until it serves the bucket.
+
+        The internal ports are picked free just before weed binds them, so another
+        process may take one in between; weed then exits. Only then, and only for
+        ports picked here (never ones given or kept with the data), it starts again
+        on fresh ports.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError:
+                if attempt == attempts or not self._lost_a_chosen_port():
+                    raise
+                for flag in self._chosen_ports:
+                    del self.ports[flag]
+                self._chosen_ports.clear()
+                (self.data_dir / "ports.json").unlink(missing_ok=True)
+        raise AssertionError("unreachable")
+
+    def _lost_a_chosen_port(self) -> bool:
+        log = self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        tail = log[-4000:]
+        return bool(self._chosen_ports) and ("address already in use" in tail or "Port allocation failed" in tail)
+
+    def _start_once(self, timeout: float) -> "EmbeddedStore":
         (self.data_dir / "weed").mkdir(parents=True, exist_ok=True)
         # weed reads notification.toml from its working directory.
         workdir = self.data_dir / "weed-config"

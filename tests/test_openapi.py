@@ -99,7 +99,7 @@ def app_routes() -> dict[tuple[str, str], object]:
     (the document says once that every GET answers HEAD too).
     """
     app = create_app(Config())
-    # The web app's page and files (gateway/routes/webapp.py) are for browsers, not the JSON API.
+    # The web app's page and files (gateway/http/routes/webapp.py) are for browsers, not the JSON API.
     web_app = {route.handler for route in webapp.routes}
     routes = [route for route in app.router.routes() if route.handler not in web_app]
     gets = {route.resource.canonical for route in routes if route.method == "GET"}
