@@ -15,17 +15,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import secrets
 import time
 from pathlib import Path
 
 from playwright.async_api import Page, async_playwright, expect
 
-from bench.stack import BenchStack, Figure, print_table, signup
-from bench.transfer import client_env, make_file, run_dbx
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, WebApp
+from bench.stack import BenchStack, Figure, print_table
+from bench.dbx import MIB, Dbx, make_file
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, WebApp
 
-MIB = 1024 * 1024
 
 
 async def browser_upload(page: Page, path: Path, timeout_ms: float) -> float:
@@ -84,10 +82,8 @@ async def measure(stack: BenchStack, source: Path, runs: int, chunk_size: int) -
                     figures[engine].append(mib / await browser_hashing(page, source, chunk_size, engine))
                 await page.context.close()
 
-                username = f"bench-dbx-{run}-{secrets.token_hex(3)}"
-                signup(stack.gateway_url, username, PASSWORD)
-                env = client_env(stack, stack.root / f"home-{run}", username, PASSWORD)
-                seconds, _, _ = await asyncio.to_thread(run_dbx, ["upload", str(source), "--parallel", "4"], env)
+                dbx = await asyncio.to_thread(Dbx, stack, stack.root / f"home-{run}")
+                seconds, _, _ = await asyncio.to_thread(dbx, "upload", str(source), "--parallel", "4")
                 figures["dbx"].append(mib / seconds)
                 figures["python"].append(mib / python_hashing(source, chunk_size))
         finally:
