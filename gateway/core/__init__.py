@@ -1,4 +1,5 @@
-"""The domain: uploads (the state machine), files, sharing, deletion, permissions, accounts, store events.
+"""The domain: uploads (the state machine), files, sharing, shared links, deletion, permissions, accounts,
+store events, throttling.
 
 Plain classes with explicit dependencies (the metadata database, the object
 store, the cache, a clock, the settings), raising gateway/core/errors.py's
@@ -20,9 +21,11 @@ from gateway.core.deletion import Deletion
 from gateway.core.events import StoreEvents
 from gateway.core.files import Files
 from gateway.core.leases import Leases
+from gateway.core.links import Links
 from gateway.core.permissions import Permissions
 from gateway.core.reconciler import reconcile_once
 from gateway.core.sharing import Sharing
+from gateway.core.throttle import Throttle
 from gateway.core.uploads import Uploads
 from gateway.db import Database
 from storage import ObjectStore
@@ -38,11 +41,15 @@ class Core:
     uploads: Uploads
     files: Files
     sharing: Sharing
+    links: Links
+    throttle: Throttle
     deletion: Deletion
     accounts: Accounts
     events: StoreEvents
 
     async def reconcile_once(self) -> dict[str, int]:
+        """A reconciler round (gateway/core/reconciler.py); also forgets throttle counters whose window ended."""
+        await self.throttle.forget_ended_windows(self.config.link_password_window)
         return await reconcile_once(self.config, self.db, self.uploads, self.clock)
 
 
@@ -51,6 +58,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     permissions = Permissions(db, cache)
     leases = Leases(db, clock)
     uploads = Uploads(config, db, store, permissions, leases, clock)
+    throttle = Throttle(db, clock)
     return Core(
         config=config,
         db=db,
@@ -60,6 +68,8 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         uploads=uploads,
         files=Files(config, db, store, permissions, uploads),
         sharing=Sharing(db, permissions, clock),
+        links=Links(config, db, permissions, throttle, clock),
+        throttle=throttle,
         deletion=Deletion(db, store, permissions, leases),
         accounts=Accounts(config, db, clock),
         events=StoreEvents(config.s3_bucket, db, store, uploads, clock),

@@ -16,6 +16,11 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parse_timestamp(stamp: str) -> datetime:
+    """The moment a stored timestamp stands for (the inverse of :func:`timestamp`)."""
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
 def stamp_now(clock: Clock) -> str:
     return timestamp(clock())
 

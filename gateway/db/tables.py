@@ -63,3 +63,26 @@ shares = Table(
     Column("user_id", ForeignKey("users.id"), primary_key=True),
     Column("created_at", Text, nullable=False),
 )
+
+# Shared links (revision 0004): the token's SHA-256 only, never the token.
+links = Table(
+    "links",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("file_id", ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("password_hash", Text),  # scrypt (gateway/core/passwords.py); NULL: no password
+    Column("expires_at", Text),  # NULL: never
+    Column("created_at", Text, nullable=False),
+    Column("revoked_at", Text),  # NULL: live
+    Column("download_count", BigInteger, nullable=False, server_default="0"),
+)
+
+# Attempts per key in a window (gateway/core/throttle.py), shared by every gateway process.
+throttle_counters = Table(
+    "throttle_counters",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("attempts", Integer, nullable=False),
+    Column("window_start", Text, nullable=False),
+)
