@@ -1,5 +1,5 @@
 """The domain: uploads (the state machine), files, sharing, shared links, deletion, permissions, accounts,
-store events, throttling.
+store events.
 
 Plain classes with explicit dependencies (the metadata database, the object
 store, the cache, a clock, the settings), raising gateway/core/errors.py's
@@ -25,7 +25,6 @@ from gateway.core.links import Links
 from gateway.core.permissions import Permissions
 from gateway.core.reconciler import reconcile_once
 from gateway.core.sharing import Sharing
-from gateway.core.throttle import Throttle
 from gateway.core.uploads import Uploads
 from gateway.db import Database
 from storage import ObjectStore
@@ -42,14 +41,11 @@ class Core:
     files: Files
     sharing: Sharing
     links: Links
-    throttle: Throttle
     deletion: Deletion
     accounts: Accounts
     events: StoreEvents
 
     async def reconcile_once(self) -> dict[str, int]:
-        """A reconciler round (gateway/core/reconciler.py); also forgets throttle counters whose window ended."""
-        await self.throttle.forget_ended_windows(self.config.link_password_window)
         return await reconcile_once(self.config, self.db, self.uploads, self.clock)
 
 
@@ -58,7 +54,6 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     permissions = Permissions(db, cache)
     leases = Leases(db, clock)
     uploads = Uploads(config, db, store, permissions, leases, clock)
-    throttle = Throttle(db, clock)
     return Core(
         config=config,
         db=db,
@@ -68,8 +63,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         uploads=uploads,
         files=Files(config, db, store, permissions, uploads),
         sharing=Sharing(db, permissions, clock),
-        links=Links(config, db, permissions, throttle, clock),
-        throttle=throttle,
+        links=Links(config, db, permissions, clock),
         deletion=Deletion(db, store, permissions, leases),
         accounts=Accounts(config, db, clock),
         events=StoreEvents(config.s3_bucket, db, store, uploads, clock),

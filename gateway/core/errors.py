@@ -17,10 +17,6 @@ class DomainError(Exception):
         """Extra fields the error body carries beside code and message."""
         return {}
 
-    def retry_after(self) -> int | None:
-        """Seconds after which the same request may succeed; None when waiting changes nothing."""
-        return None
-
 
 class FileNotFound(DomainError):
     """No such file that the caller may see (or own): the same answer whether or not it exists."""
@@ -167,14 +163,11 @@ class WrongPassword(DomainError):
 
 
 class TooManyAttempts(DomainError):
-    """Too many attempts on one key (a link's password) in the current window; wait ``seconds``."""
+    """Too many recent wrong passwords (for a username, for a link): refused, right or wrong, for ``retry_after`` seconds."""
 
-    def __init__(self, seconds: int):
-        super().__init__(f"too many wrong passwords; try again in {seconds} seconds")
-        self.seconds = seconds
+    def __init__(self, retry_after: int, what: str = "this username"):
+        super().__init__(f"too many failed attempts for {what}; try again in {retry_after} seconds")
+        self.retry_after = retry_after
 
     def details(self) -> dict[str, Any]:
-        return {"retry_after": self.seconds}
-
-    def retry_after(self) -> int | None:
-        return self.seconds
+        return {"retry_after": self.retry_after}

@@ -18,9 +18,13 @@ has one. Nothing about a link is cached: deleting the file (its links go with
 it, ON DELETE CASCADE) or revoking the link ends it for the next request.
 
 Wrong passwords are throttled per link (gateway/core/throttle.py: counted in
-the database, across every gateway process): ``link_password_attempts`` per
-``link_password_window`` seconds, then every attempt is refused until the
-window ends.
+the database, across every gateway process): after ``link_password_attempts``
+of them within ``link_password_window`` seconds, every attempt, the right
+password too, is refused until the window has passed (so the answer tells a
+guesser nothing). Each attempt is counted *before* its password is checked
+(scrypt takes a while), so a burst of concurrent guesses cannot outrun the
+count, and forgiven when it was right, so visitors who know the password are
+never throttled by their own downloads, nor do they wipe out a guesser's count.
 """
 from __future__ import annotations
 
@@ -72,19 +76,16 @@ def link_url(config: Config, token: str) -> str:
     return f"{config.public_url.rstrip('/')}/s/{token}"
 
 
-def throttle_key(link_id: str) -> str:
-    return f"link:{link_id}"
-
-
 class Links:
-    def __init__(self, config: Config, db: Database, permissions: Permissions, throttle: Throttle, clock: Clock):
+    def __init__(self, config: Config, db: Database, permissions: Permissions, clock: Clock):
         self.config = config
         self.db = db
         self.permissions = permissions
-        self.throttle = throttle
         self.clock = clock
         self.key = link_key(config)
-        self.password_limit = Limit(config.link_password_attempts, config.link_password_window)
+        self.guesses = Throttle(
+            db, clock, "link-password", Limit(config.link_password_attempts, config.link_password_window)
+        )
 
     def _with_token(self, row: Row) -> Row:
         """The link row with its token: what the link object's ``url`` is made of. Only owners see it."""
@@ -163,15 +164,16 @@ class Links:
         return download_url(self.config, link["fingerprint"], link["file_name"], link["file_type"])
 
     async def _check_password(self, link: Row, password: str | None) -> None:
+        """Under the link's throttle (see the module docstring)."""
         if password is None:
             raise PasswordRequired()
-        key = throttle_key(link["id"])
-        try:
-            await self.throttle.take(key, self.password_limit)
-        except TooManyAttempts as exc:
-            log.warning("link_password_throttled", link_id=link["id"], retry_after=exc.seconds)
-            raise
+        retry_after = await self.guesses.check(link["id"])
+        if retry_after is None:
+            retry_after = await self.guesses.record_failure(link["id"])  # counted before it is checked
+        if retry_after is not None:
+            log.warning("link_password_throttled", link_id=link["id"], retry_after=retry_after)
+            raise TooManyAttempts(retry_after, "this link")
         if not await verify_password(password, link["password_hash"]):
             log.info("link_wrong_password", link_id=link["id"])
             raise WrongPassword()
-        await self.throttle.give_back(key, self.password_limit)
+        await self.guesses.forgive(link["id"])

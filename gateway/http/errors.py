@@ -19,7 +19,7 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
-        self.headers = headers or {}  # sent with the answer (Retry-After, say)
+        self.headers = headers or {}
         self.details = details
 
     def body(self) -> dict:
@@ -60,7 +60,8 @@ def api_error(exc: Exception) -> ApiError | None:
         return exc
     if isinstance(exc, domain.DomainError):
         status, code = DOMAIN_ERRORS[type(exc)]
-        retry_after = exc.retry_after()
+        # A refusal that ends on its own says when (429 too_many_attempts, ...).
+        retry_after = getattr(exc, "retry_after", None)
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return ApiError(status, code, exc.message, headers=headers, **exc.details())
     if isinstance(exc, StoreUnavailable):
@@ -79,7 +80,8 @@ def unauthorized(message: str, code: str = "unauthorized") -> ApiError:
 
 
 def error_response(error: ApiError, request_id: str | None = None) -> web.Response:
-    headers = {**error.headers, **({"X-Request-Id": request_id} if request_id else {})}
+    headers = {"X-Request-Id": request_id} if request_id else {}
+    headers.update(error.headers)
     if error.status == 401 and error.code not in NOT_BEARER_CHALLENGES:
         headers["WWW-Authenticate"] = 'Bearer realm="dropbox"'
     return web.json_response(error.body(), status=error.status, headers=headers or None)

@@ -174,11 +174,11 @@ async def password_refused(request: web.Request, token: str, exc: DomainError) -
     config = request.app[appkeys.CONFIG]
     link = await request.app[appkeys.CORE].links.open(token)
     if isinstance(exc, TooManyAttempts):
-        minutes = max(1, round(exc.seconds / 60))
+        minutes = max(1, round(exc.retry_after / 60))
         message = (f"Too many wrong passwords were tried for this link. Try again in about {minutes} "
                    f"minute{'s' if minutes != 1 else ''}.")
         return page(config, 429, f"{link['file_name']} - shared file", link_body(token, link, message),
-                    **{"Retry-After": str(exc.seconds)})
+                    **{"Retry-After": str(exc.retry_after)})
     status, message = (401, "Enter the password to download this file.") if isinstance(exc, PasswordRequired) \
         else (403, "That password is not right. Try again.")
     return page(config, status, f"{link['file_name']} - shared file", link_body(token, link, message))

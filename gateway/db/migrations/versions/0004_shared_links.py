@@ -1,4 +1,4 @@
-"""Shared links, and counters of attempts in a time window (throttling wrong link passwords).
+"""Shared links.
 
 ``links``: one row per shared link of a file. The token itself is never
 stored: ``token_hash`` is its SHA-256 (how a visitor's token is looked up), so
@@ -7,10 +7,8 @@ owner's listing still shows each link's URL). A revoked link keeps its row
 with ``revoked_at`` set; deleting the file deletes its links (ON DELETE
 CASCADE).
 
-``throttle_counters``: one row per throttled key (``link:<link_id>``), the
-attempts counted in the window that started at ``window_start``
-(gateway/core/throttle.py). In the database, so the count holds across every
-gateway process.
+Wrong link passwords are counted in the ``throttle`` table of revision 0005
+(gateway/core/throttle.py).
 
 Revision ID: 0004
 Revises: 0003
@@ -38,17 +36,8 @@ def upgrade() -> None:
         sa.Column("download_count", sa.BigInteger(), nullable=False, server_default="0"),
     )
     op.create_index("links_by_file", "links", ["file_id", "created_at"])
-    op.create_table(
-        "throttle_counters",
-        sa.Column("key", sa.Text(), primary_key=True),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("window_start", sa.Text(), nullable=False),
-    )
-    op.create_index("throttle_counters_by_window", "throttle_counters", ["window_start"])
 
 
 def downgrade() -> None:
-    op.drop_index("throttle_counters_by_window", table_name="throttle_counters")
-    op.drop_table("throttle_counters")
     op.drop_index("links_by_file", table_name="links")
     op.drop_table("links")
