@@ -33,11 +33,12 @@ import hashlib
 import hmac
 import re
 import secrets
+from datetime import timedelta
 
 import structlog
 
 from gateway.config import Config
-from gateway.core.clock import Clock, stamp_in, stamp_now
+from gateway.core.clock import Clock, stamp_now, timestamp
 from gateway.core.downloads import download_url
 from gateway.core.errors import (
     LinkExpired, LinkNotFound, LinkRevoked, NotUploaded, PasswordRequired, TooManyAttempts, WrongPassword,
@@ -97,13 +98,14 @@ class Links:
         """A new link to an uploaded file of ``owner_id``; FileNotFound for anyone else, NotUploaded before."""
         password_hash = await hash_password(password) if password is not None else None
         link_id = secrets.token_hex(16)
+        now = self.clock()
         link = {
             "id": link_id,
             "file_id": file_id,
             "token_hash": token_hash(link_token(self.key, link_id)),
             "password_hash": password_hash,
-            "expires_at": stamp_in(self.clock, expires_in) if expires_in is not None else None,
-            "created_at": stamp_now(self.clock),
+            "expires_at": timestamp(now + timedelta(seconds=expires_in)) if expires_in is not None else None,
+            "created_at": timestamp(now),
             "revoked_at": None,
             "download_count": 0,
         }
