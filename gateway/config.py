@@ -59,6 +59,10 @@ class Config:
     # MinIO does not). Without them, upload progress is read from the store's part list.
     store_part_events: bool = True
 
+    # Shared links: wrong passwords allowed per link within a window of this many seconds, then 429.
+    link_password_attempts: int = 5
+    link_password_window: int = 900
+
     # aiocache backend: "memory://" or "redis://host:port/db".
     cache_url: str = "memory://"
     cache_ttl: int = 60
@@ -94,6 +98,8 @@ class Config:
             raise ConfigError("GATEWAY_JWT_SECRET must be at least 32 characters")
         if self.chunk_size < S3_MIN_PART_SIZE:
             raise ConfigError(f"GATEWAY_CHUNK_SIZE must be at least {S3_MIN_PART_SIZE} (S3's smallest part)")
+        if self.link_password_attempts < 1 or self.link_password_window < 1:
+            raise ConfigError("GATEWAY_LINK_PASSWORD_ATTEMPTS and GATEWAY_LINK_PASSWORD_WINDOW must be at least 1")
         if self.max_file_size > self.chunk_size * MAX_CHUNKS:
             raise ConfigError(
                 f"GATEWAY_MAX_FILE_SIZE {self.max_file_size} needs more than {MAX_CHUNKS} chunks of {self.chunk_size}"

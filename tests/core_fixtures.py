@@ -17,6 +17,7 @@ from gateway.core import Core, build_core
 from gateway.core.content import content_key
 from gateway.core.uploads import UploadClaim
 from gateway.db import Database, database_url
+from gateway.db import files as files_db
 from protocol.fingerprints import file_fingerprint
 from storage.memory import InMemoryObjectStore
 
@@ -84,6 +85,15 @@ async def send_chunks(core: Core, store: InMemoryObjectStore, user_id: int, file
     pieces = chunks_of(data)
     urls = await core.uploads.upload_urls(user_id, file_id, indexes)
     return [store.send_presigned(p.method, p.url, p.headers, pieces[index]) for index, p in urls]
+
+
+async def uploaded(core: Core, store: InMemoryObjectStore, user_id: int, data: bytes, name: str = "file.bin") -> str:
+    """A file of ``user_id`` with ``data``, uploaded through the whole flow; its id."""
+    file_id, _ = await core.uploads.start(user_id, claim_for(data, name))
+    if (await files_db.get_file(core.db, file_id))["status"] == "uploading":
+        await send_chunks(core, store, user_id, file_id, data)
+        await core.uploads.finish(user_id, file_id)
+    return file_id
 
 
 def stored(store: InMemoryObjectStore, fingerprint: str) -> bytes | None:

@@ -10,15 +10,7 @@ from gateway.core.permissions import cache_key
 from gateway.db import files as files_db
 from protocol.fingerprints import EMPTY_FINGERPRINT
 from storage import UploadNotFound
-from tests.core_fixtures import CHUNK, claim_for, new_user, send_chunks, stored
-
-
-async def uploaded(core, store, user_id: int, data: bytes, name: str = "file.bin") -> str:
-    file_id, _ = await core.uploads.start(user_id, claim_for(data, name))
-    if (await files_db.get_file(core.db, file_id))["status"] == "uploading":
-        await send_chunks(core, store, user_id, file_id, data)
-        await core.uploads.finish(user_id, file_id)
-    return file_id
+from tests.core_fixtures import CHUNK, claim_for, new_user, send_chunks, stored, uploaded
 
 
 async def test_sharing_is_all_or_nothing_by_name_whatever_its_case(core, memory_store):

@@ -17,6 +17,7 @@ import pytest
 import gateway
 from gateway.http.app import create_app
 from gateway.config import Config
+from gateway.http.routes.links import link_json
 from gateway.http.views import file_json
 from gateway.http.routes import webapp
 
@@ -28,6 +29,10 @@ JSON_SCHEMA_TYPES = {"null", "boolean", "object", "array", "number", "string", "
 ERROR_REF = "#/components/schemas/Error"
 # The store's webhooks authenticate with the gateway's events token, not an access token.
 EVENTS_TOKEN_ONLY = [{"eventsToken": []}]
+
+# Pages for people (the shared link page and its stylesheet): they answer HTML (or CSS), errors too.
+PAGES = {"/s/{token}", "/s/style.css"}
+PAGE_MEDIA = {"text/html", "text/css"}
 
 # Status codes the contract (shared/api-contract.md) and the handlers' tests fix for each operation;
 # the document must list at least these.
@@ -51,6 +56,14 @@ CONTRACT_STATUSES = {
     ("post", "/dropbox/v1/events/seaweedfs"): {"200", "400", "401"},
     ("get", "/healthz"): {"200"},
     ("get", "/readyz"): {"200", "503"},
+    ("post", "/dropbox/v1/files/{file_id}/links"): {"201", "400", "401", "404", "409"},
+    ("get", "/dropbox/v1/files/{file_id}/links"): {"200", "401", "404"},
+    ("delete", "/dropbox/v1/links/{link}"): {"204", "401", "404"},
+    ("get", "/dropbox/v1/links/{link}"): {"200", "404", "410"},
+    ("post", "/dropbox/v1/links/{token}/download"): {"200", "401", "403", "404", "410", "429"},
+    ("get", "/s/{token}"): {"200", "404", "410"},
+    ("post", "/s/{token}"): {"303", "401", "403", "404", "410", "429"},
+    ("get", "/s/style.css"): {"200"},
 }
 
 
@@ -186,7 +199,9 @@ def test_paths_and_operations_are_well_formed(document):
             response = resolve(document, response)
             assert response["description"], (where, status)
             content = response.get("content", {})
-            if status.startswith(("4", "5")):
+            if path in PAGES and content:
+                assert set(content) <= PAGE_MEDIA, (where, status, "pages answer HTML, errors too")
+            elif status.startswith(("4", "5")):
                 schema = content["application/json"]["schema"]
                 assert schema.get("$ref") == ERROR_REF or any(
                     part.get("$ref") == ERROR_REF for part in resolve(document, schema).get("allOf", [])
@@ -256,6 +271,20 @@ def test_the_file_object_schema_matches_file_json(document):
         assert set(body["chunks"][0]) == set(chunk_schema["properties"])
 
 
+def test_the_link_schemas_match_what_the_gateway_answers(document):
+    schemas = document["components"]["schemas"]
+    config = Config(public_url="https://files.example")
+    for password_hash, expires_at in ((None, None), ("scrypt$...", "2030-01-01T00:00:00.000000Z")):
+        link = {"id": "l1", "file_id": "f1", "token": "t" * 43, "password_hash": password_hash,
+                "expires_at": expires_at, "created_at": "2024-01-01T00:00:00.000000Z", "download_count": 0}
+        body = link_json(config, link)
+        assert set(body) == set(schemas["Link"]["required"]) == set(schemas["Link"]["properties"])
+        assert body["url"] == "https://files.example/s/" + "t" * 43
+    assert set(schemas["LinkInfo"]["required"]) == {"file_name", "file_size", "file_type", "expires_at", "has_password"}
+    assert set(schemas["LinkDownload"]["required"]) == {"download_url", "expires_at"}
+    assert set(schemas["LinkRequest"]["properties"]) == {"expires_in", "password"}
+
+
 # -- The document and the app's routes cannot drift ----------------------------------------------
 
 
@@ -285,6 +314,12 @@ def test_public_routes_are_exactly_those_the_document_marks_public(document):
         ("get", "/dropbox/v1/openapi.json"),
         ("get", "/healthz"),
         ("get", "/readyz"),
+        # A shared link's visitors: the token is the credential.
+        ("get", "/dropbox/v1/links/{link}"),
+        ("post", "/dropbox/v1/links/{token}/download"),
+        ("get", "/s/{token}"),
+        ("post", "/s/{token}"),
+        ("get", "/s/style.css"),
     }
     for key, operation in ops.items():
         if key not in marked_public:

@@ -1,4 +1,5 @@
-"""The domain: uploads (the state machine), files, sharing, deletion, permissions, accounts, store events.
+"""The domain: uploads (the state machine), files, sharing, shared links, deletion, permissions, accounts,
+store events.
 
 Plain classes with explicit dependencies (the metadata database, the object
 store, the cache, a clock, the settings), raising gateway/core/errors.py's
@@ -20,6 +21,7 @@ from gateway.core.deletion import Deletion
 from gateway.core.events import StoreEvents
 from gateway.core.files import Files
 from gateway.core.leases import Leases
+from gateway.core.links import Links
 from gateway.core.permissions import Permissions
 from gateway.core.reconciler import reconcile_once
 from gateway.core.sharing import Sharing
@@ -38,6 +40,7 @@ class Core:
     uploads: Uploads
     files: Files
     sharing: Sharing
+    links: Links
     deletion: Deletion
     accounts: Accounts
     events: StoreEvents
@@ -60,6 +63,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         uploads=uploads,
         files=Files(config, db, store, permissions, uploads),
         sharing=Sharing(db, permissions, clock),
+        links=Links(config, db, permissions, clock),
         deletion=Deletion(db, store, permissions, leases),
         accounts=Accounts(config, db, clock),
         events=StoreEvents(config.s3_bucket, db, store, uploads, clock),

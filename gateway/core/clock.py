@@ -26,3 +26,12 @@ def stamp_ago(clock: Clock, seconds: float) -> str:
 
 def stamp_in(clock: Clock, seconds: float) -> str:
     return timestamp(clock() + timedelta(seconds=seconds))
+
+
+def parse_stamp(stamp: str) -> datetime:
+    """The moment a :func:`timestamp` stands for."""
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+def seconds_until(clock: Clock, stamp: str) -> float:
+    return (parse_stamp(stamp) - clock()).total_seconds()

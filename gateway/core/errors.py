@@ -128,3 +128,46 @@ class CannotShareWithYourself(DomainError):
 
     def details(self) -> dict[str, Any]:
         return {"field": "users"}
+
+
+class LinkNotFound(DomainError):
+    """No such link, or its file is gone: a visitor learns nothing more. Never names a token."""
+
+    def __init__(self, link_id: str | None = None):
+        what = f"no link {link_id!r} of a file of yours" if link_id else "no such link"
+        super().__init__(f"{what}: check the address; the file may have been deleted")
+
+
+class LinkRevoked(DomainError):
+    def __init__(self) -> None:
+        super().__init__("this link was revoked by the person who shared it; ask them for a new one")
+
+
+class LinkExpired(DomainError):
+    def __init__(self, expired_at: str):
+        super().__init__(f"this link expired at {expired_at}; ask the person who shared it for a new one")
+        self.expired_at = expired_at
+
+    def details(self) -> dict[str, Any]:
+        return {"expired_at": self.expired_at}
+
+
+class PasswordRequired(DomainError):
+    def __init__(self) -> None:
+        super().__init__("this link needs its password: send it as `password`")
+
+
+class WrongPassword(DomainError):
+    def __init__(self) -> None:
+        super().__init__("wrong password for this link")
+
+
+class TooManyAttempts(DomainError):
+    """Too many recent wrong passwords (for a username, for a link): refused, right or wrong, for ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int, what: str = "this username"):
+        super().__init__(f"too many failed attempts for {what}; try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}

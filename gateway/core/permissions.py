@@ -42,6 +42,7 @@ from typing import Any
 
 import structlog
 from aiocache.base import BaseCache
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import FileNotFound
 from gateway.db import Database, Row
@@ -56,6 +57,15 @@ LEASE_PREFIX = "lease:"
 LEASE_TTL = 10
 # Statuses after which nothing about the row or its chunks changes until it is deleted.
 FINAL_STATUSES = ("uploaded", "failed")
+
+
+async def owned_for_change(conn: AsyncConnection, user_id: int, file_id: str) -> Row:
+    """The file's facts if ``user_id`` owns it, read (and locked) inside the write transaction ``conn``;
+    FileNotFound otherwise. Changes decide on this, never on the cache."""
+    row = await files_db.file_for_change(conn, file_id)
+    if row is None or row["owner_id"] != user_id:
+        raise FileNotFound(file_id, own=True)
+    return row
 
 
 def cache_key(file_id: str) -> str:

@@ -2,24 +2,15 @@
 from __future__ import annotations
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.clock import Clock, stamp_now
-from gateway.core.errors import CannotShareWithYourself, FileNotFound, UnknownUsers
-from gateway.core.permissions import Permissions
+from gateway.core.errors import CannotShareWithYourself, UnknownUsers
+from gateway.core.permissions import Permissions, owned_for_change
 from gateway.db import Database
-from gateway.db import files as files_db
 from gateway.db import shares as shares_db
 from gateway.db import users as users_db
 
 log = structlog.get_logger("gateway.sharing")
-
-
-async def _owned_for_change(conn: AsyncConnection, user_id: int, file_id: str) -> None:
-    """FileNotFound unless ``user_id`` owns the file, read (and locked) inside the write transaction."""
-    row = await files_db.file_for_change(conn, file_id)
-    if row is None or row["owner_id"] != user_id:
-        raise FileNotFound(file_id, own=True)
 
 
 class Sharing:
@@ -36,7 +27,7 @@ class Sharing:
         without regard to case, as logins do; sharing again changes nothing.
         """
         async with self.db.transaction() as conn:
-            await _owned_for_change(conn, owner_id, file_id)
+            await owned_for_change(conn, owner_id, file_id)
             ids = await users_db.ids_by_name(conn, names)
             missing = [name for name in names if name.lower() not in ids]
             if missing:
@@ -53,7 +44,7 @@ class Sharing:
     async def unshare(self, owner_id: int, file_id: str, username: str) -> None:
         """Stop sharing with one user (also when it never was: idempotent); they lose access at once."""
         async with self.db.transaction() as conn:
-            await _owned_for_change(conn, owner_id, file_id)
+            await owned_for_change(conn, owner_id, file_id)
             target = await users_db.user_by_name(conn, username)
             if target is None:
                 raise UnknownUsers([username])

@@ -25,7 +25,8 @@ from typing import Any, AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import event, text
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import Executable
@@ -167,6 +168,10 @@ def content_lock_key(fingerprint: str) -> int:
     """A signed 64-bit advisory lock key from a hex fingerprint (its first 15 hex digits)."""
     return int(fingerprint[:15] or "0", 16)
 
+
+def insert_or(dialect: str, table: Table):
+    """The ``dialect``'s INSERT, with ``on_conflict_do_nothing``/``_do_update`` (the same SQL on both engines)."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 async def fetch(on: Database | AsyncConnection, statement: Executable, params: Params = None) -> list[Row]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.db.engine import Database, change, fetch
+from gateway.db.engine import Database, change, fetch, insert_or
 from gateway.db.tables import shares, users
 
 On = Database | AsyncConnection
@@ -15,8 +14,7 @@ On = Database | AsyncConnection
 
 async def add_shares(conn: AsyncConnection, file_id: str, user_ids: Sequence[int], now: str) -> None:
     """Share with these users; users it is already shared with keep their share (and its time)."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = dialect_insert(shares).on_conflict_do_nothing(index_elements=[shares.c.file_id, shares.c.user_id])
+    statement = insert_or(conn.dialect.name, shares).on_conflict_do_nothing(index_elements=[shares.c.file_id, shares.c.user_id])
     await conn.execute(statement, [{"file_id": file_id, "user_id": user_id, "created_at": now} for user_id in user_ids])
 
 

@@ -19,6 +19,8 @@ users = Table(
     Column("email", Text, nullable=False),
     Column("password_hash", Text, nullable=False),
     Column("created_at", Text, nullable=False),
+    # In every access token as `gen`; a password change increments it, ending every token issued before.
+    Column("token_generation", Integer, nullable=False, server_default="0"),
 )
 
 # One row per upload a user made. `seq` orders listings and pages them; `id` is the public file id.
@@ -62,4 +64,38 @@ shares = Table(
     Column("file_id", ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
     Column("user_id", ForeignKey("users.id"), primary_key=True),
     Column("created_at", Text, nullable=False),
+)
+
+# Shared links (revision 0004): the token's SHA-256 only, never the token.
+links = Table(
+    "links",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("file_id", ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("password_hash", Text),  # scrypt (gateway/core/passwords.py); NULL: no password
+    Column("expires_at", Text),  # NULL: never
+    Column("created_at", Text, nullable=False),
+    Column("revoked_at", Text),  # NULL: live
+    Column("download_count", BigInteger, nullable=False, server_default="0"),
+)
+
+# Failure counters of gateway/core/throttle.py, one row per key ("login-user:alice", "login-address:10.0.0.1").
+throttle = Table(
+    "throttle",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("failures", Integer, nullable=False),  # counted in the current window
+    Column("window_ends_at", Text, nullable=False),
+    Column("blocked_until", Text),  # NULL: not blocked
+)
+
+# Access tokens ended by a log-out, until they would have expired anyway.
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", Text, primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("revoked_at", Text, nullable=False),
 )

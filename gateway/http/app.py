@@ -21,7 +21,7 @@ from gateway.core.clock import Clock, system_clock
 from gateway.db import Database, database_url
 from gateway.http import appkeys
 from gateway.http.middlewares import auth_middleware, error_middleware, request_id_middleware
-from gateway.http.routes import events, files, health, openapi, sharing, uploads, users, webapp
+from gateway.http.routes import events, files, health, link_page, links, openapi, sharing, uploads, users, webapp
 from storage import ObjectStore, StoreError
 from storage.s3 import S3ObjectStore
 
@@ -76,7 +76,7 @@ def create_app(
 
     app.cleanup_ctx.extend([core_ctx, reconciler_ctx])
     # sharing before files: /files/shared must not be taken for a file id.
-    for module in (health, openapi, users, uploads, sharing, files, events, webapp):
+    for module in (health, openapi, users, uploads, sharing, files, links, link_page, events, webapp):
         app.router.add_routes(module.routes)
     return app
 

@@ -14,11 +14,12 @@ from storage import StoreError, StoreUnavailable
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **details: Any):
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **details: Any):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
         self.details = details
 
     def body(self) -> dict:
@@ -42,7 +43,15 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.UnknownUser: (401, "unknown_user"),
     domain.TokenExpired: (401, "token_expired"),
     domain.InvalidToken: (401, "invalid_token"),
+    domain.LinkNotFound: (404, "link_not_found"),
+    domain.LinkRevoked: (404, "link_revoked"),
+    domain.LinkExpired: (410, "link_expired"),
+    domain.PasswordRequired: (401, "password_required"),
+    domain.WrongPassword: (403, "wrong_password"),
+    domain.TooManyAttempts: (429, "too_many_attempts"),
 }
+# 401s that are not about the access token: they do not ask for one (WWW-Authenticate: Bearer).
+NOT_BEARER_CHALLENGES = {"password_required"}
 
 
 def api_error(exc: Exception) -> ApiError | None:
@@ -51,7 +60,10 @@ def api_error(exc: Exception) -> ApiError | None:
         return exc
     if isinstance(exc, domain.DomainError):
         status, code = DOMAIN_ERRORS[type(exc)]
-        return ApiError(status, code, exc.message, **exc.details())
+        # A refusal that ends on its own says when (429 too_many_attempts, ...).
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return ApiError(status, code, exc.message, headers=headers, **exc.details())
     if isinstance(exc, StoreUnavailable):
         return ApiError(503, "store_unavailable", f"the object store is not answering: {exc}")
     if isinstance(exc, StoreError):
@@ -69,6 +81,7 @@ def unauthorized(message: str, code: str = "unauthorized") -> ApiError:
 
 def error_response(error: ApiError, request_id: str | None = None) -> web.Response:
     headers = {"X-Request-Id": request_id} if request_id else {}
-    if error.status == 401:
+    headers.update(error.headers)
+    if error.status == 401 and error.code not in NOT_BEARER_CHALLENGES:
         headers["WWW-Authenticate"] = 'Bearer realm="dropbox"'
     return web.json_response(error.body(), status=error.status, headers=headers or None)

@@ -1,6 +1,7 @@
 """Request ids, JSON errors and bearer-token auth, in that order (outermost first)."""
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import Awaitable, Callable
@@ -22,6 +23,16 @@ HTTP_ERROR_CODES = {
     405: ("method_not_allowed", "this endpoint does not take that method"),
     413: ("payload_too_large", "the request body is too large"),
 }
+
+
+# The path segment after these prefixes is (or may be) a shared link's token, a bearer secret:
+# the request log shows it redacted.
+LINK_TOKEN_IN_PATH = re.compile(r"^(/s/|/dropbox/v1/links/)[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    """The path as the request log may show it: ``/s/<token>`` -> ``/s/[redacted]``."""
+    return LINK_TOKEN_IN_PATH.sub(r"\1[redacted]", path)
 
 
 def public(handler: Handler) -> Handler:
@@ -53,7 +64,7 @@ def _log_request(request: web.Request, status: int, started: float) -> None:
     log.info(
         "request",
         method=request.method,
-        path=request.path,
+        path=loggable_path(request.path),
         status=status,
         ms=round((time.perf_counter() - started) * 1000, 2),
     )

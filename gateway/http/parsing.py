@@ -29,6 +29,13 @@ async def read_json(request: web.Request) -> dict:
     return body
 
 
+async def read_optional_json(request: web.Request) -> dict:
+    """The JSON object of a body every field of which is optional: no body at all reads as ``{}``."""
+    if not (await request.read()).strip():
+        return {}
+    return await read_json(request)
+
+
 def require_str(body: dict, name: str, *, max_length: int = 1024, optional: bool = False) -> str | None:
     value = body.get(name)
     if value is None and optional:
