@@ -13,7 +13,7 @@ import platform
 import os
 import sys
 
-from bench import browser, control, download, transfer
+from bench import browser, cluster, control, download, transfer
 
 
 def describe_machine() -> str:
@@ -38,11 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         transfer.main(["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"])
         download.main(["--size", "9", "--runs", "1"])
         control.main(["--seconds", "0.5", "--runs", "1", "--files", "3", "--concurrency", "4"])
+        cluster.main(["--seconds", "0.5", "--runs", "1", "--files", "3", "--concurrency", "4", "--claims", "50"])
         browser.main(["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"])
     else:
         transfer.main([])
         download.main([])
         control.main([])
+        cluster.main([])
         browser.main([])
     return 0
 
