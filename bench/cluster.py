@@ -13,7 +13,6 @@ cluster's parts per request, not a machine added.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
 
-from bench.control import get_requests, measure, populate, random_claim
+from bench.control import get_requests, load_options, measure, populate, random_claim
 from bench.stack import BenchStack, Figure, print_table
 from deploy.balancer import start_balancer
 from deploy.postgres import PostgresCluster
@@ -85,11 +84,7 @@ def measure_setup(setup: SimpleNamespace, args) -> list[tuple[tuple[str, ...], F
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of one run")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--files", type=int, default=20, help="files to read and uploads to presign against")
+    parser = load_options(__doc__)
     parser.add_argument("--claims", type=int, default=4000, help="upload starts per run at most")
     args = parser.parse_args(argv)
     with single_gateway() as setup:
