@@ -69,6 +69,11 @@ class Config:
 
     log_level: str = "info"
 
+    # Prometheus metrics (GET /metrics) on their own listener, never on the API's port, which is
+    # public: 0 turns them off. Bind them where only the monitoring network reaches.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Config":
         """Read ``GATEWAY_<FIELD>`` variables (``GATEWAY_S3_ENDPOINT`` for ``s3_endpoint``)."""

@@ -32,11 +32,12 @@ def gateway_env(config: Config) -> dict[str, str]:
     return env
 
 
-def start_gateways(store, directory, count: int = 2) -> list[GatewayProcess]:
+def start_gateways(store, directory, count: int = 2, **overrides) -> list[GatewayProcess]:
+    """``count`` gateway processes on one database (SQLite in ``directory`` unless ``overrides`` say)."""
     started = []
     try:
         for number in range(1, count + 1):
-            config = gateway_config(store, directory / "gateway.sqlite3", free_port())
+            config = gateway_config(store, directory / "gateway.sqlite3", free_port(), **overrides)
             started.append(GatewayProcess(gateway_env(config), directory / f"gateway-{number}.log",
                                           name=f"gateway {number}").start())
     except Exception:

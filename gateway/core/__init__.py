@@ -22,6 +22,7 @@ from gateway.core.events import StoreEvents
 from gateway.core.files import Files
 from gateway.core.leases import Leases
 from gateway.core.links import Links
+from gateway.core.metrics import Metrics
 from gateway.core.permissions import Permissions
 from gateway.core.reconciler import reconcile_once
 from gateway.core.sharing import Sharing
@@ -44,16 +45,22 @@ class Core:
     deletion: Deletion
     accounts: Accounts
     events: StoreEvents
+    metrics: Metrics
 
     async def reconcile_once(self) -> dict[str, int]:
-        return await reconcile_once(self.config, self.db, self.uploads, self.clock)
+        counts = await reconcile_once(self.config, self.db, self.uploads, self.clock)
+        self.metrics.reconciled(counts)
+        return counts
 
 
 def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCache | None,
-               clock: Clock = system_clock) -> Core:
-    permissions = Permissions(db, cache)
+               clock: Clock = system_clock, metrics: Metrics | None = None) -> Core:
+    """``metrics``: the app's (gateway/core/metrics.py); a core built alone counts into its own."""
+    metrics = metrics or Metrics()
+    metrics.watch_database(db)
+    permissions = Permissions(db, cache, metrics)
     leases = Leases(db, clock)
-    uploads = Uploads(config, db, store, permissions, leases, clock)
+    uploads = Uploads(config, db, store, permissions, leases, clock, metrics)
     return Core(
         config=config,
         db=db,
@@ -67,4 +74,5 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         deletion=Deletion(db, store, permissions, leases),
         accounts=Accounts(config, db, clock),
         events=StoreEvents(config.s3_bucket, db, store, uploads, clock),
+        metrics=metrics,
     )

@@ -45,6 +45,7 @@ from aiocache.base import BaseCache
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import FileNotFound
+from gateway.core.metrics import Metrics
 from gateway.db import Database, Row
 from gateway.db import files as files_db
 from gateway.db import shares as shares_db
@@ -83,9 +84,10 @@ def owns(entry: dict | None, user_id: int) -> bool:
 class Permissions:
     """``cache`` None: caching is off, every lookup reads the database."""
 
-    def __init__(self, db: Database, cache: BaseCache | None):
+    def __init__(self, db: Database, cache: BaseCache | None, metrics: Metrics | None = None):
         self.db = db
         self.cache = cache
+        self.metrics = metrics or Metrics()
 
     async def _load(self, file_id: str) -> dict | None:
         """The entry for ``file_id`` from the database, read in one snapshot; None when there is no such file."""
@@ -116,7 +118,9 @@ class Permissions:
         except Exception as exc:  # noqa: BLE001 - the database is always there to answer
             log.warning("cache_get_failed", key=key, error=repr(exc))
             return await self._load(file_id)
-        if isinstance(cached, dict) and cached.get("v") == ENTRY_VERSION:
+        hit = isinstance(cached, dict) and cached.get("v") == ENTRY_VERSION
+        self.metrics.cache_lookup(hit)
+        if hit:
             return cached
         lease = None
         if cached is None:

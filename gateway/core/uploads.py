@@ -22,6 +22,7 @@ from gateway.core.clock import Clock, stamp_now
 from gateway.core.content import content_key
 from gateway.core.errors import ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
 from gateway.core.leases import Leases
+from gateway.core.metrics import Metrics
 from gateway.core.permissions import Permissions
 from gateway.db import Database, Row
 from gateway.db import files as files_db
@@ -72,8 +73,9 @@ def verified_parts(chunks: list[Row], parts: list[StoredPart]) -> dict[int, Stor
 
 class Uploads:
     def __init__(self, config: Config, db: Database, store: ObjectStore, permissions: Permissions,
-                 leases: Leases, clock: Clock):
+                 leases: Leases, clock: Clock, metrics: Metrics | None = None):
         self.config = config
+        self.metrics = metrics or Metrics()
         self.db = db
         self.store = store
         self.permissions = permissions
@@ -130,6 +132,9 @@ class Uploads:
             if copy_of_own_content and not await files_db.holds_verified_content(conn, user_id, claim.fingerprint):
                 return None
             await files_db.insert_file(conn, file, chunks)
+        self.metrics.upload_started(claim.file_size)
+        if status == "uploaded":
+            self.metrics.uploads_completed.inc()
         log.info("file_created", file_id=file_id, status=status, size=claim.file_size, chunks=len(claim.chunks))
         return file_id
 
@@ -226,6 +231,7 @@ class Uploads:
         async with self.db.transaction() as conn:
             changed = await files_db.mark_uploaded(conn, file_id, stamp_now(self.clock))
         if changed:
+            self.metrics.uploads_completed.inc()
             log.info("file_uploaded", file_id=file_id)
             await self.permissions.invalidate(file_id)
         return changed
@@ -233,6 +239,7 @@ class Uploads:
     async def _mark_failed(self, file_id: str, reason: str) -> bool:
         changed = await files_db.mark_failed(self.db, file_id, reason, stamp_now(self.clock))
         if changed:
+            self.metrics.uploads_failed.inc()
             log.warning("file_failed", file_id=file_id, reason=reason)
             await self.permissions.invalidate(file_id)
         return changed

@@ -18,10 +18,13 @@ from gateway.cache import make_cache
 from gateway.config import Config
 from gateway.core import build_core
 from gateway.core.clock import Clock, system_clock
+from gateway.core.metrics import Metrics
 from gateway.db import Database, database_url
 from gateway.http import appkeys
-from gateway.http.middlewares import auth_middleware, error_middleware, request_id_middleware
-from gateway.http.routes import events, files, health, link_page, links, openapi, sharing, uploads, users, webapp
+from gateway.http.middlewares import auth_middleware, error_middleware, metrics_middleware, request_id_middleware
+from gateway.http.routes import (
+    events, files, health, link_page, links, metrics, openapi, sharing, uploads, users, webapp,
+)
 from storage import ObjectStore, StoreError
 from storage.s3 import S3ObjectStore
 
@@ -48,11 +51,12 @@ def create_app(
     clock: Clock | None = None,
 ) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
         # Inline uploads stream; JSON bodies are small. Multipart is read part by part.
         client_max_size=1024 * 1024,
     )
     app[appkeys.CONFIG] = config
+    app[appkeys.METRICS] = Metrics()
 
     async def core_ctx(app: web.Application) -> AsyncIterator[None]:
         db = database or await Database.open(database_url(config.database_url, config.database_path))
@@ -63,7 +67,8 @@ def create_app(
         except StoreError as exc:
             # Start anyway: /readyz names the store until it answers.
             log.warning("store_not_ready_at_start", error=str(exc))
-        app[appkeys.CORE] = build_core(config, db, the_store, the_cache, clock or system_clock)
+        app[appkeys.CORE] = build_core(config, db, the_store, the_cache, clock or system_clock,
+                                     metrics=app[appkeys.METRICS])
         try:
             yield
         finally:
@@ -74,7 +79,7 @@ def create_app(
             if database is None:
                 await db.close()
 
-    app.cleanup_ctx.extend([core_ctx, reconciler_ctx])
+    app.cleanup_ctx.extend([core_ctx, reconciler_ctx, metrics.listener_ctx])
     # sharing before files: /files/shared must not be taken for a file id.
     for module in (health, openapi, users, uploads, sharing, files, links, link_page, events, webapp):
         app.router.add_routes(module.routes)

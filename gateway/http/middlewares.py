@@ -1,4 +1,4 @@
-"""Request ids, JSON errors and bearer-token auth, in that order (outermost first)."""
+"""Metrics, request ids, JSON errors and bearer-token auth, in that order (outermost first)."""
 from __future__ import annotations
 
 import re
@@ -35,10 +35,41 @@ def loggable_path(path: str) -> str:
     return LINK_TOKEN_IN_PATH.sub(r"\1[redacted]", path)
 
 
+# Methods as label values: any other (a client may send anything) counts as "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def public(handler: Handler) -> Handler:
     """Mark a handler that needs no access token."""
     handler.public = True  # type: ignore[attr-defined]
     return handler
+
+
+def route_label(request: web.Request) -> str:
+    """The matched route's path template (``/dropbox/v1/files/{file_id}``), never the raw path.
+
+    Raw paths hold file ids and link tokens: as label values they would leak
+    secrets into the metrics and grow a series per file.
+    """
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every answer by route template and status, with its latency (gateway/core/metrics.py)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects (errors were answered inside)
+        status = exc.status
+        raise
+    finally:
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        request.app[appkeys.METRICS].request_done(method, route_label(request), status, time.perf_counter() - started)
 
 
 @web.middleware

@@ -35,6 +35,7 @@ async def receive(request: web.Request, fmt: str) -> web.Response:
     for event in events:
         outcome = await request.app[appkeys.CORE].events.handle(event)
         outcomes.append(outcome)
+        request.app[appkeys.METRICS].store_event(event.kind, outcome)
         log.info(
             "store_event",
             format=fmt,
