@@ -108,7 +108,7 @@ async def test_ids_and_tokens_never_become_label_values(make_gateway, http):
     assert not any(file_id in text for file_id in ids) and token not in text
     new_series = {key for key in after if key not in before and key[0].startswith("gateway_http_")}
     assert {dict(labels)["route"] for _, labels in new_series} <= {"unmatched", "/s/{token}",
-                                                                   "/dropbox/v1/links/{token}"}
+                                                                   "/dropbox/v1/links/{link}"}
     assert value(after, "gateway_http_requests_total", method="GET", route=FILES + "/{file_id}", status="404") == 51
     assert all(route == "unmatched" or route.startswith("/")
                for route in label_values(after, "gateway_http_requests_total", "route"))
