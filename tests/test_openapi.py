@@ -32,7 +32,7 @@ EVENTS_TOKEN_ONLY = [{"eventsToken": []}]
 # the document must list at least these.
 CONTRACT_STATUSES = {
     ("post", "/dropbox/v1/users"): {"201", "400", "409"},
-    ("post", "/dropbox/v1/tokens"): {"200", "400", "401"},
+    ("post", "/dropbox/v1/tokens"): {"200", "400", "401", "429"},
     ("get", "/dropbox/v1/users/me"): {"200", "401"},
     ("get", "/dropbox/v1/config"): {"200"},
     ("get", "/dropbox/v1/openapi.json"): {"200"},

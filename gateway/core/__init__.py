@@ -23,6 +23,7 @@ from gateway.core.leases import Leases
 from gateway.core.permissions import Permissions
 from gateway.core.reconciler import reconcile_once
 from gateway.core.sharing import Sharing
+from gateway.core.throttle import forget_expired
 from gateway.core.uploads import Uploads
 from gateway.db import Database
 from storage import ObjectStore
@@ -44,6 +45,10 @@ class Core:
 
     async def reconcile_once(self) -> dict[str, int]:
         return await reconcile_once(self.config, self.db, self.uploads, self.clock)
+
+    async def housekeeping(self) -> dict[str, int]:
+        """Drop rows that count nothing any more (ended throttle counters); how many of each."""
+        return {"throttle_counters": await forget_expired(self.db, self.clock)}
 
 
 def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCache | None,

@@ -93,6 +93,17 @@ class InvalidCredentials(DomainError):
         super().__init__("wrong username or password")
 
 
+class TooManyAttempts(DomainError):
+    """Too many recent wrong passwords for this username: refused, right or wrong, for ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed attempts for this username; try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
+
+
 class UnknownUser(DomainError):
     """A valid token whose user no longer exists."""
 

@@ -14,11 +14,12 @@ from storage import StoreError, StoreUnavailable
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **details: Any):
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **details: Any):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
         self.details = details
 
     def body(self) -> dict:
@@ -39,6 +40,7 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.VerificationFailed: (422, "verification_failed"),
     domain.StoreDidNotAccept: (502, "store_error"),
     domain.InvalidCredentials: (401, "invalid_credentials"),
+    domain.TooManyAttempts: (429, "too_many_attempts"),
     domain.UnknownUser: (401, "unknown_user"),
     domain.TokenExpired: (401, "token_expired"),
     domain.InvalidToken: (401, "invalid_token"),
@@ -51,7 +53,10 @@ def api_error(exc: Exception) -> ApiError | None:
         return exc
     if isinstance(exc, domain.DomainError):
         status, code = DOMAIN_ERRORS[type(exc)]
-        return ApiError(status, code, exc.message, **exc.details())
+        # A refusal that ends on its own says when (429 too_many_attempts, ...).
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return ApiError(status, code, exc.message, headers=headers, **exc.details())
     if isinstance(exc, StoreUnavailable):
         return ApiError(503, "store_unavailable", f"the object store is not answering: {exc}")
     if isinstance(exc, StoreError):
@@ -69,6 +74,7 @@ def unauthorized(message: str, code: str = "unauthorized") -> ApiError:
 
 def error_response(error: ApiError, request_id: str | None = None) -> web.Response:
     headers = {"X-Request-Id": request_id} if request_id else {}
+    headers.update(error.headers)
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="dropbox"'
     return web.json_response(error.body(), status=error.status, headers=headers or None)

@@ -6,6 +6,7 @@ import re
 from aiohttp import web
 
 from gateway.http import appkeys
+from gateway.http.client_address import client_address
 from gateway.http.errors import bad_request
 from gateway.http.middlewares import public
 from gateway.http.parsing import read_json, require_str
@@ -44,7 +45,8 @@ async def create_token(request: web.Request) -> web.Response:
     body = await read_json(request)
     username = require_str(body, "username", max_length=32)
     password = require_str(body, "password", max_length=1024)
-    token = await request.app[appkeys.CORE].accounts.log_in(username, password)
+    address = client_address(request, request.app[appkeys.CONFIG].trusted_proxy_networks)
+    token = await request.app[appkeys.CORE].accounts.log_in(username, password, address)
     return web.json_response({"access_token": token.token, "token_type": "Bearer", "expires_in": token.expires_in})
 
 
