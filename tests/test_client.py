@@ -235,7 +235,7 @@ async def test_not_logged_in_and_expired_token_say_run_dbx_login(stack, user, tm
     now = int(time.time())
     expired = jwt.encode(
         {"sub": str(user.api.user_id), "username": user.api.username, "iat": now - 100, "exp": now - 10,
-         "iss": "dropbox-gateway"},
+         "iss": "dropbox-gateway", "jti": "an-old-token", "gen": 0},
         stack.config.jwt_secret, algorithm="HS256",
     )
     creds = user.config_home / "dbx" / "credentials.json"

@@ -34,6 +34,8 @@ CONTRACT_STATUSES = {
     ("post", "/dropbox/v1/users"): {"201", "400", "409"},
     ("post", "/dropbox/v1/tokens"): {"200", "400", "401", "429"},
     ("get", "/dropbox/v1/users/me"): {"200", "401"},
+    ("delete", "/dropbox/v1/tokens/current"): {"204", "401"},
+    ("put", "/dropbox/v1/users/me/password"): {"204", "400", "401", "403", "429"},
     ("get", "/dropbox/v1/config"): {"200"},
     ("get", "/dropbox/v1/openapi.json"): {"200"},
     ("post", "/dropbox/v1/files"): {"200", "201", "400", "401", "413", "503"},

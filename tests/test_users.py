@@ -67,7 +67,8 @@ async def test_expired_token_is_401(api: Api, gateway):
     user = await api.signup("frank")
     now = int(time.time())
     expired = jwt.encode(
-        {"sub": str(user.user_id), "username": "frank", "iat": now - 100, "exp": now - 10, "iss": "dropbox-gateway"},
+        {"sub": str(user.user_id), "username": "frank", "iat": now - 100, "exp": now - 10, "iss": "dropbox-gateway",
+         "jti": "an-old-token", "gen": 0},
         gateway.config.jwt_secret,
         algorithm="HS256",
     )
@@ -91,7 +92,8 @@ async def test_tampered_token_is_401(api: Api):
 async def test_alg_none_and_other_algorithms_are_401(api: Api, gateway):
     user = await api.signup("heidi")
     now = int(time.time())
-    claims = {"sub": str(user.user_id), "username": "heidi", "iat": now, "exp": now + 600, "iss": "dropbox-gateway"}
+    claims = {"sub": str(user.user_id), "username": "heidi", "iat": now, "exp": now + 600, "iss": "dropbox-gateway",
+              "jti": "a-forged-token", "gen": 0}
     unsigned = jwt.encode(claims, None, algorithm="none")
     hs512 = jwt.encode(claims, gateway.config.jwt_secret, algorithm="HS512")
     for token in (unsigned, hs512):

@@ -47,8 +47,11 @@ class Core:
         return await reconcile_once(self.config, self.db, self.uploads, self.clock)
 
     async def housekeeping(self) -> dict[str, int]:
-        """Drop rows that count nothing any more (ended throttle counters); how many of each."""
-        return {"throttle_counters": await forget_expired(self.db, self.clock)}
+        """Drop rows that count nothing any more (ended throttle counters, revocations of expired tokens)."""
+        return {
+            "throttle_counters": await forget_expired(self.db, self.clock),
+            "revoked_tokens": await self.accounts.forget_expired_revocations(),
+        }
 
 
 def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCache | None,

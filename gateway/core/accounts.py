@@ -1,4 +1,16 @@
-"""Accounts: signing up, logging in (an access token), the caller's own profile; login throttling.
+"""Accounts: signing up, logging in (an access token), the caller's own profile; login throttling; sessions.
+
+Sessions: an access token is good until it expires unless it is ended first,
+which every gateway process sees at once because it is in the database:
+
+- **Log-out** revokes the token's ``jti`` (the ``revoked_tokens`` table keeps it
+  until the token would have expired anyway).
+- **A password change** moves the user's ``token_generation`` on; every token
+  carries the generation it was issued in, so all earlier tokens stop working.
+
+:meth:`Accounts.authenticate` checks both for every request, in one query on
+two primary keys, with no cache: nothing a process remembers can let an ended
+token through.
 
 Login throttling (contract v1.1), counted in the database (gateway/core/throttle.py)
 so it holds across gateway processes:
@@ -22,20 +34,27 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from ipaddress import ip_address, ip_network
 
 import structlog
 
 from gateway.config import Config
-from gateway.core.clock import Clock, stamp_now
-from gateway.core.errors import InvalidCredentials, TooManyAttempts, UnknownUser, UsernameTaken
+from gateway.core.clock import Clock, stamp_ago, stamp_now, timestamp
+from gateway.core.errors import (
+    InvalidCredentials, TokenRevoked, TooManyAttempts, UnknownUser, UsernameTaken, WrongPassword,
+)
 from gateway.core.passwords import hash_password, verify_password
 from gateway.core.throttle import Limit, Throttle
 from gateway.core.tokens import TokenUser, issue_token, verify_token
 from gateway.db import Database, Row
+from gateway.db import tokens as tokens_db
 from gateway.db import users as users_db
 
 log = structlog.get_logger("gateway.users")
+
+# Seconds a revocation outlives its token's expiry, for gateways whose clocks run behind this one's.
+CLOCK_SKEW_ALLOWANCE = 300
 
 
 @dataclass(frozen=True)
@@ -77,7 +96,8 @@ class Accounts:
         """An access token; InvalidCredentials (the same, in the same time, for an unknown name) or TooManyAttempts."""
         row = await self._check_password(username, password, address)
         ttl = self.config.token_ttl
-        return AccessToken(issue_token(self.config.jwt_secret, row["id"], row["username"], ttl), ttl)
+        token = issue_token(self.config.jwt_secret, row["id"], row["username"], row["token_generation"], ttl)
+        return AccessToken(token, ttl)
 
     async def _check_password(self, username: str, password: str, address: str) -> Row:
         """The user's row when ``password`` is theirs, under the login throttles (module docstring)."""
@@ -104,9 +124,42 @@ class Accounts:
             log.info("login_slowed_down", delay=self.config.login_address_delay)
             await asyncio.sleep(self.config.login_address_delay)
 
-    def authenticate(self, token: str) -> TokenUser:
-        """Who an access token speaks for; TokenExpired or InvalidToken."""
-        return verify_token(self.config.jwt_secret, token)
+    async def authenticate(self, token: str) -> TokenUser:
+        """Who an access token speaks for; TokenExpired, InvalidToken, TokenRevoked or UnknownUser."""
+        user = verify_token(self.config.jwt_secret, token)
+        state = await tokens_db.token_state(self.db, user.user_id, user.token_id)
+        if state is None:
+            raise UnknownUser()
+        if state["revoked"] or state["token_generation"] != user.generation:
+            raise TokenRevoked()
+        return user
+
+    async def log_out(self, user: TokenUser) -> None:
+        """End the access token ``user`` came with, on every gateway, at once."""
+        expires_at = timestamp(datetime.fromtimestamp(user.expires_at, timezone.utc))
+        await tokens_db.revoke(self.db, user.token_id, user.user_id, expires_at, stamp_now(self.clock))
+        log.info("logged_out")
+
+    async def forget_expired_revocations(self) -> int:
+        """Drop the revocations of tokens long expired (their expiry refuses them); how many."""
+        return await tokens_db.forget_expired(self.db, stamp_ago(self.clock, CLOCK_SKEW_ALLOWANCE))
+
+    async def change_password(self, user: TokenUser, current: str, new: str, address: str = "") -> None:
+        """Set a new password and end every access token issued before; WrongPassword, TooManyAttempts.
+
+        ``current`` is checked under the login throttles of the username: a
+        stolen token gives no more guesses at the password than the login does.
+        """
+        try:
+            row = await self._check_password(user.username, current, address)
+        except InvalidCredentials as exc:
+            raise WrongPassword() from exc
+        if row["id"] != user.user_id:
+            raise UnknownUser()
+        new_hash = await hash_password(new)
+        if await users_db.set_password(self.db, user.user_id, new_hash, row["password_hash"]) is None:
+            raise WrongPassword()  # changed by another request since `current` was checked
+        log.info("password_changed")
 
     async def profile(self, user_id: int) -> Row:
         row = await users_db.user_by_id(self.db, user_id)

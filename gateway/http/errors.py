@@ -41,6 +41,8 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.StoreDidNotAccept: (502, "store_error"),
     domain.InvalidCredentials: (401, "invalid_credentials"),
     domain.TooManyAttempts: (429, "too_many_attempts"),
+    domain.WrongPassword: (403, "wrong_password"),
+    domain.TokenRevoked: (401, "token_revoked"),
     domain.UnknownUser: (401, "unknown_user"),
     domain.TokenExpired: (401, "token_expired"),
     domain.InvalidToken: (401, "invalid_token"),

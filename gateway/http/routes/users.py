@@ -1,4 +1,4 @@
-"""Sign-up, log-in (access tokens) and the caller's own profile."""
+"""Sign-up, log-in and log-out (access tokens), the caller's own profile and password."""
 from __future__ import annotations
 
 import re
@@ -18,6 +18,17 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 8
 
 
+def require_new_password(password: str, field: str) -> None:
+    """The rules a new password must meet, at sign-up and at a change: 400 naming ``field`` otherwise."""
+    if len(password) < MIN_PASSWORD:
+        raise bad_request(f"`{field}` must be at least {MIN_PASSWORD} characters", "invalid_field", field=field)
+
+
+def client(request: web.Request) -> str:
+    """The client's address, which login throttling counts failures by."""
+    return client_address(request, request.app[appkeys.CONFIG].trusted_proxy_networks)
+
+
 @routes.post("/dropbox/v1/users")
 @public
 async def create_user(request: web.Request) -> web.Response:
@@ -33,8 +44,7 @@ async def create_user(request: web.Request) -> web.Response:
         )
     if not EMAIL.match(email):
         raise bad_request("`email` is not an email address", "invalid_field", field="email")
-    if len(password) < MIN_PASSWORD:
-        raise bad_request(f"`password` must be at least {MIN_PASSWORD} characters", "invalid_field", field="password")
+    require_new_password(password, "password")
     user = await request.app[appkeys.CORE].accounts.sign_up(username, email, password)
     return web.json_response(user, status=201)
 
@@ -45,11 +55,26 @@ async def create_token(request: web.Request) -> web.Response:
     body = await read_json(request)
     username = require_str(body, "username", max_length=32)
     password = require_str(body, "password", max_length=1024)
-    address = client_address(request, request.app[appkeys.CONFIG].trusted_proxy_networks)
-    token = await request.app[appkeys.CORE].accounts.log_in(username, password, address)
+    token = await request.app[appkeys.CORE].accounts.log_in(username, password, client(request))
     return web.json_response({"access_token": token.token, "token_type": "Bearer", "expires_in": token.expires_in})
 
 
 @routes.get("/dropbox/v1/users/me")
 async def me(request: web.Request) -> web.Response:
     return web.json_response(await request.app[appkeys.CORE].accounts.profile(request[appkeys.USER].user_id))
+
+
+@routes.delete("/dropbox/v1/tokens/current")
+async def log_out(request: web.Request) -> web.Response:
+    await request.app[appkeys.CORE].accounts.log_out(request[appkeys.USER])
+    return web.Response(status=204)
+
+
+@routes.put("/dropbox/v1/users/me/password")
+async def change_password(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    current = require_str(body, "current_password", max_length=1024)
+    new = require_str(body, "new_password", max_length=1024)
+    require_new_password(new, "new_password")
+    await request.app[appkeys.CORE].accounts.change_password(request[appkeys.USER], current, new, client(request))
+    return web.Response(status=204)
