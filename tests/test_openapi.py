@@ -17,6 +17,8 @@ import pytest
 import gateway
 from gateway.http.app import create_app
 from gateway.config import Config
+from gateway.http.parsing import FILE_ID_PATTERN, OWN_CURSOR, SHARED_CURSOR
+from gateway.http.routes.openapi import with_settings
 from gateway.http.views import file_json
 
 DOCUMENT_PATH = Path(gateway.__file__).parent / "openapi.json"
@@ -255,6 +257,14 @@ def test_the_file_object_schema_matches_file_json(document):
         assert set(body["chunks"][0]) == set(chunk_schema["properties"])
 
 
+def test_the_document_states_the_formats_the_gateway_parses(document):
+    """Patterns the handlers check (gateway/http/parsing.py) are the document's, character for character."""
+    parameters = document["components"]["parameters"]
+    assert parameters["cursor"]["schema"]["pattern"] == OWN_CURSOR.pattern
+    assert parameters["shared_cursor"]["schema"]["pattern"] == SHARED_CURSOR.pattern
+    assert parameters["file_id"]["schema"]["pattern"] == f"^{FILE_ID_PATTERN}$"
+
+
 # -- The document and the app's routes cannot drift ----------------------------------------------
 
 
@@ -306,9 +316,11 @@ async def test_the_gateway_serves_the_document_without_a_token(gateway, http: ai
         assert response.status == 200
         assert response.content_type == "application/json"
         assert response.headers.get("X-Request-Id")
-        raw = await response.read()
-    assert raw == DOCUMENT_PATH.read_bytes()
-    assert json.loads(raw) == load_document()
+        served = json.loads(await response.read())
+    assert served == with_settings(load_document(), gateway.config.chunk_size, gateway.config.max_file_size)
+    claim = served["components"]["schemas"]["UploadClaim"]["properties"]
+    assert claim["chunk_size"]["const"] == gateway.config.chunk_size
+    assert claim["file_size"]["maximum"] == gateway.config.max_file_size
     # A wrong token does not matter either: the endpoint is public.
     async with http.get(gateway.url + SERVED_AT, headers={"Authorization": "Bearer nonsense"}) as response:
         assert response.status == 200

@@ -37,6 +37,7 @@ long it can outlive the change.
 """
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -56,6 +57,12 @@ LEASE_PREFIX = "lease:"
 LEASE_TTL = 10
 # Statuses after which nothing about the row or its chunks changes until it is deleted.
 FINAL_STATUSES = ("uploaded", "failed")
+
+
+# What a file id looks like (gateway/core/uploads.py's new_file_id): anything else names no file, and
+# is never sent to the database (PostgreSQL refuses text with NUL in it).
+FILE_ID_PATTERN = "[0-9a-f]{32}"
+FILE_ID = re.compile(FILE_ID_PATTERN)
 
 
 def cache_key(file_id: str) -> str:
@@ -97,6 +104,8 @@ class Permissions:
 
     async def file_access(self, file_id: str) -> dict | None:
         """The cache entry of ``file_id`` (see the module docstring); None when there is no such file."""
+        if not FILE_ID.fullmatch(file_id):
+            return None
         cache = self.cache
         if cache is None:
             return await self._load(file_id)

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.clock import Clock, stamp_now
 from gateway.core.errors import CannotShareWithYourself, FileNotFound, UnknownUsers
-from gateway.core.permissions import Permissions
+from gateway.core.permissions import FILE_ID, Permissions
 from gateway.db import Database
 from gateway.db import files as files_db
 from gateway.db import shares as shares_db
@@ -17,6 +17,8 @@ log = structlog.get_logger("gateway.sharing")
 
 async def _owned_for_change(conn: AsyncConnection, user_id: int, file_id: str) -> None:
     """FileNotFound unless ``user_id`` owns the file, read (and locked) inside the write transaction."""
+    if not FILE_ID.fullmatch(file_id):
+        raise FileNotFound(file_id, own=True)
     row = await files_db.file_for_change(conn, file_id)
     if row is None or row["owner_id"] != user_id:
         raise FileNotFound(file_id, own=True)

@@ -8,7 +8,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.db.engine import Database, Row, fetch, fetch_one
+from gateway.db.engine import Database, Row, fetch, fetch_one, storable_text
 from gateway.db.tables import users
 
 On = Database | AsyncConnection
@@ -41,6 +41,8 @@ CREDENTIAL_COLUMNS = (users.c.id, users.c.username, users.c.password_hash, users
 
 async def user_by_name(on: On, username: str) -> Row | None:
     """What a log-in needs: id, username, password_hash, token_generation."""
+    if not storable_text(username):
+        return None  # no stored name holds what the database cannot
     return await fetch_one(on, select(*CREDENTIAL_COLUMNS).where(same_name(username)))
 
 
@@ -72,7 +74,9 @@ async def ids_by_name(on: On, names: Sequence[str]) -> dict[str, int]:
     """The ids of the users with these names, keyed by the lower-case name; unknown names are left out."""
     if not names:
         return {}
-    lowered = sorted({name.lower() for name in names})
+    lowered = sorted({name.lower() for name in names if storable_text(name)})
+    if not lowered:
+        return {}
     query = select(func.lower(users.c.username).label("name"), users.c.id).where(
         func.lower(users.c.username).in_(lowered)
     )

@@ -14,7 +14,9 @@ from gateway.http.parsing import read_json, require_str
 routes = web.RouteTableDef()
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# No control characters and no lone surrogates (not text: neither database can store them).
+_EMAIL_CHAR = r"[^@\s\x00-\x1f\x7f\ud800-\udfff]"
+EMAIL = re.compile(rf"^{_EMAIL_CHAR}+@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+$")
 MIN_PASSWORD = 8
 
 
