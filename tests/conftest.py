@@ -132,8 +132,17 @@ async def api(gateway, http) -> Api:
     return Api(http, gateway.url)
 
 
+@pytest.fixture
+def redis_url(redis_server):
+    """The shared cache's Redis, emptied for this test: user ids start at 1 in every test's database."""
+    import redis
+
+    redis.Redis.from_url(redis_server).flushdb()
+    return redis_server
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
+def redis_server(tmp_path_factory):
     """A real Redis server for the shared permission cache."""
     import shutil
     import subprocess

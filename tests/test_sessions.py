@@ -139,12 +139,14 @@ async def test_log_out_on_one_gateway_process_ends_the_token_on_another(make_gat
     assert_revoked(await on_second.get(ME))
 
 
-async def test_a_password_change_on_one_gateway_process_ends_the_tokens_on_another(make_gateway_process, http):
-    first = await make_gateway_process()
-    second = await make_gateway_process()
+async def test_a_password_change_on_one_gateway_process_ends_the_tokens_on_another(make_gateway_process, http,
+                                                                                    redis_url):
+    first = await make_gateway_process(cache_url=redis_url)
+    second = await make_gateway_process(cache_url=redis_url)
     alice = await Api(http, first.url).signup(password=PASSWORD)
     on_second = Api(http, second.url, alice.token)
-    assert (await on_second.get(ME)).status == 200
+    for api in (alice, on_second, alice):  # the token's state is cached by now
+        assert (await api.get(ME)).status == 200
     assert (await change_password(on_second, PASSWORD, NEW_PASSWORD)).status == 204
     assert_revoked(await alice.get(ME))
     assert (await (await log_in(Api(http, first.url), alice.username, NEW_PASSWORD)).get(ME)).status == 200
@@ -164,3 +166,23 @@ async def test_revocations_are_kept_until_their_tokens_have_long_expired(core, c
     clock.now = expiry + timedelta(seconds=CLOCK_SKEW_ALLOWANCE + 1)
     assert (await core.housekeeping())["revoked_tokens"] == 1
     assert await core.db.fetchval("SELECT count(*) FROM revoked_tokens") == 0
+
+
+async def test_the_token_state_is_cached_and_dropped_on_every_change(make_gateway, http, redis_url):
+    """Per request the token check reads the shared cache, not the database; each change drops the entry."""
+    gateway = await make_gateway(cache_url=redis_url)
+    alice = await Api(http, gateway.url).signup(password=PASSWORD)
+    cache = gateway.core.accounts.cache
+    key = f"tokens:{alice.user_id}"
+    assert (await alice.get(ME)).status == 200
+    entry = await cache.get(key)
+    assert entry["gen"] == 0 and entry["revoked"] == []
+    phone = await log_in(Api(http, gateway.url), alice.username)
+    assert (await phone.delete(CURRENT)).status == 204
+    assert await cache.get(key) is None, "a log-out drops the entry"
+    assert_revoked(await phone.get(ME))
+    assert len((await cache.get(key))["revoked"]) == 1
+    assert (await change_password(alice, PASSWORD, NEW_PASSWORD)).status == 204
+    assert await cache.get(key) is None, "a password change drops the entry"
+    assert_revoked(await alice.get(ME))
+    assert (await cache.get(key))["gen"] == 1

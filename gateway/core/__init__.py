@@ -69,6 +69,6 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         files=Files(config, db, store, permissions, uploads),
         sharing=Sharing(db, permissions, clock),
         deletion=Deletion(db, store, permissions, leases),
-        accounts=Accounts(config, db, clock),
+        accounts=Accounts(config, db, clock, cache),
         events=StoreEvents(config.s3_bucket, db, store, uploads, clock),
     )

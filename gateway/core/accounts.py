@@ -8,9 +8,13 @@ which every gateway process sees at once because it is in the database:
 - **A password change** moves the user's ``token_generation`` on; every token
   carries the generation it was issued in, so all earlier tokens stop working.
 
-:meth:`Accounts.authenticate` checks both for every request, in one query on
-two primary keys, with no cache: nothing a process remembers can let an ended
-token through.
+:meth:`Accounts.authenticate` checks both for every request against the user's
+entry ``tokens:<user_id>`` = ``{"v": 1, "gen": int, "revoked": [jti, ...]}``,
+read through the shared cache (gateway/core/cached.py: leases, so a fill never
+brings a stale entry back) and dropped *after* every log-out and password
+change commits. With ``redis://`` every gateway process sees the drop at once;
+``memory://`` is for one process (as for permissions), and ``none://`` asks the
+database, in one query, on every request.
 
 Login throttling (contract v1.1), counted in the database (gateway/core/throttle.py)
 so it holds across gateway processes:
@@ -38,8 +42,10 @@ from datetime import datetime, timezone
 from ipaddress import ip_address, ip_network
 
 import structlog
+from aiocache.base import BaseCache
 
 from gateway.config import Config
+from gateway.core.cached import forget, read_through
 from gateway.core.clock import Clock, stamp_ago, stamp_now, timestamp
 from gateway.core.errors import (
     InvalidCredentials, TokenRevoked, TooManyAttempts, UnknownUser, UsernameTaken, WrongPassword,
@@ -52,6 +58,13 @@ from gateway.db import tokens as tokens_db
 from gateway.db import users as users_db
 
 log = structlog.get_logger("gateway.users")
+
+SESSION_ENTRY_VERSION = 1
+
+
+def session_key(user_id: int) -> str:
+    return f"tokens:{user_id}"
+
 
 # Seconds a revocation outlives its token's expiry, for gateways whose clocks run behind this one's.
 CLOCK_SKEW_ALLOWANCE = 300
@@ -75,10 +88,11 @@ def address_key(address: str) -> str:
 
 
 class Accounts:
-    def __init__(self, config: Config, db: Database, clock: Clock):
+    def __init__(self, config: Config, db: Database, clock: Clock, cache: BaseCache | None = None):
         self.config = config
         self.db = db
         self.clock = clock
+        self.cache = cache
         self.by_username = Throttle(db, clock, "login-user", Limit(config.login_failures, config.login_window))
         self.by_address = Throttle(db, clock, "login-address", Limit(config.login_address_failures, config.login_window))
 
@@ -127,17 +141,29 @@ class Accounts:
     async def authenticate(self, token: str) -> TokenUser:
         """Who an access token speaks for; TokenExpired, InvalidToken, TokenRevoked or UnknownUser."""
         user = verify_token(self.config.jwt_secret, token)
-        state = await tokens_db.token_state(self.db, user.user_id, user.token_id)
+        state = await self._token_state(user.user_id)
         if state is None:
             raise UnknownUser()
-        if state["revoked"] or state["token_generation"] != user.generation:
+        if user.token_id in state["revoked"] or state["gen"] != user.generation:
             raise TokenRevoked()
         return user
+
+    async def _token_state(self, user_id: int) -> dict | None:
+        """The user's session entry (module docstring), from the cache when it is there."""
+
+        async def load() -> dict | None:
+            row = await tokens_db.token_state(self.db, user_id, stamp_now(self.clock))
+            if row is None:
+                return None
+            return {"v": SESSION_ENTRY_VERSION, "gen": row["token_generation"], "revoked": row["revoked"]}
+
+        return await read_through(self.cache, session_key(user_id), SESSION_ENTRY_VERSION, load)
 
     async def log_out(self, user: TokenUser) -> None:
         """End the access token ``user`` came with, on every gateway, at once."""
         expires_at = timestamp(datetime.fromtimestamp(user.expires_at, timezone.utc))
         await tokens_db.revoke(self.db, user.token_id, user.user_id, expires_at, stamp_now(self.clock))
+        await forget(self.cache, session_key(user.user_id))
         log.info("logged_out")
 
     async def forget_expired_revocations(self) -> int:
@@ -159,6 +185,7 @@ class Accounts:
         new_hash = await hash_password(new)
         if await users_db.set_password(self.db, user.user_id, new_hash, row["password_hash"]) is None:
             raise WrongPassword()  # changed by another request since `current` was checked
+        await forget(self.cache, session_key(user.user_id))
         log.info("password_changed")
 
     async def profile(self, user_id: int) -> Row:

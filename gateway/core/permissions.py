@@ -20,7 +20,7 @@ commit): sharing and unsharing (gateway/core/sharing.py), deleting
 a missing file is never cached (lookups of unknown ids go to the database
 every time).
 
-Filling the cache cannot bring a stale answer back, thanks to leases (as in
+Filling the cache cannot bring a stale answer back, thanks to leases (gateway/core/cached.py, as in
 memcached's leases): a lookup that misses first ``add``s a unique lease token
 under the key (add only succeeds on an empty key), reads the database, then
 swaps the lease for the entry with a compare-and-set that succeeds only if the
@@ -38,23 +38,17 @@ long it can outlive the change.
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Any
 
-import structlog
 from aiocache.base import BaseCache
 
+from gateway.core.cached import forget, read_through
 from gateway.core.errors import FileNotFound
 from gateway.db import Database, Row
 from gateway.db import files as files_db
 from gateway.db import shares as shares_db
 
-log = structlog.get_logger("gateway.permissions")
-
 ENTRY_VERSION = 2
-LEASE_PREFIX = "lease:"
-# A lookup holds its lease at most this long; one stuck longer simply does not fill the cache.
-LEASE_TTL = 10
 # Statuses after which nothing about the row or its chunks changes until it is deleted.
 FINAL_STATUSES = ("uploaded", "failed")
 
@@ -106,46 +100,11 @@ class Permissions:
         """The cache entry of ``file_id`` (see the module docstring); None when there is no such file."""
         if not FILE_ID.fullmatch(file_id):
             return None
-        cache = self.cache
-        if cache is None:
-            return await self._load(file_id)
-        key = cache_key(file_id)
-        try:
-            cached = await cache.get(key)
-        except Exception as exc:  # noqa: BLE001 - the database is always there to answer
-            log.warning("cache_get_failed", key=key, error=repr(exc))
-            return await self._load(file_id)
-        if isinstance(cached, dict) and cached.get("v") == ENTRY_VERSION:
-            return cached
-        lease = None
-        if cached is None:
-            lease = LEASE_PREFIX + secrets.token_hex(12)
-            try:
-                await cache.add(key, lease, ttl=LEASE_TTL)
-            except ValueError:
-                lease = None  # another lookup holds a lease (or just filled it): do not race it
-            except Exception as exc:  # noqa: BLE001
-                log.warning("cache_add_failed", key=key, error=repr(exc))
-                lease = None
-        entry = await self._load(file_id)
-        if lease is not None and entry is not None:
-            try:
-                # Only if the key still holds our lease: an invalidation since the add deleted it.
-                await cache.set(key, entry, _cas_token=cache.serializer.dumps(lease))
-            except Exception as exc:  # noqa: BLE001
-                log.warning("cache_set_failed", key=key, error=repr(exc))
-        # A lease left on a missing file expires after LEASE_TTL; it only makes lookups skip the cache.
-        return entry
+        return await read_through(self.cache, cache_key(file_id), ENTRY_VERSION, lambda: self._load(file_id))
 
     async def invalidate(self, file_id: str) -> None:
         """Forget what the cache knows of ``file_id``; call it after the change is committed."""
-        if self.cache is None:
-            return
-        try:
-            await self.cache.delete(cache_key(file_id))
-        except Exception as exc:  # noqa: BLE001
-            # Nothing else can be done here; the TTL bounds how long the entry can live.
-            log.error("cache_invalidation_failed", file_id=file_id, error=repr(exc))
+        await forget(self.cache, cache_key(file_id))
 
     async def _current(self, entry: dict, file_id: str) -> tuple[Row | None, list[Row] | None]:
         """(row, chunks or None): cached for a final state, read fresh for an upload in progress."""
