@@ -1,19 +1,31 @@
 """All benchmarks, one table each: ``./dev bench`` (``python -m bench``).
 
-    python -m bench            full sizes (1 GiB transfers; several minutes)
-    python -m bench --smoke    tiny sizes: checks the benchmarks run, not how fast
+    python -m bench                       every benchmark at full size (1 GiB transfers; several minutes)
+    python -m bench --smoke               tiny sizes: checks the benchmarks run, not how fast
+    python -m bench NAME [OPTIONS]        one benchmark (transfer, download, control) with its own options,
+                                          e.g. python -m bench transfer --size-mib 512 --runs 5 --upload-only
+    python -m bench NAME --help           those options
 
 Every figure is a median of several runs with min and max, and ratios are
 against a baseline measured in the same run, because these machines are noisy.
+The benchmarks use the service's public interfaces only: the local stack's
+launcher, the HTTP API, the S3 API and the ``dbx`` command.
 """
 from __future__ import annotations
 
 import argparse
-import platform
 import os
+import platform
 import sys
 
 from bench import control, download, transfer
+
+BENCHMARKS = {"transfer": transfer.main, "download": download.main, "control": control.main}
+SMOKE = {
+    "transfer": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"],
+    "download": ["--size", "9", "--runs", "1"],
+    "control": ["--seconds", "0.5", "--runs", "1", "--files", "3", "--concurrency", "4"],
+}
 
 
 def describe_machine() -> str:
@@ -30,18 +42,17 @@ def describe_machine() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and single runs")
+    parser.add_argument("name", nargs="?", choices=sorted(BENCHMARKS), help="run only this benchmark")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
     args = parser.parse_args(argv)
-    print(f"machine: {describe_machine()}")
-    if args.smoke:
-        transfer.main(["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"])
-        download.main(["--size", "9", "--runs", "1"])
-        control.main(["--seconds", "0.5", "--runs", "1", "--files", "3", "--concurrency", "4"])
-    else:
-        transfer.main([])
-        download.main([])
-        control.main([])
+    if args.options and not args.name:
+        parser.error("options need a benchmark NAME before them")
+    print(f"machine: {describe_machine()}", flush=True)
+    for name in [args.name] if args.name else BENCHMARKS:
+        BENCHMARKS[name]((SMOKE[name] if args.smoke else []) + args.options)
     return 0
 
 

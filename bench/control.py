@@ -13,14 +13,13 @@ import asyncio
 import hashlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
 
 import aiohttp
 
-from bench.stack import BenchStack, Figure, print_table
+from bench.stack import BenchStack, Figure, print_table, signup
 from protocol.fingerprints import file_fingerprint
 
 
@@ -37,32 +36,24 @@ def random_claim(chunk_size: int, chunks: int = 3) -> dict:
 
 async def populate(gateway_url: str, chunk_size: int, uploaded: int, uploading: int) -> dict:
     """An owner with small uploaded files shared with a reader, and some uploads under way."""
-    async with aiohttp.ClientSession() as session:
+    (_, owner), (reader_name, reader) = signup(gateway_url), signup(gateway_url)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {owner}"}) as session:
 
-        async def post(path: str, token: str | None = None, **kwargs) -> dict:
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            async with session.post(gateway_url + path, headers=headers, **kwargs) as response:
+        async def post(path: str, **kwargs) -> dict:
+            async with session.post(gateway_url + path, **kwargs) as response:
                 body = await response.json()
                 if response.status >= 300:
                     raise RuntimeError(f"POST {path}: {response.status} {body}")
                 return body
 
-        async def signup() -> tuple[str, str]:
-            name = "bench-" + secrets.token_hex(4)
-            password = "bench password " + secrets.token_hex(4)
-            await post("/dropbox/v1/users", json={"username": name, "email": f"{name}@example.com", "password": password})
-            login = await post("/dropbox/v1/tokens", json={"username": name, "password": password})
-            return name, login["access_token"]
-
-        (_, owner), (reader_name, reader) = await signup(), await signup()
         files = []
         for n in range(uploaded):
             form = aiohttp.FormData()
             form.add_field("file_metadata", json.dumps({"file_name": f"bench-{n}.txt", "file_type": "text/plain"}))
             form.add_field("file", os.urandom(1024 + n), filename=f"bench-{n}.txt")
-            files.append((await post("/dropbox/v1/files", owner, data=form))["file_id"])
-            await post("/dropbox/v1/files/share", owner, json={"file_id": files[-1], "users": [reader_name]})
-        uploads = [(await post("/dropbox/v1/files", owner, json=random_claim(chunk_size)))["file_id"] for _ in range(uploading)]
+            files.append((await post("/dropbox/v1/files", data=form))["file_id"])
+            await post("/dropbox/v1/files/share", json={"file_id": files[-1], "users": [reader_name]})
+        uploads = [(await post("/dropbox/v1/files", json=random_claim(chunk_size)))["file_id"] for _ in range(uploading)]
     return {"owner": owner, "reader": reader, "files": files, "uploads": uploads}
 
 
@@ -97,7 +88,7 @@ def get_requests(stack: BenchStack, data: dict, who: str) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench control", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)

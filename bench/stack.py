@@ -1,13 +1,21 @@
-"""A throwaway local stack for benchmarks: embedded store, gateway process, optional CDN tier.
+"""A throwaway local stack for benchmarks, started the way a user starts one.
 
-The gateway runs as its own process (``python -m gateway``), as in production,
-so its CPU time can be read from /proc and load generators can run beside it.
+The benchmarks see the service only through its public interfaces: the local
+stack's launcher (``python -m deploy.stack``, what ``./dev up`` runs) on free
+ports in a temporary state directory, the HTTP API, the S3 API of the store
+(boto3, with the credentials the launcher wrote to ``stack.env``) and the
+``dbx`` command. Gateway settings go in as ``GATEWAY_*`` environment
+variables, as they would for ``./dev up``. The gateway's CPU time is read from
+/proc (it is a process like any other).
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -17,9 +25,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage.embedded import EmbeddedStore, free_port
-
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+READY_LINE = "the local stack is up"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @dataclass
@@ -36,35 +49,50 @@ class Figure:
         return f"{self.median:,.1f} (min {min(self.values):,.1f}, max {max(self.values):,.1f})"
 
 
+def ratio(values: list[float]) -> str:
+    """Per-run ratios: median, min and max, two decimals (``0.97x (min 0.91, max 1.02)``)."""
+    return f"{statistics.median(values):.2f}x (min {min(values):.2f}, max {max(values):.2f})"
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
 @dataclass
 class BenchStack:
+    """``with BenchStack() as stack:`` the local stack on free ports; stopped and deleted on exit."""
+
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dropbox-bench-")))
     chunk_size: int = 8 * 1024 * 1024
-    with_cdn: bool = False
     gateway_env: dict[str, str] = field(default_factory=dict)
-    store: EmbeddedStore | None = None
-    gateway: subprocess.Popen | None = None
-    cdn: object | None = None
+    process: subprocess.Popen | None = None
+    started: list[int] = field(default_factory=list)  # the launcher's children: store, gateway, nginx
 
     def __post_init__(self) -> None:
-        self.gateway_port = free_port()
-        self.cdn_port = free_port()
+        self.gateway_port, self.cdn_port, self.s3_port = free_port(), free_port(), free_port()
+        self.state = self.root / "state"
         self.env = {
             **os.environ,
-            "GATEWAY_HOST": "127.0.0.1",
-            "GATEWAY_PORT": str(self.gateway_port),
-            "GATEWAY_PUBLIC_URL": self.gateway_url,
-            "GATEWAY_DATABASE_PATH": str(self.root / "gateway.sqlite3"),
             "GATEWAY_S3_ACCESS_KEY": "bench",
-            "GATEWAY_S3_SECRET_KEY": secrets.token_urlsafe(24),
             "GATEWAY_S3_BUCKET": "bench-content",
-            "GATEWAY_JWT_SECRET": secrets.token_urlsafe(32),
-            "GATEWAY_EVENTS_TOKEN": secrets.token_urlsafe(24),
-            "GATEWAY_CDN_SECRET": secrets.token_urlsafe(24),
-            # The CDN tier's read-only store key.
-            "CDN_S3_ACCESS_KEY": "bench-cdn",
-            "CDN_S3_SECRET_KEY": secrets.token_urlsafe(24),
-            "GATEWAY_CDN_URL": f"http://127.0.0.1:{self.cdn_port}",
             "GATEWAY_CHUNK_SIZE": str(self.chunk_size),
             "GATEWAY_LOG_LEVEL": "warning",
             **self.gateway_env,
@@ -74,60 +102,77 @@ class BenchStack:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
-    def __enter__(self) -> "BenchStack":
-        self.store = EmbeddedStore(
-            self.root / "store",
-            self.env["GATEWAY_S3_ACCESS_KEY"],
-            self.env["GATEWAY_S3_SECRET_KEY"],
-            self.env["GATEWAY_S3_BUCKET"],
-            s3_port=free_port(),
-            webhook_url=f"{self.gateway_url}/dropbox/v1/events/seaweedfs",
-            webhook_token=self.env["GATEWAY_EVENTS_TOKEN"],
-            reader_keys=(self.env["CDN_S3_ACCESS_KEY"], self.env["CDN_S3_SECRET_KEY"]),
-        ).start()
-        self.env["GATEWAY_S3_ENDPOINT"] = self.store.endpoint
-        log = open(self.root / "gateway.log", "ab")
-        self.gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self._wait(f"{self.gateway_url}/readyz")
-        if self.with_cdn:
-            from cdn.nginx import start_local_cdn
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
 
-            self.cdn = start_local_cdn(self.root / "cdn", self.env, self.cdn_port)
+    def __enter__(self) -> "BenchStack":
+        self.root.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "deploy.stack", "--state", str(self.state),
+                   "--gateway-port", str(self.gateway_port), "--cdn-port", str(self.cdn_port),
+                   "--s3-port", str(self.s3_port)]
+        self.log = open(self.root / "stack.log", "w+b")
+        self.process = subprocess.Popen(command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready(timeout=120)
+        except BaseException:
+            self.__exit__()
+            raise
+        self.started = children(self.process.pid)
         return self
 
-    def _wait(self, url: str, timeout: float = 60) -> None:
+    def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.gateway.poll() is not None:
-                raise RuntimeError(f"the gateway exited; see {self.root / 'gateway.log'}")
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"{url} did not answer in {timeout}s")
+            output = (self.root / "stack.log").read_text(errors="replace")
+            if READY_LINE in output:
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the local stack exited with {self.process.returncode}:\n{output[-3000:]}")
+            time.sleep(0.2)
+        raise RuntimeError(f"the local stack was not up within {timeout}s; see {self.root / 'stack.log'}")
 
     def __exit__(self, *exc) -> None:
-        if self.cdn is not None:
-            self.cdn.stop()
-        if self.gateway and self.gateway.poll() is None:
-            self.gateway.terminate()
-            self.gateway.wait(15)
-        if self.store:
-            self.store.stop()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # the launcher stops what it started
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for pid in self.started:  # only if the launcher could not stop them itself
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
         # Gigabytes of test files and store data: never leave them behind.
         shutil.rmtree(self.root, ignore_errors=True)
 
     def gateway_cpu_seconds(self) -> float:
         """User + system CPU time the gateway process has used so far."""
-        fields = Path(f"/proc/{self.gateway.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        [pid] = [p for p in self.started if "gateway" in command_line(p)]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
+    def stack_settings(self) -> dict[str, str]:
+        """``stack.env``: the secrets the launcher generated."""
+        values = {}
+        for line in (self.state / "stack.env").read_text().splitlines():
+            name, _, value = line.partition("=")
+            values[name] = value
+        return values
+
+    @property
+    def bucket(self) -> str:
+        return self.env["GATEWAY_S3_BUCKET"]
+
     def s3_credentials(self) -> dict[str, str]:
+        """What an S3 client (boto3) needs to reach the store as the gateway does."""
         return {
-            "endpoint_url": self.store.endpoint,
+            "endpoint_url": self.s3_endpoint,
             "aws_access_key_id": self.env["GATEWAY_S3_ACCESS_KEY"],
-            "aws_secret_access_key": self.env["GATEWAY_S3_SECRET_KEY"],
+            "aws_secret_access_key": self.stack_settings()["GATEWAY_S3_SECRET_KEY"],
             "region_name": "us-east-1",
         }
 
@@ -141,18 +186,19 @@ def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
 
 
-def signup(gateway_url: str, username: str | None = None, password: str = "bench password") -> str:
-    """Create a user and return an access token."""
-    import json
+def api_post(gateway_url: str, path: str, body: dict, token: str | None = None) -> dict:
+    """One JSON POST to the gateway's API; raises with the answer unless it is 2xx."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(gateway_url + path, data=json.dumps(body).encode(), headers=headers)
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
 
+
+def signup(gateway_url: str, username: str | None = None, password: str = "bench password") -> tuple[str, str]:
+    """Create a user through the API; return (username, access token)."""
     username = username or "bench-" + secrets.token_hex(4)
-
-    def post(path: str, body: dict) -> dict:
-        request = urllib.request.Request(
-            gateway_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request) as response:
-            return json.load(response)
-
-    post("/dropbox/v1/users", {"username": username, "email": f"{username}@example.com", "password": password})
-    return post("/dropbox/v1/tokens", {"username": username, "password": password})["access_token"]
+    api_post(gateway_url, "/dropbox/v1/users",
+             {"username": username, "email": f"{username}@example.com", "password": password})
+    return username, api_post(gateway_url, "/dropbox/v1/tokens", {"username": username, "password": password})["access_token"]

@@ -1,17 +1,22 @@
 """Moving bytes: our flow against a plain S3 client, and against the machine's SHA-256 speed.
 
-Upload: the real `dbx` command (fingerprint + presigned parallel chunks +
+Upload: the real `dbx` command (start, fingerprint, presigned parallel chunks,
 completion) versus boto3's ``upload_file`` of the same file to the same store,
-same part size and concurrency. Download: `dbx download` through the CDN tier
-versus boto3's ``download_file``. Also: SHA-256 throughput (which bounds the
-client), the gateway's CPU seconds per GiB uploaded (read from /proc), a
-same-user re-upload (should cost the fingerprinting plus one request), and
-the client's peak memory. Each figure is a median of several runs.
+same part size and concurrency, twice: called in this process with its client
+made beforehand (the strict baseline, which pays no start-up), and as a
+command of its own (``bench/s3copy.py``: starts Python, imports boto3, makes
+the client, as dbx must). Download: `dbx download` through the CDN tier versus
+boto3's ``download_file``. Each run times every side, in turns (the order
+rotates from run to run), and takes its ratios within the run, so a
+neighbour's load on the machine hits all sides alike; the ratios shown are the
+median of the runs' ratios, with min and max. Also: SHA-256 throughput, the
+gateway's CPU seconds per GiB uploaded (read from /proc), a same-user
+re-upload (should cost the fingerprinting plus one request), and the client's
+peak memory.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -19,123 +24,139 @@ import sys
 import time
 from pathlib import Path
 
-from bench.stack import BenchStack, Figure, print_table, signup
-from protocol.fingerprints import fingerprint_stream
-
-MIB = 1024 * 1024
+from bench.dbx import MIB, Dbx, file_sha256, make_file
+from bench.stack import BenchStack, Figure, print_table, ratio
 
 
-def make_file(path: Path, size: int) -> None:
-    with open(path, "wb") as handle:
-        remaining = size
-        while remaining:
-            block = os.urandom(min(remaining, 16 * MIB))
-            handle.write(block)
-            remaining -= len(block)
-
-
-def run_dbx(args: list[str], env: dict[str, str]) -> tuple[float, dict, int]:
-    """Run the real client; return (seconds, its --json answer, peak RSS in KiB)."""
+def timed(action) -> float:
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "client.cli", *args, "--json", "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    out, err = process.stdout.read(), process.stderr.read()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise RuntimeError(f"dbx {' '.join(args)} failed ({process.returncode}): {err.decode()[-500:]}")
-    lines = [line for line in out.decode().splitlines() if line.strip()]
-    return seconds, (json.loads(lines[-1]) if lines else {}), usage.ru_maxrss
+    action()
+    return time.perf_counter() - started
 
 
-def client_env(stack: BenchStack, home: Path, token_user: str, password: str) -> dict[str, str]:
-    env = dict(stack.env, XDG_CONFIG_HOME=str(home), DBX_SERVER=stack.gateway_url, DBX_PASSWORD=password)
-    env.pop("GATEWAY_LOG_LEVEL", None)
-    subprocess.run(
-        [sys.executable, "-m", "client.cli", "login", token_user, "--quiet"], env=env, check=True, capture_output=True
-    )
-    return env
+def sha256_speed(path: Path) -> float:
+    """MiB/s of one thread's SHA-256 over the file (from the page cache)."""
+    return path.stat().st_size / MIB / timed(lambda: file_sha256(path))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench transfer", description=__doc__)
     parser.add_argument("--size-mib", type=int, default=1024, help="file size in MiB (default 1024)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--chunk-mib", type=int, default=8)
+    parser.add_argument("--upload-only", action="store_true", help="skip the downloads and the re-upload")
+    parser.add_argument("--other-client", metavar="DIR",
+                        help="also time the dbx of another checkout (DIR holds its client/ and protocol/) in the same "
+                             "runs: a before/after comparison that the machine's load cannot skew")
     args = parser.parse_args(argv)
     import boto3
     from boto3.s3.transfer import TransferConfig
 
     size = args.size_mib * MIB
     chunk = args.chunk_mib * MIB
-    with BenchStack(chunk_size=chunk, with_cdn=True) as stack:
-        source = stack.root / "source.bin"
-        make_file(source, size)
-        mib = size / MIB
+    mib = size / MIB
+    with BenchStack(chunk_size=chunk) as stack:
+        source = make_file(stack.root / "source.bin", size)
         s3 = boto3.client("s3", **stack.s3_credentials())
-        bucket = stack.env["GATEWAY_S3_BUCKET"]
         transfer = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=args.parallel)
 
-        hashing, ours_up, plain_up, cpu_per_gib, ours_down, plain_down, reupload = [], [], [], [], [], [], []
-        peak_rss = []
+        hashing, cpu_per_gib, reupload, peak_rss = [], [], [], []
+        speeds: dict[str, list[float]] = {"dbx up": [], "boto3 up": [], "boto3 command up": [], "dbx down": [],
+                                          "boto3 down": [], "other dbx up": []}
+        up_ratios, command_ratios, down_ratios, other_ratios = [], [], [], []
+        credentials = stack.s3_credentials()
+        command_env = {**os.environ, "AWS_ENDPOINT_URL": credentials["endpoint_url"],
+                       "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
+                       "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"]}
         for run in range(args.runs):
-            started = time.perf_counter()
-            with open(source, "rb") as handle:
-                fingerprint_stream(handle, chunk)
-            hashing.append(mib / (time.perf_counter() - started))
-
+            hashing.append(sha256_speed(source))
             # A new user each run: the same user would be deduplicated and move no bytes.
-            username, password = f"bench-{run}-{os.getpid()}", "bench password"
-            signup(stack.gateway_url, username, password)
-            env = client_env(stack, stack.root / f"home-{run}", username, password)
-            cpu_before = stack.gateway_cpu_seconds()
-            seconds, result, rss = run_dbx(["upload", str(source), "--parallel", str(args.parallel)], env)
-            cpu_per_gib.append((stack.gateway_cpu_seconds() - cpu_before) / (size / 1024**3))
-            ours_up.append(mib / seconds)
-            peak_rss.append(rss / 1024)
-            file_id = result["file_id"]
+            dbx = Dbx(stack, stack.root / f"home-{run}")
+            result: dict = {}
 
-            seconds, _, _ = run_dbx(["upload", str(source)], env)
-            reupload.append(seconds)
+            def dbx_upload() -> None:
+                nonlocal result
+                cpu_before = stack.gateway_cpu_seconds()
+                seconds, result, rss = dbx("upload", str(source), "--parallel", str(args.parallel))
+                cpu_per_gib.append((stack.gateway_cpu_seconds() - cpu_before) / (size / 1024**3))
+                speeds["dbx up"].append(mib / seconds)
+                peak_rss.append(rss / 1024)
 
-            started = time.perf_counter()
-            s3.upload_file(str(source), bucket, f"bench/plain-{run}", Config=transfer)
-            plain_up.append(mib / (time.perf_counter() - started))
+            def boto3_upload() -> None:
+                speeds["boto3 up"].append(mib / timed(
+                    lambda: s3.upload_file(str(source), stack.bucket, f"bench/plain-{run}", Config=transfer)))
 
+            def boto3_command_upload() -> None:
+                speeds["boto3 command up"].append(mib / timed(lambda: subprocess.run(
+                    [sys.executable, "-m", "bench.s3copy", str(source), stack.bucket, f"bench/command-{run}",
+                     "--chunk-mib", str(args.chunk_mib), "--parallel", str(args.parallel)], env=command_env,
+                    check=True)))
+
+            def other_dbx_upload() -> None:
+                other = Dbx(stack, stack.root / f"other-home-{run}")
+                other.env["PYTHONPATH"] = str(Path(args.other_client).resolve())
+                speeds["other dbx up"].append(mib / other("upload", str(source), "--parallel", str(args.parallel))[0])
+
+            uploads = [dbx_upload, boto3_upload, boto3_command_upload] + ([other_dbx_upload] if args.other_client else [])
+            for action in uploads[run % len(uploads):] + uploads[:run % len(uploads)]:
+                action()
+            up_ratios.append(speeds["dbx up"][-1] / speeds["boto3 up"][-1])
+            if args.other_client:
+                other_ratios.append(speeds["other dbx up"][-1] / speeds["boto3 up"][-1])
+            command_ratios.append(speeds["dbx up"][-1] / speeds["boto3 command up"][-1])
+            if args.upload_only:
+                continue
+
+            reupload.append(dbx("upload", str(source))[0])
             target = stack.root / f"download-{run}.bin"
-            seconds, _, rss = run_dbx(["download", str(file_id), "-o", str(target)], env)
-            ours_down.append(mib / seconds)
-            peak_rss.append(rss / 1024)
-            target.unlink()
 
-            started = time.perf_counter()
-            s3.download_file(bucket, f"bench/plain-{run}", str(target), Config=transfer)
-            plain_down.append(mib / (time.perf_counter() - started))
-            target.unlink()
+            def dbx_download() -> None:
+                seconds, _, rss = dbx("download", "-o", str(target), "--", str(result["file_id"]))
+                speeds["dbx down"].append(mib / seconds)
+                peak_rss.append(rss / 1024)
+                target.unlink()
 
-        up, down, sha = Figure(ours_up), Figure(plain_up), Figure(hashing)
+            def boto3_download() -> None:
+                speeds["boto3 down"].append(mib / timed(
+                    lambda: s3.download_file(stack.bucket, f"bench/plain-{run}", str(target), Config=transfer)))
+                target.unlink()
+
+            # The CDN tier's first GET of this content is a miss whichever goes first.
+            for action in ((dbx_download, boto3_download) if run % 2 == 0 else (boto3_download, dbx_download)):
+                action()
+            down_ratios.append(speeds["dbx down"][-1] / speeds["boto3 down"][-1])
+
+        sha = Figure(hashing)
         rows = [
-            ("SHA-256 of the file (bounds the client)", f"{sha} MiB/s", ""),
-            ("upload: dbx (fingerprint + chunks + complete)", f"{up} MiB/s", f"{up.median / down.median:.2f}x boto3"),
-            ("upload: boto3 upload_file", f"{down} MiB/s", "1.00x"),
-            ("download: dbx via CDN (first: miss)", f"{Figure(ours_down)} MiB/s",
-             f"{Figure(ours_down).median / Figure(plain_down).median:.2f}x boto3"),
-            ("download: boto3 download_file", f"{Figure(plain_down)} MiB/s", "1.00x"),
+            ("SHA-256 of the file, one thread", f"{sha} MiB/s", ""),
+            ("upload: dbx (start, fingerprint, chunks, complete)", f"{Figure(speeds['dbx up'])} MiB/s",
+             f"{ratio(up_ratios)} boto3"),
+            *([(f"upload: dbx of {args.other_client}", f"{Figure(speeds['other dbx up'])} MiB/s",
+                f"{ratio(other_ratios)} boto3")] if args.other_client else []),
+            ("upload: boto3 upload_file, in this process", f"{Figure(speeds['boto3 up'])} MiB/s", "1.00x"),
+            ("upload: boto3 upload_file, as a command", f"{Figure(speeds['boto3 command up'])} MiB/s",
+             f"dbx at {ratio(command_ratios)}"),
+        ]
+        if not args.upload_only:
+            rows += [
+                ("download: dbx via CDN (first: miss)", f"{Figure(speeds['dbx down'])} MiB/s",
+                 f"{ratio(down_ratios)} boto3"),
+                ("download: boto3 download_file", f"{Figure(speeds['boto3 down'])} MiB/s", "1.00x"),
+                ("re-upload, same user (no bytes move)", f"{Figure(reupload)} s",
+                 f"{Figure(reupload).median / (mib / sha.median):.2f}x one-thread hashing time"),
+            ]
+        rows += [
             ("gateway CPU per GiB uploaded", f"{Figure(cpu_per_gib)} s", ""),
-            ("re-upload, same user (no bytes move)", f"{Figure(reupload)} s",
-             f"{Figure(reupload).median / (mib / sha.median):.2f}x hashing time"),
             ("client peak memory (RSS)", f"{Figure(peak_rss)} MiB", ""),
         ]
         print_table(
             f"Transfers: {args.size_mib} MiB file, {args.chunk_mib} MiB chunks, {args.parallel} in parallel, "
-            f"median of {args.runs} runs (min, max)",
+            f"median of {args.runs} runs (min, max); ratios within each run",
             rows,
             ("measure", "figure", "ratio"),
         )
-        shutil.rmtree(stack.root / "cdn" / "cache", ignore_errors=True)
+        shutil.rmtree(stack.state / "cdn" / "cache", ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any, Iterable
 from urllib.parse import quote
 
@@ -20,11 +23,14 @@ from client.errors import (
     NotFound,
     Refused,
     ServerError,
+    Throttled,
     Unreachable,
 )
 
 API = "/dropbox/v1"
 USER_AGENT = "dbx-client/0.1"
+FILES_HINT = "`dbx ls` lists your files and those shared with you"
+LINKS_HINT = "`dbx links FILE_ID` lists the links of a file you own"
 
 
 def connection_reason(exc: BaseException) -> str:
@@ -44,6 +50,31 @@ def connection_reason(exc: BaseException) -> str:
 
 
 TRANSPORT_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> int | None:
+    """A ``Retry-After`` header as whole seconds from now: delta-seconds or an HTTP date; None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0, math.ceil(when.timestamp() - (time.time() if now is None else now)))
+
+
+def wait_words(seconds: int | None) -> str:
+    """'in 42 seconds', 'in 3 minutes', or 'later' when the gateway did not say."""
+    if seconds is None:
+        return "later"
+    if seconds < 120:
+        return f"in {seconds} second{'s' if seconds != 1 else ''}"
+    return f"in {math.ceil(seconds / 60)} minutes"
 
 
 def make_session(**kwargs: Any) -> aiohttp.ClientSession:
@@ -94,10 +125,12 @@ class GatewayClient:
         auth: bool = True,
         ok: Iterable[int] = (200,),
         what: str | None = None,
+        hint: str = FILES_HINT,
     ) -> tuple[int, Any]:
         """Send one request; answer (status, parsed JSON body) for the ``ok`` statuses.
 
-        ``what`` names the thing asked for in not-found messages ("file 42").
+        ``what`` names the thing asked for in not-found messages ("file 42"),
+        ``hint`` says there where to look for the right one.
         """
         headers = {"Accept": "application/json"}
         if auth:
@@ -112,6 +145,7 @@ class GatewayClient:
                 raw = await resp.read()
                 status = resp.status
                 request_id = resp.headers.get("X-Request-Id")
+                retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
         except TRANSPORT_ERRORS as exc:
             raise Unreachable(
                 f"cannot reach the gateway at {self.server} ({connection_reason(exc)}); "
@@ -127,14 +161,18 @@ class GatewayClient:
             if body is None and raw:
                 raise ServerError(f"the gateway answered {method} {path} with something that is not JSON")
             return status, body
-        raise self._error(method, path, status, body, request_id, what)
+        raise self._error(method, path, status, body, request_id, what, hint=hint, retry_after=retry_after)
 
-    def _error(self, method: str, path: str, status: int, body: Any, request_id: str | None, what: str | None) -> ClientError:
+    def _error(self, method: str, path: str, status: int, body: Any, request_id: str | None, what: str | None,
+               *, hint: str = FILES_HINT, retry_after: int | None = None) -> ClientError:
+        """The one mapping from the gateway's error answers to the client's errors and exit codes."""
         error = body.get("error") if isinstance(body, dict) else None
         error = error if isinstance(error, dict) else {}
         code = str(error.get("code") or "")
         message = str(error.get("message") or "").rstrip(".")
         details = {k: v for k, v in error.items() if k not in ("code", "message")}
+        if status == 429:
+            return self._throttled(code, message, retry_after)
         if status == 401:
             if code == "invalid_credentials":
                 return BadLogin(
@@ -144,6 +182,11 @@ class GatewayClient:
             if code == "token_expired":
                 return AuthRequired(
                     f"your session on {self.server} has expired; run `dbx login`", code=code, status=status
+                )
+            if code == "token_revoked":
+                return AuthRequired(
+                    f"your session on {self.server} ended (logged out, or the password changed); "
+                    "log in again: `dbx login`", code=code, status=status,
                 )
             reason = f" ({message})" if message else ""
             return AuthRequired(
@@ -160,8 +203,14 @@ class GatewayClient:
             subject = what or "it"
             reason = f": {message}" if message else ""
             return NotFound(
-                f"{subject} was not found on {self.server}{reason}; `dbx ls` lists your files and those shared with you",
+                f"{subject} was not found on {self.server}{reason}; {hint}",
                 code=code or "not_found", status=status, **details,
+            )
+        if status == 403 and code == "quota_exceeded":
+            return Refused(
+                f"your storage quota on {self.server} is full{': ' + message if message else ''}; "
+                "`dbx whoami` shows how much you use, `dbx rm` frees space",
+                code=code, status=status, **details,
             )
         if status == 403:
             return AuthRequired(
@@ -183,6 +232,19 @@ class GatewayClient:
             "try again later, and tell its operator if it persists",
             code=code or "server_error", status=status,
         )
+
+    def _throttled(self, code: str, message: str, retry_after: int | None) -> Throttled:
+        when = wait_words(retry_after)
+        if code == "too_many_attempts":
+            text = (f"too many failed logins on {self.server} for this username or from this address; "
+                    f"wait and try again {when}")
+        elif code == "too_many_uploads":
+            text = (f"you have as many uploads in progress on {self.server} as it allows; finish them "
+                    f"(run `dbx upload` on those files again) or remove them (`dbx ls` shows them as uploading, "
+                    f"`dbx rm` removes one), or try again {when}")
+        else:
+            text = f"the gateway at {self.server} is busy{': ' + message if message else ''}; try again {when}"
+        return Throttled(text, code=code or "throttled", status=429, retry_after=retry_after)
 
     # -- the contract ---------------------------------------------------------------
 
@@ -208,6 +270,45 @@ class GatewayClient:
 
     async def me(self) -> dict:
         return (await self.request("GET", f"{API}/users/me"))[1]
+
+    async def revoke_token(self) -> None:
+        """End the session of this client's token (contract v1.1)."""
+        await self.request("DELETE", f"{API}/tokens/current", ok=(204, 200))
+
+    async def change_password(self, current: str, new: str) -> None:
+        """Contract v1.1: 204, and every token issued before stops working; 403 wrong current password."""
+        try:
+            await self.request("PUT", f"{API}/users/me/password",
+                               json_body={"current_password": current, "new_password": new}, ok=(204, 200))
+        except AuthRequired as exc:
+            if exc.status == 403:
+                raise BadLogin("the current password is wrong; nothing was changed", code=exc.code,
+                               status=403) from None
+            raise
+
+    async def create_link(self, file_id: Any, expires_in: int | None = None, password: str | None = None) -> dict:
+        body: dict[str, Any] = {}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        if password is not None:
+            body["password"] = password
+        try:
+            return (await self.request("POST", f"{API}/files/{_seg(file_id)}/links", json_body=body, ok=(201, 200),
+                                       what=f"file {file_id} (among the files you own)"))[1]
+        except Refused as exc:
+            if exc.status == 409:
+                raise Refused(f"file {file_id} is not uploaded (yet); a link can be made once it is "
+                              f"(`dbx info {file_id}` shows its status)", code=exc.code, status=409) from None
+            raise
+
+    async def list_links(self, file_id: Any) -> list[dict]:
+        answer = (await self.request("GET", f"{API}/files/{_seg(file_id)}/links",
+                                     what=f"file {file_id} (among the files you own)"))[1]
+        return list(answer.get("links", []))
+
+    async def delete_link(self, link_id: Any) -> None:
+        await self.request("DELETE", f"{API}/links/{_seg(link_id)}", ok=(204, 200),
+                           what=f"link {link_id} (of a file you own)", hint=LINKS_HINT)
 
     async def create_upload(self, metadata: dict) -> tuple[int, dict]:
         """POST /files: (201, new upload) or (200, an upload being resumed / already done)."""

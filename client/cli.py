@@ -2,13 +2,18 @@
 
     dbx signup [USERNAME] [--email EMAIL]     create an account and log in
     dbx login [USERNAME]                      log in; the token is kept in ~/.config/dbx
-    dbx logout | whoami
+    dbx logout [--local]                      end the session on the server, forget the token
+    dbx passwd                                change the password (ends every session), log in again
+    dbx whoami                                who you are, and how much of your quota you use
     dbx upload PATH... [--parallel N]         resumable, parallel, straight to the store
-    dbx download FILE_ID [-o PATH]            verified, resumable, from the CDN tier
+    dbx download FILE_ID [-o PATH] [--force]  verified, resumable, from the CDN tier
     dbx ls [--shared | --all]                 your files; files shared with you
     dbx info FILE_ID
     dbx share FILE_ID USER...
     dbx unshare FILE_ID USER
+    dbx link FILE_ID [--expires 7d] [--password | --password-stdin]   a link anyone can download with
+    dbx links FILE_ID                         a file's links
+    dbx unlink LINK_ID                        revoke a link
     dbx rm FILE_ID...
 
 Server: --server URL, else $DBX_SERVER, else the one last logged in to, else
@@ -31,11 +36,14 @@ from typing import Any, Callable
 from client import errors
 from client.api import GatewayClient
 from client.config import CredentialStore, Credentials, resolve_server
-from client.download import DownloadOptions, download_file
-from client.errors import AuthRequired, ClientError, NotFound, UsageError
-from client.upload import UploadOptions, error_json, human_size, upload_file
+from client.errors import AuthRequired, ClientError, NotFound, ServerError, Unreachable, UsageError
+from client.output import file_row, info_lines, link_summary, link_table, printable, whoami_lines
+from client.transfer import human_size
 
 RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?(?:/s)?\s*$", re.IGNORECASE)
+DURATION_PART = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
+DURATION = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$", re.IGNORECASE)
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_rate(text: str) -> float:
@@ -49,24 +57,37 @@ def parse_rate(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def parse_duration(text: str) -> int:
+    """'7d', '12h', '90m', '1w', '1d12h', '3600' (seconds) -> seconds."""
+    text = text.strip()
+    if text.isdigit():
+        seconds = int(text)
+    elif DURATION.match(text):
+        seconds = sum(int(n) * SECONDS[unit.lower()] for n, unit in DURATION_PART.findall(text))
+    else:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write it like 7d, 12h, 30m, 1w or 1d12h")
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("the duration must be longer than 0 seconds")
+    return seconds
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be at least 0")
-    return value
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
 
 
 class Parser(argparse.ArgumentParser):
@@ -83,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = Parser(prog="dbx", description="Client of the self-hosted Dropbox-like gateway.", parents=[common],
                     epilog="Exit codes: 0 ok, 1 unexpected, 2 usage, 3 unreachable, 4 wrong username/password, "
-                           "5 not logged in or session expired, 6 not found, 7 refused by the gateway, "
-                           "8 refused by the store, 9 integrity, 130 interrupted.")
+                           "5 not logged in or session ended, 6 not found, 7 refused by the gateway, "
+                           "8 refused by the store, 9 integrity, 10 local file exists (download --force), "
+                           "11 throttled (try again later), 130 interrupted.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
@@ -98,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--email", help="default: asked")
         p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
 
-    command("logout", "forget the token for this server")
-    command("whoami", "show who you are logged in as")
+    p = command("logout", "end the session on the server and forget its token")
+    p.add_argument("--local", action="store_true", help="only forget the token; do not ask the server to end it")
+    p = command("passwd", "change your password (every session ends), then log in again with the new one")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the current password from stdin's first line and the new one from its second")
+    command("whoami", "show who you are logged in as, and your storage quota")
 
     p = command("upload", "upload files (resumes an interrupted upload of the same file)")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -113,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("download", "download a file, verified against its fingerprint (resumes a partial one)")
     p.add_argument("file_id", metavar="FILE_ID")
     p.add_argument("-o", "--output", metavar="PATH", help="file or directory (default: its name, here)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite the local file if it exists")
     p.add_argument("-p", "--parallel", type=positive_int, default=4, help="chunks fetched at once (default 4)")
     p.add_argument("--retries", type=non_negative_int, default=6, help="retries (default 6)")
 
@@ -134,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file_id", metavar="FILE_ID")
     p.add_argument("user", metavar="USER")
 
+    p = command("link", "make a link anyone who has it can download a file you own with; prints its URL")
+    p.add_argument("file_id", metavar="FILE_ID")
+    p.add_argument("--expires", type=parse_duration, metavar="DURATION",
+                   help="the link stops working after this long: 7d, 12h, 30m, 1w (default: never)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--password", action="store_true", help="ask for a password the link will need")
+    group.add_argument("--password-stdin", action="store_true", help="read the link's password from stdin")
+
+    p = command("links", "list the links of a file you own")
+    p.add_argument("file_id", metavar="FILE_ID")
+
+    p = command("unlink", "revoke a link: it stops working at once")
+    p.add_argument("link_id", metavar="LINK_ID")
+
     p = command("rm", "delete files you own")
     p.add_argument("file_ids", nargs="+", metavar="FILE_ID")
     return parser
@@ -152,6 +193,13 @@ class Context:
 
     def emit(self, obj: Any) -> None:
         print(json.dumps(obj, default=str), flush=True)
+
+    def answer(self, obj: Any, text: str) -> None:
+        """The command's answer on stdout: ``obj`` as JSON with --json, else ``text`` for people."""
+        if self.json:
+            self.emit(obj)
+        else:
+            self.out(text)
 
     def info(self, text: str) -> None:
         if not self.quiet:
@@ -183,24 +231,35 @@ def ask_username(ctx: Context) -> str:
     raise UsageError("no username: give it as an argument or in $DBX_USERNAME")
 
 
+def read_stdin_line(what: str) -> str:
+    """The next line of stdin, without its line ending: for --password-stdin."""
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise UsageError(f"--password-stdin: stdin had no {what} on its line")
+    return line
+
+
+def ask_secret(what: str, confirm: bool = False) -> str:
+    """A secret typed at the terminal, not echoed; typed twice when ``confirm``."""
+    if not sys.stdin.isatty():
+        raise UsageError(f"no {what}: type it at a terminal, or pass --password-stdin")
+    value = getpass.getpass(f"{what}: ")
+    if not value:
+        raise UsageError(f"the {what} is empty")
+    if confirm and getpass.getpass(f"{what} again: ") != value:
+        raise UsageError(f"the two {what}s differ; run the command again")
+    return value
+
+
 def ask_password(ctx: Context, confirm: bool = False) -> str:
     if getattr(ctx.args, "password_stdin", False):
-        line = sys.stdin.readline()
-        password = line[:-1] if line.endswith("\n") else line
-        if not password:
-            raise UsageError("--password-stdin: stdin had no password on its first line")
-        return password
+        return read_stdin_line("password")
     password = os.environ.get("DBX_PASSWORD")
     if password:
         return password
     if not sys.stdin.isatty():
         raise UsageError("no password: type it at a terminal, or set $DBX_PASSWORD, or pass --password-stdin")
-    password = getpass.getpass("password: ")
-    if confirm and getpass.getpass("password again: ") != password:
-        raise UsageError("the two passwords differ; run the command again")
-    if not password:
-        raise UsageError("the password is empty")
-    return password
+    return ask_secret("password", confirm)
 
 
 async def log_in(ctx: Context, client: GatewayClient, username: str, password: str) -> dict:
@@ -224,10 +283,7 @@ async def cmd_signup(ctx: Context) -> int:
         user = await client.create_user(username, email, password)
         result = await log_in(ctx, client, username, password)
     result["user_id"] = user.get("user_id")
-    if ctx.json:
-        ctx.emit(result)
-    else:
-        ctx.out(f"Created {username} on {ctx.server} and logged in.")
+    ctx.answer(result, f"Created {username} on {ctx.server} and logged in.")
     return 0
 
 
@@ -236,19 +292,87 @@ async def cmd_login(ctx: Context) -> int:
     password = ask_password(ctx)
     async with ctx.client(auth=False) as client:
         result = await log_in(ctx, client, username, password)
-    if ctx.json:
-        ctx.emit(result)
-    else:
-        ctx.out(f"Logged in to {ctx.server} as {username}.")
+    ctx.answer(result, f"Logged in to {ctx.server} as {username}.")
     return 0
 
 
+async def end_session(ctx: Context, creds: Credentials) -> str:
+    """Ask the gateway to end the session: 'ended', 'already ended', or 'not supported' (an older gateway)."""
+    async with GatewayClient(ctx.server, creds.access_token) as client:
+        try:
+            await client.revoke_token()
+        except AuthRequired:
+            return "already ended"  # revoked or expired: the server takes it no more
+        except ServerError as exc:
+            if exc.code != "unsupported":
+                raise
+            return "not supported"
+    return "ended"
+
+
+LOGOUT_WORDS = {
+    "ended": "the session is ended on the server",
+    "already ended": "the session had already ended",
+    "expired": "the session had expired",
+    "not supported": "this gateway cannot end sessions, so the token stays valid until it expires",
+    "kept": "the token was only forgotten here; it stays valid until it expires",
+}
+
+
 async def cmd_logout(ctx: Context) -> int:
-    removed = ctx.store.remove(ctx.server)
-    if ctx.json:
-        ctx.emit({"ok": True, "server": ctx.server, "logged_out": removed})
+    creds = ctx.store.get(ctx.server)
+    if creds is None:
+        ctx.answer({"ok": True, "server": ctx.server, "logged_out": False},
+                   f"You were not logged in to {ctx.server}.")
+        return 0
+    if ctx.args.local:
+        session = "kept"
+    elif creds.expired:
+        session = "expired"
     else:
-        ctx.out(f"Logged out of {ctx.server}." if removed else f"You were not logged in to {ctx.server}.")
+        try:
+            session = await end_session(ctx, creds)
+        except (Unreachable, ServerError) as exc:
+            # Forgetting a token the server still takes would leave no way to end its session.
+            raise type(exc)(f"{exc.message}; the session is not ended, so the token is kept: run `dbx logout` again "
+                            "when the gateway answers, or `dbx logout --local` to only forget it (it then stays "
+                            "valid until it expires)", code=exc.code, status=exc.status) from None
+    ctx.store.remove(ctx.server)
+    ctx.answer({"ok": True, "server": ctx.server, "logged_out": True, "session": session},
+               f"Logged out of {ctx.server}: {LOGOUT_WORDS[session]}.")
+    return 0
+
+
+def read_passwords(ctx: Context) -> tuple[str, str]:
+    """(current, new): from stdin's first two lines with --password-stdin, else typed without echo."""
+    if ctx.args.password_stdin:
+        current, new = read_stdin_line("current password"), read_stdin_line("new password")
+    else:
+        current, new = ask_secret("current password"), ask_secret("new password", confirm=True)
+    if new == current:
+        raise UsageError("the new password is the current one; nothing was changed")
+    return current, new
+
+
+async def cmd_passwd(ctx: Context) -> int:
+    token = ctx.token()
+    current, new = read_passwords(ctx)
+    async with GatewayClient(ctx.server, token) as client:
+        username = ctx.store.get(ctx.server).username or (await client.me())["username"]
+        await client.change_password(current, new)
+        # Every token issued before the change has stopped working, this one too: log in again.
+        try:
+            result = await log_in(ctx, client, username, new)
+        except ClientError as exc:
+            ctx.store.remove(ctx.server)
+            result = {"ok": True, "server": ctx.server, "username": username, "logged_in": False,
+                      "login_error": exc.to_json()}
+            again = f"log in again: `dbx login {username}` ({exc.message})"
+        else:
+            result["logged_in"] = True
+            again = f"logged in again as {username}"
+    result["password_changed"] = True
+    ctx.answer(result, f"Password changed on {ctx.server}; every earlier session has ended; {again}.")
     return 0
 
 
@@ -258,7 +382,8 @@ async def cmd_whoami(ctx: Context) -> int:
     if ctx.json:
         ctx.emit({"server": ctx.server, **me})
     else:
-        ctx.out(f"{me.get('username')} <{me.get('email')}> on {ctx.server}")
+        for line in whoami_lines(me, ctx.server):
+            ctx.out(line)
     return 0
 
 
@@ -266,6 +391,8 @@ async def cmd_whoami(ctx: Context) -> int:
 
 
 async def cmd_upload(ctx: Context) -> int:
+    from client.upload import UploadOptions, error_json, upload_file  # only what this command needs: starts faster
+
     args = ctx.args
     if args.name and len(args.paths) > 1:
         raise UsageError("--name needs exactly one PATH")
@@ -296,7 +423,10 @@ async def cmd_upload(ctx: Context) -> int:
 
 
 async def cmd_download(ctx: Context) -> int:
-    options = DownloadOptions(parallel=ctx.args.parallel, retries=ctx.args.retries, quiet=ctx.quiet)
+    from client.download import DownloadOptions, download_file
+
+    options = DownloadOptions(parallel=ctx.args.parallel, retries=ctx.args.retries, quiet=ctx.quiet,
+                              force=ctx.args.force)
     async with ctx.client() as client:
         result = await download_file(client, ctx.args.file_id, ctx.args.output, options)
     if ctx.json:
@@ -306,20 +436,6 @@ async def cmd_download(ctx: Context) -> int:
         if ctx.quiet:
             ctx.out(result.path)
     return 0
-
-
-def file_row(obj: dict, owner: bool = False) -> str:
-    size = obj.get("file_size")
-    parts = [
-        str(obj.get("file_id", "")),
-        human_size(size) if isinstance(size, int) else "?",
-        str(obj.get("status", "")),
-        str(obj.get("created_at", ""))[:19],
-    ]
-    if owner:
-        parts.append(str(obj.get("uploaded_by", "")))
-    parts.append(str(obj.get("file_name", "")))
-    return "\t".join(parts)
 
 
 async def cmd_ls(ctx: Context) -> int:
@@ -358,20 +474,8 @@ async def cmd_info(ctx: Context) -> int:
     if ctx.json:
         ctx.emit(obj)
         return 0
-    for key in ("file_id", "file_name", "file_size", "file_type", "fingerprint", "status", "uploaded_by",
-                "created_at", "chunk_size", "total_chunks", "uploaded_chunks"):
-        if key in obj:
-            value = obj[key]
-            if key == "file_size" and isinstance(value, int):
-                value = f"{value} ({human_size(value)})"
-            ctx.out(f"{key + ':':17}{value}")
-    for key, value in obj.items():
-        if key not in ("chunks", "download_url") and key not in (
-            "file_id", "file_name", "file_size", "file_type", "fingerprint", "status", "uploaded_by",
-            "created_at", "chunk_size", "total_chunks", "uploaded_chunks"):
-            ctx.out(f"{key + ':':17}{value}")
-    if obj.get("download_url"):
-        ctx.out(f"{'download_url:':17}{obj['download_url']}")
+    for line in info_lines(obj):
+        ctx.out(line)
     return 0
 
 
@@ -396,6 +500,46 @@ async def cmd_unshare(ctx: Context) -> int:
     return 0
 
 
+async def cmd_link(ctx: Context) -> int:
+    args = ctx.args
+    password = None
+    if args.password_stdin:
+        password = read_stdin_line("link password")
+    elif args.password:
+        password = ask_secret("link password", confirm=True)
+    async with ctx.client() as client:
+        link = await client.create_link(args.file_id, args.expires, password)
+    if ctx.json:
+        ctx.emit(link)
+    else:
+        ctx.info(link_summary(link))
+        ctx.out(printable(link.get("url", "")))
+    return 0
+
+
+async def cmd_links(ctx: Context) -> int:
+    async with ctx.client() as client:
+        links = await client.list_links(ctx.args.file_id)
+    if ctx.json:
+        ctx.emit({"file_id": ctx.args.file_id, "links": links})
+    elif not links:
+        ctx.info(f"file {ctx.args.file_id} has no links; `dbx link {ctx.args.file_id}` makes one")
+    else:
+        for line in link_table(links):
+            ctx.out(line)
+    return 0
+
+
+async def cmd_unlink(ctx: Context) -> int:
+    async with ctx.client() as client:
+        await client.delete_link(ctx.args.link_id)
+    if ctx.json:
+        ctx.emit({"ok": True, "link_id": ctx.args.link_id, "revoked": True})
+    else:
+        ctx.out(f"Revoked link {ctx.args.link_id}: it no longer works.")
+    return 0
+
+
 async def cmd_rm(ctx: Context) -> int:
     status = 0
     async with ctx.client() as client:
@@ -409,10 +553,7 @@ async def cmd_rm(ctx: Context) -> int:
                     ctx.emit({"ok": False, "file_id": file_id, "error": exc.to_json()})
                 status = status or exc.exit_code
                 continue
-            if ctx.json:
-                ctx.emit({"ok": True, "file_id": file_id, "deleted": True})
-            else:
-                ctx.out(f"Deleted {file_id}.")
+            ctx.answer({"ok": True, "file_id": file_id, "deleted": True}, f"Deleted {file_id}.")
     return status
 
 
@@ -420,6 +561,7 @@ COMMANDS: dict[str, Callable[[Context], Any]] = {
     "signup": cmd_signup,
     "login": cmd_login,
     "logout": cmd_logout,
+    "passwd": cmd_passwd,
     "whoami": cmd_whoami,
     "upload": cmd_upload,
     "download": cmd_download,
@@ -427,6 +569,9 @@ COMMANDS: dict[str, Callable[[Context], Any]] = {
     "info": cmd_info,
     "share": cmd_share,
     "unshare": cmd_unshare,
+    "link": cmd_link,
+    "links": cmd_links,
+    "unlink": cmd_unlink,
     "rm": cmd_rm,
 }
 

@@ -36,10 +36,11 @@ from urllib.parse import urljoin
 import aiohttp
 from tqdm import tqdm
 
-from client.api import TRANSPORT_ERRORS, GatewayClient, connection_reason
-from client.errors import ClientError, IntegrityError, NotFound, Refused, ServerError, StoreRefused, Unreachable, UsageError
+from client.api import TRANSPORT_ERRORS, GatewayClient
+from client.errors import (ClientError, IntegrityError, LocalExists, NotFound, Refused, ServerError, StoreRefused,
+                           Unreachable, UsageError)
 from client.hashing import chunk_digest, run_stoppable, verify_chunks
-from client.upload import backoff_delay, make_bar, note
+from client.transfer import ChunkTransfer, Retry, TransferOptions, make_bar, note, transport_problem, with_retries
 from protocol.fingerprints import chunk_count, chunk_length, file_fingerprint, is_fingerprint
 
 PIECE = 1024 * 1024  # bytes read from the network at a time (the progress bar's step)
@@ -51,12 +52,8 @@ flush_to_disk = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 @dataclass
-class DownloadOptions:
-    parallel: int = 4  # chunks fetched at once
-    retries: int = 6  # attempts after the first, per chunk
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    quiet: bool = False
+class DownloadOptions(TransferOptions):
+    force: bool = False  # overwrite an existing local file
 
 
 @dataclass
@@ -81,21 +78,55 @@ class DownloadResult:
 # -- where the bytes go ------------------------------------------------------------------
 
 
+UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def safe_name(name: str, fallback: str) -> str:
-    """A server-given file name usable as a local base name (no directories, no dot names)."""
-    base = os.path.basename(str(name).replace("\\", "/")).strip()
-    if base in ("", ".", ".."):
-        return fallback
-    return base
+    """A name the sharer chose, made a harmless local base name.
+
+    No directories (its base name only), no dot file (a shared ``.bashrc``
+    must not land on ``~/.bashrc``: leading dots go), no control characters
+    (they would reach the terminal in messages); nothing left: ``fallback``.
+    """
+    base = os.path.basename(str(name).replace("\\", "/"))
+    base = UNPRINTABLE.sub("_", base).strip().lstrip(".").strip()
+    return base or fallback
 
 
 def resolve_target(output: str | None, file_name: str, file_id: Any) -> str:
-    name = safe_name(file_name, f"file-{file_id}")
+    """Where the file goes: ``-o PATH`` as given, else the remote name made safe, here or in ``-o DIR``."""
+    name = safe_name(file_name, re.sub(r"[^A-Za-z0-9_-]", "_", f"file-{file_id}"))
     if not output:
         return os.path.abspath(name)
     if os.path.isdir(output) or output.endswith(os.sep):
         return os.path.abspath(os.path.join(output, name))
     return os.path.abspath(output)
+
+
+def refuse_existing(target: str, force: bool) -> None:
+    if not force and os.path.lexists(target):
+        raise LocalExists(f"{target} exists; dbx download overwrites only with --force (or pick another name with -o)")
+
+
+def place(part: str, target: str, force: bool) -> None:
+    """Move the finished part onto ``target``; without ``force``, never over a file that is there.
+
+    A hard link fails if the target exists, atomically, however late it
+    appeared; where links are not possible, the check is made just before.
+    """
+    if force:
+        os.replace(part, target)
+        return
+    try:
+        os.link(part, target)
+    except FileExistsError:
+        refuse_existing(target, force)
+        raise
+    except OSError:
+        refuse_existing(target, force)
+        os.replace(part, target)
+        return
+    os.unlink(part)
 
 
 def sidecar_path(target: str) -> str:
@@ -284,15 +315,6 @@ def checked_chunk_fingerprints(obj: dict, file_id: Any, size: int, chunk_size: i
 # -- fetching ----------------------------------------------------------------------------
 
 
-class Retry(Exception):
-    """An attempt failed in a way a later attempt may not; ``problem`` is said if none succeeds."""
-
-    def __init__(self, problem: str, unreachable: bool = False):
-        super().__init__(problem)
-        self.problem = problem
-        self.unreachable = unreachable
-
-
 class UrlRefused(Exception):
     """The CDN refused the signed URL (HTTP 403): expired, or altered."""
 
@@ -301,17 +323,14 @@ class RangeIgnored(Exception):
     """The CDN answered a Range request with the whole file (HTTP 200)."""
 
 
-class ChunkFetcher:
+class ChunkFetcher(ChunkTransfer):
     """Fetches a file's missing chunks from the CDN tier into its PartFile."""
 
     def __init__(self, client: GatewayClient, file_id: Any, obj: dict, part: PartFile, bar: tqdm,
                  options: DownloadOptions, result: DownloadResult):
-        self.client = client
-        self.file_id = file_id
+        super().__init__(client, file_id, options, bar)
         self.obj = obj
         self.part = part
-        self.bar = bar
-        self.options = options
         self.result = result
         self.size = int(obj["file_size"])
         self.chunk_size = part.chunk_size
@@ -337,19 +356,11 @@ class ChunkFetcher:
 
     async def fetch_chunks(self, indexes: list[int]) -> None:
         """``parallel`` workers take the next missing chunk until none is left; the first failure stops them all."""
-        todo = iter(indexes)  # shared: each index goes to exactly one worker
 
-        async def worker() -> None:
-            for index in todo:
-                await self.with_retries(f"chunk {index}", self._fetch_chunk, index)
+        async def fetch(index: int) -> None:
+            await self.with_retries(f"chunk {index}", self._fetch_chunk, index)
 
-        workers = [asyncio.create_task(worker()) for _ in range(max(1, min(self.options.parallel, len(indexes))))]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        await self.each(indexes, fetch)
 
     async def _fetch_chunk(self, url: str, index: int) -> None:
         start = index * self.chunk_size
@@ -400,10 +411,10 @@ class ChunkFetcher:
 
     async def with_retries(self, what: str, attempt: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run ``attempt(url, *args)`` until it succeeds, retrying with backoff what may pass."""
-        problem, unreachable, refreshed = "no answer", False, False
-        for number in range(self.options.retries + 1):
-            if number:
-                await asyncio.sleep(backoff_delay(number - 1, self.options.backoff_base, self.options.backoff_max))
+        refreshed = False
+
+        async def once() -> None:
+            nonlocal refreshed
             url = self.url
             try:
                 return await attempt(url, *args)
@@ -411,19 +422,20 @@ class ChunkFetcher:
                 if refreshed:
                     raise StoreRefused(f"the CDN refuses the download URL of file {self.file_id} even when fresh "
                                        "(HTTP 403); tell the gateway's operator", status=403) from None
-                problem, unreachable, refreshed = "HTTP 403 (the signed URL was refused or expired)", False, True
+                refreshed = True
                 await self.refresh_url(url)
-            except Retry as exc:
-                problem, unreachable = exc.problem, exc.unreachable
+                raise Retry("HTTP 403 (the signed URL was refused or expired)") from None
             except TRANSPORT_ERRORS as exc:
-                unreachable = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-                problem = (f"cannot reach the CDN tier ({connection_reason(exc)})" if unreachable
-                           else f"the connection to the CDN tier broke ({connection_reason(exc)})")
-        done, total = len(self.part.digests), len(self.part.chunk_fps)
-        message = (f"downloading {what} of file {self.file_id} failed after {self.options.retries + 1} tries "
-                   f"({problem}); {done} of {total} chunks are kept in {part_path(self.part.target)}: "
-                   "run `dbx download` again to resume")
-        raise Unreachable(message) if unreachable else ServerError(message, code="download_failed")
+                raise Retry(*transport_problem(exc, "the CDN tier")) from exc
+
+        def give_up(last: Retry) -> ClientError:
+            done, total = len(self.part.digests), len(self.part.chunk_fps)
+            message = (f"downloading {what} of file {self.file_id} failed after {self.options.retries + 1} tries "
+                       f"({last.problem}); {done} of {total} chunks are kept in {part_path(self.part.target)}: "
+                       "run `dbx download` again to resume")
+            return Unreachable(message) if last.unreachable else ServerError(message, code="download_failed")
+
+        await with_retries(once, self.options, give_up)
 
     def _check_status(self, resp: aiohttp.ClientResponse) -> None:
         if resp.status == 403:
@@ -496,6 +508,7 @@ async def download_file(client: GatewayClient, file_id: Any, output: str | None,
     target = resolve_target(output, obj.get("file_name") or "", file_id)
     if os.path.isdir(target):
         raise UsageError(f"{target} is a directory; pass -o with a file path")
+    refuse_existing(target, options.force)
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
         raise NotFound(f"the directory {directory} does not exist; create it or pick another -o", code="local_not_found")
@@ -538,7 +551,10 @@ async def download_file(client: GatewayClient, file_id: Any, output: str | None,
             f"{fingerprint[:12]}…); nothing was written to {target}; run `dbx download` again",
             code="fingerprint_mismatch",
         )
-    os.replace(part_path(target), target)
+    try:
+        place(part_path(target), target, options.force)
+    except LocalExists as exc:
+        raise LocalExists(f"{exc.message}; the verified download is kept in {part_path(target)} for that rerun") from None
     remove_partial(target)
     result.seconds = round(time.monotonic() - started, 3)
     return result

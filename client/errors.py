@@ -15,6 +15,8 @@ code  meaning
 7     the gateway refused the request (invalid input, name taken, conflict)
 8     the store refused a chunk (after retries)
 9     integrity: content does not match its fingerprint, or the upload failed
+10    the local file exists: ``dbx download`` overwrites only with ``--force``
+11    throttled: too many failed logins, or too many uploads in progress; try again later
 130   interrupted (Ctrl-C); run the same command again to resume
 ====  =====================================================================
 """
@@ -30,16 +32,26 @@ EXIT_NOT_FOUND = 6
 EXIT_REFUSED = 7
 EXIT_STORE = 8
 EXIT_INTEGRITY = 9
+EXIT_EXISTS = 10
+EXIT_THROTTLED = 11
 EXIT_INTERRUPTED = 130
 
 
 class ClientError(Exception):
-    """A failure the user can act on; ``str()`` is the whole message."""
+    """A failure the user can act on; ``str()`` is the whole message.
+
+    Each kind states its exit code, its ``code`` in ``--json`` output and
+    whether it concerns one file only (so a multi-file command may go on) as
+    class keywords: ``class NotFound(ClientError, exit_code=6, code="not_found", per_file=True)``.
+    """
 
     exit_code = EXIT_UNEXPECTED
     code = "error"
-    #: True when the failure concerns one file only, so a multi-file command may go on.
     per_file = False
+
+    def __init_subclass__(cls, *, exit_code: int, code: str, per_file: bool = False, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.exit_code, cls.code, cls.per_file = exit_code, code, per_file
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None, **details):
         super().__init__(message)
@@ -53,55 +65,50 @@ class ClientError(Exception):
         body = {"code": self.code, "message": self.message, "exit_code": self.exit_code}
         if self.status is not None:
             body["status"] = self.status
+        if self.details.get("retry_after") is not None:
+            body["retry_after"] = self.details["retry_after"]
         return body
 
 
-class UsageError(ClientError):
-    exit_code = EXIT_USAGE
-    code = "usage"
+class UsageError(ClientError, exit_code=EXIT_USAGE, code="usage"):
+    pass
 
 
-class Unreachable(ClientError):
-    exit_code = EXIT_UNREACHABLE
-    code = "unreachable"
+class Unreachable(ClientError, exit_code=EXIT_UNREACHABLE, code="unreachable"):
+    pass
 
 
-class BadLogin(ClientError):
-    exit_code = EXIT_BAD_LOGIN
-    code = "invalid_credentials"
+class BadLogin(ClientError, exit_code=EXIT_BAD_LOGIN, code="invalid_credentials"):
+    pass
 
 
-class AuthRequired(ClientError):
-    exit_code = EXIT_AUTH
-    code = "not_logged_in"
+class AuthRequired(ClientError, exit_code=EXIT_AUTH, code="not_logged_in"):
+    pass
 
 
-class NotFound(ClientError):
-    exit_code = EXIT_NOT_FOUND
-    code = "not_found"
-    per_file = True
+class NotFound(ClientError, exit_code=EXIT_NOT_FOUND, code="not_found", per_file=True):
+    pass
 
 
-class Refused(ClientError):
-    exit_code = EXIT_REFUSED
-    code = "refused"
-    per_file = True
+class Refused(ClientError, exit_code=EXIT_REFUSED, code="refused", per_file=True):
+    pass
 
 
-class StoreRefused(ClientError):
-    exit_code = EXIT_STORE
-    code = "store_refused"
-    per_file = True
+class StoreRefused(ClientError, exit_code=EXIT_STORE, code="store_refused", per_file=True):
+    pass
 
 
-class IntegrityError(ClientError):
-    exit_code = EXIT_INTEGRITY
-    code = "integrity"
-    per_file = True
+class IntegrityError(ClientError, exit_code=EXIT_INTEGRITY, code="integrity", per_file=True):
+    pass
 
 
-class ServerError(ClientError):
+class LocalExists(ClientError, exit_code=EXIT_EXISTS, code="local_exists", per_file=True):
+    pass
+
+
+class Throttled(ClientError, exit_code=EXIT_THROTTLED, code="throttled"):
+    """429: the gateway says when to try again (``details['retry_after']``, seconds, if it did)."""
+
+
+class ServerError(ClientError, exit_code=EXIT_UNEXPECTED, code="server_error"):
     """The gateway answered something the client cannot act on (5xx, malformed)."""
-
-    exit_code = EXIT_UNEXPECTED
-    code = "server_error"

@@ -1,6 +1,6 @@
 """Chunked, parallel, resumable uploads straight to the store.
 
-1. Fingerprint the file in one streamed pass (``protocol.fingerprints``).
+1. Fingerprint the file, its chunks hashed on several threads (``client.hashing``).
 2. ``POST /files`` with the fingerprints: 201 for a new upload, 200 when resuming
    (the chunks the store already holds say ``uploaded``), or ``uploaded`` at once.
 3. Send every other chunk with the presigned requests of ``POST .../upload-urls``,
@@ -8,31 +8,35 @@
    holds more than ``parallel x chunk_size`` bytes of the file.
 4. ``POST .../complete``, then poll the file until it is ``uploaded`` or ``failed``.
 
-A chunk that fails is retried with exponential backoff; an expired or refused
-URL is replaced by a fresh one. Killing the client loses nothing: the next run
-asks the gateway, which asks the store, and sends only what is missing.
+A chunk is not hashed again before it is sent: its presigned request signs the
+chunk's SHA-256 as a header, so the store itself refuses other bytes (a digest
+error), and only then does the client read the chunk again to tell a file
+that changed under it from a transient failure. A chunk that fails is retried
+with exponential backoff; an expired or refused URL is replaced by a fresh one.
+Killing the client loses nothing: the next run asks the gateway, which asks the
+store, and sends only what is missing.
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import mimetypes
 import os
-import random
 import stat
-import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 from tqdm import tqdm
 
-from client.api import TRANSPORT_ERRORS, GatewayClient, connection_reason, missing_chunks
+from client.api import TRANSPORT_ERRORS, GatewayClient, missing_chunks
 from client.errors import ClientError, IntegrityError, NotFound, Refused, ServerError, StoreRefused, Unreachable, UsageError
-from client.hashing import fingerprint_file, run_stoppable
-from protocol.fingerprints import chunk_count, chunk_length
+from client.hashing import FileChanged, fingerprint_file
+from client.output import parse_time
+from client.transfer import (ChunkTransfer, Retry, TransferOptions, human_size, make_bar, note, short, transport_problem,
+                             with_retries)
+from protocol.fingerprints import chunk_fingerprint, chunk_length
 
 SLICE = 256 * 1024  # bytes handed to the socket at a time (progress and rate limiting granularity)
 URL_MARGIN = 30.0  # seconds: a URL that expires sooner than this is replaced before use
@@ -40,14 +44,9 @@ STORE_DIGEST_ERRORS = ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatc
 
 
 @dataclass
-class UploadOptions:
-    parallel: int = 4
-    retries: int = 6  # attempts after the first, per chunk
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
+class UploadOptions(TransferOptions):
     limit_rate: float | None = None  # bytes per second over all chunks
     wait_timeout: float = 600.0  # seconds to wait for the gateway to finish after the last chunk
-    quiet: bool = False
     name: str | None = None  # the file name on the server; default: the local base name
 
 
@@ -72,30 +71,6 @@ class UploadResult:
 
     def to_json(self) -> dict:
         return {"ok": True, **asdict(self)}
-
-
-def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0, jitter: float = 0.25) -> float:
-    """Exponential: base, 2 base, 4 base ... capped, with +-jitter so workers spread out."""
-    delay = min(cap, base * (2 ** attempt))
-    return max(0.0, delay * (1 + random.uniform(-jitter, jitter)))
-
-
-def parse_expiry(value: Any) -> float | None:
-    """``expires_at`` as unix seconds, from a number or an ISO 8601 string."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
 
 
 class RateLimiter:
@@ -168,6 +143,24 @@ class _Url:
 
 
 @dataclass
+class LocalFile:
+    """The file being uploaded: where it is, and the fingerprints it had when the upload began."""
+
+    path: str
+    fd: int
+    size: int
+    chunk_size: int
+    chunk_fps: list[str]
+
+    def changed(self, index: int) -> IntegrityError:
+        return IntegrityError(
+            f"{self.path} changed since it was fingerprinted (chunk {index} differs); "
+            "run `dbx upload` again once it stops changing",
+            code="file_changed",
+        )
+
+
+@dataclass
 class _Stats:
     chunks_sent: int = 0
     bytes_sent: int = 0
@@ -175,20 +168,23 @@ class _Stats:
     sent_indexes: set = field(default_factory=set)
 
 
-class ChunkSender:
-    """Sends a set of chunks to the store, ``parallel`` at a time."""
+class _StartOver(Exception):
+    """The store forgot the multipart upload: announce the file again (the gateway restarts it)."""
 
-    def __init__(self, client: GatewayClient, file_id: Any, path: str, fd: int, size: int, chunk_size: int,
-                 chunk_fps: list[str], options: UploadOptions, bar: tqdm, stats: _Stats):
-        self.client = client
-        self.file_id = file_id
-        self.path = path
-        self.fd = fd
-        self.size = size
-        self.chunk_size = chunk_size
-        self.chunk_fps = chunk_fps
-        self.options = options
-        self.bar = bar
+
+class _Finished(Exception):
+    """The gateway finished the file while chunks were still being sent (it needs no more)."""
+
+
+class ChunkSender(ChunkTransfer):
+    """Sends a set of chunks of one upload to the store, ``parallel`` at a time."""
+
+    options: UploadOptions
+
+    def __init__(self, client: GatewayClient, file_id: Any, local: LocalFile, options: UploadOptions, bar: tqdm,
+                 stats: _Stats):
+        super().__init__(client, file_id, options, bar)
+        self.local = local
         self.stats = stats
         self.limiter = RateLimiter(options.limit_rate) if options.limit_rate else None
         self._urls: dict[int, _Url] = {}
@@ -199,32 +195,10 @@ class ChunkSender:
 
     async def send(self, indexes: list[int]) -> None:
         self._todo = list(indexes)
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for index in indexes:
-            queue.put_nowait(index)
+        await self.each(indexes, self.send_chunk)
 
-        async def worker() -> None:
-            while True:
-                try:
-                    index = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                await self.send_chunk(index)
-
-        workers = [asyncio.create_task(worker()) for _ in range(max(1, min(self.options.parallel, len(indexes))))]
-        try:
-            # The first failure stops the others: a rerun resumes from what the store has.
-            done, pending = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()
-            await asyncio.gather(*pending)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-
-    async def url_for(self, index: int) -> _Url:
+    async def url_for(self, index: int) -> _Url | None:
+        """A fresh presigned request for chunk ``index`` (asked for in batches); None when the store has it."""
         async with self._url_lock:
             cached = self._urls.get(index)
             if cached is not None and cached.fresh():
@@ -243,139 +217,100 @@ class ChunkSender:
                 try:
                     self._urls[int(item["index"])] = _Url(
                         item["url"], str(item.get("method") or "PUT").upper(), dict(item.get("headers") or {}),
-                        parse_expiry(item.get("expires_at")),
+                        parse_time(item.get("expires_at")),
                     )
                 except (KeyError, TypeError, ValueError) as exc:
                     raise ServerError(f"the gateway answered upload-urls with a malformed entry: {item!r}") from exc
-            if index not in self._urls:
-                # The gateway gives no URL for a chunk the store already has.
-                return None  # type: ignore[return-value]
-            return self._urls[index]
+            return self._urls.get(index)  # the gateway gives no URL for a chunk the store already has
 
     async def _read(self, index: int) -> bytes:
-        """The chunk's bytes from the file, checked against its fingerprint (off the event loop)."""
-        data = await asyncio.to_thread(read_chunk, self.fd, index, self.size, self.chunk_size)
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        if digest != self.chunk_fps[index]:
-            raise IntegrityError(
-                f"{self.path} changed since it was fingerprinted (chunk {index} differs); "
-                "run `dbx upload` again once it stops changing",
-                code="file_changed",
-            )
+        """The chunk's bytes from the file (off the event loop)."""
+        local = self.local
+        return await asyncio.to_thread(read_chunk, local.fd, index, local.size, local.chunk_size)
+
+    async def _read_unchanged(self, index: int) -> bytes:
+        """The chunk's bytes, read again after the store refused them: still those we fingerprinted?"""
+        data = await self._read(index)
+        if await asyncio.to_thread(chunk_fingerprint, data) != self.local.chunk_fps[index]:
+            raise self.local.changed(index)
         return data
 
     async def send_chunk(self, index: int) -> None:
         data = await self._read(index)
-        last_problem = "no answer"
-        unreachable = False
-        for attempt in range(self.options.retries + 1):
-            if attempt:
-                self.stats.retries += 1
-                await asyncio.sleep(backoff_delay(attempt - 1, self.options.backoff_base, self.options.backoff_max))
+
+        async def attempt() -> None:
+            nonlocal data
             url = await self.url_for(index)
             if url is None:
                 self._done.add(index)
                 return
-            written = 0
-
-            def on_write(n: int) -> None:
-                nonlocal written
-                written += n
-                self.bar.update(n)
-
-            try:
-                status, body = await self._put(url, data, on_write)
-            except TRANSPORT_ERRORS as exc:
-                self.bar.update(-written)
-                unreachable = True
-                last_problem = f"cannot reach the store at {_host(url.url)} ({connection_reason(exc)})"
-                continue
+            status, body = await self._put(url, data)
             if 200 <= status < 300:
-                self._done.add(index)
-                self._urls.pop(index, None)
-                if index not in self.stats.sent_indexes:
-                    self.stats.sent_indexes.add(index)
-                    self.stats.chunks_sent += 1
-                self.stats.bytes_sent += len(data)
+                self._sent(index, len(data))
                 return
-            self.bar.update(-written)
-            unreachable = False
-            code = _s3_code(body)
-            last_problem = f"HTTP {status}{' ' + code if code else ''}{': ' + _s3_message(body) if _s3_message(body) else ''}"
+            code = _xml_field(body, "Code")
+            message = _xml_field(body, "Message")[:200]
             if status == 404 and code == "NoSuchUpload":
                 raise _StartOver()  # finished or abandoned: the gateway knows which
             if status == 403:
                 self._urls.pop(index, None)  # expired or refused signature: ask for a fresh URL
             elif status == 400 and code in STORE_DIGEST_ERRORS:
-                data = await self._read(index)  # the file changed under us: say so and stop
-        if unreachable:
-            raise Unreachable(
-                f"{last_problem} while sending chunk {index} of {self.path}, after {self.options.retries + 1} tries; "
-                "check the store, then run `dbx upload` again to resume"
-            )
-        raise StoreRefused(
-            f"the store refused chunk {index} of {self.path} {self.options.retries + 1} times (last: {last_problem}); "
-            "run `dbx upload` again to resume; if it keeps failing, tell the gateway's operator",
-            status=None,
-        )
+                data = await self._read_unchanged(index)  # the file changed under us: say so and stop
+            raise Retry(f"HTTP {status}{' ' + code if code else ''}{': ' + message if message else ''}")
 
-    async def _put(self, url: _Url, data: bytes, on_write: Callable[[int], None]) -> tuple[int, bytes]:
+        def give_up(last: Retry) -> ClientError:
+            tries = self.options.retries + 1
+            if last.unreachable:
+                return Unreachable(f"{last.problem} while sending chunk {index} of {self.local.path}, after {tries} "
+                                   "tries; check the store, then run `dbx upload` again to resume")
+            return StoreRefused(f"the store refused chunk {index} of {self.local.path} {tries} times (last: "
+                                f"{last.problem}); run `dbx upload` again to resume; if it keeps failing, tell the "
+                                "gateway's operator")
+
+        def count_retry() -> None:
+            self.stats.retries += 1
+
+        await with_retries(attempt, self.options, give_up, count_retry)
+
+    def _sent(self, index: int, length: int) -> None:
+        self._done.add(index)
+        self._urls.pop(index, None)
+        if index not in self.stats.sent_indexes:
+            self.stats.sent_indexes.add(index)
+            self.stats.chunks_sent += 1
+        self.stats.bytes_sent += length
+
+    async def _put(self, url: _Url, data: bytes) -> tuple[int, bytes]:
+        """One PUT of the chunk; its bytes count on the progress bar only if the store took them."""
+        written = 0
+
+        def on_write(n: int) -> None:
+            nonlocal written
+            written += n
+            self.bar.update(n)
+
         payload = ChunkPayload(data, on_write, self.limiter)
         skip = () if any(h.lower() == "content-type" for h in url.headers) else ("Content-Type",)
-        async with self.client.session.request(
-            url.method, url.url, data=payload, headers=url.headers, skip_auto_headers=skip,
-        ) as resp:
-            return resp.status, await resp.read()
-
-
-def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(url).netloc or url
+        try:
+            async with self.client.session.request(
+                url.method, url.url, data=payload, headers=url.headers, skip_auto_headers=skip,
+            ) as resp:
+                answer = resp.status, await resp.read()
+        except TRANSPORT_ERRORS as exc:
+            self.bar.update(-written)
+            raise Retry(transport_problem(exc, f"the store at {urlsplit(url.url).netloc or url.url}")[0],
+                        unreachable=True) from exc
+        if not 200 <= answer[0] < 300:
+            self.bar.update(-written)
+        return answer
 
 
 def _xml_field(body: bytes, name: str) -> str:
+    """A field of the store's XML error body (``Code``, ``Message``), or ''."""
     text = body.decode("utf-8", "replace") if body else ""
     start = text.find(f"<{name}>")
     end = text.find(f"</{name}>")
     return text[start + len(name) + 2:end].strip() if 0 <= start < end else ""
-
-
-def _s3_code(body: bytes) -> str:
-    return _xml_field(body, "Code")
-
-
-def _s3_message(body: bytes) -> str:
-    return _xml_field(body, "Message")[:200]
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def make_bar(total: int, desc: str, options: UploadOptions, initial: int = 0, leave: bool = True) -> tqdm:
-    return tqdm(
-        total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-        file=sys.stderr, disable=options.quiet, dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 1.0,
-        leave=leave,
-    )
-
-
-def note(options: UploadOptions, message: str) -> None:
-    if not options.quiet:
-        tqdm.write(f"dbx: {message}", file=sys.stderr)
-
-
-class _StartOver(Exception):
-    """The store forgot the multipart upload: announce the file again (the gateway restarts it)."""
-
-
-class _Finished(Exception):
-    """The gateway finished the file while chunks were still being sent (it needs no more)."""
 
 
 def _failed_error(name: str, file_id: Any, path: str, reason: str | None = None) -> IntegrityError:
@@ -387,8 +322,11 @@ def _failed_error(name: str, file_id: Any, path: str, reason: str | None = None)
     )
 
 
-async def upload_file(client: GatewayClient, path: str, options: UploadOptions, config: dict | None = None) -> UploadResult:
-    started = time.monotonic()
+# -- one file ----------------------------------------------------------------------------
+
+
+def check_local_file(path: str, max_size: Any) -> int:
+    """The size of ``path``, once it is known to be a regular file the gateway takes."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -399,114 +337,144 @@ async def upload_file(client: GatewayClient, path: str, options: UploadOptions, 
         raise UsageError(f"{path} is a directory; dbx uploads files (try `dbx upload {path.rstrip('/')}/*`)")
     if not stat.S_ISREG(info.st_mode):
         raise UsageError(f"{path} is not a regular file; dbx uploads files it can read twice")
-    config = config or await client.config()
-    chunk_size = int(config["chunk_size"])
-    max_size = config.get("max_file_size")
     if max_size is not None and info.st_size > int(max_size):
         raise Refused(
             f"{path} is {human_size(info.st_size)}; the gateway takes files up to {human_size(int(max_size))}",
             code="file_too_large",
         )
-    name = options.name or os.path.basename(path)
+    return info.st_size
 
-    # 1. Fingerprints, one streamed pass.
-    hash_bar = make_bar(info.st_size, f"hashing {_short(name)}", options, leave=False)
+
+async def fingerprint(path: str, name: str, chunk_size: int, size: int, options: UploadOptions) -> tuple[str, list[str]]:
+    """The file's and its chunks' fingerprints, with a progress bar while it runs."""
+    bar = make_bar(size, f"hashing {short(name)}", options, leave=False)
     try:
-        fingerprint, chunk_fps, size = await run_stoppable(fingerprint_file, path, chunk_size, on_read=hash_bar.update)
+        file_fp, chunk_fps, hashed = await fingerprint_file(path, chunk_size, on_chunk=bar.update)
     except OSError as exc:
         raise NotFound(f"cannot read {path}: {exc.strerror}", code="local_unreadable") from None
+    except FileChanged:
+        hashed = -1
     finally:
-        hash_bar.close()
-    if size != info.st_size:
+        bar.close()
+    if hashed != size:
         raise IntegrityError(f"{path} changed while it was being read; run `dbx upload` again once it stops changing",
                              code="file_changed")
-    total = chunk_count(size, chunk_size)
-    metadata = {
-        "file_name": name,
-        "file_size": size,
-        "fingerprint": fingerprint,
-        "chunk_size": chunk_size,
-        "chunks": chunk_fps,
-    }
+    return file_fp, chunk_fps
+
+
+def claim(name: str, size: int, file_fp: str, chunk_size: int, chunk_fps: list[str]) -> dict:
+    """The body of ``POST /files``."""
+    body = {"file_name": name, "file_size": size, "fingerprint": file_fp, "chunk_size": chunk_size,
+            "chunks": chunk_fps}
     file_type = mimetypes.guess_type(name)[0]
     if file_type:
-        metadata["file_type"] = file_type
+        body["file_type"] = file_type
+    return body
 
-    stats = _Stats()
-    result: UploadResult | None = None
+
+class Upload:
+    """One file's way into the store: announce it, send what the store lacks, finish it."""
+
+    def __init__(self, client: GatewayClient, local: LocalFile, metadata: dict, options: UploadOptions):
+        self.client = client
+        self.local = local
+        self.metadata = metadata
+        self.name = metadata["file_name"]
+        self.options = options
+        self.stats = _Stats()
+        self.total = len(local.chunk_fps)
+        self.result = UploadResult(
+            path=local.path, file_id=None, file_name=self.name, file_size=local.size,
+            fingerprint=metadata["fingerprint"], status="uploading", chunk_size=local.chunk_size,
+            chunks_total=self.total,
+        )
+
+    async def run(self) -> UploadResult:
+        for round_ in range(3):  # the store may forget a multipart upload: announce it again
+            obj, pending = await self.announce(first=round_ == 0)
+            if obj.get("status") == "uploaded":
+                break
+            try:
+                obj = await self.send(obj["file_id"], pending)
+            except _StartOver:
+                note(self.options, f"{self.name}: the store lost the upload; announcing it again")
+                continue
+            obj = await wait_until_done(self.client, self.result.file_id, obj, self.options.wait_timeout)
+            break
+        else:
+            raise StoreRefused(f"the store kept losing the upload of {self.local.path}; try again later",
+                               code="upload_gone")
+        result = self.result
+        result.chunks_sent, result.bytes_sent = self.stats.chunks_sent, self.stats.bytes_sent
+        result.chunk_retries = self.stats.retries
+        result.status = obj.get("status", "")
+        if result.status == "failed":
+            raise _failed_error(self.name, result.file_id, self.local.path, obj.get("failure_reason"))
+        if result.chunks_sent:
+            note(self.options, f"{self.name}: uploaded as file_id={result.file_id}")
+        return result
+
+    async def announce(self, first: bool) -> tuple[dict, list[int]]:
+        """``POST /files``: (the file object, the chunks the store lacks); new (201), resumed or done (200)."""
+        http_status, obj = await self.client.create_upload(self.metadata)
+        file_id = self.result.file_id = obj["file_id"]
+        status = obj.get("status")
+        if first:
+            self.result.file_name = obj.get("file_name", self.name)
+            self.result.resumed = http_status == 200 and status == "uploading"
+            self.result.already_uploaded = http_status == 200 and status == "uploaded"
+        if status == "failed":
+            raise _failed_error(self.name, file_id, self.local.path, obj.get("failure_reason"))
+        server_chunks = {int(c["index"]): c for c in obj.get("chunks") or [] if isinstance(c, dict) and "index" in c}
+        for index, chunk in server_chunks.items():
+            if chunk.get("fingerprint") and index < self.total and chunk["fingerprint"] != self.local.chunk_fps[index]:
+                raise ServerError(f"the gateway's chunk {index} of file {file_id} has another fingerprint than ours")
+        pending = [] if status == "uploaded" else [
+            i for i in range(self.total) if server_chunks.get(i, {}).get("status") != "uploaded"]
+        if first:
+            self.result.chunks_skipped = self.total - len(pending)
+            self.result.deduplicated = status == "uploaded" and http_status == 201 and self.total > 0
+            note(self.options, f"{self.name}: file_id={file_id}, " + (
+                f"already in the store ({human_size(self.local.size)}), nothing to send" if status == "uploaded" else
+                f"resuming: {len(pending)} of {self.total} chunks to send ({self.result.chunks_skipped} already in "
+                "the store)" if self.result.resumed else
+                f"{len(pending)} of {self.total} chunks to send ({human_size(self.local.size)})"))
+        return obj, pending
+
+    async def send(self, file_id: Any, pending: list[int]) -> dict | None:
+        """The missing chunks, straight to the store, then ``complete``: the file object if it came with it."""
+        local = self.local
+        missing = set(pending)
+        already = sum(chunk_length(i, local.size, local.chunk_size) for i in range(self.total) if i not in missing)
+        bar = make_bar(local.size, short(self.name), self.options, initial=already)
+        try:
+            sender = ChunkSender(self.client, file_id, local, self.options, bar, self.stats)
+            return await _send_and_complete(self.client, sender, file_id, pending)
+        finally:
+            bar.close()
+
+
+async def upload_file(client: GatewayClient, path: str, options: UploadOptions, config: dict | None = None) -> UploadResult:
+    started = time.monotonic()
+    config = config or await client.config()
+    chunk_size = int(config["chunk_size"])
+    size = check_local_file(path, config.get("max_file_size"))
+    name = options.name or os.path.basename(path)
+    file_fp, chunk_fps = await fingerprint(path, name, chunk_size, size, options)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise NotFound(f"cannot read {path}: {exc.strerror}", code="local_unreadable") from None
     try:
-        for round_ in range(3):
-            # 2. Announce it: new (201), or resumed / already there (200).
-            http_status, obj = await client.create_upload(metadata)
-            file_id = obj["file_id"]
-            if result is None:
-                result = UploadResult(
-                    path=path, file_id=file_id, file_name=obj.get("file_name", name), file_size=size,
-                    fingerprint=fingerprint, status=obj.get("status", "uploading"), chunk_size=chunk_size,
-                    chunks_total=total, resumed=http_status == 200 and obj.get("status") == "uploading",
-                    already_uploaded=http_status == 200 and obj.get("status") == "uploaded",
-                )
-            result.file_id = file_id
-            if obj.get("status") == "failed":
-                raise _failed_error(name, file_id, path, obj.get("failure_reason"))
-            server_chunks = {int(c["index"]): c for c in obj.get("chunks") or [] if isinstance(c, dict) and "index" in c}
-            for index, chunk in server_chunks.items():
-                if chunk.get("fingerprint") and index < total and chunk["fingerprint"] != chunk_fps[index]:
-                    raise ServerError(f"the gateway's chunk {index} of file {file_id} has another fingerprint than ours")
-            if obj.get("status") == "uploaded":
-                if round_ == 0:
-                    result.chunks_skipped = total
-                    result.deduplicated = http_status == 201 and total > 0
-                    note(options, f"{name}: file_id={file_id}, already in the store ({human_size(size)}), "
-                                  "nothing to send")
-                break
-            pending = [i for i in range(total) if server_chunks.get(i, {}).get("status") != "uploaded"]
-            pending_set = set(pending)
-            if round_ == 0:
-                result.chunks_skipped = total - len(pending)
-                if result.resumed:
-                    note(options, f"{name}: file_id={file_id}, resuming: {len(pending)} of {total} chunks to send "
-                                  f"({result.chunks_skipped} already in the store)")
-                else:
-                    note(options, f"{name}: file_id={file_id}, {len(pending)} of {total} chunks to send "
-                                  f"({human_size(size)})")
-            already = sum(chunk_length(i, size, chunk_size) for i in range(total) if i not in pending_set)
-
-            # 3. The bytes, straight to the store.
-            bar = make_bar(size, _short(name), options, initial=already)
-            sender = ChunkSender(client, file_id, path, fd, size, chunk_size, chunk_fps, options, bar, stats)
-            try:
-                obj = await _send_and_complete(client, sender, file_id, pending)
-            except _StartOver:
-                note(options, f"{name}: the store lost the upload; announcing it again")
-                continue
-            finally:
-                bar.close()
-            # 4. Wait until the gateway has verified and finished it.
-            obj = await wait_until_done(client, file_id, obj, options.wait_timeout)
-            break
-        else:
-            raise StoreRefused(f"the store kept losing the upload of {path}; try again later", code="upload_gone")
+        local = LocalFile(path, fd, size, chunk_size, chunk_fps)
+        result = await Upload(client, local, claim(name, size, file_fp, chunk_size, chunk_fps), options).run()
     finally:
         os.close(fd)
-    assert result is not None
-    result.chunks_sent = stats.chunks_sent
-    result.bytes_sent = stats.bytes_sent
-    result.chunk_retries = stats.retries
-    result.status = obj.get("status", "")
-    if result.status == "failed":
-        raise _failed_error(name, result.file_id, path, obj.get("failure_reason"))
     result.seconds = round(time.monotonic() - started, 3)
-    if result.chunks_sent:
-        note(options, f"{name}: uploaded as file_id={result.file_id}")
     return result
 
 
-async def _send_and_complete(client: GatewayClient, sender: "ChunkSender", file_id: Any, pending: list[int]) -> dict | None:
+async def _send_and_complete(client: GatewayClient, sender: ChunkSender, file_id: Any, pending: list[int]) -> dict | None:
     """Send ``pending``, then ask the gateway to finish; resend what the store still lacks."""
     try:
         if pending:
@@ -547,10 +515,6 @@ async def wait_until_done(client: GatewayClient, file_id: Any, obj: dict | None,
             delay = min(2.0, delay * 2)
         obj = await client.get_file(file_id)
     return obj
-
-
-def _short(name: str, width: int = 24) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
 
 
 def error_json(path: str, error: ClientError) -> dict:

@@ -31,6 +31,11 @@ def chunk_length(index: int, file_size: int, chunk_size: int) -> int:
     return min(chunk_size, file_size - index * chunk_size)
 
 
+def chunk_fingerprint(data: bytes | memoryview) -> str:
+    """A chunk's fingerprint: the lowercase hex SHA-256 of its bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def file_fingerprint(chunk_fingerprints: Iterable[str]) -> str:
     digests = [bytes.fromhex(fp) for fp in chunk_fingerprints]
     if not digests:
@@ -53,9 +58,16 @@ def fingerprint_stream(stream: BinaryIO, chunk_size: int) -> tuple[str, list[str
     chunks: list[str] = []
     size = 0
     for chunk in iter_chunks(stream, chunk_size):
-        chunks.append(hashlib.sha256(chunk).hexdigest())
+        chunks.append(chunk_fingerprint(chunk))
         size += len(chunk)
     return file_fingerprint(chunks), chunks, size
+
+
+def fingerprint_bytes(data: bytes, chunk_size: int) -> tuple[str, list[str]]:
+    """(file fingerprint, chunk fingerprints) of bytes in memory."""
+    view = memoryview(data)
+    chunks = [chunk_fingerprint(view[start:start + chunk_size]) for start in range(0, len(data), chunk_size)]
+    return file_fingerprint(chunks), chunks
 
 
 def iter_chunks(stream: BinaryIO, chunk_size: int) -> Iterator[bytes]:

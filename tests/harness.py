@@ -212,15 +212,13 @@ class Api:
 
 def make_claim(data: bytes, chunk_size: int, file_name: str = "file.bin", file_type: str | None = None) -> dict:
     """The JSON body of POST /dropbox/v1/files for ``data``, fingerprints as the contract defines them."""
-    import hashlib
+    from protocol.fingerprints import fingerprint_bytes
 
-    from protocol.fingerprints import file_fingerprint
-
-    chunks = [hashlib.sha256(data[i : i + chunk_size]).hexdigest() for i in range(0, len(data), chunk_size)]
+    fingerprint, chunks = fingerprint_bytes(data, chunk_size)
     claim = {
         "file_name": file_name,
         "file_size": len(data),
-        "fingerprint": file_fingerprint(chunks),
+        "fingerprint": fingerprint,
         "chunk_size": chunk_size,
         "chunks": chunks,
     }

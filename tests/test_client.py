@@ -611,6 +611,38 @@ async def test_download_of_unknown_file_is_exit_6(cdn_user, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+async def test_a_shared_dotfile_never_lands_on_a_dotfile_and_nothing_is_overwritten(cdn_stack, cdn_user, http,
+                                                                                    tmp_path):
+    """A sharer names a file `.bashrc`; the reader downloads it from their home directory (issue 17, item 5)."""
+    source = write_random(tmp_path / "payload", 3000)
+    run = await cdn_user("upload", str(source), "--name", ".bashrc", "--json", "--quiet")
+    assert run.rc == 0, run
+    file_id = run.json()["file_id"]
+    bob_api = await Api(http, cdn_stack.url).signup(password=PASSWORD)
+    await cdn_user("share", file_id, bob_api.username)
+    bob = Dbx(tmp_path / "bob", cdn_stack.url)
+    await bob.login(bob_api.username)
+    bashrc = bob.home / ".bashrc"
+    bashrc.write_text("alias ls='ls --color'\n")
+
+    run = await bob(*download_args(file_id))  # the working directory is bob's home
+    assert run.rc == 0, run
+    assert bashrc.read_text() == "alias ls='ls --color'\n"
+    assert (bob.home / "bashrc").read_bytes() == source.read_bytes()
+
+    (bob.home / "bashrc").write_text("my own\n")
+    run = await bob(*download_args(file_id))
+    assert run.rc == 10, run
+    assert "--force" in run.stderr and "exists" in run.stderr
+    no_traceback(run)
+    assert (bob.home / "bashrc").read_text() == "my own\n"
+
+    run = await bob(*download_args(file_id, "--force"))
+    assert run.rc == 0, run
+    assert (bob.home / "bashrc").read_bytes() == source.read_bytes()
+    assert bashrc.read_text() == "alias ls='ls --color'\n"
+
+
 # -- listing, sharing, deleting ---------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -17,8 +18,9 @@ import pytest
 from aiohttp import web
 
 from client import errors
-from client.api import GatewayClient, missing_chunks
-from client.cli import build_parser, main, parse_rate
+from client.api import GatewayClient, missing_chunks, retry_after_seconds, wait_words
+from client.cli import build_parser, main, parse_duration, parse_rate
+from client.output import file_row, info_lines, link_summary, link_table, printable, quota_line, show_time, whoami_lines
 from client.config import Credentials, CredentialStore, config_dir, normalize_server, resolve_server
 from client.download import (
     DownloadOptions,
@@ -33,9 +35,13 @@ from client.download import (
     sidecar_path,
     to_ranges,
 )
+from client import hashing as client_hashing
 from client.hashing import fingerprint_file, verify_chunks
-from client.upload import RateLimiter, UploadOptions, backoff_delay, parse_expiry, read_chunk, upload_file
-from protocol.fingerprints import EMPTY_FINGERPRINT, file_fingerprint, fingerprint_stream
+from client.transfer import backoff_delay
+from client.output import parse_time
+from client.upload import RateLimiter, UploadOptions, read_chunk, upload_file
+from protocol.fingerprints import (EMPTY_FINGERPRINT, chunk_fingerprint, file_fingerprint, fingerprint_bytes,
+                                   fingerprint_stream)
 
 DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
 
@@ -53,11 +59,77 @@ def test_chunk_digests_make_up_the_file_fingerprint(size):
     assert file_fingerprint(chunks) == expected[0]
 
 
-def test_empty_file_fingerprint_is_sha256_of_nothing(tmp_path):
+async def test_empty_file_fingerprint_is_sha256_of_nothing(tmp_path):
     path = tmp_path / "empty"
     path.write_bytes(b"")
-    assert fingerprint_file(str(path), 5) == (EMPTY_FINGERPRINT, [], 0)
+    assert await fingerprint_file(str(path), 5) == (EMPTY_FINGERPRINT, [], 0)
     assert file_fingerprint([]) == EMPTY_FINGERPRINT
+
+
+def test_fingerprint_of_bytes_is_the_streamed_one():
+    data = os.urandom(1000)
+    assert fingerprint_bytes(data, 300) == fingerprint_stream(io.BytesIO(data), 300)[:2]
+    assert fingerprint_bytes(b"", 300) == (EMPTY_FINGERPRINT, [])
+    assert chunk_fingerprint(data[:300]) == hashlib.sha256(data[:300]).hexdigest()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+@pytest.mark.parametrize("size,chunk_size,piece", [(0, 7, 4), (1, 7, 4), (7, 7, 4), (50, 7, 4), (49, 7, 3),
+                                                   (1000, 64, 64), (1000, 64, 1000), (3000, 256, 100)])
+async def test_chunks_hashed_on_several_threads_give_the_contracts_fingerprints(
+        tmp_path, monkeypatch, threads, size, chunk_size, piece):
+    monkeypatch.setattr(client_hashing, "PIECE", piece)  # chunks read in several pieces, or in one
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    done = []
+    answer = await fingerprint_file(str(path), chunk_size, threads=threads, on_chunk=done.append)
+    assert answer == fingerprint_stream(io.BytesIO(data), chunk_size)
+    assert done == [len(data[i:i + chunk_size]) for i in range(0, size, chunk_size)]  # in order, one per chunk
+
+
+async def test_a_file_that_changes_size_while_hashed_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(4096))
+    real = client_hashing.fingerprint_chunk_at
+
+    def growing(*args):
+        with open(path, "ab") as f:
+            f.write(b"more")
+        return real(*args)
+
+    monkeypatch.setattr(client_hashing, "fingerprint_chunk_at", growing)
+    with pytest.raises(client_hashing.FileChanged):
+        await fingerprint_file(str(path), 1024)
+
+    def shrinking(path_, index, *args):
+        os.truncate(path_, 100)
+        return real(path_, index, *args)
+
+    monkeypatch.setattr(client_hashing, "fingerprint_chunk_at", shrinking)
+    with pytest.raises(client_hashing.FileChanged):
+        await fingerprint_file(str(path), 1024)
+
+
+async def test_cancelling_the_fingerprint_pass_leaves_the_other_chunks_unread(tmp_path, monkeypatch):
+    path = tmp_path / "f"
+    path.write_bytes(bytes(100 * 1024))
+    started = []
+    real = client_hashing.fingerprint_chunk_at
+
+    def slow(path_, index, *args):
+        started.append(index)
+        time.sleep(0.05)
+        return real(path_, index, *args)
+
+    monkeypatch.setattr(client_hashing, "fingerprint_chunk_at", slow)
+    task = asyncio.ensure_future(fingerprint_file(str(path), 1024, threads=2))
+    await asyncio.sleep(0.12)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.2)  # what was running has finished; nothing new started
+    assert 2 <= len(started) <= 8, started
 
 
 def test_verify_chunks_checks_each_chunk_at_its_offset(tmp_path):
@@ -72,15 +144,6 @@ def test_verify_chunks_checks_each_chunk_at_its_offset(tmp_path):
     path.write_bytes(data[:22])  # a part shorter than the file: its last chunk cannot check out
     assert verify_chunks(str(path), 10, 25, {2: fps[2]}) == set()
 
-
-def test_fingerprint_file_reports_progress_and_reads_each_chunk_once(tmp_path):
-    data = os.urandom(1000)
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    seen = []
-    fingerprint, chunks, size = fingerprint_file(str(path), 300, seen.append)
-    assert (fingerprint, chunks, size) == fingerprint_stream(io.BytesIO(data), 300)
-    assert sum(seen) == 1000 and max(seen) <= 300
 
 
 def test_read_chunk_reads_at_offsets(tmp_path):
@@ -115,11 +178,12 @@ def test_parse_rate_refuses_nonsense(text):
         parse_rate(text)
 
 
-def test_parse_expiry_takes_unix_seconds_and_iso():
-    assert parse_expiry(1700000000) == 1700000000.0
-    assert parse_expiry("1700000000") == 1700000000.0
-    assert parse_expiry("2023-11-14T22:13:20Z") == 1700000000.0
-    assert parse_expiry(None) is None and parse_expiry("soon") is None
+def test_parse_time_takes_unix_seconds_and_iso():
+    assert parse_time(1700000000) == 1700000000.0
+    assert parse_time("1700000000") == 1700000000.0
+    assert parse_time("2023-11-14T22:13:20Z") == 1700000000.0
+    assert parse_time("2023-11-14T22:13:20+00:00") == parse_time("2023-11-14T22:13:20") == 1700000000.0
+    assert parse_time(None) is None and parse_time("soon") is None and parse_time(True) is None
 
 
 def test_backoff_grows_exponentially_and_is_capped():
@@ -151,6 +215,22 @@ def test_safe_name_and_targets(tmp_path):
     assert resolve_target(str(tmp_path), "x.bin", "id") == str(tmp_path / "x.bin")
     assert resolve_target(str(tmp_path / "y.bin"), "x.bin", "id") == str(tmp_path / "y.bin")
     assert resolve_target(None, "../x.bin", "id") == os.path.abspath("x.bin")
+
+
+@pytest.mark.parametrize("remote,local", [
+    (".bashrc", "bashrc"),
+    ("../../.ssh/authorized_keys", "authorized_keys"),
+    ("a/.profile", "profile"),
+    ("..\\..\\.bashrc", "bashrc"),
+    (" .hidden.tar.gz", "hidden.tar.gz"),
+    ("...", "fallback"),
+    (". ", "fallback"),
+    ("re\x1b[2Jport\x07.txt", "re_[2Jport_.txt"),
+    ("notes.txt", "notes.txt"),
+])
+def test_remote_names_never_make_dotfiles_paths_or_control_characters(remote, local):
+    """A name the sharer chose must not land on ~/.bashrc, outside the directory, or on the terminal raw."""
+    assert safe_name(remote, "fallback") == local
 
 
 def test_done_chunks_are_kept_as_ranges():
@@ -260,7 +340,10 @@ def test_server_precedence(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [[], ["upload"], ["upload", "f", "--parallel", "0"], ["nope"],
-                                  ["ls", "--shared", "--all"], ["upload", "f", "--limit-rate", "fast"]])
+                                  ["ls", "--shared", "--all"], ["upload", "f", "--limit-rate", "fast"],
+                                  ["link"], ["link", "f", "--expires", "soon"], ["link", "f", "--password",
+                                  "--password-stdin"], ["links"], ["unlink"], ["unlink", "a", "b"],
+                                  ["download", "f", "--retries", "-1"]])
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -278,7 +361,7 @@ def test_common_options_go_before_or_after_the_command():
 def test_exit_codes_are_distinct():
     codes = [errors.EXIT_UNEXPECTED, errors.EXIT_USAGE, errors.EXIT_UNREACHABLE, errors.EXIT_BAD_LOGIN,
              errors.EXIT_AUTH, errors.EXIT_NOT_FOUND, errors.EXIT_REFUSED, errors.EXIT_STORE,
-             errors.EXIT_INTEGRITY, errors.EXIT_INTERRUPTED]
+             errors.EXIT_INTEGRITY, errors.EXIT_EXISTS, errors.EXIT_INTERRUPTED]
     assert len(set(codes)) == len(codes) and 0 not in codes
 
 
@@ -304,6 +387,193 @@ def test_error_mapping_of_gateway_answers():
     assert "dbx login" in expired.message and "expired" in expired.message
     server = client._error("GET", "/p", 500, {"error": {"code": "internal_error", "message": "boom"}}, "rid9", None)
     assert "rid9" in server.message
+
+
+# -- contract v1.1: sessions, passwords, links, quotas, throttling ----------------------
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("7d", 7 * 86400), ("12h", 12 * 3600), ("30m", 1800), ("90s", 90), ("1w", 7 * 86400), ("1d12h", 36 * 3600),
+    ("2D", 2 * 86400), (" 1h 30m ", 5400), ("3600", 3600),
+])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "7", "soon", "0", "0d", "-1d", "7y", "1.5d", "d7", "7d!"])
+def test_parse_duration_refuses_nonsense(text):
+    import argparse
+
+    if text == "7":  # a bare number is seconds: valid
+        assert parse_duration(text) == 7
+        return
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration(text)
+
+
+def test_new_commands_parse_their_arguments():
+    parser = build_parser()
+    link = parser.parse_args(["link", "f1", "--expires", "7d", "--password-stdin", "--json"])
+    assert (link.command, link.file_id, link.expires, link.password_stdin, link.password, link.json) == (
+        "link", "f1", 7 * 86400, True, False, True)
+    plain = parser.parse_args(["link", "f1"])
+    assert plain.expires is None and not plain.password and not plain.password_stdin
+    assert parser.parse_args(["links", "f1"]).file_id == "f1"
+    assert parser.parse_args(["unlink", "l9"]).link_id == "l9"
+    assert parser.parse_args(["logout"]).local is False and parser.parse_args(["logout", "--local"]).local is True
+    assert parser.parse_args(["passwd", "--password-stdin"]).password_stdin is True
+    assert parser.parse_args(["download", "f1", "--force"]).force is True
+    assert parser.parse_args(["download", "f1"]).force is False
+
+
+def test_retry_after_is_read_as_seconds_or_a_date():
+    assert retry_after_seconds("30") == 30
+    assert retry_after_seconds(" 0 ") == 0
+    assert retry_after_seconds("Tue, 14 Nov 2023 22:14:20 GMT", now=1700000000) == 60
+    assert retry_after_seconds("Tue, 14 Nov 2023 22:13:00 GMT", now=1700000000) == 0  # already past
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    assert retry_after_seconds("-5") is None
+    assert (wait_words(1), wait_words(42), wait_words(600), wait_words(None)) == (
+        "in 1 second", "in 42 seconds", "in 10 minutes", "later")
+
+
+def test_error_mapping_of_the_v1_1_answers():
+    client = GatewayClient("http://gw")
+
+    def error(status, code, retry_after=None, message="m"):
+        return client._error("POST", "/p", status, {"error": {"code": code, "message": message}}, "rid", "file x",
+                             retry_after=retry_after)
+
+    login = error(429, "too_many_attempts", 30)
+    assert type(login) is errors.Throttled and login.exit_code == errors.EXIT_THROTTLED == 11
+    assert "too many failed logins" in login.message and "in 30 seconds" in login.message
+    assert login.to_json()["retry_after"] == 30 and login.to_json()["code"] == "too_many_attempts"
+    uploads = error(429, "too_many_uploads", 120)
+    assert type(uploads) is errors.Throttled and "uploads in progress" in uploads.message
+    assert "in 2 minutes" in uploads.message and not uploads.per_file  # the next files would be refused too
+    unknown = error(429, "", None, "slow down")
+    assert type(unknown) is errors.Throttled and "slow down" in unknown.message and "later" in unknown.message
+
+    quota = error(403, "quota_exceeded", message="10 GiB used of 10 GiB")
+    assert type(quota) is errors.Refused and quota.exit_code == errors.EXIT_REFUSED and quota.per_file
+    assert "quota" in quota.message and "10 GiB used" in quota.message and "dbx rm" in quota.message
+    assert quota.code == "quota_exceeded"
+    forbidden = error(403, "forbidden")
+    assert type(forbidden) is errors.AuthRequired  # as before for other 403s
+
+    revoked = error(401, "token_revoked")
+    assert type(revoked) is errors.AuthRequired and revoked.exit_code == errors.EXIT_AUTH
+    assert "session" in revoked.message and "ended" in revoked.message and "dbx login" in revoked.message
+
+    link = client._error("DELETE", "/p", 404, {"error": {"code": "not_found", "message": "m"}}, None, "link l1",
+                         hint="`dbx links FILE_ID` lists the links of a file you own")
+    assert "link l1" in link.message and "dbx links" in link.message and "dbx ls" not in link.message
+
+
+@pytest.mark.parametrize("me,line", [
+    ({"used_bytes": 1536, "quota_bytes": 1024 * 1024}, "used 1.5 KiB of 1.0 MiB (0%), 1022.5 KiB free"),
+    ({"used_bytes": 3 * 1024 ** 3, "quota_bytes": 4 * 1024 ** 3}, "used 3.0 GiB of 4.0 GiB (75%), 1.0 GiB free"),
+    ({"used_bytes": 5 * 1024 ** 3, "quota_bytes": 4 * 1024 ** 3}, "used 5.0 GiB of 4.0 GiB (125%), 0 B free"),
+    ({"used_bytes": 0, "quota_bytes": None}, "used 0 B (no quota)"),
+    ({"used_bytes": 10}, "used 10 B"),
+    ({"quota_bytes": 100}, None),
+    ({}, None),
+])
+def test_quota_line(me, line):
+    assert quota_line(me) == line
+
+
+def test_whoami_shows_the_quota_only_when_the_gateway_sends_it():
+    me = {"user_id": 1, "username": "alice", "email": "a@example.com"}
+    assert whoami_lines(me, "http://gw") == ["alice <a@example.com> on http://gw"]
+    assert whoami_lines({**me, "quota_bytes": None, "used_bytes": 2048}, "http://gw") == [
+        "alice <a@example.com> on http://gw", "used 2.0 KiB (no quota)"]
+
+
+LINKS = [
+    {"link_id": "l1", "file_id": "f1", "url": "http://gw/s/abc", "expires_at": None, "has_password": False,
+     "created_at": "2026-11-25T10:00:00Z", "download_count": 3},
+    {"link_id": "link-22", "file_id": "f1", "url": "http://gw/s/defghi", "expires_at": "2026-12-02T10:00:00Z",
+     "has_password": True, "created_at": 1795600800, "download_count": 0},
+]
+
+
+def test_link_table_aligns_its_columns_and_puts_the_url_last():
+    lines = link_table(LINKS)
+    assert lines[0].split() == ["LINK_ID", "CREATED", "EXPIRES", "PASSWORD", "DOWNLOADS", "URL"]
+    assert lines[1].split() == ["l1", "2026-11-25", "10:00", "UTC", "never", "no", "3", "http://gw/s/abc"]
+    assert lines[2].split() == ["link-22", "2026-11-25", "10:00", "UTC", "2026-12-02", "10:00", "UTC", "yes", "0",
+                                "http://gw/s/defghi"]
+    assert len({line.index(word) for line, word in zip(lines, ("URL", "http", "http"))}) == 1  # aligned
+
+
+def test_link_summary_and_times():
+    assert link_summary(LINKS[0]) == "link l1 to file f1: never expires, no password"
+    assert link_summary(LINKS[1]) == "link link-22 to file f1: expires 2026-12-02 10:00 UTC, with a password"
+    assert show_time(1700000000) == "2023-11-14 22:13 UTC" and show_time("whenever") == "whenever"
+
+
+def test_names_from_other_people_reach_the_terminal_without_control_characters():
+    evil = "x\x1b]0;owned\x07\x1b[2J.txt"
+    assert printable(evil) == "x?]0;owned??[2J.txt"
+    row = file_row({"file_id": "f1", "file_size": 10, "status": "uploaded", "created_at": "t", "file_name": evil,
+                    "uploaded_by": "bob\x1b[31m"}, owner=True)
+    assert "\x1b" not in row and "\x07" not in row and row.count("\t") == 5
+    assert not any("\x1b" in line for line in info_lines({"file_id": "f1", "file_name": evil, "extra": "\x1b"}))
+    assert "\x1b" not in link_table([{**LINKS[0], "url": "http://gw/s/\x1b[2J"}])[1]
+
+
+def test_passwd_reads_the_current_and_the_new_password_from_stdin(monkeypatch, tmp_path, capsys):
+    """Both lines are read before anything is sent; the same password twice is refused at once."""
+    from client import cli
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    CredentialStore(tmp_path / "dbx").save(Credentials("http://127.0.0.1:9", "alice", "token"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("same\nsame\n"))
+    assert main(["passwd", "--password-stdin", "--server", "http://127.0.0.1:9"]) == errors.EXIT_USAGE
+    assert "the new password is the current one" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("only-one-line\n"))
+    assert main(["passwd", "--password-stdin", "--server", "http://127.0.0.1:9"]) == errors.EXIT_USAGE
+    assert "no new password" in capsys.readouterr().err
+    ctx = cli.Context(build_parser().parse_args(["passwd", "--password-stdin"]))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("old pw\r\nnew pw\n"))
+    assert cli.read_passwords(ctx) == ("old pw", "new pw")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_logout_without_the_gateway_keeps_the_token_unless_local(monkeypatch, tmp_path, capsys):
+    """A token the server still takes is not forgotten when the server cannot be asked to end it."""
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    store = CredentialStore(tmp_path / "dbx")
+    store.save(Credentials(closed, "alice", "token"))
+    assert main(["logout", "--server", closed]) == errors.EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "token is kept" in err and "dbx logout --local" in err
+    assert store.get(closed) is not None
+
+    assert main(["logout", "--server", closed, "--local", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"ok": True, "server": closed, "logged_out": True, "session": "kept"}
+    assert store.get(closed) is None
+    assert main(["logout", "--server", closed]) == 0
+    assert "not logged in" in capsys.readouterr().out
+
+
+def test_logout_of_an_expired_session_needs_no_gateway(monkeypatch, tmp_path, capsys):
+    closed = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    store = CredentialStore(tmp_path / "dbx")
+    store.save(Credentials(closed, "alice", "token", expires_at=time.time() - 10))
+    assert main(["logout", "--server", closed]) == 0
+    assert "had expired" in capsys.readouterr().out and store.get(closed) is None
 
 
 # -- retries against a scripted fake gateway + store ---------------------------------
@@ -337,6 +607,7 @@ class FakeStack:
         self.cdn_ignores_range = False  # answer every GET with the whole file, as a CDN without Range support
         self.cdn_broken_starts: set[int] = set()  # Range requests starting at these offsets always fail
         self.cdn_delay = 0.0  # seconds before each answer
+        self.on_cdn = None  # called at every CDN request
         self.cdn_active = 0
         self.cdn_peak = 0  # the most CDN requests in flight at once
         self.gets = 0
@@ -389,6 +660,8 @@ class FakeStack:
         file_id = request.match_info["id"]
         range_header = request.headers.get("Range")
         self.cdn_requests.append(range_header)
+        if self.on_cdn:
+            self.on_cdn()
         data = self.content(file_id)
         answer = self.cdn_script.pop(0) if self.cdn_script else None
         if self.cdn_ignores_range and answer is None:
@@ -689,6 +962,41 @@ async def test_download_of_empty_and_one_byte_files(fake, tmp_path, size):
     assert no_partial(target)
 
 
+async def test_download_refuses_to_overwrite_an_existing_file_without_force(fake, tmp_path):
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size + 5)
+        target = tmp_path / "out.bin"
+        target.write_bytes(b"mine")
+        with pytest.raises(errors.LocalExists) as info:
+            await download_file(client, file_id, str(target), fast_download())
+        assert target.read_bytes() == b"mine"
+        assert fake.cdn_requests == []  # refused before a byte moved
+        assert no_partial(target)
+        assert "--force" in info.value.message and str(target) in info.value.message
+        assert info.value.exit_code == errors.EXIT_EXISTS
+
+        result = await download_file(client, file_id, str(target), fast_download(force=True))
+    assert target.read_bytes() == source.read_bytes() and result.chunks_fetched == 3
+
+
+async def test_download_does_not_overwrite_a_file_that_appears_meanwhile(fake, tmp_path):
+    """The last step places the part without replacing what is there, however late it came."""
+    async with GatewayClient(fake.url, "token") as client:
+        _, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size)
+        target = tmp_path / "late.bin"
+        fake.on_cdn = lambda: target.exists() or target.write_bytes(b"late")
+        with pytest.raises(errors.LocalExists) as info:
+            await download_file(client, file_id, str(target), fast_download(parallel=1))
+        assert target.read_bytes() == b"late"
+        assert "--force" in info.value.message
+        # The verified bytes are kept: the rerun that may overwrite fetches nothing again.
+        fake.on_cdn = None
+        fake.cdn_requests.clear()
+        result = await download_file(client, file_id, str(target), fast_download(force=True))
+    assert result.chunks_fetched == 0 and result.chunks_reused == 2 and fake.cdn_requests == []
+    assert no_partial(target) and target.stat().st_size == 2 * fake.chunk_size
+
+
 async def test_download_refreshes_a_refused_url(fake, tmp_path):
     async with GatewayClient(fake.url, "token") as client:
         source, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size + 5)
@@ -842,3 +1150,95 @@ async def test_chunks_that_do_not_make_up_the_fingerprint_are_refused(fake, tmp_
             await download_file(client, file_id, str(tmp_path / "out.bin"), fast_download())
     assert info.value.code == "inconsistent_file"
     assert fake.cdn_requests == [] and no_partial(tmp_path / "out.bin")
+
+
+# -- the client stands alone --------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER_PACKAGES = ("gateway", "storage", "cdn", "deploy", "bench")
+IMPORT_ALL_OF_THE_CLIENT = """
+import importlib.abc, json, sys
+SERVER = {server!r}
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in SERVER:
+            raise ImportError(f"the client imported {{name}}")
+
+sys.meta_path.insert(0, Refuse())
+import client.cli, client.upload, client.download, client.__init__
+try:
+    client.cli.main(["--help"])
+except SystemExit as exit:
+    assert exit.code == 0, exit.code
+print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}})))
+"""
+
+
+def distribution_closure(names: list[str]) -> set[str]:
+    """The distributions ``names`` need, theirs, and so on (extras left out), lowercase."""
+    from importlib import metadata
+
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requirements = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue  # for another platform (colorama: Windows); not installed, so not what was imported
+        for requirement in requirements:
+            if "extra ==" not in requirement:
+                todo.append(re.match(r"[A-Za-z0-9_.-]+", requirement).group(0))
+    return seen
+
+
+def standalone_project() -> dict:
+    import tomllib
+
+    return tomllib.loads((REPO / "client" / "standalone" / "pyproject.toml").read_text())
+
+
+def test_the_client_runs_with_the_server_packages_absent_and_needs_only_its_declared_dependencies():
+    """Issue 16: dbx installs and runs without gateway/ or storage/ (importing them here fails on purpose)."""
+    import subprocess
+    from importlib import metadata
+
+    result = subprocess.run([sys.executable, "-c", IMPORT_ALL_OF_THE_CLIENT.format(server=SERVER_PACKAGES)],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = set(json.loads(result.stdout.splitlines()[-1]))
+    assert not loaded & set(SERVER_PACKAGES)
+    declared = [re.match(r"[A-Za-z0-9_.-]+", d).group(0) for d in standalone_project()["project"]["dependencies"]]
+    allowed = distribution_closure(declared)
+    providers = metadata.packages_distributions()
+    ours = {path.name for path in REPO.iterdir() if (path / "__init__.py").exists()}
+    assert loaded & ours == {"client", "protocol"}
+    # Modules no distribution provides are the interpreter's (cython_runtime, the editable install's finder);
+    # setuptools' distutils shim is loaded by site, before any import of ours.
+    third_party = {module for module in loaded - set(sys.stdlib_module_names) - ours - {"_distutils_hack"}
+                   if module in providers}
+    undeclared = {module: providers[module] for module in third_party
+                  if not {d.lower().replace("_", "-") for d in providers[module]} & allowed}
+    assert not undeclared, f"imported by the client but not among its dependencies: {undeclared}"
+
+
+def test_the_standalone_client_package_is_the_client_and_protocol_with_the_same_command():
+    """client/standalone/pyproject.toml builds `dbx-client`: pip install client/standalone."""
+    import configparser
+
+    project = standalone_project()
+    where = project["tool"]["setuptools"]["package-dir"]
+    assert project["tool"]["setuptools"]["packages"] == ["client", "protocol"]
+    base = REPO / "client" / "standalone"
+    assert (base / where["client"]).resolve() == REPO / "client"
+    assert (base / where["protocol"]).resolve() == REPO / "protocol"
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    assert f"dbx = {project['project']['scripts']['dbx']}" in setup["options.entry_points"]["console_scripts"]
+    server_requirements = setup["options"]["install_requires"].split()
+    for requirement in project["project"]["dependencies"]:
+        assert requirement in server_requirements  # the same lower bounds as the whole project's

@@ -1,0 +1,127 @@
+"""What ``dbx`` prints for people: rows, tables and sizes (``--json`` prints the gateway's objects instead).
+
+File names, usernames and link URLs come from other people: they are printed
+with control characters replaced, so a name cannot move the cursor, clear the
+screen or rewrite the terminal's title.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from client.transfer import human_size
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+INFO_FIELDS = ("file_id", "file_name", "file_size", "file_type", "fingerprint", "status", "uploaded_by",
+               "created_at", "chunk_size", "total_chunks", "uploaded_chunks")
+
+
+def printable(value: Any) -> str:
+    """``value`` as text safe to write to a terminal."""
+    return CONTROL.sub("?", str(value))
+
+
+def parse_time(value: Any) -> float | None:
+    """A time the gateway wrote, as unix seconds: a number or an ISO 8601 string; None otherwise."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    return None
+
+
+def show_time(value: Any) -> str:
+    """A gateway time for people: ``2026-12-02 15:04 UTC``; what cannot be read, as it came."""
+    seconds = parse_time(value)
+    if seconds is None:
+        return printable(value)
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def file_row(obj: dict, owner: bool = False) -> str:
+    size = obj.get("file_size")
+    parts = [
+        str(obj.get("file_id", "")),
+        human_size(size) if isinstance(size, int) else "?",
+        str(obj.get("status", "")),
+        str(obj.get("created_at", ""))[:19],
+    ]
+    if owner:
+        parts.append(str(obj.get("uploaded_by", "")))
+    parts.append(str(obj.get("file_name", "")))
+    return "\t".join(printable(part) for part in parts)
+
+
+def info_lines(obj: dict) -> list[str]:
+    """``key: value`` lines of a file object: the contract's fields first, then any others, the URL last."""
+    lines = []
+    for key in INFO_FIELDS:
+        if key in obj:
+            value = obj[key]
+            if key == "file_size" and isinstance(value, int):
+                value = f"{value} ({human_size(value)})"
+            lines.append(f"{key + ':':17}{value}")
+    for key, value in obj.items():
+        if key not in INFO_FIELDS and key not in ("chunks", "download_url"):
+            lines.append(f"{key + ':':17}{value}")
+    if obj.get("download_url"):
+        lines.append(f"{'download_url:':17}{obj['download_url']}")
+    return [printable(line) for line in lines]
+
+
+def whoami_lines(me: dict, server: str) -> list[str]:
+    lines = [printable(f"{me.get('username')} <{me.get('email')}> on {server}")]
+    usage = quota_line(me)
+    if usage:
+        lines.append(usage)
+    return lines
+
+
+def quota_line(me: dict) -> str | None:
+    """``used 1.2 GiB of 10.0 GiB (12%)``, ``used 1.2 GiB (no quota)``; None when the gateway does not say."""
+    used = me.get("used_bytes")
+    if not isinstance(used, int) or isinstance(used, bool):
+        return None
+    if "quota_bytes" in me and me["quota_bytes"] is None:
+        return f"used {human_size(used)} (no quota)"
+    quota = me.get("quota_bytes")
+    if not isinstance(quota, int) or isinstance(quota, bool):
+        return f"used {human_size(used)}"
+    percent = f" ({100 * used / quota:.0f}%)" if quota > 0 else ""
+    return f"used {human_size(used)} of {human_size(quota)}{percent}, {human_size(max(0, quota - used))} free"
+
+
+def link_expiry(link: dict) -> str:
+    return "never" if link.get("expires_at") is None else show_time(link["expires_at"])
+
+
+def link_summary(link: dict) -> str:
+    """One line about a new link, for stderr (stdout gets its URL alone)."""
+    password = "with a password" if link.get("has_password") else "no password"
+    expiry = link.get("expires_at")
+    expires = "never expires" if expiry is None else f"expires {show_time(expiry)}"
+    return printable(f"link {link.get('link_id')} to file {link.get('file_id')}: {expires}, {password}")
+
+
+def link_table(links: list[dict]) -> list[str]:
+    """The links of a file, one a row, columns aligned, the URL last (it is the longest)."""
+    header = ("LINK_ID", "CREATED", "EXPIRES", "PASSWORD", "DOWNLOADS", "URL")
+    rows = [
+        (str(link.get("link_id", "")), show_time(link.get("created_at")), link_expiry(link),
+         "yes" if link.get("has_password") else "no", str(link.get("download_count", 0)), str(link.get("url", "")))
+        for link in links
+    ]
+    widths = [max(len(printable(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
+    return [printable("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]).rstrip())
+            for row in [header, *rows]]
