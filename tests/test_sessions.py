@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from gateway.core.accounts import CLOCK_SKEW_ALLOWANCE
+from gateway.core.sessions import CLOCK_SKEW_ALLOWANCE
 from tests.core_fixtures import new_user
 from tests.harness import Api, upload
 
@@ -158,8 +158,8 @@ async def test_a_password_change_on_one_gateway_process_ends_the_tokens_on_anoth
 async def test_revocations_are_kept_until_their_tokens_have_long_expired(core, clock):
     await new_user(core, "alice")
     token = await core.accounts.log_in("alice", "correct horse battery")
-    user = await core.accounts.authenticate(token.token)
-    await core.accounts.log_out(user)
+    user = await core.sessions.authenticate(token.token)
+    await core.sessions.log_out(user)
     expiry = datetime.fromtimestamp(user.expires_at, timezone.utc)
     clock.now = expiry + timedelta(seconds=CLOCK_SKEW_ALLOWANCE - 1)
     assert (await core.housekeeping())["revoked_tokens"] == 0
@@ -172,7 +172,7 @@ async def test_the_token_state_is_cached_and_dropped_on_every_change(make_gatewa
     """Per request the token check reads the shared cache, not the database; each change drops the entry."""
     gateway = await make_gateway(cache_url=redis_url)
     alice = await Api(http, gateway.url).signup(password=PASSWORD)
-    cache = gateway.core.accounts.cache
+    cache = gateway.core.sessions.cache
     key = f"tokens:{alice.user_id}"
     assert (await alice.get(ME)).status == 200
     entry = await cache.get(key)

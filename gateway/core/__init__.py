@@ -1,4 +1,4 @@
-"""The domain: uploads (the state machine), files, sharing, deletion, permissions, accounts, store events.
+"""The domain: uploads (the state machine), files, sharing, deletion, permissions, accounts, sessions, store events.
 
 Plain classes with explicit dependencies (the metadata database, the object
 store, the cache, a clock, the settings), raising gateway/core/errors.py's
@@ -22,6 +22,7 @@ from gateway.core.files import Files
 from gateway.core.leases import Leases
 from gateway.core.permissions import Permissions
 from gateway.core.reconciler import reconcile_once
+from gateway.core.sessions import Sessions
 from gateway.core.sharing import Sharing
 from gateway.core.throttle import forget_expired
 from gateway.core.uploads import Uploads
@@ -41,6 +42,7 @@ class Core:
     sharing: Sharing
     deletion: Deletion
     accounts: Accounts
+    sessions: Sessions
     events: StoreEvents
 
     async def reconcile_once(self) -> dict[str, int]:
@@ -50,13 +52,14 @@ class Core:
         """Drop rows that count nothing any more (ended throttle counters, revocations of expired tokens)."""
         return {
             "throttle_counters": await forget_expired(self.db, self.clock),
-            "revoked_tokens": await self.accounts.forget_expired_revocations(),
+            "revoked_tokens": await self.sessions.forget_expired_revocations(),
         }
 
 
 def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCache | None,
                clock: Clock = system_clock) -> Core:
     permissions = Permissions(db, cache)
+    sessions = Sessions(config, db, clock, cache)
     leases = Leases(db, clock)
     uploads = Uploads(config, db, store, permissions, leases, clock)
     return Core(
@@ -69,6 +72,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         files=Files(config, db, store, permissions, uploads),
         sharing=Sharing(db, permissions, clock),
         deletion=Deletion(db, store, permissions, leases),
-        accounts=Accounts(config, db, clock, cache),
+        accounts=Accounts(config, db, clock, sessions),
+        sessions=sessions,
         events=StoreEvents(config.s3_bucket, db, store, uploads, clock),
     )

@@ -1,20 +1,6 @@
-"""Accounts: signing up, logging in (an access token), the caller's own profile; login throttling; sessions.
+"""Accounts: signing up, logging in (an access token), changing the password, the profile; login throttling.
 
-Sessions: an access token is good until it expires unless it is ended first,
-which every gateway process sees at once because it is in the database:
-
-- **Log-out** revokes the token's ``jti`` (the ``revoked_tokens`` table keeps it
-  until the token would have expired anyway).
-- **A password change** moves the user's ``token_generation`` on; every token
-  carries the generation it was issued in, so all earlier tokens stop working.
-
-:meth:`Accounts.authenticate` checks both for every request against the user's
-entry ``tokens:<user_id>`` = ``{"v": 1, "gen": int, "revoked": [jti, ...]}``,
-read through the shared cache (gateway/core/cached.py: leases, so a fill never
-brings a stale entry back) and dropped *after* every log-out and password
-change commits. With ``redis://`` every gateway process sees the drop at once;
-``memory://`` is for one process (as for permissions), and ``none://`` asks the
-database, in one query, on every request.
+A password change ends every access token issued before (gateway/core/sessions.py).
 
 Login throttling (contract v1.1), counted in the database (gateway/core/throttle.py)
 so it holds across gateway processes:
@@ -38,36 +24,21 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from ipaddress import ip_address, ip_network
 
 import structlog
-from aiocache.base import BaseCache
 
 from gateway.config import Config
-from gateway.core.cached import forget, read_through
-from gateway.core.clock import Clock, stamp_ago, stamp_now, timestamp
-from gateway.core.errors import (
-    InvalidCredentials, TokenRevoked, TooManyAttempts, UnknownUser, UsernameTaken, WrongPassword,
-)
+from gateway.core.clock import Clock, stamp_now
+from gateway.core.errors import InvalidCredentials, TooManyAttempts, UnknownUser, UsernameTaken, WrongPassword
 from gateway.core.passwords import hash_password, verify_password
+from gateway.core.sessions import Sessions
 from gateway.core.throttle import Limit, Throttle
-from gateway.core.tokens import TokenUser, issue_token, verify_token
+from gateway.core.tokens import TokenUser, issue_token
 from gateway.db import Database, Row
-from gateway.db import tokens as tokens_db
 from gateway.db import users as users_db
 
 log = structlog.get_logger("gateway.users")
-
-SESSION_ENTRY_VERSION = 1
-
-
-def session_key(user_id: int) -> str:
-    return f"tokens:{user_id}"
-
-
-# Seconds a revocation outlives its token's expiry, for gateways whose clocks run behind this one's.
-CLOCK_SKEW_ALLOWANCE = 300
 
 
 @dataclass(frozen=True)
@@ -88,11 +59,11 @@ def address_key(address: str) -> str:
 
 
 class Accounts:
-    def __init__(self, config: Config, db: Database, clock: Clock, cache: BaseCache | None = None):
+    def __init__(self, config: Config, db: Database, clock: Clock, sessions: Sessions):
         self.config = config
         self.db = db
         self.clock = clock
-        self.cache = cache
+        self.sessions = sessions
         self.by_username = Throttle(db, clock, "login-user", Limit(config.login_failures, config.login_window))
         self.by_address = Throttle(db, clock, "login-address", Limit(config.login_address_failures, config.login_window))
 
@@ -138,38 +109,6 @@ class Accounts:
             log.info("login_slowed_down", delay=self.config.login_address_delay)
             await asyncio.sleep(self.config.login_address_delay)
 
-    async def authenticate(self, token: str) -> TokenUser:
-        """Who an access token speaks for; TokenExpired, InvalidToken, TokenRevoked or UnknownUser."""
-        user = verify_token(self.config.jwt_secret, token)
-        state = await self._token_state(user.user_id)
-        if state is None:
-            raise UnknownUser()
-        if user.token_id in state["revoked"] or state["gen"] != user.generation:
-            raise TokenRevoked()
-        return user
-
-    async def _token_state(self, user_id: int) -> dict | None:
-        """The user's session entry (module docstring), from the cache when it is there."""
-
-        async def load() -> dict | None:
-            row = await tokens_db.token_state(self.db, user_id, stamp_now(self.clock))
-            if row is None:
-                return None
-            return {"v": SESSION_ENTRY_VERSION, "gen": row["token_generation"], "revoked": row["revoked"]}
-
-        return await read_through(self.cache, session_key(user_id), SESSION_ENTRY_VERSION, load)
-
-    async def log_out(self, user: TokenUser) -> None:
-        """End the access token ``user`` came with, on every gateway, at once."""
-        expires_at = timestamp(datetime.fromtimestamp(user.expires_at, timezone.utc))
-        await tokens_db.revoke(self.db, user.token_id, user.user_id, expires_at, stamp_now(self.clock))
-        await forget(self.cache, session_key(user.user_id))
-        log.info("logged_out")
-
-    async def forget_expired_revocations(self) -> int:
-        """Drop the revocations of tokens long expired (their expiry refuses them); how many."""
-        return await tokens_db.forget_expired(self.db, stamp_ago(self.clock, CLOCK_SKEW_ALLOWANCE))
-
     async def change_password(self, user: TokenUser, current: str, new: str, address: str = "") -> None:
         """Set a new password and end every access token issued before; WrongPassword, TooManyAttempts.
 
@@ -185,7 +124,7 @@ class Accounts:
         new_hash = await hash_password(new)
         if await users_db.set_password(self.db, user.user_id, new_hash, row["password_hash"]) is None:
             raise WrongPassword()  # changed by another request since `current` was checked
-        await forget(self.cache, session_key(user.user_id))
+        await self.sessions.changed(user.user_id)
         log.info("password_changed")
 
     async def profile(self, user_id: int) -> Row:

@@ -68,7 +68,7 @@ async def me(request: web.Request) -> web.Response:
 
 @routes.delete("/dropbox/v1/tokens/current")
 async def log_out(request: web.Request) -> web.Response:
-    await request.app[appkeys.CORE].accounts.log_out(request[appkeys.USER])
+    await request.app[appkeys.CORE].sessions.log_out(request[appkeys.USER])
     return web.Response(status=204)
 
 
