@@ -275,7 +275,7 @@ async def test_the_page_downloads_without_script(make_gateway, cdn, http):
     assert "2500 bytes" in html.replace(",", "") and 'type="password"' not in html
     token = token_of(open_link)
     assert f'<form method="post" action="/s/{token}"' in html
-    async with http.get(f"{gateway.url}/s/style.css") as css:
+    async with http.get(f"{gateway.url}/static/style.css") as css:  # the web app's, whose classes the page uses
         assert css.status == 200 and css.content_type == "text/css"
 
     # The form's POST, followed as any HTTP client follows a 303: the file's bytes from the CDN tier.

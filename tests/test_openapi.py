@@ -33,7 +33,7 @@ ERROR_REF = "#/components/schemas/Error"
 EVENTS_TOKEN_ONLY = [{"eventsToken": []}]
 
 # Pages for people (the shared link page and its stylesheet): they answer HTML (or CSS), errors too.
-PAGES = {"/s/{token}", "/s/style.css"}
+PAGES = {"/s/{token}"}
 PAGE_MEDIA = {"text/html", "text/css"}
 
 # Status codes the contract (shared/api-contract.md) and the handlers' tests fix for each operation;
@@ -66,8 +66,7 @@ CONTRACT_STATUSES = {
     ("get", "/dropbox/v1/links/{link}"): {"200", "404", "410"},
     ("post", "/dropbox/v1/links/{token}/download"): {"200", "401", "403", "404", "410", "429"},
     ("get", "/s/{token}"): {"200", "404", "410"},
-    ("post", "/s/{token}"): {"303", "401", "403", "404", "410", "429"},
-    ("get", "/s/style.css"): {"200"},
+    ("post", "/s/{token}"): {"303", "400", "401", "403", "404", "410", "429"},
 }
 
 
@@ -331,7 +330,6 @@ def test_public_routes_are_exactly_those_the_document_marks_public(document):
         ("post", "/dropbox/v1/links/{token}/download"),
         ("get", "/s/{token}"),
         ("post", "/s/{token}"),
-        ("get", "/s/style.css"),
     }
     for key, operation in ops.items():
         if key not in marked_public:

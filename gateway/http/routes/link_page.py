@@ -20,7 +20,6 @@ page links to; ``Cache-Control: no-store`` keeps it out of caches.
 from __future__ import annotations
 
 import html
-from importlib import resources
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -35,8 +34,8 @@ from gateway.http.middlewares import public
 
 routes = web.RouteTableDef()
 
-STYLESHEET: bytes = resources.files("gateway.http").joinpath("link_page.css").read_bytes()
-STYLESHEET_PATH = "/s/style.css"
+# The web app's stylesheet (gateway/web/style.css), which carries this page's classes too.
+STYLESHEET_PATH = "/static/style.css"
 MAX_PASSWORD = 1024
 
 # What each refusal tells a person, and the status it answers with.
@@ -127,16 +126,6 @@ def refusal_page(config: Config, exc: DomainError) -> web.Response:
     return page(config, status, heading, body)
 
 
-@routes.get(STYLESHEET_PATH)
-@public
-async def stylesheet(request: web.Request) -> web.Response:
-    """The page's look (registered before ``/s/{token}``, which would take ``style.css`` for a token)."""
-    return web.Response(
-        body=STYLESHEET, content_type="text/css", charset="utf-8",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"},
-    )
-
-
 @routes.get("/s/{token}")
 @public
 async def link_page(request: web.Request) -> web.Response:
@@ -154,7 +143,10 @@ async def link_page_download(request: web.Request) -> web.StreamResponse:
     """303 to the CDN download URL; the page again, with what went wrong, otherwise."""
     config, token = request.app[appkeys.CONFIG], request.match_info["token"]
     links = request.app[appkeys.CORE].links
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # a form body that does not parse (multipart without a boundary, say)
+        return await form_unreadable(request, token)
     password = form.get("password")
     if not isinstance(password, str) or not password:
         password = None  # an empty field is no password: "password required", not "wrong"
@@ -167,6 +159,17 @@ async def link_page_download(request: web.Request) -> web.StreamResponse:
     except (PasswordRequired, WrongLinkPassword, TooManyAttempts) as exc:
         return await password_refused(request, token, exc)
     raise web.HTTPSeeOther(url, headers=page_headers(config))
+
+
+async def form_unreadable(request: web.Request, token: str) -> web.Response:
+    """400: the page again; a browser's own form never gets here."""
+    config = request.app[appkeys.CONFIG]
+    try:
+        link = await request.app[appkeys.CORE].links.open(token)
+    except (LinkNotFound, LinkRevoked, LinkExpired) as exc:
+        return refusal_page(config, exc)
+    message = "The form could not be read. Reload the page and try again."
+    return page(config, 400, f"{link['file_name']} - shared file", link_body(token, link, message))
 
 
 async def password_refused(request: web.Request, token: str, exc: DomainError) -> web.Response:
