@@ -1,13 +1,5 @@
-"""The web app's flows that need contract v1.1 APIs other branches build.
-
-Shared links (POST/GET /files/{id}/links, DELETE /links/{id}, GET /s/{token}),
-log-out revoking the token (DELETE /tokens/current) and the password change
-(PUT /users/me/password) are written against the contract while those APIs are
-built in parallel. The app already calls them (and says "not available on this
-server yet" on a 404 unknown_endpoint). THE LEAD REMOVES THE SKIP MARK BELOW AT
-MERGE, once those endpoints are in main; the /s/{token} page's own controls may
-need a name adjusted here then.
-"""
+"""The web app's flows on the contract v1.1 APIs: shared links (created in the app, opened with no
+account, revoked), log-out revoking the token, and the password change."""
 from __future__ import annotations
 
 import os
@@ -19,11 +11,6 @@ from playwright.async_api import expect
 
 from tests.browser import PASSWORD, WebApp, browser, file_payload, playwright_driver, web_gateway  # noqa: F401
 from tests.harness import Api
-
-pytestmark = pytest.mark.skip(
-    reason="needs the v1.1 shared links, log-out and password APIs of other branches; enabled at merge"
-)
-
 
 async def session_token(app: WebApp) -> str:
     return await app.page.evaluate("JSON.parse(sessionStorage.getItem('files.session')).token")
