@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
+from collections.abc import Iterator
 
 from bench.control import get_requests, load_options, measure, populate, random_claim
 from bench.stack import BenchStack, Figure, print_table

@@ -26,7 +26,7 @@ from bench.dbx import MIB, Dbx, file_sha256, make_file
 from bench.stack import BenchStack
 
 
-def fetch(url: str, digest: "hashlib._Hash | None" = None) -> tuple[int, float]:
+def fetch(url: str, digest: hashlib._Hash | None = None) -> tuple[int, float]:
     """GET ``url`` into a reused buffer; return (bytes, seconds). Raises unless 200."""
     parts = urlsplit(url)
     buffer = memoryview(bytearray(MIB))

@@ -106,7 +106,7 @@ class BenchStack:
     def s3_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
 
-    def __enter__(self) -> "BenchStack":
+    def __enter__(self) -> BenchStack:
         self.root.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "deploy.stack", "--state", str(self.state),
                    "--gateway-port", str(self.gateway_port), "--cdn-port", str(self.cdn_port),

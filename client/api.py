@@ -11,7 +11,8 @@ import math
 import os
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 from urllib.parse import quote
 
 import aiohttp
@@ -94,7 +95,7 @@ class GatewayClient:
         self._session = session
         self._own_session = session is None
 
-    async def __aenter__(self) -> "GatewayClient":
+    async def __aenter__(self) -> GatewayClient:
         if self._session is None:
             self._session = make_session()
         return self

@@ -31,7 +31,8 @@ import re
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from client import errors
 from client.api import GatewayClient

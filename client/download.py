@@ -30,7 +30,8 @@ import re
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urljoin
 
 import aiohttp
@@ -230,7 +231,7 @@ class PartFile:
 
     @classmethod
     def open(cls, target: str, meta: dict, chunk_fps: list[str], claimed: set[int],
-             on_read: Callable[[int], None] | None = None) -> "PartFile":
+             on_read: Callable[[int], None] | None = None) -> PartFile:
         """Keep the ``claimed`` chunks of an earlier run that still check out; else start a new part (blocking)."""
         if claimed:
             expected = {index: chunk_fps[index] for index in claimed}

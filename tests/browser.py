@@ -66,7 +66,7 @@ class WebApp:
     username: str = ""
 
     @classmethod
-    async def open(cls, browser: Browser, base_url: str) -> "WebApp":
+    async def open(cls, browser: Browser, base_url: str) -> WebApp:
         context = await browser.new_context(accept_downloads=True)
         page = await context.new_page()
         app = cls(page, base_url)

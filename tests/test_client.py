@@ -78,7 +78,7 @@ class Dbx:
         process = await self.start(*args, env=env, stdin=stdin)
         try:
             out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             out, err = await process.communicate()
             raise AssertionError(f"dbx {' '.join(args)} did not finish in {timeout}s:\n{err.decode()[-3000:]}")
@@ -136,7 +136,7 @@ async def stack(make_gateway):
     return await make_gateway(chunk_size=CHUNK)
 
 
-async def logged_in(gateway_url: str, http, tmp_path) -> "Dbx":
+async def logged_in(gateway_url: str, http, tmp_path) -> Dbx:
     """A user made through the API, logged in with `dbx login`."""
     api = await Api(http, gateway_url).signup(password=PASSWORD)
     dbx = Dbx(tmp_path, gateway_url)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
+from collections.abc import Sequence
 
 import structlog
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from aiohttp import web
 
