@@ -278,7 +278,7 @@ async def cmd_signup(ctx: Context) -> int:
     if not email:
         if not sys.stdin.isatty() or getattr(ctx.args, "password_stdin", False):
             raise UsageError("no email: pass --email")
-        email = input("email: ").strip()
+        email = input("email: ").strip()  # noqa: ASYNC250 - asked before any request: nothing else runs on the loop yet
     password = ask_password(ctx, confirm=True)
     async with ctx.client(auth=False) as client:
         user = await client.create_user(username, email, password)

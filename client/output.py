@@ -123,5 +123,5 @@ def link_table(links: list[dict]) -> list[str]:
         for link in links
     ]
     widths = [max(len(printable(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
-    return [printable("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]).rstrip())
+    return [printable("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip())
             for row in [header, *rows]]

@@ -501,7 +501,8 @@ async def _send_and_complete(client: GatewayClient, sender: ChunkSender, file_id
     return None
 
 
-async def wait_until_done(client: GatewayClient, file_id: Any, obj: dict | None, timeout: float) -> dict:
+# noqa below: the deadline ends the polling with a ServerError that says what to do, not with a cancellation.
+async def wait_until_done(client: GatewayClient, file_id: Any, obj: dict | None, timeout: float) -> dict:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     delay = 0.1
     while obj is None or obj.get("status") not in ("uploaded", "failed"):

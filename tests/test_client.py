@@ -81,7 +81,7 @@ class Dbx:
         except TimeoutError:
             process.kill()
             out, err = await process.communicate()
-            raise AssertionError(f"dbx {' '.join(args)} did not finish in {timeout}s:\n{err.decode()[-3000:]}")
+            raise AssertionError(f"dbx {' '.join(args)} did not finish in {timeout}s:\n{err.decode()[-3000:]}") from None
         return Run(process.returncode, out.decode(), err.decode())
 
     async def login(self, username: str, password: str = PASSWORD) -> Run:

@@ -166,7 +166,7 @@ class Uploads:
         )
         # Handing out URLs is activity: the upload is not abandoned.
         await files_db.touch(self.db, file_id, stamp_now(self.clock))
-        return [(number - 1, request) for (number, _), request in zip(parts, presigned)]
+        return [(number - 1, request) for (number, _), request in zip(parts, presigned, strict=True)]
 
     async def _mark_chunks(self, file_id: str, verified: dict[int, StoredPart]) -> int:
         """Record which chunks the store holds; return how many changed."""
