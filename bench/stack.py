@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,6 +128,7 @@ class BenchStack:
             output = (self.root / "stack.log").read_text(errors="replace")
             if READY_LINE in output:
                 return
+            assert self.process is not None, "started above"
             if self.process.poll() is not None:
                 raise RuntimeError(f"the local stack exited with {self.process.returncode}:\n{output[-3000:]}")
             time.sleep(0.2)
@@ -177,7 +179,7 @@ class BenchStack:
         }
 
 
-def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+def print_table(title: str, rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> None:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.dbx import MIB, Dbx, file_sha256, make_file
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
                 other.env["PYTHONPATH"] = str(Path(args.other_client).resolve())
                 speeds["other dbx up"].append(mib / other("upload", str(source), "--parallel", str(args.parallel))[0])
 
-            uploads = [dbx_upload, boto3_upload, boto3_command_upload] + ([other_dbx_upload] if args.other_client else [])
+            uploads: list[Callable[[], None]] = [dbx_upload, boto3_upload, boto3_command_upload]
+            uploads += [other_dbx_upload] if args.other_client else []
             for action in uploads[run % len(uploads):] + uploads[:run % len(uploads)]:
                 action()
             up_ratios.append(speeds["dbx up"][-1] / speeds["boto3 up"][-1])

@@ -40,9 +40,9 @@ def connection_reason(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorError):
         inner = exc.os_error
-        if getattr(inner, "strerror", None):
+        if inner.strerror:
             return inner.strerror
-        if getattr(inner, "errno", None):
+        if inner.errno:
             return os.strerror(inner.errno)
         return str(inner) or exc.__class__.__name__
     if isinstance(exc, aiohttp.ServerDisconnectedError):

@@ -303,7 +303,7 @@ def checked_chunk_fingerprints(obj: dict, file_id: Any, size: int, chunk_size: i
 
     Verifying each chunk against them then verifies the whole file.
     """
-    chunks = obj.get("chunks") if isinstance(obj.get("chunks"), list) else []
+    chunks = obj["chunks"] if isinstance(obj.get("chunks"), list) else []
     by_index = {c.get("index"): c.get("fingerprint") for c in chunks if isinstance(c, dict)}
     fps = [by_index.get(index) for index in range(chunk_count(size, chunk_size))]
     if not all(is_fingerprint(fp) for fp in fps) or file_fingerprint(fps) != obj.get("fingerprint"):  # type: ignore[arg-type]
@@ -384,7 +384,7 @@ class ChunkFetcher(ChunkTransfer):
 
     def _range_is(self, resp: aiohttp.ClientResponse, start: int, end: int) -> bool:
         match = CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-        return bool(match) and int(match.group(1)) == start and int(match.group(2)) == end
+        return match is not None and int(match.group(1)) == start and int(match.group(2)) == end
 
     # The fallback: one stream of the whole file -----------------------------------------
 

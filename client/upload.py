@@ -391,6 +391,7 @@ class Upload:
         )
 
     async def run(self) -> UploadResult:
+        obj: dict | None
         for round_ in range(3):  # the store may forget a multipart upload: announce it again
             obj, pending = await self.announce(first=round_ == 0)
             if obj.get("status") == "uploaded":

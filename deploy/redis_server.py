@@ -85,6 +85,7 @@ class LocalRedis:
         try:
             while time.monotonic() < deadline:
                 if not self.alive():
+                    assert self.process is not None, "started before waiting"
                     raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.root / 'redis.log'}")
                 try:
                     if client.ping():

@@ -22,10 +22,10 @@ from collections.abc import Callable
 @dataclass
 class Component:
     name: str
-    stop: Callable[[], None]
+    stop: Callable[[], object]  # what it returns is ignored
     alive: Callable[[], bool] = lambda: True
     # Start it again when it exits on its own; None: its exit stops the stack.
-    restart: Callable[[], None] | None = None
+    restart: Callable[[], object] | None = None
 
 
 @dataclass
@@ -133,6 +133,7 @@ class GatewayProcess:
     def stop(self, timeout: float = 10.0) -> None:
         if not self.alive():
             return
+        assert self.process is not None, "alive() means it was started"
         self.process.terminate()
         try:
             self.process.wait(timeout)

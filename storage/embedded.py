@@ -131,6 +131,7 @@ class EmbeddedStore:
 
     def _write_identities(self) -> Path:
         """The identities file holds secret keys: readable by its owner only."""
+        assert self.reader_keys is not None, "written only when there is a reader identity"
         path = self.data_dir / "s3-identities.json"
         path.touch(mode=0o600, exist_ok=True)
         path.chmod(0o600)

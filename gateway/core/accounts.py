@@ -41,7 +41,7 @@ class Accounts:
     async def log_in(self, username: str, password: str) -> AccessToken:
         """An access token; InvalidCredentials, in the same time, for an unknown name or a wrong password."""
         row = await users_db.user_by_name(self.db, username)
-        if not await verify_password(password, row["password_hash"] if row else None):
+        if not await verify_password(password, row["password_hash"] if row else None) or row is None:
             log.info("login_failed", username=username)
             raise InvalidCredentials()
         ttl = self.config.token_ttl

@@ -38,7 +38,7 @@ long it can outlive the change.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 from aiocache.base import BaseCache
@@ -73,11 +73,11 @@ def cache_key(file_id: str) -> str:
     return f"file:{file_id}"
 
 
-def may_read(entry: dict | None, user_id: int) -> bool:
+def may_read(entry: dict | None, user_id: int) -> TypeGuard[dict]:
     return entry is not None and (entry["owner_id"] == user_id or user_id in entry["readers"])
 
 
-def owns(entry: dict | None, user_id: int) -> bool:
+def owns(entry: dict | None, user_id: int) -> TypeGuard[dict]:
     return entry is not None and entry["owner_id"] == user_id
 
 
