@@ -8,11 +8,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 MIB = 1024 * 1024
 S3_MIN_PART_SIZE = 5 * MIB  # S3 refuses smaller parts except the last one
 MAX_CHUNKS = 10_000  # S3's limit on parts per multipart upload
 DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite")
+
+
+IPNetwork = IPv4Network | IPv6Network
 
 
 class ConfigError(ValueError):
@@ -40,6 +44,18 @@ class Config:
     jwt_secret: str = ""
     token_ttl: int = 3600
     events_token: str = ""
+
+    # Login throttling (gateway/core/accounts.py): wrong passwords one username may have within
+    # login_window seconds; the next attempt, right or wrong, is refused (429) until the window passes.
+    login_failures: int = 5
+    login_window: int = 300
+    # Failures (on any usernames) one client address may have within login_window before every login
+    # from it waits login_address_delay seconds first: slowed down, never refused (NAT).
+    login_address_failures: int = 30
+    login_address_delay: float = 2.0
+    # Comma-separated addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names
+    # the client; empty: the client is the connection's peer.
+    trusted_proxies: str = ""
 
     cdn_url: str = "http://127.0.0.1:8081"
     cdn_secret: str = ""
@@ -110,10 +126,22 @@ class Config:
             raise ConfigError(
                 f"GATEWAY_MAX_FILE_SIZE {self.max_file_size} needs more than {MAX_CHUNKS} chunks of {self.chunk_size}"
             )
+        if self.login_failures < 1 or self.login_address_failures < 1 or self.login_window < 1:
+            raise ConfigError("GATEWAY_LOGIN_FAILURES, GATEWAY_LOGIN_ADDRESS_FAILURES and GATEWAY_LOGIN_WINDOW must be at least 1")
+        if not 0 <= self.login_address_delay <= 60:
+            raise ConfigError("GATEWAY_LOGIN_ADDRESS_DELAY must be from 0 to 60 seconds")
+        self.trusted_proxy_networks  # noqa: B018 - a bad address fails at start, not on a request
 
     @property
     def presign_endpoint(self) -> str:
         return self.s3_public_endpoint or self.s3_endpoint
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        try:
+            return tuple(ip_network(part.strip(), strict=False) for part in self.trusted_proxies.split(",") if part.strip())
+        except ValueError as exc:
+            raise ConfigError(f"GATEWAY_TRUSTED_PROXIES: {exc}") from exc
 
 
 def _cast(default, raw: str):

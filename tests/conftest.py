@@ -4,7 +4,7 @@ import aiohttp
 import pytest
 
 from storage.embedded import free_port
-from tests.harness import Api, Gateway, gateway_config, start_store
+from tests.harness import Api, Gateway, GatewayProcess, gateway_config, start_store
 from tests.cdn_fixtures import *  # noqa: F401,F403 - the CDN tier's fixtures
 from tests.core_fixtures import clock, core, memory_store  # noqa: F401 - the core on the in-memory store
 
@@ -107,6 +107,24 @@ async def make_gateway(store, database_path, database_url, gateway_port):
 
 
 @pytest.fixture
+async def make_gateway_process(store, database_path, database_url, tmp_path):
+    """Start ``python -m gateway`` processes on this test's database (each engine), on ports of their own."""
+    started: list[GatewayProcess] = []
+
+    async def make(**overrides) -> GatewayProcess:
+        overrides.setdefault("database_url", database_url)
+        port = overrides.pop("port", None) or free_port()
+        process = GatewayProcess(gateway_config(store, database_path, port, **overrides),
+                                 tmp_path / f"gateway-{len(started)}.log")
+        started.append(process)
+        return await process.start()
+
+    yield make
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
 async def gateway(make_gateway) -> Gateway:
     return await make_gateway()
 
@@ -122,8 +140,17 @@ async def api(gateway, http) -> Api:
     return Api(http, gateway.url)
 
 
+@pytest.fixture
+def redis_url(redis_server):
+    """The shared cache's Redis, emptied for this test: user ids start at 1 in every test's database."""
+    import redis
+
+    redis.Redis.from_url(redis_server).flushdb()
+    return redis_server
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
+def redis_server(tmp_path_factory):
     """A real Redis server for the shared permission cache (deploy/redis_server.py: loopback, password)."""
     from deploy.redis_server import LocalRedis
 

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.core.errors import (
     FileNotFound, LinkExpired, LinkNotFound, LinkRevoked, NotUploaded, PasswordRequired, TooManyAttempts,
-    WrongPassword,
+    WrongLinkPassword,
 )
 from gateway.core.links import Links, token_hash
 from gateway.core.throttle import Limit
@@ -123,10 +123,10 @@ async def test_passwords_and_their_throttle(core, memory_store, clock):
     for _ in range(3):  # the right password, many times: successes never count
         await core.links.download(token, "correct horse")
     for _ in range(limit.failures - 1):
-        with pytest.raises(WrongPassword):
+        with pytest.raises(WrongLinkPassword):
             await core.links.download(token, "wrong")
     await core.links.download(token, "correct horse")  # a visitor's success does not wipe out a guesser's count
-    with pytest.raises(WrongPassword):
+    with pytest.raises(WrongLinkPassword):
         await core.links.download(token, "wrong")
     clock.advance(100)
     with pytest.raises(TooManyAttempts) as throttled:
@@ -149,4 +149,4 @@ async def test_concurrent_guesses_meet_one_count(core, memory_store):
     outcomes = await asyncio.gather(*(core.links.download(token, f"guess {i}") for i in range(12)),
                                     return_exceptions=True)
     kinds = sorted(type(outcome).__name__ for outcome in outcomes)
-    assert kinds == ["TooManyAttempts"] * 7 + ["WrongPassword"] * 5
+    assert kinds == ["TooManyAttempts"] * 7 + ["WrongLinkPassword"] * 5

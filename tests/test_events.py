@@ -74,6 +74,33 @@ def test_seaweedfs_filer_events_parse_into_store_events():
         parse_seaweedfs(["not", "an", "event"])
 
 
+@pytest.mark.parametrize("body", [
+    {"Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": "b1"}, "object": {"key": {}}}}]},
+    {"Records": [{"eventName": 5, "s3": {"bucket": {"name": "b1"}, "object": {"key": "k"}}}]},
+    {"Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": []}, "object": {"key": "k"}}}]},
+])
+def test_minio_records_of_the_wrong_types_are_malformed_not_a_crash(body):
+    with pytest.raises(MalformedEvent):
+        parse_minio(body)
+
+
+@pytest.mark.parametrize("body", [
+    {"event_type": {}, "key": "/buckets/b1/content/abc"},
+    {"event_type": "create", "key": "/buckets/b1/content/abc", "message": False},
+    {"event_type": "create", "key": "/buckets/b1/content/abc", "message": [1]},
+])
+def test_seaweedfs_events_of_the_wrong_types_are_malformed_not_a_crash(body):
+    with pytest.raises(MalformedEvent):
+        parse_seaweedfs(body)
+
+
+def test_seaweedfs_sizes_that_are_not_integers_are_left_out():
+    odd = {"event_type": "create", "key": "/buckets/b1/content/abc", "message": {"new_entry": {"attributes": [9]}}}
+    assert parse_seaweedfs(odd)[0].size is None
+    odd["message"]["new_entry"]["attributes"] = {"file_size": "9"}
+    assert parse_seaweedfs(odd)[0].size is None
+
+
 # --- the real embedded store's webhook ------------------------------------------------
 
 

@@ -18,6 +18,8 @@ import gateway
 from gateway.http.app import create_app
 from gateway.config import Config
 from gateway.http.routes.links import link_json
+from gateway.http.parsing import FILE_ID_PATTERN, OWN_CURSOR, SHARED_CURSOR
+from gateway.http.routes.openapi import with_settings
 from gateway.http.views import file_json
 from gateway.http.routes import webapp
 
@@ -38,8 +40,10 @@ PAGE_MEDIA = {"text/html", "text/css"}
 # the document must list at least these.
 CONTRACT_STATUSES = {
     ("post", "/dropbox/v1/users"): {"201", "400", "409"},
-    ("post", "/dropbox/v1/tokens"): {"200", "400", "401"},
+    ("post", "/dropbox/v1/tokens"): {"200", "400", "401", "429"},
     ("get", "/dropbox/v1/users/me"): {"200", "401"},
+    ("delete", "/dropbox/v1/tokens/current"): {"204", "401"},
+    ("put", "/dropbox/v1/users/me/password"): {"204", "400", "401", "403", "429"},
     ("get", "/dropbox/v1/config"): {"200"},
     ("get", "/dropbox/v1/openapi.json"): {"200"},
     ("post", "/dropbox/v1/files"): {"200", "201", "400", "401", "413", "503"},
@@ -285,6 +289,14 @@ def test_the_link_schemas_match_what_the_gateway_answers(document):
     assert set(schemas["LinkRequest"]["properties"]) == {"expires_in", "password"}
 
 
+def test_the_document_states_the_formats_the_gateway_parses(document):
+    """Patterns the handlers check (gateway/http/parsing.py) are the document's, character for character."""
+    parameters = document["components"]["parameters"]
+    assert parameters["cursor"]["schema"]["pattern"] == OWN_CURSOR.pattern
+    assert parameters["shared_cursor"]["schema"]["pattern"] == SHARED_CURSOR.pattern
+    assert parameters["file_id"]["schema"]["pattern"] == f"^{FILE_ID_PATTERN}$"
+
+
 # -- The document and the app's routes cannot drift ----------------------------------------------
 
 
@@ -342,9 +354,11 @@ async def test_the_gateway_serves_the_document_without_a_token(gateway, http: ai
         assert response.status == 200
         assert response.content_type == "application/json"
         assert response.headers.get("X-Request-Id")
-        raw = await response.read()
-    assert raw == DOCUMENT_PATH.read_bytes()
-    assert json.loads(raw) == load_document()
+        served = json.loads(await response.read())
+    assert served == with_settings(load_document(), gateway.config.chunk_size, gateway.config.max_file_size)
+    claim = served["components"]["schemas"]["UploadClaim"]["properties"]
+    assert claim["chunk_size"]["const"] == gateway.config.chunk_size
+    assert claim["file_size"]["maximum"] == gateway.config.max_file_size
     # A wrong token does not matter either: the endpoint is public.
     async with http.get(gateway.url + SERVED_AT, headers={"Authorization": "Bearer nonsense"}) as response:
         assert response.status == 200

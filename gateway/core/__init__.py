@@ -1,5 +1,5 @@
 """The domain: uploads (the state machine), files, sharing, shared links, deletion, permissions, accounts,
-store events.
+sessions, store events.
 
 Plain classes with explicit dependencies (the metadata database, the object
 store, the cache, a clock, the settings), raising gateway/core/errors.py's
@@ -25,7 +25,9 @@ from gateway.core.links import Links
 from gateway.core.metrics import Metrics
 from gateway.core.permissions import Permissions
 from gateway.core.reconciler import reconcile_once
+from gateway.core.sessions import Sessions
 from gateway.core.sharing import Sharing
+from gateway.core.throttle import forget_expired
 from gateway.core.uploads import Uploads
 from gateway.db import Database
 from storage import ObjectStore
@@ -44,6 +46,7 @@ class Core:
     links: Links
     deletion: Deletion
     accounts: Accounts
+    sessions: Sessions
     events: StoreEvents
     metrics: Metrics
 
@@ -52,6 +55,13 @@ class Core:
         self.metrics.reconciled(counts)
         return counts
 
+    async def housekeeping(self) -> dict[str, int]:
+        """Drop rows that count nothing any more (ended throttle counters, revocations of expired tokens)."""
+        return {
+            "throttle_counters": await forget_expired(self.db, self.clock),
+            "revoked_tokens": await self.sessions.forget_expired_revocations(),
+        }
+
 
 def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCache | None,
                clock: Clock = system_clock, metrics: Metrics | None = None) -> Core:
@@ -59,6 +69,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     metrics = metrics or Metrics()
     metrics.watch_database(db)
     permissions = Permissions(db, cache, metrics)
+    sessions = Sessions(config, db, clock, cache)
     leases = Leases(db, clock)
     uploads = Uploads(config, db, store, permissions, leases, clock, metrics)
     return Core(
@@ -72,7 +83,8 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         sharing=Sharing(db, permissions, clock),
         links=Links(config, db, permissions, clock),
         deletion=Deletion(db, store, permissions, leases),
-        accounts=Accounts(config, db, clock),
+        accounts=Accounts(config, db, clock, sessions),
+        sessions=sessions,
         events=StoreEvents(config.s3_bucket, db, store, uploads, clock),
         metrics=metrics,
     )

@@ -93,6 +93,23 @@ class InvalidCredentials(DomainError):
         super().__init__("wrong username or password")
 
 
+class WrongPassword(DomainError):
+    """The caller's current password, given to change it, is not right."""
+
+    def __init__(self) -> None:
+        super().__init__("`current_password` is not your password")
+
+    def details(self) -> dict[str, Any]:
+        return {"field": "current_password"}
+
+
+class TokenRevoked(DomainError):
+    """The access token was ended before its expiry: a log-out, or a password change since it was issued."""
+
+    def __init__(self) -> None:
+        super().__init__("this access token was revoked (logged out, or the password changed); log in again")
+
+
 class UnknownUser(DomainError):
     """A valid token whose user no longer exists."""
 
@@ -157,7 +174,7 @@ class PasswordRequired(DomainError):
         super().__init__("this link needs its password: send it as `password`")
 
 
-class WrongPassword(DomainError):
+class WrongLinkPassword(DomainError):
     def __init__(self) -> None:
         super().__init__("wrong password for this link")
 

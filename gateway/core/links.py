@@ -41,7 +41,7 @@ from gateway.config import Config
 from gateway.core.clock import Clock, stamp_now, timestamp
 from gateway.core.downloads import download_url
 from gateway.core.errors import (
-    LinkExpired, LinkNotFound, LinkRevoked, NotUploaded, PasswordRequired, TooManyAttempts, WrongPassword,
+    LinkExpired, LinkNotFound, LinkRevoked, NotUploaded, PasswordRequired, TooManyAttempts, WrongLinkPassword,
 )
 from gateway.core.passwords import hash_password, verify_password
 from gateway.core.permissions import Permissions, owned_for_change
@@ -152,7 +152,7 @@ class Links:
     async def download(self, token: str, password: str | None) -> tuple[str, int]:
         """(CDN download URL, its expiry in unix seconds), counted as a download of the link.
 
-        A link with a password: PasswordRequired without one, WrongPassword for a
+        A link with a password: PasswordRequired without one, WrongLinkPassword for a
         wrong one, TooManyAttempts once wrong ones pass the limit (see the module
         docstring).
         """
@@ -177,5 +177,5 @@ class Links:
             raise TooManyAttempts(retry_after, "this link")
         if not await verify_password(password, link["password_hash"]):
             log.info("link_wrong_password", link_id=link["id"])
-            raise WrongPassword()
+            raise WrongLinkPassword()
         await self.guesses.forgive(link["id"])

@@ -12,7 +12,8 @@ N, R, P = 2**14, 8, 1
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32)
+    # surrogatepass: any str a JSON body can carry hashes (a lone surrogate too) instead of failing.
+    return hashlib.scrypt(password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32)
 
 
 def hash_password_sync(password: str) -> str:

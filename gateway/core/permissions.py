@@ -20,7 +20,7 @@ commit): sharing and unsharing (gateway/core/sharing.py), deleting
 a missing file is never cached (lookups of unknown ids go to the database
 every time).
 
-Filling the cache cannot bring a stale answer back, thanks to leases (as in
+Filling the cache cannot bring a stale answer back, thanks to leases (gateway/core/cached.py, as in
 memcached's leases): a lookup that misses first ``add``s a unique lease token
 under the key (add only succeeds on an empty key), reads the database, then
 swaps the lease for the entry with a compare-and-set that succeeds only if the
@@ -37,32 +37,35 @@ long it can outlive the change.
 """
 from __future__ import annotations
 
-import secrets
+import re
 from typing import Any, TypeGuard
 
-import structlog
 from aiocache.base import BaseCache
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.core.cached import forget, read_through
 from gateway.core.errors import FileNotFound
 from gateway.core.metrics import Metrics
 from gateway.db import Database, Row
 from gateway.db import files as files_db
 from gateway.db import shares as shares_db
 
-log = structlog.get_logger("gateway.permissions")
-
 ENTRY_VERSION = 2
-LEASE_PREFIX = "lease:"
-# A lookup holds its lease at most this long; one stuck longer simply does not fill the cache.
-LEASE_TTL = 10
 # Statuses after which nothing about the row or its chunks changes until it is deleted.
 FINAL_STATUSES = ("uploaded", "failed")
+
+
+# What a file id looks like (gateway/core/uploads.py's new_file_id): anything else names no file, and
+# is never sent to the database (PostgreSQL refuses text with NUL in it).
+FILE_ID_PATTERN = "[0-9a-f]{32}"
+FILE_ID = re.compile(FILE_ID_PATTERN)
 
 
 async def owned_for_change(conn: AsyncConnection, user_id: int, file_id: str) -> Row:
     """The file's facts if ``user_id`` owns it, read (and locked) inside the write transaction ``conn``;
     FileNotFound otherwise. Changes decide on this, never on the cache."""
+    if not FILE_ID.fullmatch(file_id):
+        raise FileNotFound(file_id, own=True)
     row = await files_db.file_for_change(conn, file_id)
     if row is None or row["owner_id"] != user_id:
         raise FileNotFound(file_id, own=True)
@@ -109,48 +112,14 @@ class Permissions:
 
     async def file_access(self, file_id: str) -> dict | None:
         """The cache entry of ``file_id`` (see the module docstring); None when there is no such file."""
-        cache = self.cache
-        if cache is None:
-            return await self._load(file_id)
-        key = cache_key(file_id)
-        try:
-            cached = await cache.get(key)
-        except Exception as exc:  # noqa: BLE001 - the database is always there to answer
-            log.warning("cache_get_failed", key=key, error=repr(exc))
-            return await self._load(file_id)
-        hit = isinstance(cached, dict) and cached.get("v") == ENTRY_VERSION
-        self.metrics.cache_lookup(hit)
-        if hit:
-            return cached
-        lease = None
-        if cached is None:
-            lease = LEASE_PREFIX + secrets.token_hex(12)
-            try:
-                await cache.add(key, lease, ttl=LEASE_TTL)
-            except ValueError:
-                lease = None  # another lookup holds a lease (or just filled it): do not race it
-            except Exception as exc:  # noqa: BLE001
-                log.warning("cache_add_failed", key=key, error=repr(exc))
-                lease = None
-        entry = await self._load(file_id)
-        if lease is not None and entry is not None:
-            try:
-                # Only if the key still holds our lease: an invalidation since the add deleted it.
-                await cache.set(key, entry, _cas_token=cache.serializer.dumps(lease))
-            except Exception as exc:  # noqa: BLE001
-                log.warning("cache_set_failed", key=key, error=repr(exc))
-        # A lease left on a missing file expires after LEASE_TTL; it only makes lookups skip the cache.
-        return entry
+        if not FILE_ID.fullmatch(file_id):
+            return None
+        return await read_through(self.cache, cache_key(file_id), ENTRY_VERSION, lambda: self._load(file_id),
+                                  on_lookup=self.metrics.cache_lookup)
 
     async def invalidate(self, file_id: str) -> None:
         """Forget what the cache knows of ``file_id``; call it after the change is committed."""
-        if self.cache is None:
-            return
-        try:
-            await self.cache.delete(cache_key(file_id))
-        except Exception as exc:  # noqa: BLE001
-            # Nothing else can be done here; the TTL bounds how long the entry can live.
-            log.error("cache_invalidation_failed", file_id=file_id, error=repr(exc))
+        await forget(self.cache, cache_key(file_id))
 
     async def _current(self, entry: dict, file_id: str) -> tuple[Row | None, list[Row] | None]:
         """(row, chunks or None): cached for a final state, read fresh for an upload in progress."""

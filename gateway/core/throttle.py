@@ -25,11 +25,12 @@ nothing any more; the gateway's housekeeping calls it.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
 from gateway.core.clock import Clock, seconds_until, stamp_in, stamp_now
-from gateway.db import Database
+from gateway.db import Database, storable_text
 from gateway.db import throttle as throttle_db
 
 
@@ -62,6 +63,8 @@ class Throttle:
         self.limit = limit
 
     def _key(self, key: str) -> str:
+        if not storable_text(key):  # a key from a request may hold what the database cannot: escape it
+            key = json.dumps(key)[1:-1]
         return f"{self.name}:{key}"
 
     async def check(self, key: str) -> int | None:

@@ -170,6 +170,17 @@ def content_lock_key(fingerprint: str) -> int:
     return int(fingerprint[:15] or "0", 16)
 
 
+def storable_text(value: str) -> bool:
+    """Whether both engines can hold ``value``: no NUL (PostgreSQL refuses it), valid UTF-8 (no lone surrogates)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def insert_or(dialect: str, table: Table):
     """The ``dialect``'s INSERT, with ``on_conflict_do_nothing``/``_do_update`` (the same SQL on both engines)."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)

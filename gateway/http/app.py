@@ -87,7 +87,7 @@ def create_app(
 
 
 async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Every ``reconcile_interval`` seconds, a reconciler round (gateway/core/reconciler.py)."""
+    """Every ``reconcile_interval`` seconds, a reconciler round (gateway/core/reconciler.py) and housekeeping."""
     interval = app[appkeys.CONFIG].reconcile_interval
     core = app[appkeys.CORE]
 
@@ -100,6 +100,7 @@ async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
             structlog.contextvars.bind_contextvars(request_id=f"reconcile-{rounds}")
             try:
                 await core.reconcile_once()
+                await core.housekeeping()
             except Exception:  # noqa: BLE001 - the loop must outlive one bad round
                 log.exception("reconcile_round_failed")
 

@@ -40,6 +40,9 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.VerificationFailed: (422, "verification_failed"),
     domain.StoreDidNotAccept: (502, "store_error"),
     domain.InvalidCredentials: (401, "invalid_credentials"),
+    domain.TooManyAttempts: (429, "too_many_attempts"),
+    domain.WrongPassword: (403, "wrong_password"),
+    domain.TokenRevoked: (401, "token_revoked"),
     domain.UnknownUser: (401, "unknown_user"),
     domain.TokenExpired: (401, "token_expired"),
     domain.InvalidToken: (401, "invalid_token"),
@@ -47,8 +50,7 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.LinkRevoked: (404, "link_revoked"),
     domain.LinkExpired: (410, "link_expired"),
     domain.PasswordRequired: (401, "password_required"),
-    domain.WrongPassword: (403, "wrong_password"),
-    domain.TooManyAttempts: (429, "too_many_attempts"),
+    domain.WrongLinkPassword: (403, "wrong_password"),
 }
 # 401s that are not about the access token: they do not ask for one (WWW-Authenticate: Bearer).
 NOT_BEARER_CHALLENGES = {"password_required"}

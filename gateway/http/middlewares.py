@@ -132,6 +132,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("send `Authorization: Bearer <access_token>` (get one from POST /dropbox/v1/tokens)", "missing_token")
-    request[appkeys.USER] = request.app[appkeys.CORE].accounts.authenticate(token.strip())
+    request[appkeys.USER] = await request.app[appkeys.CORE].sessions.authenticate(token.strip())
     structlog.contextvars.bind_contextvars(user_id=request[appkeys.USER].user_id)
     return await handler(request)

@@ -1,7 +1,6 @@
 """Reading requests: JSON bodies, fields, page sizes and cursors, each with a 400 that says what is wrong."""
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Mapping
@@ -9,7 +8,13 @@ from typing import Literal, overload
 
 from aiohttp import web
 
+from gateway.core.permissions import FILE_ID_PATTERN
 from gateway.http.errors import bad_request
+
+# A file id in a route: what the core makes (32 lowercase hex digits), so that the literal paths beside
+# /files/{file_id} (/files/share, /files/shared) are never taken for a file id, and their 405s name only
+# their own methods in Allow. Any other id is no endpoint (404). The OpenAPI document's file_id pattern.
+FILE_ID = "{file_id:" + FILE_ID_PATTERN + "}"
 
 # Listings: keyset pagination, never OFFSET, so page 1,000 costs what page 1 does.
 DEFAULT_PAGE = 100
@@ -52,9 +57,20 @@ def require_str(body: dict, name: str, *, max_length: int = 1024, optional: bool
     return value
 
 
+def as_integer(value) -> int | None:
+    """``value`` as an int if it is a JSON integer; as JSON Schema says, 5.0 is the integer 5 (True is not)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def require_int(body: dict, name: str, *, minimum: int = 0) -> int:
-    value = body.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    value = as_integer(body.get(name))
+    if value is None or value < minimum:
         raise bad_request(f"`{name}` must be an integer >= {minimum}", "invalid_field", field=name)
     return value
 
@@ -68,58 +84,46 @@ def page_limit(query: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def encode_cursor(kind: str, position: str | int) -> str:
-    """An opaque cursor: base64url of ``v1:<kind>:<position>``.
-
-    ``kind`` ``own`` carries the ``files.seq`` of the last file of the page
-    (own files come newest first, seq descending); ``shared`` carries the share
-    time and file id of the last file (newest share first).
-    """
-    raw = f"v1:{kind}:{position}".encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+# Cursors: where the previous page ended, in a form the OpenAPI document states exactly (its `cursor`
+# and `shared_cursor` parameters carry these patterns; tests/test_openapi.py keeps them equal), so
+# every cursor the document allows is one the gateway accepts. Clients pass them back unchanged.
+OWN_CURSOR = re.compile(r"^v1\.own\.[0-9]{1,18}$")
+SHARED_CURSOR = re.compile(
+    r"^v1\.shared\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\.[0-9a-f]{32}$"
+)
 
 
-def damaged_cursor():
-    return bad_request("`cursor` is damaged; pass `next_cursor` unchanged", "invalid_cursor", field="cursor")
+def own_cursor_after(seq: int) -> str:
+    """The own-files listing continues below ``files.seq`` ``seq`` (newest first)."""
+    return f"v1.own.{seq}"
 
 
-def decode_cursor(cursor: str, kind: str) -> str:
-    """The position in a cursor of this ``kind``; 400 naming `cursor` for anything else."""
-    invalid = bad_request(
-        "`cursor` is not a cursor of this listing; pass `next_cursor` from the previous page unchanged",
-        "invalid_cursor",
-        field="cursor",
-    )
-    if not cursor or len(cursor) > 200:
-        raise invalid
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid from exc
-    version, _, rest = raw.partition(":")
-    found_kind, _, position = rest.partition(":")
-    if version != "v1" or found_kind != kind or not position:
-        raise invalid
-    return position
+def shared_cursor_after(shared_at: str, file_id: str) -> str:
+    """The shared-files listing continues below (share time, file id) (newest share first)."""
+    return f"v1.shared.{shared_at}.{file_id}"
+
+
+def _cursor(query: Mapping[str, str], pattern: re.Pattern) -> str | None:
+    cursor = query.get("cursor")
+    if cursor is not None and not pattern.match(cursor):
+        raise bad_request(
+            "`cursor` is not a cursor of this listing; pass `next_cursor` from the previous page unchanged",
+            "invalid_cursor",
+            field="cursor",
+        )
+    return cursor
 
 
 def own_cursor(query: Mapping[str, str]) -> int | None:
     """The ``files.seq`` to page below, from ``?cursor=`` of the own-files listing."""
-    cursor = query.get("cursor")
-    if cursor is None:
-        return None
-    position = decode_cursor(cursor, "own")
-    if not position.isascii() or not position.isdigit():
-        raise damaged_cursor()
-    return int(position)
+    cursor = _cursor(query, OWN_CURSOR)
+    return None if cursor is None else int(cursor.rsplit(".", 1)[1])
 
 
 def shared_cursor(query: Mapping[str, str]) -> tuple[str, str] | None:
     """The (share time, file id) to page below, from ``?cursor=`` of the shared-files listing."""
-    cursor = query.get("cursor")
+    cursor = _cursor(query, SHARED_CURSOR)
     if cursor is None:
         return None
-    shared_at, _, file_id = decode_cursor(cursor, "shared").partition("|")
-    if not file_id:
-        raise damaged_cursor()
+    shared_at, file_id = cursor.removeprefix("v1.shared.").rsplit(".", 1)
     return shared_at, file_id

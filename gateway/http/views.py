@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway.core import Core
 from gateway.core.files import Page
 from gateway.db import Row
-from gateway.http.parsing import encode_cursor
+from gateway.http.parsing import own_cursor_after, shared_cursor_after
 
 
 def file_json(row: Row, chunks: list[Row], download: tuple[str, int] | None = None) -> dict[str, Any]:
@@ -50,8 +50,8 @@ def page_response(core: Core, page: Page, cursor_of: Callable[[Row], str]) -> we
 
 
 def own_cursor_of(row: Row) -> str:
-    return encode_cursor("own", row["seq"])
+    return own_cursor_after(row["seq"])
 
 
 def shared_cursor_of(row: Row) -> str:
-    return encode_cursor("shared", f"{row['shared_at']}|{row['id']}")
+    return shared_cursor_after(row["shared_at"], row["id"])

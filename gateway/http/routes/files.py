@@ -5,7 +5,7 @@ from aiohttp import web
 
 from gateway.http import appkeys
 from gateway.http.errors import bad_request
-from gateway.http.parsing import own_cursor, page_limit
+from gateway.http.parsing import FILE_ID, own_cursor, page_limit
 from gateway.http.views import file_json, own_cursor_of, page_response
 from protocol.fingerprints import is_fingerprint
 
@@ -33,20 +33,20 @@ async def list_files(request: web.Request) -> web.Response:
     return page_response(core, page, own_cursor_of)
 
 
-@routes.get("/dropbox/v1/files/{file_id}")
+@routes.get(f"/dropbox/v1/files/{FILE_ID}")
 async def get_file(request: web.Request) -> web.Response:
     core = request.app[appkeys.CORE]
     row, chunks = await core.files.get(request[appkeys.USER].user_id, request.match_info["file_id"])
     return web.json_response(file_json(row, chunks, core.files.download(row)))
 
 
-@routes.get("/dropbox/v1/files/{file_id}/content")
+@routes.get(f"/dropbox/v1/files/{FILE_ID}/content")
 async def content(request: web.Request) -> web.Response:
     core = request.app[appkeys.CORE]
     raise web.HTTPFound(await core.files.content_url(request[appkeys.USER].user_id, request.match_info["file_id"]))
 
 
-@routes.delete("/dropbox/v1/files/{file_id}")
+@routes.delete(f"/dropbox/v1/files/{FILE_ID}")
 async def delete_file(request: web.Request) -> web.Response:
     """204; owner only, 404 for everyone else whether or not the file exists."""
     await request.app[appkeys.CORE].deletion.delete(request[appkeys.USER].user_id, request.match_info["file_id"])

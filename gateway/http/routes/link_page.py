@@ -27,7 +27,7 @@ from aiohttp import web
 
 from gateway.config import Config
 from gateway.core.errors import (
-    DomainError, LinkExpired, LinkNotFound, LinkRevoked, PasswordRequired, TooManyAttempts, WrongPassword,
+    DomainError, LinkExpired, LinkNotFound, LinkRevoked, PasswordRequired, TooManyAttempts, WrongLinkPassword,
 )
 from gateway.db import Row
 from gateway.http import appkeys
@@ -164,7 +164,7 @@ async def link_page_download(request: web.Request) -> web.StreamResponse:
         url, _ = await links.download(token, password)
     except (LinkNotFound, LinkRevoked, LinkExpired) as exc:
         return refusal_page(config, exc)
-    except (PasswordRequired, WrongPassword, TooManyAttempts) as exc:
+    except (PasswordRequired, WrongLinkPassword, TooManyAttempts) as exc:
         return await password_refused(request, token, exc)
     raise web.HTTPSeeOther(url, headers=page_headers(config))
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.http import appkeys
 from gateway.http.errors import bad_request
-from gateway.http.parsing import page_limit, read_json, require_str, shared_cursor
+from gateway.http.parsing import FILE_ID, page_limit, read_json, require_str, shared_cursor
 from gateway.http.views import page_response, shared_cursor_of
 
 routes = web.RouteTableDef()
@@ -46,7 +46,7 @@ async def share(request: web.Request) -> web.Response:
     return web.json_response({"file_id": file_id, "shared_with": shared_with})
 
 
-@routes.delete("/dropbox/v1/files/{file_id}/shares/{username}")
+@routes.delete(f"/dropbox/v1/files/{FILE_ID}/shares/{{username}}")
 async def unshare(request: web.Request) -> web.Response:
     """Stop sharing a file with one user; owner only (404 for anyone else).
 

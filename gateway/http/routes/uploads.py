@@ -14,7 +14,7 @@ from gateway.config import MAX_CHUNKS, Config
 from gateway.core.uploads import UploadClaim
 from gateway.http import appkeys
 from gateway.http.errors import ApiError, bad_request
-from gateway.http.parsing import read_json, require_int, require_str
+from gateway.http.parsing import FILE_ID, as_integer, read_json, require_int, require_str
 from gateway.http.views import file_response
 from protocol.fingerprints import chunk_count, file_fingerprint, fingerprint_stream, is_fingerprint
 
@@ -23,15 +23,18 @@ routes = web.RouteTableDef()
 # A MIME type, nothing that could smuggle a header or a newline into the CDN's Content-Type.
 MIME_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$")
 DEFAULT_TYPE = "application/octet-stream"
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # not text: neither database can store it
 MAX_NAME = 1024
 MAX_METADATA = 64 * 1024
 
 
 def parse_name_and_type(body: dict) -> tuple[str, str]:
     name = require_str(body, "file_name", max_length=MAX_NAME)
-    if "\x00" in name or name.strip() == "":
-        raise bad_request("`file_name` must not be blank or contain NUL", "invalid_field", field="file_name")
-    file_type = body.get("file_type") or DEFAULT_TYPE
+    if "\x00" in name or name.strip() == "" or LONE_SURROGATE.search(name):
+        raise bad_request("`file_name` must be text, not blank and without NUL", "invalid_field", field="file_name")
+    file_type = body.get("file_type")
+    if file_type is None or file_type == "":  # left out: bytes of no particular type
+        file_type = DEFAULT_TYPE
     if not isinstance(file_type, str) or not MIME_TYPE.match(file_type) or len(file_type) > 255:
         raise bad_request("`file_type` must be a MIME type such as text/plain", "invalid_field", field="file_type")
     return name, file_type
@@ -92,14 +95,14 @@ async def create_file(request: web.Request) -> web.Response:
     return await file_response(core, user_id, file_id, status=201 if created else 200)
 
 
-@routes.post("/dropbox/v1/files/{file_id}/upload-urls")
+@routes.post(f"/dropbox/v1/files/{FILE_ID}/upload-urls")
 async def upload_urls(request: web.Request) -> web.Response:
     indexes = None
     if request.can_read_body and (await request.read()).strip():
         asked = (await read_json(request)).get("chunks")
-        if not isinstance(asked, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in asked):
+        indexes = [as_integer(i) for i in asked] if isinstance(asked, list) else None
+        if indexes is None or None in indexes:
             raise bad_request("`chunks` must be a list of chunk indexes", "invalid_field", field="chunks")
-        indexes = asked
     core = request.app[appkeys.CORE]
     presigned = await core.uploads.upload_urls(request[appkeys.USER].user_id, request.match_info["file_id"], indexes)
     urls = [
@@ -109,7 +112,7 @@ async def upload_urls(request: web.Request) -> web.Response:
     return web.json_response({"urls": urls})
 
 
-@routes.post("/dropbox/v1/files/{file_id}/complete")
+@routes.post(f"/dropbox/v1/files/{FILE_ID}/complete")
 async def complete(request: web.Request) -> web.Response:
     core = request.app[appkeys.CORE]
     user_id = request[appkeys.USER].user_id

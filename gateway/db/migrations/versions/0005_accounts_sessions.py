@@ -43,11 +43,13 @@ def upgrade() -> None:
         sa.Column("revoked_at", sa.Text(), nullable=False),
     )
     op.create_index("revoked_tokens_by_expiry", "revoked_tokens", ["expires_at"])
+    op.create_index("revoked_tokens_by_user", "revoked_tokens", ["user_id", "expires_at"])
     op.add_column("users", sa.Column("token_generation", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
     op.drop_column("users", "token_generation")
+    op.drop_index("revoked_tokens_by_user", table_name="revoked_tokens")
     op.drop_index("revoked_tokens_by_expiry", table_name="revoked_tokens")
     op.drop_table("revoked_tokens")
     op.drop_index("throttle_by_window_end", table_name="throttle")
