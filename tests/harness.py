@@ -132,7 +132,7 @@ class GatewayProcess:
             env[f"GATEWAY_{setting.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
         return env
 
-    async def start(self) -> "GatewayProcess":
+    async def start(self) -> GatewayProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "gateway"], env=self.environment(),
                                             stdout=log, stderr=subprocess.STDOUT)

@@ -712,7 +712,7 @@ async def test_share_ls_shared_unshare_and_rm(cdn_stack, cdn_user, http, tmp_pat
 # -- sessions against the real gateway (issue 14, item 3; contract v1.1) -------------------------
 
 
-def stored_token(dbx: "Dbx", server: str) -> str:
+def stored_token(dbx: Dbx, server: str) -> str:
     data = json.loads((dbx.config_home / "dbx" / "credentials.json").read_text())
     return data["servers"][server]["access_token"]
 
