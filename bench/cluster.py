@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
+from collections.abc import Iterator
 
 from bench.control import get_requests, load_options, measure, populate, random_claim
 from bench.stack import BenchStack, Figure, print_table
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
     with two_gateways() as setup:
         cluster = measure_setup(setup, args)
     rows = []
-    for name, (base_row, base_rps), (cluster_row, cluster_rps) in zip(SCENARIOS, single, cluster):
+    for name, (base_row, base_rps), (cluster_row, cluster_rps) in zip(SCENARIOS, single, cluster, strict=True):
         rows.append((f"{name}: 1 gateway, SQLite", *base_row[1:], "1.00x"))
         rows.append((f"{name}: 2 gateways, PostgreSQL, balancer", *cluster_row[1:],
                      f"{cluster_rps.median / base_rps.median:.2f}x"))

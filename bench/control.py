@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from types import SimpleNamespace
 
 import aiohttp
 
@@ -82,7 +83,7 @@ def measure(name: str, batches: list[list[dict]], args, bounded: bool = False) -
     return row, rps
 
 
-def get_requests(stack: BenchStack, data: dict, who: str) -> list[dict]:
+def get_requests(stack: BenchStack | SimpleNamespace, data: dict, who: str) -> list[dict]:
     auth = {"Authorization": f"Bearer {data[who]}"}
     return [{"method": "GET", "url": f"{stack.gateway_url}/dropbox/v1/files/{f}", "headers": auth} for f in data["files"]]
 

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,7 +107,7 @@ class BenchStack:
     def s3_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
 
-    def __enter__(self) -> "BenchStack":
+    def __enter__(self) -> BenchStack:
         self.root.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "deploy.stack", "--state", str(self.state),
                    "--gateway-port", str(self.gateway_port), "--cdn-port", str(self.cdn_port),
@@ -127,6 +128,7 @@ class BenchStack:
             output = (self.root / "stack.log").read_text(errors="replace")
             if READY_LINE in output:
                 return
+            assert self.process is not None, "started above"
             if self.process.poll() is not None:
                 raise RuntimeError(f"the local stack exited with {self.process.returncode}:\n{output[-3000:]}")
             time.sleep(0.2)
@@ -177,13 +179,13 @@ class BenchStack:
         }
 
 
-def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+def print_table(title: str, rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> None:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
     print("| " + " | ".join("-" * w for w in widths) + " |")
     for row in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
 
 
 def api_post(gateway_url: str, path: str, body: dict, token: str | None = None) -> dict:

@@ -31,7 +31,8 @@ import re
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from client import errors
 from client.api import GatewayClient
@@ -97,7 +98,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common = Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--server", help="gateway URL (default: $DBX_SERVER, the last login, or http://127.0.0.1:8080)")
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes on stderr")
@@ -277,7 +278,7 @@ async def cmd_signup(ctx: Context) -> int:
     if not email:
         if not sys.stdin.isatty() or getattr(ctx.args, "password_stdin", False):
             raise UsageError("no email: pass --email")
-        email = input("email: ").strip()
+        email = input("email: ").strip()  # noqa: ASYNC250 - asked before any request: nothing else runs on the loop yet
     password = ask_password(ctx, confirm=True)
     async with ctx.client(auth=False) as client:
         user = await client.create_user(username, email, password)
@@ -358,7 +359,8 @@ async def cmd_passwd(ctx: Context) -> int:
     token = ctx.token()
     current, new = read_passwords(ctx)
     async with GatewayClient(ctx.server, token) as client:
-        username = ctx.store.get(ctx.server).username or (await client.me())["username"]
+        creds = ctx.store.get(ctx.server)  # None if logged out meanwhile: then the gateway says
+        username = (creds.username if creds else "") or (await client.me())["username"]
         await client.change_password(current, new)
         # Every token issued before the change has stopped working, this one too: log in again.
         try:

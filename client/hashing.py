@@ -14,7 +14,8 @@ import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
 
 from protocol.fingerprints import chunk_count, chunk_length, file_fingerprint
 

@@ -80,7 +80,7 @@ class PostgresCluster:
 
     # --- start and stop ---------------------------------------------------------------------------
 
-    def start(self, timeout: float = 60.0) -> "PostgresCluster":
+    def start(self, timeout: float = 60.0) -> PostgresCluster:
         self.root = self.root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)
@@ -129,7 +129,7 @@ class PostgresCluster:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> "PostgresCluster":
+    def __enter__(self) -> PostgresCluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -59,7 +59,7 @@ class LocalRedis:
     def url(self) -> str:
         return f"redis://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 15.0) -> "LocalRedis":
+    def start(self, timeout: float = 15.0) -> LocalRedis:
         self.root = Path(self.root).resolve()
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.port = self.port or free_port()
@@ -85,6 +85,7 @@ class LocalRedis:
         try:
             while time.monotonic() < deadline:
                 if not self.alive():
+                    assert self.process is not None, "started before waiting"
                     raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.root / 'redis.log'}")
                 try:
                     if client.ping():

@@ -16,16 +16,16 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 
 @dataclass
 class Component:
     name: str
-    stop: Callable[[], None]
+    stop: Callable[[], object]  # what it returns is ignored
     alive: Callable[[], bool] = lambda: True
     # Start it again when it exits on its own; None: its exit stops the stack.
-    restart: Callable[[], None] | None = None
+    restart: Callable[[], object] | None = None
 
 
 @dataclass
@@ -118,7 +118,7 @@ class GatewayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready_timeout: float = 60.0) -> "GatewayProcess":
+    def start(self, ready_timeout: float = 60.0) -> GatewayProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gateway"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
@@ -133,6 +133,7 @@ class GatewayProcess:
     def stop(self, timeout: float = 10.0) -> None:
         if not self.alive():
             return
+        assert self.process is not None, "alive() means it was started"
         self.process.terminate()
         try:
             self.process.wait(timeout)

@@ -6,6 +6,7 @@ defaults are those of the local stack.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
@@ -91,7 +92,7 @@ class Config:
     metrics_port: int = 0
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Config":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Config:
         """Read ``GATEWAY_<FIELD>`` variables (``GATEWAY_S3_ENDPOINT`` for ``s3_endpoint``)."""
         environ = os.environ if environ is None else environ
         values = {}

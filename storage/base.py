@@ -24,7 +24,8 @@ where a caller must tell them apart; each is a StoreError.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
+from collections.abc import Sequence
 
 
 class StoreError(Exception):

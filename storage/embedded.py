@@ -131,6 +131,7 @@ class EmbeddedStore:
 
     def _write_identities(self) -> Path:
         """The identities file holds secret keys: readable by its owner only."""
+        assert self.reader_keys is not None, "written only when there is a reader identity"
         path = self.data_dir / "s3-identities.json"
         path.touch(mode=0o600, exist_ok=True)
         path.chmod(0o600)
@@ -148,7 +149,7 @@ class EmbeddedStore:
             return []
         return [f"-s3.allowedOrigins={','.join(self.cors_origins)}"]
 
-    def start(self, timeout: float = 60.0, attempts: int = 3) -> "EmbeddedStore":
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> EmbeddedStore:
         """Start ``weed mini`` and wait until it serves the bucket.
 
         The internal ports are picked free just before weed binds them, so another
@@ -173,7 +174,7 @@ class EmbeddedStore:
         tail = log[-4000:]
         return bool(self._chosen_ports) and ("address already in use" in tail or "Port allocation failed" in tail)
 
-    def _start_once(self, timeout: float) -> "EmbeddedStore":
+    def _start_once(self, timeout: float) -> EmbeddedStore:
         (self.data_dir / "weed").mkdir(parents=True, exist_ok=True)
         # weed reads notification.toml from its working directory.
         workdir = self.data_dir / "weed-config"

@@ -21,7 +21,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from storage.base import (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -43,7 +44,7 @@ async def playwright_driver():
 
 
 @pytest.fixture
-async def browser(playwright_driver) -> Browser:
+async def browser(playwright_driver) -> AsyncIterator[Browser]:
     browser = await launch_browser(playwright_driver)
     yield browser
     await browser.close()
@@ -66,7 +67,7 @@ class WebApp:
     username: str = ""
 
     @classmethod
-    async def open(cls, browser: Browser, base_url: str) -> "WebApp":
+    async def open(cls, browser: Browser, base_url: str) -> WebApp:
         context = await browser.new_context(accept_downloads=True)
         page = await context.new_page()
         app = cls(page, base_url)

@@ -68,7 +68,7 @@ async def put_content(store: S3ObjectStore, data: bytes, chunk_size: int = 8 * 1
         return fingerprint
     upload_id = await store.start_multipart(key)
     parts = []
-    for number, (chunk, digest) in enumerate(zip(chunks, digests), start=1):
+    for number, (chunk, digest) in enumerate(zip(chunks, digests, strict=True), start=1):
         etag = await store.upload_part(key, upload_id, number, chunk, hex_to_b64(digest))
         parts.append(CompletedPart(number, etag, hex_to_b64(digest)))
     await store.complete_multipart(key, upload_id, parts)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 
@@ -28,7 +28,7 @@ CHUNK = 5 * 1024 * 1024
 class FakeClock:
     """Time that moves only when a test says so."""
 
-    now: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=timezone.utc))
+    now: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
 
     def __call__(self) -> datetime:
         return self.now

@@ -96,7 +96,7 @@ class Gateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.config.port}"
 
-    async def start(self) -> "Gateway":
+    async def start(self) -> Gateway:
         self.app = create_app(self.config)
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
@@ -132,7 +132,7 @@ class GatewayProcess:
             env[f"GATEWAY_{setting.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
         return env
 
-    async def start(self) -> "GatewayProcess":
+    async def start(self) -> GatewayProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "gateway"], env=self.environment(),
                                             stdout=log, stderr=subprocess.STDOUT)
@@ -171,7 +171,7 @@ class Api:
         self.base_url = base_url
         self.token = token
 
-    def as_user(self, token: str | None) -> "Api":
+    def as_user(self, token: str | None) -> Api:
         return Api(self.session, self.base_url, token)
 
     async def request(self, method: str, path: str, *, json: Any = None, data: Any = None,
@@ -198,7 +198,7 @@ class Api:
     async def delete(self, path: str, **kwargs) -> Response:
         return await self.request("DELETE", path, **kwargs)
 
-    async def signup(self, username: str | None = None, password: str = "correct horse battery") -> "Api":
+    async def signup(self, username: str | None = None, password: str = "correct horse battery") -> Api:
         """Create a user, log in and return an Api acting as them."""
         username = username or "user-" + secrets.token_hex(4)
         created = await self.post(

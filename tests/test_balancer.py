@@ -12,7 +12,6 @@ import json
 import os
 import signal
 
-import aiohttp
 import pytest
 
 from deploy.balancer import check_config, start_balancer, write_config

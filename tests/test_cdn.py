@@ -10,7 +10,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import io
 import json
 import os
 import re

@@ -61,7 +61,7 @@ def njs(tmp_path_factory):
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError((state / "nginx.log").read_text())
+                raise RuntimeError((state / "nginx.log").read_text()) from None
             time.sleep(0.05)
 
     def call(function: str, **arguments) -> str:

@@ -78,10 +78,10 @@ class Dbx:
         process = await self.start(*args, env=env, stdin=stdin)
         try:
             out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             out, err = await process.communicate()
-            raise AssertionError(f"dbx {' '.join(args)} did not finish in {timeout}s:\n{err.decode()[-3000:]}")
+            raise AssertionError(f"dbx {' '.join(args)} did not finish in {timeout}s:\n{err.decode()[-3000:]}") from None
         return Run(process.returncode, out.decode(), err.decode())
 
     async def login(self, username: str, password: str = PASSWORD) -> Run:
@@ -136,7 +136,7 @@ async def stack(make_gateway):
     return await make_gateway(chunk_size=CHUNK)
 
 
-async def logged_in(gateway_url: str, http, tmp_path) -> "Dbx":
+async def logged_in(gateway_url: str, http, tmp_path) -> Dbx:
     """A user made through the API, logged in with `dbx login`."""
     api = await Api(http, gateway_url).signup(password=PASSWORD)
     dbx = Dbx(tmp_path, gateway_url)
@@ -712,7 +712,7 @@ async def test_share_ls_shared_unshare_and_rm(cdn_stack, cdn_user, http, tmp_pat
 # -- sessions against the real gateway (issue 14, item 3; contract v1.1) -------------------------
 
 
-def stored_token(dbx: "Dbx", server: str) -> str:
+def stored_token(dbx: Dbx, server: str) -> str:
     data = json.loads((dbx.config_home / "dbx" / "credentials.json").read_text())
     return data["servers"][server]["access_token"]
 

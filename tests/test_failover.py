@@ -97,7 +97,7 @@ async def test_killing_the_gateway_that_started_an_upload_loses_nothing(
         assert await put_to_store(http, rest, data, [3, 4]) == [200, 200]
         done = await user.post(f"{FILES}/{file_id}/complete")
         assert done.status == 200 and done.body["status"] == "uploaded", done.body
-        assert served_by(balancer, "POST", "/dropbox/v1/files/{}/complete".format(file_id)).endswith(
+        assert served_by(balancer, "POST", f"/dropbox/v1/files/{file_id}/complete").endswith(
             f":{survivor.port}")
         listed = await user.get(f"{FILES}/{file_id}")
         assert listed.status == 200 and listed.body["status"] == "uploaded"

@@ -6,7 +6,7 @@ tests run ``python -m gateway`` twice on one database.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from gateway.core.sessions import CLOCK_SKEW_ALLOWANCE
 from tests.core_fixtures import new_user
@@ -160,7 +160,7 @@ async def test_revocations_are_kept_until_their_tokens_have_long_expired(core, c
     token = await core.accounts.log_in("alice", "correct horse battery")
     user = await core.sessions.authenticate(token.token)
     await core.sessions.log_out(user)
-    expiry = datetime.fromtimestamp(user.expires_at, timezone.utc)
+    expiry = datetime.fromtimestamp(user.expires_at, UTC)
     clock.now = expiry + timedelta(seconds=CLOCK_SKEW_ALLOWANCE - 1)
     assert (await core.housekeeping())["revoked_tokens"] == 0
     clock.now = expiry + timedelta(seconds=CLOCK_SKEW_ALLOWANCE + 1)

@@ -13,7 +13,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -241,7 +241,7 @@ async def test_presigned_parts_sign_the_checksum_as_a_header(subject):
     before = int(time.time())
     presigned = await store.presign_upload_parts(key, upload_id, asked, expires=300)
     assert len(presigned) == 3
-    for (number, checksum), request in zip(asked, presigned):
+    for (number, checksum), request in zip(asked, presigned, strict=True):
         query = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
         assert request.method == "PUT"
         assert request.headers == {"x-amz-checksum-sha256": checksum}

@@ -127,7 +127,7 @@ async def s3(minio):
 
 def completed_parts() -> list[CompletedPart]:
     etags = [hashlib.md5(p).hexdigest() for p in PARTS]  # noqa: S324 - S3's part ETag
-    return [CompletedPart(n, etag, b64(d)) for n, (etag, d) in enumerate(zip(etags, DIGESTS), start=1)]
+    return [CompletedPart(n, etag, b64(d)) for n, (etag, d) in enumerate(zip(etags, DIGESTS, strict=True), start=1)]
 
 
 async def test_starting_an_upload_asks_for_composite_sha256_checksums(s3, minio):

@@ -8,7 +8,6 @@ import pytest
 from gateway.core.throttle import Limit, Throttle, forget_expired
 from gateway.db import Database
 from gateway.db import database_url as sqlalchemy_url
-from tests.core_fixtures import FakeClock
 
 LIMIT = Limit(failures=3, window=60)
 

@@ -12,7 +12,6 @@ import os
 import re
 
 import aiohttp
-import pytest
 from playwright.async_api import expect
 
 from gateway.http.routes import webapp

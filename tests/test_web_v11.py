@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 
-import aiohttp
 import pytest
 from playwright.async_api import expect
 

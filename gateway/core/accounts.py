@@ -95,7 +95,7 @@ class Accounts:
             log.info("login_throttled", username=username, retry_after=retry_after)
             raise TooManyAttempts(retry_after)
         row = await users_db.user_by_name(self.db, username)
-        if not await verify_password(password, row["password_hash"] if row else None):
+        if not await verify_password(password, row["password_hash"] if row else None) or row is None:
             if address:
                 await self.by_address.record_failure(address_key(address))
             log.info("login_failed", username=username)

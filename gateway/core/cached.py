@@ -19,7 +19,7 @@ change. ``cache`` None: caching is off, every lookup loads.
 from __future__ import annotations
 
 import secrets
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiocache.base import BaseCache

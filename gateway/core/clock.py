@@ -1,19 +1,19 @@
 """Time, passed in: the core asks its clock, so tests can move time instead of waiting for it."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import datetime, timedelta, UTC
+from collections.abc import Callable
 
 Clock = Callable[[], datetime]  # returns an aware UTC datetime
 
 
 def system_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def timestamp(moment: datetime) -> str:
     """Timestamps are stored as ISO-8601 UTC text, which sorts as time does."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def stamp_now(clock: Clock) -> str:
@@ -30,7 +30,7 @@ def stamp_in(clock: Clock, seconds: float) -> str:
 
 def parse_stamp(stamp: str) -> datetime:
     """The moment a :func:`timestamp` stands for."""
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def seconds_until(clock: Clock, stamp: str) -> float:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from gateway.core.clock import Clock, stamp_in, stamp_now
 from gateway.db import Database

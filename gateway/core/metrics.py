@@ -14,7 +14,8 @@ label, so the number of series stays bounded.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -41,7 +42,7 @@ def outcome_name(outcome: str) -> str:
 class PoolCollector(Collector):
     """The database pool's connections, read at scrape time (never a stale copy)."""
 
-    def __init__(self, db: "Database"):
+    def __init__(self, db: Database):
         self.db = db
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -86,7 +87,7 @@ class Metrics:
         for result in ("hit", "miss"):
             self.cache_lookups.labels(result)  # both series exist from the start, at 0
 
-    def watch_database(self, db: "Database") -> None:
+    def watch_database(self, db: Database) -> None:
         """Report ``db``'s pool at every scrape."""
         self.registry.register(PoolCollector(db))
 

@@ -38,7 +38,7 @@ long it can outlive the change.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from aiocache.base import BaseCache
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -76,11 +76,11 @@ def cache_key(file_id: str) -> str:
     return f"file:{file_id}"
 
 
-def may_read(entry: dict | None, user_id: int) -> bool:
+def may_read(entry: dict | None, user_id: int) -> TypeGuard[dict]:
     return entry is not None and (entry["owner_id"] == user_id or user_id in entry["readers"])
 
 
-def owns(entry: dict | None, user_id: int) -> bool:
+def owns(entry: dict | None, user_id: int) -> TypeGuard[dict]:
     return entry is not None and entry["owner_id"] == user_id
 
 

@@ -18,7 +18,7 @@ every gateway process sees the drop at once; ``memory://`` is for one process
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import structlog
 from aiocache.base import BaseCache
@@ -72,7 +72,7 @@ class Sessions:
 
     async def log_out(self, user: TokenUser) -> None:
         """End the access token ``user`` came with, on every gateway."""
-        expires_at = timestamp(datetime.fromtimestamp(user.expires_at, timezone.utc))
+        expires_at = timestamp(datetime.fromtimestamp(user.expires_at, UTC))
         await tokens_db.revoke(self.db, user.token_id, user.user_id, expires_at, stamp_now(self.clock))
         await self.changed(user.user_id)
         log.info("logged_out")

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
+from collections.abc import Sequence
 
 import structlog
 
@@ -99,9 +100,13 @@ class Uploads:
             # Their last copy was deleted meanwhile: the bytes must be uploaded after all.
         if not claim.chunks:
             await self._store_empty_content()
-            return await self._create_file(user_id, claim, status="uploaded", upload_id=None), True
+            file_id = await self._create_file(user_id, claim, status="uploaded", upload_id=None)
+            assert file_id is not None, "only a copy of own content is ever refused"
+            return file_id, True
         upload_id = await self.store.start_multipart(content_key(claim.fingerprint))
-        return await self._create_file(user_id, claim, status="uploading", upload_id=upload_id), True
+        file_id = await self._create_file(user_id, claim, status="uploading", upload_id=upload_id)
+        assert file_id is not None, "only a copy of own content is ever refused"
+        return file_id, True
 
     async def _create_file(self, user_id: int, claim: UploadClaim, *, status: str, upload_id: str | None,
                            copy_of_own_content: bool = False) -> str | None:
@@ -165,7 +170,7 @@ class Uploads:
         )
         # Handing out URLs is activity: the upload is not abandoned.
         await files_db.touch(self.db, file_id, stamp_now(self.clock))
-        return [(number - 1, request) for (number, _), request in zip(parts, presigned)]
+        return [(number - 1, request) for (number, _), request in zip(parts, presigned, strict=True)]
 
     async def _mark_chunks(self, file_id: str, verified: dict[int, StoredPart]) -> int:
         """Record which chunks the store holds; return how many changed."""
@@ -344,8 +349,8 @@ class Uploads:
 
     async def _send_spooled_chunks(self, file_id: str, spool: BinaryIO) -> None:
         row = await files_db.get_file(self.db, file_id)
-        if row["status"] != "uploading":
-            return  # deduplicated, or an empty file
+        if row is None or row["status"] != "uploading":
+            return  # deduplicated, an empty file, or deleted meanwhile (complete() then says "missing")
         for chunk in await files_db.get_chunks(self.db, file_id):
             if chunk["status"] == "uploaded":
                 continue

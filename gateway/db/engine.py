@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
 import structlog
@@ -77,7 +78,7 @@ class Database:
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True) -> "Database":
+    async def open(cls, url: str, *, migrate: bool = True) -> Database:
         """Connect and bring the schema up to date (gateway/db/migrate.py)."""
         from gateway.db.migrate import upgrade
 

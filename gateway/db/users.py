@@ -2,7 +2,7 @@
 (the users_by_lower_username index)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError

@@ -8,7 +8,7 @@ the caller's to close.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import structlog
 from aiocache.base import BaseCache

@@ -11,10 +11,10 @@ if TYPE_CHECKING:
     from gateway.core.metrics import Metrics
     from gateway.core.tokens import TokenUser
 
-CONFIG: web.AppKey["Config"] = web.AppKey("config")
-CORE: web.AppKey["Core"] = web.AppKey("core")  # set at start-up (gateway/http/app.py)
-METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")  # this app's registry (gateway/core/metrics.py)
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+CORE: web.AppKey[Core] = web.AppKey("core")  # set at start-up (gateway/http/app.py)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")  # this app's registry (gateway/core/metrics.py)
 
 # Per-request state set by the middlewares.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
-USER: web.RequestKey["TokenUser"] = web.RequestKey("user")
+USER: web.RequestKey[TokenUser] = web.RequestKey("user")

@@ -11,7 +11,7 @@ sending the header; from an untrusted peer the header is ignored altogether.
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Literal, overload
 
 from aiohttp import web
 
@@ -41,6 +42,10 @@ async def read_optional_json(request: web.Request) -> dict:
     return await read_json(request)
 
 
+@overload
+def require_str(body: dict, name: str, *, max_length: int = 1024, optional: Literal[False] = False) -> str: ...
+@overload
+def require_str(body: dict, name: str, *, max_length: int = 1024, optional: bool) -> str | None: ...
 def require_str(body: dict, name: str, *, max_length: int = 1024, optional: bool = False) -> str | None:
     value = body.get(name)
     if value is None and optional:

@@ -1,7 +1,8 @@
 """The contract's file object and listing pages, built from what the core returns."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from aiohttp import web
 

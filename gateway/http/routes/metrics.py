@@ -8,7 +8,7 @@ counts and route templates, never ids, paths or names.
 """
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web

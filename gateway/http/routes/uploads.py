@@ -97,12 +97,13 @@ async def create_file(request: web.Request) -> web.Response:
 
 @routes.post(f"/dropbox/v1/files/{FILE_ID}/upload-urls")
 async def upload_urls(request: web.Request) -> web.Response:
-    indexes = None
+    indexes: list[int] | None = None
     if request.can_read_body and (await request.read()).strip():
         asked = (await read_json(request)).get("chunks")
-        indexes = [as_integer(i) for i in asked] if isinstance(asked, list) else None
-        if indexes is None or None in indexes:
+        parsed = [as_integer(i) for i in asked] if isinstance(asked, list) else None
+        if parsed is None or None in parsed:
             raise bad_request("`chunks` must be a list of chunk indexes", "invalid_field", field="chunks")
+        indexes = [i for i in parsed if i is not None]  # all of them: checked just above
     core = request.app[appkeys.CORE]
     presigned = await core.uploads.upload_urls(request[appkeys.USER].user_id, request.match_info["file_id"], indexes)
     urls = [
