@@ -54,7 +54,7 @@ def two_gateways() -> Iterator[SimpleNamespace]:
         env = {"GATEWAY_DATABASE_URL": postgres.url, "GATEWAY_CACHE_URL": redis.url}
         with BenchStack(gateway_env=env) as stack:
             second_port = free_port()
-            second_env = dict(stack.env, GATEWAY_PORT=str(second_port), GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{second_port}")
+            second_env = dict(stack.gateway_environment(), GATEWAY_PORT=str(second_port), GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{second_port}")
             gateways.append(GatewayProcess(second_env, stack.root / "gateway-2.log", name="gateway 2").start())
             balancer = start_balancer(stack.root / "lb", free_port(), [stack.gateway_port, second_port])
             yield SimpleNamespace(gateway_url=balancer.url, chunk_size=stack.chunk_size)

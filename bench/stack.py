@@ -10,6 +10,7 @@ variables, as they would for ``./dev up``. The gateway's CPU time is read from
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -25,6 +26,8 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from deploy.stack import gateway_environment
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 READY_LINE = "the local stack is up"
@@ -164,6 +167,12 @@ class BenchStack:
             name, _, value = line.partition("=")
             values[name] = value
         return values
+
+    def gateway_environment(self) -> dict[str, str]:
+        """The environment the launcher gives its gateway, to start more gateways like it (bench/cluster.py)."""
+        ports = argparse.Namespace(gateway_port=self.gateway_port, s3_port=self.s3_port, cdn_port=self.cdn_port)
+        ours = {name: value for name, value in self.env.items() if name.startswith("GATEWAY_")}
+        return {**gateway_environment(self.state, self.stack_settings(), ports), **ours}
 
     @property
     def bucket(self) -> str:

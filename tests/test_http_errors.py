@@ -54,3 +54,4 @@ def test_every_domain_error_has_its_contract_error():
     assert defined == set(DOMAIN_ERRORS)
     chunks = api_error(domain.ChunksMissing([3, 4]))
     assert (chunks.status, chunks.code, chunks.details) == (409, "chunks_missing", {"missing": [3, 4]})
+

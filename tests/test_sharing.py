@@ -457,3 +457,13 @@ async def test_concurrent_reads_during_unshare_never_outlive_it(make_gateway, ht
 
     await asyncio.gather(*(reader() for _ in range(8)), unsharer())
     assert early and late == []
+
+
+async def test_an_id_that_is_no_file_id_is_a_missing_file_not_a_missing_endpoint(api: Api):
+    user = await api.signup()
+    for path in ("/dropbox/v1/files/no-such-file-id", "/dropbox/v1/files/NOTHEX/content"):
+        answer = await user.get(path)
+        assert answer.status == 404 and answer.body["error"]["code"] == "not_found", path
+    answer = await user.post("/dropbox/v1/files/" + "a" * 31 + "/complete", json={})
+    assert answer.status == 404 and answer.body["error"]["code"] == "not_found"
+    assert (await user.get("/dropbox/v1/nowhere")).body["error"]["code"] == "unknown_endpoint"

@@ -17,6 +17,8 @@ log = structlog.get_logger("gateway.http")
 
 # aiohttp's own HTTP errors (unknown path, wrong method, body too large) get
 # the contract's error body too.
+# A path under a file (/dropbox/v1/files/{file_id}...): unmatched, its id is not one the core makes.
+FILE_PATH = re.compile(r"^/dropbox/v1/files/[^/]+(/|$)")
 HTTP_ERROR_CODES = {
     400: ("invalid_request", "the request is malformed"),
     404: ("unknown_endpoint", "no such endpoint"),
@@ -109,6 +111,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code, message = HTTP_ERROR_CODES.get(exc.status, ("http_error", exc.reason))
+        if exc.status == 404 and FILE_PATH.match(request.path):
+            # /files/<not a file id>...: routes take only ids the core makes, so this names no file.
+            code, message = "not_found", "no such file"
         response = error_response(ApiError(exc.status, code, message))
         if exc.status == 405:
             response.headers["Allow"] = exc.headers.get("Allow", "")
