@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 
-import pytest
 from playwright.async_api import expect
 
 from tests.browser import PASSWORD, WebApp, browser, file_payload, playwright_driver, web_gateway  # noqa: F401
