@@ -259,6 +259,9 @@ async def cmd_whoami(ctx: Context) -> int:
         ctx.emit({"server": ctx.server, **me})
     else:
         ctx.out(f"{me.get('username')} <{me.get('email')}> on {ctx.server}")
+        if isinstance(me.get("used_bytes"), int):
+            quota = me.get("quota_bytes")
+            ctx.out(f"using {human_size(me['used_bytes'])} of {human_size(quota) if isinstance(quota, int) else 'unlimited'}")
     return 0
 
 

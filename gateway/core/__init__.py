@@ -1,4 +1,4 @@
-"""The domain: uploads (the state machine), files, sharing, deletion, permissions, accounts, store events.
+"""The domain: uploads (the state machine), files, sharing, deletion, permissions, accounts, limits, store events.
 
 Plain classes with explicit dependencies (the metadata database, the object
 store, the cache, a clock, the settings), raising gateway/core/errors.py's
@@ -20,6 +20,7 @@ from gateway.core.deletion import Deletion
 from gateway.core.events import StoreEvents
 from gateway.core.files import Files
 from gateway.core.leases import Leases
+from gateway.core.limits import Limits
 from gateway.core.permissions import Permissions
 from gateway.core.reconciler import reconcile_once
 from gateway.core.sharing import Sharing
@@ -41,16 +42,22 @@ class Core:
     deletion: Deletion
     accounts: Accounts
     events: StoreEvents
+    limits: Limits
 
     async def reconcile_once(self) -> dict[str, int]:
         return await reconcile_once(self.config, self.db, self.uploads, self.clock)
+
+    async def refresh_progress_once(self) -> dict[str, int]:
+        """Read the part lists that store part events asked for (gateway/core/events.py)."""
+        return await self.events.read_marked_part_lists()
 
 
 def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCache | None,
                clock: Clock = system_clock) -> Core:
     permissions = Permissions(db, cache)
     leases = Leases(db, clock)
-    uploads = Uploads(config, db, store, permissions, leases, clock)
+    limits = Limits(config, db)
+    uploads = Uploads(config, db, store, permissions, leases, limits, clock)
     return Core(
         config=config,
         db=db,
@@ -59,8 +66,9 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         permissions=permissions,
         uploads=uploads,
         files=Files(config, db, store, permissions, uploads),
-        sharing=Sharing(db, permissions, clock),
+        sharing=Sharing(config, db, permissions, clock),
         deletion=Deletion(db, store, permissions, leases),
         accounts=Accounts(config, db, clock),
-        events=StoreEvents(config.s3_bucket, db, store, uploads, clock),
+        events=StoreEvents(config, db, store, uploads, clock),
+        limits=limits,
     )

@@ -14,11 +14,12 @@ from storage import StoreError, StoreUnavailable
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **details: Any):
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **details: Any):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
         self.details = details
 
     def body(self) -> dict:
@@ -37,6 +38,9 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.ChunkIndexOutOfRange: (400, "invalid_chunk_index"),
     domain.CannotShareWithYourself: (400, "cannot_share_with_yourself"),
     domain.VerificationFailed: (422, "verification_failed"),
+    domain.QuotaExceeded: (403, "quota_exceeded"),
+    domain.TooManyUploads: (429, "too_many_uploads"),
+    domain.TooManyRequests: (429, "too_many_requests"),
     domain.StoreDidNotAccept: (502, "store_error"),
     domain.InvalidCredentials: (401, "invalid_credentials"),
     domain.UnknownUser: (401, "unknown_user"),
@@ -51,7 +55,8 @@ def api_error(exc: Exception) -> ApiError | None:
         return exc
     if isinstance(exc, domain.DomainError):
         status, code = DOMAIN_ERRORS[type(exc)]
-        return ApiError(status, code, exc.message, **exc.details())
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        return ApiError(status, code, exc.message, headers=headers, **exc.details())
     if isinstance(exc, StoreUnavailable):
         return ApiError(503, "store_unavailable", f"the object store is not answering: {exc}")
     if isinstance(exc, StoreError):
@@ -68,7 +73,9 @@ def unauthorized(message: str, code: str = "unauthorized") -> ApiError:
 
 
 def error_response(error: ApiError, request_id: str | None = None) -> web.Response:
-    headers = {"X-Request-Id": request_id} if request_id else {}
+    headers = dict(error.headers)
+    if request_id:
+        headers["X-Request-Id"] = request_id
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="dropbox"'
     return web.json_response(error.body(), status=error.status, headers=headers or None)
