@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 S3_MIN_PART_SIZE = 5 * MIB  # S3 refuses smaller parts except the last one
 MAX_CHUNKS = 10_000  # S3's limit on parts per multipart upload
 DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite")
@@ -21,6 +22,10 @@ IPNetwork = IPv4Network | IPv6Network
 
 class ConfigError(ValueError):
     pass
+
+
+# Settings where 0 means "off" or "at once", and nothing below 0 means anything.
+NON_NEGATIVE = ("user_quota_bytes", "max_uploads_in_progress", "part_events_delay", "reconcile_recheck", "share_window")
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,26 @@ class Config:
     reconcile_interval: float = 60.0
     # Seconds of quiet before the reconciler looks at an upload the store's events should have settled.
     reconcile_grace: float = 30.0
-    # Whether the store posts an event per uploaded part (the embedded SeaweedFS does,
-    # MinIO does not). Without them, upload progress is read from the store's part list.
+    # Uploads the reconciler looks at per round at most (oldest first); it looks at an upload
+    # again after new activity, or after reconcile_recheck seconds.
+    reconcile_batch: int = 200
+    reconcile_recheck: float = 600.0
+    # Whether the store is the embedded one (SeaweedFS), which posts an event per uploaded part
+    # to /dropbox/v1/events/seaweedfs (that path exists only then). MinIO posts none: upload
+    # progress is then read from the store's part list when a file is read.
     store_part_events: bool = True
+    # A part event asks for the upload's part list; it is read this many seconds after the first
+    # event of a burst, once for the whole burst.
+    part_events_delay: float = 1.0
+
+    # Limits per user (contract v1.1 "Limits and quotas"); 0 turns a limit off.
+    # Bytes of uploaded and uploading files a user may hold (users.quota_bytes overrides it per user).
+    user_quota_bytes: int = 100 * GIB
+    max_uploads_in_progress: int = 20
+    # Share and unshare calls a user may make per share_window seconds; each unknown username
+    # named counts one more (it tells the caller that nobody has that name).
+    share_limit: int = 100
+    share_window: float = 600.0
 
     # Shared links: wrong passwords allowed per link within a window of this many seconds, then 429.
     link_password_attempts: int = 5
@@ -122,6 +144,11 @@ class Config:
             raise ConfigError(f"GATEWAY_CHUNK_SIZE must be at least {S3_MIN_PART_SIZE} (S3's smallest part)")
         if self.link_password_attempts < 1 or self.link_password_window < 1:
             raise ConfigError("GATEWAY_LINK_PASSWORD_ATTEMPTS and GATEWAY_LINK_PASSWORD_WINDOW must be at least 1")
+        negative = [name for name in NON_NEGATIVE if getattr(self, name) < 0]
+        if negative:
+            raise ConfigError(f"{', '.join(f'GATEWAY_{name.upper()}' for name in negative)} must not be negative")
+        if self.reconcile_batch < 1 or self.share_limit < 1:
+            raise ConfigError("GATEWAY_RECONCILE_BATCH and GATEWAY_SHARE_LIMIT must be at least 1")
         if self.max_file_size > self.chunk_size * MAX_CHUNKS:
             raise ConfigError(
                 f"GATEWAY_MAX_FILE_SIZE {self.max_file_size} needs more than {MAX_CHUNKS} chunks of {self.chunk_size}"

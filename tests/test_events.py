@@ -244,3 +244,54 @@ async def test_abandoned_uploads_are_aborted_and_finished_files_untouched(make_g
     assert (await user.get(f"/dropbox/v1/files/{finished['file_id']}")).body["status"] == "uploaded"
     with pytest.raises(UploadNotFound):  # aborted in the store too
         await gateway.core.store.list_parts(content_key(stale["fingerprint"]), upload_id)
+
+
+# --- events are hints: a forged one changes nothing ------------------------------------------
+
+
+def seaweedfs_part_event(upload_id: str, part_number: int, size: int) -> dict:
+    """The filer event the embedded store posts when a part lands (storage/events.py parses it)."""
+    name = f"{part_number:04d}_forged.part"
+    return {
+        "event_type": "create",
+        "key": f"/buckets/{BUCKET}/.uploads/{upload_id}/{name}",
+        "message": {"new_entry": {"name": name, "attributes": {"file_size": size}}},
+    }
+
+
+async def upload_id_of(user: Api, file_id: str) -> str:
+    """What a client learns of its multipart upload: the uploadId in its presigned URLs."""
+    from urllib.parse import parse_qs, urlsplit
+
+    urls = await user.post(f"/dropbox/v1/files/{file_id}/upload-urls")
+    return parse_qs(urlsplit(urls.body["urls"][0]["url"]).query)["uploadId"][0]
+
+
+async def test_a_forged_part_event_does_not_hand_over_another_users_content(make_gateway, http):
+    """Issue 17, item 1: B claims A's fingerprint, posts one part event for its own upload, sends no byte."""
+    from tests.harness import upload
+
+    gateway = await make_gateway(chunk_size=CHUNK, port=free_port(), part_events_delay=0)
+    api = Api(http, gateway.url)
+    alice, bob = await api.signup(), await api.signup()
+    data = os.urandom(1000)
+    theirs = await upload(alice, data, CHUNK, file_name="alice.txt")
+    assert theirs["status"] == "uploaded"
+
+    claimed = await bob.post("/dropbox/v1/files", json=make_claim(data, CHUNK, file_name="bob.txt"))
+    assert claimed.status == 201 and claimed.body["status"] == "uploading"
+    file_id = claimed.body["file_id"]
+    forged = seaweedfs_part_event(await upload_id_of(bob, file_id), 1, len(data))
+    answered = await api.post("/dropbox/v1/events/seaweedfs", json=forged,
+                              headers={"Authorization": f"Bearer {EVENTS_TOKEN}"})
+    assert answered.status == 200
+    await gateway.core.refresh_progress_once()  # what the part event scheduled: the store's own part list
+
+    body = (await bob.get(f"/dropbox/v1/files/{file_id}")).body
+    assert body["uploaded_chunks"] == 0 and body["chunks"][0]["status"] == "pending"
+    # Settling (here: abandoning, as the reconciler does) finds A's verified object, but B's
+    # upload never had a part the store listed: B's file fails, it never becomes A's content.
+    await gateway.core.uploads.abandon(file_id)
+    body = (await bob.get(f"/dropbox/v1/files/{file_id}")).body
+    assert body["status"] == "failed" and "download_url" not in body
+    assert (await bob.get(f"/dropbox/v1/files/{file_id}/content")).status == 409

@@ -20,7 +20,7 @@ from gateway.config import Config
 from gateway.http.routes.links import link_json
 from gateway.http.parsing import FILE_ID_PATTERN, OWN_CURSOR, SHARED_CURSOR
 from gateway.http.routes.openapi import with_settings
-from gateway.http.views import file_json
+from gateway.http.views import file_json, listed_file_json
 from gateway.http.routes import webapp
 
 DOCUMENT_PATH = Path(gateway.__file__).parent / "openapi.json"
@@ -46,7 +46,7 @@ CONTRACT_STATUSES = {
     ("put", "/dropbox/v1/users/me/password"): {"204", "400", "401", "403", "429"},
     ("get", "/dropbox/v1/config"): {"200"},
     ("get", "/dropbox/v1/openapi.json"): {"200"},
-    ("post", "/dropbox/v1/files"): {"200", "201", "400", "401", "413", "503"},
+    ("post", "/dropbox/v1/files"): {"200", "201", "400", "401", "403", "413", "429", "503"},
     ("get", "/dropbox/v1/files"): {"200", "400", "401"},
     ("post", "/dropbox/v1/files/{file_id}/upload-urls"): {"200", "400", "401", "404", "409"},
     ("post", "/dropbox/v1/files/{file_id}/complete"): {"200", "401", "404", "409", "422", "503"},
@@ -54,8 +54,8 @@ CONTRACT_STATUSES = {
     ("get", "/dropbox/v1/files/{file_id}"): {"200", "401", "404"},
     ("get", "/dropbox/v1/files/{file_id}/content"): {"302", "401", "404", "409"},
     ("delete", "/dropbox/v1/files/{file_id}"): {"204", "401", "404"},
-    ("post", "/dropbox/v1/files/share"): {"200", "400", "401", "404"},
-    ("delete", "/dropbox/v1/files/{file_id}/shares/{username}"): {"204", "401", "404"},
+    ("post", "/dropbox/v1/files/share"): {"200", "400", "401", "404", "429"},
+    ("delete", "/dropbox/v1/files/{file_id}/shares/{username}"): {"204", "401", "404", "429"},
     ("post", "/dropbox/v1/events"): {"200", "400", "401"},
     ("post", "/dropbox/v1/events/seaweedfs"): {"200", "400", "401"},
     ("get", "/healthz"): {"200"},
@@ -240,6 +240,7 @@ def test_schemas_are_consistent(document):
 def test_the_schemas_have_the_contracts_fields(document):
     schemas = document["components"]["schemas"]
     assert set(schemas["User"]["required"]) == {"user_id", "username", "email"}
+    assert set(schemas["Me"]["required"]) == {"user_id", "username", "email", "quota_bytes", "used_bytes"}
     assert set(schemas["Token"]["required"]) == {"access_token", "token_type", "expires_in"}
     assert set(schemas["Config"]["required"]) == {
         "chunk_size", "max_file_size", "inline_upload_limit", "upload_url_ttl", "download_url_ttl",
@@ -272,6 +273,8 @@ def test_the_file_object_schema_matches_file_json(document):
         assert set(body) <= set(schema["properties"]), (status, set(body) - set(schema["properties"]))
         chunk_schema = resolve(document, schema["properties"]["chunks"]["items"])
         assert set(body["chunks"][0]) == set(chunk_schema["properties"])
+        listed = listed_file_json({**row, **extra, "status": status}, 0, download)
+        assert set(schema["required"]) <= set(listed) <= set(schema["properties"]) and "chunks" not in listed, status
 
 
 def test_the_link_schemas_match_what_the_gateway_answers(document):

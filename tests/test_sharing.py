@@ -360,9 +360,11 @@ async def test_listing_pages_through_1000_files_newest_first(make_gateway, http)
     assert len(default.body["files"]) == 100 and default.body["next_cursor"]
     newest = default.body["files"][0]
     assert newest["file_id"] == last["file_id"] and newest["file_name"] == "newest.txt"
-    assert newest["chunks"] == last["chunks"] and newest["status"] == "uploaded" and "download_url" in newest
+    # Listings give no chunk arrays (contract v1.1); the counts stay.
+    assert "chunks" not in newest and newest["status"] == "uploaded" and "download_url" in newest
+    assert newest["total_chunks"] == newest["uploaded_chunks"] == len(last["chunks"])
     sample = default.body["files"][50]
-    assert sample["chunks"] == template["chunks"] and sample["uploaded_chunks"] == 1
+    assert "chunks" not in sample and sample["uploaded_chunks"] == 1
     assert sample["uploaded_by"] == owner.username
 
     # The fingerprint filter pages the same way.
@@ -413,7 +415,7 @@ async def test_shared_listing_pages_and_follows_shares(make_gateway, http):
 
     files = await page_through(friend, f"{FILES}/shared", 60)
     assert len(files) == len(expected) and {f["file_id"] for f in files} == expected
-    assert all(f["uploaded_by"] == owner.username and f["chunks"] == template["chunks"] for f in files)
+    assert all(f["uploaded_by"] == owner.username and "chunks" not in f and f["uploaded_chunks"] == 1 for f in files)
     again = await page_through(friend, f"{FILES}/shared", 1000)
     assert [f["file_id"] for f in again] == [f["file_id"] for f in files]  # the same order every time
     assert files[0]["file_id"] == template["file_id"]  # newest share first

@@ -241,7 +241,7 @@ async def test_a_malformed_form_part_header_is_a_json_400_with_a_request_id(make
 async def test_concurrent_starts_each_see_their_own_new_file(make_gateway, http):
     # Regression: reads once shared a SQLite snapshot pinned by another request's open
     # statement, so a file just created could answer 404 under concurrency.
-    gateway = await make_gateway(chunk_size=CHUNK)
+    gateway = await make_gateway(chunk_size=CHUNK, max_uploads_in_progress=60)
     user = await Api(http, gateway.url).signup()
     claims = [make_claim(os.urandom(64), CHUNK, file_name=f"f{i}") for i in range(60)]
     answers = await asyncio.gather(*(user.post("/dropbox/v1/files", json=claim) for claim in claims))

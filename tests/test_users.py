@@ -14,7 +14,8 @@ async def test_signup_login_and_me(api: Api):
     alice = await api.signup("alice")
     me = await alice.get("/dropbox/v1/users/me")
     assert me.status == 200
-    assert me.body == {"user_id": alice.user_id, "username": "alice", "email": "alice@example.com"}
+    assert me.body == {"user_id": alice.user_id, "username": "alice", "email": "alice@example.com",
+                       "quota_bytes": 100 * 1024**3, "used_bytes": 0}
     assert me.headers["X-Request-Id"]
 
 

@@ -1,5 +1,5 @@
 """The domain: uploads (the state machine), files, sharing, shared links, deletion, permissions, accounts,
-sessions, store events.
+sessions, limits, store events.
 
 Plain classes with explicit dependencies (the metadata database, the object
 store, the cache, a clock, the settings), raising gateway/core/errors.py's
@@ -23,6 +23,7 @@ from gateway.core.files import Files
 from gateway.core.leases import Leases
 from gateway.core.links import Links
 from gateway.core.metrics import Metrics
+from gateway.core.limits import Limits
 from gateway.core.permissions import Permissions
 from gateway.core.reconciler import reconcile_once
 from gateway.core.sessions import Sessions
@@ -49,6 +50,7 @@ class Core:
     sessions: Sessions
     events: StoreEvents
     metrics: Metrics
+    limits: Limits
 
     async def reconcile_once(self) -> dict[str, int]:
         counts = await reconcile_once(self.config, self.db, self.uploads, self.clock)
@@ -62,6 +64,10 @@ class Core:
             "revoked_tokens": await self.sessions.forget_expired_revocations(),
         }
 
+    async def refresh_progress_once(self) -> dict[str, int]:
+        """Read the part lists that store part events asked for (gateway/core/events.py)."""
+        return await self.events.read_marked_part_lists()
+
 
 def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCache | None,
                clock: Clock = system_clock, metrics: Metrics | None = None) -> Core:
@@ -71,7 +77,8 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     permissions = Permissions(db, cache, metrics)
     sessions = Sessions(config, db, clock, cache)
     leases = Leases(db, clock)
-    uploads = Uploads(config, db, store, permissions, leases, clock, metrics)
+    limits = Limits(config, db)
+    uploads = Uploads(config, db, store, permissions, leases, limits, clock, metrics)
     return Core(
         config=config,
         db=db,
@@ -80,11 +87,12 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         permissions=permissions,
         uploads=uploads,
         files=Files(config, db, store, permissions, uploads),
-        sharing=Sharing(db, permissions, clock),
+        sharing=Sharing(config, db, permissions, clock),
         links=Links(config, db, permissions, clock),
         deletion=Deletion(db, store, permissions, leases),
         accounts=Accounts(config, db, clock, sessions),
         sessions=sessions,
-        events=StoreEvents(config.s3_bucket, db, store, uploads, clock),
+        events=StoreEvents(config, db, store, uploads, clock),
         metrics=metrics,
+        limits=limits,
     )

@@ -9,6 +9,9 @@ from typing import Any
 
 
 class DomainError(Exception):
+    # Seconds after which trying again may succeed (an HTTP Retry-After); None: it will not by waiting.
+    retry_after: int | None = None
+
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
@@ -182,9 +185,49 @@ class WrongLinkPassword(DomainError):
 class TooManyAttempts(DomainError):
     """Too many recent wrong passwords (for a username, for a link): refused, right or wrong, for ``retry_after`` seconds."""
 
+    retry_after: int
+
     def __init__(self, retry_after: int, what: str = "this username"):
         super().__init__(f"too many failed attempts for {what}; try again in {retry_after} seconds")
         self.retry_after = retry_after
 
     def details(self) -> dict[str, Any]:
         return {"retry_after": self.retry_after}
+
+
+class QuotaExceeded(DomainError):
+    """The file would take the user past their storage quota."""
+
+    def __init__(self, quota_bytes: int, used_bytes: int, file_size: int):
+        super().__init__(
+            f"a file of {file_size} bytes does not fit: you use {used_bytes} of your {quota_bytes} bytes "
+            "(uploaded files and uploads in progress); delete files or unfinished uploads first"
+        )
+        self.quota_bytes = quota_bytes
+        self.used_bytes = used_bytes
+
+    def details(self) -> dict[str, Any]:
+        return {"quota_bytes": self.quota_bytes, "used_bytes": self.used_bytes}
+
+
+class TooManyUploads(DomainError):
+    """The user already has the most uploads in progress the gateway allows."""
+
+    def __init__(self, limit: int, retry_after: int):
+        super().__init__(
+            f"you already have {limit} uploads in progress, the most allowed; "
+            "finish (or delete) one, then start this one"
+        )
+        self.limit = limit
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"max_uploads_in_progress": self.limit}
+
+
+class TooManyRequests(DomainError):
+    """The caller made more calls of a kind than its limit allows in the current window."""
+
+    def __init__(self, what: str, retry_after: int):
+        super().__init__(f"too many {what} calls; try again in {retry_after} seconds")
+        self.retry_after = retry_after

@@ -3,18 +3,29 @@
 Every event is only a hint to look: the handlers ask the store (its part
 list, its objects) before changing any state, so a replayed, reordered or
 forged event cannot make a wrong transition.
+
+Part events (the embedded store posts one per uploaded part) come in bursts:
+an upload of 5,120 chunks sends 5,120 of them. Each only marks its upload in
+the database (``files.parts_marked_at``, the burst's first event; later ones
+find the mark and change nothing). :meth:`StoreEvents.read_marked_part_lists`,
+which every gateway runs every ``part_events_delay`` seconds, takes each mark
+at least that old (a conditional UPDATE: one gateway wins it) and reads the
+upload's part list once, however many events made the mark. Nothing about it
+lives in a process's memory: a gateway that dies after taking a mark leaves
+the upload to the reconciler.
 """
 from __future__ import annotations
 
 import structlog
 
-from gateway.core.clock import Clock, stamp_now
+from gateway.config import Config
+from gateway.core.clock import Clock, stamp_ago, stamp_now
 from gateway.core.content import content_key
 from gateway.core.uploads import Uploads
 from gateway.db import Database
 from gateway.db import files as files_db
 from protocol.fingerprints import is_fingerprint
-from storage import ObjectStore
+from storage import ObjectStore, StoreError
 from storage.events import StoreEvent
 
 log = structlog.get_logger("gateway.events")
@@ -22,8 +33,8 @@ CONTENT_PREFIX = content_key("")
 
 
 class StoreEvents:
-    def __init__(self, bucket: str, db: Database, store: ObjectStore, uploads: Uploads, clock: Clock):
-        self.bucket = bucket
+    def __init__(self, config: Config, db: Database, store: ObjectStore, uploads: Uploads, clock: Clock):
+        self.config = config
         self.db = db
         self.store = store
         self.uploads = uploads
@@ -31,7 +42,7 @@ class StoreEvents:
 
     async def handle(self, event: StoreEvent) -> str:
         """Act on one event; return its outcome for the log line."""
-        if event.bucket != self.bucket:
+        if event.bucket != self.config.s3_bucket:
             return "ignored_other_bucket"
         if event.kind == "part_uploaded":
             return await self._part_uploaded(event)
@@ -43,22 +54,46 @@ class StoreEvents:
         return await self._content_removed(fingerprint)
 
     async def _part_uploaded(self, event: StoreEvent) -> str:
-        chunk = await files_db.chunk_of_upload_part(self.db, event.upload_id or "", (event.part_number or 0) - 1)
-        if chunk is None:
+        """Mark the upload: its part list is read soon, once for the whole burst. Nothing else changes."""
+        row = await files_db.upload_by_store_id(self.db, event.upload_id or "")
+        if row is None:
             return "unknown_upload"
-        file_id = chunk["file_id"]
-        if event.size == chunk["size"]:
-            # Progress straight from the store's word (the event is authenticated); no part
-            # list per part, which would cost O(parts^2). Completion still verifies every part.
-            async with self.db.transaction() as conn:
-                await files_db.mark_chunk_seen(conn, file_id, chunk["idx"], stamp_now(self.clock))
-        elif await self.uploads.refresh_from_store(file_id) is None:
-            return "upload_gone"
-        pending = await files_db.pending_chunks(self.db, file_id)
-        if pending:
-            return f"progress:{pending}_pending"
-        status = await self.uploads.complete(file_id, strict=False)
-        return "completed" if status == "uploaded" else f"not_completed:{status}"
+        if row["parts_marked_at"] is not None:
+            return "part_list_already_due"
+        await files_db.mark_parts(self.db, row["id"], stamp_now(self.clock))
+        return "part_list_due"
+
+    async def read_marked_part_lists(self) -> dict[str, int]:
+        """One round: read the part list of each upload marked ``part_events_delay`` ago or more.
+
+        At most ``reconcile_batch`` uploads, the oldest marks first; an upload the
+        store now holds whole is completed. Returns how many lists were read
+        (``read``), how many uploads completed and how many reads failed.
+        """
+        counts = {"read": 0, "completed": 0, "errors": 0}
+        due = await files_db.marked_uploads(
+            self.db, stamp_ago(self.clock, self.config.part_events_delay), self.config.reconcile_batch
+        )
+        for row in due:
+            if not await files_db.take_mark(self.db, row["id"], row["parts_marked_at"]):
+                continue  # another gateway took it
+            try:
+                outcome = await self._read_part_list(row["id"])
+            except StoreError as exc:
+                # The mark is gone; the reconciler looks at a quiet upload anyway.
+                counts["errors"] += 1
+                log.warning("part_list_failed", file_id=row["id"], error=str(exc))
+                continue
+            counts["read"] += 1
+            counts["completed"] += outcome == "uploaded"
+        return counts
+
+    async def _read_part_list(self, file_id: str) -> str:
+        if await self.uploads.refresh_from_store(file_id) is None:
+            return "gone"  # settled meanwhile, or the store forgot it: resume or the reconciler decides
+        if await files_db.pending_chunks(self.db, file_id):
+            return "uploading"
+        return await self.uploads.complete(file_id, strict=False)
 
     async def _content_created(self, fingerprint: str) -> str:
         # Our own CompleteMultipartUpload (or a PutObject) landed: settle the uploads of

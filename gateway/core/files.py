@@ -15,10 +15,14 @@ from storage import ObjectStore
 
 @dataclass(frozen=True)
 class Page:
-    """Files of one listing page with their chunks, and whether more follow the last one."""
+    """Files of one listing page, how many chunks of each the store holds, and whether more follow.
+
+    No chunk arrays (contract v1.1): a page of 1,000 files of 5,120 chunks would
+    be hundreds of megabytes; GET /dropbox/v1/files/{id} gives one file's chunks.
+    """
 
     rows: list[Row]
-    chunks: dict[str, list[Row]]
+    uploaded_chunks: dict[str, int]
     more: bool
 
 
@@ -63,7 +67,10 @@ class Files:
     async def _page(self, rows: list[Row], limit: int) -> Page:
         more = len(rows) > limit
         rows = rows[:limit]
-        return Page(rows, await files_db.chunks_of(self.db, [row["id"] for row in rows]), more)
+        # An uploaded file holds every chunk; only the others are counted.
+        counted = await files_db.uploaded_counts(self.db, [row["id"] for row in rows if row["status"] != "uploaded"])
+        uploaded = {row["id"]: counted[row["id"]] if row["id"] in counted else row["total_chunks"] for row in rows}
+        return Page(rows, uploaded, more)
 
     async def own(self, user_id: int, limit: int, *, before_seq: int | None = None,
                   fingerprint: str | None = None) -> Page:

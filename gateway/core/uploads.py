@@ -1,9 +1,11 @@
 """The upload state machine: start, learn from the store, complete, fail, abandon.
 
-The gateway never takes a client's word that bytes arrived. What the store
-lists (its parts, its objects and their checksums) or announces (its events)
-is the only evidence, and a file turns ``uploaded`` only after the store has
-checked every chunk against its SHA-256.
+The gateway never takes a client's word that bytes arrived, nor an event's.
+What the store lists (its parts, its objects and their checksums) is the only
+evidence; its events only say when to look (gateway/core/events.py). A chunk
+turns ``uploaded`` when ListParts shows its part, and a file turns
+``uploaded`` only after the store has checked every chunk against its SHA-256
+(CompleteMultipartUpload's composite checksum).
 
 Settling an upload (resume, complete, abandon) holds the file's lease
 (gateway/core/leases.py), so one gateway at a time does it, whichever gateway
@@ -24,6 +26,7 @@ from gateway.core.content import content_key
 from gateway.core.errors import ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
 from gateway.core.leases import Leases
 from gateway.core.metrics import Metrics
+from gateway.core.limits import Limits
 from gateway.core.permissions import Permissions
 from gateway.db import Database, Row
 from gateway.db import files as files_db
@@ -74,19 +77,25 @@ def verified_parts(chunks: list[Row], parts: list[StoredPart]) -> dict[int, Stor
 
 class Uploads:
     def __init__(self, config: Config, db: Database, store: ObjectStore, permissions: Permissions,
-                 leases: Leases, clock: Clock, metrics: Metrics | None = None):
+                 leases: Leases, limits: Limits, clock: Clock, metrics: Metrics | None = None):
         self.config = config
         self.metrics = metrics or Metrics()
         self.db = db
         self.store = store
         self.permissions = permissions
         self.leases = leases
+        self.limits = limits
         self.clock = clock
 
     # --- starting -----------------------------------------------------------------------------------
 
     async def start(self, user_id: int, claim: UploadClaim) -> tuple[str, bool]:
-        """Start (or resume) an upload; return (file id, created)."""
+        """Start (or resume) an upload; return (file id, created).
+
+        A new file must fit the user's limits (gateway/core/limits.py):
+        QuotaExceeded, or TooManyUploads for one that needs an upload. Resuming
+        an upload the user already has adds nothing, so it is never refused.
+        """
         same = await files_db.latest_upload_of(self.db, user_id, claim.fingerprint, claim.file_name)
         if same is not None:
             if same["status"] == "uploading":
@@ -103,14 +112,24 @@ class Uploads:
             file_id = await self._create_file(user_id, claim, status="uploaded", upload_id=None)
             assert file_id is not None, "only a copy of own content is ever refused"
             return file_id, True
-        upload_id = await self.store.start_multipart(content_key(claim.fingerprint))
-        file_id = await self._create_file(user_id, claim, status="uploading", upload_id=upload_id)
-        assert file_id is not None, "only a copy of own content is ever refused"
-        return file_id, True
+        await self.limits.precheck(user_id, claim.file_size, uploading=True)  # before any work in the store
+        key = content_key(claim.fingerprint)
+        upload_id = await self.store.start_multipart(key)
+        try:
+            file_id = await self._create_file(user_id, claim, status="uploading", upload_id=upload_id)
+            assert file_id is not None, "only a copy of own content is ever refused"
+            return file_id, True
+        except Exception:
+            # Refused after all (a concurrent start took the last slot), or the insert failed.
+            await self.store.abort_multipart(key, upload_id)
+            raise
 
     async def _create_file(self, user_id: int, claim: UploadClaim, *, status: str, upload_id: str | None,
                            copy_of_own_content: bool = False) -> str | None:
         """Insert the file and its chunks.
+
+        Checked against the user's limits in the same transaction, under a lock
+        on the user's row (gateway/core/limits.py).
 
         ``copy_of_own_content``: a deduplicated copy, inserted only if the user still
         holds verified content with this fingerprint, checked in the same transaction
@@ -133,6 +152,7 @@ class Uploads:
             for index, fp in enumerate(claim.chunks)
         ]
         async with self.db.transaction() as conn:
+            await self.limits.check_start(conn, user_id, claim.file_size, uploading=status == "uploading")
             await self.db.lock_content(conn, claim.fingerprint)
             if copy_of_own_content and not await files_db.holds_verified_content(conn, user_id, claim.fingerprint):
                 return None
@@ -172,13 +192,13 @@ class Uploads:
         await files_db.touch(self.db, file_id, stamp_now(self.clock))
         return [(number - 1, request) for (number, _), request in zip(parts, presigned, strict=True)]
 
-    async def _mark_chunks(self, file_id: str, verified: dict[int, StoredPart]) -> int:
-        """Record which chunks the store holds; return how many changed."""
+    async def _mark_chunks(self, file_id: str, upload_id: str, verified: dict[int, StoredPart]) -> int:
+        """Record which chunks the store lists in ``upload_id``; return how many changed."""
         if not verified:
             return 0
         etags = {index: part.etag for index, part in verified.items()}
         async with self.db.transaction() as conn:
-            return await files_db.mark_chunks(conn, file_id, etags, stamp_now(self.clock))
+            return await files_db.mark_chunks(conn, file_id, upload_id, etags, stamp_now(self.clock))
 
     async def refresh_from_store(self, file_id: str) -> dict[int, StoredPart] | None:
         """Ask the store which chunks it holds. None when the multipart upload is gone."""
@@ -191,7 +211,7 @@ class Uploads:
         except UploadNotFound:
             return None
         verified = verified_parts(chunks, parts)
-        await self._mark_chunks(file_id, verified)
+        await self._mark_chunks(file_id, row["upload_id"], verified)
         return verified
 
     async def resume(self, file_id: str) -> None:
@@ -224,10 +244,13 @@ class Uploads:
         """The multipart upload is gone (we completed it, then crashed before recording it).
 
         The object alone proves nothing about *this* user: another user's upload
-        may have written it. Only when the store had listed every chunk of this
-        upload (the user sent all the bytes) does a verified object settle it.
+        may have written it, and anyone who knows a fingerprint can claim it.
+        Only when the store itself had listed every chunk as a part of this
+        upload (ListParts: each chunk then has the ETag the store gave it; an
+        event, forged or not, never sets one) did this user send all the bytes,
+        and only then does a verified object settle the upload.
         """
-        if await files_db.pending_chunks(self.db, row["id"]) == 0 and await self._object_matches(row):
+        if await files_db.unverified_chunks(self.db, row["id"]) == 0 and await self._object_matches(row):
             await self._mark_uploaded(row["id"])
             return True
         return False
@@ -273,7 +296,7 @@ class Uploads:
                 raise UploadGone() from None
             return "uploading"
         verified = verified_parts(chunks, parts)
-        await self._mark_chunks(file_id, verified)
+        await self._mark_chunks(file_id, row["upload_id"], verified)
         missing = [c["idx"] for c in chunks if c["idx"] not in verified]
         if missing:
             if strict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy import case, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
@@ -39,18 +39,18 @@ async def get_chunks(on: On, file_id: str) -> list[Row]:
     return await fetch(on, select(*CHUNK_COLUMNS).where(chunks.c.file_id == file_id).order_by(chunks.c.idx))
 
 
-async def chunks_of(on: On, file_ids: Sequence[str]) -> dict[str, list[Row]]:
-    """The chunks of many files in one query (a listing page), by file id, in index order."""
-    by_file: dict[str, list[Row]] = {file_id: [] for file_id in file_ids}
+async def uploaded_counts(on: On, file_ids: Sequence[str]) -> dict[str, int]:
+    """How many chunks of each file the store holds, in one query (a listing page); 0 for a file without any."""
+    counts = {file_id: 0 for file_id in file_ids}
     if file_ids:
         query = (
-            select(chunks.c.file_id, chunks.c.idx, chunks.c.fingerprint, chunks.c.status)
-            .where(chunks.c.file_id.in_(list(file_ids)))
-            .order_by(chunks.c.file_id, chunks.c.idx)
+            select(chunks.c.file_id, func.count().label("uploaded"))
+            .where(chunks.c.file_id.in_(list(file_ids)), chunks.c.status == "uploaded")
+            .group_by(chunks.c.file_id)
         )
         for row in await fetch(on, query):
-            by_file[row.pop("file_id")].append(row)
-    return by_file
+            counts[row["file_id"]] = row["uploaded"]
+    return counts
 
 
 async def own_files_page(on: On, owner_id: int, limit: int, *, before_seq: int | None = None,
@@ -115,14 +115,26 @@ async def uploading_with_content(on: On, fingerprint: str) -> list[str]:
     return [row["id"] for row in await fetch(on, query)]
 
 
-async def quiet_uploads(on: On, updated_before: str, limit: int | None = None) -> list[Row]:
-    """Uploads with no progress since ``updated_before``, longest quiet first (files_uploading)."""
+async def uploads_to_check(on: On, quiet_since: str, checked_before: str, abandon_before: str, limit: int) -> list[Row]:
+    """Up to ``limit`` uploads quiet since ``quiet_since`` that the reconciler has not looked at
+    since their last activity, nor since ``checked_before``, or that are due to be abandoned
+    (quiet since ``abandon_before``); the longest without a look first."""
+    due = or_(
+        files.c.checked_at.is_(None), files.c.checked_at < files.c.updated_at, files.c.checked_at <= checked_before,
+        files.c.updated_at <= abandon_before,
+    )
     query = (
         select(files.c.id, files.c.updated_at)
-        .where(files.c.status == "uploading", files.c.updated_at <= updated_before)
-        .order_by(files.c.updated_at)
+        .where(files.c.status == "uploading", files.c.updated_at <= quiet_since, due)
+        .order_by(func.coalesce(files.c.checked_at, files.c.updated_at), files.c.seq)
+        .limit(limit)
     )
-    return await fetch(on, query.limit(limit) if limit else query)
+    return await fetch(on, query)
+
+
+async def mark_checked(on: On, file_id: str, now: str) -> int:
+    """The reconciler looked at the upload now."""
+    return await change(on, update(files).where(files.c.id == file_id).values(checked_at=now))
 
 
 async def pending_chunks(on: On, file_id: str) -> int:
@@ -130,14 +142,61 @@ async def pending_chunks(on: On, file_id: str) -> int:
     return await fetch_value(on, query)
 
 
-async def chunk_of_upload_part(on: On, upload_id: str, index: int) -> Row | None:
-    """The chunk a store part stands for: its file (still uploading), index and size."""
-    query = (
-        select(files.c.id.label("file_id"), chunks.c.idx, chunks.c.size)
-        .select_from(files.join(chunks, chunks.c.file_id == files.c.id))
-        .where(files.c.upload_id == upload_id, files.c.status == "uploading", chunks.c.idx == index)
+async def unverified_chunks(on: On, file_id: str) -> int:
+    """Chunks the store has not listed as parts of the file's current upload (marked without an ETag)."""
+    query = select(func.count()).select_from(chunks).where(
+        chunks.c.file_id == file_id, or_(chunks.c.status != "uploaded", chunks.c.etag.is_(None))
+    )
+    return await fetch_value(on, query)
+
+
+async def usage_of(on: On, owner_id: int) -> Row:
+    """``used_bytes`` (sizes of the owner's uploaded and uploading files) and ``uploading`` (how many are)."""
+    query = select(
+        func.coalesce(func.sum(files.c.file_size), 0).label("used_bytes"),
+        func.coalesce(func.sum(case((files.c.status == "uploading", 1), else_=0)), 0).label("uploading"),
+    ).where(files.c.owner_id == owner_id, files.c.status.in_(REFERENCING))
+    row = await fetch_one(on, query)
+    assert row is not None, "an aggregate without GROUP BY answers one row"
+    return {"used_bytes": int(row["used_bytes"]), "uploading": int(row["uploading"])}
+
+
+# --- part events: a mark asks for the part list to be read, once per burst ------------------------
+
+async def upload_by_store_id(on: On, upload_id: str) -> Row | None:
+    """The file (still uploading) whose multipart upload this is, and its mark."""
+    query = select(files.c.id, files.c.parts_marked_at).where(
+        files.c.upload_id == upload_id, files.c.status == "uploading"
     )
     return await fetch_one(on, query)
+
+
+async def mark_parts(on: On, file_id: str, now: str) -> int:
+    """Ask for the upload's part list to be read; a mark already there stays (the burst's first)."""
+    return await change(
+        on,
+        update(files).where(files.c.id == file_id, files.c.status == "uploading", files.c.parts_marked_at.is_(None))
+        .values(parts_marked_at=now),
+    )
+
+
+async def marked_uploads(on: On, marked_before: str, limit: int) -> list[Row]:
+    """Up to ``limit`` uploads marked before ``marked_before``, the oldest mark first (files_parts_marked)."""
+    query = (
+        select(files.c.id, files.c.parts_marked_at)
+        .where(files.c.parts_marked_at.is_not(None), files.c.parts_marked_at <= marked_before)
+        .order_by(files.c.parts_marked_at)
+        .limit(limit)
+    )
+    return await fetch(on, query)
+
+
+async def take_mark(on: On, file_id: str, marked_at: str) -> bool:
+    """Clear the mark if it is still ``marked_at``: whoever clears it reads the part list (one gateway)."""
+    changed = await change(
+        on, update(files).where(files.c.id == file_id, files.c.parts_marked_at == marked_at).values(parts_marked_at=None)
+    )
+    return bool(changed)
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -154,8 +213,17 @@ async def touch(on: On, file_id: str, now: str) -> int:
     return await change(on, update(files).where(files.c.id == file_id).values(updated_at=now))
 
 
-async def mark_chunks(conn: AsyncConnection, file_id: str, etags: dict[int, str], now: str) -> int:
-    """Mark chunks as held by the store, with their parts' ETags; the number that changed."""
+async def mark_chunks(conn: AsyncConnection, file_id: str, upload_id: str, etags: dict[int, str], now: str) -> int:
+    """Mark chunks as held by the store, with the ETags it listed for them in ``upload_id``; the number that changed.
+
+    Only while ``upload_id`` is still the file's upload: a part list read just
+    before the upload was restarted must not mark the new upload's chunks.
+    """
+    current = await fetch_one(
+        conn, select(files.c.id).where(files.c.id == file_id, files.c.upload_id == upload_id).with_for_update()
+    )
+    if current is None:
+        return 0
     changed = 0
     for index, etag in etags.items():
         changed += await change(
@@ -167,17 +235,6 @@ async def mark_chunks(conn: AsyncConnection, file_id: str, etags: dict[int, str]
         )
     if changed:
         await touch(conn, file_id, now)
-    return changed
-
-
-async def mark_chunk_seen(conn: AsyncConnection, file_id: str, index: int, now: str) -> int:
-    """A store event reported this chunk's part (progress only: completion lists the parts again)."""
-    changed = await change(
-        conn,
-        update(chunks).where(chunks.c.file_id == file_id, chunks.c.idx == index, chunks.c.status == "pending")
-        .values(status="uploaded"),
-    )
-    await touch(conn, file_id, now)
     return changed
 
 

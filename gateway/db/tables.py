@@ -21,6 +21,8 @@ users = Table(
     Column("created_at", Text, nullable=False),
     # In every access token as `gen`; a password change increments it, ending every token issued before.
     Column("token_generation", Integer, nullable=False, server_default="0"),
+    # This user's storage quota in bytes; NULL: GATEWAY_USER_QUOTA_BYTES; 0: unlimited.
+    Column("quota_bytes", BigInteger),
 )
 
 # One row per upload a user made. `seq` orders listings and pages them; `id` is the public file id.
@@ -45,6 +47,10 @@ files = Table(
     # Who is settling the upload right now (gateway/core/uploads.py's lease), until when.
     Column("lease_token", Text),
     Column("lease_expires_at", Text),
+    # Since when a store part event asks for the upload's part list to be read again (NULL: nobody asks).
+    Column("parts_marked_at", Text),
+    # When the reconciler last asked the store about this upload.
+    Column("checked_at", Text),
 )
 
 chunks = Table(

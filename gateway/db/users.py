@@ -81,3 +81,13 @@ async def ids_by_name(on: On, names: Sequence[str]) -> dict[str, int]:
         func.lower(users.c.username).in_(lowered)
     )
     return {row["name"]: row["id"] for row in await fetch(on, query)}
+
+
+async def quota_of(on: On, user_id: int) -> Row | None:
+    """The user's own quota setting (``quota_bytes``, None: the gateway's); None when there is no such user."""
+    return await fetch_one(on, select(users.c.id, users.c.quota_bytes).where(users.c.id == user_id))
+
+
+async def lock_user(conn: AsyncConnection, user_id: int) -> None:
+    """Lock the user's row until ``conn`` commits (FOR UPDATE; SQLite's writer lock holds every row)."""
+    await conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())

@@ -8,7 +8,8 @@ the caller's to close.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiocache.base import BaseCache
@@ -83,13 +84,35 @@ def create_app(
     # sharing before files: /files/shared must not be taken for a file id.
     for module in (health, openapi, users, uploads, sharing, files, links, link_page, events, webapp):
         app.router.add_routes(module.routes)
+    if config.store_part_events:
+        # The embedded store: its webhook path, and the rounds that read the part lists its events ask for.
+        app.router.add_routes(events.embedded_store_routes)
+        app.cleanup_ctx.append(part_lists_ctx)
     return app
 
 
 async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
     """Every ``reconcile_interval`` seconds, a reconciler round (gateway/core/reconciler.py) and housekeeping."""
-    interval = app[appkeys.CONFIG].reconcile_interval
     core = app[appkeys.CORE]
+
+    async def round_once() -> None:
+        await core.reconcile_once()
+        await core.housekeeping()
+
+    async with every(app[appkeys.CONFIG].reconcile_interval, "reconcile", round_once):
+        yield
+
+
+async def part_lists_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every ``part_events_delay`` seconds (at least every 0.2 s), read the part lists part events asked for."""
+    core = app[appkeys.CORE]
+    async with every(max(app[appkeys.CONFIG].part_events_delay, 0.2), "part-lists", core.refresh_progress_once):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def every(interval: float, name: str, round_once: Callable[[], Awaitable[object]]) -> AsyncIterator[None]:
+    """Run ``round_once`` every ``interval`` seconds in the background while the block runs."""
 
     async def loop() -> None:
         rounds = 0
@@ -97,17 +120,18 @@ async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(interval)
             rounds += 1
             # Background work has no request; its own id keeps every log line traceable.
-            structlog.contextvars.bind_contextvars(request_id=f"reconcile-{rounds}")
+            structlog.contextvars.bind_contextvars(request_id=f"{name}-{rounds}")
             try:
-                await core.reconcile_once()
-                await core.housekeeping()
+                await round_once()
             except Exception:  # noqa: BLE001 - the loop must outlive one bad round
-                log.exception("reconcile_round_failed")
+                log.exception("background_round_failed", task=name)
 
-    task = asyncio.create_task(loop(), name="reconciler")
-    yield
-    task.cancel()
+    task = asyncio.create_task(loop(), name=name)
     try:
-        await task
-    except asyncio.CancelledError:
-        pass
+        yield
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass

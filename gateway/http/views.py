@@ -12,7 +12,8 @@ from gateway.db import Row
 from gateway.http.parsing import own_cursor_after, shared_cursor_after
 
 
-def file_json(row: Row, chunks: list[Row], download: tuple[str, int] | None = None) -> dict[str, Any]:
+def listed_file_json(row: Row, uploaded_chunks: int, download: tuple[str, int] | None = None) -> dict[str, Any]:
+    """The file object as listings give it: without ``chunks`` (contract v1.1), the counts stay."""
     body: dict[str, Any] = {
         "file_id": row["id"],
         "file_name": row["file_name"],
@@ -24,8 +25,7 @@ def file_json(row: Row, chunks: list[Row], download: tuple[str, int] | None = No
         "created_at": row["created_at"],
         "chunk_size": row["chunk_size"],
         "total_chunks": row["total_chunks"],
-        "uploaded_chunks": sum(1 for c in chunks if c["status"] == "uploaded"),
-        "chunks": [{"index": c["idx"], "fingerprint": c["fingerprint"], "status": c["status"]} for c in chunks],
+        "uploaded_chunks": uploaded_chunks,
     }
     if row["status"] == "failed":
         body["failure_reason"] = row["failure_reason"]
@@ -33,6 +33,13 @@ def file_json(row: Row, chunks: list[Row], download: tuple[str, int] | None = No
         body["completed_at"] = row["completed_at"]
     if download is not None:
         body["download_url"], body["download_url_expires_at"] = download
+    return body
+
+
+def file_json(row: Row, chunks: list[Row], download: tuple[str, int] | None = None) -> dict[str, Any]:
+    """The whole file object, chunks included (GET /dropbox/v1/files/{id}, uploads)."""
+    body = listed_file_json(row, sum(1 for c in chunks if c["status"] == "uploaded"), download)
+    body["chunks"] = [{"index": c["idx"], "fingerprint": c["fingerprint"], "status": c["status"]} for c in chunks]
     return body
 
 
@@ -44,7 +51,7 @@ async def file_response(core: Core, user_id: int, file_id: str, status: int = 20
 
 def page_response(core: Core, page: Page, cursor_of: Callable[[Row], str]) -> web.Response:
     """``{files, next_cursor}``; ``next_cursor`` null on the last page."""
-    files = [file_json(row, page.chunks[row["id"]], core.files.download(row)) for row in page.rows]
+    files = [listed_file_json(row, page.uploaded_chunks[row["id"]], core.files.download(row)) for row in page.rows]
     next_cursor = cursor_of(page.rows[-1]) if page.more else None
     return web.json_response({"files": files, "next_cursor": next_cursor})
 

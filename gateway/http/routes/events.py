@@ -1,4 +1,9 @@
-"""Where the store's webhooks post: MinIO's format, and the embedded store's own."""
+"""Where the store's webhooks post: MinIO's format, and the embedded store's own.
+
+``/dropbox/v1/events/seaweedfs`` (:data:`embedded_store_routes`) exists only
+where the embedded store is used (``GATEWAY_STORE_PART_EVENTS``): anywhere else
+nothing posts there, and an endpoint nobody needs is one more way in.
+"""
 from __future__ import annotations
 
 import hmac
@@ -13,6 +18,7 @@ from gateway.http.middlewares import public
 from storage.events import PARSERS
 
 routes = web.RouteTableDef()
+embedded_store_routes = web.RouteTableDef()
 log = structlog.get_logger("gateway.events")
 
 
@@ -55,7 +61,7 @@ async def minio_events(request: web.Request) -> web.Response:
     return await receive(request, "minio")
 
 
-@routes.post("/dropbox/v1/events/seaweedfs")
+@embedded_store_routes.post("/dropbox/v1/events/seaweedfs")
 @public
 async def seaweedfs_events(request: web.Request) -> web.Response:
     return await receive(request, "seaweedfs")

@@ -14,7 +14,9 @@ from gateway.http.views import page_response, shared_cursor_of
 
 routes = web.RouteTableDef()
 
-MAX_USERS_PER_SHARE = 1000
+# An unknown username is named in the answer: a call must not test a thousand guesses at once
+# (gateway/core/sharing.py throttles the calls too).
+MAX_USERS_PER_SHARE = 50
 
 
 def parse_share(body: dict) -> tuple[str, list[str]]:
@@ -26,9 +28,14 @@ def parse_share(body: dict) -> tuple[str, list[str]]:
         or not all(isinstance(name, str) and name.strip() and len(name) <= 64 for name in users)
     ):
         raise bad_request("`users` must be a non-empty list of usernames", "invalid_field", field="users")
+    users = list(dict.fromkeys(users))
     if len(users) > MAX_USERS_PER_SHARE:
-        raise bad_request(f"`users` lists at most {MAX_USERS_PER_SHARE} usernames", "invalid_field", field="users")
-    return file_id, list(dict.fromkeys(users))
+        raise bad_request(
+            f"`users` lists at most {MAX_USERS_PER_SHARE} usernames per call; share with more in several calls",
+            "too_many_users",
+            field="users",
+        )
+    return file_id, users
 
 
 @routes.post("/dropbox/v1/files/share")

@@ -63,7 +63,10 @@ async def create_token(request: web.Request) -> web.Response:
 
 @routes.get("/dropbox/v1/users/me")
 async def me(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[appkeys.CORE].accounts.profile(request[appkeys.USER].user_id))
+    """The caller's profile, with their storage quota (null: unlimited) and the bytes they use."""
+    core = request.app[appkeys.CORE]
+    user_id = request[appkeys.USER].user_id
+    return web.json_response({**await core.accounts.profile(user_id), **await core.limits.usage(user_id)})
 
 
 @routes.delete("/dropbox/v1/tokens/current")
