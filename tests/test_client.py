@@ -179,7 +179,7 @@ async def test_signup_stores_a_private_token_and_whoami_uses_it(stack, tmp_path)
     assert me.rc == 0, me
     assert me.json()["username"] == name
     assert me.json()["used_bytes"] == 0 and me.json()["quota_bytes"] > 0
-    assert "using 0 B of " in (await dbx("whoami")).stdout
+    assert "used 0 B of " in (await dbx("whoami")).stdout
 
     out = await dbx("logout")
     assert out.rc == 0, out
