@@ -35,20 +35,28 @@ def file_sha256(path: Path) -> str:
 
 
 class Dbx:
-    """A new user of ``stack``, logged in with ``dbx login`` in a config directory of its own."""
+    """A new user of ``stack``, logged in with ``dbx login`` in a config directory of its own.
 
-    def __init__(self, stack: BenchStack, home: Path, password: str = "bench password"):
+    ``checkout``: run the client of another checkout of this repository (its
+    directory holds client/ and protocol/) instead of this one.
+    """
+
+    def __init__(self, stack: BenchStack, home: Path, password: str = "bench password", checkout: Path | None = None):
         self.username, self.token = signup(stack.gateway_url, password=password)
         self.env = {**os.environ, "XDG_CONFIG_HOME": str(home), "DBX_SERVER": stack.gateway_url,
                     "DBX_PASSWORD": password}
+        # `python -m` looks in the working directory first, then PYTHONPATH: both must be the checkout.
+        self.cwd = checkout.resolve() if checkout else None
+        if self.cwd:
+            self.env["PYTHONPATH"] = str(self.cwd)
         subprocess.run([sys.executable, "-m", "client", "login", self.username, "--quiet"], env=self.env,
-                       check=True, capture_output=True)
+                       cwd=self.cwd, check=True, capture_output=True)
 
     def __call__(self, *args: str) -> tuple[float, dict, int]:
         """Run ``dbx --json --quiet ARGS``; return (seconds, its last JSON line, peak RSS in KiB)."""
         started = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-m", "client", "--json", "--quiet", *args], env=self.env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                   cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
         assert process.stdout is not None and process.stderr is not None, "both are PIPEs"

@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> None:
                     check=True)))
 
             def other_dbx_upload(run: int = run) -> None:
-                other = Dbx(stack, stack.root / f"other-home-{run}")
-                other.env["PYTHONPATH"] = str(Path(args.other_client).resolve())
+                other = Dbx(stack, stack.root / f"other-home-{run}", checkout=Path(args.other_client))
                 speeds["other dbx up"].append(mib / other("upload", str(source), "--parallel", str(args.parallel))[0])
 
             uploads: list[Callable[[], None]] = [dbx_upload, boto3_upload, boto3_command_upload]
