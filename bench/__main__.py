@@ -13,7 +13,7 @@ import platform
 import os
 import sys
 
-from bench import control, download, transfer
+from bench import control, download, limits, transfer
 
 
 def describe_machine() -> str:
@@ -38,10 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         transfer.main(["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"])
         download.main(["--size", "9", "--runs", "1"])
         control.main(["--seconds", "0.5", "--runs", "1", "--files", "3", "--concurrency", "4"])
+        limits.main(["--uploads", "2", "--chunks", "64", "--files", "4", "--runs", "1", "--rest-seconds", "0.3"])
     else:
         transfer.main([])
         download.main([])
         control.main([])
+        limits.main([])
     return 0
 
 

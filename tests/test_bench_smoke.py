@@ -16,11 +16,13 @@ def test_every_benchmark_prints_its_figures():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    for title in ("Transfers:", "download of a", "CDN hit", "Control path:", "Permission and metadata cache"):
+    for title in ("Transfers:", "download of a", "CDN hit", "Control path:", "Permission and metadata cache",
+                  "Presigning off the event loop", "Listing page"):
         assert title in out, f"{title!r} missing from:\n{out}"
     for row in (
         "upload: dbx", "upload: boto3", "gateway CPU per GiB", "client peak memory",
         "POST /dropbox/v1/files", "POST .../upload-urls", "GET /dropbox/v1/files/{id}, owner, cache off",
+        "/healthz at rest", "/healthz during 2 upload-urls calls",
     ):
         line = next((line for line in out.splitlines() if row in line), None)
         assert line is not None, f"{row!r} missing from:\n{out}"
