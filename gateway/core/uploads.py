@@ -13,10 +13,10 @@ the request or event reached.
 """
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from typing import BinaryIO
-from collections.abc import Sequence
 
 import structlog
 
@@ -34,6 +34,8 @@ from protocol.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_che
 from storage import ChecksumMismatch, CompletedPart, ObjectStore, PresignedRequest, StoredPart, UploadNotFound
 
 log = structlog.get_logger("gateway.uploads")
+# upload-urls calls of one process that read, shape and presign their chunks at a time (see Uploads.upload_urls).
+PRESIGN_CONCURRENCY = 4
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,6 @@ class UploadClaim:
 def new_file_id() -> str:
     # Hex: safe in paths and on command lines (a leading "-" would read as an option).
     return secrets.token_hex(16)
-
-
-async def presign_parts(
-    store: ObjectStore, key: str, upload_id: str, parts: Sequence[tuple[int, str]], expires: int
-) -> list[PresignedRequest]:
-    """Presigned PUTs for ``parts`` ((part number, base64 SHA-256) pairs): the one place that asks the store."""
-    return await store.presign_upload_parts(key, upload_id, parts, expires)
 
 
 def verified_parts(chunks: list[Row], parts: list[StoredPart]) -> dict[int, StoredPart]:
@@ -86,6 +81,7 @@ class Uploads:
         self.leases = leases
         self.limits = limits
         self.clock = clock
+        self._presigning = asyncio.Semaphore(PRESIGN_CONCURRENCY)
 
     # --- starting -----------------------------------------------------------------------------------
 
@@ -172,11 +168,26 @@ class Uploads:
     # --- progress -----------------------------------------------------------------------------------
 
     async def upload_urls(self, user_id: int, file_id: str, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
-        """Presigned PUTs for the chunks asked for (default: every chunk the store does not hold yet)."""
+        """Presigned PUTs for the chunks asked for (default: every chunk the store does not hold yet).
+
+        At most PRESIGN_CONCURRENCY calls of this process do their work at a
+        time; the others wait their turn, suspended. Presigning runs on one
+        signing thread anyway, but each call also reads and shapes its chunk rows
+        on the event loop (5,120 of them for a 40 GiB file): forty such calls
+        ready at once would keep every other request waiting behind all of them
+        (bench/limits.py measures /healthz meanwhile).
+        """
         row, _ = await self.permissions.owned(user_id, file_id)
         if row["status"] != "uploading":
             raise NotUploading(row["status"])
-        chunks = await files_db.get_chunks(self.db, file_id)
+        async with self._presigning:
+            presigned = await self._presign(row, indexes)
+        # Handing out URLs is activity: the upload is not abandoned.
+        await files_db.touch(self.db, file_id, stamp_now(self.clock))
+        return presigned
+
+    async def _presign(self, row: Row, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
+        chunks = await files_db.get_chunks(self.db, row["id"])
         if indexes is None:
             wanted = {c["idx"] for c in chunks if c["status"] != "uploaded"}
         else:
@@ -185,18 +196,21 @@ class Uploads:
                 raise ChunkIndexOutOfRange(out_of_range, row["total_chunks"])
             wanted = set(indexes)
         parts = [(c["idx"] + 1, hex_to_b64(c["fingerprint"])) for c in chunks if c["idx"] in wanted]
-        presigned = await presign_parts(
-            self.store, content_key(row["fingerprint"]), row["upload_id"], parts, self.config.upload_url_ttl
+        presigned = await self.store.presign_upload_parts(
+            content_key(row["fingerprint"]), row["upload_id"], parts, self.config.upload_url_ttl
         )
-        # Handing out URLs is activity: the upload is not abandoned.
-        await files_db.touch(self.db, file_id, stamp_now(self.clock))
         return [(number - 1, request) for (number, _), request in zip(parts, presigned, strict=True)]
 
-    async def _mark_chunks(self, file_id: str, upload_id: str, verified: dict[int, StoredPart]) -> int:
-        """Record which chunks the store lists in ``upload_id``; return how many changed."""
-        if not verified:
+    async def _mark_chunks(self, file_id: str, upload_id: str, chunks: list[Row], verified: dict[int, StoredPart]) -> int:
+        """Record which chunks the store lists in ``upload_id``; return how many changed.
+
+        Only the chunks whose record differs are written (``chunks`` as read before
+        the part list): reading the list of a 5,120-part upload again writes only what is new.
+        """
+        known = {chunk["idx"]: (chunk["status"], chunk["etag"]) for chunk in chunks}
+        etags = {index: part.etag for index, part in verified.items() if known.get(index) != ("uploaded", part.etag)}
+        if not etags:
             return 0
-        etags = {index: part.etag for index, part in verified.items()}
         async with self.db.transaction() as conn:
             return await files_db.mark_chunks(conn, file_id, upload_id, etags, stamp_now(self.clock))
 
@@ -211,7 +225,7 @@ class Uploads:
         except UploadNotFound:
             return None
         verified = verified_parts(chunks, parts)
-        await self._mark_chunks(file_id, row["upload_id"], verified)
+        await self._mark_chunks(file_id, row["upload_id"], chunks, verified)
         return verified
 
     async def resume(self, file_id: str) -> None:
@@ -296,7 +310,7 @@ class Uploads:
                 raise UploadGone() from None
             return "uploading"
         verified = verified_parts(chunks, parts)
-        await self._mark_chunks(file_id, row["upload_id"], verified)
+        await self._mark_chunks(file_id, row["upload_id"], chunks, verified)
         missing = [c["idx"] for c in chunks if c["idx"] not in verified]
         if missing:
             if strict:
