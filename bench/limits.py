@@ -32,7 +32,6 @@ import aiohttp
 from bench.stack import BenchStack, Figure, print_table, signup
 from protocol.fingerprints import file_fingerprint
 
-NO_LIMITS = {"GATEWAY_MAX_UPLOADS_IN_PROGRESS": "0", "GATEWAY_USER_QUOTA_BYTES": "0", "GATEWAY_LOG_LEVEL": "warning"}
 
 
 def big_claim(chunk_size: int, chunks: int, name: str) -> dict:
@@ -108,7 +107,7 @@ async def presign_all(session: aiohttp.ClientSession, base: str, auth: dict, fil
 
 
 async def measure_presigning(stack: BenchStack, args) -> list[tuple[str, ...]]:
-    token = signup(stack.gateway_url)
+    _, token = signup(stack.gateway_url)
     auth = {"Authorization": f"Bearer {token}"}
     timeout = aiohttp.ClientTimeout(total=1800)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -146,7 +145,7 @@ async def measure_presigning(stack: BenchStack, args) -> list[tuple[str, ...]]:
 
 
 async def measure_listing(stack: BenchStack, args) -> list[tuple[str, ...]]:
-    token = signup(stack.gateway_url)
+    _, token = signup(stack.gateway_url)
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
         claims = (big_claim(stack.chunk_size, args.chunks, f"listed-{n}.bin") for n in range(args.files))
@@ -186,9 +185,9 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
     parser.add_argument("--rest-seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
     rows: list[tuple[str, ...]] = []
-    with BenchStack(gateway_env=NO_LIMITS) as stack:
+    with BenchStack() as stack:
         rows += asyncio.run(measure_presigning(stack, args))
-    with BenchStack(gateway_env=NO_LIMITS) as stack:
+    with BenchStack() as stack:
         rows += asyncio.run(measure_listing(stack, args))
     return rows
 

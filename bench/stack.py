@@ -99,6 +99,9 @@ class BenchStack:
             "GATEWAY_S3_BUCKET": "bench-content",
             "GATEWAY_CHUNK_SIZE": str(self.chunk_size),
             "GATEWAY_LOG_LEVEL": "warning",
+            # Benchmarks load the data and control paths; the per-user caps would cut them short.
+            "GATEWAY_MAX_UPLOADS_IN_PROGRESS": "0",
+            "GATEWAY_USER_QUOTA_BYTES": "0",
             **self.gateway_env,
         }
 
