@@ -18,13 +18,17 @@ import os
 import platform
 import sys
 
-from bench import control, download, transfer
+from bench import browser, cluster, control, download, limits, transfer
 
-BENCHMARKS = {"transfer": transfer.main, "download": download.main, "control": control.main}
+BENCHMARKS = {"transfer": transfer.main, "download": download.main, "control": control.main, "cluster": cluster.main,
+              "limits": limits.main, "browser": browser.main}
 SMOKE = {
     "transfer": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"],
     "download": ["--size", "9", "--runs", "1"],
     "control": ["--seconds", "0.5", "--runs", "1", "--files", "3", "--concurrency", "4"],
+    "cluster": ["--seconds", "0.5", "--runs", "1", "--files", "3", "--concurrency", "4", "--claims", "50"],
+    "limits": ["--uploads", "2", "--chunks", "64", "--files", "4", "--runs", "1", "--rest-seconds", "0.3"],
+    "browser": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"],
 }
 
 

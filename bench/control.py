@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from types import SimpleNamespace
 
 import aiohttp
 
@@ -82,22 +83,28 @@ def measure(name: str, batches: list[list[dict]], args, bounded: bool = False) -
     return row, rps
 
 
-def get_requests(stack: BenchStack, data: dict, who: str) -> list[dict]:
+def get_requests(stack: BenchStack | SimpleNamespace, data: dict, who: str) -> list[dict]:
     auth = {"Authorization": f"Bearer {data[who]}"}
     return [{"method": "GET", "url": f"{stack.gateway_url}/dropbox/v1/files/{f}", "headers": auth} for f in data["files"]]
 
 
-def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
-    parser = argparse.ArgumentParser(prog="python -m bench control", description=__doc__)
+def load_options(description: str) -> argparse.ArgumentParser:
+    """The options of a control-path load (bench/control.py, bench/cluster.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--files", type=int, default=20, help="files to read and uploads to presign against")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
+    args = load_options(__doc__).parse_args(argv)
     rows: list[tuple[str, ...]] = []
     ratios: list[tuple[str, ...]] = []
     cached: dict[str, Figure] = {}
     for cache in ("memory://", "none://"):
+        # One owner starts thousands of uploads here: BenchStack runs without the per-user limits.
         with BenchStack(gateway_env={"GATEWAY_CACHE_URL": cache}) as stack:
             data = asyncio.run(populate(stack.gateway_url, stack.chunk_size, args.files, args.files))
             label = "cache on" if cache != "none://" else "cache off"

@@ -59,6 +59,7 @@ class Dbx:
                                    cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
+        assert process.stdout is not None and process.stderr is not None, "both are PIPEs"
         out, err = process.stdout.read(), process.stderr.read()
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode:

@@ -26,9 +26,11 @@ from bench.dbx import MIB, Dbx, file_sha256, make_file
 from bench.stack import BenchStack
 
 
-def fetch(url: str, digest: "hashlib._Hash | None" = None) -> tuple[int, float]:
+def fetch(url: str, digest: hashlib._Hash | None = None) -> tuple[int, float]:
     """GET ``url`` into a reused buffer; return (bytes, seconds). Raises unless 200."""
     parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError(f"no host in {url!r}")
     buffer = memoryview(bytearray(MIB))
     started = time.perf_counter()
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)

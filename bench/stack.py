@@ -10,6 +10,7 @@ variables, as they would for ``./dev up``. The gateway's CPU time is read from
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -22,8 +23,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from deploy.stack import gateway_environment
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 READY_LINE = "the local stack is up"
@@ -95,6 +99,9 @@ class BenchStack:
             "GATEWAY_S3_BUCKET": "bench-content",
             "GATEWAY_CHUNK_SIZE": str(self.chunk_size),
             "GATEWAY_LOG_LEVEL": "warning",
+            # Benchmarks load the data and control paths; the per-user caps would cut them short.
+            "GATEWAY_MAX_UPLOADS_IN_PROGRESS": "0",
+            "GATEWAY_USER_QUOTA_BYTES": "0",
             **self.gateway_env,
         }
 
@@ -106,7 +113,7 @@ class BenchStack:
     def s3_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
 
-    def __enter__(self) -> "BenchStack":
+    def __enter__(self) -> BenchStack:
         self.root.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "deploy.stack", "--state", str(self.state),
                    "--gateway-port", str(self.gateway_port), "--cdn-port", str(self.cdn_port),
@@ -127,6 +134,7 @@ class BenchStack:
             output = (self.root / "stack.log").read_text(errors="replace")
             if READY_LINE in output:
                 return
+            assert self.process is not None, "started above"
             if self.process.poll() is not None:
                 raise RuntimeError(f"the local stack exited with {self.process.returncode}:\n{output[-3000:]}")
             time.sleep(0.2)
@@ -163,6 +171,12 @@ class BenchStack:
             values[name] = value
         return values
 
+    def gateway_environment(self) -> dict[str, str]:
+        """The environment the launcher gives its gateway, to start more gateways like it (bench/cluster.py)."""
+        ports = argparse.Namespace(gateway_port=self.gateway_port, s3_port=self.s3_port, cdn_port=self.cdn_port)
+        ours = {name: value for name, value in self.env.items() if name.startswith("GATEWAY_")}
+        return {**gateway_environment(self.state, self.stack_settings(), ports), **ours}
+
     @property
     def bucket(self) -> str:
         return self.env["GATEWAY_S3_BUCKET"]
@@ -177,13 +191,13 @@ class BenchStack:
         }
 
 
-def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+def print_table(title: str, rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> None:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
     print("| " + " | ".join("-" * w for w in widths) + " |")
     for row in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
 
 
 def api_post(gateway_url: str, path: str, body: dict, token: str | None = None) -> dict:

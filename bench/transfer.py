@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.dbx import MIB, Dbx, file_sha256, make_file
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
             dbx = Dbx(stack, stack.root / f"home-{run}")
             result: dict = {}
 
-            def dbx_upload() -> None:
+            def dbx_upload(dbx: Dbx = dbx) -> None:
                 nonlocal result
                 cpu_before = stack.gateway_cpu_seconds()
                 seconds, result, rss = dbx("upload", str(source), "--parallel", str(args.parallel))
@@ -89,22 +90,22 @@ def main(argv: list[str] | None = None) -> None:
                 speeds["dbx up"].append(mib / seconds)
                 peak_rss.append(rss / 1024)
 
-            def boto3_upload() -> None:
+            def boto3_upload(run: int = run) -> None:
                 speeds["boto3 up"].append(mib / timed(
                     lambda: s3.upload_file(str(source), stack.bucket, f"bench/plain-{run}", Config=transfer)))
 
-            def boto3_command_upload() -> None:
+            def boto3_command_upload(run: int = run) -> None:
                 speeds["boto3 command up"].append(mib / timed(lambda: subprocess.run(
                     [sys.executable, "-m", "bench.s3copy", str(source), stack.bucket, f"bench/command-{run}",
                      "--chunk-mib", str(args.chunk_mib), "--parallel", str(args.parallel)], env=command_env,
                     check=True)))
 
-            def other_dbx_upload(checkout: str) -> None:
+            def other_dbx_upload(checkout: str, run: int = run) -> None:
                 other = Dbx(stack, stack.root / f"other-home-{run}-{len(speeds[checkout])}", checkout=Path(checkout))
                 speeds[checkout].append(mib / other("upload", str(source), "--parallel", str(args.parallel))[0])
 
-            uploads = [dbx_upload, boto3_upload, boto3_command_upload] + [
-                functools.partial(other_dbx_upload, checkout) for checkout in args.other_client]
+            uploads: list[Callable[[], None]] = [dbx_upload, boto3_upload, boto3_command_upload]
+            uploads += [functools.partial(other_dbx_upload, checkout) for checkout in args.other_client]
             for action in uploads[run % len(uploads):] + uploads[:run % len(uploads)]:
                 action()
             up_ratios.append(speeds["dbx up"][-1] / speeds["boto3 up"][-1])
@@ -117,13 +118,13 @@ def main(argv: list[str] | None = None) -> None:
             reupload.append(dbx("upload", str(source))[0])
             target = stack.root / f"download-{run}.bin"
 
-            def dbx_download() -> None:
+            def dbx_download(dbx: Dbx = dbx, target: Path = target, result: dict = result) -> None:
                 seconds, _, rss = dbx("download", "-o", str(target), "--", str(result["file_id"]))
                 speeds["dbx down"].append(mib / seconds)
                 peak_rss.append(rss / 1024)
                 target.unlink()
 
-            def boto3_download() -> None:
+            def boto3_download(run: int = run, target: Path = target) -> None:
                 speeds["boto3 down"].append(mib / timed(
                     lambda: s3.download_file(stack.bucket, f"bench/plain-{run}", str(target), Config=transfer)))
                 target.unlink()

@@ -1,13 +1,18 @@
 """The CDN tier's nginx: render cdn/nginx.conf.template and run it locally.
 
 The template is an http-level conf.d file, so the official nginx image renders
-and includes it as it is (docker-compose). Locally we render it ourselves,
-substituting only our ``${UPPER_CASE}`` settings, and wrap it in a main
-configuration that keeps the pid, temp files and cache under one state
-directory.
+and includes it as it is (docker-compose, with cdn/nginx.main.conf as the main
+configuration). Locally we render it ourselves, substituting only our
+``${UPPER_CASE}`` settings, and wrap it in a main configuration that loads njs,
+passes the secrets to the workers and keeps the pid, temp files, cache, access
+log and the store fetcher's socket under one private state directory.
+
+The secrets (SECRETS) reach nginx through its environment only: no file we
+write holds them.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,6 +32,17 @@ from gateway.config import Config
 log = structlog.get_logger("cdn.nginx")
 
 TEMPLATE_PATH = Path(__file__).with_name("nginx.conf.template")
+NJS_DIR = Path(__file__).parent  # signing.js
+# What cdn/signing.js reads from the environment: the gateway's URL signing key
+# and the tier's read-only store key.
+SECRETS = ("GATEWAY_CDN_SECRET", "CDN_S3_ACCESS_KEY", "CDN_S3_SECRET_KEY")
+JS_MODULE_PATHS = (
+    "/usr/lib/nginx/modules/ngx_http_js_module.so",  # Debian's libnginx-mod-http-js
+    "/usr/lib64/nginx/modules/ngx_http_js_module.so",
+    "/etc/nginx/modules/ngx_http_js_module.so",  # nginx.org's packages
+)
+# sockaddr_un holds 108 bytes, the terminating NUL included.
+MAX_SOCKET_PATH = 107
 SETTING = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 # A value is pasted into the configuration as it is: nothing that could end a
 # string or a directive, escape, or reference an nginx variable.
@@ -47,27 +63,52 @@ def render(values: dict[str, str], template: str | None = None) -> str:
     return SETTING.sub(lambda match: values[match.group(1)], template)
 
 
-def settings(env: dict[str, str], listen: str, cache_dir: Path) -> dict[str, str]:
+def settings(env: dict[str, str], listen: str, state_dir: Path) -> dict[str, str]:
     """The template's settings from the gateway's GATEWAY_* environment."""
     endpoint = urlsplit(env.get("GATEWAY_S3_ENDPOINT", Config.s3_endpoint))
     if endpoint.scheme != "http":
         raise ValueError("the local CDN tier reaches the store over http only")
+    fetcher_socket = state_dir / "store-fetcher.sock"
+    if len(str(fetcher_socket)) > MAX_SOCKET_PATH:
+        raise ValueError(f"the state directory's path is too long for a unix socket: {fetcher_socket}")
     return {
         "CDN_LISTEN": listen,
         "CDN_STORE_HOST": endpoint.netloc,
-        "CDN_CACHE_DIR": str(cache_dir),
+        "CDN_STORE_REGION": env.get("GATEWAY_S3_REGION", Config.s3_region),
+        "CDN_STORE_FETCHER": f"unix:{fetcher_socket}",
+        "CDN_NJS_DIR": str(NJS_DIR),
+        "CDN_CACHE_DIR": str(state_dir / "cache"),
         "CDN_CACHE_MAX_SIZE": env.get("CDN_CACHE_MAX_SIZE", "10g"),
+        "CDN_ACCESS_LOG": str(state_dir / "access.log"),
         "GATEWAY_S3_BUCKET": env.get("GATEWAY_S3_BUCKET", Config.s3_bucket),
-        "GATEWAY_CDN_SECRET": env["GATEWAY_CDN_SECRET"],
     }
 
 
-def main_config(state_dir: Path, workers: str) -> str:
+def secret_environment(env: dict[str, str]) -> dict[str, str]:
+    """nginx's whole environment: the secrets cdn/signing.js reads, and nothing else."""
+    missing = [name for name in SECRETS if not env.get(name)]
+    if missing:
+        raise ValueError(f"the CDN tier needs {', '.join(missing)}")
+    return {name: env[name] for name in SECRETS}
+
+
+def js_module() -> str:
+    found = next((path for path in JS_MODULE_PATHS if Path(path).exists()), None)
+    if found is None:
+        raise RuntimeError("nginx's njs module is missing: apt-get install libnginx-mod-http-js")
+    return found
+
+
+def main_config(state_dir: Path, workers: str, js_module_path: str) -> str:
+    """The main configuration around the rendered template (cdn/nginx.main.conf's local twin)."""
     temp_paths = "".join(f"    {name}_temp_path {state_dir / 'temp' / name};\n" for name in TEMP_DIRS)
     # As root, nginx would run its workers as nobody, who cannot enter a private state directory.
     user = "user root;\n" if os.geteuid() == 0 else ""
+    env_lines = "".join(f"env {name};\n" for name in SECRETS)
     return (
         f"{user}"
+        f"load_module {js_module_path};\n"
+        f"{env_lines}"
         f"worker_processes {workers};\n"
         "daemon off;\n"
         f"pid {state_dir / 'nginx.pid'};\n"
@@ -114,6 +155,38 @@ class LocalCdn:
     def cache_dir(self) -> Path:
         return self.state_dir / "cache"
 
+    @property
+    def access_log_path(self) -> Path:
+        return self.state_dir / "access.log"
+
+    def access_log(self) -> list[dict]:
+        """The access log so far, one dict per line (a line nginx is still writing is left out)."""
+        if not self.access_log_path.exists():
+            return []
+        entries = []
+        for line in self.access_log_path.read_text(errors="replace").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+        return entries
+
+    def log_entries(self, request_id: str, kind: str = "download", timeout: float = 3.0) -> list[dict]:
+        """The log lines of one request (``X-Request-Id``), waiting briefly: nginx logs after the answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.access_log() if e.get("request_id") == request_id and e.get("kind") == kind]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
+    def cache_status(self, request_id: str) -> str:
+        """HIT, MISS, ... of one download, from the access log: clients are not told."""
+        entries = self.log_entries(request_id)
+        if not entries:
+            raise LookupError(f"no access log line for request {request_id} in {self.access_log_path}")
+        return entries[-1]["cache"]
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is not None:
             return
@@ -129,22 +202,33 @@ class LocalCdn:
 def start_local_cdn(
     state_dir: Path, env: dict[str, str], port: int, *, workers: str = "auto", timeout: float = 15.0
 ) -> LocalCdn:
-    """Run nginx in the foreground on 127.0.0.1:``port`` with everything under ``state_dir``."""
+    """Run nginx in the foreground on 127.0.0.1:``port`` with everything under ``state_dir``.
+
+    ``env`` holds the gateway's GATEWAY_* settings and the tier's SECRETS.
+    """
     state_dir = Path(state_dir).resolve()
     if not SAFE_VALUE.fullmatch(str(state_dir)):
         raise ValueError(f"nginx's configuration cannot name the state directory {state_dir}")
     ensure_port_free(port)
+    nginx_env = secret_environment(env)
+    values = settings(env, f"127.0.0.1:{port}", state_dir)
+    # Private: whoever can reach the store fetcher's socket reads any content by its fingerprint.
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o700)
     for name in TEMP_DIRS:
         (state_dir / "temp" / name).mkdir(parents=True, exist_ok=True)
     (state_dir / "cache").mkdir(parents=True, exist_ok=True)
-    (state_dir / "cdn.conf").write_text(render(settings(env, f"127.0.0.1:{port}", state_dir / "cache")))
-    (state_dir / "nginx.conf").write_text(main_config(state_dir, workers))
+    # A socket left by an nginx that was killed would stop this one from listening.
+    Path(values["CDN_STORE_FETCHER"].removeprefix("unix:")).unlink(missing_ok=True)
+    (state_dir / "cdn.conf").write_text(render(values))
+    (state_dir / "nginx.conf").write_text(main_config(state_dir, workers, js_module()))
     log_path = state_dir / "nginx.log"
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [nginx_binary(), "-p", str(state_dir), "-c", str(state_dir / "nginx.conf"), "-e", "stderr"],
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            env=nginx_env,
             start_new_session=True,
         )
     cdn = LocalCdn(process, port, state_dir)

@@ -11,7 +11,8 @@ import math
 import os
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 from urllib.parse import quote
 
 import aiohttp
@@ -39,9 +40,9 @@ def connection_reason(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorError):
         inner = exc.os_error
-        if getattr(inner, "strerror", None):
+        if inner.strerror:
             return inner.strerror
-        if getattr(inner, "errno", None):
+        if inner.errno:
             return os.strerror(inner.errno)
         return str(inner) or exc.__class__.__name__
     if isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -94,7 +95,7 @@ class GatewayClient:
         self._session = session
         self._own_session = session is None
 
-    async def __aenter__(self) -> "GatewayClient":
+    async def __aenter__(self) -> GatewayClient:
         if self._session is None:
             self._session = make_session()
         return self

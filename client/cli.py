@@ -31,7 +31,8 @@ import stat
 import sys
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 # Only what starts fast up here: `dbx upload` begins hashing its first file before the
 # HTTP client (aiohttp, a few hundred milliseconds to import) and asyncio are loaded.
@@ -101,7 +102,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common = Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--server", help="gateway URL (default: $DBX_SERVER, the last login, or http://127.0.0.1:8080)")
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes on stderr")
@@ -284,7 +285,7 @@ async def cmd_signup(ctx: Context) -> int:
     if not email:
         if not sys.stdin.isatty() or getattr(ctx.args, "password_stdin", False):
             raise UsageError("no email: pass --email")
-        email = input("email: ").strip()
+        email = input("email: ").strip()  # noqa: ASYNC250 - asked before any request: nothing else runs on the loop yet
     password = ask_password(ctx, confirm=True)
     async with ctx.client(auth=False) as client:
         user = await client.create_user(username, email, password)
@@ -369,7 +370,8 @@ async def cmd_passwd(ctx: Context) -> int:
     from client.api import GatewayClient
 
     async with GatewayClient(ctx.server, token) as client:
-        username = ctx.store.get(ctx.server).username or (await client.me())["username"]
+        creds = ctx.store.get(ctx.server)  # None if logged out meanwhile: then the gateway says
+        username = (creds.username if creds else "") or (await client.me())["username"]
         await client.change_password(current, new)
         # Every token issued before the change has stopped working, this one too: log in again.
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ DEFAULT_SERVER = "http://127.0.0.1:8080"
 CREDENTIALS_FILE = "credentials.json"
 
 
-def config_dir(environ: dict | None = None) -> Path:
+def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     environ = os.environ if environ is None else environ
     base = environ.get("XDG_CONFIG_HOME") or ""
     root = Path(base) if base and os.path.isabs(base) else Path.home() / ".config"
@@ -119,7 +120,7 @@ class CredentialStore:
         return True
 
 
-def resolve_server(flag: str | None, environ: dict | None = None, store: CredentialStore | None = None) -> str:
+def resolve_server(flag: str | None, environ: Mapping[str, str] | None = None, store: CredentialStore | None = None) -> str:
     """--server, else $DBX_SERVER, else the server last logged in to, else the local default."""
     environ = os.environ if environ is None else environ
     for candidate in (flag, environ.get("DBX_SERVER")):

@@ -13,7 +13,7 @@ import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from protocol.fingerprints import chunk_count, chunk_length, file_fingerprint
 

@@ -7,7 +7,7 @@ screen or rewrite the terminal's title.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 
@@ -44,7 +44,7 @@ def parse_time(value: Any) -> float | None:
             when = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
     return None
 
 
@@ -53,7 +53,7 @@ def show_time(value: Any) -> str:
     seconds = parse_time(value)
     if seconds is None:
         return printable(value)
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def file_row(obj: dict, owner: bool = False) -> str:
@@ -130,5 +130,5 @@ def link_table(links: list[dict]) -> list[str]:
         for link in links
     ]
     widths = [max(len(printable(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
-    return [printable("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]).rstrip())
+    return [printable("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip())
             for row in [header, *rows]]

@@ -11,7 +11,8 @@ import asyncio
 import random
 import sys
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
 
 import aiohttp
 from tqdm import tqdm

@@ -24,7 +24,8 @@ import os
 import stat
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -401,6 +402,7 @@ class Upload:
         )
 
     async def run(self) -> UploadResult:
+        obj: dict | None
         for round_ in range(3):  # the store may forget a multipart upload: announce it again
             obj, pending = await self.announce(first=round_ == 0)
             if obj.get("status") == "uploaded":
@@ -519,7 +521,8 @@ async def _send_and_complete(client: GatewayClient, sender: ChunkSender, file_id
     return None
 
 
-async def wait_until_done(client: GatewayClient, file_id: Any, obj: dict | None, timeout: float) -> dict:
+# noqa below: the deadline ends the polling with a ServerError that says what to do, not with a cancellation.
+async def wait_until_done(client: GatewayClient, file_id: Any, obj: dict | None, timeout: float) -> dict:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     delay = 0.1
     while obj is None or obj.get("status") not in ("uploaded", "failed"):

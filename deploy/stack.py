@@ -1,24 +1,53 @@
 """The local stack: embedded S3 store, gateway and CDN tier on 127.0.0.1.
 
-``./dev up`` runs this. State (the store's data, the SQLite file, generated
+``./dev up`` runs this; ``./dev up --cluster`` runs the gateway as several
+processes on PostgreSQL and Redis behind an nginx load balancer at the
+gateway's usual address. State (the store's data, the database, generated
 secrets, the nginx cache) lives under ``var/``; Ctrl-C stops everything.
 """
 from __future__ import annotations
 
 import argparse
+import grp
 import os
 import secrets
 import signal
-import subprocess
+import stat
 import sys
-import time
-import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cdn.nginx import start_local_cdn
+from deploy.balancer import start_balancer
+from deploy.postgres import PostgresCluster
+from deploy.redis_server import LocalRedis
+from deploy.supervisor import Component, GatewayProcess, Supervisor, wait_http_ok
 from storage.embedded import EmbeddedStore
 
-SECRET_NAMES = ("GATEWAY_S3_SECRET_KEY", "GATEWAY_JWT_SECRET", "GATEWAY_EVENTS_TOKEN", "GATEWAY_CDN_SECRET")
+# CDN_S3_SECRET_KEY: the CDN tier's read-only store key, for nginx alone.
+SECRET_NAMES = (
+    "GATEWAY_S3_SECRET_KEY", "GATEWAY_JWT_SECRET", "GATEWAY_EVENTS_TOKEN", "GATEWAY_CDN_SECRET", "CDN_S3_SECRET_KEY"
+)
+# Files the stack and its processes create are for its own user only: the secrets
+# end up in several of them (cdn.conf, the store's notification.toml, stack.env).
+PRIVATE_UMASK = 0o077
+
+
+def private_state_dir(path: Path) -> Path:
+    """Create ``path`` 0700, and take group and other access away from what an older run left there.
+
+    Together with PRIVATE_UMASK (inherited by every process the stack starts) nothing
+    under the state directory is readable by other users. A process that sets a file's
+    mode itself (SeaweedFS writes its volume info files 0644 by rename) is still out of
+    their reach behind the 0700 directory; the stack runs this again when it stops.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for directory, dirnames, filenames in os.walk(path):
+        for name in [directory, *(os.path.join(directory, entry) for entry in dirnames + filenames)]:
+            mode = os.lstat(name).st_mode
+            if mode & 0o077 and not stat.S_ISLNK(mode):
+                os.chmod(name, stat.S_IMODE(mode) & 0o700)
+    return path
 
 
 def load_or_create_secrets(path: Path) -> dict[str, str]:
@@ -39,24 +68,9 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     return values
 
 
-def wait_ready(url: str, timeout: float, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the gateway exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
-
-
 def gateway_environment(state: Path, secrets_: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(secrets_)
+    env.update({name: value for name, value in secrets_.items() if name.startswith("GATEWAY_")})
     env.setdefault("GATEWAY_HOST", "127.0.0.1")
     env.setdefault("GATEWAY_PORT", str(args.gateway_port))
     env.setdefault("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{args.gateway_port}")
@@ -66,20 +80,111 @@ def gateway_environment(state: Path, secrets_: dict[str, str], args: argparse.Na
     return env
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="./dev up", description=__doc__)
+def open_to_postgres(state: Path) -> None:
+    """As root, PostgreSQL runs as the ``postgres`` user (it refuses root): its cluster under
+    ``state`` is reachable only if that user may pass through ``state``. Let its group
+    traverse (not list) the state directory: 0710 root:postgres. Everything inside stays 0600/0700."""
+    if os.geteuid() != 0:
+        return
+    os.chown(state, -1, grp.getgrnam("postgres").gr_gid)
+    state.chmod(0o710)
+
+
+def postgres_alive(cluster: PostgresCluster) -> bool:
+    try:
+        pid = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def start_single(args: argparse.Namespace, state: Path, env: dict[str, str], supervisor: Supervisor) -> list[str]:
+    """One gateway process on the SQLite database under ``state``."""
+    gateway = GatewayProcess(env, state / "gateway.log")
+    supervisor.add(gateway.component())  # before it starts: a failed start is stopped too
+    gateway.start()
+    return [f"  gateway:          {gateway.url}  (log: {gateway.log_path})"]
+
+
+def start_cluster(args: argparse.Namespace, state: Path, env: dict[str, str], supervisor: Supervisor) -> list[str]:
+    """PostgreSQL, Redis, several gateway processes and the load balancer on the gateway's address."""
+    open_to_postgres(state)
+    print(f"starting PostgreSQL on 127.0.0.1:{args.postgres_port} ...", flush=True)
+    # Each part is in the supervisor's hands before it starts: a failed or interrupted start is stopped too.
+    postgres = PostgresCluster(state / "postgres", port=args.postgres_port)
+    supervisor.add(Component("PostgreSQL", postgres.stop, lambda: postgres_alive(postgres)))
+    postgres.start()
+    redis = LocalRedis(state / "redis", port=args.redis_port)
+    supervisor.add(Component("Redis", redis.stop, redis.alive))
+    redis.start()
+    lines = [f"  PostgreSQL:       127.0.0.1:{postgres.port}  (password: {postgres.root / 'password'})",
+             f"  Redis:            127.0.0.1:{redis.port}  (password: {redis.root / 'password'})"]
+    ports = [args.gateway_base_port + i for i in range(args.gateways)]
+    for number, port in enumerate(ports, start=1):
+        gateway_env = dict(env, GATEWAY_PORT=str(port), GATEWAY_DATABASE_URL=postgres.url, GATEWAY_CACHE_URL=redis.url)
+        name = f"gateway {number}"
+        print(f"starting {name} on 127.0.0.1:{port} ...", flush=True)
+        gateway = GatewayProcess(gateway_env, state / f"gateway-{number}.log", name=name)
+        # A gateway that dies is started again; meanwhile the balancer sends its requests to the others.
+        supervisor.add(gateway.component(restartable=True))
+        gateway.start()
+        lines.append(f"  {name}:        {gateway.url}  (log: {gateway.log_path})")
+    balancer = start_balancer(state / "lb", args.gateway_port, ports)
+    supervisor.add(Component("load balancer", balancer.stop, balancer.alive))
+    wait_http_ok(f"{balancer.url}/readyz", 30, balancer.alive, "the load balancer")
+    return [f"  gateway (nginx load balancer): {balancer.url}  (access log: {state / 'lb' / 'access.log'})", *lines]
+
+
+def browser_origins(public_url: str) -> tuple[str, ...]:
+    """The origins the web app is opened from, which the store must answer CORS for.
+
+    The gateway's public origin; on a loopback address both spellings a person
+    types (127.0.0.1 and localhost), since a browser treats them as two origins.
+    """
+    parts = urlsplit(public_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if parts.hostname not in ("127.0.0.1", "localhost"):
+        return (origin,)
+    port = f":{parts.port}" if parts.port else ""
+    return tuple(f"{parts.scheme}://{host}{port}" for host in ("127.0.0.1", "localhost"))
+
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="./dev up", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state", default="var", help="state directory (default: var)")
-    parser.add_argument("--gateway-port", type=int, default=int(os.environ.get("GATEWAY_PORT", 8080)))
+    parser.add_argument("--gateway-port", type=int, default=int(os.environ.get("GATEWAY_PORT", 8080)),
+                        help="the gateway's address (the load balancer's with --cluster)")
     parser.add_argument("--cdn-port", type=int, default=int(os.environ.get("CDN_PORT", 8081)))
     parser.add_argument("--s3-port", type=int, default=int(os.environ.get("S3_PORT", 9000)))
     parser.add_argument("--no-wait", action="store_true", help="exit once the stack is ready (for scripts)")
-    args = parser.parse_args(argv)
+    cluster = parser.add_argument_group("cluster mode")
+    cluster.add_argument("--cluster", action="store_true",
+                         help="PostgreSQL, Redis and several gateways behind an nginx load balancer")
+    cluster.add_argument("--gateways", type=int, default=2, help="gateway processes (default: 2)")
+    cluster.add_argument("--gateway-base-port", type=int, default=8090,
+                         help="the gateways listen on this port and the next ones (default: 8090)")
+    cluster.add_argument("--postgres-port", type=int, default=5433, help="PostgreSQL's port (default: 5433)")
+    cluster.add_argument("--redis-port", type=int, default=6380, help="Redis's port (default: 6380)")
+    return parser.parse_args(argv)
 
-    state = Path(args.state).resolve()
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.umask(PRIVATE_UMASK)
+    state = private_state_dir(Path(args.state).resolve())
     secrets_ = load_or_create_secrets(state / "stack.env")
     env = gateway_environment(state, secrets_, args)
     access_key = env.setdefault("GATEWAY_S3_ACCESS_KEY", "gateway")
     bucket = env.setdefault("GATEWAY_S3_BUCKET", "dropbox-content")
+    # The CDN tier reads the store with a read-only key of its own; the gateway never holds it.
+    cdn_env = {
+        **env,
+        "CDN_S3_ACCESS_KEY": os.environ.get("CDN_S3_ACCESS_KEY", "cdn"),
+        "CDN_S3_SECRET_KEY": secrets_["CDN_S3_SECRET_KEY"],
+    }
 
     store = EmbeddedStore(
         state / "store",
@@ -89,62 +194,40 @@ def main(argv: list[str] | None = None) -> int:
         s3_port=args.s3_port,
         webhook_url=f"http://127.0.0.1:{args.gateway_port}/dropbox/v1/events/seaweedfs",
         webhook_token=env["GATEWAY_EVENTS_TOKEN"],
+        reader_keys=(cdn_env["CDN_S3_ACCESS_KEY"], cdn_env["CDN_S3_SECRET_KEY"]),
+        cors_origins=browser_origins(env["GATEWAY_PUBLIC_URL"]),
     )
-    processes: list[subprocess.Popen] = []
-    extra_stops = []
-
-    def stop_all(*_):
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for stop in extra_stops:
-            stop()
-        store.stop()
-
-    try:
-        print(f"starting the embedded S3 store on {store.endpoint} ...", flush=True)
-        store.start()
-        log = open(state / "gateway.log", "ab")
-        gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        processes.append(gateway)
-        wait_ready(f"http://127.0.0.1:{args.gateway_port}/readyz", 60, gateway)
-        nginx = start_local_cdn(state / "cdn", env, args.cdn_port)
-        extra_stops.append(nginx.stop)
-    except Exception as exc:  # noqa: BLE001 - report and clean up whatever started
-        print(f"the local stack failed to start: {exc}", file=sys.stderr)
-        stop_all()
-        return 1
-
-    print(
-        "the local stack is up:\n"
-        f"  gateway:          http://127.0.0.1:{args.gateway_port}  (log: {state / 'gateway.log'})\n"
-        f"  CDN tier (nginx): http://127.0.0.1:{args.cdn_port}\n"
-        f"  S3 store:         {store.endpoint}  bucket {bucket}, access key {access_key}\n"
-        f"  secrets:          {state / 'stack.env'}\n"
-        "press Ctrl-C to stop",
-        flush=True,
-    )
-    if args.no_wait:
-        return 0
-    # Ctrl-C and SIGTERM both stop the stack cleanly (SIGINT too when started in the background,
-    # where the shell leaves it ignored).
+    supervisor = Supervisor()
+    # The state directory is tightened again last, after every process wrote its last file.
+    supervisor.add(Component("state directory", lambda: private_state_dir(state)))
+    # Ctrl-C and SIGTERM stop the stack cleanly, also while it starts.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        while all(p.poll() is None for p in processes):
-            time.sleep(1)
-        print("a process of the stack exited; stopping the rest", file=sys.stderr)
+        print(f"starting the embedded S3 store on {store.endpoint} ...", flush=True)
+        supervisor.add(Component("S3 store", store.stop, lambda: store.process is not None and store.process.poll() is None))
+        store.start()
+        start = start_cluster if args.cluster else start_single
+        lines = start(args, state, env, supervisor)
+        nginx = start_local_cdn(state / "cdn", cdn_env, args.cdn_port)
+        supervisor.add(Component("CDN tier", nginx.stop, lambda: nginx.process.poll() is None))
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - report and clean up whatever started
+        print(f"the local stack failed to start: {exc or 'interrupted'}", file=sys.stderr, flush=True)
+        supervisor.stop_all()
         return 1
-    except KeyboardInterrupt:
-        print("stopping ...", flush=True)
+
+    ready = (
+        "the local stack is up:\n"
+        + "\n".join(lines)
+        + f"\n  CDN tier (nginx): http://127.0.0.1:{args.cdn_port}\n"
+        f"  S3 store:         {store.endpoint}  bucket {bucket}, access key {access_key}\n"
+        f"  secrets:          {state / 'stack.env'}\n"
+        "press Ctrl-C to stop"
+    )
+    if args.no_wait:
+        print(ready, flush=True)
         return 0
-    finally:
-        stop_all()
+    return supervisor.run(ready)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
 - ``none://``: no caching at all (no cache object); every lookup goes to the
   database (the benchmark's baseline, and a way to rule the cache out when debugging).
 
-What is cached, and how it is invalidated, is gateway/permissions.py's business.
+What is cached (plain JSON values), and how it is invalidated, is gateway/core/permissions.py's business.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from aiocache import Cache
 from aiocache.base import BaseCache
-from aiocache.serializers import PickleSerializer
+from aiocache.serializers import JsonSerializer
 
 from gateway.config import Config
 
@@ -38,7 +38,8 @@ def make_cache(config: Config) -> BaseCache | None:
             db=int(url.path.strip("/") or 0),
             password=url.password,
             namespace="gateway",
-            serializer=PickleSerializer(),
+            # JSON, never pickle: whoever can write to Redis must not be able to run code here.
+            serializer=JsonSerializer(),
             ttl=config.cache_ttl,
             # A slow Redis must not hang requests: lookups fall back to the database.
             timeout=1,

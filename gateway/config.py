@@ -6,15 +6,26 @@ defaults are those of the local stack.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 S3_MIN_PART_SIZE = 5 * MIB  # S3 refuses smaller parts except the last one
 MAX_CHUNKS = 10_000  # S3's limit on parts per multipart upload
+DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite")
+
+
+IPNetwork = IPv4Network | IPv6Network
 
 
 class ConfigError(ValueError):
     pass
+
+
+# Settings where 0 means "off" or "at once", and nothing below 0 means anything.
+NON_NEGATIVE = ("user_quota_bytes", "max_uploads_in_progress", "part_events_delay", "reconcile_recheck", "share_window")
 
 
 @dataclass(frozen=True)
@@ -22,6 +33,8 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     database_path: str = "var/gateway.sqlite3"
+    # postgresql://user:password@host:port/db for several gateways on one database; empty: SQLite at database_path.
+    database_url: str = ""
     # Public base URL of the gateway, used in links such as the /content redirect.
     public_url: str = "http://127.0.0.1:8080"
 
@@ -36,6 +49,18 @@ class Config:
     jwt_secret: str = ""
     token_ttl: int = 3600
     events_token: str = ""
+
+    # Login throttling (gateway/core/accounts.py): wrong passwords one username may have within
+    # login_window seconds; the next attempt, right or wrong, is refused (429) until the window passes.
+    login_failures: int = 5
+    login_window: int = 300
+    # Failures (on any usernames) one client address may have within login_window before every login
+    # from it waits login_address_delay seconds first: slowed down, never refused (NAT).
+    login_address_failures: int = 30
+    login_address_delay: float = 2.0
+    # Comma-separated addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names
+    # the client; empty: the client is the connection's peer.
+    trusted_proxies: str = ""
 
     cdn_url: str = "http://127.0.0.1:8081"
     cdn_secret: str = ""
@@ -52,9 +77,30 @@ class Config:
     reconcile_interval: float = 60.0
     # Seconds of quiet before the reconciler looks at an upload the store's events should have settled.
     reconcile_grace: float = 30.0
-    # Whether the store posts an event per uploaded part (the embedded SeaweedFS does,
-    # MinIO does not). Without them, upload progress is read from the store's part list.
+    # Uploads the reconciler looks at per round at most (oldest first); it looks at an upload
+    # again after new activity, or after reconcile_recheck seconds.
+    reconcile_batch: int = 200
+    reconcile_recheck: float = 600.0
+    # Whether the store is the embedded one (SeaweedFS), which posts an event per uploaded part
+    # to /dropbox/v1/events/seaweedfs (that path exists only then). MinIO posts none: upload
+    # progress is then read from the store's part list when a file is read.
     store_part_events: bool = True
+    # A part event asks for the upload's part list; it is read this many seconds after the first
+    # event of a burst, once for the whole burst.
+    part_events_delay: float = 1.0
+
+    # Limits per user (contract v1.1 "Limits and quotas"); 0 turns a limit off.
+    # Bytes of uploaded and uploading files a user may hold (users.quota_bytes overrides it per user).
+    user_quota_bytes: int = 100 * GIB
+    max_uploads_in_progress: int = 20
+    # Share and unshare calls a user may make per share_window seconds; each unknown username
+    # named counts one more (it tells the caller that nobody has that name).
+    share_limit: int = 100
+    share_window: float = 600.0
+
+    # Shared links: wrong passwords allowed per link within a window of this many seconds, then 429.
+    link_password_attempts: int = 5
+    link_password_window: int = 900
 
     # aiocache backend: "memory://" or "redis://host:port/db".
     cache_url: str = "memory://"
@@ -62,8 +108,13 @@ class Config:
 
     log_level: str = "info"
 
+    # Prometheus metrics (GET /metrics) on their own listener, never on the API's port, which is
+    # public: 0 turns them off. Bind them where only the monitoring network reaches.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Config":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Config:
         """Read ``GATEWAY_<FIELD>`` variables (``GATEWAY_S3_ENDPOINT`` for ``s3_endpoint``)."""
         environ = os.environ if environ is None else environ
         values = {}
@@ -85,18 +136,39 @@ class Config:
         if missing:
             names = ", ".join(f"GATEWAY_{name.upper()}" for name in missing)
             raise ConfigError(f"missing secret settings: {names}")
+        if self.database_url and self.database_url.split("://", 1)[0].lower() not in DATABASE_SCHEMES:
+            raise ConfigError("GATEWAY_DATABASE_URL must be postgresql://user:password@host:port/db (or sqlite:///path)")
         if len(self.jwt_secret) < 32:
             raise ConfigError("GATEWAY_JWT_SECRET must be at least 32 characters")
         if self.chunk_size < S3_MIN_PART_SIZE:
             raise ConfigError(f"GATEWAY_CHUNK_SIZE must be at least {S3_MIN_PART_SIZE} (S3's smallest part)")
+        if self.link_password_attempts < 1 or self.link_password_window < 1:
+            raise ConfigError("GATEWAY_LINK_PASSWORD_ATTEMPTS and GATEWAY_LINK_PASSWORD_WINDOW must be at least 1")
+        negative = [name for name in NON_NEGATIVE if getattr(self, name) < 0]
+        if negative:
+            raise ConfigError(f"{', '.join(f'GATEWAY_{name.upper()}' for name in negative)} must not be negative")
+        if self.reconcile_batch < 1 or self.share_limit < 1:
+            raise ConfigError("GATEWAY_RECONCILE_BATCH and GATEWAY_SHARE_LIMIT must be at least 1")
         if self.max_file_size > self.chunk_size * MAX_CHUNKS:
             raise ConfigError(
                 f"GATEWAY_MAX_FILE_SIZE {self.max_file_size} needs more than {MAX_CHUNKS} chunks of {self.chunk_size}"
             )
+        if self.login_failures < 1 or self.login_address_failures < 1 or self.login_window < 1:
+            raise ConfigError("GATEWAY_LOGIN_FAILURES, GATEWAY_LOGIN_ADDRESS_FAILURES and GATEWAY_LOGIN_WINDOW must be at least 1")
+        if not 0 <= self.login_address_delay <= 60:
+            raise ConfigError("GATEWAY_LOGIN_ADDRESS_DELAY must be from 0 to 60 seconds")
+        self.trusted_proxy_networks  # noqa: B018 - a bad address fails at start, not on a request
 
     @property
     def presign_endpoint(self) -> str:
         return self.s3_public_endpoint or self.s3_endpoint
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        try:
+            return tuple(ip_network(part.strip(), strict=False) for part in self.trusted_proxies.split(",") if part.strip())
+        except ValueError as exc:
+            raise ConfigError(f"GATEWAY_TRUSTED_PROXIES: {exc}") from exc
 
 
 def _cast(default, raw: str):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
+from collections.abc import Iterable, Iterator
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024  # the contract's default; each gateway says its own in GET /config

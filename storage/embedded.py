@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minio import Minio
+from storage.s3 import s3_client
 
 # Every listening port of `weed mini`; each must be set, or two stores on one
 # machine (the stack and the tests) would collide on the defaults.
@@ -62,6 +62,21 @@ def notification_toml(endpoint: str, token: str) -> str:
     )
 
 
+def identities_json(admin: tuple[str, str], reader: tuple[str, str], bucket: str) -> str:
+    """The S3 identities (``weed mini -s3.config``): the gateway's, which may do anything, and a
+    reader's, which may only read objects of ``bucket`` (no listing, no writes, no other bucket)."""
+    return json.dumps(
+        {
+            "identities": [
+                {"name": "gateway", "credentials": [{"accessKey": admin[0], "secretKey": admin[1]}], "actions": ["Admin"]},
+                {"name": "reader", "credentials": [{"accessKey": reader[0], "secretKey": reader[1]}],
+                 "actions": [f"Read:{bucket}"]},
+            ]
+        },
+        indent=2,
+    )
+
+
 @dataclass
 class EmbeddedStore:
     data_dir: Path
@@ -71,9 +86,16 @@ class EmbeddedStore:
     s3_port: int = 9000
     webhook_url: str | None = None
     webhook_token: str | None = None
+    # Origins whose browser pages may call the S3 API (CORS), e.g. the gateway's web app
+    # sending chunks with presigned PUTs. Empty: weed's own default (any origin).
+    cors_origins: tuple[str, ...] = ()
     ports: dict[str, int] = field(default_factory=dict)
+    # (access key, secret key) of a read-only identity (the CDN tier's): GET of the bucket's objects only.
+    reader_keys: tuple[str, str] | None = None
     log_path: Path | None = None
     process: subprocess.Popen | None = None
+    # The ports _command picked itself this time (none kept with the data): these may be picked again.
+    _chosen_ports: set[str] = field(default_factory=set, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -86,9 +108,13 @@ class EmbeddedStore:
             for flag, port in json.loads(saved.read_text()).items():
                 self.ports.setdefault(flag, port)
         for flag in PORT_FLAGS:
-            self.ports.setdefault(flag, free_port())
+            if flag not in self.ports:
+                self.ports[flag] = free_port()
+                self._chosen_ports.add(flag)
         saved.write_text(json.dumps(self.ports))
         flags = [f"-{flag}={port}" for flag, port in self.ports.items()]
+        if self.reader_keys:
+            flags.append(f"-s3.config={self._write_identities()}")
         return [
             weed_binary(),
             "mini",
@@ -100,9 +126,55 @@ class EmbeddedStore:
             "-admin.ui=false",
             f"-bucket={self.bucket}",
             *flags,
+            *self._cors_flags(),
         ]
 
-    def start(self, timeout: float = 60.0) -> "EmbeddedStore":
+    def _write_identities(self) -> Path:
+        """The identities file holds secret keys: readable by its owner only."""
+        assert self.reader_keys is not None, "written only when there is a reader identity"
+        path = self.data_dir / "s3-identities.json"
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text(identities_json((self.access_key, self.secret_key), self.reader_keys, self.bucket))
+        return path
+
+    def _cors_flags(self) -> list[str]:
+        """weed's server-wide CORS setting, as MinIO's MINIO_API_CORS_ALLOW_ORIGIN is for MinIO.
+
+        A server setting rather than PutBucketCors (which SeaweedFS also takes):
+        MinIO's community edition has no bucket CORS, so both stores are
+        configured the same way, at start.
+        """
+        if not self.cors_origins:
+            return []
+        return [f"-s3.allowedOrigins={','.join(self.cors_origins)}"]
+
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> EmbeddedStore:
+        """Start ``weed mini`` and wait until it serves the bucket.
+
+        The internal ports are picked free just before weed binds them, so another
+        process may take one in between; weed then exits. Only then, and only for
+        ports picked here (never ones given or kept with the data), it starts again
+        on fresh ports.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError:
+                if attempt == attempts or not self._lost_a_chosen_port():
+                    raise
+                for flag in self._chosen_ports:
+                    del self.ports[flag]
+                self._chosen_ports.clear()
+                (self.data_dir / "ports.json").unlink(missing_ok=True)
+        raise AssertionError("unreachable")
+
+    def _lost_a_chosen_port(self) -> bool:
+        log = self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        tail = log[-4000:]
+        return bool(self._chosen_ports) and ("address already in use" in tail or "Port allocation failed" in tail)
+
+    def _start_once(self, timeout: float) -> EmbeddedStore:
         (self.data_dir / "weed").mkdir(parents=True, exist_ok=True)
         # weed reads notification.toml from its working directory.
         workdir = self.data_dir / "weed-config"
@@ -129,15 +201,15 @@ class EmbeddedStore:
 
     def wait_ready(self, timeout: float) -> None:
         """Wait until the S3 API answers and the bucket exists."""
-        client = Minio(f"127.0.0.1:{self.s3_port}", self.access_key, self.secret_key, secure=False)
+        client = s3_client(self.endpoint, self.access_key, self.secret_key, timeout=5.0, attempts=1)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process and self.process.poll() is not None:
                 raise RuntimeError(f"weed mini exited with {self.process.returncode}; see {self.log_path}")
             try:
-                if client.bucket_exists(self.bucket):
-                    return
-            except Exception:  # noqa: BLE001 - not up yet, whatever the reason
+                client.head_bucket(Bucket=self.bucket)
+                return
+            except Exception:  # noqa: BLE001 - not up yet (or no bucket yet), whatever the reason
                 pass
             time.sleep(0.2)
         self.stop()

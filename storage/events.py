@@ -40,9 +40,12 @@ def parse_minio(body: Any) -> list[StoreEvent]:
             name = record["eventName"]
             bucket = record["s3"]["bucket"]["name"]
             obj = record["s3"]["object"]
-            key = unquote_plus(obj["key"])  # MinIO and S3 send keys URL-encoded
+            key = obj["key"]
         except (KeyError, TypeError) as exc:
             raise MalformedEvent(f"Records[{index}] lacks {exc}") from exc
+        if not all(isinstance(value, str) for value in (name, bucket, key)):
+            raise MalformedEvent(f"Records[{index}]: `eventName`, `s3.bucket.name` and `s3.object.key` must be strings")
+        key = unquote_plus(key)  # MinIO and S3 send keys URL-encoded
         if name.startswith("s3:ObjectCreated:"):
             kind: EventKind = "object_created"
         elif name.startswith("s3:ObjectRemoved:"):
@@ -56,14 +59,19 @@ def parse_minio(body: Any) -> list[StoreEvent]:
 
 def parse_seaweedfs(body: Any) -> list[StoreEvent]:
     """One SeaweedFS filer event; directories and the store's own system files are ignored."""
-    if not isinstance(body, dict) or not isinstance(body.get("key"), str) or "event_type" not in body:
+    if not isinstance(body, dict) or not isinstance(body.get("key"), str) or not isinstance(body.get("event_type"), str):
         raise MalformedEvent("expected a SeaweedFS filer event: an object with `event_type` and `key`")
     event_type, path = body["event_type"], body["key"]
-    message = body.get("message") or {}
+    message = body.get("message")
+    message = {} if message is None else message
+    if not isinstance(message, dict):
+        raise MalformedEvent("a SeaweedFS filer event's `message` is an object")
     entry = message.get("new_entry") if event_type in ("create", "update") else message.get("old_entry")
     if not isinstance(entry, dict) or entry.get("is_directory"):
         return []
-    size = (entry.get("attributes") or {}).get("file_size")
+    attributes = entry.get("attributes")
+    size = attributes.get("file_size") if isinstance(attributes, dict) else None
+    size = size if isinstance(size, int) and not isinstance(size, bool) else None
     source = f"seaweedfs:{event_type}"
     part = SEAWEED_PART.match(path)
     if part:

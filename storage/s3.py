@@ -1,25 +1,34 @@
-"""The ObjectStore for any S3-compatible server, built on the minio SDK.
+"""The ObjectStore for any S3-compatible server, on botocore's public S3 API.
 
-minio-py keeps the multipart calls private and cannot sign extra headers or
-send part checksums on completion, so those few requests are built here on
-its request executor. Nothing in this module depends on one S3 server.
+Every request is a botocore client call (CreateMultipartUpload with
+ChecksumAlgorithm=SHA256, UploadPart, ListParts, CompleteMultipartUpload with
+per-part ChecksumSHA256, ...) and every presigned URL comes from
+``generate_presigned_url``: botocore builds, signs and parses the wire format.
+
+Why botocore's blocking client in bounded thread pools rather than aiobotocore:
+botocore documents its clients as thread-safe; presigning is CPU work that
+must run off the event loop whichever client we use; aiobotocore pins botocore
+to a narrow range per release (boto3 in the tests would be pinned with it) and
+its clients must be entered as async context managers inside the running loop.
+The cost is one thread hop per store request, small beside the request.
+
+Nothing here depends on one S3 server; store quirks are handled by the
+contract in storage/base.py, not by special cases.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
+import functools
 import time
-import xml.etree.ElementTree as ET
-from datetime import timedelta
-from typing import Any, Callable, TypeVar
-from urllib.parse import urlsplit
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
 
-import urllib3
-from minio import Minio
-from minio.error import InvalidResponseError, S3Error, ServerError
+import botocore.session
+from botocore.client import BaseClient
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from storage import sigv4
 from storage.base import (
     ChecksumMismatch,
     CompletedPart,
@@ -32,17 +41,81 @@ from storage.base import (
 )
 
 T = TypeVar("T")
-S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+# The store's error codes for bytes or parts that do not match their checksums:
+# BadDigest (S3, SeaweedFS), XAmzContentChecksumMismatch (MinIO at PUT),
+# InvalidDigest (a malformed checksum), InvalidPart (MinIO and S3 at completion).
+CHECKSUM_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "InvalidPart"})
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+# Parts presigned per job of the signing thread: small enough that concurrent
+# calls interleave (a 3-part request is not queued behind a 5,120-part one).
+PRESIGN_BATCH = 64
 
 
-def _text(element: ET.Element, name: str) -> str | None:
-    found = element.find(S3_NS + name)
-    if found is None:
-        found = element.find(name)
-    return None if found is None else found.text
+def s3_client(
+    endpoint: str,
+    access_key: str,
+    secret_key: str,
+    *,
+    region: str = "us-east-1",
+    timeout: float = 30.0,
+    max_connections: int = 10,
+    attempts: int = 3,
+) -> BaseClient:
+    """A botocore S3 client for one S3-compatible endpoint.
+
+    Path-style addressing (``endpoint/bucket/key``): the host is the store's, not
+    a bucket subdomain. Checksums only where an operation requires one or we
+    give one: botocore's default would add its own CRC to every upload and
+    presign. Few attempts and short connect timeouts: a store that is down is
+    reported quickly.
+    """
+    config = BotoConfig(
+        region_name=region,
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        connect_timeout=3.0,
+        read_timeout=timeout,
+        retries={"mode": "standard", "total_max_attempts": attempts},
+        max_pool_connections=max_connections,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return botocore.session.Session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=config,
+    )
+
+
+def domain_error(what: str, exc: ClientError | BotoCoreError, endpoint: str) -> StoreError:
+    """The one mapping from botocore's errors to the store contract's.
+
+    A CompleteMultipartUpload that fails late inside a 200 answer reaches us as
+    a ClientError too (botocore turns that answer into a 500 and retries), so
+    the error code decides before the status does.
+    """
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error") or {}
+        code = str(error.get("Code") or "Unknown")
+        message = error.get("Message") or code
+        status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
+        if code == "NoSuchUpload":
+            return UploadNotFound(f"{what}: the store has no such multipart upload")
+        if code in CHECKSUM_CODES:
+            return ChecksumMismatch(f"{what}: {code}: {message}", code)
+        if status >= 500:
+            return StoreUnavailable(f"{what}: the store failed ({code}: {message})")
+        return StoreError(f"{what}: the store answered {code}: {message}", code)
+    # Connection refused or reset, a timeout, an answer that is not S3's.
+    return StoreUnavailable(f"{what}: the store at {endpoint} is unreachable ({exc.__class__.__name__})")
 
 
 class S3ObjectStore:
+    """The store contract (storage/base.py) over S3."""
+
     def __init__(
         self,
         endpoint: str,
@@ -53,200 +126,208 @@ class S3ObjectStore:
         region: str = "us-east-1",
         public_endpoint: str | None = None,
         timeout: float = 30.0,
+        max_connections: int = 16,
+        list_page_size: int = 1000,
     ):
         """``endpoint`` is where the gateway reaches the store; ``public_endpoint``
         is the address clients use for presigned uploads (the two differ behind
-        docker-compose, and the host name is part of the signature)."""
-        internal = urlsplit(endpoint)
+        docker-compose, and the host name is part of the signature).
+
+        Store requests run on ``max_connections`` threads, one connection each.
+        Presigning runs on a single thread of its own: it is CPU work, and one
+        thread holding the GIL at a time leaves the event loop its turn.
+        """
         self.bucket = bucket
         self.endpoint = endpoint.rstrip("/")
         self.public_endpoint = (public_endpoint or endpoint).rstrip("/")
-        self._access_key = access_key
-        self._secret_key = secret_key
-        self._region = region
-        http = urllib3.PoolManager(
-            maxsize=32,
-            timeout=urllib3.Timeout(connect=3.0, read=timeout),
-            # A store that is down should be reported quickly, not after minutes of retries.
-            retries=urllib3.Retry(total=2, backoff_factor=0.1, status_forcelist=[502, 503, 504]),
+        self._list_page_size = list_page_size
+        make = functools.partial(
+            s3_client, access_key=access_key, secret_key=secret_key, region=region, timeout=timeout
         )
-        self._client = Minio(
-            internal.netloc,
-            access_key=access_key,
-            secret_key=secret_key,
-            secure=internal.scheme == "https",
-            region=region,
-            http_client=http,
-        )
+        self._client = make(self.endpoint, max_connections=max_connections)
+        self._public = self._client if self.public_endpoint == self.endpoint else make(self.public_endpoint)
+        self._requests = ThreadPoolExecutor(max_connections, thread_name_prefix="s3-request")
+        self._signing = ThreadPoolExecutor(1, thread_name_prefix="s3-presign")
 
-    async def _run(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking botocore call on the request threads, with errors mapped."""
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except S3Error as exc:
-            if exc.code == "NoSuchUpload":
-                raise UploadNotFound(f"{what}: the store has no such multipart upload") from exc
-            if exc.code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"):
-                raise ChecksumMismatch(f"{what}: {exc.message}") from exc
-            raise StoreError(f"{what}: the store answered {exc.code}: {exc.message}", exc.code) from exc
-        except (ServerError, InvalidResponseError) as exc:
-            raise StoreUnavailable(f"{what}: the store failed ({exc})") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StoreUnavailable(f"{what}: the store at {self.endpoint} is unreachable ({exc.__class__.__name__})") from exc
+            return await loop.run_in_executor(self._requests, functools.partial(fn, *args, **kwargs))
+        except ParamValidationError:
+            raise  # our bug, not the store's answer
+        except (ClientError, BotoCoreError) as exc:
+            raise domain_error(what, exc, self.endpoint) from exc
 
     async def check(self) -> None:
-        exists = await self._run("check bucket", self._client.bucket_exists, self.bucket)
-        if not exists:
-            raise StoreError(f"bucket {self.bucket!r} does not exist", "NoSuchBucket")
+        try:
+            await self._call("check bucket", self._client.head_bucket, Bucket=self.bucket)
+        except StoreError as exc:
+            if exc.code in NOT_FOUND_CODES:
+                raise StoreError(f"bucket {self.bucket!r} does not exist", "NoSuchBucket") from exc
+            raise
 
     async def ensure_bucket(self) -> None:
-        if not await self._run("check bucket", self._client.bucket_exists, self.bucket):
-            await self._run("create bucket", self._client.make_bucket, self.bucket)
+        try:
+            await self.check()
+        except StoreError as exc:
+            if exc.code != "NoSuchBucket":
+                raise
+            try:
+                await self._call("create bucket", self._client.create_bucket, Bucket=self.bucket)
+            except StoreError as exc:
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
 
     async def start_multipart(self, key: str) -> str:
-        headers = {"x-amz-checksum-algorithm": "SHA256", "x-amz-checksum-type": "COMPOSITE"}
-        return await self._run(
+        answer = await self._call(
             "start multipart upload",
-            self._client._create_multipart_upload,  # noqa: SLF001 - not public in minio-py
-            self.bucket,
-            key,
-            headers,
+            self._client.create_multipart_upload,
+            Bucket=self.bucket,
+            Key=key,
+            ChecksumAlgorithm="SHA256",
+            ChecksumType="COMPOSITE",
         )
+        return answer["UploadId"]
 
-    def presign_upload_part(
-        self, key: str, upload_id: str, part_number: int, sha256_b64: str, expires: int
-    ) -> PresignedRequest:
-        headers = {"x-amz-checksum-sha256": sha256_b64}
-        url = sigv4.presign(
-            "PUT",
-            f"{self.public_endpoint}/{self.bucket}/{key}",
-            access_key=self._access_key,
-            secret_key=self._secret_key,
-            region=self._region,
-            expires=expires,
-            query={"partNumber": str(part_number), "uploadId": upload_id},
-            signed_headers=headers,
-        )
-        return PresignedRequest("PUT", url, headers, int(time.time()) + expires)
+    async def presign_upload_parts(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], expires: int
+    ) -> list[PresignedRequest]:
+        """Presign on the signing thread, PRESIGN_BATCH parts per job (see the module docs)."""
+        loop = asyncio.get_running_loop()
+        wanted = list(parts)
+        presigned: list[PresignedRequest] = []
+        for start in range(0, len(wanted), PRESIGN_BATCH):
+            batch = wanted[start : start + PRESIGN_BATCH]
+            presigned += await loop.run_in_executor(
+                self._signing, self._presign_batch, key, upload_id, batch, expires
+            )
+        return presigned
+
+    def _presign_batch(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], expires: int
+    ) -> list[PresignedRequest]:
+        # Taken before signing: the URLs' own expiry (signing time + expires) is never earlier.
+        expires_at = int(time.time()) + expires
+        return [
+            PresignedRequest(
+                "PUT",
+                # The checksum becomes a signed header: ChecksumAlgorithm stays out of the
+                # presign, and request_checksum_calculation="when_required" adds no CRC of
+                # botocore's own.
+                self._public.generate_presigned_url(
+                    "upload_part",
+                    Params={
+                        "Bucket": self.bucket,
+                        "Key": key,
+                        "UploadId": upload_id,
+                        "PartNumber": number,
+                        "ChecksumSHA256": sha256_b64,
+                    },
+                    ExpiresIn=expires,
+                    HttpMethod="PUT",
+                ),
+                {"x-amz-checksum-sha256": sha256_b64},
+                expires_at,
+            )
+            for number, sha256_b64 in parts
+        ]
 
     async def upload_part(
         self, key: str, upload_id: str, part_number: int, data: bytes, sha256_b64: str
     ) -> str:
-        return await self._run(
+        answer = await self._call(
             f"upload part {part_number}",
-            self._client._upload_part,  # noqa: SLF001
-            self.bucket,
-            key,
-            data,
-            {"x-amz-checksum-sha256": sha256_b64},
-            upload_id,
-            part_number,
+            self._client.upload_part,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=part_number,
+            Body=data,
+            ChecksumSHA256=sha256_b64,
         )
+        return answer["ETag"].strip('"')
 
-    def _list_parts_sync(self, key: str, upload_id: str) -> list[StoredPart]:
+    def _list_parts_blocking(self, key: str, upload_id: str) -> list[StoredPart]:
+        pages = self._client.get_paginator("list_parts").paginate(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PaginationConfig={"PageSize": self._list_page_size}
+        )
         parts: dict[int, StoredPart] = {}
-        marker = None
-        while True:
-            query = {"uploadId": upload_id, "max-parts": "1000"}
-            if marker:
-                query["part-number-marker"] = marker
-            response = self._client._execute("GET", self.bucket, key, query_params=query)  # noqa: SLF001
-            root = ET.fromstring(response.data)
-            for element in root.iter(S3_NS + "Part"):
-                number = int(_text(element, "PartNumber") or 0)
-                # A part sent twice is listed twice by some stores; the last one wins.
-                parts[number] = StoredPart(
-                    part_number=number,
-                    size=int(_text(element, "Size") or 0),
-                    etag=(_text(element, "ETag") or "").strip('"'),
-                    sha256_b64=_text(element, "ChecksumSHA256"),
+        for page in pages:
+            for part in page.get("Parts", []):
+                # A part sent twice is listed twice by some stores (the same bytes: see the contract).
+                parts[part["PartNumber"]] = StoredPart(
+                    part_number=part["PartNumber"],
+                    size=part["Size"],
+                    etag=part["ETag"].strip('"'),
+                    sha256_b64=part.get("ChecksumSHA256"),
                 )
-            if _text(root, "IsTruncated") != "true":
-                return sorted(parts.values(), key=lambda p: p.part_number)
-            marker = _text(root, "NextPartNumberMarker")
+        return sorted(parts.values(), key=lambda p: p.part_number)
 
     async def list_parts(self, key: str, upload_id: str) -> list[StoredPart]:
-        return await self._run("list parts", self._list_parts_sync, key, upload_id)
+        return await self._call("list parts", self._list_parts_blocking, key, upload_id)
 
-    def _complete_sync(self, key: str, upload_id: str, parts: list[CompletedPart]) -> None:
-        root = ET.Element("CompleteMultipartUpload", xmlns=S3_NS.strip("{}"))
-        for part in parts:
-            element = ET.SubElement(root, "Part")
-            ET.SubElement(element, "PartNumber").text = str(part.part_number)
-            ET.SubElement(element, "ETag").text = f'"{part.etag}"'
-            ET.SubElement(element, "ChecksumSHA256").text = part.sha256_b64
-        body = ET.tostring(root)
-        response = self._client._execute(  # noqa: SLF001
-            "POST",
-            self.bucket,
-            key,
-            body=body,
-            headers={
-                "Content-Type": "application/xml",
-                "Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
+    async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> str | None:
+        answer = await self._call(
+            "complete multipart upload",
+            self._client.complete_multipart_upload,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={
+                "Parts": [
+                    {"PartNumber": p.part_number, "ETag": f'"{p.etag}"', "ChecksumSHA256": p.sha256_b64}
+                    for p in parts
+                ]
             },
-            query_params={"uploadId": upload_id},
         )
-        # S3 may answer 200 with an <Error> body when completion fails late.
-        answer = ET.fromstring(response.data)
-        if answer.tag.endswith("Error"):
-            raise S3Error(
-                _text(answer, "Code") or "InternalError",
-                _text(answer, "Message") or "completion failed",
-                key,
-                None,
-                None,
-                response,
-                self.bucket,
-                key,
-            )
-
-    async def complete_multipart(
-        self, key: str, upload_id: str, parts: list[CompletedPart]
-    ) -> None:
-        await self._run("complete multipart upload", self._complete_sync, key, upload_id, parts)
+        return answer.get("ChecksumSHA256")
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         try:
-            await self._run(
+            await self._call(
                 "abort multipart upload",
-                self._client._abort_multipart_upload,  # noqa: SLF001
-                self.bucket,
-                key,
-                upload_id,
+                self._client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
             )
         except UploadNotFound:
             pass  # already gone: aborting is idempotent
 
     async def put_object(self, key: str, data: bytes, sha256_b64: str) -> None:
-        await self._run(
+        await self._call(
             "put object",
-            self._client._put_object,  # noqa: SLF001 - the public one cannot send a checksum
-            self.bucket,
-            key,
-            data,
-            {"x-amz-checksum-sha256": sha256_b64, "Content-Type": "application/octet-stream"},
+            self._client.put_object,
+            Bucket=self.bucket,
+            Key=key,
+            Body=data,
+            ChecksumSHA256=sha256_b64,
+            ContentType="application/octet-stream",
         )
 
     async def stat(self, key: str) -> StoredObject | None:
         try:
-            info = await self._run(
-                "stat object",
-                self._client.stat_object,
-                self.bucket,
-                key,
-                extra_headers={"x-amz-checksum-mode": "ENABLED"},
+            answer = await self._call(
+                "stat object", self._client.head_object, Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"
             )
         except StoreError as exc:
-            if exc.code in ("NoSuchKey", "ResponseCode.NoSuchKey", "NoSuchObject"):
+            if exc.code in NOT_FOUND_CODES:
                 return None
             raise
-        headers = {k.lower(): v for k, v in (info.metadata or {}).items()}
-        return StoredObject(key=key, size=info.size or 0, sha256_checksum=headers.get("x-amz-checksum-sha256"))
+        return StoredObject(key=key, size=answer["ContentLength"], sha256_checksum=answer.get("ChecksumSHA256"))
 
     async def delete(self, key: str) -> None:
-        await self._run("delete object", self._client.remove_object, self.bucket, key)
+        await self._call("delete object", self._client.delete_object, Bucket=self.bucket, Key=key)
 
     def presign_get(self, key: str, expires: int) -> str:
-        return self._client.get_presigned_url(
-            "GET", self.bucket, key, expires=timedelta(seconds=expires)
+        return self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
         )
+
+    async def close(self) -> None:
+        self._signing.shutdown(wait=False, cancel_futures=True)
+        self._requests.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+        if self._public is not self._client:
+            self._public.close()

@@ -12,26 +12,38 @@ from pathlib import Path
 import pytest
 
 from cdn.nginx import LocalCdn, start_local_cdn
-from gateway.app import make_store
+from gateway.http.app import make_store
 from gateway.config import Config
 from protocol.fingerprints import chunk_count, file_fingerprint, hex_to_b64
-from gateway.content import content_key
+from gateway.core.content import content_key
 from storage.base import CompletedPart
 from storage.embedded import free_port
 from storage.s3 import S3ObjectStore
-from tests.harness import BUCKET, gateway_config
+from tests.harness import BUCKET, CDN_ACCESS_KEY, CDN_SECRET_KEY, gateway_config
 
 __all__ = ["cdn", "cdn_config", "content_store", "put_content"]
 
 
 @pytest.fixture(scope="session")
 def cdn(store, tmp_path_factory) -> LocalCdn:
-    """nginx on a free port, checking URLs with the secret every test gateway signs with."""
-    secret = gateway_config(store, Path(os.devnull), 0).cdn_secret
-    env = {"GATEWAY_S3_ENDPOINT": store.endpoint, "GATEWAY_S3_BUCKET": BUCKET, "GATEWAY_CDN_SECRET": secret}
+    """nginx on a free port, checking URLs with the secret every test gateway signs with,
+    reading the store with its own read-only key."""
+    env = cdn_environment(store, gateway_config(store, Path(os.devnull), 0).cdn_secret)
     local = start_local_cdn(tmp_path_factory.mktemp("cdn"), env, free_port(), workers="2")
     yield local
     local.stop()
+
+
+def cdn_environment(store, cdn_secret: str, **overrides: str) -> dict[str, str]:
+    """What start_local_cdn needs: the gateway's settings and the tier's secrets."""
+    return {
+        "GATEWAY_S3_ENDPOINT": store.endpoint,
+        "GATEWAY_S3_BUCKET": BUCKET,
+        "GATEWAY_CDN_SECRET": cdn_secret,
+        "CDN_S3_ACCESS_KEY": CDN_ACCESS_KEY,
+        "CDN_S3_SECRET_KEY": CDN_SECRET_KEY,
+        **overrides,
+    }
 
 
 @pytest.fixture
@@ -56,7 +68,7 @@ async def put_content(store: S3ObjectStore, data: bytes, chunk_size: int = 8 * 1
         return fingerprint
     upload_id = await store.start_multipart(key)
     parts = []
-    for number, (chunk, digest) in enumerate(zip(chunks, digests), start=1):
+    for number, (chunk, digest) in enumerate(zip(chunks, digests, strict=True), start=1):
         etag = await store.upload_part(key, upload_id, number, chunk, hex_to_b64(digest))
         parts.append(CompletedPart(number, etag, hex_to_b64(digest)))
     await store.complete_multipart(key, upload_id, parts)

@@ -4,8 +4,9 @@ import aiohttp
 import pytest
 
 from storage.embedded import free_port
-from tests.harness import Api, Gateway, gateway_config, start_store
+from tests.harness import Api, Gateway, GatewayProcess, gateway_config, start_store
 from tests.cdn_fixtures import *  # noqa: F401,F403 - the CDN tier's fixtures
+from tests.core_fixtures import clock, core, memory_store  # noqa: F401 - the core on the in-memory store
 
 
 @pytest.fixture(scope="session")
@@ -22,18 +23,79 @@ def store(tmp_path_factory, gateway_port):
     embedded.stop()
 
 
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--engine",
+        action="append",
+        choices=ENGINES,
+        help="run the gateway tests on this metadata database engine (repeatable; default: both)",
+    )
+
+
+# Tests of what stands beside the gateway (the dbx client, packaging): the metadata database is
+# incidental to them, so they run on the default engine only.
+DEFAULT_ENGINE_ONLY = {"tests.test_client", "tests.test_deploy"}
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that starts a gateway runs once per database engine: SQLite and PostgreSQL."""
+    if "engine" in metafunc.fixturenames:
+        engines = metafunc.config.getoption("engine") or ENGINES
+        if metafunc.module.__name__ in DEFAULT_ENGINE_ONLY:
+            engines = [engine for engine in engines if engine == "sqlite"] or engines
+        metafunc.parametrize("engine", engines)
+
+
 @pytest.fixture
 def database_path(tmp_path):
     return tmp_path / "gateway.sqlite3"
 
 
+@pytest.fixture(scope="session")
+def postgres_template(postgres_cluster) -> str:
+    """A database migrated once; each test gets a copy of it (CREATE DATABASE ... TEMPLATE)."""
+    import asyncio
+
+    from gateway.db import Database, database_url
+
+    name = "gateway_template"
+    url = postgres_cluster.create_database(name)
+
+    async def migrate() -> None:
+        db = await Database.open(database_url(url, ""))
+        await db.close()
+
+    asyncio.run(migrate())
+    return name
+
+
 @pytest.fixture
-async def make_gateway(store, database_path, gateway_port):
-    """Start a gateway (a real app on a real port, a real SQLite file) with config overrides."""
+def database_url(engine, request) -> str:
+    """The metadata database of one test: "" (SQLite at database_path) or a fresh PostgreSQL database."""
+    if engine == "sqlite":
+        yield ""
+        return
+    import secrets
+
+    cluster = request.getfixturevalue("postgres_cluster")
+    template = request.getfixturevalue("postgres_template")
+    name = f"test_{secrets.token_hex(6)}"
+    url = cluster.create_database(name, template=template)
+    yield url
+    cluster.drop_database(name)
+
+
+@pytest.fixture
+async def make_gateway(store, database_path, database_url, gateway_port):
+    """Start a gateway (a real app on a real port, a real database of each engine) with config overrides."""
     started: list[Gateway] = []
 
     async def make(**overrides) -> Gateway:
         overrides.setdefault("port", gateway_port)
+        overrides.setdefault("database_url", database_url)
         gateway = Gateway(gateway_config(store, database_path, **overrides))
         await gateway.start()
         started.append(gateway)
@@ -42,6 +104,24 @@ async def make_gateway(store, database_path, gateway_port):
     yield make
     for gateway in started:
         await gateway.stop()
+
+
+@pytest.fixture
+async def make_gateway_process(store, database_path, database_url, tmp_path):
+    """Start ``python -m gateway`` processes on this test's database (each engine), on ports of their own."""
+    started: list[GatewayProcess] = []
+
+    async def make(**overrides) -> GatewayProcess:
+        overrides.setdefault("database_url", database_url)
+        port = overrides.pop("port", None) or free_port()
+        process = GatewayProcess(gateway_config(store, database_path, port, **overrides),
+                                 tmp_path / f"gateway-{len(started)}.log")
+        started.append(process)
+        return await process.start()
+
+    yield make
+    for process in started:
+        process.stop()
 
 
 @pytest.fixture
@@ -60,31 +140,33 @@ async def api(gateway, http) -> Api:
     return Api(http, gateway.url)
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    """A real Redis server for the shared permission cache."""
-    import shutil
-    import subprocess
-    import time
-
+@pytest.fixture
+def redis_url(redis_server):
+    """The shared cache's Redis, emptied for this test: user ids start at 1 in every test's database."""
     import redis
 
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is missing: ./dev test installs it (apt-get install redis-server)")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(10)
+    redis.Redis.from_url(redis_server).flushdb()
+    return redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real Redis server for the shared permission cache (deploy/redis_server.py: loopback, password)."""
+    from deploy.redis_server import LocalRedis
+
+    server = LocalRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One private PostgreSQL for the session (deploy/postgres.py), under /tmp where its user can reach it."""
+    import tempfile
+    from pathlib import Path
+
+    from deploy.postgres import UNSAFE_FAST, PostgresCluster
+
+    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="test-postgres-")), settings=UNSAFE_FAST).start()
+    yield cluster
+    cluster.destroy()

@@ -1,7 +1,12 @@
 """Real parts for the tests: a SeaweedFS store, the gateway on a real port, an HTTP client."""
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import os
 import secrets
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,19 +14,34 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.config import Config
 from storage.embedded import EmbeddedStore, free_port
 
 ACCESS_KEY = "testaccess"
 SECRET_KEY = "testsecret-" + secrets.token_hex(8)
 BUCKET = "test-content"
+# The CDN tier's read-only store key (tests/cdn_fixtures.py).
+CDN_ACCESS_KEY = "testcdn"
+CDN_SECRET_KEY = "testcdnsecret-" + secrets.token_hex(8)
 EVENTS_TOKEN = "events-" + secrets.token_hex(16)
 EVENTS_PATH = "/dropbox/v1/events/seaweedfs"
 
 
+def raw_s3(endpoint: str):
+    """The tests' own S3 client (boto3, not storage/), to see what the store really holds."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    config = BotoConfig(s3={"addressing_style": "path"}, request_checksum_calculation="when_required")
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                        region_name="us-east-1", config=config)
+
+
 def start_store(data_dir: Path, gateway_port: int | None = None) -> EmbeddedStore:
     webhook = f"http://127.0.0.1:{gateway_port}{EVENTS_PATH}" if gateway_port else None
+    # The web app's pages, served by the test gateway, PUT chunks to the store (CORS).
+    origins = (f"http://127.0.0.1:{gateway_port}",) if gateway_port else ()
     return EmbeddedStore(
         data_dir,
         ACCESS_KEY,
@@ -30,6 +50,8 @@ def start_store(data_dir: Path, gateway_port: int | None = None) -> EmbeddedStor
         s3_port=free_port(),
         webhook_url=webhook,
         webhook_token=EVENTS_TOKEN,
+        reader_keys=(CDN_ACCESS_KEY, CDN_SECRET_KEY),
+        cors_origins=origins,
     ).start()
 
 
@@ -64,10 +86,17 @@ class Gateway:
     app: web.Application | None = None
 
     @property
+    def core(self):
+        """The running app's domain core (gateway/core): its database, store, uploads, ..."""
+        from gateway.http.appkeys import CORE
+
+        return self.app[CORE]
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.config.port}"
 
-    async def start(self) -> "Gateway":
+    async def start(self) -> Gateway:
         self.app = create_app(self.config)
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
@@ -85,6 +114,49 @@ class Gateway:
 
 
 @dataclass
+class GatewayProcess:
+    """``python -m gateway`` in an OS process of its own, configured by GATEWAY_* variables as in production."""
+
+    config: Config
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.config.port}"
+
+    def environment(self) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("GATEWAY_")}
+        for setting in dataclasses.fields(Config):
+            value = getattr(self.config, setting.name)
+            env[f"GATEWAY_{setting.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
+
+    async def start(self) -> GatewayProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "gateway"], env=self.environment(),
+                                            stdout=log, stderr=subprocess.STDOUT)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the gateway exited with {self.process.returncode}: {self.log_path.read_text()}")
+                try:
+                    async with session.get(self.url + "/healthz") as response:
+                        if response.status == 200:
+                            return self
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"the gateway did not start: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
+        self.process = None
+
+
+@dataclass
 class Response:
     status: int
     body: Any
@@ -99,7 +171,7 @@ class Api:
         self.base_url = base_url
         self.token = token
 
-    def as_user(self, token: str | None) -> "Api":
+    def as_user(self, token: str | None) -> Api:
         return Api(self.session, self.base_url, token)
 
     async def request(self, method: str, path: str, *, json: Any = None, data: Any = None,
@@ -126,7 +198,7 @@ class Api:
     async def delete(self, path: str, **kwargs) -> Response:
         return await self.request("DELETE", path, **kwargs)
 
-    async def signup(self, username: str | None = None, password: str = "correct horse battery") -> "Api":
+    async def signup(self, username: str | None = None, password: str = "correct horse battery") -> Api:
         """Create a user, log in and return an Api acting as them."""
         username = username or "user-" + secrets.token_hex(4)
         created = await self.post(
@@ -161,8 +233,6 @@ def make_claim(data: bytes, chunk_size: int, file_name: str = "file.bin", file_t
 async def put_chunks(api: Api, file_id: str, data: bytes, chunk_size: int, indexes: list[int] | None = None,
                      parallel: int = 4) -> list[int]:
     """Send chunks straight to the store with the presigned URLs, in parallel; return the statuses."""
-    import asyncio
-
     body = {"chunks": indexes} if indexes is not None else None
     urls = await api.post(f"/dropbox/v1/files/{file_id}/upload-urls", json=body)
     assert urls.status == 200, urls.body

@@ -1,8 +1,16 @@
-"""The CDN tier: a real nginx in front of the real store, signed URLs from gateway/downloads.py."""
+"""The CDN tier: a real nginx in front of the real store, signed URLs from gateway/core/downloads.py.
+
+Whether an answer came from the cache is in the tier's access log only
+(contract v1.1, "CDN tier headers"): the tests read it there, by the answer's
+X-Request-Id.
+"""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
+import json
 import os
 import re
 import subprocess
@@ -15,12 +23,17 @@ import aiohttp
 import pytest
 import yarl
 
-from cdn.nginx import TEMPLATE_PATH, render
-from gateway.downloads import STORE_URL_GRACE, ascii_fallback, content_type, download_url, rfc5987_name, signature
+import boto3
+from botocore.client import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+from cdn.nginx import SECRETS, TEMPLATE_PATH, js_module, main_config, render, secret_environment, start_local_cdn
+from gateway.core.downloads import ascii_fallback, content_type, download_url, rfc5987_name, signature
 from protocol.fingerprints import EMPTY_FINGERPRINT
-from gateway.content import content_key
-from tests.cdn_fixtures import put_content
-from tests.harness import BUCKET
+from gateway.core.content import content_key
+from storage.embedded import free_port
+from tests.cdn_fixtures import cdn_environment, put_content
+from tests.harness import ACCESS_KEY, BUCKET, CDN_ACCESS_KEY, CDN_SECRET_KEY, SECRET_KEY, gateway_config
 
 MIB = 1024 * 1024
 SLICE = int(re.search(r"^\s*slice (\d+)m;", TEMPLATE_PATH.read_text(), re.M).group(1)) * MIB
@@ -31,7 +44,13 @@ async def fetch(http: aiohttp.ClientSession, url: str, *, exact: bool = True, me
     """(status, body, headers). ``exact`` sends the URL byte for byte; otherwise aiohttp re-encodes it."""
     target = yarl.URL(url, encoded=True) if exact else url
     async with http.request(method, target, headers=headers, allow_redirects=False) as response:
+        assert "X-Cache-Status" not in response.headers, "the cache status is for the access log only"
         return response.status, await response.read(), response.headers
+
+
+def cache_status(cdn, headers) -> str:
+    """HIT or MISS of one answer, from the tier's access log."""
+    return cdn.cache_status(headers["X-Request-Id"])
 
 
 def replace_arg(url: str, name: str, value: str | None) -> str:
@@ -73,25 +92,25 @@ async def cached_file(content_store, cdn_config, cdn, http):
     """A small file already in the CDN's cache, with a fresh URL for it."""
     data = os.urandom(4096)
     fingerprint = await put_content(content_store, data)
-    url, _ = download_url(cdn_config, content_store, fingerprint, "report.txt", "text/plain")
+    url, _ = download_url(cdn_config, fingerprint, "report.txt", "text/plain")
     status, body, headers = await fetch(http, url)
-    assert (status, body, headers["X-Cache-Status"]) == (200, data, "MISS")
+    assert (status, body, cache_status(cdn, headers)) == (200, data, "MISS")
     return fingerprint, data, url
 
 
 # --- through nginx -----------------------------------------------------------
 
 
-async def test_first_download_is_a_miss_then_a_hit_with_the_same_bytes(content_store, cdn_config, http):
+async def test_first_download_is_a_miss_then_a_hit_with_the_same_bytes(content_store, cdn_config, cdn, http):
     data = os.urandom(300_000)
     fingerprint = await put_content(content_store, data)
-    url, expires_at = download_url(cdn_config, content_store, fingerprint, "Quarterly report.pdf", "application/pdf")
+    url, expires_at = download_url(cdn_config, fingerprint, "Quarterly report.pdf", "application/pdf")
     assert expires_at - time.time() == pytest.approx(cdn_config.download_url_ttl, abs=2)
 
     first = await fetch(http, url)
     second = await fetch(http, url)
     assert first[0] == second[0] == 200
-    assert (first[2]["X-Cache-Status"], second[2]["X-Cache-Status"]) == ("MISS", "HIT")
+    assert (cache_status(cdn, first[2]), cache_status(cdn, second[2])) == ("MISS", "HIT")
     assert hashlib.sha256(first[1]).digest() == hashlib.sha256(second[1]).digest() == hashlib.sha256(data).digest()
 
     headers = second[2]
@@ -117,18 +136,16 @@ async def test_another_users_url_for_the_same_content_is_a_hit_on_one_cached_cop
     data = os.urandom(BIG)
     fingerprint = await put_content(content_store, data)
     before = all_cache_files(cdn)
-    owner_url, _ = download_url(cdn_config, content_store, fingerprint, "holiday.mov", "video/quicktime")
-    # Client headers are not forwarded (MinIO and S3 refuse a presigned GET that also carries Authorization).
+    owner_url, _ = download_url(cdn_config, fingerprint, "holiday.mov", "video/quicktime")
+    # Client headers are not forwarded (the store would take a client's Authorization for the tier's).
     status, body, headers = await fetch(http, owner_url, Authorization="Bearer x", Origin="https://a.example")
-    assert (status, headers["X-Cache-Status"], body == data) == (200, "MISS", True)
+    assert (status, cache_status(cdn, headers), body == data) == (200, "MISS", True)
 
     # Another user's file with the same bytes: another name, type and expiry, the same copy.
-    other_url, _ = download_url(
-        cdn_config, content_store, fingerprint, "copy.bin", "", now=int(time.time()) + 7
-    )
+    other_url, _ = download_url(cdn_config, fingerprint, "copy.bin", "", now=int(time.time()) + 7)
     assert other_url.split("?")[0] != owner_url.split("?")[0]
     status, body, headers = await fetch(http, other_url, Origin="https://elsewhere.example")
-    assert (status, headers["X-Cache-Status"], body == data) == (200, "HIT", True)
+    assert (status, cache_status(cdn, headers), body == data) == (200, "HIT", True)
     assert headers["Content-Type"] == "application/octet-stream"
     assert "filename*=UTF-8''copy.bin" in headers["Content-Disposition"]
 
@@ -140,7 +157,7 @@ async def test_concurrent_misses_fetch_each_slice_once(content_store, cdn_config
     data = os.urandom(SLICE + 1000)
     fingerprint = await put_content(content_store, data)
     before = all_cache_files(cdn)
-    urls = [download_url(cdn_config, content_store, fingerprint, f"file-{i}.bin", "")[0] for i in range(4)]
+    urls = [download_url(cdn_config, fingerprint, f"file-{i}.bin", "")[0] for i in range(4)]
     answers = await asyncio.gather(*(fetch(http, url) for url in urls))
     assert all(status == 200 and body == data for status, body, _ in answers)
     assert await cached_slices(cdn, fingerprint, len(data), {0, 1}) == {0, 1}
@@ -161,24 +178,31 @@ def tampered(url: str, how: str, other_fingerprint: str) -> str:
         "exp": lambda: replace_arg(url, "exp", str(exp + 1)),
         "exp-far": lambda: replace_arg(url, "exp", "9999999999"),
         "no-exp": lambda: replace_arg(url, "exp", None),
+        "exp-spelling": lambda: replace_arg(url, "exp", f"0{exp}"),
         "ascii-name": lambda: replace_arg(url, "ascii_name", "evil.exe"),
+        "no-ascii-name": lambda: replace_arg(url, "ascii_name", None),
         "type": lambda: replace_arg(url, "type", "text/html"),
+        "no-type": lambda: replace_arg(url, "type", None),
+        "sig-of-other-fields": lambda: replace_arg(
+            replace_arg(url, "type", "text/html"), "sig", signature("guessed-secret", exp, "/c/x", "report.txt", "text/html")
+        ),
+        "sig-truncated": lambda: replace_arg(url, "sig", sig[:-1]),
     }
     return changes[how]()
 
 
-@pytest.mark.parametrize(
-    "how",
-    ["other-content", "name", "name-spelling", "path-shape", "sig", "no-sig", "exp", "exp-far", "no-exp",
-     "ascii-name", "type"],
-)
+TAMPERINGS = ["other-content", "name", "name-spelling", "path-shape", "sig", "no-sig", "exp", "exp-far", "no-exp",
+              "exp-spelling", "ascii-name", "no-ascii-name", "type", "no-type", "sig-of-other-fields", "sig-truncated"]
+
+
+@pytest.mark.parametrize("how", TAMPERINGS)
 async def test_tampered_urls_are_refused_even_when_the_content_is_cached(
-    how, cached_file, content_store, cdn_config, http
+    how, cached_file, content_store, cdn_config, cdn, http
 ):
     fingerprint, data, url = cached_file
     other_data = os.urandom(1000)
     other = await put_content(content_store, other_data)
-    other_url, _ = download_url(cdn_config, content_store, other, "mine.txt", "text/plain")
+    other_url, _ = download_url(cdn_config, other, "mine.txt", "text/plain")
     assert (await fetch(http, other_url))[0] == 200  # the other content is cached too
 
     changed = tampered(url, how, other)
@@ -186,53 +210,86 @@ async def test_tampered_urls_are_refused_even_when_the_content_is_cached(
     for exact in (True, False):
         status, body, headers = await fetch(http, changed, exact=exact)
         assert status == 403, (changed, body)
-        assert b"invalid_download_url" in body
+        assert json.loads(body)["error"]["code"] == "invalid_download_url"
         assert data not in body and other_data not in body
         assert "Content-Disposition" not in headers
+        # Refused before the cache is looked at: nothing was served or fetched for it.
+        assert cdn.log_entries(headers["X-Request-Id"])[-1]["cache"] == ""
+        assert not cdn.log_entries(headers["X-Request-Id"], kind="store_fetch", timeout=0)
     # The untouched URL still works: the check refused the change, nothing else.
-    assert (await fetch(http, url))[2]["X-Cache-Status"] == "HIT"
+    status, _, headers = await fetch(http, url)
+    assert (status, cache_status(cdn, headers)) == (200, "HIT")
 
 
-async def test_an_expired_url_is_refused_even_when_the_content_is_cached(cached_file, content_store, cdn_config, http):
+async def test_an_expired_url_is_refused_even_when_the_content_is_cached(cached_file, cdn_config, http):
     fingerprint, data, _ = cached_file
     long_ago = int(time.time()) - cdn_config.download_url_ttl - 5
-    expired, expires_at = download_url(cdn_config, content_store, fingerprint, "report.txt", "text/plain", now=long_ago)
+    expired, expires_at = download_url(cdn_config, fingerprint, "report.txt", "text/plain", now=long_ago)
     assert expires_at < time.time()
     status, body, _ = await fetch(http, expired)
     assert status == 403
-    assert b"download_url_expired" in body and data not in body
+    assert json.loads(body)["error"]["code"] == "download_url_expired" and data not in body
+    # A URL that only looks expired is a forgery, and is told so.
+    status, body, _ = await fetch(http, replace_arg(expired, "sig", "A" * 43))
+    assert (status, json.loads(body)["error"]["code"]) == (403, "invalid_download_url")
 
 
 async def test_a_download_started_before_expiry_finishes_after_it(content_store, cdn_config, cdn, http):
     data = os.urandom(BIG)
     fingerprint = await put_content(content_store, data)
     # Valid for two more seconds.
-    url, expires_at = download_url(
-        cdn_config, content_store, fingerprint, "slow.bin", "", now=int(time.time()) + 2 - cdn_config.download_url_ttl
-    )
+    url, expires_at = download_url(cdn_config, fingerprint, "slow.bin", "", now=int(time.time()) + 2 - cdn_config.download_url_ttl)
     async with http.get(yarl.URL(url, encoded=True)) as response:
-        assert (response.status, response.headers["X-Cache-Status"]) == (200, "MISS")
-        received = await response.content.readexactly(MIB)
+        assert response.status == 200
+        request_id = response.headers["X-Request-Id"]
+        received = b""
         # A slow reader: the URL expires while the response is still being sent.
-        await asyncio.sleep(max(0.0, expires_at - time.time()) + 1.5)
-        received += await response.read()
+        while chunk := await response.content.read(512 * 1024):
+            received += chunk
+            await asyncio.sleep(0.1)
+    assert time.time() > expires_at + 1
     assert hashlib.sha256(received).digest() == hashlib.sha256(data).digest()
+    assert cdn.cache_status(request_id) == "MISS"
     assert await cached_slices(cdn, fingerprint, BIG, {0, 1, 2}) == {0, 1, 2}
     # New requests with it are refused, even for what is cached.
     assert (await fetch(http, url))[0] == 403
 
 
+async def test_each_slice_of_a_miss_is_a_store_request_of_its_own_signed_as_it_goes_out(
+    content_store, cdn_config, cdn, http
+):
+    """A signature made once per download would go stale on a long miss (SigV4 allows 15 minutes
+    of clock skew): every slice is its own request to the store fetcher, signed there."""
+    data = os.urandom(BIG)
+    fingerprint = await put_content(content_store, data)
+    url, _ = download_url(cdn_config, fingerprint, "sliced.bin", "")
+    before = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 1))
+    status, body, headers = await fetch(http, url)
+    after = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + 1))
+    assert (status, body == data) == (200, True)
+    fetches = cdn.log_entries(headers["X-Request-Id"], kind="store_fetch")
+    assert [(f["range"], f["status"], f["store_status"]) for f in fetches] == [
+        (f"bytes={i * SLICE}-{(i + 1) * SLICE - 1}", 206, "206") for i in range(3)
+    ]
+    assert len({f["fetch_id"] for f in fetches}) == 3
+    assert all(before <= f["signed_at"] <= after for f in fetches)
+    # A hit asks the store nothing.
+    status, _, headers = await fetch(http, url)
+    assert (status, cache_status(cdn, headers)) == (200, "HIT")
+    assert not cdn.log_entries(headers["X-Request-Id"], kind="store_fetch", timeout=0.3)
+
+
 async def test_range_requests_on_a_miss_fetch_only_their_slices(content_store, cdn_config, cdn, http):
     data = os.urandom(BIG)
     fingerprint = await put_content(content_store, data)
-    url, _ = download_url(cdn_config, content_store, fingerprint, "big.bin", "")
+    url, _ = download_url(cdn_config, fingerprint, "big.bin", "")
 
-    async def ranged(header: str, first: int, last: int, cache_status: str) -> None:
+    async def ranged(header: str, first: int, last: int, cached: str) -> None:
         status, body, headers = await fetch(http, url, Range=header)
         assert status == 206, body[:200]
         assert headers["Content-Range"] == f"bytes {first}-{last}/{BIG}"
         assert body == data[first : last + 1]
-        assert headers["X-Cache-Status"] == cache_status
+        assert cache_status(cdn, headers) == cached
 
     middle = SLICE + 12345
     await ranged(f"bytes={middle}-{middle + 999}", middle, middle + 999, "MISS")
@@ -247,40 +304,40 @@ async def test_range_requests_on_a_miss_fetch_only_their_slices(content_store, c
     await ranged(f"bytes={BIG - 5}-", BIG - 5, BIG - 1, "HIT")
     await ranged("bytes=-100", BIG - 100, BIG - 1, "HIT")
     status, body, headers = await fetch(http, url)
-    assert (status, headers["X-Cache-Status"]) == (200, "HIT")
+    assert (status, cache_status(cdn, headers)) == (200, "HIT")
     assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
 
 
-async def test_a_range_on_a_cold_open_end_and_past_the_end(content_store, cdn_config, http):
+async def test_a_range_on_a_cold_open_end_and_past_the_end(content_store, cdn_config, cdn, http):
     data = os.urandom(SLICE + 5000)
     fingerprint = await put_content(content_store, data)
-    url, _ = download_url(cdn_config, content_store, fingerprint, "tail.bin", "")
+    url, _ = download_url(cdn_config, fingerprint, "tail.bin", "")
     status, body, headers = await fetch(http, url, Range=f"bytes={SLICE + 10}-")
-    assert (status, headers["X-Cache-Status"], body) == (206, "MISS", data[SLICE + 10 :])
+    assert (status, cache_status(cdn, headers), body) == (206, "MISS", data[SLICE + 10 :])
     status, body, headers = await fetch(http, url, Range=f"bytes={4 * SLICE}-")
     assert status == 416
     assert headers["Content-Range"] == f"bytes */{len(data)}"
 
 
-async def test_a_whole_multi_slice_file_on_a_miss(content_store, cdn_config, http):
+async def test_a_whole_multi_slice_file_on_a_miss(content_store, cdn_config, cdn, http):
     data = os.urandom(BIG)
     fingerprint = await put_content(content_store, data)
-    url, _ = download_url(cdn_config, content_store, fingerprint, "whole.bin", "")
+    url, _ = download_url(cdn_config, fingerprint, "whole.bin", "")
     status, body, headers = await fetch(http, url, exact=False)
-    assert (status, headers["X-Cache-Status"], len(body)) == (200, "MISS", BIG)
+    assert (status, cache_status(cdn, headers), len(body)) == (200, "MISS", BIG)
     assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
     status, body, headers = await fetch(http, url, method="HEAD")
     assert (status, body, headers["Content-Length"]) == (200, b"", str(BIG))
 
 
-async def test_an_empty_file(content_store, cdn_config, http):
+async def test_an_empty_file(content_store, cdn_config, cdn, http):
     fingerprint = await put_content(content_store, b"")
     assert fingerprint == EMPTY_FINGERPRINT
-    url, _ = download_url(cdn_config, content_store, fingerprint, "empty.txt", "text/plain")
+    url, _ = download_url(cdn_config, fingerprint, "empty.txt", "text/plain")
     first = await fetch(http, url)
     second = await fetch(http, url)
     assert [(s, b) for s, b, _ in (first, second)] == [(200, b""), (200, b"")]
-    assert second[2]["X-Cache-Status"] == "HIT"
+    assert cache_status(cdn, second[2]) == "HIT"
     assert second[2]["Content-Type"] == "text/plain"
 
 
@@ -301,7 +358,7 @@ async def test_an_empty_file(content_store, cdn_config, http):
 )
 async def test_any_unicode_name_arrives_intact_and_cannot_inject_headers(name, cached_file, content_store, cdn_config, http):
     fingerprint, data, _ = cached_file
-    url, _ = download_url(cdn_config, content_store, fingerprint, name, "text/plain")
+    url, _ = download_url(cdn_config, fingerprint, name, "text/plain")
     # Clients re-encode URLs their own way (aiohttp does): both must pass the check.
     for exact in (True, False):
         status, body, headers = await fetch(http, url, exact=exact)
@@ -317,21 +374,54 @@ async def test_any_unicode_name_arrives_intact_and_cannot_inject_headers(name, c
         assert response.read() == data
 
 
-async def test_the_store_sees_only_the_presigned_get(cached_file, content_store, cdn_config, http):
-    # A URL whose store part was altered is refused on a miss: nginx has no other access.
-    data = os.urandom(2000)
+def test_a_download_url_holds_nothing_but_the_edge_signature(cdn_config):
+    url, expires_at = download_url(cdn_config, "ab" * 32, "report.pdf", "application/pdf")
+    query = urlsplit(url).query
+    assert [arg.split("=", 1)[0] for arg in query.split("&")] == ["exp", "ascii_name", "type", "sig"]
+    assert "amz" not in url.lower() and "credential" not in url.lower()
+    for secret in (ACCESS_KEY, SECRET_KEY, CDN_ACCESS_KEY, CDN_SECRET_KEY, cdn_config.cdn_secret):
+        assert secret not in url
+    assert urlsplit(url).netloc == urlsplit(cdn_config.cdn_url).netloc
+
+
+async def test_the_access_log_has_the_cache_status_and_request_id_but_no_query(cached_file, cdn, http):
+    fingerprint, _, url = cached_file
+    status, _, headers = await fetch(http, url, Range="bytes=0-9")
+    assert status == 206
+    entry = cdn.log_entries(headers["X-Request-Id"])[-1]
+    assert entry["cache"] == "HIT" and entry["status"] == 206 and entry["range"] == "bytes=0-9"
+    assert entry["path"] == urlsplit(url).path.replace("%25", "%")  # decoded once, as nginx sees it
+    assert re.fullmatch(r"[0-9a-f]{32}", entry["request_id"])
+    # Nothing of a URL's query (exp and sig are live credentials) in any line.
+    text = cdn.access_log_path.read_text()
+    assert "sig=" not in text and "exp=" not in text and "ascii_name" not in text
+    assert re.search(r"sig=([^&]+)", url)[1] not in text
+
+
+async def test_a_cdn_whose_store_key_is_wrong_answers_502_and_caches_nothing(
+    cached_file, content_store, cdn_config, store, tmp_path, http
+):
+    data = os.urandom(3000)
     fingerprint = await put_content(content_store, data)
-    url, _ = download_url(cdn_config, content_store, fingerprint, "x.bin", "")
-    broken = re.sub(r"X-Amz-Signature=[0-9a-f]", "X-Amz-Signature=g", url)
-    status, body, _ = await fetch(http, broken)
-    assert status == 403 and b"invalid_download_url" in body and BUCKET.encode() not in body
-    # The refusal was not cached: the proper URL is a miss that succeeds.
-    status, body, headers = await fetch(http, url)
-    assert (status, body, headers["X-Cache-Status"]) == (200, data, "MISS")
+    env = cdn_environment(store, cdn_config.cdn_secret, CDN_S3_SECRET_KEY="not-the-key")
+    wrong = start_local_cdn(tmp_path / "cdn", env, free_port(), workers="1")
+    try:
+        url, _ = download_url(cdn_config, fingerprint, "x.bin", "")
+        moved = url.replace(cdn_config.cdn_url, wrong.url)
+        status, body, headers = await fetch(http, moved)
+        assert (status, json.loads(body)["error"]["code"]) == (502, "store_refused")
+        assert BUCKET.encode() not in body and b"<" not in body
+        assert [f["store_status"] for f in wrong.log_entries(headers["X-Request-Id"], kind="store_fetch")] == ["403"]
+        assert not [p for p in wrong.cache_dir.rglob("*") if p.is_file()]
+    finally:
+        wrong.stop()
+    # The URL was fine: the tier with the right key serves it.
+    status, body, _ = await fetch(http, url)
+    assert (status, body) == (200, data)
 
 
-async def test_content_missing_from_the_store_is_404(content_store, cdn_config, http):
-    url, _ = download_url(cdn_config, content_store, "ab" * 32, "ghost.txt", "")
+async def test_content_missing_from_the_store_is_404(cdn_config, http):
+    url, _ = download_url(cdn_config, "ab" * 32, "ghost.txt", "")
     status, body, _ = await fetch(http, url)
     assert status == 404 and b"not_found" in body
 
@@ -343,6 +433,31 @@ async def test_only_get_and_head_and_only_download_paths(cached_file, cdn, http)
     assert (await fetch(http, f"{cdn.url}/"))[0] == 404
     assert (await fetch(http, f"{cdn.url}/{BUCKET}/content/x"))[0] == 404
     assert (await fetch(http, f"{cdn.url}/healthz"))[0] == 200
+
+
+async def test_the_store_refuses_the_cdn_key_everything_but_reading_objects(cached_file, store):
+    """The tier's key reads content; it cannot write, delete, list or reach another bucket."""
+    fingerprint, data, _ = cached_file
+    key = content_key(fingerprint)
+    reader = boto3.client(
+        "s3", endpoint_url=store.endpoint, aws_access_key_id=CDN_ACCESS_KEY, aws_secret_access_key=CDN_SECRET_KEY,
+        region_name="us-east-1", config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    assert reader.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
+    attempts = {
+        "overwrite": lambda: reader.put_object(Bucket=BUCKET, Key=key, Body=b"evil"),
+        "put": lambda: reader.put_object(Bucket=BUCKET, Key="content/new", Body=b"evil"),
+        "delete": lambda: reader.delete_object(Bucket=BUCKET, Key=key),
+        "list": lambda: reader.list_objects_v2(Bucket=BUCKET, Prefix="content/"),
+        "make bucket": lambda: reader.create_bucket(Bucket="cdn-made-this"),
+        "bucket policy": lambda: reader.put_bucket_policy(Bucket=BUCKET, Policy='{"Version": "2012-10-17", "Statement": []}'),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(ClientError) as refused:
+            attempt()
+        error = refused.value.response
+        assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == ("AccessDenied", 403), name
+    assert reader.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data  # neither the delete nor the overwrite happened
 
 
 async def test_the_store_refuses_anonymous_reads(cached_file, content_store, store, http):
@@ -362,32 +477,30 @@ async def test_the_store_refuses_anonymous_reads(cached_file, content_store, sto
 # --- URL building, no nginx ----------------------------------------------------
 
 
-def test_download_url_shape(cdn_config, content_store):
+def test_download_url_shape(cdn_config):
     fingerprint = "ab" * 32
     now = int(time.time())
-    url, expires_at = download_url(cdn_config, content_store, fingerprint, "a (1).txt", "Text/Plain; charset=utf-8", now=now)
+    url, expires_at = download_url(cdn_config, fingerprint, "a (1).txt", "Text/Plain; charset=utf-8", now=now)
     assert expires_at == now + cdn_config.download_url_ttl
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}" == cdn_config.cdn_url
     assert parts.path == f"/c/{fingerprint}/a%2520%25281%2529.txt"
     expected_sig = signature(cdn_config.cdn_secret, expires_at, f"/c/{fingerprint}/a%20%281%29.txt", "a_1.txt", "text/plain")
-    ours, _, store_query = parts.query.partition("&X-Amz-")
-    assert ours == f"exp={expires_at}&ascii_name=a_1.txt&type=text/plain&sig={expected_sig}"
-    # The rest is the store's presigned GET of the content, for nginx to finish late downloads with.
-    assert f"X-Amz-Expires={cdn_config.download_url_ttl + STORE_URL_GRACE}" in "X-Amz-" + store_query
-    assert "X-Amz-Signature=" in store_query
+    assert parts.query == f"exp={expires_at}&ascii_name=a_1.txt&type=text/plain&sig={expected_sig}"
 
 
-def test_download_url_refuses_what_is_not_a_fingerprint(cdn_config, content_store):
+def test_download_url_refuses_what_is_not_a_fingerprint(cdn_config):
     for bad in ("AB" * 32, "ab" * 31, "../" + "a" * 61, ""):
         with pytest.raises(ValueError):
-            download_url(cdn_config, content_store, bad, "x", "")
+            download_url(cdn_config, bad, "x", "")
 
 
-def test_signature_depends_on_every_field():
+def test_signature_is_an_hmac_sha256_over_every_field():
     base = dict(secret="s", expires_at=1, path="/c/x/n", ascii_name="n", mime="a/b")
     reference = signature(**base)
-    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", reference)
+    digest = hmac.new(b"s", b"dropbox-cdn-download-v1\n1\n/c/x/n\nn\na/b", hashlib.sha256).digest()
+    assert reference == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", reference)
     for field, value in [("secret", "t"), ("expires_at", 2), ("path", "/c/x/m"), ("ascii_name", "m"), ("mime", "a/c")]:
         assert signature(**{**base, field: value}) != reference
     # Fields cannot slide into each other.
@@ -441,10 +554,13 @@ def test_rfc5987_name():
 SETTINGS = {
     "CDN_LISTEN": "8081",
     "CDN_STORE_HOST": "minio:9000",
+    "CDN_STORE_REGION": "us-east-1",
+    "CDN_STORE_FETCHER": "unix:/run/cdn/store-fetcher.sock",
+    "CDN_NJS_DIR": "/etc/nginx/njs",
     "CDN_CACHE_DIR": "/var/cache/nginx/cdn",
     "CDN_CACHE_MAX_SIZE": "10g",
+    "CDN_ACCESS_LOG": "/dev/stdout",
     "GATEWAY_S3_BUCKET": "dropbox-content",
-    "GATEWAY_CDN_SECRET": "s3cr3t-Value_x",
 }
 
 
@@ -452,17 +568,49 @@ def test_render_fills_our_settings_and_keeps_nginx_variables():
     rendered = render(SETTINGS)
     assert not re.search(r"\$\{[A-Z]", rendered)
     assert "server minio:9000;" in rendered
-    assert '"s3cr3t-Value_x\\n$secure_link_expires' in rendered
-    for variable in ("$slice_range", "$uri", "$arg_type", "$fingerprint", "$upstream_cache_status"):
+    assert "listen unix:/run/cdn/store-fetcher.sock;" in rendered
+    assert "set $store_path /dropbox-content/content/$fingerprint;" in rendered
+    for variable in ("$slice_range", "$uri", "$arg_type", "$fingerprint", "$upstream_cache_status", "$request_id"):
         assert variable in rendered
 
 
+def test_the_template_holds_no_secret_and_sends_no_cache_status():
+    template = TEMPLATE_PATH.read_text()
+    code = "\n".join(line for line in template.splitlines() if not line.lstrip().startswith("#"))
+    for name in SECRETS:
+        assert name not in code, f"{name} belongs in nginx's environment, not its configuration"
+    assert "X-Cache-Status" not in code and "secure_link" not in code
+    # The cache status goes to the log, and only there.
+    assert re.search(r'"cache":"\$upstream_cache_status"', code)
+    # What signing.js reads from the environment is what the main configurations pass on.
+    njs = (TEMPLATE_PATH.parent / "signing.js").read_text()
+    assert set(re.findall(r"process\.env\.([A-Z0-9_]+)", njs)) == set(SECRETS)
+    compose_main = (TEMPLATE_PATH.parent / "nginx.main.conf").read_text()
+    assert set(re.findall(r"^env ([A-Z0-9_]+);", compose_main, re.M)) == set(SECRETS)
+    assert set(re.findall(r"^env ([A-Z0-9_]+);", main_config(Path("/x"), "1", "/m.so"), re.M)) == set(SECRETS)
+
+
 def test_render_refuses_missing_or_unsafe_settings():
-    with pytest.raises(ValueError, match="GATEWAY_CDN_SECRET"):
-        render({k: v for k, v in SETTINGS.items() if k != "GATEWAY_CDN_SECRET"})
+    with pytest.raises(ValueError, match="GATEWAY_S3_BUCKET"):
+        render({k: v for k, v in SETTINGS.items() if k != "GATEWAY_S3_BUCKET"})
     for bad in ('a"b', "a$b", "a b", "a;b", "a\\b", "a\nb", "ab\n", "a{b}"):
         with pytest.raises(ValueError):
-            render({**SETTINGS, "GATEWAY_CDN_SECRET": bad})
+            render({**SETTINGS, "GATEWAY_S3_BUCKET": bad})
+
+
+def test_the_local_cdn_needs_its_secrets_and_keeps_them_out_of_its_files(cdn, store, tmp_path):
+    env = cdn_environment(store, "x")
+    for name in SECRETS:
+        with pytest.raises(ValueError, match=name):
+            start_local_cdn(tmp_path / name, {**env, name: ""}, free_port())
+    written = {path.name: path.read_text() for path in cdn.state_dir.glob("*.conf")}
+    assert set(written) == {"cdn.conf", "nginx.conf"}
+    for secret in (gateway_config(store, Path(os.devnull), 0).cdn_secret, CDN_SECRET_KEY):
+        assert not [name for name, text in written.items() if secret in text]
+    assert (cdn.state_dir.stat().st_mode & 0o777) == 0o700
+    # nginx's environment is the three secrets and nothing else (its master process writes its
+    # title over /proc/<pid>/environ, so this is checked where the environment is made).
+    assert secret_environment({**env, "GATEWAY_S3_SECRET_KEY": "s", "PATH": "/bin"}) == {n: env[n] for n in SECRETS}
 
 
 def test_the_nginx_images_envsubst_renders_it_the_same():
@@ -479,14 +627,17 @@ def test_the_nginx_images_envsubst_renders_it_the_same():
 
 
 def test_nginx_accepts_the_rendered_configuration(tmp_path):
-    settings = {**SETTINGS, "CDN_STORE_HOST": "127.0.0.1:9", "CDN_CACHE_DIR": str(tmp_path / "cache")}
+    settings = {
+        **SETTINGS,
+        "CDN_STORE_HOST": "127.0.0.1:9",
+        "CDN_STORE_FETCHER": f"unix:{tmp_path}/fetcher.sock",
+        "CDN_NJS_DIR": str(TEMPLATE_PATH.parent),
+        "CDN_CACHE_DIR": str(tmp_path / "cache"),
+        "CDN_ACCESS_LOG": str(tmp_path / "access.log"),
+    }
     (tmp_path / "cdn.conf").write_text(render(settings))
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
-        f"http {{\n    proxy_temp_path {tmp_path}/proxy;\n    client_body_temp_path {tmp_path}/body;\n"
-        f"    fastcgi_temp_path {tmp_path}/f;\n    uwsgi_temp_path {tmp_path}/u;\n    scgi_temp_path {tmp_path}/s;\n"
-        f"    include {tmp_path}/cdn.conf;\n}}\n"
-    )
+    (tmp_path / "nginx.conf").write_text(main_config(tmp_path, "1", js_module()))
+    (tmp_path / "temp").mkdir()
     result = subprocess.run(
         ["/usr/sbin/nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"],
         capture_output=True,

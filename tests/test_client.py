@@ -23,7 +23,7 @@ import jwt
 import pytest
 
 from protocol.fingerprints import fingerprint_stream
-from gateway.content import content_key
+from gateway.core.content import content_key
 from storage.embedded import free_port
 from tests.harness import Api
 
@@ -78,10 +78,10 @@ class Dbx:
         process = await self.start(*args, env=env, stdin=stdin)
         try:
             out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             out, err = await process.communicate()
-            raise AssertionError(f"dbx {' '.join(args)} did not finish in {timeout}s:\n{err.decode()[-3000:]}")
+            raise AssertionError(f"dbx {' '.join(args)} did not finish in {timeout}s:\n{err.decode()[-3000:]}") from None
         return Run(process.returncode, out.decode(), err.decode())
 
     async def login(self, username: str, password: str = PASSWORD) -> Run:
@@ -111,21 +111,13 @@ def fingerprint_of(path: Path, chunk_size: int = CHUNK) -> str:
 
 async def stored_sha256(gateway, fingerprint: str) -> str:
     """SHA-256 of the object in the store, read with the gateway's credentials (not through the gateway)."""
-    from minio import Minio
-
-    from tests.harness import ACCESS_KEY, BUCKET, SECRET_KEY
-
-    client = Minio(gateway.config.s3_endpoint.split("//")[1], ACCESS_KEY, SECRET_KEY, secure=False)
+    from tests.harness import BUCKET, raw_s3
 
     def read() -> str:
-        response = client.get_object(BUCKET, content_key(fingerprint))
+        body = raw_s3(gateway.config.s3_endpoint).get_object(Bucket=BUCKET, Key=content_key(fingerprint))["Body"]
         digest = hashlib.sha256()
-        try:
-            for piece in response.stream(MIB):
-                digest.update(piece)
-        finally:
-            response.close()
-            response.release_conn()
+        for piece in body.iter_chunks(MIB):
+            digest.update(piece)
         return digest.hexdigest()
 
     return await asyncio.to_thread(read)
@@ -144,7 +136,7 @@ async def stack(make_gateway):
     return await make_gateway(chunk_size=CHUNK)
 
 
-async def logged_in(gateway_url: str, http, tmp_path) -> "Dbx":
+async def logged_in(gateway_url: str, http, tmp_path) -> Dbx:
     """A user made through the API, logged in with `dbx login`."""
     api = await Api(http, gateway_url).signup(password=PASSWORD)
     dbx = Dbx(tmp_path, gateway_url)
@@ -186,6 +178,8 @@ async def test_signup_stores_a_private_token_and_whoami_uses_it(stack, tmp_path)
     me = await dbx("whoami", "--json")
     assert me.rc == 0, me
     assert me.json()["username"] == name
+    assert me.json()["used_bytes"] == 0 and me.json()["quota_bytes"] > 0
+    assert "used 0 B of " in (await dbx("whoami")).stdout
 
     out = await dbx("logout")
     assert out.rc == 0, out
@@ -243,7 +237,7 @@ async def test_not_logged_in_and_expired_token_say_run_dbx_login(stack, user, tm
     now = int(time.time())
     expired = jwt.encode(
         {"sub": str(user.api.user_id), "username": user.api.username, "iat": now - 100, "exp": now - 10,
-         "iss": "dropbox-gateway"},
+         "iss": "dropbox-gateway", "jti": "an-old-token", "gen": 0},
         stack.config.jwt_secret, algorithm="HS256",
     )
     creds = user.config_home / "dbx" / "credentials.json"
@@ -715,3 +709,70 @@ async def test_share_ls_shared_unshare_and_rm(cdn_stack, cdn_user, http, tmp_pat
     missing = await alice("rm", file_id)
     assert missing.rc == 6 and "not found" in missing.stderr, missing
     no_traceback(missing)
+
+
+# -- sessions against the real gateway (issue 14, item 3; contract v1.1) -------------------------
+
+
+def stored_token(dbx: Dbx, server: str) -> str:
+    data = json.loads((dbx.config_home / "dbx" / "credentials.json").read_text())
+    return data["servers"][server]["access_token"]
+
+
+async def test_dbx_logout_ends_the_session_on_the_gateway(stack, user, http):
+    token = stored_token(user, stack.url)
+    run = await user("logout", "--json")
+    assert run.rc == 0, run
+    assert run.json()["session"] == "ended"
+    revoked = await Api(http, stack.url, token).get("/dropbox/v1/users/me")
+    assert revoked.status == 401 and revoked.body["error"]["code"] == "token_revoked"
+    assert (await user("whoami")).rc == 5
+
+
+async def test_a_session_ended_elsewhere_says_so(stack, user, http):
+    """The token is revoked by another client of the same session: dbx says the session ended (exit 5)."""
+    assert (await Api(http, stack.url, stored_token(user, stack.url)).delete("/dropbox/v1/tokens/current")).status == 204
+    run = await user("whoami")
+    assert run.rc == 5, run
+    assert "dbx login" in run.stderr
+    no_traceback(run)
+    again = await user("logout", "--json")
+    assert again.rc == 0 and again.json()["session"] == "already ended", again
+
+
+async def test_dbx_passwd_changes_the_password_and_ends_every_other_session(stack, user, http, tmp_path):
+    other = Dbx(tmp_path / "laptop", stack.url)
+    await other.login(user.api.username)
+    old_token = stored_token(user, stack.url)
+    new_password = "a brand new password"
+    run = await user("passwd", "--password-stdin", "--json", stdin=f"{PASSWORD}\n{new_password}\n".encode())
+    assert run.rc == 0, run
+    assert run.json()["password_changed"] is True and run.json()["logged_in"] is True
+    assert stored_token(user, stack.url) != old_token
+    assert (await user("whoami")).rc == 0, "logged in again with the new password"
+    ended = await other("whoami")
+    assert ended.rc == 5, ended
+    old = await Api(http, stack.url).post("/dropbox/v1/tokens", json={"username": user.api.username, "password": PASSWORD})
+    assert old.status == 401
+    await other.login(user.api.username, new_password)
+
+
+async def test_dbx_passwd_with_a_wrong_current_password_changes_nothing(stack, user):
+    run = await user("passwd", "--password-stdin", stdin=b"not my password\na brand new password\n")
+    assert run.rc == 4, run  # a wrong password, as for `dbx login`
+    assert "current password is wrong" in run.stderr
+    no_traceback(run)
+    assert (await user("whoami")).rc == 0
+    await user.login(user.api.username, PASSWORD)
+
+
+async def test_dbx_login_is_throttled_after_wrong_passwords(make_gateway, http, tmp_path):
+    gateway = await make_gateway(chunk_size=CHUNK, login_failures=2)
+    api = await Api(http, gateway.url).signup(password=PASSWORD)
+    dbx = Dbx(tmp_path, gateway.url)
+    for _ in range(2):
+        assert (await dbx("login", api.username, env={"DBX_PASSWORD": "a wrong password"})).rc == 4
+    run = await dbx("login", api.username, env={"DBX_PASSWORD": PASSWORD})
+    assert run.rc == 11, run
+    assert "try again" in run.stderr.lower() or "retry" in run.stderr.lower() or "minute" in run.stderr.lower()
+    no_traceback(run)

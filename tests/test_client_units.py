@@ -504,7 +504,7 @@ def test_link_table_aligns_its_columns_and_puts_the_url_last():
     assert lines[1].split() == ["l1", "2026-11-25", "10:00", "UTC", "never", "no", "3", "http://gw/s/abc"]
     assert lines[2].split() == ["link-22", "2026-11-25", "10:00", "UTC", "2026-12-02", "10:00", "UTC", "yes", "0",
                                 "http://gw/s/defghi"]
-    assert len({line.index(word) for line, word in zip(lines, ("URL", "http", "http"))}) == 1  # aligned
+    assert len({line.index(word) for line, word in zip(lines, ("URL", "http", "http"), strict=True)}) == 1  # aligned
 
 
 def test_link_summary_and_times():

@@ -1,30 +1,126 @@
-"""The metadata database: migrations, WAL, foreign keys, on a real SQLite file."""
+"""The metadata database: Alembic migrations, WAL, foreign keys, on a real SQLite file."""
 from __future__ import annotations
 
+import asyncio
+import secrets
 import sqlite3
+from pathlib import Path
 
-from gateway.db import Database, migrations
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy.exc import IntegrityError
+
+from gateway.db import Database, database_url
+from gateway.db.migrate import alembic_config
+
+# The schema exactly as the first release wrote it (the SQL file 0001_initial.sql, PRAGMA user_version 1).
+LEGACY_0001 = (Path(__file__).parent / "fixtures" / "legacy_0001_initial.sql").read_text()
+# And what the second one added (0002_shares_newest_first.sql).
+LEGACY_0002 = """
+CREATE INDEX shares_by_user_newest ON shares (user_id, created_at DESC, file_id DESC);
+DROP INDEX shares_by_user;
+"""
 
 
-def test_migrations_are_numbered_one_after_another():
-    assert [version for version, _, _ in migrations()] == list(range(1, len(migrations()) + 1))
+def revisions() -> list[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
-async def test_an_older_database_is_migrated_forward_and_keeps_its_rows(tmp_path):
+def test_revisions_are_numbered_in_order_in_a_single_line():
+    # Numbers may skip one that a branch in flight holds (its merge chains it in); never go back.
+    found = revisions()
+    assert found[0] == "0001" and all(name.isdigit() and len(name) == 4 for name in found)
+    assert found == sorted(found, key=int) and len(set(found)) == len(found)
+    assert len(ScriptDirectory.from_config(alembic_config()).get_heads()) == 1
+
+
+def make_legacy(path: Path, version: int) -> None:
+    """A database as the release that counted ``version`` in PRAGMA user_version left it."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(LEGACY_0001 + (LEGACY_0002 if version >= 2 else "") + f"\nPRAGMA user_version = {version};")
+        conn.execute("INSERT INTO users (username, email, password_hash, created_at) VALUES ('Old', 'o@x.io', 'h', 't')")
+
+
+async def open_sqlite(path: Path) -> Database:
+    return await Database.open(database_url("", str(path)))
+
+
+async def check_migrated(db: Database) -> None:
+    assert await db.fetchval("SELECT version_num FROM alembic_version") == revisions()[-1]
+    assert await db.fetchval("SELECT username FROM users WHERE lower(username) = 'old'") == "Old"
+    assert await db.fetchval("PRAGMA journal_mode") == "wal"
+    assert await db.fetchval("PRAGMA foreign_keys") == 1
+    indexes = {row["name"] for row in await db.fetchall("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"shares_by_user_newest", "users_by_lower_username"} <= indexes
+    assert "shares_by_user" not in indexes
+    columns = {row["name"] for row in await db.fetchall("SELECT name FROM pragma_table_info('files')")}
+    assert {"lease_token", "lease_expires_at"} <= columns
+
+
+async def test_a_first_release_database_is_migrated_forward_and_keeps_its_rows(tmp_path):
     path = tmp_path / "old.sqlite3"
-    version, _, first = migrations()[0]
-    with sqlite3.connect(path) as conn:  # a database as the first release left it
-        conn.executescript(first + f"\nPRAGMA user_version = {version};")
-        conn.execute("INSERT INTO users (username, email, password_hash, created_at) VALUES ('old', 'o@x.io', 'h', 't')")
-    db = await Database(str(path)).open()
+    make_legacy(path, 1)
+    db = await open_sqlite(path)
     try:
-        assert await db.fetchval("PRAGMA user_version") == len(migrations())
-        assert await db.fetchval("SELECT username FROM users") == "old"
-        assert await db.fetchval("PRAGMA journal_mode") == "wal"
-        assert await db.fetchval("PRAGMA foreign_keys") == 1
-        indexes = {row["name"] for row in await db.fetchall("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert "shares_by_user_newest" in indexes
+        await check_migrated(db)
     finally:
         await db.close()
-    reopened = await Database(str(path)).open()  # nothing to apply twice
+    reopened = await open_sqlite(path)  # nothing to apply twice
+    await check_migrated(reopened)
     await reopened.close()
+
+
+async def test_a_second_release_database_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "v2.sqlite3"
+    make_legacy(path, 2)
+    db = await open_sqlite(path)
+    try:
+        await check_migrated(db)
+    finally:
+        await db.close()
+
+
+async def test_a_new_database_gets_the_same_schema(tmp_path):
+    db = await open_sqlite(tmp_path / "new.sqlite3")
+    try:
+        await db.execute(
+            "INSERT INTO users (username, email, password_hash, created_at) VALUES ('Old', 'o@x.io', 'h', 't')"
+        )
+        await check_migrated(db)
+    finally:
+        await db.close()
+
+
+async def test_gateways_starting_together_on_a_new_postgresql_database_migrate_it_once(postgres_cluster):
+    name = f"fresh_{secrets.token_hex(4)}"
+    url = database_url(postgres_cluster.create_database(name), "")
+    try:
+        opened = await asyncio.gather(*(Database.open(url) for _ in range(4)))  # four gateways start at once
+        try:
+            assert {db.dialect for db in opened} == {"postgresql"}
+            assert await opened[0].fetchval("SELECT version_num FROM alembic_version") == revisions()[-1]
+            assert await opened[1].fetchval("SELECT count(*) FROM alembic_version") == 1
+            await opened[2].execute(
+                "INSERT INTO users (username, email, password_hash, created_at) VALUES ('Old', 'o@x.io', 'h', 't')"
+            )
+            with pytest.raises(IntegrityError):  # usernames are unique whatever their case, on PostgreSQL too
+                await opened[3].execute(
+                    "INSERT INTO users (username, email, password_hash, created_at) VALUES ('OLD', 'o@x.io', 'h', 't')"
+                )
+        finally:
+            for db in opened:
+                await db.close()
+    finally:
+        postgres_cluster.drop_database(name)
+
+
+def test_the_database_setting_selects_the_engine():
+    from gateway.config import Config, ConfigError
+
+    assert database_url("", "var/x.sqlite3") == "sqlite+aiosqlite:///var/x.sqlite3"
+    assert database_url("postgresql://u:p@db:5432/meta", "ignored") == "postgresql+asyncpg://u:p@db:5432/meta"
+    secrets_ = dict(s3_secret_key="x", jwt_secret="j" * 32, events_token="e", cdn_secret="c")
+    with pytest.raises(ConfigError, match="GATEWAY_DATABASE_URL"):
+        Config.from_env({"GATEWAY_DATABASE_URL": "mysql://u@h/db"}, **secrets_)
+    assert Config.from_env({"GATEWAY_DATABASE_URL": "postgresql://u@h/db"}, **secrets_).database_url.startswith("postgresql")

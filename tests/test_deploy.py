@@ -28,7 +28,7 @@ import pytest
 import yaml
 from yarl import URL
 
-from gateway.app import create_app, make_store
+from gateway.http.app import create_app, make_store
 from gateway.config import Config
 from storage import CompletedPart
 from storage.embedded import free_port
@@ -40,6 +40,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 INIT_SCRIPT = ROOT / "deploy" / "minio-init.sh"
 CDN_TEMPLATE = ROOT / "cdn" / "nginx.conf.template"
+CDN_MAIN_CONF = ROOT / "cdn" / "nginx.main.conf"
+CDN_NJS = ROOT / "cdn" / "signing.js"
 DEPLOYMENT_DOC = ROOT / "README.md"  # its deployment section
 
 # The contract's store events endpoint (api-contract.md, "Store events").
@@ -50,8 +52,12 @@ SERVICES = {"minio", "minio-init", "gateway", "cdn"}
 LONG_RUNNING = {"minio", "gateway", "cdn"}
 # What .env must hold and nothing in the repository may: Config.validate's secrets and MinIO's root password.
 SECRETS = {"MINIO_ROOT_PASSWORD", "GATEWAY_S3_SECRET_KEY", "GATEWAY_JWT_SECRET", "GATEWAY_EVENTS_TOKEN",
-           "GATEWAY_CDN_SECRET"}
+           "GATEWAY_CDN_SECRET", "CDN_S3_SECRET_KEY"}
 REQUIRED = SECRETS | {"MINIO_ROOT_USER"}
+# docker-compose.scale.yml reads the same .env, and needs these too (tests/test_deploy_scale.py).
+SCALE_COMPOSE_FILE = ROOT / "docker-compose.scale.yml"
+SCALE_SECRETS = {"POSTGRES_PASSWORD", "REDIS_PASSWORD"}
+MINIO_DOCKERFILE = ROOT / "deploy" / "minio.Dockerfile"
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}, ${NAME:+x}
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
@@ -330,7 +336,11 @@ def test_images_have_explicit_tags(services):
         repository, _, tag = reference.rpartition(":")
         assert repository and "/" not in tag, f"{name}: {image} has no tag"
         assert tag != "latest", f"{name}: {image} uses latest"
-    assert services["minio"]["image"].split(":")[0].endswith("minio/minio")
+    # MinIO is built from source at the release its image is named after (deploy/minio.Dockerfile).
+    build = services["minio"]["build"]
+    assert (ROOT / build["context"] / build["dockerfile"]).resolve() == MINIO_DOCKERFILE
+    release = re.search(r"^ARG MINIO_RELEASE=(\S+)$", MINIO_DOCKERFILE.read_text(), re.M).group(1)
+    assert services["minio"]["image"].endswith(":" + release)
     assert services["minio-init"]["image"].split(":")[0].endswith("minio/mc")
     assert services["cdn"]["image"].split(":")[0].endswith("nginx")
 
@@ -500,15 +510,15 @@ def test_secrets_come_from_env_and_fail_clearly_when_missing():
 
 def test_env_example_lists_every_variable_and_no_secret():
     example = read_env_example()
-    referenced = {m["name"] for m in variables_in(COMPOSE_FILE.read_text())}
+    referenced = {m["name"] for path in (COMPOSE_FILE, SCALE_COMPOSE_FILE) for m in variables_in(path.read_text())}
     assert referenced <= set(example), f".env.example lacks {sorted(referenced - set(example))}"
     assert set(example) <= referenced, f".env.example sets unused {sorted(set(example) - referenced)}"
-    for name in SECRETS:
+    for name in SECRETS | SCALE_SECRETS:
         assert example[name] == "", f".env.example must not hold a value for {name}"
     # The documented command fills in every secret, and nothing else.
     for text in (ENV_EXAMPLE.read_text(), DEPLOYMENT_DOC.read_text()):
         loop = re.search(r"for name in ([A-Z0-9_ ]+); do", text)
-        assert loop and set(loop.group(1).split()) == SECRETS
+        assert loop and set(loop.group(1).split()) == SECRETS | SCALE_SECRETS
         assert "openssl rand -hex 20" in text
     # (40 hex characters fit MinIO's secret keys, 8 to 40, and the JWT secret, 32 or more: filled_env()
     # makes them so, and test_the_gateway_reads_compose_settings validates the result.) MinIO's access keys
@@ -548,7 +558,7 @@ def test_the_dockerfile_builds_from_what_the_repository_holds():
             matched += hits
             copied.add(source.rstrip("/").split("/")[0])
         assert matched, f"COPY {args} copies nothing"
-    assert {"pyproject.toml", "setup.cfg", "README.md"} <= copied
+    assert {"pyproject.toml", "setup.cfg", "README.md", "constraints.txt"} <= copied
     assert not copied & {".", ".env", "var", ".venv", ".git"}, "the image must not get .env, var/ or .venv"
 
     # Every package of this repository that the copied code imports is copied too.
@@ -558,7 +568,7 @@ def test_the_dockerfile_builds_from_what_the_repository_holds():
     assert {"gateway", "storage"} <= copied
 
     run = " ".join(args for keyword, args in instructions if keyword == "RUN")
-    assert "pip install ." in run
+    assert "pip install -c constraints.txt ." in run, "the image installs the pinned versions ./dev tests"
     users = [args for keyword, args in instructions if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "the gateway must not run as root"
     last_user = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "USER")
@@ -625,7 +635,7 @@ def test_the_init_script_gets_what_it_needs(services, env):
     needed = set(re.findall(r': "\$\{([A-Z][A-Z0-9_]*):\?', code))
     assert needed, "the script checks its variables with : \"${NAME:?message}\""
     assert needed <= set(env["minio-init"]), f"minio-init lacks {sorted(needed - set(env['minio-init']))}"
-    used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", code)) - {"ALIAS", "POLICY", "ARN", "MC_CONFIG_DIR"}
+    used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", code)) - {"ALIAS", "POLICY", "CDN_POLICY", "ARN", "MC_CONFIG_DIR"}
     assert used <= needed, f"the script reads unchecked variables {sorted(used - needed)}"
     # The mc image (ubi-micro) has a shell and coreutils, not these.
     for tool in ("grep", "sed", "awk", "curl", "jq", "wget"):
@@ -637,6 +647,106 @@ def test_the_init_script_gets_what_it_needs(services, env):
     for name in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):
         assert env["minio-init"][name] == env["minio"][name]
         assert name not in env["gateway"], "the gateway has its own MinIO user, not the root one"
+        assert name not in env["cdn"], "the CDN tier has its own MinIO user, not the root one"
+    # The CDN tier's user is the one the script creates, and the gateway never holds its key (nor it the gateway's).
+    for name in ("CDN_S3_ACCESS_KEY", "CDN_S3_SECRET_KEY"):
+        assert env["minio-init"][name] == env["cdn"][name]
+        assert name not in env["gateway"]
+    assert env["cdn"]["CDN_S3_ACCESS_KEY"] != env["gateway"]["GATEWAY_S3_ACCESS_KEY"]
+    assert "GATEWAY_S3_SECRET_KEY" not in env["cdn"]
+
+
+# Every mc command line of the script: the word mc at the start of a command (after a keyword, a
+# pipe, a `$(`, ...) up to the end of that command.
+MC_COMMAND = re.compile(r"(?:^|[;&|(`]|\$\(|\b(?:until|while|if|then|do|else)\s)\s*(mc\s[^;&|)`\n]*)", re.M)
+SECRET_VARIABLES = re.compile(r"\$\{?(?:MINIO_ROOT_PASSWORD|[A-Z0-9_]*SECRET[A-Z0-9_]*)\b")
+
+
+def test_no_secret_is_ever_an_mc_argument():
+    """Arguments show in `ps` on the host: mc gets the root credentials from MC_HOST_<alias> and a
+    new user's secret key on its standard input."""
+    code = init_script_code()
+    commands = MC_COMMAND.findall(code)
+    assert len(commands) >= 8, commands
+    for command in commands:
+        assert not SECRET_VARIABLES.search(command), f"a secret in mc's arguments: {command}"
+    assert "mc alias set" not in code, "the alias comes from MC_HOST_<alias>, not from arguments"
+    assert 'export "MC_HOST_${ALIAS}=' in code
+    # Users are added with their access key only: mc reads the secret key from stdin.
+    assert re.findall(r"mc admin user add [^\n]*", code) == ['mc admin user add "$ALIAS" "$1"']
+
+
+def test_the_init_script_hands_mc_no_secret_when_it_runs(tmp_path):
+    """Run the script against an mc that only records how it was called (there is no MinIO here;
+    what MinIO does with the calls is MinIO's business, what `ps` shows of them is ours)."""
+    record = tmp_path / "calls"
+    record.mkdir()
+    (tmp_path / "bin").mkdir()
+    fake_mc = tmp_path / "bin" / "mc"
+    fake_mc.write_text(
+        "#!/bin/sh\n"
+        f'n=$(ls "{record}" | wc -l)\n'
+        f'printf "%s\\n" "$@" > "{record}/$n.argv"\n'
+        f'printf "%s" "$MC_HOST_store" > "{record}/$n.host"\n'
+        f'if [ "$1 $2 $3" = "admin user add" ]; then cat > "{record}/$n.stdin"; fi\n'
+    )
+    fake_mc.chmod(0o755)
+    secrets_ = {
+        "MINIO_ROOT_PASSWORD": "root-" + secrets.token_hex(8),
+        "GATEWAY_S3_SECRET_KEY": "gw-" + secrets.token_hex(8),
+        "CDN_S3_SECRET_KEY": "cdn-" + secrets.token_hex(8),
+    }
+    run_env = {
+        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "MINIO_URL": "http://minio:9000",
+        "MINIO_ROOT_USER": "admin",
+        "BUCKET": "dropbox-content",
+        "WEBHOOK_ID": "GATEWAY",
+        "GATEWAY_S3_ACCESS_KEY": "gateway",
+        "CDN_S3_ACCESS_KEY": "cdn",
+        **secrets_,
+    }
+    result = subprocess.run(["sh", str(INIT_SCRIPT)], env=run_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = sorted(record.glob("*.argv"), key=lambda path: int(path.stem))
+    argvs = [path.read_text().splitlines() for path in calls]
+    assert ["admin", "user", "add", "store", "gateway"] in argvs and ["admin", "user", "add", "store", "cdn"] in argvs
+    for argv in argvs:
+        for value in secrets_.values():
+            assert not [word for word in argv if value in word], f"mc {' '.join(argv)}"
+    # Every call found MinIO and the root credentials in its environment.
+    hosts = {path.read_text() for path in record.glob("*.host")}
+    assert hosts == {f"http://admin:{secrets_['MINIO_ROOT_PASSWORD']}@minio:9000"}
+    # The new users' secret keys went in on standard input.
+    given = {path.read_text().strip() for path in record.glob("*.stdin")}
+    assert given == {secrets_["GATEWAY_S3_SECRET_KEY"], secrets_["CDN_S3_SECRET_KEY"]}
+    # The script's own output names no secret either (docker compose logs minio-init).
+    for value in secrets_.values():
+        assert value not in result.stdout + result.stderr
+
+    # The CDN tier's policy reads content objects and does nothing else.
+    policies = [argv for argv in argvs if argv[:3] == ["admin", "policy", "create"]]
+    assert [argv[4] for argv in policies] == ["dropbox-gateway-bucket", "dropbox-cdn-read"]
+
+
+def test_the_cdn_policy_reads_content_only():
+    code = init_script_code()
+    cdn_policy = re.search(r'create_policy "\$CDN_POLICY" <<EOF_POLICY\n(.*?)\nEOF_POLICY', code, re.S)[1]
+    document = json.loads(cdn_policy.replace("${BUCKET}", "dropbox-content"))
+    assert document["Statement"] == [
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::dropbox-content/content/*"]}
+    ]
+
+
+def test_the_init_script_refuses_keys_mc_would_misread(tmp_path):
+    base = {"PATH": "/usr/bin:/bin", "MINIO_URL": "http://minio:9000", "MINIO_ROOT_USER": "admin",
+            "MINIO_ROOT_PASSWORD": "pw", "BUCKET": "b", "WEBHOOK_ID": "G", "GATEWAY_S3_ACCESS_KEY": "gateway",
+            "GATEWAY_S3_SECRET_KEY": "s", "CDN_S3_ACCESS_KEY": "cdn", "CDN_S3_SECRET_KEY": "c"}
+    for change in ({"MINIO_ROOT_PASSWORD": "a:b"}, {"MINIO_ROOT_USER": "a@b"}, {"CDN_S3_ACCESS_KEY": "gateway"},
+                   {"MINIO_URL": "minio:9000"}):
+        result = subprocess.run(["sh", str(INIT_SCRIPT)], env={**base, **change}, capture_output=True, text=True)
+        assert result.returncode == 1 and "minio-init:" in result.stdout, change
 
 
 # --- the CDN tier ----------------------------------------------------------------------------------------------
@@ -658,9 +768,24 @@ def test_the_cdn_template_gets_its_settings(services, env):
     # envsubst fills in only variables the container has: a missing one stays "${NAME}" in nginx's config.
     needed = {m["name"] for m in variables_in(code)}
     assert needed <= set(cdn), f"the cdn service lacks {sorted(needed - set(cdn))}"
-    # The store GETs the gateway presigns are signed for GATEWAY_S3_ENDPOINT's host; nginx must send that Host.
+    # nginx reaches the store the gateway uses, and checks URLs with the gateway's key.
     assert cdn["CDN_STORE_HOST"] == urlsplit(env["gateway"]["GATEWAY_S3_ENDPOINT"]).netloc
     assert cdn["GATEWAY_CDN_SECRET"] == env["gateway"]["GATEWAY_CDN_SECRET"]
+    # The main configuration the image gets loads njs and passes signing.js its secrets.
+    assert (ROOT / mounts["/etc/nginx/nginx.conf"]).resolve() == CDN_MAIN_CONF
+    main = CDN_MAIN_CONF.read_text()
+    assert re.search(r"^load_module modules/ngx_http_js_module\.so;", main, re.M)
+    assert re.search(r"^\s*include /etc/nginx/conf\.d/\*\.conf;", main, re.M)
+    read_by_njs = set(re.findall(r"process\.env\.([A-Z0-9_]+)", CDN_NJS.read_text()))
+    assert set(re.findall(r"^env ([A-Z0-9_]+);", main, re.M)) == read_by_njs
+    assert read_by_njs <= set(cdn), f"the cdn service lacks {sorted(read_by_njs - set(cdn))}"
+    assert not read_by_njs & needed, "secrets go to nginx's environment, not into its configuration"
+    assert (ROOT / mounts[f"{cdn['CDN_NJS_DIR']}/signing.js"]).resolve() == CDN_NJS
+    # The store fetcher's socket is on a tmpfs (fresh at every start), the access log goes to docker's log.
+    socket_dir = str(Path(cdn["CDN_STORE_FETCHER"].removeprefix("unix:")).parent)
+    assert cdn["CDN_STORE_FETCHER"].startswith("unix:") and socket_dir in svc.get("tmpfs", [])
+    assert cdn["CDN_ACCESS_LOG"] == "/dev/stdout"
+    assert (svc.get("depends_on") or {})["minio-init"]["condition"] == "service_completed_successfully"
     assert on_named_volume(svc, cdn["CDN_CACHE_DIR"])
     assert int(cdn["CDN_LISTEN"]) in {container for _, container in port_mappings(svc)}
     assert re.search(r"location\s*=\s*/healthz", code), "the healthcheck asks /healthz"
@@ -726,7 +851,7 @@ async def test_presigned_upload_for_the_public_host_is_accepted_there(store, tmp
     sha256_b64 = base64.b64encode(hashlib.sha256(data).digest()).decode()
     upload_id = await s3.start_multipart(key)
     try:
-        request = s3.presign_upload_part(key, upload_id, 1, sha256_b64, expires=300)
+        [request] = await s3.presign_upload_parts(key, upload_id, [(1, sha256_b64)], expires=300)
         assert urlsplit(request.url).netloc == f"localhost:{store.s3_port}"
         internal_url = request.url.replace(f"//localhost:{store.s3_port}/", f"//127.0.0.1:{store.s3_port}/", 1)
         async with aiohttp.ClientSession() as http:

@@ -10,8 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from gateway.content import content_key
-from gateway.reconciler import reconcile_once
+from gateway.core.content import content_key
 from storage.embedded import free_port
 from storage.events import MalformedEvent, StoreEvent, parse_minio, parse_seaweedfs
 from tests.harness import BUCKET, EVENTS_TOKEN, Api, make_claim, put_chunks
@@ -75,6 +74,33 @@ def test_seaweedfs_filer_events_parse_into_store_events():
         parse_seaweedfs(["not", "an", "event"])
 
 
+@pytest.mark.parametrize("body", [
+    {"Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": "b1"}, "object": {"key": {}}}}]},
+    {"Records": [{"eventName": 5, "s3": {"bucket": {"name": "b1"}, "object": {"key": "k"}}}]},
+    {"Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": []}, "object": {"key": "k"}}}]},
+])
+def test_minio_records_of_the_wrong_types_are_malformed_not_a_crash(body):
+    with pytest.raises(MalformedEvent):
+        parse_minio(body)
+
+
+@pytest.mark.parametrize("body", [
+    {"event_type": {}, "key": "/buckets/b1/content/abc"},
+    {"event_type": "create", "key": "/buckets/b1/content/abc", "message": False},
+    {"event_type": "create", "key": "/buckets/b1/content/abc", "message": [1]},
+])
+def test_seaweedfs_events_of_the_wrong_types_are_malformed_not_a_crash(body):
+    with pytest.raises(MalformedEvent):
+        parse_seaweedfs(body)
+
+
+def test_seaweedfs_sizes_that_are_not_integers_are_left_out():
+    odd = {"event_type": "create", "key": "/buckets/b1/content/abc", "message": {"new_entry": {"attributes": [9]}}}
+    assert parse_seaweedfs(odd)[0].size is None
+    odd["message"]["new_entry"]["attributes"] = {"file_size": "9"}
+    assert parse_seaweedfs(odd)[0].size is None
+
+
 # --- the real embedded store's webhook ------------------------------------------------
 
 
@@ -106,7 +132,10 @@ async def test_upload_turns_uploaded_without_complete_with_progress_from_events(
 
 async def test_reconciliation_finishes_an_upload_whose_events_never_came(make_gateway, http):
     # The gateway listens where the store's webhook does not post: every event is lost.
-    gateway = await make_gateway(chunk_size=CHUNK, port=free_port(), reconcile_interval=0.3, reconcile_grace=0)
+    # No grace, and a look again every second: a round may look while the chunks are still on their way
+    # (the PUTs go to the store, which tells this gateway nothing), so one look is not enough.
+    gateway = await make_gateway(chunk_size=CHUNK, port=free_port(), reconcile_interval=0.3, reconcile_grace=0,
+                                 reconcile_recheck=1.0)
     user = await Api(http, gateway.url).signup()
     data = os.urandom(CHUNK + 1)
     file_id = (await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK))).body["file_id"]
@@ -197,7 +226,6 @@ async def test_unknown_objects_are_acknowledged_and_malformed_bodies_refused(gat
 
 
 async def test_abandoned_uploads_are_aborted_and_finished_files_untouched(make_gateway, http):
-    from gateway import appkeys
     from storage import UploadNotFound
     from tests.harness import upload
 
@@ -207,15 +235,66 @@ async def test_abandoned_uploads_are_aborted_and_finished_files_untouched(make_g
     stale_data = os.urandom(CHUNK + 1)
     stale = (await user.post("/dropbox/v1/files", json=make_claim(stale_data, CHUNK))).body
     await put_chunks(user, stale["file_id"], stale_data, CHUNK, [0])
-    upload_id = await gateway.app[appkeys.DB].fetchval("SELECT upload_id FROM files WHERE id = ?", (stale["file_id"],))
+    upload_id = await gateway.core.db.fetchval("SELECT upload_id FROM files WHERE id = :id", {"id": stale["file_id"]})
     # Nothing is old enough yet: nothing is abandoned.
-    assert (await reconcile_once(gateway.app))["abandoned"] == 0
+    assert (await gateway.core.reconcile_once())["abandoned"] == 0
 
     gateway.config = dataclasses.replace(gateway.config, abandon_after=0)
     await gateway.restart()
-    assert (await reconcile_once(gateway.app))["abandoned"] == 1
+    assert (await gateway.core.reconcile_once())["abandoned"] == 1
     body = (await user.get(f"/dropbox/v1/files/{stale['file_id']}")).body
     assert body["status"] == "failed" and "abandoned" in body["failure_reason"]
     assert (await user.get(f"/dropbox/v1/files/{finished['file_id']}")).body["status"] == "uploaded"
     with pytest.raises(UploadNotFound):  # aborted in the store too
-        await gateway.app[appkeys.STORE].list_parts(content_key(stale["fingerprint"]), upload_id)
+        await gateway.core.store.list_parts(content_key(stale["fingerprint"]), upload_id)
+
+
+# --- events are hints: a forged one changes nothing ------------------------------------------
+
+
+def seaweedfs_part_event(upload_id: str, part_number: int, size: int) -> dict:
+    """The filer event the embedded store posts when a part lands (storage/events.py parses it)."""
+    name = f"{part_number:04d}_forged.part"
+    return {
+        "event_type": "create",
+        "key": f"/buckets/{BUCKET}/.uploads/{upload_id}/{name}",
+        "message": {"new_entry": {"name": name, "attributes": {"file_size": size}}},
+    }
+
+
+async def upload_id_of(user: Api, file_id: str) -> str:
+    """What a client learns of its multipart upload: the uploadId in its presigned URLs."""
+    from urllib.parse import parse_qs, urlsplit
+
+    urls = await user.post(f"/dropbox/v1/files/{file_id}/upload-urls")
+    return parse_qs(urlsplit(urls.body["urls"][0]["url"]).query)["uploadId"][0]
+
+
+async def test_a_forged_part_event_does_not_hand_over_another_users_content(make_gateway, http):
+    """Issue 17, item 1: B claims A's fingerprint, posts one part event for its own upload, sends no byte."""
+    from tests.harness import upload
+
+    gateway = await make_gateway(chunk_size=CHUNK, port=free_port(), part_events_delay=0)
+    api = Api(http, gateway.url)
+    alice, bob = await api.signup(), await api.signup()
+    data = os.urandom(1000)
+    theirs = await upload(alice, data, CHUNK, file_name="alice.txt")
+    assert theirs["status"] == "uploaded"
+
+    claimed = await bob.post("/dropbox/v1/files", json=make_claim(data, CHUNK, file_name="bob.txt"))
+    assert claimed.status == 201 and claimed.body["status"] == "uploading"
+    file_id = claimed.body["file_id"]
+    forged = seaweedfs_part_event(await upload_id_of(bob, file_id), 1, len(data))
+    answered = await api.post("/dropbox/v1/events/seaweedfs", json=forged,
+                              headers={"Authorization": f"Bearer {EVENTS_TOKEN}"})
+    assert answered.status == 200
+    await gateway.core.refresh_progress_once()  # what the part event scheduled: the store's own part list
+
+    body = (await bob.get(f"/dropbox/v1/files/{file_id}")).body
+    assert body["uploaded_chunks"] == 0 and body["chunks"][0]["status"] == "pending"
+    # Settling (here: abandoning, as the reconciler does) finds A's verified object, but B's
+    # upload never had a part the store listed: B's file fails, it never becomes A's content.
+    await gateway.core.uploads.abandon(file_id)
+    body = (await bob.get(f"/dropbox/v1/files/{file_id}")).body
+    assert body["status"] == "failed" and "download_url" not in body
+    assert (await bob.get(f"/dropbox/v1/files/{file_id}/content")).status == 409

@@ -15,9 +15,13 @@ import aiohttp
 import pytest
 
 import gateway
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.config import Config
-from gateway.files import file_json
+from gateway.http.routes.links import link_json
+from gateway.http.parsing import FILE_ID_PATTERN, OWN_CURSOR, SHARED_CURSOR
+from gateway.http.routes.openapi import with_settings
+from gateway.http.views import file_json, listed_file_json
+from gateway.http.routes import webapp
 
 DOCUMENT_PATH = Path(gateway.__file__).parent / "openapi.json"
 SERVED_AT = "/dropbox/v1/openapi.json"
@@ -28,15 +32,21 @@ ERROR_REF = "#/components/schemas/Error"
 # The store's webhooks authenticate with the gateway's events token, not an access token.
 EVENTS_TOKEN_ONLY = [{"eventsToken": []}]
 
+# Pages for people (the shared link page and its stylesheet): they answer HTML (or CSS), errors too.
+PAGES = {"/s/{token}"}
+PAGE_MEDIA = {"text/html", "text/css"}
+
 # Status codes the contract (shared/api-contract.md) and the handlers' tests fix for each operation;
 # the document must list at least these.
 CONTRACT_STATUSES = {
     ("post", "/dropbox/v1/users"): {"201", "400", "409"},
-    ("post", "/dropbox/v1/tokens"): {"200", "400", "401"},
+    ("post", "/dropbox/v1/tokens"): {"200", "400", "401", "429"},
     ("get", "/dropbox/v1/users/me"): {"200", "401"},
+    ("delete", "/dropbox/v1/tokens/current"): {"204", "401"},
+    ("put", "/dropbox/v1/users/me/password"): {"204", "400", "401", "403", "429"},
     ("get", "/dropbox/v1/config"): {"200"},
     ("get", "/dropbox/v1/openapi.json"): {"200"},
-    ("post", "/dropbox/v1/files"): {"200", "201", "400", "401", "413", "503"},
+    ("post", "/dropbox/v1/files"): {"200", "201", "400", "401", "403", "413", "429", "503"},
     ("get", "/dropbox/v1/files"): {"200", "400", "401"},
     ("post", "/dropbox/v1/files/{file_id}/upload-urls"): {"200", "400", "401", "404", "409"},
     ("post", "/dropbox/v1/files/{file_id}/complete"): {"200", "401", "404", "409", "422", "503"},
@@ -44,12 +54,19 @@ CONTRACT_STATUSES = {
     ("get", "/dropbox/v1/files/{file_id}"): {"200", "401", "404"},
     ("get", "/dropbox/v1/files/{file_id}/content"): {"302", "401", "404", "409"},
     ("delete", "/dropbox/v1/files/{file_id}"): {"204", "401", "404"},
-    ("post", "/dropbox/v1/files/share"): {"200", "400", "401", "404"},
-    ("delete", "/dropbox/v1/files/{file_id}/shares/{username}"): {"204", "401", "404"},
+    ("post", "/dropbox/v1/files/share"): {"200", "400", "401", "404", "429"},
+    ("delete", "/dropbox/v1/files/{file_id}/shares/{username}"): {"204", "401", "404", "429"},
     ("post", "/dropbox/v1/events"): {"200", "400", "401"},
     ("post", "/dropbox/v1/events/seaweedfs"): {"200", "400", "401"},
     ("get", "/healthz"): {"200"},
     ("get", "/readyz"): {"200", "503"},
+    ("post", "/dropbox/v1/files/{file_id}/links"): {"201", "400", "401", "404", "409"},
+    ("get", "/dropbox/v1/files/{file_id}/links"): {"200", "401", "404"},
+    ("delete", "/dropbox/v1/links/{link}"): {"204", "401", "404"},
+    ("get", "/dropbox/v1/links/{link}"): {"200", "404", "410"},
+    ("post", "/dropbox/v1/links/{token}/download"): {"200", "401", "403", "404", "410", "429"},
+    ("get", "/s/{token}"): {"200", "404", "410"},
+    ("post", "/s/{token}"): {"303", "400", "401", "403", "404", "410", "429"},
 }
 
 
@@ -98,7 +115,9 @@ def app_routes() -> dict[tuple[str, str], object]:
     (the document says once that every GET answers HEAD too).
     """
     app = create_app(Config())
-    routes = list(app.router.routes())
+    # The web app's page and files (gateway/http/routes/webapp.py) are for browsers, not the JSON API.
+    web_app = {route.handler for route in webapp.routes}
+    routes = [route for route in app.router.routes() if route.handler not in web_app]
     gets = {route.resource.canonical for route in routes if route.method == "GET"}
     found = {}
     for route in routes:
@@ -183,7 +202,9 @@ def test_paths_and_operations_are_well_formed(document):
             response = resolve(document, response)
             assert response["description"], (where, status)
             content = response.get("content", {})
-            if status.startswith(("4", "5")):
+            if path in PAGES and content:
+                assert set(content) <= PAGE_MEDIA, (where, status, "pages answer HTML, errors too")
+            elif status.startswith(("4", "5")):
                 schema = content["application/json"]["schema"]
                 assert schema.get("$ref") == ERROR_REF or any(
                     part.get("$ref") == ERROR_REF for part in resolve(document, schema).get("allOf", [])
@@ -219,6 +240,7 @@ def test_schemas_are_consistent(document):
 def test_the_schemas_have_the_contracts_fields(document):
     schemas = document["components"]["schemas"]
     assert set(schemas["User"]["required"]) == {"user_id", "username", "email"}
+    assert set(schemas["Me"]["required"]) == {"user_id", "username", "email", "quota_bytes", "used_bytes"}
     assert set(schemas["Token"]["required"]) == {"access_token", "token_type", "expires_in"}
     assert set(schemas["Config"]["required"]) == {
         "chunk_size", "max_file_size", "inline_upload_limit", "upload_url_ttl", "download_url_ttl",
@@ -251,6 +273,30 @@ def test_the_file_object_schema_matches_file_json(document):
         assert set(body) <= set(schema["properties"]), (status, set(body) - set(schema["properties"]))
         chunk_schema = resolve(document, schema["properties"]["chunks"]["items"])
         assert set(body["chunks"][0]) == set(chunk_schema["properties"])
+        listed = listed_file_json({**row, **extra, "status": status}, 0, download)
+        assert set(schema["required"]) <= set(listed) <= set(schema["properties"]) and "chunks" not in listed, status
+
+
+def test_the_link_schemas_match_what_the_gateway_answers(document):
+    schemas = document["components"]["schemas"]
+    config = Config(public_url="https://files.example")
+    for password_hash, expires_at in ((None, None), ("scrypt$...", "2030-01-01T00:00:00.000000Z")):
+        link = {"id": "l1", "file_id": "f1", "token": "t" * 43, "password_hash": password_hash,
+                "expires_at": expires_at, "created_at": "2024-01-01T00:00:00.000000Z", "download_count": 0}
+        body = link_json(config, link)
+        assert set(body) == set(schemas["Link"]["required"]) == set(schemas["Link"]["properties"])
+        assert body["url"] == "https://files.example/s/" + "t" * 43
+    assert set(schemas["LinkInfo"]["required"]) == {"file_name", "file_size", "file_type", "expires_at", "has_password"}
+    assert set(schemas["LinkDownload"]["required"]) == {"download_url", "expires_at"}
+    assert set(schemas["LinkRequest"]["properties"]) == {"expires_in", "password"}
+
+
+def test_the_document_states_the_formats_the_gateway_parses(document):
+    """Patterns the handlers check (gateway/http/parsing.py) are the document's, character for character."""
+    parameters = document["components"]["parameters"]
+    assert parameters["cursor"]["schema"]["pattern"] == OWN_CURSOR.pattern
+    assert parameters["shared_cursor"]["schema"]["pattern"] == SHARED_CURSOR.pattern
+    assert parameters["file_id"]["schema"]["pattern"] == f"^{FILE_ID_PATTERN}$"
 
 
 # -- The document and the app's routes cannot drift ----------------------------------------------
@@ -282,6 +328,11 @@ def test_public_routes_are_exactly_those_the_document_marks_public(document):
         ("get", "/dropbox/v1/openapi.json"),
         ("get", "/healthz"),
         ("get", "/readyz"),
+        # A shared link's visitors: the token is the credential.
+        ("get", "/dropbox/v1/links/{link}"),
+        ("post", "/dropbox/v1/links/{token}/download"),
+        ("get", "/s/{token}"),
+        ("post", "/s/{token}"),
     }
     for key, operation in ops.items():
         if key not in marked_public:
@@ -304,9 +355,11 @@ async def test_the_gateway_serves_the_document_without_a_token(gateway, http: ai
         assert response.status == 200
         assert response.content_type == "application/json"
         assert response.headers.get("X-Request-Id")
-        raw = await response.read()
-    assert raw == DOCUMENT_PATH.read_bytes()
-    assert json.loads(raw) == load_document()
+        served = json.loads(await response.read())
+    assert served == with_settings(load_document(), gateway.config.chunk_size, gateway.config.max_file_size)
+    claim = served["components"]["schemas"]["UploadClaim"]["properties"]
+    assert claim["chunk_size"]["const"] == gateway.config.chunk_size
+    assert claim["file_size"]["maximum"] == gateway.config.max_file_size
     # A wrong token does not matter either: the endpoint is public.
     async with http.get(gateway.url + SERVED_AT, headers={"Authorization": "Bearer nonsense"}) as response:
         assert response.status == 200

@@ -6,11 +6,13 @@ import os
 import time
 
 import pytest
+from sqlalchemy import insert
 
-from gateway import appkeys, permissions
-from gateway.db import utcnow
-from gateway.content import content_key
-from gateway.uploads import new_file_id
+from gateway.core import permissions
+from gateway.core.clock import stamp_now, system_clock
+from gateway.core.content import content_key
+from gateway.core.uploads import new_file_id
+from gateway.db import tables
 from storage import UploadNotFound
 from tests.harness import Api, make_claim, put_chunks, upload
 
@@ -21,7 +23,7 @@ FILES = "/dropbox/v1/files"
 
 async def stored(gateway, fingerprint: str) -> bool:
     """Whether the store holds the content object (asked with the store interface, not the gateway)."""
-    return await gateway.app[appkeys.STORE].stat(content_key(fingerprint)) is not None
+    return await gateway.core.store.stat(content_key(fingerprint)) is not None
 
 
 async def share(api: Api, file_id: str, *users: str):
@@ -127,25 +129,25 @@ async def test_an_invalidation_during_a_cache_fill_is_not_lost(make_gateway, htt
     _, owner, friend, _ = await everyone(gateway, http)
     file_id = (await upload(owner, os.urandom(100), CHUNK))["file_id"]
     assert (await share(owner, file_id, friend.username)).status == 200
-    app = gateway.app
-    await permissions.invalidate(app, file_id)
-    real_load = permissions._load
+    access = gateway.core.permissions
+    await access.invalidate(file_id)
+    real_load = access._load
 
-    async def load_then_unshare(app_, file_id_):
-        entry = await real_load(app_, file_id_)  # still shared with the friend
+    async def load_then_unshare(file_id_):
+        entry = await real_load(file_id_)  # still shared with the friend
         assert (await owner.delete(f"{FILES}/{file_id}/shares/{friend.username}")).status == 204
         return entry
 
-    permissions._load = load_then_unshare
+    access._load = load_then_unshare
     try:
-        stale = await permissions.file_access(app, file_id)
+        stale = await access.file_access(file_id)
     finally:
-        permissions._load = real_load
+        del access._load
     assert friend.user_id in stale["readers"]  # that one lookup raced the unshare...
     assert (await friend.get(f"{FILES}/{file_id}")).status == 404  # ...and nothing after it sees it
-    fresh = await permissions.file_access(app, file_id)
+    fresh = await access.file_access(file_id)
     assert friend.user_id not in fresh["readers"]
-    assert await app[appkeys.CACHE].get(permissions.cache_key(file_id)) == fresh
+    assert await access.cache.get(permissions.cache_key(file_id)) == fresh
 
 
 async def test_status_changes_refresh_the_cached_file(make_gateway, http):
@@ -241,7 +243,7 @@ async def test_deleting_an_upload_aborts_only_its_own_multipart_upload(make_gate
     gateway = await make_gateway(chunk_size=CHUNK)
     api = Api(http, gateway.url)
     alice, bob = await api.signup(), await api.signup()
-    store, db = gateway.app[appkeys.STORE], gateway.app[appkeys.DB]
+    store, db = gateway.core.store, gateway.core.db
     data = os.urandom(2 * CHUNK)
     claim = make_claim(data, CHUNK)
     key = content_key(claim["fingerprint"])
@@ -249,7 +251,7 @@ async def test_deleting_an_upload_aborts_only_its_own_multipart_upload(make_gate
     theirs = (await bob.post(FILES, json=claim)).body
     upload_ids = {
         row["id"]: row["upload_id"]
-        for row in await db.fetchall("SELECT id, upload_id FROM files WHERE fingerprint = ?", (claim["fingerprint"],))
+        for row in await db.fetchall("SELECT id, upload_id FROM files WHERE fingerprint = :fp", {"fp": claim["fingerprint"]})
     }
     assert len(set(upload_ids.values())) == 2
     assert await put_chunks(alice, mine["file_id"], data, CHUNK, [0]) == [200]
@@ -295,24 +297,25 @@ async def test_content_is_kept_while_an_upload_of_it_is_under_way(make_gateway, 
 
 
 async def insert_files(gateway, owner_id: int, count: int, template: dict) -> list[str]:
-    """Rows for ``count`` uploaded files with ``template``'s content, written straight into SQLite."""
-    now = utcnow()
+    """Rows for ``count`` uploaded files with ``template``'s content, written straight into the database."""
+    now = stamp_now(system_clock)
     ids = [new_file_id() for _ in range(count)]
-    async with gateway.app[appkeys.DB].transaction() as conn:
-        await conn.executemany(
-            """INSERT INTO files (id, owner_id, file_name, file_size, file_type, fingerprint, chunk_size,
-                                  total_chunks, status, created_at, updated_at, completed_at)
-               VALUES (?, ?, ?, ?, 'application/octet-stream', ?, ?, ?, 'uploaded', ?, ?, ?)""",
+    async with gateway.core.db.transaction() as conn:
+        await conn.execute(
+            insert(tables.files),
             [
-                (file_id, owner_id, f"file-{n}.bin", template["file_size"], template["fingerprint"],
-                 template["chunk_size"], template["total_chunks"], now, now, now)
+                {"id": file_id, "owner_id": owner_id, "file_name": f"file-{n}.bin", "file_size": template["file_size"],
+                 "file_type": "application/octet-stream", "fingerprint": template["fingerprint"],
+                 "chunk_size": template["chunk_size"], "total_chunks": template["total_chunks"], "status": "uploaded",
+                 "created_at": now, "updated_at": now, "completed_at": now}
                 for n, file_id in enumerate(ids)
             ],
         )
-        await conn.executemany(
-            "INSERT INTO chunks (file_id, idx, fingerprint, size, status) VALUES (?, ?, ?, ?, 'uploaded')",
+        await conn.execute(
+            insert(tables.chunks),
             [
-                (file_id, chunk["index"], chunk["fingerprint"], template["file_size"])
+                {"file_id": file_id, "idx": chunk["index"], "fingerprint": chunk["fingerprint"],
+                 "size": template["file_size"], "status": "uploaded"}
                 for file_id in ids
                 for chunk in template["chunks"]
             ],
@@ -357,9 +360,11 @@ async def test_listing_pages_through_1000_files_newest_first(make_gateway, http)
     assert len(default.body["files"]) == 100 and default.body["next_cursor"]
     newest = default.body["files"][0]
     assert newest["file_id"] == last["file_id"] and newest["file_name"] == "newest.txt"
-    assert newest["chunks"] == last["chunks"] and newest["status"] == "uploaded" and "download_url" in newest
+    # Listings give no chunk arrays (contract v1.1); the counts stay.
+    assert "chunks" not in newest and newest["status"] == "uploaded" and "download_url" in newest
+    assert newest["total_chunks"] == newest["uploaded_chunks"] == len(last["chunks"])
     sample = default.body["files"][50]
-    assert sample["chunks"] == template["chunks"] and sample["uploaded_chunks"] == 1
+    assert "chunks" not in sample and sample["uploaded_chunks"] == 1
     assert sample["uploaded_by"] == owner.username
 
     # The fingerprint filter pages the same way.
@@ -400,22 +405,22 @@ async def test_shared_listing_pages_and_follows_shares(make_gateway, http):
     owner, friend, stranger = await api.signup(), await api.signup(), await api.signup()
     template = await upload(owner, os.urandom(100), CHUNK)
     ids = await insert_files(gateway, owner.user_id, 250, template)
-    async with gateway.app[appkeys.DB].transaction() as conn:
-        await conn.executemany(
-            "INSERT INTO shares (file_id, user_id, created_at) VALUES (?, ?, ?)",
-            [(file_id, friend.user_id, utcnow()) for file_id in ids],
+    async with gateway.core.db.transaction() as conn:
+        await conn.execute(
+            insert(tables.shares),
+            [{"file_id": file_id, "user_id": friend.user_id, "created_at": stamp_now(system_clock)} for file_id in ids],
         )
     assert (await share(owner, template["file_id"], friend.username)).status == 200
     expected = {template["file_id"], *ids}
 
     files = await page_through(friend, f"{FILES}/shared", 60)
     assert len(files) == len(expected) and {f["file_id"] for f in files} == expected
-    assert all(f["uploaded_by"] == owner.username and f["chunks"] == template["chunks"] for f in files)
+    assert all(f["uploaded_by"] == owner.username and "chunks" not in f and f["uploaded_chunks"] == 1 for f in files)
     again = await page_through(friend, f"{FILES}/shared", 1000)
     assert [f["file_id"] for f in again] == [f["file_id"] for f in files]  # the same order every time
     assert files[0]["file_id"] == template["file_id"]  # newest share first
-    newest_first = await gateway.app[appkeys.DB].fetchall(
-        "SELECT file_id FROM shares WHERE user_id = ? ORDER BY created_at DESC, file_id DESC", (friend.user_id,)
+    newest_first = await gateway.core.db.fetchall(
+        "SELECT file_id FROM shares WHERE user_id = :user ORDER BY created_at DESC, file_id DESC", {"user": friend.user_id}
     )
     assert [f["file_id"] for f in files] == [row["file_id"] for row in newest_first]
 
@@ -454,3 +459,13 @@ async def test_concurrent_reads_during_unshare_never_outlive_it(make_gateway, ht
 
     await asyncio.gather(*(reader() for _ in range(8)), unsharer())
     assert early and late == []
+
+
+async def test_an_id_that_is_no_file_id_is_a_missing_file_not_a_missing_endpoint(api: Api):
+    user = await api.signup()
+    for path in ("/dropbox/v1/files/no-such-file-id", "/dropbox/v1/files/NOTHEX/content"):
+        answer = await user.get(path)
+        assert answer.status == 404 and answer.body["error"]["code"] == "not_found", path
+    answer = await user.post("/dropbox/v1/files/" + "a" * 31 + "/complete", json={})
+    assert answer.status == 404 and answer.body["error"]["code"] == "not_found"
+    assert (await user.get("/dropbox/v1/nowhere")).body["error"]["code"] == "unknown_endpoint"

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from gateway.content import content_key
+from gateway.core.content import content_key
 from tests.harness import Api, make_claim, put_chunks, upload
 
 MIB = 1024 * 1024
@@ -16,19 +16,11 @@ CHUNK = 5 * MIB  # the smallest chunk size the gateway accepts keeps the files s
 
 async def stored_bytes(gateway, fingerprint: str) -> bytes:
     """Read the object back from the store with the gateway's own credentials (not through the gateway)."""
-    from minio import Minio
-
-    from tests.harness import ACCESS_KEY, BUCKET, SECRET_KEY
-
-    client = Minio(gateway.config.s3_endpoint.split("//")[1], ACCESS_KEY, SECRET_KEY, secure=False)
+    from tests.harness import BUCKET, raw_s3
 
     def read() -> bytes:
-        response = client.get_object(BUCKET, content_key(fingerprint))
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+        answer = raw_s3(gateway.config.s3_endpoint).get_object(Bucket=BUCKET, Key=content_key(fingerprint))
+        return answer["Body"].read()
 
     return await asyncio.to_thread(read)
 
@@ -208,10 +200,48 @@ async def test_inline_upload_with_curl_style_form(make_gateway, http):
     assert refused.status == 413 and refused.body["error"]["code"] == "inline_upload_too_large"
 
 
+async def test_an_inline_upload_without_a_file_part_is_refused(make_gateway, http):
+    import aiohttp
+
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    form = aiohttp.FormData()
+    form.add_field("file_metadata", '{"file_name": "nothing.txt"}', content_type="application/json")
+    form.add_field("other", "x")  # multipart, so aiohttp sends it as form-data
+    refused = await user.post("/dropbox/v1/files", data=form)
+    assert refused.status == 400 and refused.body["error"]["code"] == "invalid_multipart"
+    only_metadata = aiohttp.FormData()
+    only_metadata.add_field("file_metadata", '{"file_name": "nothing.txt"}', content_type="application/json")
+    only_metadata.add_field("file_metadata", '{"file_name": "nothing.txt"}', content_type="application/json")
+    refused = await user.post("/dropbox/v1/files", data=only_metadata)
+    assert refused.status == 400 and refused.body["error"]["code"] == "invalid_multipart"
+    assert "`file`" in refused.body["error"]["message"]
+    assert (await user.get("/dropbox/v1/files")).body["files"] == []  # no empty file was made
+
+
+async def test_a_malformed_form_part_header_is_a_json_400_with_a_request_id(make_gateway, http):
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    boundary = "form-boundary-1234"
+    body = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="\x19"\r\n\r\n'
+        "x\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+    answer = await user.post(
+        "/dropbox/v1/files", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert answer.status == 400, answer.body
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.body["error"]["code"] == "invalid_multipart"
+    assert answer.headers.get("X-Request-Id")
+
+
 async def test_concurrent_starts_each_see_their_own_new_file(make_gateway, http):
     # Regression: reads once shared a SQLite snapshot pinned by another request's open
     # statement, so a file just created could answer 404 under concurrency.
-    gateway = await make_gateway(chunk_size=CHUNK)
+    gateway = await make_gateway(chunk_size=CHUNK, max_uploads_in_progress=60)
     user = await Api(http, gateway.url).signup()
     claims = [make_claim(os.urandom(64), CHUNK, file_name=f"f{i}") for i in range(60)]
     answers = await asyncio.gather(*(user.post("/dropbox/v1/files", json=claim) for claim in claims))
@@ -222,10 +252,7 @@ async def test_concurrent_starts_each_see_their_own_new_file(make_gateway, http)
 async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(make_gateway, http):
     """A part written without its checksum (as a store that skipped the check at PUT would
     hold it) is caught when the store completes with every part's checksum."""
-    from minio import Minio
-
-    from gateway import appkeys
-    from tests.harness import ACCESS_KEY, BUCKET, SECRET_KEY
+    from tests.harness import BUCKET, raw_s3
 
     gateway = await make_gateway(chunk_size=CHUNK)
     user = await Api(http, gateway.url).signup()
@@ -233,9 +260,10 @@ async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(m
     claim = make_claim(data, CHUNK)
     file_id = (await user.post("/dropbox/v1/files", json=claim)).body["file_id"]
     assert await put_chunks(user, file_id, data, CHUNK, [0]) == [200]
-    upload_id = await gateway.app[appkeys.DB].fetchval("SELECT upload_id FROM files WHERE id = ?", (file_id,))
-    raw = Minio(gateway.config.s3_endpoint.split("//")[1], ACCESS_KEY, SECRET_KEY, secure=False)
-    await asyncio.to_thread(raw._upload_part, BUCKET, content_key(claim["fingerprint"]), os.urandom(10), None, upload_id, 2)
+    upload_id = await gateway.core.db.fetchval("SELECT upload_id FROM files WHERE id = :id", {"id": file_id})
+    raw = raw_s3(gateway.config.s3_endpoint)
+    await asyncio.to_thread(raw.upload_part, Bucket=BUCKET, Key=content_key(claim["fingerprint"]),
+                            UploadId=upload_id, PartNumber=2, Body=os.urandom(10))
 
     done = await user.post(f"/dropbox/v1/files/{file_id}/complete")
     assert done.status == 422
@@ -243,22 +271,21 @@ async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(m
     assert "do not match" in done.body["error"]["message"]
     body = (await user.get(f"/dropbox/v1/files/{file_id}")).body
     assert body["status"] == "failed" and "download_url" not in body
-    assert await gateway.app[appkeys.STORE].stat(content_key(claim["fingerprint"])) is None
+    assert await gateway.core.store.stat(content_key(claim["fingerprint"])) is None
     from storage import UploadNotFound
 
     with pytest.raises(UploadNotFound):  # the partial data is gone from the store
-        await gateway.app[appkeys.STORE].list_parts(content_key(claim["fingerprint"]), upload_id)
+        await gateway.core.store.list_parts(content_key(claim["fingerprint"]), upload_id)
 
 
 async def test_after_deleting_the_last_copy_the_bytes_must_move_again(make_gateway, http):
-    from gateway import appkeys
 
     gateway = await make_gateway(chunk_size=CHUNK)
     user = await Api(http, gateway.url).signup()
     data = os.urandom(1000)
     first = await upload(user, data, CHUNK, file_name="only-copy.bin")
     assert (await user.delete(f"/dropbox/v1/files/{first['file_id']}")).status == 204
-    assert await gateway.app[appkeys.STORE].stat(content_key(first["fingerprint"])) is None
+    assert await gateway.core.store.stat(content_key(first["fingerprint"])) is None
     again = await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK, file_name="new-name.bin"))
     assert again.status == 201 and again.body["status"] == "uploading"
     file = await upload(user, data, CHUNK, file_name="new-name.bin")

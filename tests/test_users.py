@@ -7,14 +7,15 @@ import time
 
 import jwt
 
-from tests.harness import Api
+from tests.harness import Api, make_claim
 
 
 async def test_signup_login_and_me(api: Api):
     alice = await api.signup("alice")
     me = await alice.get("/dropbox/v1/users/me")
     assert me.status == 200
-    assert me.body == {"user_id": alice.user_id, "username": "alice", "email": "alice@example.com"}
+    assert me.body == {"user_id": alice.user_id, "username": "alice", "email": "alice@example.com",
+                       "quota_bytes": 100 * 1024**3, "used_bytes": 0}
     assert me.headers["X-Request-Id"]
 
 
@@ -67,7 +68,8 @@ async def test_expired_token_is_401(api: Api, gateway):
     user = await api.signup("frank")
     now = int(time.time())
     expired = jwt.encode(
-        {"sub": str(user.user_id), "username": "frank", "iat": now - 100, "exp": now - 10, "iss": "dropbox-gateway"},
+        {"sub": str(user.user_id), "username": "frank", "iat": now - 100, "exp": now - 10, "iss": "dropbox-gateway",
+         "jti": "an-old-token", "gen": 0},
         gateway.config.jwt_secret,
         algorithm="HS256",
     )
@@ -91,7 +93,8 @@ async def test_tampered_token_is_401(api: Api):
 async def test_alg_none_and_other_algorithms_are_401(api: Api, gateway):
     user = await api.signup("heidi")
     now = int(time.time())
-    claims = {"sub": str(user.user_id), "username": "heidi", "iat": now, "exp": now + 600, "iss": "dropbox-gateway"}
+    claims = {"sub": str(user.user_id), "username": "heidi", "iat": now, "exp": now + 600, "iss": "dropbox-gateway",
+              "jti": "a-forged-token", "gen": 0}
     unsigned = jwt.encode(claims, None, algorithm="none")
     hs512 = jwt.encode(claims, gateway.config.jwt_secret, algorithm="HS512")
     for token in (unsigned, hs512):
@@ -107,3 +110,24 @@ async def test_users_survive_a_gateway_restart(api: Api, gateway):
     assert login.status == 200
     me = await api.get("/dropbox/v1/users/me", token=login.body["access_token"])
     assert me.body["username"] == "ivan"
+
+
+async def test_text_no_database_can_hold_is_refused_or_unknown_never_a_500(api: Api):
+    """NUL (PostgreSQL refuses it) and lone surrogates (not UTF-8): found by schemathesis on PostgreSQL."""
+    alice = await api.signup("nina", password="a fine password")
+    chunk_size = (await api.get("/dropbox/v1/config")).body["chunk_size"]
+    file = await alice.post("/dropbox/v1/files", json=make_claim(b"", chunk_size))
+    for name in ("ni\x00na", "\ud800"):
+        login = await api.post("/dropbox/v1/tokens", json={"username": name, "password": "a fine password"})
+        assert login.status == 401 and login.body["error"]["code"] == "invalid_credentials", login.body
+        shared = await alice.post("/dropbox/v1/files/share", json={"file_id": file.body["file_id"], "users": [name]})
+        assert shared.status == 404 and shared.body["error"]["code"] == "unknown_users", shared.body
+        lookup = await alice.post("/dropbox/v1/files/share", json={"file_id": name, "users": ["nina"]})
+        assert lookup.status == 404, lookup.body
+        signup = await api.post("/dropbox/v1/users", json={"username": "olga", "email": f"o{name}@example.com",
+                                                           "password": "a fine password"})
+        assert signup.status == 400 and signup.body["error"]["field"] == "email", signup.body
+    unshare = await alice.delete(f"/dropbox/v1/files/{file.body['file_id']}/shares/ni%00na")
+    assert unshare.status == 404, unshare.body
+    odd_password = await api.post("/dropbox/v1/tokens", json={"username": "nina", "password": "\ud800"})
+    assert odd_password.status == 401

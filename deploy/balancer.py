@@ -1,0 +1,143 @@
+"""The gateways' load balancer (nginx) of the local stack's cluster mode.
+
+deploy/lb.conf.template holds the policy (which requests may go to a second
+gateway, the error bodies, what is logged); docker-compose.scale.yml uses the
+same template. Here we render it with our settings, write the upstream block
+for the local gateways' ports, and run nginx in the foreground with its pid,
+temp files and log under one state directory.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdn.nginx import SAFE_VALUE, TEMP_DIRS, ensure_port_free, nginx_binary, render
+from deploy.supervisor import kill_group
+
+TEMPLATE_PATH = Path(__file__).with_name("lb.conf.template")
+# Compose's upstream block (the gateway service's replicas, resolved by Docker's DNS).
+COMPOSE_UPSTREAM_PATH = Path(__file__).with_name("lb-upstream.conf")
+
+
+def upstream_block(ports: list[int], *, fail_timeout: str = "10s") -> str:
+    """The `gateways` upstream for gateways on 127.0.0.1: a gateway that fails once is
+    left alone for ``fail_timeout``; the zone shares that knowledge between workers."""
+    servers = "".join(f"    server 127.0.0.1:{port} max_fails=1 fail_timeout={fail_timeout};\n" for port in ports)
+    return "upstream gateways {\n    zone gateways 64k;\n" + servers + "    keepalive 16;\n}\n"
+
+
+def settings(listen: str, access_log: Path | str, read_timeout: str = "60s") -> dict[str, str]:
+    return {"LB_LISTEN": listen, "LB_ACCESS_LOG": str(access_log), "LB_READ_TIMEOUT": read_timeout}
+
+
+def main_config(state_dir: Path, workers: str) -> str:
+    temp_paths = "".join(f"    {name}_temp_path {state_dir / 'temp' / name};\n" for name in TEMP_DIRS)
+    # As root, nginx would run its workers as nobody, who cannot enter a private state directory.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return (
+        f"{user}"
+        f"worker_processes {workers};\n"
+        "daemon off;\n"
+        f"pid {state_dir / 'nginx.pid'};\n"
+        "error_log stderr warn;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "    keepalive_timeout 65;\n"
+        f"{temp_paths}"
+        f"    include {state_dir / 'upstream.conf'};\n"
+        f"    include {state_dir / 'lb.conf'};\n"
+        "}\n"
+    )
+
+
+def write_config(
+    state_dir: Path, port: int, upstream_ports: list[int], *, workers: str = "auto", read_timeout: str = "60s",
+    fail_timeout: str = "10s",
+) -> Path:
+    """Write the balancer's configuration under ``state_dir``; return the main file."""
+    state_dir = Path(state_dir).resolve()
+    if not SAFE_VALUE.fullmatch(str(state_dir)):
+        raise ValueError(f"nginx's configuration cannot name the state directory {state_dir}")
+    for name in TEMP_DIRS:
+        (state_dir / "temp" / name).mkdir(parents=True, exist_ok=True)
+    values = settings(f"127.0.0.1:{port}", state_dir / "access.log", read_timeout)
+    (state_dir / "lb.conf").write_text(render(values, TEMPLATE_PATH.read_text()))
+    (state_dir / "upstream.conf").write_text(upstream_block(upstream_ports, fail_timeout=fail_timeout))
+    main = state_dir / "nginx.conf"
+    main.write_text(main_config(state_dir, workers))
+    return main
+
+
+def check_config(main: Path) -> subprocess.CompletedProcess:
+    """``nginx -t`` on a written configuration."""
+    return subprocess.run(
+        [nginx_binary(), "-t", "-p", str(main.parent), "-c", str(main), "-e", "stderr"],
+        capture_output=True, text=True,
+    )
+
+
+@dataclass
+class LocalBalancer:
+    process: subprocess.Popen
+    port: int
+    state_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def access_log(self) -> list[dict]:
+        """The access log so far, one dict per request (a line still being written is left out)."""
+        path = self.state_dir / "access.log"
+        entries = []
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+        return entries
+
+    def stop(self, timeout: float = 10.0) -> None:
+        kill_group(self.process, timeout)  # SIGTERM: nginx's fast shutdown
+
+
+def start_balancer(
+    state_dir: Path, port: int, upstream_ports: list[int], *, workers: str = "auto", read_timeout: str = "60s",
+    fail_timeout: str = "10s", timeout: float = 15.0,
+) -> LocalBalancer:
+    """Run the balancer on 127.0.0.1:``port`` in front of gateways on ``upstream_ports``.
+
+    Ready when nginx answers at all: the gateways behind it may still be starting.
+    """
+    ensure_port_free(port)
+    main = write_config(state_dir, port, upstream_ports, workers=workers, read_timeout=read_timeout,
+                        fail_timeout=fail_timeout)
+    state_dir = main.parent
+    log_path = state_dir / "nginx.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [nginx_binary(), "-p", str(state_dir), "-c", str(main), "-e", "stderr"],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    balancer = LocalBalancer(process, port, state_dir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx (load balancer) exited with {process.returncode}:\n{log_path.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"{balancer.url}/metrics", timeout=1)
+        except urllib.error.HTTPError:
+            return balancer  # the balancer's own 404: nginx is serving
+        except OSError:
+            time.sleep(0.05)
+    balancer.stop()
+    raise RuntimeError(f"the load balancer did not answer on {balancer.url} within {timeout}s; see {log_path}")

@@ -1,0 +1,98 @@
+"""The domain: uploads (the state machine), files, sharing, shared links, deletion, permissions, accounts,
+sessions, limits, store events.
+
+Plain classes with explicit dependencies (the metadata database, the object
+store, the cache, a clock, the settings), raising gateway/core/errors.py's
+domain errors; nothing here knows HTTP. :func:`build_core` wires them::
+
+    core = build_core(config, db, store, cache)
+    file_id, created = await core.uploads.start(user_id, claim)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiocache.base import BaseCache
+
+from gateway.config import Config
+from gateway.core.accounts import Accounts
+from gateway.core.clock import Clock, system_clock
+from gateway.core.deletion import Deletion
+from gateway.core.events import StoreEvents
+from gateway.core.files import Files
+from gateway.core.leases import Leases
+from gateway.core.links import Links
+from gateway.core.metrics import Metrics
+from gateway.core.limits import Limits
+from gateway.core.permissions import Permissions
+from gateway.core.reconciler import reconcile_once
+from gateway.core.sessions import Sessions
+from gateway.core.sharing import Sharing
+from gateway.core.throttle import forget_expired
+from gateway.core.uploads import Uploads
+from gateway.db import Database
+from storage import ObjectStore
+
+
+@dataclass(frozen=True)
+class Core:
+    config: Config
+    db: Database
+    store: ObjectStore
+    clock: Clock
+    permissions: Permissions
+    uploads: Uploads
+    files: Files
+    sharing: Sharing
+    links: Links
+    deletion: Deletion
+    accounts: Accounts
+    sessions: Sessions
+    events: StoreEvents
+    metrics: Metrics
+    limits: Limits
+
+    async def reconcile_once(self) -> dict[str, int]:
+        counts = await reconcile_once(self.config, self.db, self.uploads, self.clock)
+        self.metrics.reconciled(counts)
+        return counts
+
+    async def housekeeping(self) -> dict[str, int]:
+        """Drop rows that count nothing any more (ended throttle counters, revocations of expired tokens)."""
+        return {
+            "throttle_counters": await forget_expired(self.db, self.clock),
+            "revoked_tokens": await self.sessions.forget_expired_revocations(),
+        }
+
+    async def refresh_progress_once(self) -> dict[str, int]:
+        """Read the part lists that store part events asked for (gateway/core/events.py)."""
+        return await self.events.read_marked_part_lists()
+
+
+def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCache | None,
+               clock: Clock = system_clock, metrics: Metrics | None = None) -> Core:
+    """``metrics``: the app's (gateway/core/metrics.py); a core built alone counts into its own."""
+    metrics = metrics or Metrics()
+    metrics.watch_database(db)
+    permissions = Permissions(db, cache, metrics)
+    sessions = Sessions(config, db, clock, cache)
+    leases = Leases(db, clock)
+    limits = Limits(config, db)
+    uploads = Uploads(config, db, store, permissions, leases, limits, clock, metrics)
+    return Core(
+        config=config,
+        db=db,
+        store=store,
+        clock=clock,
+        permissions=permissions,
+        uploads=uploads,
+        files=Files(config, db, store, permissions, uploads),
+        sharing=Sharing(config, db, permissions, clock),
+        links=Links(config, db, permissions, clock),
+        deletion=Deletion(db, store, permissions, leases),
+        accounts=Accounts(config, db, clock, sessions),
+        sessions=sessions,
+        events=StoreEvents(config, db, store, uploads, clock),
+        metrics=metrics,
+        limits=limits,
+    )

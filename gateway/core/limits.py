@@ -1,0 +1,70 @@
+"""Limits per user: a storage quota and a cap on uploads in progress (contract v1.1 "Limits and quotas").
+
+``used_bytes`` is the sizes of the user's ``uploaded`` and ``uploading``
+files: an upload counts from its start, so starting many large uploads uses
+up the quota before a byte moves. The quota is ``users.quota_bytes`` when the
+operator set one for the user, else ``GATEWAY_USER_QUOTA_BYTES``; 0 is
+unlimited (answered as ``quota_bytes: null``).
+
+Checked atomically: :meth:`Limits.check_start` runs inside the transaction
+that inserts the file, after locking the user's row (``SELECT ... FOR
+UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` writer lock already
+serialises every write), so two concurrent starts never both take the last
+byte or the last slot, whichever gateways they reach.
+"""
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.config import Config
+from gateway.core.errors import QuotaExceeded, TooManyUploads, UnknownUser
+from gateway.db import Database, Row
+from gateway.db import files as files_db
+from gateway.db import users as users_db
+
+# Seconds a client is asked to wait when all its upload slots are taken: an upload
+# in progress frees its slot when it completes, fails or is deleted.
+SLOT_RETRY_AFTER = 30
+
+
+class Limits:
+    def __init__(self, config: Config, db: Database):
+        self.config = config
+        self.db = db
+
+    def quota_of(self, user_quota: int | None) -> int | None:
+        """The quota in bytes from the user's own setting (None: the gateway's); None: unlimited."""
+        quota = self.config.user_quota_bytes if user_quota is None else user_quota
+        return quota or None
+
+    async def usage(self, user_id: int) -> Row:
+        """``{quota_bytes, used_bytes}`` as GET /dropbox/v1/users/me answers them."""
+        async with self.db.read() as conn:
+            user = await users_db.quota_of(conn, user_id)
+            if user is None:
+                raise UnknownUser()
+            usage = await files_db.usage_of(conn, user_id)
+        return {"quota_bytes": self.quota_of(user["quota_bytes"]), "used_bytes": usage["used_bytes"]}
+
+    async def check_start(self, conn: AsyncConnection, user_id: int, file_size: int, *, uploading: bool) -> None:
+        """Inside the transaction that inserts the file: lock the user's row, then refuse
+        (QuotaExceeded, TooManyUploads) if the file does not fit. The lock holds until commit."""
+        await users_db.lock_user(conn, user_id)
+        await self._check(conn, user_id, file_size, uploading=uploading)
+
+    async def precheck(self, user_id: int, file_size: int, *, uploading: bool) -> None:
+        """The same refusal, early and without a lock: before any work in the store."""
+        await self._check(self.db, user_id, file_size, uploading=uploading)
+
+    async def _check(self, on: Database | AsyncConnection, user_id: int, file_size: int, *, uploading: bool) -> None:
+        user = await users_db.quota_of(on, user_id)
+        if user is None:
+            raise UnknownUser()
+        usage = await files_db.usage_of(on, user_id)
+        # The quota first: waiting does not help with it, so the client should hear of it first.
+        quota = self.quota_of(user["quota_bytes"])
+        if quota is not None and usage["used_bytes"] + file_size > quota:
+            raise QuotaExceeded(quota, usage["used_bytes"], file_size)
+        cap = self.config.max_uploads_in_progress
+        if uploading and cap and usage["uploading"] >= cap:
+            raise TooManyUploads(cap, SLOT_RETRY_AFTER)

@@ -1,0 +1,147 @@
+"""Who may see a file, answered from the cache (gateway/cache.py) whenever it can be, never stale.
+
+One cache entry per file, under ``file:<file_id>``::
+
+    {"v": 2, "owner_id": int, "readers": [user_id, ...],   # the permission facts
+     "row": dict | None, "chunks": list[dict] | None}       # the metadata, when it cannot change
+
+Entries are plain JSON values (the Redis cache stores JSON, never pickles).
+``owner_id`` never changes; ``readers`` (the users the file is shared with)
+changes only through sharing, unsharing and deleting. ``row`` and ``chunks``
+are kept only for a file in a final state (``uploaded`` or ``failed``): an
+upload in progress changes its chunks and its store upload id as the store
+reports parts, so for those the entry answers the permission question only
+and the row is read fresh from the database.
+
+What invalidates the entry (deletes the key, always *after* the database
+commit): sharing and unsharing (gateway/core/sharing.py), deleting
+(gateway/core/deletion.py), and every status change of an upload
+(gateway/core/uploads.py). A new upload needs nothing: its file id is new, and
+a missing file is never cached (lookups of unknown ids go to the database
+every time).
+
+Filling the cache cannot bring a stale answer back, thanks to leases (gateway/core/cached.py, as in
+memcached's leases): a lookup that misses first ``add``s a unique lease token
+under the key (add only succeeds on an empty key), reads the database, then
+swaps the lease for the entry with a compare-and-set that succeeds only if the
+key still holds *its* lease. An invalidation that lands between the database
+read and the swap deletes the lease, so the swap fails and the (possibly
+stale) read is used for that one request only, never cached. Lookups that find
+someone else's lease read the database and leave the cache alone.
+
+With ``memory://`` the cache is per process, so invalidations reach only the
+process that made the change: several gateway processes need ``redis://``.
+When the cache fails (Redis down), lookups fall back to the database; a failed
+invalidation is logged, and the entry's TTL (``GATEWAY_CACHE_TTL``) bounds how
+long it can outlive the change.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, TypeGuard
+
+from aiocache.base import BaseCache
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.core.cached import forget, read_through
+from gateway.core.errors import FileNotFound
+from gateway.core.metrics import Metrics
+from gateway.db import Database, Row
+from gateway.db import files as files_db
+from gateway.db import shares as shares_db
+
+ENTRY_VERSION = 2
+# Statuses after which nothing about the row or its chunks changes until it is deleted.
+FINAL_STATUSES = ("uploaded", "failed")
+
+
+# What a file id looks like (gateway/core/uploads.py's new_file_id): anything else names no file, and
+# is never sent to the database (PostgreSQL refuses text with NUL in it).
+FILE_ID_PATTERN = "[0-9a-f]{32}"
+FILE_ID = re.compile(FILE_ID_PATTERN)
+
+
+async def owned_for_change(conn: AsyncConnection, user_id: int, file_id: str) -> Row:
+    """The file's facts if ``user_id`` owns it, read (and locked) inside the write transaction ``conn``;
+    FileNotFound otherwise. Changes decide on this, never on the cache."""
+    if not FILE_ID.fullmatch(file_id):
+        raise FileNotFound(file_id, own=True)
+    row = await files_db.file_for_change(conn, file_id)
+    if row is None or row["owner_id"] != user_id:
+        raise FileNotFound(file_id, own=True)
+    return row
+
+
+def cache_key(file_id: str) -> str:
+    return f"file:{file_id}"
+
+
+def may_read(entry: dict | None, user_id: int) -> TypeGuard[dict]:
+    return entry is not None and (entry["owner_id"] == user_id or user_id in entry["readers"])
+
+
+def owns(entry: dict | None, user_id: int) -> TypeGuard[dict]:
+    return entry is not None and entry["owner_id"] == user_id
+
+
+class Permissions:
+    """``cache`` None: caching is off, every lookup reads the database."""
+
+    def __init__(self, db: Database, cache: BaseCache | None, metrics: Metrics | None = None):
+        self.db = db
+        self.cache = cache
+        self.metrics = metrics or Metrics()
+
+    async def _load(self, file_id: str) -> dict | None:
+        """The entry for ``file_id`` from the database, read in one snapshot; None when there is no such file."""
+        async with self.db.read() as conn:
+            row = await files_db.get_file(conn, file_id)
+            if row is None:
+                return None
+            entry: dict[str, Any] = {
+                "v": ENTRY_VERSION,
+                "owner_id": row["owner_id"],
+                "readers": await shares_db.readers(conn, file_id),
+                "row": None,
+                "chunks": None,
+            }
+            if row["status"] in FINAL_STATUSES:
+                entry["row"] = row
+                entry["chunks"] = await files_db.get_chunks(conn, file_id)
+        return entry
+
+    async def file_access(self, file_id: str) -> dict | None:
+        """The cache entry of ``file_id`` (see the module docstring); None when there is no such file."""
+        if not FILE_ID.fullmatch(file_id):
+            return None
+        return await read_through(self.cache, cache_key(file_id), ENTRY_VERSION, lambda: self._load(file_id),
+                                  on_lookup=self.metrics.cache_lookup)
+
+    async def invalidate(self, file_id: str) -> None:
+        """Forget what the cache knows of ``file_id``; call it after the change is committed."""
+        await forget(self.cache, cache_key(file_id))
+
+    async def _current(self, entry: dict, file_id: str) -> tuple[Row | None, list[Row] | None]:
+        """(row, chunks or None): cached for a final state, read fresh for an upload in progress."""
+        if entry["row"] is not None:
+            # A copy: the memory cache hands out the very object it stores.
+            return dict(entry["row"]), entry["chunks"]
+        return await files_db.get_file(self.db, file_id), None
+
+    async def readable(self, user_id: int, file_id: str) -> tuple[Row, list[Row] | None]:
+        """(row, chunks or None) if ``user_id`` owns the file or it is shared with them; FileNotFound otherwise."""
+        entry = await self.file_access(file_id)
+        if may_read(entry, user_id):
+            row, chunks = await self._current(entry, file_id)
+            if row is not None:
+                return row, chunks
+        raise FileNotFound(file_id)
+
+    async def owned(self, user_id: int, file_id: str) -> tuple[Row, list[Row] | None]:
+        """(row, chunks or None) if ``user_id`` owns the file; FileNotFound otherwise, whether or not it exists."""
+        entry = await self.file_access(file_id)
+        if owns(entry, user_id):
+            row, chunks = await self._current(entry, file_id)
+            if row is not None:
+                return row, chunks
+        raise FileNotFound(file_id, own=True)

@@ -1,0 +1,86 @@
+"""Sessions: which access tokens still speak for their user, checked on every request; ending them.
+
+An access token is good until it expires unless it is ended first:
+
+- **Log-out** revokes the token's ``jti`` (the ``revoked_tokens`` table keeps it
+  until the token would have expired anyway, plus a clock-skew allowance).
+- **A password change** (gateway/core/accounts.py) moves the user's
+  ``token_generation`` on; every token carries the generation it was issued
+  in, so all earlier tokens stop working.
+
+:meth:`Sessions.authenticate` checks both for every request against the
+user's entry ``tokens:<user_id>`` = ``{"v": 1, "gen": int, "revoked": [jti, ...]}``,
+loaded in one query and read through the cache (gateway/core/cached.py:
+leases, so a fill never brings a stale entry back); :meth:`Sessions.changed`
+drops it *after* every log-out and password change commits. With ``redis://``
+every gateway process sees the drop at once; ``memory://`` is for one process
+(as for permissions); ``none://`` asks the database on every request.
+"""
+from __future__ import annotations
+
+from datetime import datetime, UTC
+
+import structlog
+from aiocache.base import BaseCache
+
+from gateway.config import Config
+from gateway.core.cached import forget, read_through
+from gateway.core.clock import Clock, stamp_ago, stamp_now, timestamp
+from gateway.core.errors import TokenRevoked, UnknownUser
+from gateway.core.tokens import TokenUser, verify_token
+from gateway.db import Database
+from gateway.db import tokens as tokens_db
+
+log = structlog.get_logger("gateway.sessions")
+
+ENTRY_VERSION = 1
+# Seconds a revocation outlives its token's expiry, for gateways whose clocks run behind this one's.
+CLOCK_SKEW_ALLOWANCE = 300
+
+
+def cache_key(user_id: int) -> str:
+    return f"tokens:{user_id}"
+
+
+class Sessions:
+    def __init__(self, config: Config, db: Database, clock: Clock, cache: BaseCache | None):
+        self.config = config
+        self.db = db
+        self.clock = clock
+        self.cache = cache
+
+    async def authenticate(self, token: str) -> TokenUser:
+        """Who an access token speaks for; TokenExpired, InvalidToken, TokenRevoked or UnknownUser."""
+        user = verify_token(self.config.jwt_secret, token)
+        state = await self._state(user.user_id)
+        if state is None:
+            raise UnknownUser()
+        if user.token_id in state["revoked"] or state["gen"] != user.generation:
+            raise TokenRevoked()
+        return user
+
+    async def _state(self, user_id: int) -> dict | None:
+        """The user's entry (module docstring), from the cache when it is there; None: no such user."""
+
+        async def load() -> dict | None:
+            row = await tokens_db.token_state(self.db, user_id, stamp_now(self.clock))
+            if row is None:
+                return None
+            return {"v": ENTRY_VERSION, "gen": row["token_generation"], "revoked": row["revoked"]}
+
+        return await read_through(self.cache, cache_key(user_id), ENTRY_VERSION, load)
+
+    async def log_out(self, user: TokenUser) -> None:
+        """End the access token ``user`` came with, on every gateway."""
+        expires_at = timestamp(datetime.fromtimestamp(user.expires_at, UTC))
+        await tokens_db.revoke(self.db, user.token_id, user.user_id, expires_at, stamp_now(self.clock))
+        await self.changed(user.user_id)
+        log.info("logged_out")
+
+    async def changed(self, user_id: int) -> None:
+        """The user's tokens changed (a revocation, a new generation) and it is committed: drop the entry."""
+        await forget(self.cache, cache_key(user_id))
+
+    async def forget_expired_revocations(self) -> int:
+        """Drop the revocations of tokens long expired (their expiry refuses them); how many."""
+        return await tokens_db.forget_expired(self.db, stamp_ago(self.clock, CLOCK_SKEW_ALLOWANCE))

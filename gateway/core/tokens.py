@@ -1,0 +1,61 @@
+"""JWT access tokens: HS256 only, with expiry; any other algorithm is refused.
+
+Besides who and until when, each token carries what lets it be ended before it
+expires (gateway/core/accounts.py checks both on every request):
+
+- ``jti``: a random id of its own, which a log-out revokes;
+- ``gen``: the user's token generation when it was issued; a password change
+  moves the generation on, and every token of an older one stops working.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from gateway.core.errors import InvalidToken, TokenExpired
+
+ALGORITHM = "HS256"
+ISSUER = "dropbox-gateway"
+
+
+@dataclass(frozen=True)
+class TokenUser:
+    """Who an access token speaks for, and which token it is."""
+
+    user_id: int
+    username: str
+    token_id: str  # the jti
+    generation: int  # the user's token generation it was issued in
+    expires_at: int  # unix seconds
+
+
+def issue_token(secret: str, user_id: int, username: str, generation: int, ttl: int) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id), "username": username, "iat": now, "exp": now + ttl, "iss": ISSUER,
+        "jti": secrets.token_urlsafe(16), "gen": generation,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(secret: str, token: str) -> TokenUser:
+    """The token's user if its signature, issuer and expiry are right; whether it was ended is not checked here."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],  # never trust the token's own `alg`
+            issuer=ISSUER,
+            options={"require": ["sub", "exp", "iat", "iss", "jti"]},
+        )
+        generation = claims["gen"]
+        if not isinstance(generation, int) or isinstance(generation, bool):
+            raise ValueError("gen is not an integer")
+        return TokenUser(int(claims["sub"]), str(claims["username"]), str(claims["jti"]), generation, int(claims["exp"]))
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenExpired() from exc
+    except (jwt.InvalidTokenError, KeyError, ValueError, TypeError) as exc:
+        raise InvalidToken(str(exc)) from exc

@@ -1,0 +1,398 @@
+"""The upload state machine: start, learn from the store, complete, fail, abandon.
+
+The gateway never takes a client's word that bytes arrived, nor an event's.
+What the store lists (its parts, its objects and their checksums) is the only
+evidence; its events only say when to look (gateway/core/events.py). A chunk
+turns ``uploaded`` when ListParts shows its part, and a file turns
+``uploaded`` only after the store has checked every chunk against its SHA-256
+(CompleteMultipartUpload's composite checksum).
+
+Settling an upload (resume, complete, abandon) holds the file's lease
+(gateway/core/leases.py), so one gateway at a time does it, whichever gateway
+the request or event reached.
+"""
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import structlog
+
+from gateway.config import Config
+from gateway.core.clock import Clock, stamp_now
+from gateway.core.content import content_key
+from gateway.core.errors import ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
+from gateway.core.leases import Leases
+from gateway.core.metrics import Metrics
+from gateway.core.limits import Limits
+from gateway.core.permissions import Permissions
+from gateway.db import Database, Row
+from gateway.db import files as files_db
+from protocol.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_checksum, hex_to_b64
+from storage import ChecksumMismatch, CompletedPart, ObjectStore, PresignedRequest, StoredPart, UploadNotFound
+
+log = structlog.get_logger("gateway.uploads")
+# upload-urls calls of one process that read, shape and presign their chunks at a time (see Uploads.upload_urls).
+PRESIGN_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class UploadClaim:
+    """What a client says it will upload; checked for consistency (gateway/http) before use."""
+
+    file_name: str
+    file_size: int
+    file_type: str
+    fingerprint: str
+    chunk_size: int
+    chunks: list[str]
+
+
+def new_file_id() -> str:
+    # Hex: safe in paths and on command lines (a leading "-" would read as an option).
+    return secrets.token_hex(16)
+
+
+def verified_parts(chunks: list[Row], parts: list[StoredPart]) -> dict[int, StoredPart]:
+    """Chunk index -> the stored part that holds exactly that chunk."""
+    by_number = {part.part_number: part for part in parts}
+    verified = {}
+    for chunk in chunks:
+        part = by_number.get(chunk["idx"] + 1)
+        if part is None or part.size != chunk["size"]:
+            continue
+        # Where the store lists part checksums (MinIO does), they must match the claim.
+        if part.sha256_b64 is not None and part.sha256_b64 != hex_to_b64(chunk["fingerprint"]):
+            continue
+        verified[chunk["idx"]] = part
+    return verified
+
+
+class Uploads:
+    def __init__(self, config: Config, db: Database, store: ObjectStore, permissions: Permissions,
+                 leases: Leases, limits: Limits, clock: Clock, metrics: Metrics | None = None):
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.db = db
+        self.store = store
+        self.permissions = permissions
+        self.leases = leases
+        self.limits = limits
+        self.clock = clock
+        self._presigning = asyncio.Semaphore(PRESIGN_CONCURRENCY)
+
+    # --- starting -----------------------------------------------------------------------------------
+
+    async def start(self, user_id: int, claim: UploadClaim) -> tuple[str, bool]:
+        """Start (or resume) an upload; return (file id, created).
+
+        A new file must fit the user's limits (gateway/core/limits.py):
+        QuotaExceeded, or TooManyUploads for one that needs an upload. Resuming
+        an upload the user already has adds nothing, so it is never refused.
+        """
+        same = await files_db.latest_upload_of(self.db, user_id, claim.fingerprint, claim.file_name)
+        if same is not None:
+            if same["status"] == "uploading":
+                await self.resume(same["id"])
+            return same["id"], False
+        if await files_db.holds_verified_content(self.db, user_id, claim.fingerprint):
+            # Deduplicated: the user's own verified content; no bytes move.
+            file_id = await self._create_file(user_id, claim, status="uploaded", upload_id=None, copy_of_own_content=True)
+            if file_id is not None:
+                return file_id, True
+            # Their last copy was deleted meanwhile: the bytes must be uploaded after all.
+        if not claim.chunks:
+            await self._store_empty_content()
+            file_id = await self._create_file(user_id, claim, status="uploaded", upload_id=None)
+            assert file_id is not None, "only a copy of own content is ever refused"
+            return file_id, True
+        await self.limits.precheck(user_id, claim.file_size, uploading=True)  # before any work in the store
+        key = content_key(claim.fingerprint)
+        upload_id = await self.store.start_multipart(key)
+        try:
+            file_id = await self._create_file(user_id, claim, status="uploading", upload_id=upload_id)
+            assert file_id is not None, "only a copy of own content is ever refused"
+            return file_id, True
+        except Exception:
+            # Refused after all (a concurrent start took the last slot), or the insert failed.
+            await self.store.abort_multipart(key, upload_id)
+            raise
+
+    async def _create_file(self, user_id: int, claim: UploadClaim, *, status: str, upload_id: str | None,
+                           copy_of_own_content: bool = False) -> str | None:
+        """Insert the file and its chunks.
+
+        Checked against the user's limits in the same transaction, under a lock
+        on the user's row (gateway/core/limits.py).
+
+        ``copy_of_own_content``: a deduplicated copy, inserted only if the user still
+        holds verified content with this fingerprint, checked in the same transaction
+        (a delete of their last copy may have committed since we looked); None if not.
+        The content lock orders this insert against a delete of the content
+        (gateway/core/deletion.py).
+        """
+        file_id = new_file_id()
+        now = stamp_now(self.clock)
+        chunk_status = "uploaded" if status == "uploaded" else "pending"
+        file = {
+            "id": file_id, "owner_id": user_id, "file_name": claim.file_name, "file_size": claim.file_size,
+            "file_type": claim.file_type, "fingerprint": claim.fingerprint, "chunk_size": claim.chunk_size,
+            "total_chunks": len(claim.chunks), "status": status, "upload_id": upload_id,
+            "created_at": now, "updated_at": now, "completed_at": now if status == "uploaded" else None,
+        }
+        chunks = [
+            {"idx": index, "fingerprint": fp, "size": chunk_length(index, claim.file_size, claim.chunk_size),
+             "status": chunk_status}
+            for index, fp in enumerate(claim.chunks)
+        ]
+        async with self.db.transaction() as conn:
+            await self.limits.check_start(conn, user_id, claim.file_size, uploading=status == "uploading")
+            await self.db.lock_content(conn, claim.fingerprint)
+            if copy_of_own_content and not await files_db.holds_verified_content(conn, user_id, claim.fingerprint):
+                return None
+            await files_db.insert_file(conn, file, chunks)
+        self.metrics.upload_started(claim.file_size)
+        if status == "uploaded":
+            self.metrics.uploads_completed.inc()
+        log.info("file_created", file_id=file_id, status=status, size=claim.file_size, chunks=len(claim.chunks))
+        return file_id
+
+    async def _store_empty_content(self) -> None:
+        """An empty file has no parts to upload: the gateway writes the empty object itself."""
+        key = content_key(EMPTY_FINGERPRINT)
+        if await self.store.stat(key) is None:
+            await self.store.put_object(key, b"", hex_to_b64(EMPTY_FINGERPRINT))
+
+    # --- progress -----------------------------------------------------------------------------------
+
+    async def upload_urls(self, user_id: int, file_id: str, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
+        """Presigned PUTs for the chunks asked for (default: every chunk the store does not hold yet).
+
+        At most PRESIGN_CONCURRENCY calls of this process do their work at a
+        time; the others wait their turn, suspended. Presigning runs on one
+        signing thread anyway, but each call also reads and shapes its chunk rows
+        on the event loop (5,120 of them for a 40 GiB file): forty such calls
+        ready at once would keep every other request waiting behind all of them
+        (bench/limits.py measures /healthz meanwhile).
+        """
+        row, _ = await self.permissions.owned(user_id, file_id)
+        if row["status"] != "uploading":
+            raise NotUploading(row["status"])
+        async with self._presigning:
+            presigned = await self._presign(row, indexes)
+        # Handing out URLs is activity: the upload is not abandoned.
+        await files_db.touch(self.db, file_id, stamp_now(self.clock))
+        return presigned
+
+    async def _presign(self, row: Row, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
+        chunks = await files_db.get_chunks(self.db, row["id"])
+        if indexes is None:
+            wanted = {c["idx"] for c in chunks if c["status"] != "uploaded"}
+        else:
+            out_of_range = [i for i in indexes if not 0 <= i < row["total_chunks"]]
+            if out_of_range:
+                raise ChunkIndexOutOfRange(out_of_range, row["total_chunks"])
+            wanted = set(indexes)
+        parts = [(c["idx"] + 1, hex_to_b64(c["fingerprint"])) for c in chunks if c["idx"] in wanted]
+        presigned = await self.store.presign_upload_parts(
+            content_key(row["fingerprint"]), row["upload_id"], parts, self.config.upload_url_ttl
+        )
+        return [(number - 1, request) for (number, _), request in zip(parts, presigned, strict=True)]
+
+    async def _mark_chunks(self, file_id: str, upload_id: str, chunks: list[Row], verified: dict[int, StoredPart]) -> int:
+        """Record which chunks the store lists in ``upload_id``; return how many changed.
+
+        Only the chunks whose record differs are written (``chunks`` as read before
+        the part list): reading the list of a 5,120-part upload again writes only what is new.
+        """
+        known = {chunk["idx"]: (chunk["status"], chunk["etag"]) for chunk in chunks}
+        etags = {index: part.etag for index, part in verified.items() if known.get(index) != ("uploaded", part.etag)}
+        if not etags:
+            return 0
+        async with self.db.transaction() as conn:
+            return await files_db.mark_chunks(conn, file_id, upload_id, etags, stamp_now(self.clock))
+
+    async def refresh_from_store(self, file_id: str) -> dict[int, StoredPart] | None:
+        """Ask the store which chunks it holds. None when the multipart upload is gone."""
+        row = await files_db.get_file(self.db, file_id)
+        if row is None or row["status"] != "uploading":
+            return None
+        chunks = await files_db.get_chunks(self.db, file_id)
+        try:
+            parts = await self.store.list_parts(content_key(row["fingerprint"]), row["upload_id"])
+        except UploadNotFound:
+            return None
+        verified = verified_parts(chunks, parts)
+        await self._mark_chunks(file_id, row["upload_id"], chunks, verified)
+        return verified
+
+    async def resume(self, file_id: str) -> None:
+        """Bring chunk statuses up to date; restart the multipart upload if the store dropped it."""
+        async with self.leases.hold(file_id):
+            row = await files_db.get_file(self.db, file_id)
+            if row is None or row["status"] != "uploading":
+                return
+            if await self.refresh_from_store(file_id) is not None:
+                return
+            if await self._settle_from_object(row):
+                return
+            # The store forgot the upload (aborted by a lifecycle rule, say): start over.
+            upload_id = await self.store.start_multipart(content_key(row["fingerprint"]))
+            async with self.db.transaction() as conn:
+                await files_db.restart_upload(conn, file_id, upload_id, stamp_now(self.clock))
+            log.info("upload_restarted", file_id=file_id, reason="the store no longer has the multipart upload")
+
+    # --- settling -----------------------------------------------------------------------------------
+
+    async def _object_matches(self, row: Row) -> bool:
+        stored = await self.store.stat(content_key(row["fingerprint"]))
+        return (
+            stored is not None
+            and stored.size == row["file_size"]
+            and stored.sha256_checksum == composite_checksum(row["fingerprint"], row["total_chunks"])
+        )
+
+    async def _settle_from_object(self, row: Row) -> bool:
+        """The multipart upload is gone (we completed it, then crashed before recording it).
+
+        The object alone proves nothing about *this* user: another user's upload
+        may have written it, and anyone who knows a fingerprint can claim it.
+        Only when the store itself had listed every chunk as a part of this
+        upload (ListParts: each chunk then has the ETag the store gave it; an
+        event, forged or not, never sets one) did this user send all the bytes,
+        and only then does a verified object settle the upload.
+        """
+        if await files_db.unverified_chunks(self.db, row["id"]) == 0 and await self._object_matches(row):
+            await self._mark_uploaded(row["id"])
+            return True
+        return False
+
+    async def _mark_uploaded(self, file_id: str) -> bool:
+        async with self.db.transaction() as conn:
+            changed = await files_db.mark_uploaded(conn, file_id, stamp_now(self.clock))
+        if changed:
+            self.metrics.uploads_completed.inc()
+            log.info("file_uploaded", file_id=file_id)
+            await self.permissions.invalidate(file_id)
+        return changed
+
+    async def _mark_failed(self, file_id: str, reason: str) -> bool:
+        changed = await files_db.mark_failed(self.db, file_id, reason, stamp_now(self.clock))
+        if changed:
+            self.metrics.uploads_failed.inc()
+            log.warning("file_failed", file_id=file_id, reason=reason)
+            await self.permissions.invalidate(file_id)
+        return changed
+
+    async def complete(self, file_id: str, *, strict: bool = True) -> str:
+        """Finish the upload once the store holds every chunk; return the file's status.
+
+        ``strict`` raises ChunksMissing (or UploadGone) when it cannot finish
+        (the client asked); otherwise (events, reconciliation) it returns quietly.
+        """
+        async with self.leases.hold(file_id):
+            return await self._complete_held(file_id, strict=strict)
+
+    async def _complete_held(self, file_id: str, *, strict: bool) -> str:
+        row = await files_db.get_file(self.db, file_id)
+        if row is None or row["status"] != "uploading":
+            return row["status"] if row else "missing"
+        key = content_key(row["fingerprint"])
+        chunks = await files_db.get_chunks(self.db, file_id)
+        try:
+            parts = await self.store.list_parts(key, row["upload_id"])
+        except UploadNotFound:
+            if await self._settle_from_object(row):
+                return "uploaded"
+            if strict:
+                raise UploadGone() from None
+            return "uploading"
+        verified = verified_parts(chunks, parts)
+        await self._mark_chunks(file_id, row["upload_id"], chunks, verified)
+        missing = [c["idx"] for c in chunks if c["idx"] not in verified]
+        if missing:
+            if strict:
+                raise ChunksMissing(missing)
+            return "uploading"
+        completed = [CompletedPart(c["idx"] + 1, verified[c["idx"]].etag, hex_to_b64(c["fingerprint"])) for c in chunks]
+        try:
+            await self.store.complete_multipart(key, row["upload_id"], completed)
+        except ChecksumMismatch as exc:
+            return await self._fail_and_discard(row, f"the store's bytes do not match the chunk fingerprints ({exc})")
+        except UploadNotFound:
+            pass  # completed concurrently (a lease outlived): the object check below decides
+        if await self._object_matches(row):
+            await self._mark_uploaded(file_id)
+            return "uploaded"
+        return await self._fail_and_discard(row, "the stored object's checksum does not match the file fingerprint")
+
+    async def finish(self, user_id: int, file_id: str) -> None:
+        """The owner asks to complete: ChunksMissing, UploadGone or VerificationFailed unless it is uploaded."""
+        await self.permissions.owned(user_id, file_id)
+        if await self.complete(file_id) == "failed":
+            row, _ = await self.permissions.owned(user_id, file_id)
+            raise VerificationFailed(row["failure_reason"])
+
+    async def _fail_and_discard(self, row: Row, reason: str) -> str:
+        """Mark the file failed and remove its partial data, never content another file relies on."""
+        await self.store.abort_multipart(content_key(row["fingerprint"]), row["upload_id"])
+        await self._mark_failed(row["id"], reason)
+        still_needed = await files_db.content_referenced(self.db, row["fingerprint"], ("uploaded",))
+        if not still_needed and not await self._object_matches(row):
+            await self.store.delete(content_key(row["fingerprint"]))
+        return "failed"
+
+    async def abandon(self, file_id: str) -> bool:
+        """Abort an upload nobody finished; an upload that completed is never touched."""
+        async with self.leases.hold(file_id):
+            return await self._abandon_held(file_id)
+
+    async def _abandon_held(self, file_id: str) -> bool:
+        row = await files_db.get_file(self.db, file_id)
+        if row is None or row["status"] != "uploading":
+            return False
+        if await self._settle_from_object(row):
+            return False
+        await self.store.abort_multipart(content_key(row["fingerprint"]), row["upload_id"])
+        return await self._mark_failed(file_id, "abandoned: no progress for too long; upload it again")
+
+    async def settle_if_free(self, file_id: str, *, abandon: bool) -> str:
+        """The reconciler's step: abandon or complete, unless another gateway is settling it right now.
+
+        Returns ``busy`` (someone holds the lease), ``abandoned``, ``completed`` or ``unchanged``.
+        """
+        async with self.leases.hold_if_free(file_id) as held:
+            if not held:
+                return "busy"
+            row = await files_db.get_file(self.db, file_id)
+            if row is None or row["status"] != "uploading":
+                return "unchanged"  # settled since the reconciler listed it
+            if abandon:
+                return "abandoned" if await self._abandon_held(file_id) else "unchanged"
+            return "completed" if await self._complete_held(file_id, strict=False) == "uploaded" else "unchanged"
+
+    # --- inline uploads -----------------------------------------------------------------------------
+
+    async def upload_inline(self, user_id: int, claim: UploadClaim, spool: BinaryIO) -> str:
+        """A small file whose bytes the gateway holds (``spool``): sent through the same multipart path."""
+        file_id, _created = await self.start(user_id, claim)
+        await self._send_spooled_chunks(file_id, spool)
+        status = await self.complete(file_id)
+        if status != "uploaded":
+            raise StoreDidNotAccept(status)
+        return file_id
+
+    async def _send_spooled_chunks(self, file_id: str, spool: BinaryIO) -> None:
+        row = await files_db.get_file(self.db, file_id)
+        if row is None or row["status"] != "uploading":
+            return  # deduplicated, an empty file, or deleted meanwhile (complete() then says "missing")
+        for chunk in await files_db.get_chunks(self.db, file_id):
+            if chunk["status"] == "uploaded":
+                continue
+            spool.seek(chunk["idx"] * row["chunk_size"])
+            data = spool.read(chunk["size"])
+            await self.store.upload_part(
+                content_key(row["fingerprint"]), row["upload_id"], chunk["idx"] + 1, data, hex_to_b64(chunk["fingerprint"])
+            )

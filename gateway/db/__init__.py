@@ -1,0 +1,8 @@
+"""Metadata: engine setup (SQLite or PostgreSQL), tables, migrations, and the queries the core needs.
+
+The query modules (files, users, shares) are the only code that writes SQL;
+gateway/core calls them with a :class:`Database` or one of its connections.
+"""
+from gateway.db.engine import Database, Row, database_url, storable_text
+
+__all__ = ["Database", "Row", "database_url", "storable_text"]

@@ -1,0 +1,213 @@
+"""The metadata database: an SQLAlchemy asyncio engine on SQLite (the default) or PostgreSQL.
+
+SQLite (aiosqlite), from ``GATEWAY_DATABASE_PATH``: WAL, so readers go on
+while one writer writes. Every write transaction starts with ``BEGIN
+IMMEDIATE``: it takes SQLite's writer lock at once (across processes too), so
+two writers never both read and then fail to upgrade, and whatever a write
+transaction reads stays true until it commits. Within one process the writers
+also queue on an asyncio lock, so they wait their turn instead of spinning on
+``busy_timeout``; that lock is an economy, the database's lock is what is correct.
+
+PostgreSQL (asyncpg), from ``GATEWAY_DATABASE_URL=postgresql://...``: READ
+COMMITTED transactions; what must not change under a transaction is locked
+explicitly (``SELECT ... FOR UPDATE`` and :meth:`Database.lock_content`).
+
+Reads run start to finish on a connection checked out for them alone: a read
+left open across awaits would pin its snapshot, and later reads would miss rows
+other requests committed since.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlsplit
+
+import structlog
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
+
+log = structlog.get_logger("gateway.db")
+
+Row = dict[str, Any]
+Params = Mapping[str, Any] | None
+
+
+def database_url(url: str, path: str) -> str:
+    """The SQLAlchemy URL: ``url`` when set (postgresql://... or sqlite:///...), else SQLite at ``path``."""
+    if not url:
+        return f"sqlite+aiosqlite:///{path}"
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    raise ValueError(f"GATEWAY_DATABASE_URL: use postgresql://user:password@host:port/db or sqlite:///path, not {scheme}://")
+
+
+def _prepare_sqlite(engine: AsyncEngine) -> None:
+    """Our own BEGINs (IMMEDIATE for writes) instead of the driver's, and the pragmas every connection needs."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # the driver issues no BEGIN/COMMIT of its own
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode = WAL")  # a property of the file; a no-op once set
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA busy_timeout = 5000")
+        cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no committed data
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(connection) -> None:
+        write = connection.get_execution_options().get("write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class Database:
+    """The engine, and the two ways in: a short read, or a write transaction."""
+
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        self.dialect: str = engine.dialect.name  # "sqlite" or "postgresql"
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> Database:
+        """Connect and bring the schema up to date (gateway/db/migrate.py)."""
+        from gateway.db.migrate import upgrade
+
+        sa_url = make_url(url)
+        if sa_url.get_backend_name() == "sqlite":
+            database = sa_url.database or ""
+            if not database or database == ":memory:":
+                raise ValueError("the SQLite database must be a file: several connections share it")
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(sa_url)
+            _prepare_sqlite(engine)
+        else:
+            engine = create_async_engine(sa_url, pool_size=10, max_overflow=10)
+        db = cls(engine)
+        if migrate:
+            try:
+                await upgrade(db)
+            except BaseException:
+                await engine.dispose()
+                raise
+        return db
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a few reads that see one snapshot; released (and the snapshot with it) at the end."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction, committed at the end or rolled back if the block raises."""
+        async with self._writer_turn():
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(write=True)
+                async with conn.begin():
+                    yield conn
+
+    @contextlib.asynccontextmanager
+    async def _writer_turn(self) -> AsyncIterator[None]:
+        if self._write_lock is None:
+            yield
+        else:
+            async with self._write_lock:
+                yield
+
+    async def lock_content(self, conn: AsyncConnection, fingerprint: str) -> None:
+        """Serialise, until ``conn`` commits, the transactions that add or drop references to this content.
+
+        SQLite's writer lock already serialises every write transaction. On
+        PostgreSQL a transaction-scoped advisory lock keyed on the fingerprint
+        does it for this content only (gateway/core/deletion.py says why).
+        """
+        if self.dialect == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": content_lock_key(fingerprint)})
+
+    # Conveniences: one statement, start to finish, rows as dicts.
+
+    async def fetchall(self, statement: str | Executable, params: Params = None) -> list[Row]:
+        async with self.read() as conn:
+            result = await conn.execute(_statement(statement), params or {})
+            return [dict(row._mapping) for row in result]
+
+    async def fetchone(self, statement: str | Executable, params: Params = None) -> Row | None:
+        rows = await self.fetchall(statement, params)
+        return rows[0] if rows else None
+
+    async def fetchval(self, statement: str | Executable, params: Params = None) -> Any:
+        async with self.read() as conn:
+            return (await conn.execute(_statement(statement), params or {})).scalar()
+
+    async def execute(self, statement: str | Executable, params: Params = None) -> int:
+        """One write statement in its own transaction; the number of rows it changed."""
+        async with self.transaction() as conn:
+            return (await conn.execute(_statement(statement), params or {})).rowcount
+
+    async def ping(self) -> None:
+        await self.fetchval("SELECT 1")
+
+
+def _statement(statement: str | Executable) -> Executable:
+    return text(statement) if isinstance(statement, str) else statement
+
+
+def content_lock_key(fingerprint: str) -> int:
+    """A signed 64-bit advisory lock key from a hex fingerprint (its first 15 hex digits)."""
+    return int(fingerprint[:15] or "0", 16)
+
+
+def storable_text(value: str) -> bool:
+    """Whether both engines can hold ``value``: no NUL (PostgreSQL refuses it), valid UTF-8 (no lone surrogates)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def insert_or(dialect: str, table: Table):
+    """The ``dialect``'s INSERT, with ``on_conflict_do_nothing``/``_do_update`` (the same SQL on both engines)."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+async def fetch(on: Database | AsyncConnection, statement: Executable, params: Params = None) -> list[Row]:
+    """The rows of a query as dicts: on a connection (inside its transaction), or a short read of its own."""
+    if isinstance(on, Database):
+        async with on.read() as conn:
+            return await fetch(conn, statement, params)
+    result = await on.execute(statement, params or {})
+    return [dict(row._mapping) for row in result]
+
+
+async def fetch_one(on: Database | AsyncConnection, statement: Executable, params: Params = None) -> Row | None:
+    found = await fetch(on, statement, params)
+    return found[0] if found else None
+
+
+async def fetch_value(on: Database | AsyncConnection, statement: Executable, params: Params = None) -> Any:
+    found = await fetch(on, statement, params)
+    return next(iter(found[0].values())) if found else None
+
+
+async def change(on: Database | AsyncConnection, statement: Executable, params: Params = None) -> int:
+    """Run a write statement on a connection, or in a transaction of its own; the rows it changed."""
+    if isinstance(on, Database):
+        async with on.transaction() as conn:
+            return await change(conn, statement, params)
+    return (await on.execute(statement, params or {})).rowcount

@@ -1,0 +1,313 @@
+"""Queries on files and their chunks: reading, listing, the upload's transitions, leases.
+
+Every function takes ``on``: the :class:`~gateway.db.Database` (the query runs
+on its own, a short read or a one-statement transaction) or a connection of a
+transaction the caller holds. Rows come back as dicts.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import case, delete, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
+from gateway.db.tables import chunks, files, shares, users
+
+On = Database | AsyncConnection
+
+# What a file row answers with: every column but the lease, and the owner's name.
+FILE_COLUMNS = (
+    files.c.id, files.c.seq, files.c.owner_id, users.c.username.label("owner_name"), files.c.file_name,
+    files.c.file_size, files.c.file_type, files.c.fingerprint, files.c.chunk_size, files.c.total_chunks,
+    files.c.status, files.c.failure_reason, files.c.upload_id, files.c.created_at, files.c.updated_at,
+    files.c.completed_at,
+)
+FILE_SELECT = select(*FILE_COLUMNS).select_from(files.join(users, users.c.id == files.c.owner_id))
+CHUNK_COLUMNS = (chunks.c.idx, chunks.c.fingerprint, chunks.c.size, chunks.c.status, chunks.c.etag)
+# Statuses of a file that needs its content: an upload under way will write it, an uploaded file serves it.
+REFERENCING = ("uploading", "uploaded")
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+async def get_file(on: On, file_id: str) -> Row | None:
+    return await fetch_one(on, FILE_SELECT.where(files.c.id == file_id))
+
+
+async def get_chunks(on: On, file_id: str) -> list[Row]:
+    return await fetch(on, select(*CHUNK_COLUMNS).where(chunks.c.file_id == file_id).order_by(chunks.c.idx))
+
+
+async def uploaded_counts(on: On, file_ids: Sequence[str]) -> dict[str, int]:
+    """How many chunks of each file the store holds, in one query (a listing page); 0 for a file without any."""
+    counts = {file_id: 0 for file_id in file_ids}
+    if file_ids:
+        query = (
+            select(chunks.c.file_id, func.count().label("uploaded"))
+            .where(chunks.c.file_id.in_(list(file_ids)), chunks.c.status == "uploaded")
+            .group_by(chunks.c.file_id)
+        )
+        for row in await fetch(on, query):
+            counts[row["file_id"]] = row["uploaded"]
+    return counts
+
+
+async def own_files_page(on: On, owner_id: int, limit: int, *, before_seq: int | None = None,
+                         fingerprint: str | None = None) -> list[Row]:
+    """Up to ``limit`` of the owner's files, newest first (files_by_owner), below ``before_seq``."""
+    query = FILE_SELECT.where(files.c.owner_id == owner_id)
+    if fingerprint is not None:
+        query = query.where(files.c.fingerprint == fingerprint)
+    if before_seq is not None:
+        query = query.where(files.c.seq < before_seq)
+    return await fetch(on, query.order_by(files.c.seq.desc()).limit(limit))
+
+
+async def shared_files_page(on: On, user_id: int, limit: int, *, before: tuple[str, str] | None = None) -> list[Row]:
+    """Up to ``limit`` files shared with the user, newest share first (shares_by_user_newest), below ``before``.
+
+    ``before`` is the (share time, file id) of the last file of the previous page.
+    """
+    query = (
+        select(*FILE_COLUMNS, shares.c.created_at.label("shared_at"))
+        .select_from(shares.join(files, files.c.id == shares.c.file_id).join(users, users.c.id == files.c.owner_id))
+        .where(shares.c.user_id == user_id)
+    )
+    if before is not None:
+        query = query.where(tuple_(shares.c.created_at, shares.c.file_id) < tuple_(*before))
+    return await fetch(on, query.order_by(shares.c.created_at.desc(), shares.c.file_id.desc()).limit(limit))
+
+
+async def latest_upload_of(on: On, owner_id: int, fingerprint: str, file_name: str) -> Row | None:
+    """The owner's newest file with this content and name that is uploading or uploaded (resume, repeat)."""
+    query = (
+        select(files.c.id, files.c.status)
+        .where(files.c.owner_id == owner_id, files.c.fingerprint == fingerprint, files.c.file_name == file_name,
+               files.c.status.in_(REFERENCING))
+        .order_by(files.c.seq.desc())
+        .limit(1)
+    )
+    return await fetch_one(on, query)
+
+
+async def holds_verified_content(on: On, owner_id: int, fingerprint: str) -> bool:
+    query = select(files.c.seq).where(
+        files.c.owner_id == owner_id, files.c.fingerprint == fingerprint, files.c.status == "uploaded"
+    ).limit(1)
+    return await fetch_one(on, query) is not None
+
+
+async def content_referenced(on: On, fingerprint: str, statuses: Iterable[str] = REFERENCING) -> bool:
+    """Whether any file of anyone with this fingerprint is in one of ``statuses``."""
+    query = select(files.c.seq).where(files.c.fingerprint == fingerprint, files.c.status.in_(list(statuses))).limit(1)
+    return await fetch_one(on, query) is not None
+
+
+async def count_with_content(on: On, fingerprint: str, status: str) -> int:
+    return await fetch_value(
+        on, select(func.count()).select_from(files).where(files.c.fingerprint == fingerprint, files.c.status == status)
+    )
+
+
+async def uploading_with_content(on: On, fingerprint: str) -> list[str]:
+    query = select(files.c.id).where(files.c.fingerprint == fingerprint, files.c.status == "uploading")
+    return [row["id"] for row in await fetch(on, query)]
+
+
+async def uploads_to_check(on: On, quiet_since: str, checked_before: str, abandon_before: str, limit: int) -> list[Row]:
+    """Up to ``limit`` uploads quiet since ``quiet_since`` that the reconciler has not looked at
+    since their last activity, nor since ``checked_before``, or that are due to be abandoned
+    (quiet since ``abandon_before``); the longest without a look first."""
+    due = or_(
+        files.c.checked_at.is_(None), files.c.checked_at < files.c.updated_at, files.c.checked_at <= checked_before,
+        files.c.updated_at <= abandon_before,
+    )
+    query = (
+        select(files.c.id, files.c.updated_at)
+        .where(files.c.status == "uploading", files.c.updated_at <= quiet_since, due)
+        .order_by(func.coalesce(files.c.checked_at, files.c.updated_at), files.c.seq)
+        .limit(limit)
+    )
+    return await fetch(on, query)
+
+
+async def mark_checked(on: On, file_id: str, now: str) -> int:
+    """The reconciler looked at the upload now."""
+    return await change(on, update(files).where(files.c.id == file_id).values(checked_at=now))
+
+
+async def pending_chunks(on: On, file_id: str) -> int:
+    query = select(func.count()).select_from(chunks).where(chunks.c.file_id == file_id, chunks.c.status != "uploaded")
+    return await fetch_value(on, query)
+
+
+async def unverified_chunks(on: On, file_id: str) -> int:
+    """Chunks the store has not listed as parts of the file's current upload (marked without an ETag)."""
+    query = select(func.count()).select_from(chunks).where(
+        chunks.c.file_id == file_id, or_(chunks.c.status != "uploaded", chunks.c.etag.is_(None))
+    )
+    return await fetch_value(on, query)
+
+
+async def usage_of(on: On, owner_id: int) -> Row:
+    """``used_bytes`` (sizes of the owner's uploaded and uploading files) and ``uploading`` (how many are)."""
+    query = select(
+        func.coalesce(func.sum(files.c.file_size), 0).label("used_bytes"),
+        func.coalesce(func.sum(case((files.c.status == "uploading", 1), else_=0)), 0).label("uploading"),
+    ).where(files.c.owner_id == owner_id, files.c.status.in_(REFERENCING))
+    row = await fetch_one(on, query)
+    assert row is not None, "an aggregate without GROUP BY answers one row"
+    return {"used_bytes": int(row["used_bytes"]), "uploading": int(row["uploading"])}
+
+
+# --- part events: a mark asks for the part list to be read, once per burst ------------------------
+
+async def upload_by_store_id(on: On, upload_id: str) -> Row | None:
+    """The file (still uploading) whose multipart upload this is, and its mark."""
+    query = select(files.c.id, files.c.parts_marked_at).where(
+        files.c.upload_id == upload_id, files.c.status == "uploading"
+    )
+    return await fetch_one(on, query)
+
+
+async def mark_parts(on: On, file_id: str, now: str) -> int:
+    """Ask for the upload's part list to be read; a mark already there stays (the burst's first)."""
+    return await change(
+        on,
+        update(files).where(files.c.id == file_id, files.c.status == "uploading", files.c.parts_marked_at.is_(None))
+        .values(parts_marked_at=now),
+    )
+
+
+async def marked_uploads(on: On, marked_before: str, limit: int) -> list[Row]:
+    """Up to ``limit`` uploads marked before ``marked_before``, the oldest mark first (files_parts_marked)."""
+    query = (
+        select(files.c.id, files.c.parts_marked_at)
+        .where(files.c.parts_marked_at.is_not(None), files.c.parts_marked_at <= marked_before)
+        .order_by(files.c.parts_marked_at)
+        .limit(limit)
+    )
+    return await fetch(on, query)
+
+
+async def take_mark(on: On, file_id: str, marked_at: str) -> bool:
+    """Clear the mark if it is still ``marked_at``: whoever clears it reads the part list (one gateway)."""
+    changed = await change(
+        on, update(files).where(files.c.id == file_id, files.c.parts_marked_at == marked_at).values(parts_marked_at=None)
+    )
+    return bool(changed)
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+async def insert_file(conn: AsyncConnection, file: Row, file_chunks: list[Row]) -> None:
+    """Insert a file row (``files`` columns) and its chunks (``chunks`` columns less file_id)."""
+    await conn.execute(insert(files), [file])
+    if file_chunks:
+        await conn.execute(insert(chunks), [{"file_id": file["id"], **chunk} for chunk in file_chunks])
+
+
+async def touch(on: On, file_id: str, now: str) -> int:
+    """Record activity on a file: an upload with recent activity is not abandoned."""
+    return await change(on, update(files).where(files.c.id == file_id).values(updated_at=now))
+
+
+async def mark_chunks(conn: AsyncConnection, file_id: str, upload_id: str, etags: dict[int, str], now: str) -> int:
+    """Mark chunks as held by the store, with the ETags it listed for them in ``upload_id``; the number that changed.
+
+    Only while ``upload_id`` is still the file's upload: a part list read just
+    before the upload was restarted must not mark the new upload's chunks.
+    """
+    current = await fetch_one(
+        conn, select(files.c.id).where(files.c.id == file_id, files.c.upload_id == upload_id).with_for_update()
+    )
+    if current is None:
+        return 0
+    changed = 0
+    for index, etag in etags.items():
+        changed += await change(
+            conn,
+            update(chunks)
+            .where(chunks.c.file_id == file_id, chunks.c.idx == index,
+                   or_(chunks.c.status != "uploaded", chunks.c.etag.is_distinct_from(etag)))
+            .values(status="uploaded", etag=etag),
+        )
+    if changed:
+        await touch(conn, file_id, now)
+    return changed
+
+
+async def restart_upload(conn: AsyncConnection, file_id: str, upload_id: str, now: str) -> int:
+    """A new multipart upload for a file still uploading; every chunk is pending again."""
+    changed = await change(
+        conn,
+        update(files).where(files.c.id == file_id, files.c.status == "uploading")
+        .values(upload_id=upload_id, updated_at=now),
+    )
+    if changed:
+        await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status="pending", etag=None))
+    return changed
+
+
+async def mark_uploaded(conn: AsyncConnection, file_id: str, now: str) -> bool:
+    """uploading -> uploaded (only from uploading: a second settle changes nothing)."""
+    changed = await change(
+        conn,
+        update(files).where(files.c.id == file_id, files.c.status == "uploading")
+        .values(status="uploaded", upload_id=None, completed_at=now, updated_at=now),
+    )
+    if changed:
+        await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status="uploaded"))
+    return bool(changed)
+
+
+async def mark_failed(on: On, file_id: str, reason: str, now: str) -> bool:
+    """uploading -> failed, with the reason the owner will read."""
+    changed = await change(
+        on,
+        update(files).where(files.c.id == file_id, files.c.status == "uploading")
+        .values(status="failed", failure_reason=reason, upload_id=None, updated_at=now),
+    )
+    return bool(changed)
+
+
+async def file_for_change(conn: AsyncConnection, file_id: str) -> Row | None:
+    """The facts a change is decided on, locked until ``conn`` commits (FOR UPDATE; SQLite's writer lock)."""
+    query = (
+        select(files.c.owner_id, files.c.fingerprint, files.c.status, files.c.upload_id)
+        .where(files.c.id == file_id)
+        .with_for_update()
+    )
+    return await fetch_one(conn, query)
+
+
+async def delete_file(conn: AsyncConnection, file_id: str) -> int:
+    """Delete the row; its chunks and shares go with it (ON DELETE CASCADE)."""
+    return await change(conn, delete(files).where(files.c.id == file_id))
+
+
+# --- leases: one gateway at a time settles an upload ------------------------------------------------
+
+async def claim_lease(on: On, file_id: str, token: str, now: str, expires_at: str) -> bool:
+    """Take the file's lease if nobody holds it (or their lease ran out); whether we got it."""
+    free = or_(files.c.lease_token.is_(None), files.c.lease_expires_at < now)
+    changed = await change(
+        on,
+        update(files).where(files.c.id == file_id, free).values(lease_token=token, lease_expires_at=expires_at),
+    )
+    return bool(changed)
+
+
+async def release_lease(on: On, file_id: str, token: str) -> None:
+    """Give the lease back, if it is still ours."""
+    await change(
+        on,
+        update(files).where(files.c.id == file_id, files.c.lease_token == token)
+        .values(lease_token=None, lease_expires_at=None),
+    )
+
+
+async def exists_file(on: On, file_id: str) -> bool:
+    return bool(await fetch_value(on, select(exists().where(files.c.id == file_id))))
+

@@ -1,0 +1,107 @@
+"""The metadata tables as the queries see them (SQLAlchemy Core).
+
+The schema itself is made by the Alembic revisions in gateway/db/migrations/;
+this module describes what they build, for writing queries. Timestamps are
+ISO-8601 UTC text (they sort as text and read the same on both engines).
+"""
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Integer, MetaData, Table, Text
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    # Unique without regard to case (an index on lower(username)); compared as lower() = lower().
+    Column("username", Text, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    # In every access token as `gen`; a password change increments it, ending every token issued before.
+    Column("token_generation", Integer, nullable=False, server_default="0"),
+    # This user's storage quota in bytes; NULL: GATEWAY_USER_QUOTA_BYTES; 0: unlimited.
+    Column("quota_bytes", BigInteger),
+)
+
+# One row per upload a user made. `seq` orders listings and pages them; `id` is the public file id.
+files = Table(
+    "files",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("id", Text, nullable=False, unique=True),
+    Column("owner_id", ForeignKey("users.id"), nullable=False),
+    Column("file_name", Text, nullable=False),
+    Column("file_size", BigInteger, nullable=False),
+    Column("file_type", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("chunk_size", BigInteger, nullable=False),
+    Column("total_chunks", Integer, nullable=False),
+    Column("status", Text, nullable=False),  # uploading | uploaded | failed
+    Column("failure_reason", Text),
+    Column("upload_id", Text, unique=True),  # the store's multipart upload while uploading
+    Column("created_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    Column("completed_at", Text),
+    # Who is settling the upload right now (gateway/core/uploads.py's lease), until when.
+    Column("lease_token", Text),
+    Column("lease_expires_at", Text),
+    # Since when a store part event asks for the upload's part list to be read again (NULL: nobody asks).
+    Column("parts_marked_at", Text),
+    # When the reconciler last asked the store about this upload.
+    Column("checked_at", Text),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("file_id", ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("fingerprint", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),  # pending | uploaded
+    Column("etag", Text),
+)
+
+shares = Table(
+    "shares",
+    metadata,
+    Column("file_id", ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ForeignKey("users.id"), primary_key=True),
+    Column("created_at", Text, nullable=False),
+)
+
+# Shared links (revision 0004): the token's SHA-256 only, never the token.
+links = Table(
+    "links",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("file_id", ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("password_hash", Text),  # scrypt (gateway/core/passwords.py); NULL: no password
+    Column("expires_at", Text),  # NULL: never
+    Column("created_at", Text, nullable=False),
+    Column("revoked_at", Text),  # NULL: live
+    Column("download_count", BigInteger, nullable=False, server_default="0"),
+)
+
+# Failure counters of gateway/core/throttle.py, one row per key ("login-user:alice", "login-address:10.0.0.1").
+throttle = Table(
+    "throttle",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("failures", Integer, nullable=False),  # counted in the current window
+    Column("window_ends_at", Text, nullable=False),
+    Column("blocked_until", Text),  # NULL: not blocked
+)
+
+# Access tokens ended by a log-out, until they would have expired anyway.
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", Text, primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("revoked_at", Text, nullable=False),
+)

@@ -1,0 +1,137 @@
+"""The gateway's app factory: the core built from its parts, the routes, the background reconciler.
+
+``create_app(config)`` builds everything from the settings; tests (and any
+embedding) may pass in the parts they want instead: an object store (an
+in-memory one, say), an open database, a cache, a clock. What is passed in is
+the caller's to close.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiocache.base import BaseCache
+from aiohttp import web
+
+from gateway.cache import make_cache
+from gateway.config import Config
+from gateway.core import build_core
+from gateway.core.clock import Clock, system_clock
+from gateway.core.metrics import Metrics
+from gateway.db import Database, database_url
+from gateway.http import appkeys
+from gateway.http.middlewares import auth_middleware, error_middleware, metrics_middleware, request_id_middleware
+from gateway.http.routes import (
+    events, files, health, link_page, links, metrics, openapi, sharing, uploads, users, webapp,
+)
+from storage import ObjectStore, StoreError
+from storage.s3 import S3ObjectStore
+
+log = structlog.get_logger("gateway.app")
+
+
+def make_store(config: Config) -> S3ObjectStore:
+    return S3ObjectStore(
+        config.s3_endpoint,
+        config.s3_access_key,
+        config.s3_secret_key,
+        config.s3_bucket,
+        region=config.s3_region,
+        public_endpoint=config.presign_endpoint,
+    )
+
+
+def create_app(
+    config: Config,
+    *,
+    store: ObjectStore | None = None,
+    database: Database | None = None,
+    cache: BaseCache | None = None,
+    clock: Clock | None = None,
+) -> web.Application:
+    app = web.Application(
+        middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
+        # Inline uploads stream; JSON bodies are small. Multipart is read part by part.
+        client_max_size=1024 * 1024,
+    )
+    app[appkeys.CONFIG] = config
+    app[appkeys.METRICS] = Metrics()
+
+    async def core_ctx(app: web.Application) -> AsyncIterator[None]:
+        db = database or await Database.open(database_url(config.database_url, config.database_path))
+        the_store = store or make_store(config)
+        the_cache = cache if cache is not None else make_cache(config)
+        try:
+            await the_store.ensure_bucket()
+        except StoreError as exc:
+            # Start anyway: /readyz names the store until it answers.
+            log.warning("store_not_ready_at_start", error=str(exc))
+        app[appkeys.CORE] = build_core(config, db, the_store, the_cache, clock or system_clock,
+                                     metrics=app[appkeys.METRICS])
+        try:
+            yield
+        finally:
+            if cache is None and the_cache is not None:
+                await the_cache.close()
+            if store is None:
+                await the_store.close()
+            if database is None:
+                await db.close()
+
+    app.cleanup_ctx.extend([core_ctx, reconciler_ctx, metrics.listener_ctx])
+    # sharing before files: /files/shared must not be taken for a file id.
+    for module in (health, openapi, users, uploads, sharing, files, links, link_page, events, webapp):
+        app.router.add_routes(module.routes)
+    if config.store_part_events:
+        # The embedded store: its webhook path, and the rounds that read the part lists its events ask for.
+        app.router.add_routes(events.embedded_store_routes)
+        app.cleanup_ctx.append(part_lists_ctx)
+    return app
+
+
+async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every ``reconcile_interval`` seconds, a reconciler round (gateway/core/reconciler.py) and housekeeping."""
+    core = app[appkeys.CORE]
+
+    async def round_once() -> None:
+        await core.reconcile_once()
+        await core.housekeeping()
+
+    async with every(app[appkeys.CONFIG].reconcile_interval, "reconcile", round_once):
+        yield
+
+
+async def part_lists_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every ``part_events_delay`` seconds (at least every 0.2 s), read the part lists part events asked for."""
+    core = app[appkeys.CORE]
+    async with every(max(app[appkeys.CONFIG].part_events_delay, 0.2), "part-lists", core.refresh_progress_once):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def every(interval: float, name: str, round_once: Callable[[], Awaitable[object]]) -> AsyncIterator[None]:
+    """Run ``round_once`` every ``interval`` seconds in the background while the block runs."""
+
+    async def loop() -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(interval)
+            rounds += 1
+            # Background work has no request; its own id keeps every log line traceable.
+            structlog.contextvars.bind_contextvars(request_id=f"{name}-{rounds}")
+            try:
+                await round_once()
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
+                log.exception("background_round_failed", task=name)
+
+    task = asyncio.create_task(loop(), name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass

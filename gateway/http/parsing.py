@@ -1,0 +1,129 @@
+"""Reading requests: JSON bodies, fields, page sizes and cursors, each with a 400 that says what is wrong."""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Literal, overload
+
+from aiohttp import web
+
+from gateway.core.permissions import FILE_ID_PATTERN
+from gateway.http.errors import bad_request
+
+# A file id in a route: what the core makes (32 lowercase hex digits), so that the literal paths beside
+# /files/{file_id} (/files/share, /files/shared) are never taken for a file id, and their 405s name only
+# their own methods in Allow. Any other id is no endpoint (404). The OpenAPI document's file_id pattern.
+FILE_ID = "{file_id:" + FILE_ID_PATTERN + "}"
+
+# Listings: keyset pagination, never OFFSET, so page 1,000 costs what page 1 does.
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+async def read_json(request: web.Request) -> dict:
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    raw = await request.read()
+    if not raw:
+        raise bad_request("the request body is empty; send a JSON object", "invalid_json")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}", "invalid_json") from exc
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object", "invalid_json")
+    return body
+
+
+async def read_optional_json(request: web.Request) -> dict:
+    """The JSON object of a body every field of which is optional: no body at all reads as ``{}``."""
+    if not (await request.read()).strip():
+        return {}
+    return await read_json(request)
+
+
+@overload
+def require_str(body: dict, name: str, *, max_length: int = 1024, optional: Literal[False] = False) -> str: ...
+@overload
+def require_str(body: dict, name: str, *, max_length: int = 1024, optional: bool) -> str | None: ...
+def require_str(body: dict, name: str, *, max_length: int = 1024, optional: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"`{name}` must be a non-empty string", "invalid_field", field=name)
+    if len(value) > max_length:
+        raise bad_request(f"`{name}` is longer than {max_length} characters", "invalid_field", field=name)
+    return value
+
+
+def as_integer(value) -> int | None:
+    """``value`` as an int if it is a JSON integer; as JSON Schema says, 5.0 is the integer 5 (True is not)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def require_int(body: dict, name: str, *, minimum: int = 0) -> int:
+    value = as_integer(body.get(name))
+    if value is None or value < minimum:
+        raise bad_request(f"`{name}` must be an integer >= {minimum}", "invalid_field", field=name)
+    return value
+
+
+def page_limit(query: Mapping[str, str]) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return DEFAULT_PAGE
+    if not re.fullmatch(r"[0-9]{1,7}", raw) or not 1 <= int(raw) <= MAX_PAGE:
+        raise bad_request(f"`limit` must be an integer from 1 to {MAX_PAGE}", "invalid_limit", field="limit")
+    return int(raw)
+
+
+# Cursors: where the previous page ended, in a form the OpenAPI document states exactly (its `cursor`
+# and `shared_cursor` parameters carry these patterns; tests/test_openapi.py keeps them equal), so
+# every cursor the document allows is one the gateway accepts. Clients pass them back unchanged.
+OWN_CURSOR = re.compile(r"^v1\.own\.[0-9]{1,18}$")
+SHARED_CURSOR = re.compile(
+    r"^v1\.shared\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\.[0-9a-f]{32}$"
+)
+
+
+def own_cursor_after(seq: int) -> str:
+    """The own-files listing continues below ``files.seq`` ``seq`` (newest first)."""
+    return f"v1.own.{seq}"
+
+
+def shared_cursor_after(shared_at: str, file_id: str) -> str:
+    """The shared-files listing continues below (share time, file id) (newest share first)."""
+    return f"v1.shared.{shared_at}.{file_id}"
+
+
+def _cursor(query: Mapping[str, str], pattern: re.Pattern) -> str | None:
+    cursor = query.get("cursor")
+    if cursor is not None and not pattern.match(cursor):
+        raise bad_request(
+            "`cursor` is not a cursor of this listing; pass `next_cursor` from the previous page unchanged",
+            "invalid_cursor",
+            field="cursor",
+        )
+    return cursor
+
+
+def own_cursor(query: Mapping[str, str]) -> int | None:
+    """The ``files.seq`` to page below, from ``?cursor=`` of the own-files listing."""
+    cursor = _cursor(query, OWN_CURSOR)
+    return None if cursor is None else int(cursor.rsplit(".", 1)[1])
+
+
+def shared_cursor(query: Mapping[str, str]) -> tuple[str, str] | None:
+    """The (share time, file id) to page below, from ``?cursor=`` of the shared-files listing."""
+    cursor = _cursor(query, SHARED_CURSOR)
+    if cursor is None:
+        return None
+    shared_at, file_id = cursor.removeprefix("v1.shared.").rsplit(".", 1)
+    return shared_at, file_id

@@ -1,0 +1,60 @@
+"""Liveness, readiness and the public configuration."""
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from gateway.http import appkeys
+from gateway.http.middlewares import public
+
+routes = web.RouteTableDef()
+READY_TIMEOUT = 5.0
+
+
+@routes.get("/healthz")
+@public
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _probe(name: str, check) -> tuple[str, str | None]:
+    try:
+        await asyncio.wait_for(check(), READY_TIMEOUT)
+        return name, None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", named
+        return name, str(exc) or exc.__class__.__name__
+
+
+@routes.get("/readyz")
+@public
+async def readyz(request: web.Request) -> web.Response:
+    core = request.app[appkeys.CORE]
+    results = await asyncio.gather(
+        _probe("database", core.db.ping),
+        _probe("store", core.store.check),
+    )
+    checks = {name: ("ok" if error is None else error) for name, error in results}
+    failing = [name for name, error in results if error is not None]
+    if failing:
+        body = {
+            "error": {"code": "not_ready", "message": f"not ready: {', '.join(failing)} failing", "failing": failing},
+            "checks": checks,
+        }
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ready", "checks": checks})
+
+
+@routes.get("/dropbox/v1/config")
+@public
+async def config(request: web.Request) -> web.Response:
+    cfg = request.app[appkeys.CONFIG]
+    return web.json_response(
+        {
+            "chunk_size": cfg.chunk_size,
+            "max_file_size": cfg.max_file_size,
+            "inline_upload_limit": cfg.inline_upload_limit,
+            "upload_url_ttl": cfg.upload_url_ttl,
+            "download_url_ttl": cfg.download_url_ttl,
+        }
+    )

@@ -1,0 +1,64 @@
+"""The contract's file object and listing pages, built from what the core returns."""
+from __future__ import annotations
+
+from typing import Any
+from collections.abc import Callable
+
+from aiohttp import web
+
+from gateway.core import Core
+from gateway.core.files import Page
+from gateway.db import Row
+from gateway.http.parsing import own_cursor_after, shared_cursor_after
+
+
+def listed_file_json(row: Row, uploaded_chunks: int, download: tuple[str, int] | None = None) -> dict[str, Any]:
+    """The file object as listings give it: without ``chunks`` (contract v1.1), the counts stay."""
+    body: dict[str, Any] = {
+        "file_id": row["id"],
+        "file_name": row["file_name"],
+        "file_size": row["file_size"],
+        "file_type": row["file_type"],
+        "fingerprint": row["fingerprint"],
+        "status": row["status"],
+        "uploaded_by": row["owner_name"],
+        "created_at": row["created_at"],
+        "chunk_size": row["chunk_size"],
+        "total_chunks": row["total_chunks"],
+        "uploaded_chunks": uploaded_chunks,
+    }
+    if row["status"] == "failed":
+        body["failure_reason"] = row["failure_reason"]
+    if row["completed_at"]:
+        body["completed_at"] = row["completed_at"]
+    if download is not None:
+        body["download_url"], body["download_url_expires_at"] = download
+    return body
+
+
+def file_json(row: Row, chunks: list[Row], download: tuple[str, int] | None = None) -> dict[str, Any]:
+    """The whole file object, chunks included (GET /dropbox/v1/files/{id}, uploads)."""
+    body = listed_file_json(row, sum(1 for c in chunks if c["status"] == "uploaded"), download)
+    body["chunks"] = [{"index": c["idx"], "fingerprint": c["fingerprint"], "status": c["status"]} for c in chunks]
+    return body
+
+
+async def file_response(core: Core, user_id: int, file_id: str, status: int = 200) -> web.Response:
+    """The file object of a file ``user_id`` may read."""
+    row, chunks = await core.files.readable(user_id, file_id)
+    return web.json_response(file_json(row, chunks, core.files.download(row)), status=status)
+
+
+def page_response(core: Core, page: Page, cursor_of: Callable[[Row], str]) -> web.Response:
+    """``{files, next_cursor}``; ``next_cursor`` null on the last page."""
+    files = [listed_file_json(row, page.uploaded_chunks[row["id"]], core.files.download(row)) for row in page.rows]
+    next_cursor = cursor_of(page.rows[-1]) if page.more else None
+    return web.json_response({"files": files, "next_cursor": next_cursor})
+
+
+def own_cursor_of(row: Row) -> str:
+    return own_cursor_after(row["seq"])
+
+
+def shared_cursor_of(row: Row) -> str:
+    return shared_cursor_after(row["shared_at"], row["id"])

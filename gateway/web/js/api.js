@@ -1,0 +1,140 @@
+// The gateway's JSON API (shared/api-contract.md), and its errors as sentences a person can act on.
+
+const BASE = "/dropbox/v1";
+
+export class ApiError extends Error {
+  constructor(status, code, message, details = {}) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+
+  /** The endpoint does not exist on this gateway (an older release): the feature is missing. */
+  get unsupported() {
+    return this.status === 404 && this.code === "unknown_endpoint";
+  }
+}
+
+/** Contract error codes whose server text we say differently; anything else shows the server's message. */
+const MESSAGES = {
+  invalid_credentials: "Wrong username or password.",
+  username_taken: "That username is taken. Choose another one, or log in.",
+  token_revoked: "Your session has ended. Log in again.",
+  quota_exceeded: "This file does not fit in your storage quota. Delete some files, then try again.",
+  wrong_password: "That password is wrong.",
+  password_required: "This link needs a password.",
+  store_unavailable: "The storage server is not answering. Try again in a moment.",
+  internal_error: "Something went wrong on the server. Try again; if it keeps happening, tell the administrator.",
+};
+
+/** The server's message, readable: no `code` quotes, a capital first letter, a full stop. */
+function readable(text) {
+  const plain = String(text || "").replace(/`/g, "").trim();
+  if (!plain) return "";
+  const sentence = plain.charAt(0).toUpperCase() + plain.slice(1);
+  return /[.!?]$/.test(sentence) ? sentence : `${sentence}.`;
+}
+
+function retryText(seconds) {
+  const n = Number.parseInt(seconds, 10);
+  if (!Number.isFinite(n) || n <= 0) return "Try again in a moment.";
+  return n < 90 ? `Try again in ${n} seconds.` : `Try again in ${Math.ceil(n / 60)} minutes.`;
+}
+
+export function errorFrom(status, body, retryAfter) {
+  const error = (body && typeof body === "object" && body.error) || {};
+  const code = typeof error.code === "string" ? error.code : `http_${status}`;
+  let message = MESSAGES[code];
+  if (!message && status === 429) {
+    message = code === "too_many_attempts"
+      ? `Too many failed attempts. ${retryText(retryAfter)}`
+      : `${readable(error.message) || "Too many requests."} ${retryText(retryAfter)}`;
+  }
+  if (!message && status >= 500) {
+    message = status === 503 ? MESSAGES.store_unavailable : MESSAGES.internal_error;
+  }
+  if (!message) message = readable(error.message) || `The server refused the request (HTTP ${status}).`;
+  return new ApiError(status, code, message, error);
+}
+
+export class Api {
+  /** session: {token} or null; onExpired(error): called on a 401 to an authenticated call. */
+  constructor({ getToken, onExpired }) {
+    this.getToken = getToken;
+    this.onExpired = onExpired;
+  }
+
+  async request(method, path, { body, auth = true } = {}) {
+    const headers = { Accept: "application/json" };
+    const token = auth ? this.getToken() : null;
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(BASE + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: "no-store",
+        credentials: "omit",
+      });
+    } catch {
+      throw new ApiError(0, "unreachable", "Cannot reach the server. Check your connection, then try again.");
+    }
+    const text = await response.text().catch(() => "");
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    if (response.ok) return data;
+    const error = errorFrom(response.status, data, response.headers.get("Retry-After"));
+    if (response.status === 401 && token) this.onExpired(error);
+    throw error;
+  }
+
+  get(path) { return this.request("GET", path); }
+  post(path, body) { return this.request("POST", path, { body }); }
+  put(path, body) { return this.request("PUT", path, { body }); }
+  delete(path) { return this.request("DELETE", path); }
+
+  config() { return this.request("GET", "/config", { auth: false }); }
+  signUp(username, email, password) {
+    return this.request("POST", "/users", { body: { username, email, password }, auth: false });
+  }
+  logIn(username, password) {
+    return this.request("POST", "/tokens", { body: { username, password }, auth: false });
+  }
+  me() { return this.get("/users/me"); }
+  logOut() { return this.delete("/tokens/current"); }
+  changePassword(currentPassword, newPassword) {
+    return this.put("/users/me/password", { current_password: currentPassword, new_password: newPassword });
+  }
+
+  listFiles(cursor, { fingerprint, limit = 50 } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set("cursor", cursor);
+    if (fingerprint) query.set("fingerprint", fingerprint);
+    return this.get(`/files?${query}`);
+  }
+  listShared(cursor, { limit = 50 } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set("cursor", cursor);
+    return this.get(`/files/shared?${query}`);
+  }
+  file(fileId) { return this.get(`/files/${encodeURIComponent(fileId)}`); }
+  deleteFile(fileId) { return this.delete(`/files/${encodeURIComponent(fileId)}`); }
+  startUpload(claim) { return this.post("/files", claim); }
+  uploadUrls(fileId, chunks) { return this.post(`/files/${encodeURIComponent(fileId)}/upload-urls`, { chunks }); }
+  complete(fileId) { return this.post(`/files/${encodeURIComponent(fileId)}/complete`); }
+
+  share(fileId, usernames) { return this.post("/files/share", { file_id: fileId, users: usernames }); }
+  unshare(fileId, username) {
+    return this.delete(`/files/${encodeURIComponent(fileId)}/shares/${encodeURIComponent(username)}`);
+  }
+  links(fileId) { return this.get(`/files/${encodeURIComponent(fileId)}/links`); }
+  createLink(fileId, options) { return this.post(`/files/${encodeURIComponent(fileId)}/links`, options); }
+  revokeLink(linkId) { return this.delete(`/links/${encodeURIComponent(linkId)}`); }
+}

@@ -1,0 +1,49 @@
+// The contract's fingerprints (protocol/fingerprints.py in the repository, the same rules):
+// a file is cut into chunk_size chunks; a chunk's fingerprint is the hex SHA-256 of its
+// bytes; the file's is the hex SHA-256 of the raw chunk digests, concatenated in order
+// (for an empty file, the SHA-256 of nothing). Used by the page and by the hashing worker.
+
+export function chunkCount(fileSize, chunkSize) {
+  return Math.ceil(fileSize / chunkSize);
+}
+
+export function chunkLength(index, fileSize, chunkSize) {
+  return Math.min(chunkSize, fileSize - index * chunkSize);
+}
+
+export function toHex(bytes) {
+  const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  let hex = "";
+  for (let i = 0; i < view.length; i += 1) hex += view[i].toString(16).padStart(2, "0");
+  return hex;
+}
+
+export function hexToBytes(hex) {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i += 1) out[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/** The raw chunk digests (Uint8Array each) concatenated, ready for the file fingerprint. */
+export function concatDigests(digests) {
+  const all = new Uint8Array(digests.length * 32);
+  digests.forEach((digest, index) => all.set(digest, index * 32));
+  return all;
+}
+
+/**
+ * The two SHA-256 engines, both `async (ArrayBuffer|Uint8Array) -> Uint8Array`:
+ * WebCrypto where the page is a secure context (https, localhost), otherwise the
+ * vendored pure-JavaScript @noble/hashes (loaded only when needed).
+ */
+export function webCryptoAvailable() {
+  return Boolean(globalThis.crypto && globalThis.crypto.subtle);
+}
+
+export async function sha256Engine(name = "auto") {
+  if (name === "webcrypto" || (name === "auto" && webCryptoAvailable())) {
+    return { name: "webcrypto", digest: async (data) => new Uint8Array(await crypto.subtle.digest("SHA-256", data)) };
+  }
+  const { sha256 } = await import("../vendor/noble-hashes/sha2.js");
+  return { name: "fallback", digest: async (data) => sha256(data instanceof Uint8Array ? data : new Uint8Array(data)) };
+}

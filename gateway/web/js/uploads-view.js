@@ -1,0 +1,142 @@
+// The uploads panel: one item per file, with its progress bar, speed, time left and controls.
+import { h, replace } from "./dom.js";
+import { formatDuration, formatSize, formatSpeed } from "./format.js";
+import { Upload } from "./upload.js";
+
+export class UploadsPanel {
+  constructor({ api, config, onFinished, engine = "auto" }) {
+    this.api = api;
+    this.config = config;
+    this.onFinished = onFinished;
+    this.engine = engine;
+    this.uploads = new Set();
+    this.list = h("ul", { class: "upload-list" });
+    this.element = h("section", { class: "uploads", "aria-labelledby": "uploads-title", hidden: true },
+      h("div", { class: "section-head" },
+        h("h2", { id: "uploads-title", text: "Uploads" }),
+        h("button", { type: "button", class: "button subtle", text: "Clear finished", onclick: () => this.clearFinished() }),
+      ),
+      this.list,
+    );
+  }
+
+  /** Start uploading each file; several run at once, each with its own chunks in parallel. */
+  add(files) {
+    for (const file of files) {
+      const upload = new Upload(file, {
+        api: this.api,
+        config: this.config,
+        engine: this.engine,
+        onChange: () => this.scheduleRender(upload),
+        onFinished: () => this.onFinished(upload),
+      });
+      upload.view = this.createItem(upload);
+      this.uploads.add(upload);
+      this.list.prepend(upload.view.item);
+      this.element.hidden = false;
+      this.render(upload);
+      upload.start();
+    }
+  }
+
+  pauseAll(message) {
+    for (const upload of this.uploads) upload.pause(message);
+  }
+
+  get busy() {
+    return [...this.uploads].some((u) => ["hashing", "starting", "sending", "finishing"].includes(u.state));
+  }
+
+  clearFinished() {
+    for (const upload of [...this.uploads]) {
+      if (["done", "failed", "cancelled"].includes(upload.state)) {
+        upload.view.item.remove();
+        this.uploads.delete(upload);
+      }
+    }
+    this.element.hidden = this.uploads.size === 0;
+  }
+
+  createItem(upload) {
+    const fill = h("div", { class: "bar-fill" });
+    const bar = h("div", {
+      class: "bar",
+      role: "progressbar",
+      "aria-label": `Upload of ${upload.name}`,
+      "aria-valuemin": "0",
+      "aria-valuemax": "100",
+      "aria-valuenow": "0",
+    }, fill);
+    const status = h("p", { class: "upload-status" });
+    const pause = h("button", { type: "button", class: "button small", text: "Pause", onclick: () => upload.pause() });
+    const resume = h("button", { type: "button", class: "button small", text: "Resume", onclick: () => upload.resume() });
+    const cancel = h("button", { type: "button", class: "button small", text: "Cancel", onclick: () => upload.cancel() });
+    const item = h("li", { class: "upload-item" },
+      h("div", { class: "upload-head" },
+        h("span", { class: "upload-name", text: upload.name }),
+        h("span", { class: "upload-size", text: formatSize(upload.size) }),
+      ),
+      bar,
+      h("div", { class: "upload-foot" }, status, h("div", { class: "upload-actions" }, pause, resume, cancel)),
+    );
+    return { item, bar, fill, status, pause, resume, cancel, pending: false };
+  }
+
+  /** Progress events come many times a second: draw at most once a frame. */
+  scheduleRender(upload) {
+    if (!upload.view || upload.view.pending) return;
+    upload.view.pending = true;
+    requestAnimationFrame(() => {
+      upload.view.pending = false;
+      this.render(upload);
+    });
+  }
+
+  render(upload) {
+    const view = upload.view;
+    const percent = upload.state === "hashing" ? 0 : upload.percent;
+    view.bar.setAttribute("aria-valuenow", String(percent));
+    view.bar.setAttribute("aria-valuetext", `${percent}%`);
+    view.fill.style.width = `${upload.state === "hashing" ? upload.hashPercent : percent}%`;
+    view.item.dataset.state = upload.state;
+    replace(view.status, statusText(upload));
+    const active = ["starting", "sending", "finishing"].includes(upload.state);
+    view.pause.hidden = !active;
+    view.resume.hidden = upload.state !== "paused";
+    view.cancel.hidden = ["done", "failed", "cancelled"].includes(upload.state);
+  }
+}
+
+function statusText(upload) {
+  switch (upload.state) {
+    case "waiting":
+      return "Waiting…";
+    case "hashing": {
+      const slow = upload.engine === "fallback" || !(globalThis.crypto && crypto.subtle);
+      return `Fingerprinting… ${upload.hashPercent}%${slow ? " (slower built-in hasher)" : ""}`;
+    }
+    case "starting":
+      return "Checking what the server already has…";
+    case "sending": {
+      const parts = [`${formatSize(upload.sentBytes)} of ${formatSize(upload.size)}`];
+      const speed = upload.speed;
+      if (speed > 0) parts.push(formatSpeed(speed), `${formatDuration(upload.secondsLeft)} left`);
+      parts.push(`${upload.chunksInStore} of ${upload.total} chunks sent`);
+      return [upload.message, parts.join(" · ")].filter(Boolean).join(" ");
+    }
+    case "finishing":
+      return "Verifying…";
+    case "paused":
+      return upload.message || "Paused.";
+    case "done": {
+      if (upload.message) return upload.message;
+      const seconds = (upload.finishedAt - upload.startedAt) / 1000;
+      const resumed = upload.stats.chunksSkipped
+        ? ` (resumed: ${upload.stats.chunksSkipped} of ${upload.total} chunks were already in the store)`
+        : "";
+      return `Uploaded in ${formatDuration(seconds)}${resumed}.`;
+    }
+    default:
+      return upload.message;
+  }
+}

@@ -1,0 +1,180 @@
+"""The gateways' load balancer (deploy/lb.conf.template) in front of real gateway processes.
+
+Two `python -m gateway` processes on one SQLite file and the session's real store;
+a real nginx with the template the local cluster and docker-compose.scale.yml use.
+What is checked: both gateways get requests; a killed gateway costs no request;
+a gateway that received a request and hangs makes the balancer try another one
+for idempotent calls only (and for the POSTs the API makes safe to repeat).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from deploy.balancer import check_config, start_balancer, write_config
+from deploy.supervisor import GatewayProcess
+from gateway.config import Config
+from storage.embedded import free_port
+from tests.harness import gateway_config
+
+READ_TIMEOUT = "2s"  # how long the balancer waits for a hung gateway here
+
+
+def gateway_env(config: Config) -> dict[str, str]:
+    """The environment `python -m gateway` reads this configuration from."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("GATEWAY_")}
+    for field in config.__dataclass_fields__:
+        env[f"GATEWAY_{field.upper()}"] = str(getattr(config, field))
+    return env
+
+
+def start_gateways(store, directory, count: int = 2, **overrides) -> list[GatewayProcess]:
+    """``count`` gateway processes on one database (SQLite in ``directory`` unless ``overrides`` say)."""
+    started = []
+    try:
+        for number in range(1, count + 1):
+            config = gateway_config(store, directory / "gateway.sqlite3", free_port(), **overrides)
+            started.append(GatewayProcess(gateway_env(config), directory / f"gateway-{number}.log",
+                                          name=f"gateway {number}").start())
+    except Exception:
+        stop_gateways(started)
+        raise
+    return started
+
+
+def stop_gateways(gateways: list[GatewayProcess]) -> None:
+    for gateway in gateways:
+        if gateway.alive():
+            gateway.process.send_signal(signal.SIGCONT)
+        gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def gateways(store, tmp_path_factory):
+    started = start_gateways(store, tmp_path_factory.mktemp("lb-gateways"))
+    yield started
+    stop_gateways(started)
+
+
+@pytest.fixture
+def make_balancer(tmp_path):
+    started = []
+
+    def make(ports: list[int], **options):
+        options.setdefault("workers", "1")
+        balancer = start_balancer(tmp_path / f"lb-{len(started)}", free_port(), ports, **options)
+        started.append(balancer)
+        return balancer
+
+    yield make
+    for balancer in started:
+        balancer.stop()
+
+
+def upstreams(entry: dict) -> list[str]:
+    return [address.strip() for address in entry["upstream"].split(",") if address.strip()]
+
+
+async def answers(http, method: str, url: str, count: int, **kwargs) -> list[tuple[int, dict | str]]:
+    results = []
+    for _ in range(count):
+        async with http.request(method, url, **kwargs) as resp:
+            text = await resp.text()
+            try:
+                body = json.loads(text)
+            except ValueError:
+                body = text
+            results.append((resp.status, body))
+    return results
+
+
+def test_the_template_renders_and_nginx_accepts_it(tmp_path):
+    main = write_config(tmp_path, free_port(), [free_port(), free_port()])
+    checked = check_config(main)
+    assert checked.returncode == 0, checked.stderr
+    rendered = (tmp_path / "lb.conf").read_text()
+    assert "${" not in rendered.split("\nmap ", 1)[1], "a setting was left unfilled"
+
+
+async def test_requests_reach_every_gateway(gateways, make_balancer, http):
+    balancer = make_balancer([g.port for g in gateways])
+    results = await answers(http, "GET", f"{balancer.url}/dropbox/v1/config", 6)
+    assert [status for status, _ in results] == [200] * 6
+    assert results[0][1]["chunk_size"] == int(gateways[0].env["GATEWAY_CHUNK_SIZE"])
+    served = {address for entry in balancer.access_log() for address in upstreams(entry)}
+    assert served == {f"127.0.0.1:{g.port}" for g in gateways}
+    # The client's request id reaches the gateway (and comes back); without one, the balancer's goes.
+    async with http.get(f"{balancer.url}/healthz", headers={"X-Request-Id": "lb-test-request"}) as resp:
+        assert resp.status == 200 and resp.headers["X-Request-Id"] == "lb-test-request"
+    async with http.get(f"{balancer.url}/healthz") as resp:
+        logged = {entry["request_id"] for entry in balancer.access_log()}
+        assert resp.headers["X-Request-Id"] in logged
+
+
+async def test_metrics_stay_private_and_errors_keep_the_contracts_form(gateways, make_balancer, http):
+    balancer = make_balancer([g.port for g in gateways])
+    async with http.get(f"{balancer.url}/metrics") as resp:
+        assert resp.status == 404
+        assert (await resp.json())["error"]["code"] == "unknown_endpoint"
+    # Nothing behind it: the balancer's own answer is the contract's JSON error too.
+    nobody = make_balancer([free_port(), free_port()])
+    async with http.get(f"{nobody.url}/dropbox/v1/config", headers={"X-Request-Id": "lb-nobody"}) as resp:
+        assert resp.status == 503 and resp.headers["X-Request-Id"] == "lb-nobody"
+        assert (await resp.json())["error"]["code"] == "gateway_unavailable"
+    # A shared link's token never reaches the log.
+    token = "secret-link-token-0123456789"
+    for path in (f"/s/{token}", f"/dropbox/v1/links/{token}"):
+        async with http.get(balancer.url + path):
+            pass
+    assert token not in (balancer.state_dir / "access.log").read_text()
+
+
+async def test_a_killed_gateway_costs_no_request(store, make_balancer, http, tmp_path):
+    pair = start_gateways(store, tmp_path)
+    try:
+        balancer = make_balancer([g.port for g in pair])
+        pair[0].process.kill()
+        pair[0].process.wait()
+        gets = await answers(http, "GET", f"{balancer.url}/dropbox/v1/config", 4)
+        assert [status for status, _ in gets] == [200] * 4
+        # A POST no gateway has seen is safe anywhere: refused connections are retried whatever the method.
+        posts = await answers(http, "POST", f"{balancer.url}/dropbox/v1/users", 2, json={})
+        assert [status for status, _ in posts] == [400, 400], posts
+        assert all(body["error"]["code"] for _, body in posts)
+        assert {address for entry in balancer.access_log() for address in upstreams(entry)} == {
+            f"127.0.0.1:{pair[0].port}", f"127.0.0.1:{pair[1].port}"}  # tried, then skipped
+    finally:
+        stop_gateways(pair)
+
+
+async def test_a_hung_gateway_gets_idempotent_calls_retried_elsewhere_and_posts_not(gateways, make_balancer, http):
+    hung, healthy = gateways
+    hung_address, healthy_address = f"127.0.0.1:{hung.port}", f"127.0.0.1:{healthy.port}"
+    ports = [hung.port, healthy.port]
+    hung.process.send_signal(signal.SIGSTOP)  # still accepts connections (the kernel does), never answers
+    try:
+        # GET: the request that went to the hung gateway times out there and is answered by the other.
+        balancer = make_balancer(ports, read_timeout=READ_TIMEOUT)
+        gets = await answers(http, "GET", f"{balancer.url}/dropbox/v1/config", 2)
+        assert [status for status, _ in gets] == [200, 200]
+        assert [hung_address, healthy_address] in [upstreams(entry) for entry in balancer.access_log()]
+
+        # POST: the one the hung gateway received is not sent again; the client is told it may have happened.
+        balancer = make_balancer(ports, read_timeout=READ_TIMEOUT)
+        posts = await answers(http, "POST", f"{balancer.url}/dropbox/v1/users", 2, json={})
+        assert sorted(status for status, _ in posts) == [400, 504], posts
+        timed_out = next(body for status, body in posts if status == 504)
+        assert timed_out["error"]["code"] == "gateway_timeout"
+        post_upstreams = [upstreams(entry) for entry in balancer.access_log() if entry["method"] == "POST"]
+        assert sorted(post_upstreams) == sorted([[hung_address], [healthy_address]])
+
+        # The store's events are safe to repeat: retried like a GET (here answered 401: no token).
+        balancer = make_balancer(ports, read_timeout=READ_TIMEOUT)
+        events = await answers(http, "POST", f"{balancer.url}/dropbox/v1/events", 2, json={"Records": []})
+        assert [status for status, _ in events] == [401, 401], events
+        assert [hung_address, healthy_address] in [upstreams(entry) for entry in balancer.access_log()]
+    finally:
+        hung.process.send_signal(signal.SIGCONT)

@@ -1,0 +1,89 @@
+"""Several gateways on one database: nothing correct rests on a gateway's memory.
+
+Two gateway apps serve the same database (SQLite file or PostgreSQL) and the
+same store, on ports the store's webhook does not post to, so uploads settle
+only through completion calls and reconciler rounds, which may run on both.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+
+from storage.embedded import free_port
+from tests.harness import Api, make_claim, put_chunks
+
+CHUNK = 5 * 1024 * 1024
+FILES = "/dropbox/v1/files"
+
+
+async def two_gateways(make_gateway, **overrides):
+    first = await make_gateway(chunk_size=CHUNK, port=free_port(), **overrides)
+    second = await make_gateway(chunk_size=CHUNK, port=free_port(), **overrides)
+    return first, second
+
+
+async def uploaded_but_not_completed(api: Api) -> dict:
+    """An upload whose every chunk the store holds, that nobody has completed yet."""
+    data = os.urandom(CHUNK + 100)
+    started = (await api.post(FILES, json=make_claim(data, CHUNK))).body
+    assert await put_chunks(api, started["file_id"], data, CHUNK) == [200, 200]
+    return started
+
+
+async def test_completing_through_two_gateways_at_once_settles_the_upload_once(make_gateway, http):
+    first, second = await two_gateways(make_gateway)
+    user = await Api(http, first.url).signup()
+    on_second = Api(http, second.url, user.token)
+    file = await uploaded_but_not_completed(user)
+    path = f"{FILES}/{file['file_id']}/complete"
+    answers = await asyncio.gather(user.post(path), on_second.post(path), user.post(path), on_second.post(path))
+    assert [a.status for a in answers] == [200] * 4, [a.body for a in answers]
+    assert {a.body["status"] for a in answers} == {"uploaded"}
+    assert await first.core.db.fetchval("SELECT lease_token FROM files WHERE id = :id", {"id": file["file_id"]}) is None
+
+
+async def test_reconcilers_of_two_gateways_settle_each_upload_once(make_gateway, http):
+    first, second = await two_gateways(make_gateway, reconcile_grace=0)
+    user = await Api(http, first.url).signup()
+    files = [await uploaded_but_not_completed(user) for _ in range(3)]
+    rounds = await asyncio.gather(first.core.reconcile_once(), second.core.reconcile_once())
+    assert sum(r["completed"] for r in rounds) == 3, rounds
+    assert sum(r["errors"] for r in rounds) == 0, rounds
+    for file in files:
+        assert (await user.get(f"{FILES}/{file['file_id']}")).body["status"] == "uploaded"
+    again = await second.core.reconcile_once()
+    assert again["checked"] == 0
+
+
+async def test_an_upload_another_gateway_is_settling_is_skipped_then_settled(make_gateway, http):
+    first, second = await two_gateways(make_gateway, reconcile_grace=0)
+    user = await Api(http, first.url).signup()
+    file = await uploaded_but_not_completed(user)
+    token = await first.core.uploads.leases.try_claim(file["file_id"])  # first is "settling" it
+    assert token is not None
+    busy = await second.core.reconcile_once()
+    assert busy["busy"] == 1 and busy["completed"] == 0
+    assert (await user.get(f"{FILES}/{file['file_id']}")).body["status"] == "uploading"
+
+    # A client's completion on the other gateway waits for the lease instead of racing it...
+    waiting = asyncio.ensure_future(Api(http, second.url, user.token).post(f"{FILES}/{file['file_id']}/complete"))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    from gateway.db import files as files_db
+
+    await files_db.release_lease(first.core.db, file["file_id"], token)
+    done = await asyncio.wait_for(waiting, 30)
+    assert done.status == 200 and done.body["status"] == "uploaded"  # ...and finishes once it is free
+
+
+async def test_a_lease_left_by_a_dead_gateway_runs_out(make_gateway, http):
+    first, second = await two_gateways(make_gateway, reconcile_grace=0)
+    user = await Api(http, first.url).signup()
+    file = await uploaded_but_not_completed(user)
+    # As a gateway killed while completing leaves it: a lease nobody will give back, long expired.
+    await first.core.db.execute(
+        "UPDATE files SET lease_token = 'dead-gateway', lease_expires_at = '2000-01-01T00:00:00.000000Z' WHERE id = :id",
+        {"id": file["file_id"]},
+    )
+    done = await asyncio.wait_for(Api(http, second.url, user.token).post(f"{FILES}/{file['file_id']}/complete"), 30)
+    assert done.status == 200 and done.body["status"] == "uploaded"

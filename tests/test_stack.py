@@ -1,0 +1,200 @@
+"""The local stack (`./dev up`) as a user runs it: a real process with its real store, gateway and nginx."""
+from __future__ import annotations
+
+import dataclasses
+import grp
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from deploy.postgres import postgres_bin_dir
+from gateway.config import Config
+from storage.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readable_by_others(state: Path) -> list[str]:
+    """Every entry under ``state`` (itself included) that its group or other users can open."""
+    exposed = []
+    for path in [state, *state.rglob("*")]:
+        mode = path.lstat().st_mode
+        # nginx makes its unix sockets 0666 itself (ngx_connection.c); their private directory guards them.
+        guarded_socket = stat.S_ISSOCK(mode) and not path.parent.stat().st_mode & 0o077
+        if not stat.S_ISLNK(mode) and not guarded_socket and mode & 0o077:
+            exposed.append(f"{path.relative_to(state.parent)} {stat.filemode(mode)}")
+    return exposed
+
+
+def start_stack(state: Path, *args: str, gateway_port: int = 0, timeout: float = 90.0) -> subprocess.Popen:
+    """``python -m deploy.stack`` with the usual umask of a login shell (022), until it says it is up."""
+    ports = ["--gateway-port", str(gateway_port or free_port()), "--cdn-port", str(free_port()),
+             "--s3-port", str(free_port())]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploy.stack", "--state", str(state), *ports, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    deadline = time.monotonic() + timeout
+    output = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if line.startswith("press Ctrl-C"):
+            return process
+    process.kill()
+    process.wait()
+    raise AssertionError("the stack did not come up:\n" + "".join(output) + process.stdout.read())
+
+
+def stop_stack(process: subprocess.Popen, sig: int = signal.SIGINT) -> str:
+    process.send_signal(sig)
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, rest
+    return rest
+
+
+def test_the_stack_keeps_its_state_and_secrets_to_its_user(tmp_path):
+    state = tmp_path / "var"
+    # What an older version left: var/ 755 and a file 644 in it.
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    old = state / "gateway.log"
+    old.write_text("an older run\n")
+    old.chmod(0o644)
+
+    process = start_stack(state)
+    try:
+        # The secrets are where the issue found them readable, and the store's and gateway's files exist.
+        assert "GATEWAY_CDN_SECRET" in (state / "stack.env").read_text()
+        assert "bearer_token" in (state / "store" / "weed-config" / "notification.toml").read_text()
+        assert (state / "cdn" / "cdn.conf").exists() and (state / "gateway.sqlite3").exists()
+        assert readable_by_others(state) == []
+    finally:
+        if process.poll() is None:
+            stop_stack(process)
+    # What the processes wrote until they stopped, too.
+    assert readable_by_others(state) == []
+
+
+# --- cluster mode ------------------------------------------------------------------------------------------
+
+def listening_pid(port: int) -> int:
+    """The pid of the process listening on 127.0.0.1:``port`` (from ss)."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    match = re.search(r"pid=(\d+)", out)
+    assert match, f"nothing listens on port {port}: {out!r}"
+    return int(match.group(1))
+
+
+def refuses(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def postgres_tables(state: Path, port: int) -> list[str]:
+    password = (state / "postgres" / "password").read_text().strip()
+    psql = subprocess.run(
+        [str(postgres_bin_dir() / "psql"), "--no-psqlrc", "--tuples-only", "--no-align",
+         f"--dbname=postgresql://dropbox@127.0.0.1:{port}/dropbox",
+         "-c", "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"],
+        env={"PGPASSWORD": password, "PATH": os.environ["PATH"]}, capture_output=True, text=True,
+    )
+    assert psql.returncode == 0, psql.stderr
+    return psql.stdout.split()
+
+
+@pytest.fixture
+def cluster_state():
+    """A state directory the `postgres` user can reach when we are root (pytest's tmp_path is 0700)."""
+    parent = Path(tempfile.mkdtemp(prefix="stack-cluster-"))
+    parent.chmod(0o755)
+    yield parent / "var"
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def consecutive_free_ports() -> int:
+    """A free port whose next one is free too (the cluster's gateways listen on a base port and the next)."""
+    while True:
+        base = free_port()
+        if refuses(base + 1):
+            return base
+
+
+READS_DATABASE_URL = "database_url" in {f.name for f in dataclasses.fields(Config)}
+
+
+def test_the_cluster_runs_two_gateways_behind_the_balancer_and_stops_on_sigterm(cluster_state):
+    ports = {"gateway": free_port(), "postgres": free_port(), "redis": free_port()}
+    base = consecutive_free_ports()
+    gateway_ports = [base, base + 1]
+    process = start_stack(
+        cluster_state, "--cluster", "--postgres-port", str(ports["postgres"]), "--redis-port", str(ports["redis"]),
+        "--gateway-base-port", str(base), gateway_port=ports["gateway"],
+    )
+    lb = f"http://127.0.0.1:{ports['gateway']}"
+    try:
+        for _ in range(4):
+            assert get(f"{lb}/dropbox/v1/config")[0] == 200
+        log = [json.loads(line) for line in (cluster_state / "lb" / "access.log").read_text().splitlines()]
+        assert {entry["upstream"] for entry in log} >= {f"127.0.0.1:{port}" for port in gateway_ports}
+        tables = postgres_tables(cluster_state, ports["postgres"])
+
+        # Losing a gateway: the balancer serves from the other one, the stack starts it again.
+        os.kill(listening_pid(gateway_ports[0]), signal.SIGKILL)
+        for _ in range(4):
+            assert get(f"{lb}/dropbox/v1/config")[0] == 200
+        deadline = time.monotonic() + 60
+        while refuses(gateway_ports[0]) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert get(f"http://127.0.0.1:{gateway_ports[0]}/readyz")[0] == 200
+
+        # Only the stack's user reads its state; as root, PostgreSQL's user may pass through var/ (not list it).
+        exposed = readable_by_others(cluster_state)
+        if os.geteuid() == 0:
+            assert exposed == [f"var {stat.filemode(stat.S_IFDIR | 0o710)}"]
+            assert cluster_state.stat().st_gid == grp.getgrnam("postgres").gr_gid
+        else:
+            assert exposed == []
+    finally:
+        if process.poll() is None:
+            stop_stack(process, signal.SIGTERM)
+    for name, port in {**ports, "gateway 1": gateway_ports[0], "gateway 2": gateway_ports[1]}.items():
+        assert refuses(port), f"{name} still listens on {port} after SIGTERM"
+    assert not (cluster_state / "postgres" / "data" / "postmaster.pid").exists()
+    assert readable_by_others(cluster_state) == [], "the stack closes var/ again when it stops"
+
+    # The metadata is in PostgreSQL, not in a SQLite file both gateways would share.
+    if not READS_DATABASE_URL:
+        assert not tables
+        pytest.xfail("the gateway reads GATEWAY_DATABASE_URL once branch core is merged; all else passed")
+    assert tables, "the gateways created no table in PostgreSQL"
+    assert not (cluster_state / "gateway.sqlite3").exists(), "a gateway used SQLite"

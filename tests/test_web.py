@@ -1,0 +1,357 @@
+"""The web app in a real Chromium against the real stack: store, gateway, nginx (CDN tier).
+
+Every upload here is the app's own: chunks fingerprinted in the page's worker,
+PUT straight to the store with the presigned URLs, verified by the store and
+the gateway. The requests the page made are recorded, so the tests can see
+where the bytes went.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+import aiohttp
+from playwright.async_api import expect
+
+from gateway.http.routes import webapp
+from protocol.fingerprints import fingerprint_stream
+from tests.browser import (  # noqa: F401 - fixtures
+    MIB,
+    SCRIPT_TAG,
+    WEB_CHUNK_SIZE,
+    WebApp,
+    browser,
+    file_payload,
+    launch_browser,
+    origin_of,
+    part_number,
+    playwright_driver,
+    web_gateway,
+)
+from tests.harness import Api
+
+
+# -- the page and its headers (no browser) ----------------------------------------------------------
+
+
+async def test_the_page_is_served_with_a_strict_policy(web_gateway, store, cdn, http: aiohttp.ClientSession):
+    async with http.get(web_gateway.url + "/") as resp:
+        assert resp.status == 200
+        assert resp.content_type == "text/html"
+        page = await resp.text()
+        headers = resp.headers
+    policy = dict(
+        (part.strip().split(" ", 1) + [""])[:2] for part in headers["Content-Security-Policy"].split(";")
+    )
+    assert policy["script-src"] == "'self'"
+    assert policy["default-src"] == "'none'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert set(policy["connect-src"].split()) == {"'self'", store.endpoint, cdn.url}
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["Cache-Control"] == "no-cache"
+    # No inline script: every script tag loads a file of this origin.
+    tags = SCRIPT_TAG.findall(page)
+    assert tags and all('src="/assets/' in tag for tag in tags)
+    assert re.search(r"<script\b[^>]*>[^<]+</script>", page) is None
+    assert f"/assets/{webapp.VERSION}/js/main.js" in page
+
+
+async def test_assets_are_cached_by_version_and_static_urls_revalidate(web_gateway, http: aiohttp.ClientSession):
+    base = web_gateway.url
+    async with http.get(f"{base}/assets/{webapp.VERSION}/js/upload.js") as resp:
+        assert resp.status == 200
+        assert resp.content_type == "text/javascript"
+        assert "immutable" in resp.headers["Cache-Control"]
+        assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    async with http.get(f"{base}/assets/0000000000000000/js/upload.js") as resp:
+        assert resp.status == 200 and resp.headers["Cache-Control"] == "no-cache"
+    async with http.get(f"{base}/static/style.css") as resp:
+        assert resp.status == 200 and resp.content_type == "text/css"
+        etag = resp.headers["ETag"]
+        assert resp.headers["Cache-Control"] == "no-cache"
+    async with http.get(f"{base}/static/style.css", headers={"If-None-Match": etag}) as resp:
+        assert resp.status == 304
+    async with http.get(f"{base}/static/vendor/noble-hashes/LICENSE.txt") as resp:
+        assert resp.status == 200 and "MIT License" in await resp.text()
+    for missing in ("/static/nothing.js", "/static/index.html", "/static/../gateway/config.py", "/assets/x/js/nope.js"):
+        async with http.get(base + missing) as resp:
+            assert resp.status == 404, missing
+            body = await resp.json()
+            assert body["error"]["code"]
+
+
+# -- in the browser -----------------------------------------------------------------------------------
+
+
+async def test_sign_up_upload_straight_to_the_store_download_and_log_out(browser, web_gateway, store, tmp_path):
+    data = os.urandom(2 * WEB_CHUNK_SIZE + 123_457)  # three chunks, the last one short
+    path = tmp_path / "holiday photos.bin"
+    path.write_bytes(data)
+    app = await WebApp.open(browser, web_gateway.url)
+    await app.sign_up()
+
+    await app.pick(str(path))
+    await app.wait_uploaded(path.name)
+
+    puts = app.store_puts(store.endpoint)
+    assert sorted(part_number(r) for r in puts) == [1, 2, 3]
+    # The bytes went to the store, never through the gateway: every request with a body
+    # that the page sent to the gateway is small JSON.
+    to_gateway = [r for r in app.requests if origin_of(r.url) == web_gateway.url]
+    assert not [r for r in to_gateway if r.method == "PUT"]
+    assert all(len(r.post_data_buffer or b"") < 64 * 1024 for r in to_gateway)
+    # The file object agrees: verified by the store, the file's fingerprint as the contract defines it.
+    api = Api(None, web_gateway.url)
+    row = app.file_row(path.name)
+    await expect(row.get_by_role("button", name="Download")).to_be_enabled()
+    await expect(row).to_contain_text("Uploaded")
+
+    async with app.page.expect_download() as info:
+        await row.get_by_role("button", name="Download").click()
+    download = await info.value
+    assert download.suggested_filename == path.name
+    assert (await download.path()).read_bytes() == data
+
+    await app.page.get_by_role("button", name="Log out").click()
+    await expect(app.page.get_by_role("button", name="Log in")).to_be_visible()
+    await expect(app.page.get_by_role("status")).to_contain_text("logged out")
+    assert [r for r in app.requests if r.method == "DELETE" and r.url.endswith("/dropbox/v1/tokens/current")]
+    assert await app.page.evaluate("sessionStorage.length") == 0
+    assert not app.problems
+    del api
+
+
+async def test_the_fingerprint_is_the_contracts(browser, web_gateway, tmp_path):
+    """The worker's fingerprints, WebCrypto and the vendored fallback alike, are protocol/fingerprints.py's."""
+    data = os.urandom(2 * WEB_CHUNK_SIZE + 1000)
+    expected_fp, expected_chunks, _ = fingerprint_stream(__import__("io").BytesIO(data), WEB_CHUNK_SIZE)
+    app = await WebApp.open(browser, web_gateway.url)
+    await app.page.evaluate(
+        """async (bytes) => { window.testBlob = new Blob([new Uint8Array(bytes)]); }""", list(data[:0])
+    )
+    # The bytes travel as a file chosen in an input of a scratch page element (fast, no JSON).
+    await app.page.evaluate("""() => {
+        const input = document.createElement("input"); input.type = "file"; input.id = "scratch";
+        document.body.append(input);
+    }""")
+    await app.page.locator("#scratch").set_input_files(file_payload("x.bin", data))
+    for engine in ("webcrypto", "fallback"):
+        result = await app.page.evaluate(
+            """async ([engine, chunkSize]) => {
+                const { hashFile } = await import("/static/js/hashing.js");
+                const file = document.getElementById("scratch").files[0];
+                return await hashFile(file, chunkSize, { engine });
+            }""",
+            [engine, WEB_CHUNK_SIZE],
+        )
+        assert result["engine"] == engine
+        assert result["chunks"] == expected_chunks
+        assert result["fingerprint"] == expected_fp
+    empty = await app.page.evaluate("""async () => {
+        const { hashFile } = await import("/static/js/hashing.js");
+        return await hashFile(new Blob([]), 5242880, { engine: "fallback" });
+    }""")
+    assert empty["chunks"] == [] and empty["fingerprint"] == hashlib.sha256(b"").hexdigest()
+
+
+async def test_an_upload_resumes_after_a_reload_sending_only_missing_chunks(browser, web_gateway, store, tmp_path):
+    """Pause half-way, reload the page, pick the same file: only the chunks the store lacks are sent."""
+    data = os.urandom(8 * WEB_CHUNK_SIZE - 4096)  # eight chunks
+    path = tmp_path / "big.iso"
+    path.write_bytes(data)
+    app = await WebApp.open(browser, web_gateway.url)
+    await app.sign_up()
+    # A slow uplink (4 MiB/s), so that the test can pause while chunks are on their way.
+    cdp = await app.page.context.new_cdp_session(app.page)
+    await cdp.send("Network.enable")
+    await cdp.send("Network.emulateNetworkConditions",
+                   {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 4 * MIB})
+    await app.pick(str(path))
+    status = app.page.locator(".upload-item").filter(has_text=path.name)
+    await expect(status).to_contain_text(re.compile(r"\b[4-7] of 8 chunks sent"), timeout=60_000)
+    await status.get_by_role("button", name="Pause").click()
+    await expect(status).to_contain_text("Paused")
+    confirmed = set()  # chunks the store answered 200 for before the pause
+    started = {part_number(r) for r in app.store_puts(store.endpoint)}
+    for request in app.store_puts(store.endpoint):
+        response = await request.response()
+        if response is not None and response.status == 200:
+            confirmed.add(part_number(request))
+    assert 4 <= len(confirmed) < 8
+
+    await cdp.send("Network.emulateNetworkConditions",
+                   {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    await app.page.reload()
+    await expect(app.file_row(path.name)).to_contain_text("Incomplete")
+    before = len(app.requests)
+    await app.pick(str(path))
+    await app.wait_uploaded(path.name)
+
+    second_run = [part_number(r) for r in app.store_puts(store.endpoint, since=before)]
+    # Nothing the store had confirmed is sent again; what it lacked is sent, once.
+    assert second_run and len(second_run) == len(set(second_run))
+    assert not confirmed & set(second_run)
+    # A chunk cut off by the pause may still have reached the store whole; any other is sent now.
+    assert set(range(1, 9)) - confirmed - set(second_run) <= started - confirmed
+    await expect(app.page.locator(".upload-item").filter(has_text=path.name)).to_contain_text("resumed")
+    async with app.page.expect_download() as info:
+        await app.file_row(path.name).get_by_role("button", name="Download").click()
+    assert (await (await info.value).path()).read_bytes() == data
+
+
+async def test_share_with_a_user_who_sees_it_under_shared_with_me(browser, web_gateway):
+    data = os.urandom(300_000)
+    owner = await WebApp.open(browser, web_gateway.url)
+    reader = await WebApp.open(browser, web_gateway.url)
+    reader_name = await reader.sign_up()
+    await owner.sign_up()
+    await owner.pick(file_payload("minutes.txt", data, "text/plain"))
+    await owner.wait_uploaded("minutes.txt")
+
+    await owner.file_row("minutes.txt").get_by_role("button", name="Share").click()
+    dialog = owner.page.get_by_role("dialog")
+    await dialog.get_by_label("Share with").fill("nobody-" + reader_name)
+    await dialog.get_by_role("button", name="Share", exact=True).click()
+    await expect(dialog.get_by_role("region", name="People").get_by_role("alert")).to_contain_text("no user named")
+    await dialog.get_by_label("Share with").fill(reader_name)
+    await dialog.get_by_role("button", name="Share", exact=True).click()
+    await expect(dialog.get_by_role("listitem").filter(has_text=reader_name)).to_be_visible()
+    await owner.page.keyboard.press("Escape")
+    await expect(dialog).to_have_count(0)
+
+    await reader.page.reload()
+    shared = reader.page.get_by_role("region", name="Shared with me")
+    await expect(shared.get_by_role("heading", name="Shared with me")).to_be_visible()
+    row = shared.get_by_role("row").filter(has_text="minutes.txt")
+    await expect(row).to_contain_text(f"from {owner.username}")
+    # A reader may download, never share or delete.
+    await expect(row.get_by_role("button", name="Share")).to_have_count(0)
+    await expect(row.get_by_role("button", name="Delete")).to_have_count(0)
+    async with reader.page.expect_download() as info:
+        await row.get_by_role("button", name="Download").click()
+    assert (await (await info.value).path()).read_bytes() == data
+
+    # The owner stops sharing: the reader's list no longer has it.
+    await owner.file_row("minutes.txt").get_by_role("button", name="Share").click()
+    await owner.page.get_by_role("dialog").get_by_role("button", name="Share", exact=True).wait_for()
+    await owner.page.get_by_label("Share with").fill(reader_name)
+    await owner.page.get_by_role("dialog").get_by_role("button", name="Share", exact=True).click()
+    await owner.page.get_by_role("dialog").get_by_role("button", name="Remove").click()
+    people = owner.page.get_by_role("dialog").get_by_role("region", name="People")
+    await expect(people.get_by_role("status")).to_contain_text("no longer has access")
+    await reader.page.reload()
+    await expect(reader.page.locator("#shared-files")).to_contain_text("Nobody has shared a file with you yet")
+    assert not owner.problems and not reader.problems
+
+
+async def test_a_file_named_like_html_is_shown_as_text(browser, web_gateway):
+    name = "<img src=x onerror=alert(1)>.txt"
+    app = await WebApp.open(browser, web_gateway.url)
+    dialogs = []
+    app.page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    await app.sign_up()
+    await app.pick(file_payload(name, b"not html at all"))
+    await app.wait_uploaded(name)
+    await expect(app.file_row(name).locator(".file-name")).to_have_text(name)
+    await expect(app.page.locator(".upload-name")).to_have_text(name)
+    await app.page.reload()
+    await expect(app.file_row(name).locator(".file-name")).to_have_text(name)
+    assert await app.page.locator("main img").count() == 0
+    assert dialogs == []
+    assert not app.problems
+
+
+async def test_delete_asks_first_and_an_expired_session_goes_back_to_log_in(browser, web_gateway):
+    app = await WebApp.open(browser, web_gateway.url)
+    await app.sign_up()
+    await app.pick(file_payload("draft.txt", b"draft"), file_payload("keep.txt", b"keep"))
+    await app.wait_uploaded("draft.txt")
+    await app.wait_uploaded("keep.txt")
+
+    row = app.file_row("draft.txt")
+    await row.get_by_role("button", name="Delete").click()
+    confirm = app.page.get_by_role("dialog")
+    await expect(confirm).to_contain_text("draft.txt")
+    await confirm.get_by_role("button", name="Cancel").click()
+    await expect(row).to_have_count(1)
+    await row.get_by_role("button", name="Delete").click()
+    await app.page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    await expect(row).to_have_count(0)
+    await app.page.reload()
+    await expect(app.file_row("keep.txt")).to_have_count(1)
+    await expect(app.file_row("draft.txt")).to_have_count(0)
+
+    # The token stops being accepted (here: a forged one in its place), as after it expires:
+    # back to log in, with a message.
+    await app.page.evaluate("""() => {
+        const session = JSON.parse(sessionStorage.getItem("files.session"));
+        session.token = session.token.slice(0, -4) + "AAAA";
+        sessionStorage.setItem("files.session", JSON.stringify(session));
+    }""")
+    await app.page.reload()
+    await expect(app.page.get_by_role("alert")).to_contain_text("session has expired")
+    await expect(app.page.get_by_role("button", name="Log in")).to_be_visible()
+    await app.log_in(app.username)
+    await expect(app.file_row("keep.txt")).to_have_count(1)
+
+
+async def test_errors_a_person_can_act_on_when_logging_in(browser, web_gateway):
+    app = await WebApp.open(browser, web_gateway.url)
+    username = await app.sign_up()
+    await app.page.get_by_role("button", name="Log out").click()
+    await app.page.get_by_label("Username").fill(username)
+    await app.page.get_by_label("Password").fill("not the password")
+    await app.page.get_by_role("button", name="Log in").click()
+    await expect(app.page.get_by_role("alert")).to_have_text("Wrong username or password.")
+    await app.page.get_by_label("Email").fill("x@example.com")
+    await app.page.get_by_label("Password").fill("long enough password")
+    await app.page.get_by_role("button", name="Sign up").click()
+    await expect(app.page.get_by_role("alert")).to_contain_text("username is taken")
+    alert = await app.page.get_by_role("alert").text_content()
+    assert "{" not in alert and "error" not in alert
+
+
+async def test_on_a_plain_http_lan_address_the_slower_hasher_is_used_and_announced(playwright_driver, web_gateway):
+    """crypto.subtle exists only in secure contexts; lan.test (mapped to 127.0.0.1) is not one."""
+    port = web_gateway.config.port
+    browser = await launch_browser(playwright_driver, ["--host-resolver-rules=MAP lan.test 127.0.0.1"])
+    try:
+        app = await WebApp.open(browser, f"http://lan.test:{port}")
+        assert await app.page.evaluate("window.isSecureContext") is False
+        await app.sign_up()
+        await expect(app.page.get_by_role("note")).to_contain_text("slower built-in hasher")
+        data = os.urandom(WEB_CHUNK_SIZE + 10)
+        expected, chunks, _ = fingerprint_stream(__import__("io").BytesIO(data), WEB_CHUNK_SIZE)
+        await app.page.evaluate("""() => {
+            const input = document.createElement("input"); input.type = "file"; input.id = "scratch";
+            document.body.append(input);
+        }""")
+        await app.page.locator("#scratch").set_input_files(file_payload("x.bin", data))
+        result = await app.page.evaluate("""async (chunkSize) => {
+            const { hashFile } = await import("/static/js/hashing.js");
+            return await hashFile(document.getElementById("scratch").files[0], chunkSize);
+        }""", WEB_CHUNK_SIZE)
+        assert result["engine"] == "fallback"
+        assert (result["fingerprint"], result["chunks"]) == (expected, chunks)
+    finally:
+        await browser.close()
+
+
+async def test_phone_width_has_no_sideways_scrolling(browser, web_gateway):
+    context = await browser.new_context(viewport={"width": 360, "height": 740})
+    page = await context.new_page()
+    await page.goto(web_gateway.url + "/")
+    app = WebApp(page, web_gateway.url)
+    await app.sign_up()
+    await app.pick(file_payload("a-rather-long-file-name-that-could-push-the-layout-sideways.pdf", b"%PDF", "application/pdf"))
+    await app.wait_uploaded("a-rather-long-file-name-that-could-push-the-layout-sideways.pdf")
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # Keyboard: Tab reaches the upload control and the row's buttons.
+    await page.evaluate("document.activeElement && document.activeElement.blur()")
+    names = []
+    for _ in range(12):
+        await page.keyboard.press("Tab")
+        names.append(await page.evaluate("document.activeElement.id || document.activeElement.textContent"))
+    assert "upload-input" in names and "Download" in names
