@@ -157,9 +157,10 @@ class BenchStack:
         # Gigabytes of test files and store data: never leave them behind.
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def gateway_cpu_seconds(self) -> float:
-        """User + system CPU time the gateway process has used so far."""
-        [pid] = [p for p in self.started if "gateway" in command_line(p)]
+    def cpu_seconds(self, process: str) -> float:
+        """User + system CPU time one of the stack's processes has used so far: ``gateway`` or ``store``."""
+        is_it = {"gateway": lambda argv: "gateway" in argv, "store": lambda argv: Path(argv[0]).name == "weed"}[process]
+        [pid] = [p for p in self.started if is_it(command_line(p))]
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 

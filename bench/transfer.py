@@ -2,32 +2,44 @@
 
 Upload: the real `dbx` command (start, fingerprint, presigned parallel chunks,
 completion) versus boto3's ``upload_file`` of the same file to the same store,
-same part size and concurrency, twice: called in this process with its client
-made beforehand (the strict baseline, which pays no start-up), and as a
-command of its own (``bench/s3copy.py``: starts Python, imports boto3, makes
-the client, as dbx must). Download: `dbx download` through the CDN tier versus
-boto3's ``download_file``. Each run times every side, in turns (the order
-rotates from run to run), and takes its ratios within the run, so a
-neighbour's load on the machine hits all sides alike; the ratios shown are the
-median of the runs' ratios, with min and max. Also: SHA-256 throughput, the
-gateway's CPU seconds per GiB uploaded (read from /proc), a same-user
-re-upload (should cost the fingerprinting plus one request), and the client's
-peak memory.
+same part size and concurrency, three ways: called in this process with its
+client made beforehand (the strict baseline, which pays no start-up); the
+same with ``ChecksumAlgorithm=SHA256``, so that the store verifies a SHA-256
+of every part as it does for dbx's chunks (the same integrity work: the
+baseline that does what dbx must); and as a command of its own
+(``bench/s3copy.py``: starts Python, imports boto3, makes the client, as dbx
+must). Download: `dbx download` through the CDN tier versus boto3's
+``download_file``. Each run times every side, in turns (the order rotates
+from run to run), and takes its ratios within the run, so a neighbour's load
+on the machine hits all sides alike; the ratios shown are the median of the
+runs' ratios, with min and max.
+
+Each upload's CPU seconds are counted per process (the client, the store, the
+gateway; from getrusage and /proc): on a machine where all three share the
+cores, the upload that needs the least CPU in all wins, and this table says
+where each side's time goes. Also: SHA-256 throughput, a same-user re-upload
+(should cost the fingerprinting plus one request), and the client's peak
+memory.
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.dbx import MIB, Dbx, file_sha256, make_file
 from bench.stack import BenchStack, Figure, print_table, ratio
+
+GIB = 1024 * MIB
+PROCESSES = ("client", "store", "gateway")
 
 
 def timed(action) -> float:
@@ -39,6 +51,35 @@ def timed(action) -> float:
 def sha256_speed(path: Path) -> float:
     """MiB/s of one thread's SHA-256 over the file (from the page cache)."""
     return path.stat().st_size / MIB / timed(lambda: file_sha256(path))
+
+
+def cpu_now(stack: BenchStack) -> dict[str, float]:
+    """CPU seconds used so far by the client (this process and the commands it ran), the store, the gateway."""
+    own, commands = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"client": own.ru_utime + own.ru_stime + commands.ru_utime + commands.ru_stime,
+            "store": stack.cpu_seconds("store"), "gateway": stack.cpu_seconds("gateway")}
+
+
+@dataclass
+class Side:
+    """One way of uploading the file, timed in every run: its speeds and each process's CPU seconds per GiB."""
+
+    label: str
+    upload: Callable[[int], None]  # run number -> the file is uploaded (the client is made before: untimed)
+    speeds: list[float] = field(default_factory=list)
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in PROCESSES})
+
+    def measure(self, stack: BenchStack, run: int, size: int) -> None:
+        before = cpu_now(stack)
+        seconds = timed(lambda: self.upload(run))
+        after = cpu_now(stack)
+        self.speeds.append(size / MIB / seconds)
+        for name in PROCESSES:
+            self.cpu[name].append((after[name] - before[name]) / (size / GIB))
+
+    def cpu_row(self) -> tuple[str, ...]:
+        medians = [statistics.median(self.cpu[name]) for name in PROCESSES]
+        return (self.label, *(f"{value:.2f}" for value in medians), f"{sum(medians):.2f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,108 +103,107 @@ def main(argv: list[str] | None = None) -> None:
         source = make_file(stack.root / "source.bin", size)
         s3 = boto3.client("s3", **stack.s3_credentials())
         transfer = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=args.parallel)
-
-        hashing, cpu_per_gib, reupload, peak_rss = [], [], [], []
-        speeds: dict[str, list[float]] = {"dbx up": [], "boto3 up": [], "boto3 command up": [], "dbx down": [],
-                                          "boto3 down": [], **{other: [] for other in args.other_client}}
-        up_ratios, command_ratios, down_ratios = [], [], []
-        other_ratios: dict[str, list[float]] = {other: [] for other in args.other_client}
         credentials = stack.s3_credentials()
         command_env = {**os.environ, "AWS_ENDPOINT_URL": credentials["endpoint_url"],
                        "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
                        "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"]}
+        parallel = ("--parallel", str(args.parallel))
+        # A new user for every dbx upload, made before it is timed: the same user would be deduplicated.
+        users: dict[tuple[str, int], Dbx] = {}
+        uploaded: dict[int, dict] = {}  # run -> this checkout's dbx's answer (the file to download)
+        hashing, reupload, peak_rss = [], [], []
+        download_speeds: dict[str, list[float]] = {"dbx": [], "boto3": []}
+
+        def dbx_upload(run: int) -> None:
+            _, uploaded[run], rss = users["", run]("upload", str(source), *parallel)
+            peak_rss.append(rss / 1024)
+
+        def other_dbx_upload(checkout: str) -> Callable[[int], None]:
+            def upload(run: int) -> None:
+                users[checkout, run]("upload", str(source), *parallel)
+            return upload
+
+        def boto3_upload(key: str, **extra: str) -> Callable[[int], None]:
+            return lambda run: s3.upload_file(str(source), stack.bucket, f"bench/{key}-{run}", Config=transfer,
+                                              ExtraArgs=extra or None)
+
+        def boto3_command(run: int) -> None:
+            subprocess.run([sys.executable, "-m", "bench.s3copy", str(source), stack.bucket, f"bench/command-{run}",
+                            "--chunk-mib", str(args.chunk_mib), *parallel], env=command_env, check=True)
+
+        dbx = Side("dbx (start, fingerprint, chunks, complete)", dbx_upload)
+        boto3_plain = Side("boto3 upload_file, in this process", boto3_upload("plain"))
+        boto3_sha256 = Side("boto3 upload_file + SHA-256 checksums", boto3_upload("sha256", ChecksumAlgorithm="SHA256"))
+        sides = [dbx, *(Side(f"dbx of {checkout}", other_dbx_upload(checkout)) for checkout in args.other_client),
+                 boto3_plain, boto3_sha256, Side("boto3 upload_file, as a command", boto3_command)]
+        clients = {"": None, **{checkout: Path(checkout) for checkout in args.other_client}}
+
         # Untimed: the store's first multipart upload costs more than the others, whoever makes it.
         warm_up = make_file(stack.root / "warm-up.bin", 2 * chunk)
         Dbx(stack, stack.root / "home-warm-up")("upload", str(warm_up))
         s3.upload_file(str(warm_up), stack.bucket, "bench/warm-up", Config=transfer)
         for run in range(args.runs):
             hashing.append(sha256_speed(source))
-            # A new user each run: the same user would be deduplicated and move no bytes.
-            dbx = Dbx(stack, stack.root / f"home-{run}")
-            result: dict = {}
-
-            def dbx_upload(dbx: Dbx = dbx) -> None:
-                nonlocal result
-                cpu_before = stack.gateway_cpu_seconds()
-                seconds, result, rss = dbx("upload", str(source), "--parallel", str(args.parallel))
-                cpu_per_gib.append((stack.gateway_cpu_seconds() - cpu_before) / (size / 1024**3))
-                speeds["dbx up"].append(mib / seconds)
-                peak_rss.append(rss / 1024)
-
-            def boto3_upload(run: int = run) -> None:
-                speeds["boto3 up"].append(mib / timed(
-                    lambda: s3.upload_file(str(source), stack.bucket, f"bench/plain-{run}", Config=transfer)))
-
-            def boto3_command_upload(run: int = run) -> None:
-                speeds["boto3 command up"].append(mib / timed(lambda: subprocess.run(
-                    [sys.executable, "-m", "bench.s3copy", str(source), stack.bucket, f"bench/command-{run}",
-                     "--chunk-mib", str(args.chunk_mib), "--parallel", str(args.parallel)], env=command_env,
-                    check=True)))
-
-            def other_dbx_upload(checkout: str, run: int = run) -> None:
-                other = Dbx(stack, stack.root / f"other-home-{run}-{len(speeds[checkout])}", checkout=Path(checkout))
-                speeds[checkout].append(mib / other("upload", str(source), "--parallel", str(args.parallel))[0])
-
-            uploads: list[Callable[[], None]] = [dbx_upload, boto3_upload, boto3_command_upload]
-            uploads += [functools.partial(other_dbx_upload, checkout) for checkout in args.other_client]
-            for action in uploads[run % len(uploads):] + uploads[:run % len(uploads)]:
-                action()
-            up_ratios.append(speeds["dbx up"][-1] / speeds["boto3 up"][-1])
-            for checkout, ratios in other_ratios.items():
-                ratios.append(speeds[checkout][-1] / speeds["boto3 up"][-1])
-            command_ratios.append(speeds["dbx up"][-1] / speeds["boto3 command up"][-1])
+            for name, checkout in clients.items():
+                users[name, run] = Dbx(stack, stack.root / f"home-{len(users)}", checkout=checkout)
+            for side in sides[run % len(sides):] + sides[:run % len(sides)]:
+                side.measure(stack, run, size)
             if args.upload_only:
                 continue
 
-            reupload.append(dbx("upload", str(source))[0])
+            reupload.append(users["", run]("upload", str(source))[0])
             target = stack.root / f"download-{run}.bin"
+            downloads = {"dbx": 0.0, "boto3": 0.0}
 
-            def dbx_download(dbx: Dbx = dbx, target: Path = target, result: dict = result) -> None:
-                seconds, _, rss = dbx("download", "-o", str(target), "--", str(result["file_id"]))
-                speeds["dbx down"].append(mib / seconds)
+            def dbx_download(run: int = run, target: Path = target, downloads: dict = downloads) -> None:
+                downloads["dbx"], _, rss = users["", run]("download", "-o", str(target), "--",
+                                                         str(uploaded[run]["file_id"]))
                 peak_rss.append(rss / 1024)
                 target.unlink()
 
-            def boto3_download(run: int = run, target: Path = target) -> None:
-                speeds["boto3 down"].append(mib / timed(
-                    lambda: s3.download_file(stack.bucket, f"bench/plain-{run}", str(target), Config=transfer)))
+            def boto3_download(run: int = run, target: Path = target, downloads: dict = downloads) -> None:
+                downloads["boto3"] = timed(
+                    lambda: s3.download_file(stack.bucket, f"bench/plain-{run}", str(target), Config=transfer))
                 target.unlink()
 
             # The CDN tier's first GET of this content is a miss whichever goes first.
             for action in ((dbx_download, boto3_download) if run % 2 == 0 else (boto3_download, dbx_download)):
                 action()
-            down_ratios.append(speeds["dbx down"][-1] / speeds["boto3 down"][-1])
+            for name, seconds in downloads.items():
+                download_speeds[name].append(mib / seconds)
 
-        sha = Figure(hashing)
-        rows = [
-            ("SHA-256 of the file, one thread", f"{sha} MiB/s", ""),
-            ("upload: dbx (start, fingerprint, chunks, complete)", f"{Figure(speeds['dbx up'])} MiB/s",
-             f"{ratio(up_ratios)} boto3"),
-            *[(f"upload: dbx of {checkout}", f"{Figure(speeds[checkout])} MiB/s", f"{ratio(ratios)} boto3")
-              for checkout, ratios in other_ratios.items()],
-            ("upload: boto3 upload_file, in this process", f"{Figure(speeds['boto3 up'])} MiB/s", "1.00x"),
-            ("upload: boto3 upload_file, as a command", f"{Figure(speeds['boto3 command up'])} MiB/s",
-             f"dbx at {ratio(command_ratios)}"),
-        ]
-        if not args.upload_only:
-            rows += [
-                ("download: dbx via CDN (first: miss)", f"{Figure(speeds['dbx down'])} MiB/s",
-                 f"{ratio(down_ratios)} boto3"),
-                ("download: boto3 download_file", f"{Figure(speeds['boto3 down'])} MiB/s", "1.00x"),
-                ("re-upload, same user (no bytes move)", f"{Figure(reupload)} s",
-                 f"{Figure(reupload).median / (mib / sha.median):.2f}x one-thread hashing time"),
-            ]
-        rows += [
-            ("gateway CPU per GiB uploaded", f"{Figure(cpu_per_gib)} s", ""),
-            ("client peak memory (RSS)", f"{Figure(peak_rss)} MiB", ""),
-        ]
         print_table(
             f"Transfers: {args.size_mib} MiB file, {args.chunk_mib} MiB chunks, {args.parallel} in parallel, "
             f"median of {args.runs} runs (min, max); ratios within each run",
-            rows,
-            ("measure", "figure", "ratio"),
+            [("SHA-256 of the file, one thread", f"{Figure(hashing)} MiB/s", "", ""),
+             *upload_rows(sides, boto3_plain, boto3_sha256),
+             *([] if args.upload_only else download_rows(download_speeds, reupload, mib / Figure(hashing).median)),
+             ("client peak memory (RSS)", f"{Figure(peak_rss)} MiB", "", "")],
+            ("measure", "figure", "ratio to boto3", "ratio to boto3 + SHA-256"),
         )
+        print_table(
+            f"CPU seconds per GiB uploaded, by process (median of {args.runs} runs; all share this machine's "
+            f"{os.cpu_count()} cores)", [side.cpu_row() for side in sides], ("upload", *PROCESSES, "all"))
         shutil.rmtree(stack.state / "cdn" / "cache", ignore_errors=True)
+
+
+def per_run(side: Side, baseline: Side) -> str:
+    return ratio([mine / theirs for mine, theirs in zip(side.speeds, baseline.speeds, strict=True)])
+
+
+def upload_rows(sides: list[Side], plain: Side, sha256: Side) -> list[tuple[str, ...]]:
+    return [(f"upload: {side.label}", f"{Figure(side.speeds)} MiB/s", per_run(side, plain), per_run(side, sha256))
+            for side in sides]
+
+
+def download_rows(speeds: dict[str, list[float]], reupload: list[float], hashing_seconds: float) -> list[tuple[str, ...]]:
+    return [
+        ("download: dbx via CDN (first: miss)", f"{Figure(speeds['dbx'])} MiB/s",
+         ratio([mine / theirs for mine, theirs in zip(speeds["dbx"], speeds["boto3"], strict=True)]), ""),
+        ("download: boto3 download_file", f"{Figure(speeds['boto3'])} MiB/s", "1.00x", ""),
+        ("re-upload, same user (no bytes move)", f"{Figure(reupload)} s",
+         f"{Figure(reupload).median / hashing_seconds:.2f}x one-thread hashing time", ""),
+    ]
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ def test_every_benchmark_prints_its_figures():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    for title in ("Transfers:", "download of a", "CDN hit", "Control path:", "Permission and metadata cache",
+    for title in ("Transfers:", "CPU seconds per GiB uploaded, by process", "download of a", "CDN hit", "Control path:", "Permission and metadata cache",
                   "Control path at scale:", "Presigning off the event loop", "Listing page", "Web app:"):
         assert title in out, f"{title!r} missing from:\n{out}"
     for row in (
-        "upload: dbx", "upload: boto3", "gateway CPU per GiB", "client peak memory",
+        "upload: dbx", "upload: boto3 upload_file, in this process", "upload: boto3 upload_file + SHA-256",
+        "client peak memory",
         "POST /dropbox/v1/files", "POST .../upload-urls", "GET /dropbox/v1/files/{id}, owner, cache off",
         "GET /dropbox/v1/files/{id}, owner: 1 gateway, SQLite",
         "GET /dropbox/v1/files/{id}, owner: 2 gateways, PostgreSQL, balancer",
