@@ -124,3 +124,43 @@ def test_the_database_setting_selects_the_engine():
     with pytest.raises(ConfigError, match="GATEWAY_DATABASE_URL"):
         Config.from_env({"GATEWAY_DATABASE_URL": "mysql://u@h/db"}, **secrets_)
     assert Config.from_env({"GATEWAY_DATABASE_URL": "postgresql://u@h/db"}, **secrets_).database_url.startswith("postgresql")
+
+
+
+async def test_listed_chunks_are_marked_in_one_statement_only_for_the_files_current_upload(
+        engine, database_url, database_path, memory_store, clock):
+    """files.mark_chunks (executemany): the listed ETags land, a changed ETag replaces the old, other chunks stay
+    pending, and a part list of an upload the file no longer has marks nothing (each engine)."""
+    from gateway.cache import make_cache
+    from gateway.core import build_core
+    from gateway.db import database_url as url_of
+    from gateway.db import files as files_db
+    from tests.core_fixtures import claim_for, core_config, new_user
+
+    config = core_config()
+    db = await Database.open(url_of(database_url, str(database_path)))
+    cache = make_cache(config)
+    try:
+        core = build_core(config, db, memory_store, cache, clock)
+        user = await new_user(core, "marker")
+        file_id, _ = await core.uploads.start(user, claim_for(secrets.token_bytes(3 * 5 * 1024 * 1024 + 7)))
+        upload_id = (await files_db.get_file(db, file_id))["upload_id"]
+
+        async def marked() -> dict[int, tuple[str, str | None]]:
+            return {c["idx"]: (c["status"], c["etag"]) for c in await files_db.get_chunks(db, file_id)}
+
+        async def mark(upload: str, etags: dict[int, str]) -> bool:
+            async with db.transaction() as conn:
+                return await files_db.mark_chunks(conn, file_id, upload, etags, "2026-01-01T00:00:00Z")
+
+        assert await mark(upload_id, {0: '"e0"', 2: '"e2"'})
+        assert await marked() == {0: ("uploaded", '"e0"'), 1: ("pending", None), 2: ("uploaded", '"e2"'),
+                                  3: ("pending", None)}
+        assert await mark(upload_id, {2: '"e2-again"', 3: '"e3"'})
+        assert await marked() == {0: ("uploaded", '"e0"'), 1: ("pending", None), 2: ("uploaded", '"e2-again"'),
+                                  3: ("uploaded", '"e3"')}
+        assert not await mark("an-older-upload", {1: '"e1"'})
+        assert (await marked())[1] == ("pending", None)
+    finally:
+        await cache.close()
+        await db.close()

@@ -201,18 +201,17 @@ class Uploads:
         )
         return [(number - 1, request) for (number, _), request in zip(parts, presigned, strict=True)]
 
-    async def _mark_chunks(self, file_id: str, upload_id: str, chunks: list[Row], verified: dict[int, StoredPart]) -> int:
-        """Record which chunks the store lists in ``upload_id``; return how many changed.
+    async def _mark_chunks(self, file_id: str, upload_id: str, chunks: list[Row], verified: dict[int, StoredPart]) -> None:
+        """Record which chunks the store lists in ``upload_id``.
 
         Only the chunks whose record differs are written (``chunks`` as read before
         the part list): reading the list of a 5,120-part upload again writes only what is new.
         """
         known = {chunk["idx"]: (chunk["status"], chunk["etag"]) for chunk in chunks}
         etags = {index: part.etag for index, part in verified.items() if known.get(index) != ("uploaded", part.etag)}
-        if not etags:
-            return 0
-        async with self.db.transaction() as conn:
-            return await files_db.mark_chunks(conn, file_id, upload_id, etags, stamp_now(self.clock))
+        if etags:
+            async with self.db.transaction() as conn:
+                await files_db.mark_chunks(conn, file_id, upload_id, etags, stamp_now(self.clock))
 
     async def refresh_from_store(self, file_id: str) -> dict[int, StoredPart] | None:
         """Ask the store which chunks it holds. None when the multipart upload is gone."""

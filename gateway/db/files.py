@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import case, delete, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy import bindparam, case, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
@@ -27,6 +27,13 @@ FILE_SELECT = select(*FILE_COLUMNS).select_from(files.join(users, users.c.id == 
 CHUNK_COLUMNS = (chunks.c.idx, chunks.c.fingerprint, chunks.c.size, chunks.c.status, chunks.c.etag)
 # Statuses of a file that needs its content: an upload under way will write it, an uploaded file serves it.
 REFERENCING = ("uploading", "uploaded")
+# One chunk the store lists, with the ETag it gave: written only if the row says otherwise.
+MARK_CHUNK = (
+    update(chunks)
+    .where(chunks.c.file_id == bindparam("chunk_file"), chunks.c.idx == bindparam("chunk_index"),
+           or_(chunks.c.status != "uploaded", chunks.c.etag.is_distinct_from(bindparam("listed_etag"))))
+    .values(status="uploaded", etag=bindparam("listed_etag"))
+)
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -213,29 +220,24 @@ async def touch(on: On, file_id: str, now: str) -> int:
     return await change(on, update(files).where(files.c.id == file_id).values(updated_at=now))
 
 
-async def mark_chunks(conn: AsyncConnection, file_id: str, upload_id: str, etags: dict[int, str], now: str) -> int:
-    """Mark chunks as held by the store, with the ETags it listed for them in ``upload_id``; the number that changed.
+async def mark_chunks(conn: AsyncConnection, file_id: str, upload_id: str, etags: dict[int, str], now: str) -> bool:
+    """Mark chunks as held by the store, with the ETags it listed for them in ``upload_id``; False if not its upload.
 
     Only while ``upload_id`` is still the file's upload: a part list read just
-    before the upload was restarted must not mark the new upload's chunks.
+    before the upload was restarted must not mark the new upload's chunks. One
+    statement for all the chunks (executemany): a list of thousands of parts is
+    written without building a statement per part.
     """
     current = await fetch_one(
         conn, select(files.c.id).where(files.c.id == file_id, files.c.upload_id == upload_id).with_for_update()
     )
     if current is None:
-        return 0
-    changed = 0
-    for index, etag in etags.items():
-        changed += await change(
-            conn,
-            update(chunks)
-            .where(chunks.c.file_id == file_id, chunks.c.idx == index,
-                   or_(chunks.c.status != "uploaded", chunks.c.etag.is_distinct_from(etag)))
-            .values(status="uploaded", etag=etag),
-        )
-    if changed:
+        return False
+    if etags:
+        await conn.execute(MARK_CHUNK, [{"chunk_file": file_id, "chunk_index": index, "listed_etag": etag}
+                                        for index, etag in etags.items()])
         await touch(conn, file_id, now)
-    return changed
+    return True
 
 
 async def restart_upload(conn: AsyncConnection, file_id: str, upload_id: str, now: str) -> int:
