@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         # Untimed: the store's first multipart upload costs more than the others, whoever makes it.
         warm_up = make_file(stack.root / "warm-up.bin", 2 * chunk)
         Dbx(stack, stack.root / "home-warm-up")("upload", str(warm_up))
-        s3.upload_file(str(warm_up), stack.bucket, "bench/warm-up", Config=transfer)
+        s3.upload_file(str(warm_up), stack.bucket, "bench-warm-up", Config=transfer)
         for run in range(args.runs):
             hashing.append(sha256_speed(source))
             for name, checkout in clients.items():
