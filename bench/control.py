@@ -24,10 +24,11 @@ from bench.stack import BenchStack, Figure, print_table, signup
 from protocol.fingerprints import file_fingerprint
 
 
-def random_claim(chunk_size: int, chunks: int = 3) -> dict:
+def random_claim(chunk_size: int, chunks: int = 3, name: str | None = None) -> dict:
+    """A claim of ``chunks`` full chunks (made-up fingerprints: no byte is ever sent)."""
     fps = [hashlib.sha256(os.urandom(16)).hexdigest() for _ in range(chunks)]
     return {
-        "file_name": f"bench-{fps[0][:8]}.bin",
+        "file_name": name or f"bench-{fps[0][:8]}.bin",
         "file_size": chunk_size * chunks,
         "fingerprint": file_fingerprint(fps),
         "chunk_size": chunk_size,

@@ -19,26 +19,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import http.client
 import multiprocessing
-import os
 import statistics
 import time
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from bench.control import random_claim
 from bench.stack import BenchStack, Figure, print_table, signup
-from protocol.fingerprints import file_fingerprint
 
-
-
-def big_claim(chunk_size: int, chunks: int, name: str) -> dict:
-    """A claim of ``chunks`` full chunks (made-up fingerprints: no byte is ever sent)."""
-    fps = [hashlib.sha256(os.urandom(16)).hexdigest() for _ in range(chunks)]
-    return {"file_name": name, "file_size": chunk_size * chunks, "fingerprint": file_fingerprint(fps),
-            "chunk_size": chunk_size, "chunks": fps}
 
 
 def sample_healthz(url: str, stop, results) -> None:
@@ -111,7 +102,7 @@ async def measure_presigning(stack: BenchStack, args) -> list[tuple[str, ...]]:
     auth = {"Authorization": f"Bearer {token}"}
     timeout = aiohttp.ClientTimeout(total=1800)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        claims = [big_claim(stack.chunk_size, args.chunks, f"big-{n}.bin") for n in range(args.uploads)]
+        claims = [random_claim(stack.chunk_size, args.chunks, f"big-{n}.bin") for n in range(args.uploads)]
         file_ids = await start_uploads(session, stack.gateway_url, auth, claims)
         rest, loaded, walls, per_second = [], [], [], []
         for _ in range(args.runs):
@@ -148,7 +139,7 @@ async def measure_listing(stack: BenchStack, args) -> list[tuple[str, ...]]:
     _, token = signup(stack.gateway_url)
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
-        claims = (big_claim(stack.chunk_size, args.chunks, f"listed-{n}.bin") for n in range(args.files))
+        claims = (random_claim(stack.chunk_size, args.chunks, f"listed-{n}.bin") for n in range(args.files))
         file_ids = []
         for batch_start in range(0, args.files, 50):  # claims of 5,120 fingerprints are ~350 KB each
             batch = [next(claims) for _ in range(min(50, args.files - batch_start))]

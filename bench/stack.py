@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,16 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.stack import gateway_environment
+from deploy.stack import gateway_environment, load_or_create_secrets
+from storage.embedded import free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 READY_LINE = "the local stack is up"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -165,12 +159,8 @@ class BenchStack:
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def stack_settings(self) -> dict[str, str]:
-        """``stack.env``: the secrets the launcher generated."""
-        values = {}
-        for line in (self.state / "stack.env").read_text().splitlines():
-            name, _, value = line.partition("=")
-            values[name] = value
-        return values
+        """``stack.env``: the secrets the launcher generated (all there once it is up: only read)."""
+        return load_or_create_secrets(self.state / "stack.env")
 
     def gateway_environment(self) -> dict[str, str]:
         """The environment the launcher gives its gateway, to start more gateways like it (bench/cluster.py)."""

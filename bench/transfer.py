@@ -101,9 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     mib = size / MIB
     with BenchStack(chunk_size=chunk) as stack:
         source = make_file(stack.root / "source.bin", size)
-        s3 = boto3.client("s3", **stack.s3_credentials())
-        transfer = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=args.parallel)
         credentials = stack.s3_credentials()
+        s3 = boto3.client("s3", **credentials)
+        transfer = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=args.parallel)
         command_env = {**os.environ, "AWS_ENDPOINT_URL": credentials["endpoint_url"],
                        "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
                        "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"]}

@@ -141,6 +141,17 @@ def nginx_binary() -> str:
     return found
 
 
+def read_json_log(path: Path) -> list[dict]:
+    """An nginx JSON access log so far, one dict per line (a line nginx is still writing is left out)."""
+    entries = []
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
+
+
 @dataclass
 class LocalCdn:
     process: subprocess.Popen
@@ -161,15 +172,7 @@ class LocalCdn:
 
     def access_log(self) -> list[dict]:
         """The access log so far, one dict per line (a line nginx is still writing is left out)."""
-        if not self.access_log_path.exists():
-            return []
-        entries = []
-        for line in self.access_log_path.read_text(errors="replace").splitlines():
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                continue
-        return entries
+        return read_json_log(self.access_log_path)
 
     def log_entries(self, request_id: str, kind: str = "download", timeout: float = 3.0) -> list[dict]:
         """The log lines of one request (``X-Request-Id``), waiting briefly: nginx logs after the answer."""

@@ -103,9 +103,10 @@ class CredentialStore:
         return value if isinstance(value, int) and value > 0 else None
 
     def remember_chunk_size(self, server: str, chunk_size: int) -> None:
-        if self.chunk_size(server) != chunk_size:
-            data = self._read()
-            data.setdefault("chunk_sizes", {})[normalize_server(server)] = chunk_size
+        data = self._read()
+        known = data.setdefault("chunk_sizes", {})
+        if known.get(normalize_server(server)) != chunk_size:
+            known[normalize_server(server)] = chunk_size
             self._write(data)
 
     def remove(self, server: str) -> bool:

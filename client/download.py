@@ -41,8 +41,9 @@ from client.api import TRANSPORT_ERRORS, GatewayClient
 from client.errors import (ClientError, IntegrityError, LocalExists, NotFound, Refused, ServerError, StoreRefused,
                            Unreachable, UsageError)
 from client.hashing import chunk_digest, verify_chunks
+from client.output import CONTROL
 from client.transfer import ChunkTransfer, Retry, TransferOptions, make_bar, note, transport_problem, with_retries
-from protocol.fingerprints import chunk_count, chunk_length, file_fingerprint, is_fingerprint
+from protocol.fingerprints import DEFAULT_CHUNK_SIZE, chunk_count, chunk_length, file_fingerprint, is_fingerprint
 
 PIECE = 1024 * 1024  # bytes read from the network at a time (the progress bar's step)
 # Seconds between disk flushes of the part. A flush after every chunk slowed downloads
@@ -115,9 +116,6 @@ async def run_stoppable(fn: Callable[..., T], *args: Any, on_read: Callable[[int
 # -- where the bytes go ------------------------------------------------------------------
 
 
-UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def safe_name(name: str, fallback: str) -> str:
     """A name the sharer chose, made a harmless local base name.
 
@@ -126,7 +124,7 @@ def safe_name(name: str, fallback: str) -> str:
     (they would reach the terminal in messages); nothing left: ``fallback``.
     """
     base = os.path.basename(str(name).replace("\\", "/"))
-    base = UNPRINTABLE.sub("_", base).strip().lstrip(".").strip()
+    base = CONTROL.sub("_", base).strip().lstrip(".").strip()
     return base or fallback
 
 
@@ -540,7 +538,7 @@ async def download_file(client: GatewayClient, file_id: Any, output: str | None,
                       code="not_ready")
     size = int(obj["file_size"])
     fingerprint = obj["fingerprint"]
-    chunk_size = int(obj.get("chunk_size") or 0) or 8 * 1024 * 1024
+    chunk_size = int(obj.get("chunk_size") or 0) or DEFAULT_CHUNK_SIZE
     chunk_fps = checked_chunk_fingerprints(obj, file_id, size, chunk_size)
     target = resolve_target(output, obj.get("file_name") or "", file_id)
     if os.path.isdir(target):  # noqa: ASYNC240 - one local stat before the transfer starts, like refuse_existing's

@@ -8,7 +8,6 @@ temp files and log under one state directory.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -17,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdn.nginx import SAFE_VALUE, TEMP_DIRS, ensure_port_free, nginx_binary, render
+from cdn.nginx import SAFE_VALUE, TEMP_DIRS, ensure_port_free, nginx_binary, read_json_log, render
 from deploy.supervisor import kill_group
 
 TEMPLATE_PATH = Path(__file__).with_name("lb.conf.template")
@@ -97,14 +96,20 @@ class LocalBalancer:
 
     def access_log(self) -> list[dict]:
         """The access log so far, one dict per request (a line still being written is left out)."""
-        path = self.state_dir / "access.log"
-        entries = []
-        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                continue
-        return entries
+        return read_json_log(self.state_dir / "access.log")
+
+    def logged(self, method: str, path: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
+        """The log lines of ``method path``, once there are ``count`` of them (or ``timeout`` passed).
+
+        nginx writes a request's line after its answer has gone out: a client that
+        reads the log right after its last answer may be there first.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            entries = [e for e in self.access_log() if e["method"] == method and e["path"] == path]
+            if len(entries) >= count or time.monotonic() > deadline:
+                return entries
+            time.sleep(0.05)
 
     def stop(self, timeout: float = 10.0) -> None:
         kill_group(self.process, timeout)  # SIGTERM: nginx's fast shutdown

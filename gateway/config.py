@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from urllib.parse import urlsplit
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -169,6 +170,12 @@ class Config:
             return tuple(ip_network(part.strip(), strict=False) for part in self.trusted_proxies.split(",") if part.strip())
         except ValueError as exc:
             raise ConfigError(f"GATEWAY_TRUSTED_PROXIES: {exc}") from exc
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL setting: how a browser names its site (CSP sources, CORS)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _cast(default, raw: str):

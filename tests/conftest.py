@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
 from storage.embedded import free_port
-from tests.harness import Api, Gateway, GatewayProcess, gateway_config, start_store
+from deploy.supervisor import GatewayProcess
+from tests.harness import Api, Gateway, gateway_config, gateway_env, start_store
 from tests.cdn_fixtures import *  # noqa: F401,F403 - the CDN tier's fixtures
 from tests.core_fixtures import clock, core, memory_store  # noqa: F401 - the core on the in-memory store
 
@@ -114,10 +117,10 @@ async def make_gateway_process(store, database_path, database_url, tmp_path):
     async def make(**overrides) -> GatewayProcess:
         overrides.setdefault("database_url", database_url)
         port = overrides.pop("port", None) or free_port()
-        process = GatewayProcess(gateway_config(store, database_path, port, **overrides),
-                                 tmp_path / f"gateway-{len(started)}.log")
+        config = gateway_config(store, database_path, port, **overrides)
+        process = GatewayProcess(gateway_env(config), tmp_path / f"gateway-{len(started)}.log")
         started.append(process)
-        return await process.start()
+        return await asyncio.to_thread(process.start)
 
     yield make
     for process in started:

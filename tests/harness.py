@@ -5,8 +5,6 @@ import asyncio
 import dataclasses
 import os
 import secrets
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,47 +111,13 @@ class Gateway:
         await self.start()
 
 
-@dataclass
-class GatewayProcess:
-    """``python -m gateway`` in an OS process of its own, configured by GATEWAY_* variables as in production."""
-
-    config: Config
-    log_path: Path
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.config.port}"
-
-    def environment(self) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("GATEWAY_")}
-        for setting in dataclasses.fields(Config):
-            value = getattr(self.config, setting.name)
-            env[f"GATEWAY_{setting.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-        return env
-
-    async def start(self) -> GatewayProcess:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "gateway"], env=self.environment(),
-                                            stdout=log, stderr=subprocess.STDOUT)
-        async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the gateway exited with {self.process.returncode}: {self.log_path.read_text()}")
-                try:
-                    async with session.get(self.url + "/healthz") as response:
-                        if response.status == 200:
-                            return self
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"the gateway did not start: {self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
-        self.process = None
+def gateway_env(config: Config) -> dict[str, str]:
+    """The environment ``python -m gateway`` reads ``config`` from (GATEWAY_* variables, as in production)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GATEWAY_")}
+    for setting in dataclasses.fields(Config):
+        value = getattr(config, setting.name)
+        env[f"GATEWAY_{setting.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
 
 
 @dataclass

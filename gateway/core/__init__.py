@@ -86,7 +86,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         clock=clock,
         permissions=permissions,
         uploads=uploads,
-        files=Files(config, db, store, permissions, uploads),
+        files=Files(config, db, permissions, uploads),
         sharing=Sharing(config, db, permissions, clock),
         links=Links(config, db, permissions, clock),
         deletion=Deletion(db, store, permissions, leases),

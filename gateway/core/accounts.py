@@ -88,9 +88,7 @@ class Accounts:
         """The user's row when ``password`` is theirs, under the login throttles (module docstring)."""
         await self._slow_down(address)
         name = username.lower()  # usernames compare without case; so do their counters
-        retry_after = await self.by_username.check(name)
-        if retry_after is None:
-            retry_after = await self.by_username.record_failure(name)
+        retry_after = await self.by_username.count_attempt(name)
         if retry_after is not None:
             log.info("login_throttled", username=username, retry_after=retry_after)
             raise TooManyAttempts(retry_after)

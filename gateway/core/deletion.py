@@ -4,9 +4,8 @@ from __future__ import annotations
 import structlog
 
 from gateway.core.content import content_key
-from gateway.core.errors import FileNotFound
 from gateway.core.leases import Leases
-from gateway.core.permissions import Permissions
+from gateway.core.permissions import Permissions, owned_for_change
 from gateway.db import Database
 from gateway.db import files as files_db
 from protocol.fingerprints import EMPTY_FINGERPRINT
@@ -36,9 +35,7 @@ class Deletion:
         # cannot finish (and write the object) after its row is gone.
         async with self.leases.hold(file_id):
             async with self.db.transaction() as conn:
-                row = await files_db.file_for_change(conn, file_id)
-                if row is None or row["owner_id"] != user_id:
-                    raise FileNotFound(file_id, own=True)
+                row = await owned_for_change(conn, user_id, file_id)
                 await self.db.lock_content(conn, row["fingerprint"])
                 await files_db.delete_file(conn, file_id)
                 # Decided in the transaction that deletes the row: no other write can slip in between.

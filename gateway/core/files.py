@@ -10,7 +10,6 @@ from gateway.core.permissions import Permissions
 from gateway.core.uploads import Uploads
 from gateway.db import Database, Row
 from gateway.db import files as files_db
-from storage import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -27,10 +26,9 @@ class Page:
 
 
 class Files:
-    def __init__(self, config: Config, db: Database, store: ObjectStore, permissions: Permissions, uploads: Uploads):
+    def __init__(self, config: Config, db: Database, permissions: Permissions, uploads: Uploads):
         self.config = config
         self.db = db
-        self.store = store
         self.permissions = permissions
         self.uploads = uploads
 

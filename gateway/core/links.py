@@ -57,6 +57,8 @@ KEY_LABEL = b"dropbox-shared-link-tokens-v1"
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 # The longest a link may live when it expires at all (ten years).
 MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
+# The longest link password taken (the API refuses longer; the page treats one as wrong).
+MAX_PASSWORD = 1024
 
 
 def link_key(config: Config) -> bytes:
@@ -169,9 +171,7 @@ class Links:
         """Under the link's throttle (see the module docstring)."""
         if password is None:
             raise PasswordRequired()
-        retry_after = await self.guesses.check(link["id"])
-        if retry_after is None:
-            retry_after = await self.guesses.record_failure(link["id"])  # counted before it is checked
+        retry_after = await self.guesses.count_attempt(link["id"])  # counted before it is checked
         if retry_after is not None:
             log.warning("link_password_throttled", link_id=link["id"], retry_after=retry_after)
             raise TooManyAttempts(retry_after, "this link")

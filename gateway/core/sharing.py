@@ -31,10 +31,8 @@ class Sharing:
         self.calls = Throttle(db, clock, "share", Limit(failures=config.share_limit, window=config.share_window))
 
     async def _count_call(self, user_id: int) -> None:
-        """TooManyRequests while the user is blocked (not counted: waiting ends the block); else count
-        the call before doing it, so a burst of concurrent calls counts in full, and refuse the one over."""
-        key = str(user_id)
-        retry_after = await self.calls.check(key) or await self.calls.record_failure(key)
+        """TooManyRequests while the user is blocked, or for the call over the limit (Throttle.count_attempt)."""
+        retry_after = await self.calls.count_attempt(str(user_id))
         if retry_after is not None:
             raise TooManyRequests("share and unshare", retry_after)
 

@@ -84,6 +84,12 @@ class Throttle:
         )
         return retry_after(self.clock, row["blocked_until"])
 
+    async def count_attempt(self, key: str) -> int | None:
+        """Seconds until ``key`` may try again while it is blocked (not counted: waiting ends the block);
+        else count this attempt as a failure before it is made, so concurrent attempts count in full
+        (forgive or reset it once it proves right), and the seconds to wait if that blocks ``key``."""
+        return await self.check(key) or await self.record_failure(key)
+
     async def forgive(self, key: str) -> None:
         """Take back one failure of ``key``'s current window, counted before an attempt that proved right.
 

@@ -140,22 +140,14 @@ class Database:
     # Conveniences: one statement, start to finish, rows as dicts.
 
     async def fetchall(self, statement: str | Executable, params: Params = None) -> list[Row]:
-        async with self.read() as conn:
-            result = await conn.execute(_statement(statement), params or {})
-            return [dict(row._mapping) for row in result]
-
-    async def fetchone(self, statement: str | Executable, params: Params = None) -> Row | None:
-        rows = await self.fetchall(statement, params)
-        return rows[0] if rows else None
+        return await fetch(self, _statement(statement), params)
 
     async def fetchval(self, statement: str | Executable, params: Params = None) -> Any:
-        async with self.read() as conn:
-            return (await conn.execute(_statement(statement), params or {})).scalar()
+        return await fetch_value(self, _statement(statement), params)
 
     async def execute(self, statement: str | Executable, params: Params = None) -> int:
         """One write statement in its own transaction; the number of rows it changed."""
-        async with self.transaction() as conn:
-            return (await conn.execute(_statement(statement), params or {})).rowcount
+        return await change(self, _statement(statement), params)
 
     async def ping(self) -> None:
         await self.fetchval("SELECT 1")

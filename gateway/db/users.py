@@ -46,10 +46,6 @@ async def user_by_name(on: On, username: str) -> Row | None:
     return await fetch_one(on, select(*CREDENTIAL_COLUMNS).where(same_name(username)))
 
 
-async def credentials_by_id(on: On, user_id: int) -> Row | None:
-    return await fetch_one(on, select(*CREDENTIAL_COLUMNS).where(users.c.id == user_id))
-
-
 async def user_by_id(on: On, user_id: int) -> Row | None:
     return await fetch_one(on, select(users.c.id, users.c.username, users.c.email).where(users.c.id == user_id))
 

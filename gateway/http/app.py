@@ -81,7 +81,6 @@ def create_app(
                 await db.close()
 
     app.cleanup_ctx.extend([core_ctx, reconciler_ctx, metrics.listener_ctx])
-    # sharing before files: /files/shared must not be taken for a file id.
     for module in (health, openapi, users, uploads, sharing, files, links, link_page, events, webapp):
         app.router.add_routes(module.routes)
     if config.store_part_events:

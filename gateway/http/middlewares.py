@@ -129,14 +129,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(error)
 
 
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; None without one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.http_exception is not None or getattr(handler, "public", False):
         return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request)
+    if token is None:
         raise unauthorized("send `Authorization: Bearer <access_token>` (get one from POST /dropbox/v1/tokens)", "missing_token")
-    request[appkeys.USER] = await request.app[appkeys.CORE].sessions.authenticate(token.strip())
+    request[appkeys.USER] = await request.app[appkeys.CORE].sessions.authenticate(token)
     structlog.contextvars.bind_contextvars(user_id=request[appkeys.USER].user_id)
     return await handler(request)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.http import appkeys
 from gateway.http.errors import bad_request, unauthorized
-from gateway.http.middlewares import public
+from gateway.http.middlewares import bearer_token, public
 from storage.events import PARSERS
 
 routes = web.RouteTableDef()
@@ -24,9 +24,9 @@ log = structlog.get_logger("gateway.events")
 
 def check_events_token(request: web.Request) -> None:
     expected = request.app[appkeys.CONFIG].events_token
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = bearer_token(request) or ""
     # Constant-time comparison: the token is the only thing standing between this endpoint and anyone.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    if not hmac.compare_digest(token.encode(), expected.encode()):
         raise unauthorized("the store events endpoint needs `Authorization: Bearer <events token>`", "invalid_events_token")
 
 

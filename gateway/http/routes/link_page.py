@@ -20,14 +20,14 @@ page links to; ``Cache-Control: no-store`` keeps it out of caches.
 from __future__ import annotations
 
 import html
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway.config import Config
+from gateway.config import Config, origin
 from gateway.core.errors import (
     DomainError, LinkExpired, LinkNotFound, LinkRevoked, PasswordRequired, TooManyAttempts, WrongLinkPassword,
 )
+from gateway.core.links import MAX_PASSWORD
 from gateway.db import Row
 from gateway.http import appkeys
 from gateway.http.middlewares import public
@@ -36,7 +36,6 @@ routes = web.RouteTableDef()
 
 # The web app's stylesheet (gateway/web/style.css), which carries this page's classes too.
 STYLESHEET_PATH = "/static/style.css"
-MAX_PASSWORD = 1024
 
 # What each refusal tells a person, and the status it answers with.
 REFUSALS: dict[type[DomainError], tuple[int, str, str]] = {
@@ -47,11 +46,6 @@ REFUSALS: dict[type[DomainError], tuple[int, str, str]] = {
     LinkExpired: (410, "This link has expired", "The link was only valid for a limited time. "
                   "Ask the person who shared the file for a new one."),
 }
-
-
-def origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def page_headers(config: Config) -> dict[str, str]:

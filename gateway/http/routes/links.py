@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import Config
-from gateway.core.links import MAX_EXPIRES_IN, link_url
+from gateway.core.links import MAX_EXPIRES_IN, MAX_PASSWORD, link_url
 from gateway.db import Row
 from gateway.http import appkeys
 from gateway.http.errors import bad_request
@@ -20,8 +20,6 @@ from gateway.http.middlewares import public
 from gateway.http.parsing import read_optional_json
 
 routes = web.RouteTableDef()
-
-MAX_PASSWORD = 1024
 
 
 def link_json(config: Config, link: Row) -> dict[str, Any]:

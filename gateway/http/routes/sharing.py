@@ -1,7 +1,7 @@
 """Sharing: the owner shares a file with users by name, unshares it; files shared with me.
 
-Registered before gateway/http/routes/files.py so that ``/dropbox/v1/files/shared``
-is not taken for a file id.
+``/dropbox/v1/files/shared`` and ``/share`` are never taken for a file id: file
+routes match only ids (parsing.FILE_ID), whatever the order they are added in.
 """
 from __future__ import annotations
 

@@ -25,12 +25,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from gateway.http import appkeys
-from gateway.config import Config
+from gateway.config import Config, origin
 from gateway.http.middlewares import public
 
 routes = web.RouteTableDef()
@@ -84,11 +83,6 @@ FILES, VERSION = load_web_files()
 INDEX = _asset(
     FILES["index.html"].body.replace(ASSETS_PLACEHOLDER, f"/assets/{VERSION}".encode()), CONTENT_TYPES[".html"]
 )
-
-
-def origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def content_security_policy(config: Config) -> str:

@@ -18,12 +18,6 @@ export function toHex(bytes) {
   return hex;
 }
 
-export function hexToBytes(hex) {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i += 1) out[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
-
 /** The raw chunk digests (Uint8Array each) concatenated, ready for the file fingerprint. */
 export function concatDigests(digests) {
   const all = new Uint8Array(digests.length * 32);

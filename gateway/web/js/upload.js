@@ -89,7 +89,6 @@ export class Upload {
     this.hashedBytes = 0;
     this.hash = null; // {chunks, fingerprint, engine, seconds}
     this.fileId = null;
-    this.fileObject = null;
     this.total = chunkCount(this.size, this.chunkSize);
     this.pending = new Set(); // chunk indexes the store does not hold yet
     this.doneBytes = 0; // bytes of chunks the store holds
@@ -98,7 +97,7 @@ export class Upload {
     this.urlLock = Promise.resolve();
     this.generation = 0; // bumped by pause and cancel: work of an older generation stops
     this.hashAbort = new AbortController();
-    this.stats = { chunksSent: 0, chunksSkipped: 0, retries: 0, resumed: false, instant: false };
+    this.stats = { chunksSkipped: 0, resumed: false }; // what the view tells of the upload
     this.samples = [];
     this.startedAt = 0;
     this.finishedAt = 0;
@@ -260,16 +259,14 @@ export class Upload {
     if (this.file.type && MIME_TYPE.test(this.file.type)) claim.file_type = this.file.type;
     const file = await this.api.startUpload(claim);
     this.fileId = file.file_id;
-    this.fileObject = file;
     if (file.status === "failed") {
       throw new Error(`The server marked “${this.name}” as failed: ${file.failure_reason || "its bytes did not verify"}.`);
     }
     if (file.status === "uploaded") {
       this.pending.clear();
       this.doneBytes = this.size;
-      this.stats.instant = true;
       this.stats.chunksSkipped = this.total;
-      return this.done(file, "Already in your files: nothing to send.");
+      return this.done("Already in your files: nothing to send.");
     }
     const held = new Set((file.chunks || []).filter((c) => c.status === "uploaded").map((c) => c.index));
     this.pending = new Set();
@@ -316,7 +313,6 @@ export class Upload {
     for (let attempt = 0; attempt <= RETRIES; attempt += 1) {
       if (generation !== this.generation) return;
       if (attempt) {
-        this.stats.retries += 1;
         await sleep(backoffDelay(attempt - 1));
         if (generation !== this.generation) return;
       }
@@ -331,7 +327,6 @@ export class Upload {
         this.pending.delete(index);
         this.urls.delete(index);
         this.doneBytes += chunkLength(index, this.size, this.chunkSize);
-        this.stats.chunksSent += 1;
         this.changed();
         return;
       }
@@ -442,11 +437,10 @@ export class Upload {
     if (file.status !== "uploaded") {
       throw new Error(`“${this.name}” did not verify: ${file.failure_reason || "the stored bytes did not match"}.`);
     }
-    this.done(file);
+    this.done();
   }
 
-  done(file, message = "") {
-    this.fileObject = file;
+  done(message = "") {
     this.finishedAt = performance.now();
     this.setState("done", message);
     this.onFinished(this);

@@ -1,5 +1,6 @@
 // The uploads panel: one item per file, with its progress bar, speed, time left and controls.
 import { h, replace } from "./dom.js";
+import { webCryptoAvailable } from "./fingerprint.js";
 import { formatDuration, formatSize, formatSpeed } from "./format.js";
 import { Upload } from "./upload.js";
 
@@ -112,7 +113,7 @@ function statusText(upload) {
     case "waiting":
       return "Waiting…";
     case "hashing": {
-      const slow = upload.engine === "fallback" || !(globalThis.crypto && crypto.subtle);
+      const slow = upload.engine === "fallback" || !webCryptoAvailable();
       return `Fingerprinting… ${upload.hashPercent}%${slow ? " (slower built-in hasher)" : ""}`;
     }
     case "starting":
