@@ -9,26 +9,16 @@ for idempotent calls only (and for the POSTs the API makes safe to repeat).
 from __future__ import annotations
 
 import json
-import os
 import signal
 
 import pytest
 
 from deploy.balancer import check_config, start_balancer, write_config
 from deploy.supervisor import GatewayProcess
-from gateway.config import Config
 from storage.embedded import free_port
-from tests.harness import gateway_config
+from tests.harness import gateway_config, gateway_env
 
 READ_TIMEOUT = "2s"  # how long the balancer waits for a hung gateway here
-
-
-def gateway_env(config: Config) -> dict[str, str]:
-    """The environment `python -m gateway` reads this configuration from."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("GATEWAY_")}
-    for field in config.__dataclass_fields__:
-        env[f"GATEWAY_{field.upper()}"] = str(getattr(config, field))
-    return env
 
 
 def start_gateways(store, directory, count: int = 2, **overrides) -> list[GatewayProcess]:
@@ -160,7 +150,8 @@ async def test_a_hung_gateway_gets_idempotent_calls_retried_elsewhere_and_posts_
         balancer = make_balancer(ports, read_timeout=READ_TIMEOUT)
         gets = await answers(http, "GET", f"{balancer.url}/dropbox/v1/config", 2)
         assert [status for status, _ in gets] == [200, 200]
-        assert [hung_address, healthy_address] in [upstreams(entry) for entry in balancer.access_log()]
+        logged = balancer.logged("GET", "/dropbox/v1/config", 2)
+        assert [hung_address, healthy_address] in [upstreams(entry) for entry in logged]
 
         # POST: the one the hung gateway received is not sent again; the client is told it may have happened.
         balancer = make_balancer(ports, read_timeout=READ_TIMEOUT)
@@ -168,13 +159,14 @@ async def test_a_hung_gateway_gets_idempotent_calls_retried_elsewhere_and_posts_
         assert sorted(status for status, _ in posts) == [400, 504], posts
         timed_out = next(body for status, body in posts if status == 504)
         assert timed_out["error"]["code"] == "gateway_timeout"
-        post_upstreams = [upstreams(entry) for entry in balancer.access_log() if entry["method"] == "POST"]
+        post_upstreams = [upstreams(entry) for entry in balancer.logged("POST", "/dropbox/v1/users", 2)]
         assert sorted(post_upstreams) == sorted([[hung_address], [healthy_address]])
 
         # The store's events are safe to repeat: retried like a GET (here answered 401: no token).
         balancer = make_balancer(ports, read_timeout=READ_TIMEOUT)
         events = await answers(http, "POST", f"{balancer.url}/dropbox/v1/events", 2, json={"Records": []})
         assert [status for status, _ in events] == [401, 401], events
-        assert [hung_address, healthy_address] in [upstreams(entry) for entry in balancer.access_log()]
+        logged = balancer.logged("POST", "/dropbox/v1/events", 2)
+        assert [hung_address, healthy_address] in [upstreams(entry) for entry in logged]
     finally:
         hung.process.send_signal(signal.SIGCONT)

@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import os
 import secrets
-import time
 
 from gateway.core.content import content_key
 from tests.harness import BUCKET, Api, Response, make_claim, raw_s3
@@ -59,17 +58,8 @@ async def upload_urls(api: Api, file_id: str, indexes: list[int]) -> dict[int, d
 
 
 def served_by(balancer, method: str, path: str, timeout: float = 10.0) -> str:
-    """The gateway (address) that answered the last ``method path`` the balancer logged.
-
-    nginx writes the log line after the answer has gone out: on a busy machine the
-    client can read the log before the line is there, so wait for it a little.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        entries = [e for e in balancer.access_log() if e["method"] == method and e["path"] == path]
-        if entries or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    """The gateway (address) that answered the last ``method path`` the balancer logged."""
+    entries = balancer.logged(method, path, timeout=timeout)
     assert entries, f"the balancer logged no {method} {path}"
     return entries[-1]["upstream"].split(",")[-1].strip()
 
