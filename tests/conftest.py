@@ -8,6 +8,7 @@ import pytest
 from storage.embedded import free_port
 from deploy.supervisor import GatewayProcess
 from tests.harness import Api, Gateway, gateway_config, gateway_env, start_store
+from tests.app_fixtures import *  # noqa: F401,F403 - the gateway in-process
 from tests.cdn_fixtures import *  # noqa: F401,F403 - the CDN tier's fixtures
 from tests.core_fixtures import clock, core, memory_store  # noqa: F401 - the core on the in-memory store
 
@@ -28,28 +29,76 @@ def store(tmp_path_factory, gateway_port):
 
 ENGINES = ("sqlite", "postgresql")
 
+# Fixtures that start a real part of the stack: a test asking for one (directly or through
+# another fixture) is in the real-parts lane, marked ``real``; every other test is in the fast
+# lane (`./dev test --fast`). A test on PostgreSQL is real too (its database_url asks for the
+# cluster when it runs). Modules that start parts by hand say ``pytestmark = pytest.mark.real``.
+REAL_PARTS = frozenset({
+    "store", "cdn", "postgres_cluster", "redis_server", "browser", "make_gateway_process",
+})
+
 
 def pytest_addoption(parser):
     parser.addoption(
         "--engine",
         action="append",
         choices=ENGINES,
-        help="run the gateway tests on this metadata database engine (repeatable; default: both)",
+        help="run every test that has a metadata database on this engine (repeatable); default: SQLite, "
+             "and PostgreSQL too where a test is marked every_engine",
     )
+    parser.addoption("--fast", action="store_true", help="only the fast lane: no test that starts a real part")
 
 
-# Tests of what stands beside the gateway (the dbx client, packaging): the metadata database is
-# incidental to them, so they run on the default engine only.
-DEFAULT_ENGINE_ONLY = {"tests.test_client", "tests.test_deploy"}
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real: starts a real part (store, nginx, PostgreSQL, Redis, browser, process)")
+    config.addinivalue_line(
+        "markers", "every_engine: database behaviour can differ here (queries, migrations, concurrency, the "
+                   "core's transactions): run on SQLite and on PostgreSQL")
 
 
 def pytest_generate_tests(metafunc):
-    """Every test that starts a gateway runs once per database engine: SQLite and PostgreSQL."""
+    """A test with a metadata database runs on SQLite; where database behaviour can differ
+    (marked every_engine), on PostgreSQL as well. ``--engine`` chooses for every test."""
     if "engine" in metafunc.fixturenames:
-        engines = metafunc.config.getoption("engine") or ENGINES
-        if metafunc.module.__name__ in DEFAULT_ENGINE_ONLY:
-            engines = [engine for engine in engines if engine == "sqlite"] or engines
+        engines = metafunc.config.getoption("engine")
+        if not engines:
+            engines = ENGINES if metafunc.definition.get_closest_marker("every_engine") else ("sqlite",)
         metafunc.parametrize("engine", engines)
+
+
+def needs_real_parts(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    on_postgres = callspec is not None and callspec.params.get("engine") == "postgresql"
+    return on_postgres or bool(REAL_PARTS.intersection(getattr(item, "fixturenames", ()))) \
+        or item.get_closest_marker("real") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    real = [item for item in items if needs_real_parts(item)]
+    for item in real:
+        item.add_marker(pytest.mark.real)
+    if config.getoption("fast") and real:
+        config.hook.pytest_deselected(items=real)
+        items[:] = [item for item in items if item.get_closest_marker("real") is None]
+
+
+# What starts each real part; in the fast lane each of them fails the test that calls it, so
+# a test that starts a part without asking for its fixture cannot hide there unmarked.
+REAL_PART_STARTERS = (
+    "storage.embedded.EmbeddedStore.start", "deploy.postgres.PostgresCluster.start",
+    "deploy.redis_server.LocalRedis.start", "deploy.supervisor.GatewayProcess.start",
+    "cdn.nginx.nginx_binary", "tests.browser.launch_browser",
+)
+
+
+@pytest.fixture(autouse=True)
+def fast_lane_guard(request, monkeypatch):
+    if request.config.getoption("fast"):
+        for target in REAL_PART_STARTERS:
+            def refuse(*args, _target=target, **kwargs):
+                raise AssertionError(f"{_target} starts a real part in the fast lane: mark the test real")
+            monkeypatch.setattr(target, refuse)
+    yield
 
 
 @pytest.fixture

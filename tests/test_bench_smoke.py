@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.real  # runs every benchmark on stacks of its own
+
 REPO = Path(__file__).resolve().parents[1]
 FIGURE = re.compile(r"([\d,]+\.\d) \(min ([\d,]+\.\d), max ([\d,]+\.\d)\)")
 

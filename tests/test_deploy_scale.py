@@ -392,6 +392,7 @@ def test_the_minio_nodes_match_the_single_machine_minio(services):
 
 # --- Redis keeps its password off the command line -----------------------------------------------------------
 
+@pytest.mark.real  # runs redis-server as compose would
 def test_the_redis_command_asks_for_the_password_and_keeps_it_off_the_command_line(services, tmp_path):
     binary = shutil.which("redis-server")
     if binary is None:

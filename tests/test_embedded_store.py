@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 import storage.embedded as embedded
+
+pytestmark = pytest.mark.real  # starts SeaweedFS processes of its own
 
 
 def test_a_picked_port_taken_by_another_process_is_picked_again(tmp_path, monkeypatch):

@@ -1,6 +1,8 @@
 """Health, readiness and configuration, with a store that really stops."""
 from __future__ import annotations
 
+import pytest
+
 from tests.harness import Api, Gateway, gateway_config, start_store
 
 
@@ -11,6 +13,7 @@ async def test_healthz_and_readyz(api: Api):
     assert ready.body["checks"] == {"database": "ok", "store": "ok"}
 
 
+@pytest.mark.real  # a store of its own, stopped
 async def test_readyz_is_503_naming_the_store_when_it_stops(tmp_path, http):
     from storage.embedded import free_port
 

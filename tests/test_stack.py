@@ -24,6 +24,8 @@ from deploy.postgres import postgres_bin_dir
 from gateway.config import Config
 from storage.embedded import free_port
 
+pytestmark = pytest.mark.real  # starts the whole local stack as processes
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

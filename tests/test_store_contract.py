@@ -51,7 +51,7 @@ def new_key() -> str:
     return f"contract/{secrets.token_hex(8)}"
 
 
-@pytest.fixture(params=["memory", "seaweedfs"])
+@pytest.fixture(params=["memory", pytest.param("seaweedfs", marks=pytest.mark.real)])
 async def subject(request, http) -> Subject:
     if request.param == "memory":
         memory = InMemoryObjectStore(BUCKET)

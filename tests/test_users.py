@@ -1,4 +1,4 @@
-"""Users and tokens against a real gateway and a real SQLite file."""
+"""Users and tokens: the gateway in-process (tests/app_fixtures.py) on a real SQLite file."""
 from __future__ import annotations
 
 import base64
@@ -7,6 +7,7 @@ import time
 
 import jwt
 
+from tests.app_fixtures import app_gateway as gateway  # noqa: F401 - the gateway in-process
 from tests.harness import Api, make_claim
 
 
