@@ -10,7 +10,7 @@ from deploy.supervisor import GatewayProcess
 from tests.harness import Api, Gateway, gateway_config, gateway_env, start_store
 from tests.app_fixtures import *  # noqa: F401,F403 - the gateway in-process
 from tests.cdn_fixtures import *  # noqa: F401,F403 - the CDN tier's fixtures
-from tests.core_fixtures import clock, core, memory_store  # noqa: F401 - the core on the in-memory store
+from tests.core_fixtures import clock, core, core_database, memory_store  # noqa: F401 - the core on the in-memory store
 
 
 @pytest.fixture(scope="session")

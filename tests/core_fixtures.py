@@ -1,7 +1,10 @@
-"""The domain core on its own: a real SQLite database, the in-memory store, a clock the test moves.
+"""The domain core on its own: a real database, the in-memory store, a clock the test moves.
 
 No HTTP and no store process: these tests run the core's rules in milliseconds,
 beside the end-to-end tests that run the same rules against the real store.
+The database is a SQLite file; a module marked ``every_engine`` runs on
+PostgreSQL as well (tests/conftest.py), which is where the core's transactions
+and queries are tested on both engines.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from gateway.config import Config
 from gateway.core import Core, build_core
 from gateway.core.content import content_key
 from gateway.core.uploads import UploadClaim
-from gateway.db import Database, database_url
+from gateway.db import Database
+from gateway.db import database_url as sqlalchemy_url
 from gateway.db import files as files_db
 from protocol.fingerprints import file_fingerprint
 from storage.memory import InMemoryObjectStore
@@ -57,13 +61,19 @@ def memory_store() -> InMemoryObjectStore:
 
 
 @pytest.fixture
-async def core(tmp_path, memory_store, clock) -> Core:
-    config = core_config()
-    db = await Database.open(database_url("", str(tmp_path / "core.sqlite3")))
-    cache = make_cache(config)
-    yield build_core(config, db, memory_store, cache, clock)
-    await cache.close()
+async def core_database(database_url, database_path) -> Database:
+    """The test's metadata database, migrated: SQLite, or PostgreSQL where the test runs on it."""
+    db = await Database.open(sqlalchemy_url(database_url, str(database_path)))
+    yield db
     await db.close()
+
+
+@pytest.fixture
+async def core(core_database, memory_store, clock) -> Core:
+    config = core_config()
+    cache = make_cache(config)
+    yield build_core(config, core_database, memory_store, cache, clock)
+    await cache.close()
 
 
 async def new_user(core: Core, name: str) -> int:

@@ -16,6 +16,8 @@ from gateway.core.links import Links, token_hash
 from gateway.core.throttle import Limit
 from tests.core_fixtures import claim_for, core_config, new_user, uploaded
 
+pytestmark = pytest.mark.every_engine  # the core's transactions and queries, on both engines
+
 
 def token_of(link: dict) -> str:
     return link["token"]

@@ -12,12 +12,13 @@ import pytest
 
 from gateway.cache import make_cache
 from gateway.core import build_core
-from gateway.db import Database, database_url
 from gateway.db import files as files_db
 from storage import StoredPart
 from storage.events import StoreEvent
 from storage.memory import InMemoryObjectStore
 from tests.core_fixtures import CHUNK, claim_for, core_config, new_user, send_chunks
+
+pytestmark = pytest.mark.every_engine  # the core's transactions and queries, on both engines
 
 
 class CountingStore(InMemoryObjectStore):
@@ -38,9 +39,9 @@ def memory_store() -> CountingStore:
 
 
 @pytest.fixture
-async def make_core(tmp_path, memory_store, clock):
+async def make_core(core_database, memory_store, clock):
     """Cores with settings of the test's choosing, on one database (as several gateways would be)."""
-    db = await Database.open(database_url("", str(tmp_path / "core.sqlite3")))
+    db = core_database
     caches = []
 
     def make(**overrides):
@@ -51,7 +52,6 @@ async def make_core(tmp_path, memory_store, clock):
     yield make
     for cache in caches:
         await cache.close()
-    await db.close()
 
 
 def part_event(core, upload_id: str, number: int) -> StoreEvent:

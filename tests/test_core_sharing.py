@@ -12,6 +12,8 @@ from protocol.fingerprints import EMPTY_FINGERPRINT
 from storage import UploadNotFound
 from tests.core_fixtures import CHUNK, claim_for, new_user, send_chunks, stored, uploaded
 
+pytestmark = pytest.mark.every_engine  # the core's transactions and queries, on both engines
+
 
 async def test_sharing_is_all_or_nothing_by_name_whatever_its_case(core, memory_store):
     alice, bob, carol = [await new_user(core, name) for name in ("alice", "Bob", "carol")]

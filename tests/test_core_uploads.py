@@ -13,6 +13,8 @@ from storage import StoredPart, UploadNotFound
 from storage.memory import InMemoryObjectStore, sha256_b64
 from tests.core_fixtures import CHUNK, chunks_of, claim_for, new_user, send_chunks, stored
 
+pytestmark = pytest.mark.every_engine  # the core's transactions and queries, on both engines
+
 
 async def test_an_upload_turns_uploaded_once_the_store_holds_every_verified_chunk(core, memory_store):
     alice = await new_user(core, "alice")

@@ -13,6 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from gateway.db import Database, database_url
 from gateway.db.migrate import alembic_config
 
+pytestmark = pytest.mark.every_engine  # migrations and statements of each engine
+
 # The schema exactly as the first release wrote it (the SQL file 0001_initial.sql, PRAGMA user_version 1).
 LEGACY_0001 = (Path(__file__).parent / "fixtures" / "legacy_0001_initial.sql").read_text()
 # And what the second one added (0002_shares_newest_first.sql).

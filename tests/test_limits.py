@@ -10,6 +10,7 @@ import asyncio
 import os
 
 import aiohttp
+import pytest
 
 from gateway.core.content import content_key
 from storage.embedded import free_port
@@ -35,6 +36,7 @@ def open_uploads_of(gateway, fingerprint: str) -> list[str]:
 # --- the quota -----------------------------------------------------------------------------------
 
 
+@pytest.mark.every_engine  # the usage query
 async def test_the_quota_counts_uploaded_and_uploading_files_and_refuses_what_would_pass_it(make_gateway, http):
     gateway = await make_gateway(chunk_size=CHUNK, user_quota_bytes=3 * MIB)
     user = await Api(http, gateway.url).signup()
@@ -115,6 +117,7 @@ async def test_the_cap_on_uploads_in_progress_answers_429_with_retry_after(make_
     assert (await user.post(FILES, json=third_claim)).status == 201
 
 
+@pytest.mark.every_engine  # concurrent transactions
 async def test_concurrent_starts_never_pass_the_last_slot_or_byte_whichever_gateway_they_reach(make_gateway, http):
     # Two gateways on one database: the check runs in the inserting transaction, under a lock on the user's row.
     first = await make_gateway(chunk_size=CHUNK, max_uploads_in_progress=3, user_quota_bytes=0)
@@ -188,6 +191,7 @@ async def test_a_share_call_names_at_most_50_users(make_gateway, http):
     assert answer.status == 404 and len(answer.body["error"]["users"]) == 49
 
 
+@pytest.mark.every_engine  # counters shared through the database
 async def test_share_calls_are_throttled_per_user_across_gateways(make_gateway, http):
     first = await make_gateway(chunk_size=CHUNK, share_limit=6, share_window=600)
     second = await make_gateway(chunk_size=CHUNK, share_limit=6, share_window=600, port=free_port())

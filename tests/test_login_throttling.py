@@ -1,4 +1,4 @@
-"""Login throttling (contract v1.1) against a real gateway and a real database of each engine.
+"""Login throttling (contract v1.1) against the gateway in-process and a real database of each engine.
 
 Per username: after ``login_failures`` wrong passwords, 429 ``too_many_attempts``
 with Retry-After, the right password too, unknown usernames alike. Per client
@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from storage.embedded import free_port
+from tests.app_fixtures import make_app as make_gateway  # noqa: F401 - the gateway in-process, its clock moved by the tests
 from tests.harness import Api
 
 TOKENS = "/dropbox/v1/tokens"
@@ -44,7 +47,7 @@ async def test_wrong_passwords_for_a_username_throttle_it_even_with_the_right_pa
     await assert_throttled(api, alice.username.upper(), PASSWORD, window=2)  # the same username, whatever its case
     assert (await api.post(TOKENS, json=credentials(bob.username, PASSWORD))).status == 200, "others log in"
     assert (await alice.get("/dropbox/v1/users/me")).status == 200, "tokens issued before keep working"
-    await asyncio.sleep(2.1)  # the window passes
+    gateway.clock.advance(2.1)  # the window passes
     assert (await api.post(TOKENS, json=credentials(alice.username, PASSWORD))).status == 200
 
 
@@ -74,6 +77,7 @@ async def test_unknown_usernames_are_throttled_the_same_way(make_gateway, http):
     assert known == unknown == [(401, "invalid_credentials", False)] * FAILURES + [(429, "too_many_attempts", True)] * 2
 
 
+@pytest.mark.every_engine  # concurrent transactions
 async def test_concurrent_guesses_cannot_outrun_the_count(make_gateway, http):
     gateway = await make_gateway(login_failures=FAILURES)
     api = Api(http, gateway.url)
@@ -83,6 +87,7 @@ async def test_concurrent_guesses_cannot_outrun_the_count(make_gateway, http):
     assert statuses == [401] * FAILURES + [429] * (12 - FAILURES)
 
 
+@pytest.mark.every_engine  # counters shared through the database
 async def test_the_counts_hold_across_gateways_on_one_database(make_gateway, http):
     first = await make_gateway(login_failures=FAILURES)
     second = await make_gateway(login_failures=FAILURES, port=free_port())

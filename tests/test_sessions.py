@@ -1,14 +1,17 @@
 """Sessions (contract v1.1): log-out and password change end access tokens, on every gateway process at once.
 
-Against real gateways and a real database of each engine; the cross-process
-tests run ``python -m gateway`` twice on one database.
+Against the gateway in-process (tests/app_fixtures.py) on a real database; the
+cross-process tests run ``python -m gateway`` twice on one database of each engine.
 """
 from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta, UTC
 
+import pytest
+
 from gateway.core.sessions import CLOCK_SKEW_ALLOWANCE
+from tests.app_fixtures import app_gateway as gateway, make_app as make_gateway  # noqa: F401 - in-process
 from tests.core_fixtures import new_user
 from tests.harness import Api, upload
 
@@ -124,6 +127,7 @@ async def test_wrong_current_passwords_are_throttled_like_logins(make_gateway, h
 # -- several gateway processes -----------------------------------------------------------------
 
 
+@pytest.mark.every_engine  # token state shared through the database
 async def test_log_out_on_one_gateway_process_ends_the_token_on_another(make_gateway_process, http, redis_url):
     """Two ``python -m gateway`` processes on one database and one shared permission cache."""
     first = await make_gateway_process(chunk_size=CHUNK, cache_url=redis_url)
@@ -139,6 +143,7 @@ async def test_log_out_on_one_gateway_process_ends_the_token_on_another(make_gat
     assert_revoked(await on_second.get(ME))
 
 
+@pytest.mark.every_engine  # token state shared through the database
 async def test_a_password_change_on_one_gateway_process_ends_the_tokens_on_another(make_gateway_process, http,
                                                                                     redis_url):
     first = await make_gateway_process(cache_url=redis_url)

@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
+
 from storage.embedded import free_port
 from tests.harness import Api, make_claim, put_chunks
+
+pytestmark = pytest.mark.every_engine  # gateways racing on one database
 
 CHUNK = 5 * 1024 * 1024
 FILES = "/dropbox/v1/files"

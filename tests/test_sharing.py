@@ -1,4 +1,8 @@
-"""Sharing, deleting and listing files: permissions (never stale), content lifetime, pagination."""
+"""Sharing, deleting and listing files: permissions (never stale), content lifetime, pagination.
+
+The gateway runs in-process on the in-memory store (tests/app_fixtures.py): these are rules of the
+interface; test_uploads.py and test_client.py keep deletion and content lifetime on the real store.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -9,11 +13,12 @@ import pytest
 from sqlalchemy import insert
 
 from gateway.core import permissions
-from gateway.core.clock import stamp_now, system_clock
+from gateway.core.clock import stamp_now
 from gateway.core.content import content_key
 from gateway.core.uploads import new_file_id
 from gateway.db import tables
 from storage import UploadNotFound
+from tests.app_fixtures import app_gateway as gateway, make_app as make_gateway  # noqa: F401 - in-process
 from tests.harness import Api, make_claim, put_chunks, upload
 
 MIB = 1024 * 1024
@@ -298,7 +303,7 @@ async def test_content_is_kept_while_an_upload_of_it_is_under_way(make_gateway, 
 
 async def insert_files(gateway, owner_id: int, count: int, template: dict) -> list[str]:
     """Rows for ``count`` uploaded files with ``template``'s content, written straight into the database."""
-    now = stamp_now(system_clock)
+    now = stamp_now(gateway.clock)
     ids = [new_file_id() for _ in range(count)]
     async with gateway.core.db.transaction() as conn:
         await conn.execute(
@@ -338,6 +343,7 @@ async def page_through(api: Api, path: str, limit: int) -> list[dict]:
             return files
 
 
+@pytest.mark.every_engine  # paging queries
 async def test_listing_pages_through_1000_files_newest_first(make_gateway, http):
     gateway = await make_gateway(chunk_size=CHUNK)
     api = Api(http, gateway.url)
@@ -399,6 +405,7 @@ async def test_bad_limits_and_cursors_are_400_naming_them(make_gateway, http):
     assert (await owner.get(f"{FILES}?fingerprint=ABC")).status == 400
 
 
+@pytest.mark.every_engine  # paging queries
 async def test_shared_listing_pages_and_follows_shares(make_gateway, http):
     gateway = await make_gateway(chunk_size=CHUNK)
     api = Api(http, gateway.url)
@@ -408,8 +415,9 @@ async def test_shared_listing_pages_and_follows_shares(make_gateway, http):
     async with gateway.core.db.transaction() as conn:
         await conn.execute(
             insert(tables.shares),
-            [{"file_id": file_id, "user_id": friend.user_id, "created_at": stamp_now(system_clock)} for file_id in ids],
+            [{"file_id": file_id, "user_id": friend.user_id, "created_at": stamp_now(gateway.clock)} for file_id in ids],
         )
+    gateway.clock.advance(1)
     assert (await share(owner, template["file_id"], friend.username)).status == 200
     expected = {template["file_id"], *ids}
 
@@ -433,6 +441,7 @@ async def test_shared_listing_pages_and_follows_shares(make_gateway, http):
     assert (await api.get(f"{FILES}/shared")).status == 401
 
 
+@pytest.mark.every_engine  # concurrent transactions
 async def test_concurrent_reads_during_unshare_never_outlive_it(make_gateway, http):
     """Readers hammering the file while it is unshared: every read after the 204 is a 404."""
     gateway = await make_gateway(chunk_size=CHUNK)

@@ -9,14 +9,14 @@ from gateway.core.throttle import Limit, Throttle, forget_expired
 from gateway.db import Database
 from gateway.db import database_url as sqlalchemy_url
 
+pytestmark = pytest.mark.every_engine  # counters under concurrency, on both engines
+
 LIMIT = Limit(failures=3, window=60)
 
 
 @pytest.fixture
-async def db(database_url, database_path):
-    db = await Database.open(sqlalchemy_url(database_url, str(database_path)))
-    yield db
-    await db.close()
+def db(core_database: Database) -> Database:
+    return core_database
 
 
 async def rows(db: Database) -> dict[str, dict]:

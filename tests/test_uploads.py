@@ -238,6 +238,7 @@ async def test_a_malformed_form_part_header_is_a_json_400_with_a_request_id(make
     assert answer.headers.get("X-Request-Id")
 
 
+@pytest.mark.every_engine  # concurrent transactions
 async def test_concurrent_starts_each_see_their_own_new_file(make_gateway, http):
     # Regression: reads once shared a SQLite snapshot pinned by another request's open
     # statement, so a file just created could answer 404 under concurrency.
