@@ -1,6 +1,8 @@
-"""Schemathesis against the real gateway: every check, every phase (stateful included), failing on any finding.
+"""Schemathesis against the gateway: every check, every phase (stateful included), failing on any finding.
 
-The gateway runs on a real port with the real store and database; schemathesis
+The gateway runs in-process on a loopback port, on a real database and the
+in-memory store (tests/app_fixtures.py: the interface's shape is what is
+checked here; the real store's side is tested end to end elsewhere); schemathesis
 (its CLI, in a process of its own) loads the document the gateway serves,
 logs in as a user through tests/schemathesis_hooks.py, and generates a
 bounded number of requests per operation from a fixed seed, so the run is the
@@ -16,6 +18,7 @@ import re
 import sys
 from pathlib import Path
 
+from tests.app_fixtures import make_app as make_gateway  # noqa: F401 - in-process
 from tests.harness import EVENTS_TOKEN, Api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,8 +31,9 @@ SEED = 20261125
 async def test_schemathesis_finds_nothing(make_gateway, http, tmp_path):
     # One client address sends every request: no address slowdown, and the fuzzed password
     # changes (always with a wrong current password) must not lock the user out of its token.
+    # The embedded store's event path is documented: the gateway serves it, as on the local stack.
     gateway = await make_gateway(chunk_size=5 * 1024 * 1024, login_failures=1_000_000,
-                                 login_address_failures=1_000_000)
+                                 login_address_failures=1_000_000, store_part_events=True)
     user = await Api(http, gateway.url).signup(password=PASSWORD)
     schemathesis = Path(sys.executable).parent / "schemathesis"
     env = {
