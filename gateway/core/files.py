@@ -10,6 +10,7 @@ from gateway.core.permissions import Permissions
 from gateway.core.uploads import Uploads
 from gateway.db import Database, Row
 from gateway.db import files as files_db
+from protocol.states import FileStatus
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Files:
 
     def download(self, row: Row) -> tuple[str, int] | None:
         """(signed CDN URL, expiry) for an uploaded file; None for any other status."""
-        if row["status"] != "uploaded":
+        if row["status"] != FileStatus.UPLOADED:
             return None
         return download_url(self.config, row["fingerprint"], row["file_name"], row["file_type"])
 
@@ -50,7 +51,7 @@ class Files:
         (MinIO), an upload's progress is read from the store's part list first."""
         if not self.config.store_part_events:
             row, _ = await self.permissions.readable(user_id, file_id)
-            if row["status"] == "uploading":
+            if row["status"] == FileStatus.UPLOADING:
                 await self.uploads.refresh_from_store(file_id)
         return await self.readable(user_id, file_id)
 
@@ -66,7 +67,7 @@ class Files:
         more = len(rows) > limit
         rows = rows[:limit]
         # An uploaded file holds every chunk; only the others are counted.
-        counted = await files_db.uploaded_counts(self.db, [row["id"] for row in rows if row["status"] != "uploaded"])
+        counted = await files_db.uploaded_counts(self.db, [row["id"] for row in rows if row["status"] != FileStatus.UPLOADED])
         uploaded = {row["id"]: counted[row["id"]] if row["id"] in counted else row["total_chunks"] for row in rows}
         return Page(rows, uploaded, more)
 

@@ -49,10 +49,9 @@ from gateway.core.metrics import Metrics
 from gateway.db import Database, Row
 from gateway.db import files as files_db
 from gateway.db import shares as shares_db
+from protocol.states import FINAL_FILE_STATUSES
 
 ENTRY_VERSION = 2
-# Statuses after which nothing about the row or its chunks changes until it is deleted.
-FINAL_STATUSES = ("uploaded", "failed")
 
 
 # What a file id looks like (gateway/core/uploads.py's new_file_id): anything else names no file, and
@@ -105,7 +104,7 @@ class Permissions:
                 "row": None,
                 "chunks": None,
             }
-            if row["status"] in FINAL_STATUSES:
+            if row["status"] in FINAL_FILE_STATUSES:
                 entry["row"] = row
                 entry["chunks"] = await files_db.get_chunks(conn, file_id)
         return entry

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
 from gateway.db.tables import chunks, files, shares, users
+from protocol.states import ChunkStatus, FileStatus
 
 On = Database | AsyncConnection
 
@@ -26,13 +27,13 @@ FILE_COLUMNS = (
 FILE_SELECT = select(*FILE_COLUMNS).select_from(files.join(users, users.c.id == files.c.owner_id))
 CHUNK_COLUMNS = (chunks.c.idx, chunks.c.fingerprint, chunks.c.size, chunks.c.status, chunks.c.etag)
 # Statuses of a file that needs its content: an upload under way will write it, an uploaded file serves it.
-REFERENCING = ("uploading", "uploaded")
+REFERENCING = (FileStatus.UPLOADING, FileStatus.UPLOADED)
 # One chunk the store lists, with the ETag it gave: written only if the row says otherwise.
 MARK_CHUNK = (
     update(chunks)
     .where(chunks.c.file_id == bindparam("chunk_file"), chunks.c.idx == bindparam("chunk_index"),
-           or_(chunks.c.status != "uploaded", chunks.c.etag.is_distinct_from(bindparam("listed_etag"))))
-    .values(status="uploaded", etag=bindparam("listed_etag"))
+           or_(chunks.c.status != ChunkStatus.UPLOADED, chunks.c.etag.is_distinct_from(bindparam("listed_etag"))))
+    .values(status=ChunkStatus.UPLOADED, etag=bindparam("listed_etag"))
 )
 
 
@@ -52,7 +53,7 @@ async def uploaded_counts(on: On, file_ids: Sequence[str]) -> dict[str, int]:
     if file_ids:
         query = (
             select(chunks.c.file_id, func.count().label("uploaded"))
-            .where(chunks.c.file_id.in_(list(file_ids)), chunks.c.status == "uploaded")
+            .where(chunks.c.file_id.in_(list(file_ids)), chunks.c.status == ChunkStatus.UPLOADED)
             .group_by(chunks.c.file_id)
         )
         for row in await fetch(on, query):
@@ -100,25 +101,25 @@ async def latest_upload_of(on: On, owner_id: int, fingerprint: str, file_name: s
 
 async def holds_verified_content(on: On, owner_id: int, fingerprint: str) -> bool:
     query = select(files.c.seq).where(
-        files.c.owner_id == owner_id, files.c.fingerprint == fingerprint, files.c.status == "uploaded"
+        files.c.owner_id == owner_id, files.c.fingerprint == fingerprint, files.c.status == FileStatus.UPLOADED
     ).limit(1)
     return await fetch_one(on, query) is not None
 
 
-async def content_referenced(on: On, fingerprint: str, statuses: Iterable[str] = REFERENCING) -> bool:
+async def content_referenced(on: On, fingerprint: str, statuses: Iterable[FileStatus] = REFERENCING) -> bool:
     """Whether any file of anyone with this fingerprint is in one of ``statuses``."""
     query = select(files.c.seq).where(files.c.fingerprint == fingerprint, files.c.status.in_(list(statuses))).limit(1)
     return await fetch_one(on, query) is not None
 
 
-async def count_with_content(on: On, fingerprint: str, status: str) -> int:
+async def count_with_content(on: On, fingerprint: str, status: FileStatus) -> int:
     return await fetch_value(
         on, select(func.count()).select_from(files).where(files.c.fingerprint == fingerprint, files.c.status == status)
     )
 
 
 async def uploading_with_content(on: On, fingerprint: str) -> list[str]:
-    query = select(files.c.id).where(files.c.fingerprint == fingerprint, files.c.status == "uploading")
+    query = select(files.c.id).where(files.c.fingerprint == fingerprint, files.c.status == FileStatus.UPLOADING)
     return [row["id"] for row in await fetch(on, query)]
 
 
@@ -132,7 +133,7 @@ async def uploads_to_check(on: On, quiet_since: str, checked_before: str, abando
     )
     query = (
         select(files.c.id, files.c.updated_at)
-        .where(files.c.status == "uploading", files.c.updated_at <= quiet_since, due)
+        .where(files.c.status == FileStatus.UPLOADING, files.c.updated_at <= quiet_since, due)
         .order_by(func.coalesce(files.c.checked_at, files.c.updated_at), files.c.seq)
         .limit(limit)
     )
@@ -145,14 +146,14 @@ async def mark_checked(on: On, file_id: str, now: str) -> int:
 
 
 async def pending_chunks(on: On, file_id: str) -> int:
-    query = select(func.count()).select_from(chunks).where(chunks.c.file_id == file_id, chunks.c.status != "uploaded")
+    query = select(func.count()).select_from(chunks).where(chunks.c.file_id == file_id, chunks.c.status != ChunkStatus.UPLOADED)
     return await fetch_value(on, query)
 
 
 async def unverified_chunks(on: On, file_id: str) -> int:
     """Chunks the store has not listed as parts of the file's current upload (marked without an ETag)."""
     query = select(func.count()).select_from(chunks).where(
-        chunks.c.file_id == file_id, or_(chunks.c.status != "uploaded", chunks.c.etag.is_(None))
+        chunks.c.file_id == file_id, or_(chunks.c.status != ChunkStatus.UPLOADED, chunks.c.etag.is_(None))
     )
     return await fetch_value(on, query)
 
@@ -161,7 +162,7 @@ async def usage_of(on: On, owner_id: int) -> Row:
     """``used_bytes`` (sizes of the owner's uploaded and uploading files) and ``uploading`` (how many are)."""
     query = select(
         func.coalesce(func.sum(files.c.file_size), 0).label("used_bytes"),
-        func.coalesce(func.sum(case((files.c.status == "uploading", 1), else_=0)), 0).label("uploading"),
+        func.coalesce(func.sum(case((files.c.status == FileStatus.UPLOADING, 1), else_=0)), 0).label("uploading"),
     ).where(files.c.owner_id == owner_id, files.c.status.in_(REFERENCING))
     row = await fetch_one(on, query)
     assert row is not None, "an aggregate without GROUP BY answers one row"
@@ -173,7 +174,7 @@ async def usage_of(on: On, owner_id: int) -> Row:
 async def upload_by_store_id(on: On, upload_id: str) -> Row | None:
     """The file (still uploading) whose multipart upload this is, and its mark."""
     query = select(files.c.id, files.c.parts_marked_at).where(
-        files.c.upload_id == upload_id, files.c.status == "uploading"
+        files.c.upload_id == upload_id, files.c.status == FileStatus.UPLOADING
     )
     return await fetch_one(on, query)
 
@@ -182,7 +183,7 @@ async def mark_parts(on: On, file_id: str, now: str) -> int:
     """Ask for the upload's part list to be read; a mark already there stays (the burst's first)."""
     return await change(
         on,
-        update(files).where(files.c.id == file_id, files.c.status == "uploading", files.c.parts_marked_at.is_(None))
+        update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING, files.c.parts_marked_at.is_(None))
         .values(parts_marked_at=now),
     )
 
@@ -244,11 +245,11 @@ async def restart_upload(conn: AsyncConnection, file_id: str, upload_id: str, no
     """A new multipart upload for a file still uploading; every chunk is pending again."""
     changed = await change(
         conn,
-        update(files).where(files.c.id == file_id, files.c.status == "uploading")
+        update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING)
         .values(upload_id=upload_id, updated_at=now),
     )
     if changed:
-        await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status="pending", etag=None))
+        await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status=ChunkStatus.PENDING, etag=None))
     return changed
 
 
@@ -256,11 +257,11 @@ async def mark_uploaded(conn: AsyncConnection, file_id: str, now: str) -> bool:
     """uploading -> uploaded (only from uploading: a second settle changes nothing)."""
     changed = await change(
         conn,
-        update(files).where(files.c.id == file_id, files.c.status == "uploading")
-        .values(status="uploaded", upload_id=None, completed_at=now, updated_at=now),
+        update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING)
+        .values(status=FileStatus.UPLOADED, upload_id=None, completed_at=now, updated_at=now),
     )
     if changed:
-        await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status="uploaded"))
+        await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status=ChunkStatus.UPLOADED))
     return bool(changed)
 
 
@@ -268,8 +269,8 @@ async def mark_failed(on: On, file_id: str, reason: str, now: str) -> bool:
     """uploading -> failed, with the reason the owner will read."""
     changed = await change(
         on,
-        update(files).where(files.c.id == file_id, files.c.status == "uploading")
-        .values(status="failed", failure_reason=reason, upload_id=None, updated_at=now),
+        update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING)
+        .values(status=FileStatus.FAILED, failure_reason=reason, upload_id=None, updated_at=now),
     )
     return bool(changed)
 

@@ -10,6 +10,7 @@ from gateway.core import Core
 from gateway.core.files import Page
 from gateway.db import Row
 from gateway.http.parsing import own_cursor_after, shared_cursor_after
+from protocol.states import ChunkStatus, FileStatus
 
 
 def listed_file_json(row: Row, uploaded_chunks: int, download: tuple[str, int] | None = None) -> dict[str, Any]:
@@ -27,7 +28,7 @@ def listed_file_json(row: Row, uploaded_chunks: int, download: tuple[str, int] |
         "total_chunks": row["total_chunks"],
         "uploaded_chunks": uploaded_chunks,
     }
-    if row["status"] == "failed":
+    if row["status"] == FileStatus.FAILED:
         body["failure_reason"] = row["failure_reason"]
     if row["completed_at"]:
         body["completed_at"] = row["completed_at"]
@@ -38,7 +39,7 @@ def listed_file_json(row: Row, uploaded_chunks: int, download: tuple[str, int] |
 
 def file_json(row: Row, chunks: list[Row], download: tuple[str, int] | None = None) -> dict[str, Any]:
     """The whole file object, chunks included (GET /dropbox/v1/files/{id}, uploads)."""
-    body = listed_file_json(row, sum(1 for c in chunks if c["status"] == "uploaded"), download)
+    body = listed_file_json(row, sum(1 for c in chunks if c["status"] == ChunkStatus.UPLOADED), download)
     body["chunks"] = [{"index": c["idx"], "fingerprint": c["fingerprint"], "status": c["status"]} for c in chunks]
     return body
 
