@@ -29,8 +29,9 @@ from gateway.core.metrics import Metrics
 from gateway.core.limits import Limits
 from gateway.core.outcomes import Settlement
 from gateway.core.permissions import Permissions
-from gateway.db import Database, Row
+from gateway.db import Database
 from gateway.db import files as files_db
+from gateway.db.files import ChunkRow, FileRow
 from protocol.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_checksum, hex_to_b64
 from protocol.states import ChunkStatus, FileStatus
 from storage import ChecksumMismatch, CompletedPart, ObjectStore, PresignedRequest, StoredPart, UploadNotFound
@@ -57,7 +58,15 @@ def new_file_id() -> str:
     return secrets.token_hex(16)
 
 
-def verified_parts(chunks: list[Row], parts: list[StoredPart]) -> dict[int, StoredPart]:
+def upload_id_of(row: FileRow) -> str:
+    """The store's multipart upload of a file that is uploading: every such row has one (the status
+    changes and the id is cleared in one statement)."""
+    if row["upload_id"] is None:
+        raise RuntimeError(f"file {row['id']} is {row['status']} without a multipart upload in the store")
+    return row["upload_id"]
+
+
+def verified_parts(chunks: list[ChunkRow], parts: list[StoredPart]) -> dict[int, StoredPart]:
     """Chunk index -> the stored part that holds exactly that chunk."""
     by_number = {part.part_number: part for part in parts}
     verified = {}
@@ -189,7 +198,7 @@ class Uploads:
         await files_db.touch(self.db, file_id, stamp_now(self.clock))
         return presigned
 
-    async def _presign(self, row: Row, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
+    async def _presign(self, row: FileRow, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
         chunks = await files_db.get_chunks(self.db, row["id"])
         if indexes is None:
             wanted = {c["idx"] for c in chunks if c["status"] != ChunkStatus.UPLOADED}
@@ -200,11 +209,12 @@ class Uploads:
             wanted = set(indexes)
         parts = [(c["idx"] + 1, hex_to_b64(c["fingerprint"])) for c in chunks if c["idx"] in wanted]
         presigned = await self.store.presign_upload_parts(
-            content_key(row["fingerprint"]), row["upload_id"], parts, self.config.upload_url_ttl
+            content_key(row["fingerprint"]), upload_id_of(row), parts, self.config.upload_url_ttl
         )
         return [(number - 1, request) for (number, _), request in zip(parts, presigned, strict=True)]
 
-    async def _mark_chunks(self, file_id: str, upload_id: str, chunks: list[Row], verified: dict[int, StoredPart]) -> None:
+    async def _mark_chunks(self, file_id: str, upload_id: str, chunks: list[ChunkRow],
+                           verified: dict[int, StoredPart]) -> None:
         """Record which chunks the store lists in ``upload_id``.
 
         Only the chunks whose record differs are written (``chunks`` as read before
@@ -222,13 +232,14 @@ class Uploads:
         row = await files_db.get_file(self.db, file_id)
         if row is None or row["status"] != FileStatus.UPLOADING:
             return None
+        upload_id = upload_id_of(row)
         chunks = await files_db.get_chunks(self.db, file_id)
         try:
-            parts = await self.store.list_parts(content_key(row["fingerprint"]), row["upload_id"])
+            parts = await self.store.list_parts(content_key(row["fingerprint"]), upload_id)
         except UploadNotFound:
             return None
         verified = verified_parts(chunks, parts)
-        await self._mark_chunks(file_id, row["upload_id"], chunks, verified)
+        await self._mark_chunks(file_id, upload_id, chunks, verified)
         return verified
 
     async def resume(self, file_id: str) -> None:
@@ -249,7 +260,7 @@ class Uploads:
 
     # --- settling -----------------------------------------------------------------------------------
 
-    async def _object_matches(self, row: Row) -> bool:
+    async def _object_matches(self, row: FileRow) -> bool:
         stored = await self.store.stat(content_key(row["fingerprint"]))
         return (
             stored is not None
@@ -257,7 +268,7 @@ class Uploads:
             and stored.sha256_checksum == composite_checksum(row["fingerprint"], row["total_chunks"])
         )
 
-    async def _settle_from_object(self, row: Row) -> bool:
+    async def _settle_from_object(self, row: FileRow) -> bool:
         """The multipart upload is gone (we completed it, then crashed before recording it).
 
         The object alone proves nothing about *this* user: another user's upload
@@ -302,10 +313,10 @@ class Uploads:
         row = await files_db.get_file(self.db, file_id)
         if row is None or row["status"] != FileStatus.UPLOADING:
             return row["status"] if row else None
-        key = content_key(row["fingerprint"])
+        key, upload_id = content_key(row["fingerprint"]), upload_id_of(row)
         chunks = await files_db.get_chunks(self.db, file_id)
         try:
-            parts = await self.store.list_parts(key, row["upload_id"])
+            parts = await self.store.list_parts(key, upload_id)
         except UploadNotFound:
             if await self._settle_from_object(row):
                 return FileStatus.UPLOADED
@@ -313,7 +324,7 @@ class Uploads:
                 raise UploadGone() from None
             return FileStatus.UPLOADING
         verified = verified_parts(chunks, parts)
-        await self._mark_chunks(file_id, row["upload_id"], chunks, verified)
+        await self._mark_chunks(file_id, upload_id, chunks, verified)
         missing = [c["idx"] for c in chunks if c["idx"] not in verified]
         if missing:
             if strict:
@@ -321,7 +332,7 @@ class Uploads:
             return FileStatus.UPLOADING
         completed = [CompletedPart(c["idx"] + 1, verified[c["idx"]].etag, hex_to_b64(c["fingerprint"])) for c in chunks]
         try:
-            await self.store.complete_multipart(key, row["upload_id"], completed)
+            await self.store.complete_multipart(key, upload_id, completed)
         except ChecksumMismatch as exc:
             return await self._fail_and_discard(row, f"the store's bytes do not match the chunk fingerprints ({exc})")
         except UploadNotFound:
@@ -336,11 +347,11 @@ class Uploads:
         await self.permissions.owned(user_id, file_id)
         if await self.complete(file_id) == FileStatus.FAILED:
             row, _ = await self.permissions.owned(user_id, file_id)
-            raise VerificationFailed(row["failure_reason"])
+            raise VerificationFailed(row["failure_reason"] or "no reason recorded")
 
-    async def _fail_and_discard(self, row: Row, reason: str) -> FileStatus:
+    async def _fail_and_discard(self, row: FileRow, reason: str) -> FileStatus:
         """Mark the file failed and remove its partial data, never content another file relies on."""
-        await self.store.abort_multipart(content_key(row["fingerprint"]), row["upload_id"])
+        await self.store.abort_multipart(content_key(row["fingerprint"]), upload_id_of(row))
         await self._mark_failed(row["id"], reason)
         still_needed = await files_db.content_referenced(self.db, row["fingerprint"], (FileStatus.UPLOADED,))
         if not still_needed and not await self._object_matches(row):
@@ -358,7 +369,7 @@ class Uploads:
             return False
         if await self._settle_from_object(row):
             return False
-        await self.store.abort_multipart(content_key(row["fingerprint"]), row["upload_id"])
+        await self.store.abort_multipart(content_key(row["fingerprint"]), upload_id_of(row))
         return await self._mark_failed(file_id, "abandoned: no progress for too long; upload it again")
 
     async def settle_if_free(self, file_id: str, *, abandon: bool) -> Settlement:
@@ -389,11 +400,10 @@ class Uploads:
         row = await files_db.get_file(self.db, file_id)
         if row is None or row["status"] != FileStatus.UPLOADING:
             return  # deduplicated, an empty file, or deleted meanwhile (complete() then says None)
+        key, upload_id = content_key(row["fingerprint"]), upload_id_of(row)
         for chunk in await files_db.get_chunks(self.db, file_id):
             if chunk["status"] == ChunkStatus.UPLOADED:
                 continue
             spool.seek(chunk["idx"] * row["chunk_size"])
             data = spool.read(chunk["size"])
-            await self.store.upload_part(
-                content_key(row["fingerprint"]), row["upload_id"], chunk["idx"] + 1, data, hex_to_b64(chunk["fingerprint"])
-            )
+            await self.store.upload_part(key, upload_id, chunk["idx"] + 1, data, hex_to_b64(chunk["fingerprint"]))

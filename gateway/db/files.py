@@ -2,11 +2,15 @@
 
 Every function takes ``on``: the :class:`~gateway.db.Database` (the query runs
 on its own, a short read or a one-statement transaction) or a connection of a
-transaction the caller holds. Rows come back as dicts.
+transaction the caller holds. Rows come back as dicts; those the core reads
+a file's or a chunk's state from are typed (:class:`FileRow`, :class:`ChunkRow`,
+:class:`FileFacts`), their statuses members of protocol/states.py's enums (the
+columns' StatusText reads them so).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NotRequired, TypedDict, cast
 
 from sqlalchemy import bindparam, case, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,14 +41,72 @@ MARK_CHUNK = (
 )
 
 
+# --- the rows the core reads, typed ---------------------------------------------------------------
+
+class FileRow(TypedDict):
+    """A file as FILE_COLUMNS read it."""
+
+    id: str
+    seq: int
+    owner_id: int
+    owner_name: str
+    file_name: str
+    file_size: int
+    file_type: str
+    fingerprint: str
+    chunk_size: int
+    total_chunks: int
+    status: FileStatus
+    failure_reason: str | None
+    upload_id: str | None
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+    shared_at: NotRequired[str]  # in shared_files_page only: when it was shared with the reader
+
+
+class ChunkRow(TypedDict):
+    """A chunk as CHUNK_COLUMNS read it."""
+
+    idx: int
+    fingerprint: str
+    size: int
+    status: ChunkStatus
+    etag: str | None
+
+
+class FileFacts(TypedDict):
+    """What a change to a file is decided on (file_for_change)."""
+
+    owner_id: int
+    fingerprint: str
+    status: FileStatus
+    upload_id: str | None
+
+
+def file_row(values: Mapping[str, Any]) -> FileRow:
+    """A copy of a FileRow kept elsewhere (the permission cache), its status a member again (ValueError if none):
+    a JSON cache gives strings back."""
+    return cast(FileRow, {**values, "status": FileStatus(values["status"])})
+
+
+def chunk_rows(values: list[dict[str, Any]]) -> list[ChunkRow]:
+    """ChunkRows kept elsewhere, as :func:`file_row`; the very list when its statuses are members already
+    (the memory cache keeps what it was given: no copy of a 5,120-chunk list per read)."""
+    if all(isinstance(chunk["status"], ChunkStatus) for chunk in values):
+        return cast(list[ChunkRow], values)
+    return [cast(ChunkRow, {**chunk, "status": ChunkStatus(chunk["status"])}) for chunk in values]
+
+
 # --- reading --------------------------------------------------------------------------------------
 
-async def get_file(on: On, file_id: str) -> Row | None:
-    return await fetch_one(on, FILE_SELECT.where(files.c.id == file_id))
+async def get_file(on: On, file_id: str) -> FileRow | None:
+    return cast(FileRow | None, await fetch_one(on, FILE_SELECT.where(files.c.id == file_id)))
 
 
-async def get_chunks(on: On, file_id: str) -> list[Row]:
-    return await fetch(on, select(*CHUNK_COLUMNS).where(chunks.c.file_id == file_id).order_by(chunks.c.idx))
+async def get_chunks(on: On, file_id: str) -> list[ChunkRow]:
+    query = select(*CHUNK_COLUMNS).where(chunks.c.file_id == file_id).order_by(chunks.c.idx)
+    return cast(list[ChunkRow], await fetch(on, query))
 
 
 async def uploaded_counts(on: On, file_ids: Sequence[str]) -> dict[str, int]:
@@ -62,17 +124,18 @@ async def uploaded_counts(on: On, file_ids: Sequence[str]) -> dict[str, int]:
 
 
 async def own_files_page(on: On, owner_id: int, limit: int, *, before_seq: int | None = None,
-                         fingerprint: str | None = None) -> list[Row]:
+                         fingerprint: str | None = None) -> list[FileRow]:
     """Up to ``limit`` of the owner's files, newest first (files_by_owner), below ``before_seq``."""
     query = FILE_SELECT.where(files.c.owner_id == owner_id)
     if fingerprint is not None:
         query = query.where(files.c.fingerprint == fingerprint)
     if before_seq is not None:
         query = query.where(files.c.seq < before_seq)
-    return await fetch(on, query.order_by(files.c.seq.desc()).limit(limit))
+    return cast(list[FileRow], await fetch(on, query.order_by(files.c.seq.desc()).limit(limit)))
 
 
-async def shared_files_page(on: On, user_id: int, limit: int, *, before: tuple[str, str] | None = None) -> list[Row]:
+async def shared_files_page(on: On, user_id: int, limit: int, *,
+                            before: tuple[str, str] | None = None) -> list[FileRow]:
     """Up to ``limit`` files shared with the user, newest share first (shares_by_user_newest), below ``before``.
 
     ``before`` is the (share time, file id) of the last file of the previous page.
@@ -84,19 +147,20 @@ async def shared_files_page(on: On, user_id: int, limit: int, *, before: tuple[s
     )
     if before is not None:
         query = query.where(tuple_(shares.c.created_at, shares.c.file_id) < tuple_(*before))
-    return await fetch(on, query.order_by(shares.c.created_at.desc(), shares.c.file_id.desc()).limit(limit))
+    query = query.order_by(shares.c.created_at.desc(), shares.c.file_id.desc()).limit(limit)
+    return cast(list[FileRow], await fetch(on, query))
 
 
-async def latest_upload_of(on: On, owner_id: int, fingerprint: str, file_name: str) -> Row | None:
+async def latest_upload_of(on: On, owner_id: int, fingerprint: str, file_name: str) -> FileRow | None:
     """The owner's newest file with this content and name that is uploading or uploaded (resume, repeat)."""
     query = (
-        select(files.c.id, files.c.status)
+        FILE_SELECT
         .where(files.c.owner_id == owner_id, files.c.fingerprint == fingerprint, files.c.file_name == file_name,
                files.c.status.in_(REFERENCING))
         .order_by(files.c.seq.desc())
         .limit(1)
     )
-    return await fetch_one(on, query)
+    return cast(FileRow | None, await fetch_one(on, query))
 
 
 async def holds_verified_content(on: On, owner_id: int, fingerprint: str) -> bool:
@@ -275,14 +339,14 @@ async def mark_failed(on: On, file_id: str, reason: str, now: str) -> bool:
     return bool(changed)
 
 
-async def file_for_change(conn: AsyncConnection, file_id: str) -> Row | None:
+async def file_for_change(conn: AsyncConnection, file_id: str) -> FileFacts | None:
     """The facts a change is decided on, locked until ``conn`` commits (FOR UPDATE; SQLite's writer lock)."""
     query = (
         select(files.c.owner_id, files.c.fingerprint, files.c.status, files.c.upload_id)
         .where(files.c.id == file_id)
         .with_for_update()
     )
-    return await fetch_one(conn, query)
+    return cast(FileFacts | None, await fetch_one(conn, query))
 
 
 async def delete_file(conn: AsyncConnection, file_id: str) -> int:
