@@ -20,9 +20,16 @@ from gateway.db import files as files_db
 from gateway.db.files import FileRow
 from protocol.states import ChunkStatus, FileStatus
 from tests.core_fixtures import CHUNK, claim_for, core_config, new_user, send_chunks, uploaded
+from tests.test_openapi import load_document
 
 # Not __required_keys__: under postponed annotations Python 3.11 counts the NotRequired shared_at in it.
 FILE_ROW_KEYS = FileRow.__annotations__.keys() - {"shared_at"}
+
+
+def test_the_enums_are_the_states_the_api_document_names_in_its_order():
+    schemas = load_document()["components"]["schemas"]
+    assert schemas["FileObject"]["properties"]["status"]["enum"] == [status.value for status in FileStatus]
+    assert schemas["Chunk"]["properties"]["status"]["enum"] == [status.value for status in ChunkStatus]
 
 
 async def test_the_rows_the_core_reads_carry_members_and_the_keys_their_types_name(core, memory_store):
