@@ -44,6 +44,7 @@ from client.hashing import chunk_digest, verify_chunks
 from client.output import CONTROL
 from client.transfer import ChunkTransfer, Retry, TransferOptions, make_bar, note, transport_problem, with_retries
 from protocol.fingerprints import DEFAULT_CHUNK_SIZE, chunk_count, chunk_length, file_fingerprint, is_fingerprint
+from protocol.states import FileStatus
 
 PIECE = 1024 * 1024  # bytes read from the network at a time (the progress bar's step)
 # Seconds between disk flushes of the part. A flush after every chunk slowed downloads
@@ -530,8 +531,8 @@ async def download_file(client: GatewayClient, file_id: Any, output: str | None,
     started = time.monotonic()
     obj = await client.get_file(file_id)
     status = obj.get("status")
-    if status != "uploaded":
-        if status == "failed":
+    if status != FileStatus.UPLOADED:
+        if status == FileStatus.FAILED:
             raise IntegrityError(f"file {file_id} failed verification in the store and cannot be downloaded",
                                  code="upload_failed")
         raise Refused(f"file {file_id} is still {status or 'not ready'}; finish it with `dbx upload` or wait",

@@ -37,6 +37,7 @@ from client.hashing import FileChanged, FingerprintPass
 from client.output import human_size, parse_time
 from client.transfer import ChunkTransfer, Retry, TransferOptions, make_bar, note, short, transport_problem, with_retries
 from protocol.fingerprints import chunk_fingerprint, chunk_length
+from protocol.states import FINAL_FILE_STATUSES, ChunkStatus, FileStatus
 
 SLICE = 256 * 1024  # bytes handed to the socket at a time (progress and rate limiting granularity)
 URL_MARGIN = 30.0  # seconds: a URL that expires sooner than this is replaced before use
@@ -397,7 +398,7 @@ class Upload:
         self.total = len(local.chunk_fps)
         self.result = UploadResult(
             path=local.path, file_id=None, file_name=self.name, file_size=local.size,
-            fingerprint=metadata["fingerprint"], status="uploading", chunk_size=local.chunk_size,
+            fingerprint=metadata["fingerprint"], status=FileStatus.UPLOADING, chunk_size=local.chunk_size,
             chunks_total=self.total,
         )
 
@@ -405,7 +406,7 @@ class Upload:
         obj: dict | None
         for round_ in range(3):  # the store may forget a multipart upload: announce it again
             obj, pending = await self.announce(first=round_ == 0)
-            if obj.get("status") == "uploaded":
+            if obj.get("status") == FileStatus.UPLOADED:
                 break
             try:
                 obj = await self.send(obj["file_id"], pending)
@@ -421,7 +422,7 @@ class Upload:
         result.chunks_sent, result.bytes_sent = self.stats.chunks_sent, self.stats.bytes_sent
         result.chunk_retries = self.stats.retries
         result.status = obj.get("status", "")
-        if result.status == "failed":
+        if result.status == FileStatus.FAILED:
             raise _failed_error(self.name, result.file_id, self.local.path, obj.get("failure_reason"))
         if result.chunks_sent:
             note(self.options, f"{self.name}: uploaded as file_id={result.file_id}")
@@ -434,21 +435,21 @@ class Upload:
         status = obj.get("status")
         if first:
             self.result.file_name = obj.get("file_name", self.name)
-            self.result.resumed = http_status == 200 and status == "uploading"
-            self.result.already_uploaded = http_status == 200 and status == "uploaded"
-        if status == "failed":
+            self.result.resumed = http_status == 200 and status == FileStatus.UPLOADING
+            self.result.already_uploaded = http_status == 200 and status == FileStatus.UPLOADED
+        if status == FileStatus.FAILED:
             raise _failed_error(self.name, file_id, self.local.path, obj.get("failure_reason"))
         server_chunks = {int(c["index"]): c for c in obj.get("chunks") or [] if isinstance(c, dict) and "index" in c}
         for index, chunk in server_chunks.items():
             if chunk.get("fingerprint") and index < self.total and chunk["fingerprint"] != self.local.chunk_fps[index]:
                 raise ServerError(f"the gateway's chunk {index} of file {file_id} has another fingerprint than ours")
-        pending = [] if status == "uploaded" else [
-            i for i in range(self.total) if server_chunks.get(i, {}).get("status") != "uploaded"]
+        pending = [] if status == FileStatus.UPLOADED else [
+            i for i in range(self.total) if server_chunks.get(i, {}).get("status") != ChunkStatus.UPLOADED]
         if first:
             self.result.chunks_skipped = self.total - len(pending)
-            self.result.deduplicated = status == "uploaded" and http_status == 201 and self.total > 0
+            self.result.deduplicated = status == FileStatus.UPLOADED and http_status == 201 and self.total > 0
             note(self.options, f"{self.name}: file_id={file_id}, " + (
-                f"already in the store ({human_size(self.local.size)}), nothing to send" if status == "uploaded" else
+                f"already in the store ({human_size(self.local.size)}), nothing to send" if status == FileStatus.UPLOADED else
                 f"resuming: {len(pending)} of {self.total} chunks to send ({self.result.chunks_skipped} already in "
                 "the store)" if self.result.resumed else
                 f"{len(pending)} of {self.total} chunks to send ({human_size(self.local.size)})"))
@@ -525,7 +526,7 @@ async def _send_and_complete(client: GatewayClient, sender: ChunkSender, file_id
 async def wait_until_done(client: GatewayClient, file_id: Any, obj: dict | None, timeout: float) -> dict:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     delay = 0.1
-    while obj is None or obj.get("status") not in ("uploaded", "failed"):
+    while obj is None or obj.get("status") not in FINAL_FILE_STATUSES:
         if time.monotonic() > deadline:
             raise ServerError(
                 f"the gateway has not finished file {file_id} after {timeout:.0f}s; "

@@ -9,6 +9,7 @@ from gateway.core.permissions import Permissions, owned_for_change
 from gateway.db import Database
 from gateway.db import files as files_db
 from protocol.fingerprints import EMPTY_FINGERPRINT
+from protocol.states import FileStatus
 from storage import ObjectStore, StoreError
 
 log = structlog.get_logger("gateway.files")
@@ -42,7 +43,7 @@ class Deletion:
                 still_referenced = await files_db.content_referenced(conn, row["fingerprint"])
             await self.permissions.invalidate(file_id)
             log.info("file_deleted", file_id=file_id, status=row["status"], content_still_referenced=still_referenced)
-            if row["status"] == "uploading" and row["upload_id"]:
+            if row["status"] == FileStatus.UPLOADING and row["upload_id"]:
                 # Only this row's own multipart upload: upload ids are unique per row (files.upload_id
                 # UNIQUE) and each upload of the same content, by anyone, has a multipart upload of its
                 # own on the shared key; aborting one leaves the others and the finished object alone.

@@ -25,6 +25,7 @@ from gateway.core.uploads import Uploads
 from gateway.db import Database
 from gateway.db import files as files_db
 from protocol.fingerprints import is_fingerprint
+from protocol.states import FileStatus
 from storage import ObjectStore, StoreError
 from storage.events import StoreEvent
 
@@ -78,22 +79,23 @@ class StoreEvents:
             if not await files_db.take_mark(self.db, row["id"], row["parts_marked_at"]):
                 continue  # another gateway took it
             try:
-                outcome = await self._read_part_list(row["id"])
+                completed = await self._read_part_list(row["id"])
             except StoreError as exc:
                 # The mark is gone; the reconciler looks at a quiet upload anyway.
                 counts["errors"] += 1
                 log.warning("part_list_failed", file_id=row["id"], error=str(exc))
                 continue
             counts["read"] += 1
-            counts["completed"] += outcome == "uploaded"
+            counts["completed"] += completed
         return counts
 
-    async def _read_part_list(self, file_id: str) -> str:
+    async def _read_part_list(self, file_id: str) -> bool:
+        """Mark the chunks the store lists, and complete the upload if that was the last; whether it completed."""
         if await self.uploads.refresh_from_store(file_id) is None:
-            return "gone"  # settled meanwhile, or the store forgot it: resume or the reconciler decides
+            return False  # settled meanwhile, or the store forgot it: resume or the reconciler decides
         if await files_db.pending_chunks(self.db, file_id):
-            return "uploading"
-        return await self.uploads.complete(file_id, strict=False)
+            return False
+        return await self.uploads.complete(file_id, strict=False) == FileStatus.UPLOADED
 
     async def _content_created(self, fingerprint: str) -> str:
         # Our own CompleteMultipartUpload (or a PutObject) landed: settle the uploads of
@@ -102,13 +104,13 @@ class StoreEvents:
         file_ids = await files_db.uploading_with_content(self.db, fingerprint)
         if not file_ids:
             return "nothing_uploading"
-        outcomes = [await self.uploads.complete(file_id, strict=False) for file_id in file_ids]
+        outcomes = [await self.uploads.complete(file_id, strict=False) or "missing" for file_id in file_ids]
         return f"uploads:{','.join(outcomes)}"
 
     async def _content_removed(self, fingerprint: str) -> str:
         if await self.store.stat(content_key(fingerprint)) is not None:
             return "still_present"  # a stale or replayed event
-        holders = await files_db.count_with_content(self.db, fingerprint, "uploaded")
+        holders = await files_db.count_with_content(self.db, fingerprint, FileStatus.UPLOADED)
         if holders:
             # Someone removed content behind the gateway's back: files can no longer be served.
             log.error("content_lost", fingerprint=fingerprint, files=holders)

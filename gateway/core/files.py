@@ -8,8 +8,10 @@ from gateway.core.downloads import download_url
 from gateway.core.errors import NotUploaded
 from gateway.core.permissions import Permissions
 from gateway.core.uploads import Uploads
-from gateway.db import Database, Row
+from gateway.db import Database
 from gateway.db import files as files_db
+from gateway.db.files import ChunkRow, FileRow
+from protocol.states import FileStatus
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class Page:
     be hundreds of megabytes; GET /dropbox/v1/files/{id} gives one file's chunks.
     """
 
-    rows: list[Row]
+    rows: list[FileRow]
     uploaded_chunks: dict[str, int]
     more: bool
 
@@ -32,25 +34,25 @@ class Files:
         self.permissions = permissions
         self.uploads = uploads
 
-    def download(self, row: Row) -> tuple[str, int] | None:
+    def download(self, row: FileRow) -> tuple[str, int] | None:
         """(signed CDN URL, expiry) for an uploaded file; None for any other status."""
-        if row["status"] != "uploaded":
+        if row["status"] != FileStatus.UPLOADED:
             return None
         return download_url(self.config, row["fingerprint"], row["file_name"], row["file_type"])
 
-    async def readable(self, user_id: int, file_id: str) -> tuple[Row, list[Row]]:
+    async def readable(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow]]:
         """(row, chunks) of a file ``user_id`` may read; FileNotFound otherwise."""
         row, chunks = await self.permissions.readable(user_id, file_id)
         if chunks is None:
             chunks = await files_db.get_chunks(self.db, file_id)
         return row, chunks
 
-    async def get(self, user_id: int, file_id: str) -> tuple[Row, list[Row]]:
+    async def get(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow]]:
         """A file as its reader should see it now: with a store that sends no per-part events
         (MinIO), an upload's progress is read from the store's part list first."""
         if not self.config.store_part_events:
             row, _ = await self.permissions.readable(user_id, file_id)
-            if row["status"] == "uploading":
+            if row["status"] == FileStatus.UPLOADING:
                 await self.uploads.refresh_from_store(file_id)
         return await self.readable(user_id, file_id)
 
@@ -62,11 +64,11 @@ class Files:
             raise NotUploaded(row["status"])
         return download[0]
 
-    async def _page(self, rows: list[Row], limit: int) -> Page:
+    async def _page(self, rows: list[FileRow], limit: int) -> Page:
         more = len(rows) > limit
         rows = rows[:limit]
         # An uploaded file holds every chunk; only the others are counted.
-        counted = await files_db.uploaded_counts(self.db, [row["id"] for row in rows if row["status"] != "uploaded"])
+        counted = await files_db.uploaded_counts(self.db, [row["id"] for row in rows if row["status"] != FileStatus.UPLOADED])
         uploaded = {row["id"]: counted[row["id"]] if row["id"] in counted else row["total_chunks"] for row in rows}
         return Page(rows, uploaded, more)
 

@@ -48,6 +48,7 @@ from gateway.core.permissions import Permissions, owned_for_change
 from gateway.core.throttle import Limit, Throttle
 from gateway.db import Database, Row
 from gateway.db import links as links_db
+from protocol.states import FileStatus
 
 log = structlog.get_logger("gateway.links")
 
@@ -113,7 +114,7 @@ class Links:
         }
         async with self.db.transaction() as conn:
             file = await owned_for_change(conn, owner_id, file_id)
-            if file["status"] != "uploaded":
+            if file["status"] != FileStatus.UPLOADED:
                 raise NotUploaded(file["status"])
             await links_db.insert_link(conn, link)
         log.info("link_created", link_id=link_id, file_id=file_id, expires_at=link["expires_at"],
@@ -147,7 +148,7 @@ class Links:
             raise LinkRevoked()
         if link["expires_at"] is not None and link["expires_at"] <= stamp_now(self.clock):
             raise LinkExpired(link["expires_at"])
-        if link["status"] != "uploaded":  # links are made to uploaded files, which stay so; never serve else
+        if link["status"] != FileStatus.UPLOADED:  # links are made to uploaded files, which stay so; never serve else
             raise LinkNotFound()
         return link
 

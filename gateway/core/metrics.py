@@ -21,6 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gateway.core.outcomes import Settlement
+
 if TYPE_CHECKING:
     from gateway.db import Database
 
@@ -31,7 +33,7 @@ IGNORED_OUTCOMES = frozenset({
     "ignored_other_bucket", "ignored_not_content", "unknown_upload", "upload_gone", "still_present",
     "nothing_uploading", "not_completed",
 })
-RECONCILER_SETTLEMENTS = ("completed", "abandoned")
+RECONCILER_SETTLEMENTS = (Settlement.COMPLETED, Settlement.ABANDONED)
 
 
 def outcome_name(outcome: str) -> str:

@@ -46,13 +46,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.core.cached import forget, read_through
 from gateway.core.errors import FileNotFound
 from gateway.core.metrics import Metrics
-from gateway.db import Database, Row
+from gateway.db import Database
 from gateway.db import files as files_db
+from gateway.db.files import ChunkRow, FileFacts, FileRow
 from gateway.db import shares as shares_db
+from protocol.states import FINAL_FILE_STATUSES
 
 ENTRY_VERSION = 2
-# Statuses after which nothing about the row or its chunks changes until it is deleted.
-FINAL_STATUSES = ("uploaded", "failed")
 
 
 # What a file id looks like (gateway/core/uploads.py's new_file_id): anything else names no file, and
@@ -61,7 +61,7 @@ FILE_ID_PATTERN = "[0-9a-f]{32}"
 FILE_ID = re.compile(FILE_ID_PATTERN)
 
 
-async def owned_for_change(conn: AsyncConnection, user_id: int, file_id: str) -> Row:
+async def owned_for_change(conn: AsyncConnection, user_id: int, file_id: str) -> FileFacts:
     """The file's facts if ``user_id`` owns it, read (and locked) inside the write transaction ``conn``;
     FileNotFound otherwise. Changes decide on this, never on the cache."""
     if not FILE_ID.fullmatch(file_id):
@@ -105,7 +105,7 @@ class Permissions:
                 "row": None,
                 "chunks": None,
             }
-            if row["status"] in FINAL_STATUSES:
+            if row["status"] in FINAL_FILE_STATUSES:
                 entry["row"] = row
                 entry["chunks"] = await files_db.get_chunks(conn, file_id)
         return entry
@@ -121,14 +121,14 @@ class Permissions:
         """Forget what the cache knows of ``file_id``; call it after the change is committed."""
         await forget(self.cache, cache_key(file_id))
 
-    async def _current(self, entry: dict, file_id: str) -> tuple[Row | None, list[Row] | None]:
+    async def _current(self, entry: dict, file_id: str) -> tuple[FileRow | None, list[ChunkRow] | None]:
         """(row, chunks or None): cached for a final state, read fresh for an upload in progress."""
         if entry["row"] is not None:
-            # A copy: the memory cache hands out the very object it stores.
-            return dict(entry["row"]), entry["chunks"]
+            # The row a copy (the memory cache hands out the very object it stores), statuses members again.
+            return files_db.file_row(entry["row"]), files_db.chunk_rows(entry["chunks"])
         return await files_db.get_file(self.db, file_id), None
 
-    async def readable(self, user_id: int, file_id: str) -> tuple[Row, list[Row] | None]:
+    async def readable(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow] | None]:
         """(row, chunks or None) if ``user_id`` owns the file or it is shared with them; FileNotFound otherwise."""
         entry = await self.file_access(file_id)
         if may_read(entry, user_id):
@@ -137,7 +137,7 @@ class Permissions:
                 return row, chunks
         raise FileNotFound(file_id)
 
-    async def owned(self, user_id: int, file_id: str) -> tuple[Row, list[Row] | None]:
+    async def owned(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow] | None]:
         """(row, chunks or None) if ``user_id`` owns the file; FileNotFound otherwise, whether or not it exists."""
         entry = await self.file_access(file_id)
         if owns(entry, user_id):

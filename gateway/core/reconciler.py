@@ -18,17 +18,20 @@ import structlog
 
 from gateway.config import Config
 from gateway.core.clock import Clock, stamp_ago, stamp_now
+from gateway.core.outcomes import Settlement
 from gateway.core.uploads import Uploads
 from gateway.db import Database
 from gateway.db import files as files_db
 from storage import StoreError
 
 log = structlog.get_logger("gateway.reconciler")
+# The outcomes a round counts (besides how many uploads it checked and failed on); not ``unchanged``.
+COUNTED = (Settlement.COMPLETED, Settlement.ABANDONED, Settlement.BUSY)
 
 
 async def reconcile_once(config: Config, db: Database, uploads: Uploads, clock: Clock) -> dict[str, int]:
     """One round; how many uploads it checked, completed, abandoned, skipped (busy) and failed on."""
-    counts = {"checked": 0, "completed": 0, "abandoned": 0, "busy": 0, "errors": 0}
+    counts: dict[str, int] = {"checked": 0, **dict.fromkeys(COUNTED, 0), "errors": 0}
     abandon_before = stamp_ago(clock, config.abandon_after)
     rows = await files_db.uploads_to_check(
         db, stamp_ago(clock, config.reconcile_grace), stamp_ago(clock, config.reconcile_recheck), abandon_before,
@@ -42,7 +45,7 @@ async def reconcile_once(config: Config, db: Database, uploads: Uploads, clock: 
             counts["errors"] += 1
             log.warning("reconcile_failed", file_id=row["id"], error=str(exc))
             continue
-        if outcome != "busy":
+        if outcome != Settlement.BUSY:
             await files_db.mark_checked(db, row["id"], stamp_now(clock))
         if outcome in counts:
             counts[outcome] += 1

@@ -27,10 +27,13 @@ from gateway.core.errors import ChunkIndexOutOfRange, ChunksMissing, NotUploadin
 from gateway.core.leases import Leases
 from gateway.core.metrics import Metrics
 from gateway.core.limits import Limits
+from gateway.core.outcomes import Settlement
 from gateway.core.permissions import Permissions
-from gateway.db import Database, Row
+from gateway.db import Database
 from gateway.db import files as files_db
+from gateway.db.files import ChunkRow, FileRow
 from protocol.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_checksum, hex_to_b64
+from protocol.states import ChunkStatus, FileStatus
 from storage import ChecksumMismatch, CompletedPart, ObjectStore, PresignedRequest, StoredPart, UploadNotFound
 
 log = structlog.get_logger("gateway.uploads")
@@ -55,7 +58,15 @@ def new_file_id() -> str:
     return secrets.token_hex(16)
 
 
-def verified_parts(chunks: list[Row], parts: list[StoredPart]) -> dict[int, StoredPart]:
+def upload_id_of(row: FileRow) -> str:
+    """The store's multipart upload of a file that is uploading: every such row has one (the status
+    changes and the id is cleared in one statement)."""
+    if row["upload_id"] is None:
+        raise RuntimeError(f"file {row['id']} is {row['status']} without a multipart upload in the store")
+    return row["upload_id"]
+
+
+def verified_parts(chunks: list[ChunkRow], parts: list[StoredPart]) -> dict[int, StoredPart]:
     """Chunk index -> the stored part that holds exactly that chunk."""
     by_number = {part.part_number: part for part in parts}
     verified = {}
@@ -94,25 +105,26 @@ class Uploads:
         """
         same = await files_db.latest_upload_of(self.db, user_id, claim.fingerprint, claim.file_name)
         if same is not None:
-            if same["status"] == "uploading":
+            if same["status"] == FileStatus.UPLOADING:
                 await self.resume(same["id"])
             return same["id"], False
         if await files_db.holds_verified_content(self.db, user_id, claim.fingerprint):
             # Deduplicated: the user's own verified content; no bytes move.
-            file_id = await self._create_file(user_id, claim, status="uploaded", upload_id=None, copy_of_own_content=True)
+            file_id = await self._create_file(user_id, claim, status=FileStatus.UPLOADED, upload_id=None,
+                                              copy_of_own_content=True)
             if file_id is not None:
                 return file_id, True
             # Their last copy was deleted meanwhile: the bytes must be uploaded after all.
         if not claim.chunks:
             await self._store_empty_content()
-            file_id = await self._create_file(user_id, claim, status="uploaded", upload_id=None)
+            file_id = await self._create_file(user_id, claim, status=FileStatus.UPLOADED, upload_id=None)
             assert file_id is not None, "only a copy of own content is ever refused"
             return file_id, True
         await self.limits.precheck(user_id, claim.file_size, uploading=True)  # before any work in the store
         key = content_key(claim.fingerprint)
         upload_id = await self.store.start_multipart(key)
         try:
-            file_id = await self._create_file(user_id, claim, status="uploading", upload_id=upload_id)
+            file_id = await self._create_file(user_id, claim, status=FileStatus.UPLOADING, upload_id=upload_id)
             assert file_id is not None, "only a copy of own content is ever refused"
             return file_id, True
         except Exception:
@@ -120,7 +132,7 @@ class Uploads:
             await self.store.abort_multipart(key, upload_id)
             raise
 
-    async def _create_file(self, user_id: int, claim: UploadClaim, *, status: str, upload_id: str | None,
+    async def _create_file(self, user_id: int, claim: UploadClaim, *, status: FileStatus, upload_id: str | None,
                            copy_of_own_content: bool = False) -> str | None:
         """Insert the file and its chunks.
 
@@ -135,12 +147,12 @@ class Uploads:
         """
         file_id = new_file_id()
         now = stamp_now(self.clock)
-        chunk_status = "uploaded" if status == "uploaded" else "pending"
+        chunk_status = ChunkStatus.UPLOADED if status == FileStatus.UPLOADED else ChunkStatus.PENDING
         file = {
             "id": file_id, "owner_id": user_id, "file_name": claim.file_name, "file_size": claim.file_size,
             "file_type": claim.file_type, "fingerprint": claim.fingerprint, "chunk_size": claim.chunk_size,
             "total_chunks": len(claim.chunks), "status": status, "upload_id": upload_id,
-            "created_at": now, "updated_at": now, "completed_at": now if status == "uploaded" else None,
+            "created_at": now, "updated_at": now, "completed_at": now if status == FileStatus.UPLOADED else None,
         }
         chunks = [
             {"idx": index, "fingerprint": fp, "size": chunk_length(index, claim.file_size, claim.chunk_size),
@@ -148,13 +160,13 @@ class Uploads:
             for index, fp in enumerate(claim.chunks)
         ]
         async with self.db.transaction() as conn:
-            await self.limits.check_start(conn, user_id, claim.file_size, uploading=status == "uploading")
+            await self.limits.check_start(conn, user_id, claim.file_size, uploading=status == FileStatus.UPLOADING)
             await self.db.lock_content(conn, claim.fingerprint)
             if copy_of_own_content and not await files_db.holds_verified_content(conn, user_id, claim.fingerprint):
                 return None
             await files_db.insert_file(conn, file, chunks)
         self.metrics.upload_started(claim.file_size)
-        if status == "uploaded":
+        if status == FileStatus.UPLOADED:
             self.metrics.uploads_completed.inc()
         log.info("file_created", file_id=file_id, status=status, size=claim.file_size, chunks=len(claim.chunks))
         return file_id
@@ -178,7 +190,7 @@ class Uploads:
         (bench/limits.py measures /healthz meanwhile).
         """
         row, _ = await self.permissions.owned(user_id, file_id)
-        if row["status"] != "uploading":
+        if row["status"] != FileStatus.UPLOADING:
             raise NotUploading(row["status"])
         async with self._presigning:
             presigned = await self._presign(row, indexes)
@@ -186,10 +198,10 @@ class Uploads:
         await files_db.touch(self.db, file_id, stamp_now(self.clock))
         return presigned
 
-    async def _presign(self, row: Row, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
+    async def _presign(self, row: FileRow, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
         chunks = await files_db.get_chunks(self.db, row["id"])
         if indexes is None:
-            wanted = {c["idx"] for c in chunks if c["status"] != "uploaded"}
+            wanted = {c["idx"] for c in chunks if c["status"] != ChunkStatus.UPLOADED}
         else:
             out_of_range = [i for i in indexes if not 0 <= i < row["total_chunks"]]
             if out_of_range:
@@ -197,18 +209,20 @@ class Uploads:
             wanted = set(indexes)
         parts = [(c["idx"] + 1, hex_to_b64(c["fingerprint"])) for c in chunks if c["idx"] in wanted]
         presigned = await self.store.presign_upload_parts(
-            content_key(row["fingerprint"]), row["upload_id"], parts, self.config.upload_url_ttl
+            content_key(row["fingerprint"]), upload_id_of(row), parts, self.config.upload_url_ttl
         )
         return [(number - 1, request) for (number, _), request in zip(parts, presigned, strict=True)]
 
-    async def _mark_chunks(self, file_id: str, upload_id: str, chunks: list[Row], verified: dict[int, StoredPart]) -> None:
+    async def _mark_chunks(self, file_id: str, upload_id: str, chunks: list[ChunkRow],
+                           verified: dict[int, StoredPart]) -> None:
         """Record which chunks the store lists in ``upload_id``.
 
         Only the chunks whose record differs are written (``chunks`` as read before
         the part list): reading the list of a 5,120-part upload again writes only what is new.
         """
         known = {chunk["idx"]: (chunk["status"], chunk["etag"]) for chunk in chunks}
-        etags = {index: part.etag for index, part in verified.items() if known.get(index) != ("uploaded", part.etag)}
+        etags = {index: part.etag for index, part in verified.items()
+                 if known.get(index) != (ChunkStatus.UPLOADED, part.etag)}
         if etags:
             async with self.db.transaction() as conn:
                 await files_db.mark_chunks(conn, file_id, upload_id, etags, stamp_now(self.clock))
@@ -216,22 +230,23 @@ class Uploads:
     async def refresh_from_store(self, file_id: str) -> dict[int, StoredPart] | None:
         """Ask the store which chunks it holds. None when the multipart upload is gone."""
         row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != "uploading":
+        if row is None or row["status"] != FileStatus.UPLOADING:
             return None
+        upload_id = upload_id_of(row)
         chunks = await files_db.get_chunks(self.db, file_id)
         try:
-            parts = await self.store.list_parts(content_key(row["fingerprint"]), row["upload_id"])
+            parts = await self.store.list_parts(content_key(row["fingerprint"]), upload_id)
         except UploadNotFound:
             return None
         verified = verified_parts(chunks, parts)
-        await self._mark_chunks(file_id, row["upload_id"], chunks, verified)
+        await self._mark_chunks(file_id, upload_id, chunks, verified)
         return verified
 
     async def resume(self, file_id: str) -> None:
         """Bring chunk statuses up to date; restart the multipart upload if the store dropped it."""
         async with self.leases.hold(file_id):
             row = await files_db.get_file(self.db, file_id)
-            if row is None or row["status"] != "uploading":
+            if row is None or row["status"] != FileStatus.UPLOADING:
                 return
             if await self.refresh_from_store(file_id) is not None:
                 return
@@ -245,7 +260,7 @@ class Uploads:
 
     # --- settling -----------------------------------------------------------------------------------
 
-    async def _object_matches(self, row: Row) -> bool:
+    async def _object_matches(self, row: FileRow) -> bool:
         stored = await self.store.stat(content_key(row["fingerprint"]))
         return (
             stored is not None
@@ -253,7 +268,7 @@ class Uploads:
             and stored.sha256_checksum == composite_checksum(row["fingerprint"], row["total_chunks"])
         )
 
-    async def _settle_from_object(self, row: Row) -> bool:
+    async def _settle_from_object(self, row: FileRow) -> bool:
         """The multipart upload is gone (we completed it, then crashed before recording it).
 
         The object alone proves nothing about *this* user: another user's upload
@@ -285,8 +300,8 @@ class Uploads:
             await self.permissions.invalidate(file_id)
         return changed
 
-    async def complete(self, file_id: str, *, strict: bool = True) -> str:
-        """Finish the upload once the store holds every chunk; return the file's status.
+    async def complete(self, file_id: str, *, strict: bool = True) -> FileStatus | None:
+        """Finish the upload once the store holds every chunk; return the file's status (None: no such file).
 
         ``strict`` raises ChunksMissing (or UploadGone) when it cannot finish
         (the client asked); otherwise (events, reconciliation) it returns quietly.
@@ -294,54 +309,54 @@ class Uploads:
         async with self.leases.hold(file_id):
             return await self._complete_held(file_id, strict=strict)
 
-    async def _complete_held(self, file_id: str, *, strict: bool) -> str:
+    async def _complete_held(self, file_id: str, *, strict: bool) -> FileStatus | None:
         row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != "uploading":
-            return row["status"] if row else "missing"
-        key = content_key(row["fingerprint"])
+        if row is None or row["status"] != FileStatus.UPLOADING:
+            return row["status"] if row else None
+        key, upload_id = content_key(row["fingerprint"]), upload_id_of(row)
         chunks = await files_db.get_chunks(self.db, file_id)
         try:
-            parts = await self.store.list_parts(key, row["upload_id"])
+            parts = await self.store.list_parts(key, upload_id)
         except UploadNotFound:
             if await self._settle_from_object(row):
-                return "uploaded"
+                return FileStatus.UPLOADED
             if strict:
                 raise UploadGone() from None
-            return "uploading"
+            return FileStatus.UPLOADING
         verified = verified_parts(chunks, parts)
-        await self._mark_chunks(file_id, row["upload_id"], chunks, verified)
+        await self._mark_chunks(file_id, upload_id, chunks, verified)
         missing = [c["idx"] for c in chunks if c["idx"] not in verified]
         if missing:
             if strict:
                 raise ChunksMissing(missing)
-            return "uploading"
+            return FileStatus.UPLOADING
         completed = [CompletedPart(c["idx"] + 1, verified[c["idx"]].etag, hex_to_b64(c["fingerprint"])) for c in chunks]
         try:
-            await self.store.complete_multipart(key, row["upload_id"], completed)
+            await self.store.complete_multipart(key, upload_id, completed)
         except ChecksumMismatch as exc:
             return await self._fail_and_discard(row, f"the store's bytes do not match the chunk fingerprints ({exc})")
         except UploadNotFound:
             pass  # completed concurrently (a lease outlived): the object check below decides
         if await self._object_matches(row):
             await self._mark_uploaded(file_id)
-            return "uploaded"
+            return FileStatus.UPLOADED
         return await self._fail_and_discard(row, "the stored object's checksum does not match the file fingerprint")
 
     async def finish(self, user_id: int, file_id: str) -> None:
         """The owner asks to complete: ChunksMissing, UploadGone or VerificationFailed unless it is uploaded."""
         await self.permissions.owned(user_id, file_id)
-        if await self.complete(file_id) == "failed":
+        if await self.complete(file_id) == FileStatus.FAILED:
             row, _ = await self.permissions.owned(user_id, file_id)
-            raise VerificationFailed(row["failure_reason"])
+            raise VerificationFailed(row["failure_reason"] or "no reason recorded")
 
-    async def _fail_and_discard(self, row: Row, reason: str) -> str:
+    async def _fail_and_discard(self, row: FileRow, reason: str) -> FileStatus:
         """Mark the file failed and remove its partial data, never content another file relies on."""
-        await self.store.abort_multipart(content_key(row["fingerprint"]), row["upload_id"])
+        await self.store.abort_multipart(content_key(row["fingerprint"]), upload_id_of(row))
         await self._mark_failed(row["id"], reason)
-        still_needed = await files_db.content_referenced(self.db, row["fingerprint"], ("uploaded",))
+        still_needed = await files_db.content_referenced(self.db, row["fingerprint"], (FileStatus.UPLOADED,))
         if not still_needed and not await self._object_matches(row):
             await self.store.delete(content_key(row["fingerprint"]))
-        return "failed"
+        return FileStatus.FAILED
 
     async def abandon(self, file_id: str) -> bool:
         """Abort an upload nobody finished; an upload that completed is never touched."""
@@ -350,27 +365,25 @@ class Uploads:
 
     async def _abandon_held(self, file_id: str) -> bool:
         row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != "uploading":
+        if row is None or row["status"] != FileStatus.UPLOADING:
             return False
         if await self._settle_from_object(row):
             return False
-        await self.store.abort_multipart(content_key(row["fingerprint"]), row["upload_id"])
+        await self.store.abort_multipart(content_key(row["fingerprint"]), upload_id_of(row))
         return await self._mark_failed(file_id, "abandoned: no progress for too long; upload it again")
 
-    async def settle_if_free(self, file_id: str, *, abandon: bool) -> str:
-        """The reconciler's step: abandon or complete, unless another gateway is settling it right now.
-
-        Returns ``busy`` (someone holds the lease), ``abandoned``, ``completed`` or ``unchanged``.
-        """
+    async def settle_if_free(self, file_id: str, *, abandon: bool) -> Settlement:
+        """The reconciler's step: abandon or complete, unless another gateway is settling it right now."""
         async with self.leases.hold_if_free(file_id) as held:
             if not held:
-                return "busy"
+                return Settlement.BUSY
             row = await files_db.get_file(self.db, file_id)
-            if row is None or row["status"] != "uploading":
-                return "unchanged"  # settled since the reconciler listed it
+            if row is None or row["status"] != FileStatus.UPLOADING:
+                return Settlement.UNCHANGED  # settled since the reconciler listed it
             if abandon:
-                return "abandoned" if await self._abandon_held(file_id) else "unchanged"
-            return "completed" if await self._complete_held(file_id, strict=False) == "uploaded" else "unchanged"
+                return Settlement.ABANDONED if await self._abandon_held(file_id) else Settlement.UNCHANGED
+            completed = await self._complete_held(file_id, strict=False) == FileStatus.UPLOADED
+            return Settlement.COMPLETED if completed else Settlement.UNCHANGED
 
     # --- inline uploads -----------------------------------------------------------------------------
 
@@ -379,19 +392,18 @@ class Uploads:
         file_id, _created = await self.start(user_id, claim)
         await self._send_spooled_chunks(file_id, spool)
         status = await self.complete(file_id)
-        if status != "uploaded":
-            raise StoreDidNotAccept(status)
+        if status != FileStatus.UPLOADED:
+            raise StoreDidNotAccept(status or "missing")
         return file_id
 
     async def _send_spooled_chunks(self, file_id: str, spool: BinaryIO) -> None:
         row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != "uploading":
-            return  # deduplicated, an empty file, or deleted meanwhile (complete() then says "missing")
+        if row is None or row["status"] != FileStatus.UPLOADING:
+            return  # deduplicated, an empty file, or deleted meanwhile (complete() then says None)
+        key, upload_id = content_key(row["fingerprint"]), upload_id_of(row)
         for chunk in await files_db.get_chunks(self.db, file_id):
-            if chunk["status"] == "uploaded":
+            if chunk["status"] == ChunkStatus.UPLOADED:
                 continue
             spool.seek(chunk["idx"] * row["chunk_size"])
             data = spool.read(chunk["size"])
-            await self.store.upload_part(
-                content_key(row["fingerprint"]), row["upload_id"], chunk["idx"] + 1, data, hex_to_b64(chunk["fingerprint"])
-            )
+            await self.store.upload_part(key, upload_id, chunk["idx"] + 1, data, hex_to_b64(chunk["fingerprint"]))

@@ -2,17 +2,22 @@
 
 Every function takes ``on``: the :class:`~gateway.db.Database` (the query runs
 on its own, a short read or a one-statement transaction) or a connection of a
-transaction the caller holds. Rows come back as dicts.
+transaction the caller holds. Rows come back as dicts; those the core reads
+a file's or a chunk's state from are typed (:class:`FileRow`, :class:`ChunkRow`,
+:class:`FileFacts`), their statuses members of protocol/states.py's enums (the
+columns' StatusText reads them so).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NotRequired, TypedDict, cast
 
 from sqlalchemy import bindparam, case, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
 from gateway.db.tables import chunks, files, shares, users
+from protocol.states import ChunkStatus, FileStatus
 
 On = Database | AsyncConnection
 
@@ -26,24 +31,82 @@ FILE_COLUMNS = (
 FILE_SELECT = select(*FILE_COLUMNS).select_from(files.join(users, users.c.id == files.c.owner_id))
 CHUNK_COLUMNS = (chunks.c.idx, chunks.c.fingerprint, chunks.c.size, chunks.c.status, chunks.c.etag)
 # Statuses of a file that needs its content: an upload under way will write it, an uploaded file serves it.
-REFERENCING = ("uploading", "uploaded")
+REFERENCING = (FileStatus.UPLOADING, FileStatus.UPLOADED)
 # One chunk the store lists, with the ETag it gave: written only if the row says otherwise.
 MARK_CHUNK = (
     update(chunks)
     .where(chunks.c.file_id == bindparam("chunk_file"), chunks.c.idx == bindparam("chunk_index"),
-           or_(chunks.c.status != "uploaded", chunks.c.etag.is_distinct_from(bindparam("listed_etag"))))
-    .values(status="uploaded", etag=bindparam("listed_etag"))
+           or_(chunks.c.status != ChunkStatus.UPLOADED, chunks.c.etag.is_distinct_from(bindparam("listed_etag"))))
+    .values(status=ChunkStatus.UPLOADED, etag=bindparam("listed_etag"))
 )
+
+
+# --- the rows the core reads, typed ---------------------------------------------------------------
+
+class FileRow(TypedDict):
+    """A file as FILE_COLUMNS read it."""
+
+    id: str
+    seq: int
+    owner_id: int
+    owner_name: str
+    file_name: str
+    file_size: int
+    file_type: str
+    fingerprint: str
+    chunk_size: int
+    total_chunks: int
+    status: FileStatus
+    failure_reason: str | None
+    upload_id: str | None
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+    shared_at: NotRequired[str]  # in shared_files_page only: when it was shared with the reader
+
+
+class ChunkRow(TypedDict):
+    """A chunk as CHUNK_COLUMNS read it."""
+
+    idx: int
+    fingerprint: str
+    size: int
+    status: ChunkStatus
+    etag: str | None
+
+
+class FileFacts(TypedDict):
+    """What a change to a file is decided on (file_for_change)."""
+
+    owner_id: int
+    fingerprint: str
+    status: FileStatus
+    upload_id: str | None
+
+
+def file_row(values: Mapping[str, Any]) -> FileRow:
+    """A copy of a FileRow kept elsewhere (the permission cache), its status a member again (ValueError if none):
+    a JSON cache gives strings back."""
+    return cast(FileRow, {**values, "status": FileStatus(values["status"])})
+
+
+def chunk_rows(values: list[dict[str, Any]]) -> list[ChunkRow]:
+    """ChunkRows kept elsewhere, as :func:`file_row`; the very list when its statuses are members already
+    (the memory cache keeps what it was given: no copy of a 5,120-chunk list per read)."""
+    if all(isinstance(chunk["status"], ChunkStatus) for chunk in values):
+        return cast(list[ChunkRow], values)
+    return [cast(ChunkRow, {**chunk, "status": ChunkStatus(chunk["status"])}) for chunk in values]
 
 
 # --- reading --------------------------------------------------------------------------------------
 
-async def get_file(on: On, file_id: str) -> Row | None:
-    return await fetch_one(on, FILE_SELECT.where(files.c.id == file_id))
+async def get_file(on: On, file_id: str) -> FileRow | None:
+    return cast(FileRow | None, await fetch_one(on, FILE_SELECT.where(files.c.id == file_id)))
 
 
-async def get_chunks(on: On, file_id: str) -> list[Row]:
-    return await fetch(on, select(*CHUNK_COLUMNS).where(chunks.c.file_id == file_id).order_by(chunks.c.idx))
+async def get_chunks(on: On, file_id: str) -> list[ChunkRow]:
+    query = select(*CHUNK_COLUMNS).where(chunks.c.file_id == file_id).order_by(chunks.c.idx)
+    return cast(list[ChunkRow], await fetch(on, query))
 
 
 async def uploaded_counts(on: On, file_ids: Sequence[str]) -> dict[str, int]:
@@ -52,7 +115,7 @@ async def uploaded_counts(on: On, file_ids: Sequence[str]) -> dict[str, int]:
     if file_ids:
         query = (
             select(chunks.c.file_id, func.count().label("uploaded"))
-            .where(chunks.c.file_id.in_(list(file_ids)), chunks.c.status == "uploaded")
+            .where(chunks.c.file_id.in_(list(file_ids)), chunks.c.status == ChunkStatus.UPLOADED)
             .group_by(chunks.c.file_id)
         )
         for row in await fetch(on, query):
@@ -61,17 +124,18 @@ async def uploaded_counts(on: On, file_ids: Sequence[str]) -> dict[str, int]:
 
 
 async def own_files_page(on: On, owner_id: int, limit: int, *, before_seq: int | None = None,
-                         fingerprint: str | None = None) -> list[Row]:
+                         fingerprint: str | None = None) -> list[FileRow]:
     """Up to ``limit`` of the owner's files, newest first (files_by_owner), below ``before_seq``."""
     query = FILE_SELECT.where(files.c.owner_id == owner_id)
     if fingerprint is not None:
         query = query.where(files.c.fingerprint == fingerprint)
     if before_seq is not None:
         query = query.where(files.c.seq < before_seq)
-    return await fetch(on, query.order_by(files.c.seq.desc()).limit(limit))
+    return cast(list[FileRow], await fetch(on, query.order_by(files.c.seq.desc()).limit(limit)))
 
 
-async def shared_files_page(on: On, user_id: int, limit: int, *, before: tuple[str, str] | None = None) -> list[Row]:
+async def shared_files_page(on: On, user_id: int, limit: int, *,
+                            before: tuple[str, str] | None = None) -> list[FileRow]:
     """Up to ``limit`` files shared with the user, newest share first (shares_by_user_newest), below ``before``.
 
     ``before`` is the (share time, file id) of the last file of the previous page.
@@ -83,42 +147,43 @@ async def shared_files_page(on: On, user_id: int, limit: int, *, before: tuple[s
     )
     if before is not None:
         query = query.where(tuple_(shares.c.created_at, shares.c.file_id) < tuple_(*before))
-    return await fetch(on, query.order_by(shares.c.created_at.desc(), shares.c.file_id.desc()).limit(limit))
+    query = query.order_by(shares.c.created_at.desc(), shares.c.file_id.desc()).limit(limit)
+    return cast(list[FileRow], await fetch(on, query))
 
 
-async def latest_upload_of(on: On, owner_id: int, fingerprint: str, file_name: str) -> Row | None:
+async def latest_upload_of(on: On, owner_id: int, fingerprint: str, file_name: str) -> FileRow | None:
     """The owner's newest file with this content and name that is uploading or uploaded (resume, repeat)."""
     query = (
-        select(files.c.id, files.c.status)
+        FILE_SELECT
         .where(files.c.owner_id == owner_id, files.c.fingerprint == fingerprint, files.c.file_name == file_name,
                files.c.status.in_(REFERENCING))
         .order_by(files.c.seq.desc())
         .limit(1)
     )
-    return await fetch_one(on, query)
+    return cast(FileRow | None, await fetch_one(on, query))
 
 
 async def holds_verified_content(on: On, owner_id: int, fingerprint: str) -> bool:
     query = select(files.c.seq).where(
-        files.c.owner_id == owner_id, files.c.fingerprint == fingerprint, files.c.status == "uploaded"
+        files.c.owner_id == owner_id, files.c.fingerprint == fingerprint, files.c.status == FileStatus.UPLOADED
     ).limit(1)
     return await fetch_one(on, query) is not None
 
 
-async def content_referenced(on: On, fingerprint: str, statuses: Iterable[str] = REFERENCING) -> bool:
+async def content_referenced(on: On, fingerprint: str, statuses: Iterable[FileStatus] = REFERENCING) -> bool:
     """Whether any file of anyone with this fingerprint is in one of ``statuses``."""
     query = select(files.c.seq).where(files.c.fingerprint == fingerprint, files.c.status.in_(list(statuses))).limit(1)
     return await fetch_one(on, query) is not None
 
 
-async def count_with_content(on: On, fingerprint: str, status: str) -> int:
+async def count_with_content(on: On, fingerprint: str, status: FileStatus) -> int:
     return await fetch_value(
         on, select(func.count()).select_from(files).where(files.c.fingerprint == fingerprint, files.c.status == status)
     )
 
 
 async def uploading_with_content(on: On, fingerprint: str) -> list[str]:
-    query = select(files.c.id).where(files.c.fingerprint == fingerprint, files.c.status == "uploading")
+    query = select(files.c.id).where(files.c.fingerprint == fingerprint, files.c.status == FileStatus.UPLOADING)
     return [row["id"] for row in await fetch(on, query)]
 
 
@@ -132,7 +197,7 @@ async def uploads_to_check(on: On, quiet_since: str, checked_before: str, abando
     )
     query = (
         select(files.c.id, files.c.updated_at)
-        .where(files.c.status == "uploading", files.c.updated_at <= quiet_since, due)
+        .where(files.c.status == FileStatus.UPLOADING, files.c.updated_at <= quiet_since, due)
         .order_by(func.coalesce(files.c.checked_at, files.c.updated_at), files.c.seq)
         .limit(limit)
     )
@@ -145,14 +210,14 @@ async def mark_checked(on: On, file_id: str, now: str) -> int:
 
 
 async def pending_chunks(on: On, file_id: str) -> int:
-    query = select(func.count()).select_from(chunks).where(chunks.c.file_id == file_id, chunks.c.status != "uploaded")
+    query = select(func.count()).select_from(chunks).where(chunks.c.file_id == file_id, chunks.c.status != ChunkStatus.UPLOADED)
     return await fetch_value(on, query)
 
 
 async def unverified_chunks(on: On, file_id: str) -> int:
     """Chunks the store has not listed as parts of the file's current upload (marked without an ETag)."""
     query = select(func.count()).select_from(chunks).where(
-        chunks.c.file_id == file_id, or_(chunks.c.status != "uploaded", chunks.c.etag.is_(None))
+        chunks.c.file_id == file_id, or_(chunks.c.status != ChunkStatus.UPLOADED, chunks.c.etag.is_(None))
     )
     return await fetch_value(on, query)
 
@@ -161,7 +226,7 @@ async def usage_of(on: On, owner_id: int) -> Row:
     """``used_bytes`` (sizes of the owner's uploaded and uploading files) and ``uploading`` (how many are)."""
     query = select(
         func.coalesce(func.sum(files.c.file_size), 0).label("used_bytes"),
-        func.coalesce(func.sum(case((files.c.status == "uploading", 1), else_=0)), 0).label("uploading"),
+        func.coalesce(func.sum(case((files.c.status == FileStatus.UPLOADING, 1), else_=0)), 0).label("uploading"),
     ).where(files.c.owner_id == owner_id, files.c.status.in_(REFERENCING))
     row = await fetch_one(on, query)
     assert row is not None, "an aggregate without GROUP BY answers one row"
@@ -173,7 +238,7 @@ async def usage_of(on: On, owner_id: int) -> Row:
 async def upload_by_store_id(on: On, upload_id: str) -> Row | None:
     """The file (still uploading) whose multipart upload this is, and its mark."""
     query = select(files.c.id, files.c.parts_marked_at).where(
-        files.c.upload_id == upload_id, files.c.status == "uploading"
+        files.c.upload_id == upload_id, files.c.status == FileStatus.UPLOADING
     )
     return await fetch_one(on, query)
 
@@ -182,7 +247,7 @@ async def mark_parts(on: On, file_id: str, now: str) -> int:
     """Ask for the upload's part list to be read; a mark already there stays (the burst's first)."""
     return await change(
         on,
-        update(files).where(files.c.id == file_id, files.c.status == "uploading", files.c.parts_marked_at.is_(None))
+        update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING, files.c.parts_marked_at.is_(None))
         .values(parts_marked_at=now),
     )
 
@@ -244,11 +309,11 @@ async def restart_upload(conn: AsyncConnection, file_id: str, upload_id: str, no
     """A new multipart upload for a file still uploading; every chunk is pending again."""
     changed = await change(
         conn,
-        update(files).where(files.c.id == file_id, files.c.status == "uploading")
+        update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING)
         .values(upload_id=upload_id, updated_at=now),
     )
     if changed:
-        await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status="pending", etag=None))
+        await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status=ChunkStatus.PENDING, etag=None))
     return changed
 
 
@@ -256,11 +321,11 @@ async def mark_uploaded(conn: AsyncConnection, file_id: str, now: str) -> bool:
     """uploading -> uploaded (only from uploading: a second settle changes nothing)."""
     changed = await change(
         conn,
-        update(files).where(files.c.id == file_id, files.c.status == "uploading")
-        .values(status="uploaded", upload_id=None, completed_at=now, updated_at=now),
+        update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING)
+        .values(status=FileStatus.UPLOADED, upload_id=None, completed_at=now, updated_at=now),
     )
     if changed:
-        await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status="uploaded"))
+        await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status=ChunkStatus.UPLOADED))
     return bool(changed)
 
 
@@ -268,20 +333,20 @@ async def mark_failed(on: On, file_id: str, reason: str, now: str) -> bool:
     """uploading -> failed, with the reason the owner will read."""
     changed = await change(
         on,
-        update(files).where(files.c.id == file_id, files.c.status == "uploading")
-        .values(status="failed", failure_reason=reason, upload_id=None, updated_at=now),
+        update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING)
+        .values(status=FileStatus.FAILED, failure_reason=reason, upload_id=None, updated_at=now),
     )
     return bool(changed)
 
 
-async def file_for_change(conn: AsyncConnection, file_id: str) -> Row | None:
+async def file_for_change(conn: AsyncConnection, file_id: str) -> FileFacts | None:
     """The facts a change is decided on, locked until ``conn`` commits (FOR UPDATE; SQLite's writer lock)."""
     query = (
         select(files.c.owner_id, files.c.fingerprint, files.c.status, files.c.upload_id)
         .where(files.c.id == file_id)
         .with_for_update()
     )
-    return await fetch_one(conn, query)
+    return cast(FileFacts | None, await fetch_one(conn, query))
 
 
 async def delete_file(conn: AsyncConnection, file_id: str) -> int:

@@ -3,12 +3,44 @@
 The schema itself is made by the Alembic revisions in gateway/db/migrations/;
 this module describes what they build, for writing queries. Timestamps are
 ISO-8601 UTC text (they sort as text and read the same on both engines).
+Statuses are text too, read as members of protocol/states.py's enums (:class:`StatusText`).
 """
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Integer, MetaData, Table, Text
+import enum
+from typing import Any, TypeVar
 
+from sqlalchemy import BigInteger, Column, Dialect, ForeignKey, Integer, MetaData, Table, Text
+from sqlalchemy.types import TypeDecorator
+
+from protocol.states import ChunkStatus, FileStatus
+
+S = TypeVar("S", bound=enum.StrEnum)
 metadata = MetaData()
+
+
+class StatusText(TypeDecorator[S]):
+    """A TEXT column (the SQL stays as it was) whose values are members of ``states``.
+
+    Read: the text becomes its member, so ``row["status"] is FileStatus.UPLOADED``;
+    a value that is no member (a row written by other code, a typo in a hand-made
+    fix) raises ValueError instead of passing through. Written or compared: a
+    member or its string, checked the same way before any SQL runs.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, states: type[S]):
+        super().__init__()
+        self.states = states
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.states(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> S | None:
+        return None if value is None else self.states(value)
+
 
 users = Table(
     "users",
@@ -38,7 +70,7 @@ files = Table(
     Column("fingerprint", Text, nullable=False),
     Column("chunk_size", BigInteger, nullable=False),
     Column("total_chunks", Integer, nullable=False),
-    Column("status", Text, nullable=False),  # uploading | uploaded | failed
+    Column("status", StatusText(FileStatus), nullable=False),
     Column("failure_reason", Text),
     Column("upload_id", Text, unique=True),  # the store's multipart upload while uploading
     Column("created_at", Text, nullable=False),
@@ -60,7 +92,7 @@ chunks = Table(
     Column("idx", Integer, primary_key=True),
     Column("fingerprint", Text, nullable=False),
     Column("size", BigInteger, nullable=False),
-    Column("status", Text, nullable=False, server_default="pending"),  # pending | uploaded
+    Column("status", StatusText(ChunkStatus), nullable=False, server_default=ChunkStatus.PENDING.value),
     Column("etag", Text),
 )
 

@@ -8,11 +8,12 @@ from aiohttp import web
 
 from gateway.core import Core
 from gateway.core.files import Page
-from gateway.db import Row
+from gateway.db.files import ChunkRow, FileRow
 from gateway.http.parsing import own_cursor_after, shared_cursor_after
+from protocol.states import ChunkStatus, FileStatus
 
 
-def listed_file_json(row: Row, uploaded_chunks: int, download: tuple[str, int] | None = None) -> dict[str, Any]:
+def listed_file_json(row: FileRow, uploaded_chunks: int, download: tuple[str, int] | None = None) -> dict[str, Any]:
     """The file object as listings give it: without ``chunks`` (contract v1.1), the counts stay."""
     body: dict[str, Any] = {
         "file_id": row["id"],
@@ -27,7 +28,7 @@ def listed_file_json(row: Row, uploaded_chunks: int, download: tuple[str, int] |
         "total_chunks": row["total_chunks"],
         "uploaded_chunks": uploaded_chunks,
     }
-    if row["status"] == "failed":
+    if row["status"] == FileStatus.FAILED:
         body["failure_reason"] = row["failure_reason"]
     if row["completed_at"]:
         body["completed_at"] = row["completed_at"]
@@ -36,9 +37,9 @@ def listed_file_json(row: Row, uploaded_chunks: int, download: tuple[str, int] |
     return body
 
 
-def file_json(row: Row, chunks: list[Row], download: tuple[str, int] | None = None) -> dict[str, Any]:
+def file_json(row: FileRow, chunks: list[ChunkRow], download: tuple[str, int] | None = None) -> dict[str, Any]:
     """The whole file object, chunks included (GET /dropbox/v1/files/{id}, uploads)."""
-    body = listed_file_json(row, sum(1 for c in chunks if c["status"] == "uploaded"), download)
+    body = listed_file_json(row, sum(1 for c in chunks if c["status"] == ChunkStatus.UPLOADED), download)
     body["chunks"] = [{"index": c["idx"], "fingerprint": c["fingerprint"], "status": c["status"]} for c in chunks]
     return body
 
@@ -49,16 +50,16 @@ async def file_response(core: Core, user_id: int, file_id: str, status: int = 20
     return web.json_response(file_json(row, chunks, core.files.download(row)), status=status)
 
 
-def page_response(core: Core, page: Page, cursor_of: Callable[[Row], str]) -> web.Response:
+def page_response(core: Core, page: Page, cursor_of: Callable[[FileRow], str]) -> web.Response:
     """``{files, next_cursor}``; ``next_cursor`` null on the last page."""
     files = [listed_file_json(row, page.uploaded_chunks[row["id"]], core.files.download(row)) for row in page.rows]
     next_cursor = cursor_of(page.rows[-1]) if page.more else None
     return web.json_response({"files": files, "next_cursor": next_cursor})
 
 
-def own_cursor_of(row: Row) -> str:
+def own_cursor_of(row: FileRow) -> str:
     return own_cursor_after(row["seq"])
 
 
-def shared_cursor_of(row: Row) -> str:
+def shared_cursor_of(row: FileRow) -> str:
     return shared_cursor_after(row["shared_at"], row["id"])
