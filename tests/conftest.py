@@ -145,10 +145,10 @@ async def make_gateway(store, database_path, database_url, gateway_port):
     """Start a gateway (a real app on a real port, a real database of each engine) with config overrides."""
     started: list[Gateway] = []
 
-    async def make(**overrides) -> Gateway:
+    async def make(*, clock=None, **overrides) -> Gateway:
         overrides.setdefault("port", gateway_port)
         overrides.setdefault("database_url", database_url)
-        gateway = Gateway(gateway_config(store, database_path, **overrides))
+        gateway = Gateway(gateway_config(store, database_path, **overrides), clock)
         await gateway.start()
         started.append(gateway)
         return gateway

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from gateway.core.clock import Clock
 from gateway.http.app import create_app
 from gateway.config import Config
 from storage.embedded import EmbeddedStore, free_port
@@ -80,6 +81,8 @@ class Gateway:
     """A gateway app served on a real port; restartable on the same database."""
 
     config: Config
+    # The core's clock; None: the system's. A test that moves time passes a FakeClock (tests/core_fixtures.py).
+    clock: Clock | None = None
     runner: web.AppRunner | None = None
     app: web.Application | None = None
 
@@ -95,7 +98,7 @@ class Gateway:
         return f"http://127.0.0.1:{self.config.port}"
 
     async def start(self) -> Gateway:
-        self.app = create_app(self.config)
+        self.app = create_app(self.config, clock=self.clock)
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.config.port, reuse_address=True).start()

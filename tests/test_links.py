@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import fields
+from datetime import datetime, UTC
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ import pytest
 
 from gateway.config import Config
 from storage.embedded import free_port
+from tests.core_fixtures import FakeClock
 from tests.harness import Api, make_claim, upload
 
 CHUNK = 5 * 1024 * 1024
@@ -49,7 +51,8 @@ async def fetch(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes, dict
 
 
 async def stack(make_gateway, cdn, http, **overrides):
-    gateway = await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url, **overrides)
+    """A gateway on the real store and nginx, its clock moved by the test; an anonymous client; a user."""
+    gateway = await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url, clock=FakeClock(datetime.now(UTC)), **overrides)
     api = Api(http, gateway.url)
     return gateway, api.as_user(None), await api.signup()
 
@@ -188,7 +191,7 @@ async def test_wrong_passwords_are_throttled_across_gateway_processes(second_pro
 
 
 async def test_expired_revoked_and_deleted_links(make_gateway, cdn, http):
-    _, anonymous, owner = await stack(make_gateway, cdn, http)
+    gateway, anonymous, owner = await stack(make_gateway, cdn, http)
     file = await upload(owner, os.urandom(100), CHUNK)
     links_path = f"{FILES}/{file['file_id']}/links"
     short, revoked, of_deleted = [
@@ -210,7 +213,7 @@ async def test_expired_revoked_and_deleted_links(make_gateway, cdn, http):
     listed = (await owner.get(links_path)).body["links"]
     assert {link["link_id"] for link in listed} == {short["link_id"], of_deleted["link_id"]}
 
-    await asyncio.sleep(1.2)
+    gateway.clock.advance(1.2)  # the one-second link has expired
     token = token_of(short)
     error = assert_error(await anonymous.get(f"{LINKS}/{token}"), 410, "link_expired")
     assert error["expired_at"] == short["expires_at"]
@@ -300,7 +303,7 @@ async def test_the_page_downloads_without_script(make_gateway, cdn, http):
     # Revoked, expired and unknown links: pages with words that say which, and the contract's statuses.
     assert (await owner.delete(f"{LINKS}/{open_link['link_id']}")).status == 204
     short = (await owner.post(f"{FILES}/{file['file_id']}/links", json={"expires_in": 1})).body
-    await asyncio.sleep(1.2)
+    gateway.clock.advance(1.2)  # the one-second link has expired
     for url, method, status, words in (
         (open_link["url"], "GET", 404, "revoked"), (open_link["url"], "POST", 404, "revoked"),
         (short["url"], "GET", 410, "expired"), (short["url"], "POST", 410, "expired"),
