@@ -25,6 +25,7 @@ import pytest
 from protocol.fingerprints import fingerprint_stream
 from gateway.core.content import content_key
 from storage.embedded import free_port
+from tests.gates import Gate
 from tests.harness import Api
 
 MIB = 1024 * 1024
@@ -148,16 +149,6 @@ async def logged_in(gateway_url: str, http, tmp_path) -> Dbx:
 @pytest.fixture
 async def user(stack, http, tmp_path):
     return await logged_in(stack.url, http, tmp_path)
-
-
-async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 # -- accounts ------------------------------------------------------------------------
@@ -336,62 +327,75 @@ async def read_until(stream: asyncio.StreamReader, pattern: re.Pattern, buffer: 
         buffer += piece
 
 
-async def start_slow_upload(user, path: Path, min_uploaded: int):
-    """Start a rate-limited upload and return (process, file_id) once the gateway shows chunks in the store."""
-    process = await user.start("upload", str(path), "--parallel", "1", "--limit-rate", "6M")
-    buffer = bytearray()
-    match = await read_until(process.stderr, re.compile(r"file_id=([A-Za-z0-9_-]+)"), buffer)
-    file_id = match.group(1)
-
-    async def uploaded_chunks():
-        response = await user.api.get(f"/dropbox/v1/files/{file_id}")
-        assert response.status == 200, response.body
-        return response.body["uploaded_chunks"] >= min_uploaded and response.body
-
-    await wait_for(uploaded_chunks, timeout=60)
-    return process, file_id
+# A test that interrupts a transfer holds it at a gate (tests/gates.py) and waits until dbx is stuck there, so
+# the signal comes at the same point of the transfer however fast or loaded the machine is.
+PARALLEL = 2  # each command's --parallel: with this many requests held, every worker waits at the gate
 
 
-async def test_killed_upload_resumes_sending_only_missing_chunks(user, tmp_path):
-    total = 8
+@pytest.fixture
+async def store_gate(store):
+    """A gate in front of the store for the chunk PUTs."""
+    gate = await Gate(store.endpoint, methods=("PUT",)).start()
+    yield gate
+    await gate.stop()
+
+
+@pytest.fixture
+async def gated_user(make_gateway, store_gate, http, tmp_path):
+    """A user of a gateway whose presigned URLs name the store gate."""
+    gateway = await make_gateway(chunk_size=CHUNK, s3_public_endpoint=store_gate.url)
+    return await logged_in(gateway.url, http, tmp_path)
+
+
+async def start_held_upload(user, gate: Gate, path: Path, stored: int):
+    """Start an upload and return (process, file_id) once ``stored`` chunks are in the store and the rest held."""
+    gate.hold_after(stored)
+    process = await user.start("upload", str(path), "--parallel", str(PARALLEL))
+    match = await read_until(process.stderr, re.compile(r"file_id=([A-Za-z0-9_-]+)"), bytearray())
+    await gate.holding(PARALLEL)
+    assert gate.answered == [200] * stored, gate.answered
+    return process, match.group(1)
+
+
+async def test_killed_upload_resumes_sending_only_missing_chunks(gated_user, store_gate, tmp_path):
+    total, stored = 8, 3
     path = write_random(tmp_path / "big.bin", total * CHUNK - 1000)
-    process, file_id = await start_slow_upload(user, path, min_uploaded=2)
+    process, file_id = await start_held_upload(gated_user, store_gate, path, stored)
     process.kill()  # kill -9: no cleanup at all
     await process.wait()
+    store_gate.release()  # the held chunks never reach the store; the rerun's pass
 
-    before = (await user.api.get(f"/dropbox/v1/files/{file_id}")).body
+    before = (await gated_user.api.get(f"/dropbox/v1/files/{file_id}")).body
     assert before["status"] == "uploading", before
-    assert 2 <= before["uploaded_chunks"] < total, before
 
-    run = await user("upload", str(path), "--json")
+    run = await gated_user("upload", str(path), "--json")
     assert run.rc == 0, run
     [result] = run.json_lines()
     assert result["file_id"] == file_id
     assert result["resumed"] is True
     assert result["status"] == "uploaded"
-    assert result["chunks_skipped"] >= before["uploaded_chunks"]
-    assert result["chunks_sent"] == total - result["chunks_skipped"]
-    assert 0 < result["chunks_sent"] < total
+    assert (result["chunks_skipped"], result["chunks_sent"]) == (stored, total - stored), result
     assert "resuming" in run.stderr
-    info = await user("info", file_id, "--json")
+    info = await gated_user("info", file_id, "--json")
     assert info.json()["status"] == "uploaded" and info.json()["fingerprint"] == fingerprint_of(path)
 
 
-async def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(user, tmp_path):
-    total = 6
+async def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(gated_user, store_gate, tmp_path):
+    total, stored = 6, 2
     path = write_random(tmp_path / "interrupted.bin", total * CHUNK)
-    process, file_id = await start_slow_upload(user, path, min_uploaded=1)
+    process, file_id = await start_held_upload(gated_user, store_gate, path, stored)
     process.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(process.communicate(), 30)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    store_gate.release()
     assert process.returncode == 130, err.decode()[-2000:]
     assert b"interrupted" in err and b"Traceback" not in err
 
-    run = await user("upload", str(path), "--json", "--quiet")
+    run = await gated_user("upload", str(path), "--json", "--quiet")
     assert run.rc == 0, run
     assert run.stderr == ""
     [result] = run.json_lines()
     assert result["file_id"] == file_id and result["status"] == "uploaded"
-    assert result["chunks_skipped"] >= 1 and result["chunks_sent"] == total - result["chunks_skipped"]
+    assert (result["chunks_skipped"], result["chunks_sent"]) == (stored, total - stored), result
 
 
 async def test_ctrl_c_while_fingerprinting_a_large_file_stops_at_once(user, tmp_path):
