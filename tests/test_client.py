@@ -34,6 +34,7 @@ MIB = 1024 * 1024
 CHUNK = 5 * MIB  # the smallest chunk size the gateway accepts keeps the files small
 PASSWORD = "correct horse battery"
 DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -66,6 +67,9 @@ class Dbx:
             "XDG_CONFIG_HOME": str(self.config_home),
             "DBX_SERVER": server,
             "PYTHONUNBUFFERED": "1",
+            # This checkout's client, not that of the checkout the console script was installed from
+            # (a git worktree may share another checkout's virtualenv and its editable install).
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")])),
         }
 
     async def start(self, *args: str, env: dict | None = None, stdin: bytes | None = None) -> asyncio.subprocess.Process:
