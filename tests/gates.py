@@ -80,7 +80,7 @@ class Gate:
         self.allowed = None
         self._released.set()
 
-    async def holding(self, count: int, timeout: float = 60) -> None:  # noqa: ASYNC109 - a bound for a stuck test only
+    async def holding(self, count: int, timeout: float = 60) -> None:
         """Wait until the ``n`` requests let through are answered and ``count`` more are held.
 
         With ``count`` equal to the command's ``--parallel``, every worker is
@@ -101,10 +101,11 @@ class Gate:
             self._changed.notify_all()
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
-        gated = self.allowed is not None and request.method in self.methods
-        if gated:
+        allowed = self.allowed
+        gated = allowed is not None and request.method in self.methods
+        if gated and allowed is not None:
             self.arrived += 1
-            if self.arrived > self.allowed:  # type: ignore[operator]
+            if self.arrived > allowed:
                 self.held += 1
                 await self._changes()
                 await self._released.wait()
