@@ -22,15 +22,19 @@ from pathlib import Path
 import jwt
 import pytest
 
+from client.hashing import hash_threads
 from protocol.fingerprints import fingerprint_stream
+from gateway.config import MAX_CHUNKS
 from gateway.core.content import content_key
 from storage.embedded import free_port
+from tests.gates import Gate
 from tests.harness import Api
 
 MIB = 1024 * 1024
 CHUNK = 5 * MIB  # the smallest chunk size the gateway accepts keeps the files small
 PASSWORD = "correct horse battery"
 DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -63,6 +67,9 @@ class Dbx:
             "XDG_CONFIG_HOME": str(self.config_home),
             "DBX_SERVER": server,
             "PYTHONUNBUFFERED": "1",
+            # This checkout's client, not that of the checkout the console script was installed from
+            # (a git worktree may share another checkout's virtualenv and its editable install).
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")])),
         }
 
     async def start(self, *args: str, env: dict | None = None, stdin: bytes | None = None) -> asyncio.subprocess.Process:
@@ -148,16 +155,6 @@ async def logged_in(gateway_url: str, http, tmp_path) -> Dbx:
 @pytest.fixture
 async def user(stack, http, tmp_path):
     return await logged_in(stack.url, http, tmp_path)
-
-
-async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 # -- accounts ------------------------------------------------------------------------
@@ -336,77 +333,123 @@ async def read_until(stream: asyncio.StreamReader, pattern: re.Pattern, buffer: 
         buffer += piece
 
 
-async def start_slow_upload(user, path: Path, min_uploaded: int):
-    """Start a rate-limited upload and return (process, file_id) once the gateway shows chunks in the store."""
-    process = await user.start("upload", str(path), "--parallel", "1", "--limit-rate", "6M")
-    buffer = bytearray()
-    match = await read_until(process.stderr, re.compile(r"file_id=([A-Za-z0-9_-]+)"), buffer)
-    file_id = match.group(1)
-
-    async def uploaded_chunks():
-        response = await user.api.get(f"/dropbox/v1/files/{file_id}")
-        assert response.status == 200, response.body
-        return response.body["uploaded_chunks"] >= min_uploaded and response.body
-
-    await wait_for(uploaded_chunks, timeout=60)
-    return process, file_id
+# A test that interrupts a transfer holds it at a gate (tests/gates.py) and waits until dbx is stuck there, so
+# the signal comes at the same point of the transfer however fast or loaded the machine is.
+PARALLEL = 2  # each command's --parallel: with this many requests held, every worker waits at the gate
 
 
-async def test_killed_upload_resumes_sending_only_missing_chunks(user, tmp_path):
-    total = 8
+@pytest.fixture
+async def store_gate(store):
+    """A gate in front of the store for the chunk PUTs."""
+    gate = await Gate(store.endpoint, methods=("PUT",)).start()
+    yield gate
+    await gate.stop()
+
+
+@pytest.fixture
+async def gated_user(make_gateway, store_gate, http, tmp_path):
+    """A user of a gateway whose presigned URLs name the store gate."""
+    gateway = await make_gateway(chunk_size=CHUNK, s3_public_endpoint=store_gate.url)
+    return await logged_in(gateway.url, http, tmp_path)
+
+
+async def start_held_upload(user, gate: Gate, path: Path, stored: int):
+    """Start an upload and return (process, file_id) once ``stored`` chunks are in the store and the rest held."""
+    gate.hold_after(stored)
+    process = await user.start("upload", str(path), "--parallel", str(PARALLEL))
+    match = await read_until(process.stderr, re.compile(r"file_id=([A-Za-z0-9_-]+)"), bytearray())
+    await gate.holding(PARALLEL)
+    assert gate.answered == [200] * stored, gate.answered
+    return process, match.group(1)
+
+
+async def test_killed_upload_resumes_sending_only_missing_chunks(gated_user, store_gate, tmp_path):
+    total, stored = 8, 3
     path = write_random(tmp_path / "big.bin", total * CHUNK - 1000)
-    process, file_id = await start_slow_upload(user, path, min_uploaded=2)
+    process, file_id = await start_held_upload(gated_user, store_gate, path, stored)
     process.kill()  # kill -9: no cleanup at all
     await process.wait()
+    store_gate.release()  # the held chunks never reach the store; the rerun's pass
 
-    before = (await user.api.get(f"/dropbox/v1/files/{file_id}")).body
+    before = (await gated_user.api.get(f"/dropbox/v1/files/{file_id}")).body
     assert before["status"] == "uploading", before
-    assert 2 <= before["uploaded_chunks"] < total, before
 
-    run = await user("upload", str(path), "--json")
+    run = await gated_user("upload", str(path), "--json")
     assert run.rc == 0, run
     [result] = run.json_lines()
     assert result["file_id"] == file_id
     assert result["resumed"] is True
     assert result["status"] == "uploaded"
-    assert result["chunks_skipped"] >= before["uploaded_chunks"]
-    assert result["chunks_sent"] == total - result["chunks_skipped"]
-    assert 0 < result["chunks_sent"] < total
+    assert (result["chunks_skipped"], result["chunks_sent"]) == (stored, total - stored), result
     assert "resuming" in run.stderr
-    info = await user("info", file_id, "--json")
+    info = await gated_user("info", file_id, "--json")
     assert info.json()["status"] == "uploaded" and info.json()["fingerprint"] == fingerprint_of(path)
 
 
-async def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(user, tmp_path):
-    total = 6
+async def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(gated_user, store_gate, tmp_path):
+    total, stored = 6, 2
     path = write_random(tmp_path / "interrupted.bin", total * CHUNK)
-    process, file_id = await start_slow_upload(user, path, min_uploaded=1)
+    process, file_id = await start_held_upload(gated_user, store_gate, path, stored)
     process.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(process.communicate(), 30)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    store_gate.release()
     assert process.returncode == 130, err.decode()[-2000:]
     assert b"interrupted" in err and b"Traceback" not in err
 
-    run = await user("upload", str(path), "--json", "--quiet")
+    run = await gated_user("upload", str(path), "--json", "--quiet")
     assert run.rc == 0, run
     assert run.stderr == ""
     [result] = run.json_lines()
     assert result["file_id"] == file_id and result["status"] == "uploaded"
-    assert result["chunks_skipped"] >= 1 and result["chunks_sent"] == total - result["chunks_skipped"]
+    assert (result["chunks_skipped"], result["chunks_sent"]) == (stored, total - stored), result
 
 
-async def test_ctrl_c_while_fingerprinting_a_large_file_stops_at_once(user, tmp_path):
+def bytes_read(pid: int) -> int | None:
+    """What process ``pid`` has read so far (rchar in /proc/PID/io: files, pipes, sockets); None once it is gone."""
+    try:
+        return int(re.search(r"^rchar: (\d+)$", Path(f"/proc/{pid}/io").read_text(), re.MULTILINE).group(1))
+    except (OSError, AttributeError):
+        return None
+
+
+async def test_ctrl_c_while_fingerprinting_a_large_file_stops_at_once(make_gateway, http, tmp_path):
+    """Ctrl-C stops the hashing threads: they finish the chunks they are at, read no further, and dbx exits.
+
+    Measured in bytes, not seconds: how much dbx reads after the signal does not
+    depend on how loaded the machine is, how long it takes to exit does.
+    """
+    chunk = 64 * MIB
+    gateway = await make_gateway(chunk_size=chunk, max_file_size=MAX_CHUNKS * chunk)
+    dbx = await logged_in(gateway.url, http, tmp_path)
+    # dbx remembers a server's chunk size at its first upload; the next one hashes in that size from its start.
+    assert (await dbx("upload", str(write_random(tmp_path / "small.bin", 1000)), "--quiet")).rc == 0
     path = tmp_path / "sparse.bin"
     with open(path, "wb") as f:
-        f.truncate(4 * 1024 * MIB)  # sparse: seconds of hashing, no disk space
-    process = await user.start("upload", str(path))
-    await read_until(process.stderr, re.compile("hashing"), bytearray())
-    process.send_signal(signal.SIGINT)
-    started = time.monotonic()
-    _, err = await asyncio.wait_for(process.communicate(), 30)
+        f.truncate(MAX_CHUNKS * chunk)  # 625 GiB, sparse: no disk space, and minutes of hashing on any machine
+    process = await dbx.start("upload", str(path))
+    try:
+        await read_until(process.stderr, re.compile("hashing"), bytearray())  # the pass is under way
+        before = bytes_read(process.pid)
+        assert before is not None, "dbx ended before the signal"
+        process.send_signal(signal.SIGINT)
+        exited = asyncio.ensure_future(process.communicate())
+        # Each thread ends the chunk it is at; until the signal's cancel comes round, it may start a few more.
+        limit = hash_threads() * 16 * chunk
+        deadline = time.monotonic() + 120  # only for a dbx that hangs without reading: any stop takes far less
+        while not (await asyncio.wait({exited}, timeout=0.05))[0]:
+            now = bytes_read(process.pid)
+            read = 0 if now is None else now - before
+            assert read <= limit, f"dbx read {read // MIB} MiB after Ctrl-C: the hashing threads were not stopped"
+            assert time.monotonic() < deadline, "dbx neither exited nor read after Ctrl-C"
+        _, err = exited.result()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     assert process.returncode == 130, err.decode()[-2000:]
-    assert time.monotonic() - started < 3, "the hashing thread was not stopped"
-    assert b"Traceback" not in err
-
+    assert b"interrupted" in err and b"Traceback" not in err
+    listed = (await dbx.api.get("/dropbox/v1/files")).body["files"]
+    assert [file["file_name"] for file in listed] == ["small.bin"], "the interrupted upload was announced"
 
 
 async def communicate_watching_peak_rss(process) -> tuple[bytes, bytes, int]:
@@ -528,11 +571,26 @@ async def test_download_resumes_with_only_the_chunks_an_earlier_run_lacked(cdn_u
     assert sha256_file(target) == sha256_file(source)
 
 
+@pytest.fixture
+async def cdn_gate(cdn):
+    """A gate in front of the CDN tier for the chunk GETs."""
+    gate = await Gate(cdn.url, methods=("GET",)).start()
+    yield gate
+    await gate.stop()
+
+
+@pytest.fixture
+async def gated_cdn_user(make_gateway, cdn_gate, http, tmp_path):
+    """A user of a gateway whose download URLs name the CDN gate."""
+    gateway = await make_gateway(chunk_size=CHUNK, cdn_url=cdn_gate.url)
+    return await logged_in(gateway.url, http, tmp_path)
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-async def test_interrupted_download_resumes_fetching_only_missing_chunks(cdn_user, tmp_path, how):
-    total = 24
+async def test_interrupted_download_resumes_fetching_only_missing_chunks(gated_cdn_user, cdn_gate, tmp_path, how):
+    total, fetched = 24, 3
     source = write_random(tmp_path / "interrupted.bin", total * CHUNK - 99)
-    uploaded = await upload_one(cdn_user, source)
+    uploaded = await upload_one(gated_cdn_user, source)
     target = tmp_path / "interrupted-copy.bin"
     sidecar = Path(str(target) + ".part.json")
 
@@ -543,18 +601,25 @@ async def test_interrupted_download_resumes_fetching_only_missing_chunks(cdn_use
             return 0
         return sum(last - first + 1 for first, last in done)
 
-    process = await cdn_user.start(*download_args(uploaded["file_id"], "-o", str(target), "--quiet"))
-    while recorded() < 1 and process.returncode is None:
-        await asyncio.sleep(0.002)
+    cdn_gate.hold_after(fetched)
+    process = await gated_cdn_user.start(*download_args(uploaded["file_id"], "-o", str(target), "--quiet",
+                                                        "--parallel", str(PARALLEL)))
+    await cdn_gate.holding(PARALLEL)  # every worker waits at the gate: the chunks let through are written
+    assert cdn_gate.answered == [206] * fetched, cdn_gate.answered
     process.send_signal(how)
-    _, err = await asyncio.wait_for(process.communicate(), 30)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    cdn_gate.release()
+    kept = recorded()
     if how == signal.SIGINT:
         assert process.returncode == 130, err.decode()[-2000:]
         assert b"interrupted" in err and b"Traceback" not in err
-    kept = recorded()
-    assert 1 <= kept < total and not target.exists(), (kept, err.decode()[-2000:])
+        assert kept == fetched, err.decode()[-2000:]  # the part is closed: what is written is listed
+    else:
+        # The sidecar lists the first chunk at once, later ones about once a second: a crash loses at most that.
+        assert 1 <= kept <= fetched, err.decode()[-2000:]
+    assert not target.exists()
 
-    run = await cdn_user(*download_args(uploaded["file_id"], "-o", str(target), "--json"))
+    run = await gated_cdn_user(*download_args(uploaded["file_id"], "-o", str(target), "--json"))
     assert run.rc == 0, run
     result = run.json()
     assert (result["chunks_reused"], result["chunks_fetched"]) == (kept, total - kept)
