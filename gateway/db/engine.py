@@ -66,9 +66,10 @@ class DiskFull(Exception):
 def _fault(exc: BaseException, *, connecting: bool) -> Exception | None:
     """What ``exc`` says about the database, as DatabaseUnavailable or DiskFull; None for anything else.
 
-    While connecting, every failure means the database is not there. Afterwards only what
-    the driver says about the connection or the disk counts: an error of the caller's own
-    (a constraint, a domain error raised inside a transaction) passes through unchanged.
+    While connecting, a refused or timed-out connection or any driver error means the database
+    is not there. Afterwards only what the driver says about the connection or the disk counts:
+    an error of the caller's own (a constraint, a domain error raised inside a transaction)
+    passes through unchanged.
     """
     if isinstance(exc, (DatabaseUnavailable, DiskFull)):
         return None
