@@ -99,6 +99,28 @@ def postgres_alive(cluster: PostgresCluster) -> bool:
     return True
 
 
+def postgres_component(postgres: PostgresCluster) -> Component:
+    """PostgreSQL, started again when it stops (a crash, a restart for an upgrade): the gateways ride that out.
+
+    A restart by hand (``pg_ctl restart``) may be bringing it back already: the one start
+    that fails because of it is no failure.
+    """
+
+    def restart() -> None:
+        try:
+            postgres.start()
+        except RuntimeError:
+            if not postgres_alive(postgres):
+                raise
+
+    return Component("PostgreSQL", postgres.stop, lambda: postgres_alive(postgres), restart)
+
+
+def redis_component(redis: LocalRedis) -> Component:
+    """Redis, started again when it exits, empty (a cache): the gateways read the database meanwhile."""
+    return Component("Redis", redis.stop, redis.alive, redis.start)
+
+
 def start_single(args: argparse.Namespace, state: Path, env: dict[str, str], supervisor: Supervisor) -> list[str]:
     """One gateway process on the SQLite database under ``state``."""
     gateway = GatewayProcess(env, state / "gateway.log")
@@ -113,10 +135,10 @@ def start_cluster(args: argparse.Namespace, state: Path, env: dict[str, str], su
     print(f"starting PostgreSQL on 127.0.0.1:{args.postgres_port} ...", flush=True)
     # Each part is in the supervisor's hands before it starts: a failed or interrupted start is stopped too.
     postgres = PostgresCluster(state / "postgres", port=args.postgres_port)
-    supervisor.add(Component("PostgreSQL", postgres.stop, lambda: postgres_alive(postgres)))
+    supervisor.add(postgres_component(postgres))
     postgres.start()
     redis = LocalRedis(state / "redis", port=args.redis_port)
-    supervisor.add(Component("Redis", redis.stop, redis.alive))
+    supervisor.add(redis_component(redis))
     redis.start()
     lines = [f"  PostgreSQL:       127.0.0.1:{postgres.port}  (password: {postgres.root / 'password'})",
              f"  Redis:            127.0.0.1:{redis.port}  (password: {redis.root / 'password'})"]

@@ -10,7 +10,7 @@ async def test_healthz_and_readyz(api: Api):
     assert (await api.get("/healthz")).status == 200
     ready = await api.get("/readyz")
     assert ready.status == 200
-    assert ready.body["checks"] == {"database": "ok", "store": "ok"}
+    assert ready.body["checks"] == {"database": "ok", "store": "ok", "disk": "ok"}
 
 
 @pytest.mark.real  # a store of its own, stopped

@@ -16,6 +16,7 @@ from aiocache.base import BaseCache
 
 from gateway.config import Config
 from gateway.core.accounts import Accounts
+from gateway.core.cached import ReadThrough
 from gateway.core.clock import Clock, system_clock
 from gateway.core.deletion import Deletion
 from gateway.core.events import StoreEvents
@@ -51,6 +52,7 @@ class Core:
     events: StoreEvents
     metrics: Metrics
     limits: Limits
+    cache: ReadThrough  # the permission and token entries' way into the cache (gateway/core/cached.py)
 
     async def reconcile_once(self) -> dict[str, int]:
         counts = await reconcile_once(self.config, self.db, self.uploads, self.clock)
@@ -64,6 +66,10 @@ class Core:
             "revoked_tokens": await self.sessions.forget_expired_revocations(),
         }
 
+    async def deliver_owed_invalidations(self) -> int:
+        """Try again the cache invalidations that failed while the cache was away; how many are still owed."""
+        return await self.cache.deliver_owed()
+
     async def refresh_progress_once(self) -> dict[str, int]:
         """Read the part lists that store part events asked for (gateway/core/events.py)."""
         return await self.events.read_marked_part_lists()
@@ -74,8 +80,9 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     """``metrics``: the app's (gateway/core/metrics.py); a core built alone counts into its own."""
     metrics = metrics or Metrics()
     metrics.watch_database(db)
-    permissions = Permissions(db, cache, metrics)
-    sessions = Sessions(config, db, clock, cache)
+    entries = ReadThrough(cache)
+    permissions = Permissions(db, entries, metrics)
+    sessions = Sessions(config, db, clock, entries)
     leases = Leases(db, clock)
     limits = Limits(config, db)
     uploads = Uploads(config, db, store, permissions, leases, limits, clock, metrics)
@@ -95,4 +102,5 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         events=StoreEvents(config, db, store, uploads, clock),
         metrics=metrics,
         limits=limits,
+        cache=entries,
     )

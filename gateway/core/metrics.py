@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.core.outcomes import Settlement
+from gateway.logs import LOG_WRITES
 
 if TYPE_CHECKING:
     from gateway.db import Database
@@ -61,6 +62,18 @@ class PoolCollector(Collector):
             yield size
 
 
+class LogCollector(Collector):
+    """Log lines the process could not write (a full disk): dropped rather than fail a request (gateway/logs.py).
+
+    Logging is the process's, so this count is too: every app in one process reports the same.
+    """
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        dropped = CounterMetricFamily("gateway_log_lines_dropped", "Log lines dropped because they could not be written")
+        dropped.add_metric([], LOG_WRITES.dropped)
+        yield dropped
+
+
 class Metrics:
     """Every metric of one gateway app, in its own registry."""
 
@@ -88,6 +101,7 @@ class Metrics:
                                      "Permission cache lookups, by result (hit or miss)", ["result"], registry=reg)
         for result in ("hit", "miss"):
             self.cache_lookups.labels(result)  # both series exist from the start, at 0
+        reg.register(LogCollector())
 
     def watch_database(self, db: Database) -> None:
         """Report ``db``'s pool at every scrape."""

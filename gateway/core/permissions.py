@@ -31,19 +31,18 @@ someone else's lease read the database and leave the cache alone.
 
 With ``memory://`` the cache is per process, so invalidations reach only the
 process that made the change: several gateway processes need ``redis://``.
-When the cache fails (Redis down), lookups fall back to the database; a failed
-invalidation is logged, and the entry's TTL (``GATEWAY_CACHE_TTL``) bounds how
-long it can outlive the change.
+When the cache fails (Redis down), lookups fall back to the database, and an
+invalidation that failed is owed until it lands: gateway/core/cached.py says
+why no stale permission is served once the cache is back.
 """
 from __future__ import annotations
 
 import re
 from typing import Any, TypeGuard
 
-from aiocache.base import BaseCache
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.core.cached import forget, read_through
+from gateway.core.cached import ReadThrough
 from gateway.core.errors import FileNotFound
 from gateway.core.metrics import Metrics
 from gateway.db import Database
@@ -85,11 +84,12 @@ def owns(entry: dict | None, user_id: int) -> TypeGuard[dict]:
 
 
 class Permissions:
-    """``cache`` None: caching is off, every lookup reads the database."""
+    """``entries.cache`` None: caching is off, every lookup reads the database."""
 
-    def __init__(self, db: Database, cache: BaseCache | None, metrics: Metrics | None = None):
+    def __init__(self, db: Database, entries: ReadThrough, metrics: Metrics | None = None):
         self.db = db
-        self.cache = cache
+        self.entries = entries
+        self.cache = entries.cache
         self.metrics = metrics or Metrics()
 
     async def _load(self, file_id: str) -> dict | None:
@@ -114,12 +114,12 @@ class Permissions:
         """The cache entry of ``file_id`` (see the module docstring); None when there is no such file."""
         if not FILE_ID.fullmatch(file_id):
             return None
-        return await read_through(self.cache, cache_key(file_id), ENTRY_VERSION, lambda: self._load(file_id),
-                                  on_lookup=self.metrics.cache_lookup)
+        return await self.entries.get(cache_key(file_id), ENTRY_VERSION, lambda: self._load(file_id),
+                                      on_lookup=self.metrics.cache_lookup)
 
     async def invalidate(self, file_id: str) -> None:
         """Forget what the cache knows of ``file_id``; call it after the change is committed."""
-        await forget(self.cache, cache_key(file_id))
+        await self.entries.forget(cache_key(file_id))
 
     async def _current(self, entry: dict, file_id: str) -> tuple[FileRow | None, list[ChunkRow] | None]:
         """(row, chunks or None): cached for a final state, read fresh for an upload in progress."""

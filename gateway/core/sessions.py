@@ -11,7 +11,8 @@ An access token is good until it expires unless it is ended first:
 :meth:`Sessions.authenticate` checks both for every request against the
 user's entry ``tokens:<user_id>`` = ``{"v": 1, "gen": int, "revoked": [jti, ...]}``,
 loaded in one query and read through the cache (gateway/core/cached.py:
-leases, so a fill never brings a stale entry back); :meth:`Sessions.changed`
+leases, so a fill never brings a stale entry back; a drop that fails while the
+cache is down is owed until it lands); :meth:`Sessions.changed`
 drops it *after* every log-out and password change commits. With ``redis://``
 every gateway process sees the drop at once; ``memory://`` is for one process
 (as for permissions); ``none://`` asks the database on every request.
@@ -21,10 +22,9 @@ from __future__ import annotations
 from datetime import datetime, UTC
 
 import structlog
-from aiocache.base import BaseCache
 
 from gateway.config import Config
-from gateway.core.cached import forget, read_through
+from gateway.core.cached import ReadThrough
 from gateway.core.clock import Clock, stamp_ago, stamp_now, timestamp
 from gateway.core.errors import TokenRevoked, UnknownUser
 from gateway.core.tokens import TokenUser, verify_token
@@ -43,11 +43,12 @@ def cache_key(user_id: int) -> str:
 
 
 class Sessions:
-    def __init__(self, config: Config, db: Database, clock: Clock, cache: BaseCache | None):
+    def __init__(self, config: Config, db: Database, clock: Clock, entries: ReadThrough):
         self.config = config
         self.db = db
         self.clock = clock
-        self.cache = cache
+        self.entries = entries
+        self.cache = entries.cache
 
     async def authenticate(self, token: str) -> TokenUser:
         """Who an access token speaks for; TokenExpired, InvalidToken, TokenRevoked or UnknownUser."""
@@ -68,7 +69,7 @@ class Sessions:
                 return None
             return {"v": ENTRY_VERSION, "gen": row["token_generation"], "revoked": row["revoked"]}
 
-        return await read_through(self.cache, cache_key(user_id), ENTRY_VERSION, load)
+        return await self.entries.get(cache_key(user_id), ENTRY_VERSION, load)
 
     async def log_out(self, user: TokenUser) -> None:
         """End the access token ``user`` came with, on every gateway."""
@@ -79,7 +80,7 @@ class Sessions:
 
     async def changed(self, user_id: int) -> None:
         """The user's tokens changed (a revocation, a new generation) and it is committed: drop the entry."""
-        await forget(self.cache, cache_key(user_id))
+        await self.entries.forget(cache_key(user_id))
 
     async def forget_expired_revocations(self) -> int:
         """Drop the revocations of tokens long expired (their expiry refuses them); how many."""

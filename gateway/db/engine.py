@@ -15,6 +15,13 @@ explicitly (``SELECT ... FOR UPDATE`` and :meth:`Database.lock_content`).
 Reads run start to finish on a connection checked out for them alone: a read
 left open across awaits would pin its snapshot, and later reads would miss rows
 other requests committed since.
+
+When the database is not there (PostgreSQL stopped, restarting, failing over)
+or a write finds no room, :meth:`Database.read` and :meth:`Database.transaction`
+raise :class:`DatabaseUnavailable` or :class:`DiskFull` instead of the driver's
+error (the HTTP layer answers both 503). The pool checks a connection before
+handing it out (``pool_pre_ping``), so connections a restarted server ended are
+replaced, not used: the gateway works again as soon as the database answers.
 """
 from __future__ import annotations
 
@@ -26,16 +33,60 @@ from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import Table, event, text
+from sqlalchemy import Table, event, exc as sa_exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import Executable
 
+from gateway.disk import out_of_space
+
 log = structlog.get_logger("gateway.db")
 
 Row = dict[str, Any]
 Params = Mapping[str, Any] | None
+
+# Seconds to wait for PostgreSQL to accept a connection: a server that does not answer is a 503, not a hang.
+CONNECT_TIMEOUT = 5
+# PostgreSQL's SQLSTATEs for a server that is not there for us now: a connection exception (class 08),
+# an administrator's or a crash's shutdown, a server still starting (57P01-57P03), no connection slot left.
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+POSTGRES_DISK_FULL = "53100"
+SQLITE_FULL = 13  # "database or disk is full": no room for the write (a full disk, or max_page_count)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or used now (stopped, restarting, connection lost); trying again later may work."""
+
+
+class DiskFull(Exception):
+    """A write found no room on the database's disk. Reads still work."""
+
+
+def _fault(exc: BaseException, *, connecting: bool) -> Exception | None:
+    """What ``exc`` says about the database, as DatabaseUnavailable or DiskFull; None for anything else.
+
+    While connecting, a refused or timed-out connection or any driver error means the database
+    is not there. Afterwards only what the driver says about the connection or the disk counts:
+    an error of the caller's own (a constraint, a domain error raised inside a transaction)
+    passes through unchanged.
+    """
+    if isinstance(exc, (DatabaseUnavailable, DiskFull)):
+        return None
+    if out_of_space(exc):
+        return DiskFull(str(exc))
+    cause: BaseException = exc
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        cause = exc.orig  # the driver's error, without the SQL statement
+        sqlite_code = getattr(cause, "sqlite_errorcode", None)
+        sqlstate = getattr(cause, "sqlstate", None) or ""
+        if (sqlite_code is not None and sqlite_code & 0xFF == SQLITE_FULL) or sqlstate == POSTGRES_DISK_FULL:
+            return DiskFull(str(cause))
+        if exc.connection_invalidated or sqlstate.startswith(UNAVAILABLE_SQLSTATES):
+            return DatabaseUnavailable(f"{type(cause).__name__}: {cause}")
+    if connecting and isinstance(exc, (OSError, TimeoutError, sa_exc.DBAPIError, sa_exc.TimeoutError)):
+        return DatabaseUnavailable(f"{type(cause).__name__}: {cause}")
+    return None
 
 
 def database_url(url: str, path: str) -> str:
@@ -76,6 +127,8 @@ class Database:
         self.engine = engine
         self.dialect: str = engine.dialect.name  # "sqlite" or "postgresql"
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        # What the last write transaction found when the disk was full; None since one committed.
+        self.out_of_space: str | None = None
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Database:
@@ -91,7 +144,10 @@ class Database:
             engine = create_async_engine(sa_url)
             _prepare_sqlite(engine)
         else:
-            engine = create_async_engine(sa_url, pool_size=10, max_overflow=10)
+            # pool_pre_ping: a pooled connection is checked before use, so the connections a
+            # restarted server ended are replaced instead of failing the next requests.
+            engine = create_async_engine(sa_url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                                         connect_args={"timeout": CONNECT_TIMEOUT})
         db = cls(engine)
         if migrate:
             try:
@@ -107,17 +163,35 @@ class Database:
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for a few reads that see one snapshot; released (and the snapshot with it) at the end."""
-        async with self.engine.connect() as conn:
+        async with self._connection() as conn:
             yield conn
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction, committed at the end or rolled back if the block raises."""
-        async with self._writer_turn():
-            async with self.engine.connect() as conn:
+        try:
+            async with self._writer_turn(), self._connection() as conn:
                 conn = await conn.execution_options(write=True)
                 async with conn.begin():
                     yield conn
+        except DiskFull as exc:
+            self.out_of_space = str(exc)
+            raise
+        self.out_of_space = None
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection; the database's absence or a full disk raise DatabaseUnavailable or DiskFull."""
+        connected = False
+        try:
+            async with self.engine.connect() as conn:
+                connected = True
+                yield conn
+        except Exception as exc:
+            fault = _fault(exc, connecting=not connected)
+            if fault is None:
+                raise
+            raise fault from exc
 
     @contextlib.asynccontextmanager
     async def _writer_turn(self) -> AsyncIterator[None]:

@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.cache import make_cache
 from gateway.config import Config
 from gateway.core import build_core
+from gateway.core.cached import OWED_RETRY_INTERVAL
 from gateway.core.clock import Clock, system_clock
 from gateway.core.metrics import Metrics
 from gateway.db import Database, database_url
@@ -80,7 +81,7 @@ def create_app(
             if database is None:
                 await db.close()
 
-    app.cleanup_ctx.extend([core_ctx, reconciler_ctx, metrics.listener_ctx])
+    app.cleanup_ctx.extend([core_ctx, reconciler_ctx, owed_invalidations_ctx, metrics.listener_ctx])
     for module in (health, openapi, users, uploads, sharing, files, links, link_page, events, webapp):
         app.router.add_routes(module.routes)
     if config.store_part_events:
@@ -99,6 +100,12 @@ async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
         await core.housekeeping()
 
     async with every(app[appkeys.CONFIG].reconcile_interval, "reconcile", round_once):
+        yield
+
+
+async def owed_invalidations_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Deliver the cache invalidations that failed while the cache was away, as soon as it answers again."""
+    async with every(OWED_RETRY_INTERVAL, "cache-invalidations", app[appkeys.CORE].deliver_owed_invalidations):
         yield
 
 

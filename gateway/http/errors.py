@@ -1,7 +1,9 @@
 """API errors: every failure answers ``{"error": {"code", "message", ...}}``.
 
-:func:`api_error` is the one mapping from what the domain (gateway/core/errors.py)
-and the store (storage) refuse to the contract's status codes and error codes.
+:func:`api_error` is the one mapping from what the domain (gateway/core/errors.py),
+the store (storage) and the metadata database (gateway/db) refuse to the contract's
+status codes and error codes. A part that is not there (the store, the database) or
+a full disk is a 503 the client may try again after, never a 500.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway.core import errors as domain
+from gateway.db import DatabaseUnavailable, DiskFull
+from gateway.disk import out_of_space
 from storage import StoreError, StoreUnavailable
 
 
@@ -57,6 +61,8 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
 }
 # 401s that are not about the access token: they do not ask for one (WWW-Authenticate: Bearer).
 NOT_BEARER_CHALLENGES = {"password_required"}
+# Seconds after which a client may try again while the database restarts (a restart takes a few).
+DATABASE_RETRY_AFTER = 2
 
 
 def api_error(exc: Exception) -> ApiError | None:
@@ -73,6 +79,12 @@ def api_error(exc: Exception) -> ApiError | None:
         return ApiError(503, "store_unavailable", f"the object store is not answering: {exc}")
     if isinstance(exc, StoreError):
         return ApiError(502, "store_error", f"the object store refused the request: {exc}")
+    if isinstance(exc, DatabaseUnavailable):
+        return ApiError(503, "database_unavailable", "the metadata database is not answering; try again shortly",
+                        headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
+    if isinstance(exc, DiskFull) or out_of_space(exc):
+        return ApiError(503, "disk_full", "the disk is full: nothing can be saved until there is room again; "
+                                          "reading still works")
     return None
 
 

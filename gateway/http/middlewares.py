@@ -125,7 +125,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             request_id = request.get(appkeys.REQUEST_ID, "?")
             error = ApiError(500, "internal_error", f"unexpected error; quote request id {request_id} when reporting it")
         elif error.status >= 500:
-            log.warning("request_failed", status=error.status, code=error.code, error=error.message, error_type=type(exc).__name__)
+            log.warning("request_failed", status=error.status, code=error.code, error=error.message,
+                        error_type=type(exc).__name__, detail=str(exc))
         return error_response(error)
 
 

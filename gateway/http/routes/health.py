@@ -5,7 +5,9 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.db import Database, DiskFull
 from gateway.http import appkeys
+from gateway.logs import LOG_WRITES
 from gateway.http.middlewares import public
 
 routes = web.RouteTableDef()
@@ -26,6 +28,17 @@ async def _probe(name: str, check) -> tuple[str, str | None]:
         return name, str(exc) or exc.__class__.__name__
 
 
+def disk_check(db: Database):
+    """The disk's check: failing while the last log line, or the last write transaction, found the disk full."""
+
+    async def check() -> None:
+        full = LOG_WRITES.out_of_space or db.out_of_space
+        if full:
+            raise DiskFull(f"full: {full}")
+
+    return check
+
+
 @routes.get("/readyz")
 @public
 async def readyz(request: web.Request) -> web.Response:
@@ -33,6 +46,7 @@ async def readyz(request: web.Request) -> web.Response:
     results = await asyncio.gather(
         _probe("database", core.db.ping),
         _probe("store", core.store.check),
+        _probe("disk", disk_check(core.db)),
     )
     checks = {name: ("ok" if error is None else error) for name, error in results}
     failing = [name for name, error in results if error is not None]
