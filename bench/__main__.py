@@ -23,7 +23,7 @@ from bench import browser, cluster, control, download, limits, transfer
 BENCHMARKS = {"transfer": transfer.main, "download": download.main, "control": control.main, "cluster": cluster.main,
               "limits": limits.main, "browser": browser.main}
 SMOKE = {
-    "transfer": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"],
+    "transfer": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5", "--no-warm-up"],
     "download": ["--size", "9", "--runs", "1"],
     "control": ["--seconds", "0.5", "--runs", "1", "--files", "3", "--concurrency", "4"],
     "cluster": ["--seconds", "0.5", "--runs", "1", "--files", "3", "--concurrency", "4", "--claims", "50"],
