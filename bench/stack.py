@@ -141,7 +141,7 @@ class BenchStack:
             assert self.process is not None, "started above"
             if self.process.poll() is not None:
                 raise RuntimeError(f"the local stack exited with {self.process.returncode}:\n{output[-3000:]}")
-            time.sleep(0.2)
+            time.sleep(0.05)  # a coarser poll would add half of it to every start
         raise RuntimeError(f"the local stack was not up within {timeout}s; see {self.root / 'stack.log'}")
 
     def __exit__(self, *exc) -> None:
