@@ -19,8 +19,6 @@ import os
 import platform
 import sys
 
-from bench.stack import wait_for_stopped_stacks
-
 # Each is bench/NAME.py with a main(argv), in the order a whole run takes them.
 BENCHMARKS = ("transfer", "download", "control", "cluster", "limits", "browser")
 SMOKE = {
@@ -64,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {describe_machine()}", flush=True)
     for name in [args.name] if args.name else BENCHMARKS:
         run(name, (SMOKE[name] if args.smoke else []) + args.options)
-    wait_for_stopped_stacks()
     return 0
 
 

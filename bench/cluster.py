@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from collections.abc import Iterator
 
 from bench.control import get_requests, load_options, measure, populate, random_claim
-from bench.stack import BenchStack, Figure, print_table, wait_for_stopped_stacks
+from bench.stack import BenchStack, Figure, print_table
 from deploy.balancer import start_balancer
 from deploy.postgres import PostgresCluster
 from deploy.redis_server import LocalRedis
@@ -63,7 +63,6 @@ def two_gateways() -> Iterator[SimpleNamespace]:
             balancer.stop()
         for gateway in gateways:
             gateway.stop()
-        wait_for_stopped_stacks()  # the stack's gateway uses PostgreSQL and Redis until it has stopped
         redis.stop()
         postgres.destroy()
         shutil.rmtree(redis_root, ignore_errors=True)

@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -32,14 +31,6 @@ from storage.embedded import free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 READY_LINE = "the local stack is up"
-# Stacks left by their ``with`` and still stopping (BenchStack.__exit__).
-_stopping: list[threading.Thread] = []
-
-
-def wait_for_stopped_stacks() -> None:
-    """Return once every stack that was left has stopped and its files are deleted."""
-    while _stopping:
-        _stopping.pop().join()
 
 
 @dataclass
@@ -126,10 +117,9 @@ class BenchStack:
         try:
             self._wait_ready(timeout=120)
         except BaseException:
-            self.stop()
+            self.__exit__()
             raise
         self.started = children(self.process.pid)
-        wait_for_stopped_stacks()  # a stack stopping in the background would load what this one measures
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -145,15 +135,6 @@ class BenchStack:
         raise RuntimeError(f"the local stack was not up within {timeout}s; see {self.root / 'stack.log'}")
 
     def __exit__(self, *exc) -> None:
-        """Stop in the background: the launcher's orderly stop takes over a second (mostly the store's), which
-        the next stack's start overlaps. That stack waits for it once it is up, before anything is measured on
-        it; ``wait_for_stopped_stacks`` waits for it, and so does the interpreter at exit."""
-        thread = threading.Thread(target=self.stop, name=f"stopping {self.root.name}")
-        thread.start()
-        _stopping.append(thread)
-
-    def stop(self) -> None:
-        """Stop the stack (the launcher stops what it started) and delete its files."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)  # the launcher stops what it started
             try:
