@@ -135,8 +135,15 @@ class BenchStack:
         raise RuntimeError(f"the local stack was not up within {timeout}s; see {self.root / 'stack.log'}")
 
     def __exit__(self, *exc) -> None:
+        """Stop the stack (the launcher stops what it started) and delete its files.
+
+        The store is killed meanwhile: its data is deleted next, and its orderly stop (over a second, most
+        of it the filer's) would keep nothing. The launcher's stop of it then returns at once.
+        """
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)  # the launcher stops what it started
+            for pid in self.pids("store"):
+                os.kill(pid, signal.SIGKILL)
             try:
                 self.process.wait(60)
             except subprocess.TimeoutExpired:
@@ -151,10 +158,14 @@ class BenchStack:
         # Gigabytes of test files and store data: never leave them behind.
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def pids(self, process: str) -> list[int]:
+        """The pid of one of the stack's processes, ``gateway`` or ``store``, once the stack is up (none before)."""
+        is_it = {"gateway": lambda argv: "gateway" in argv, "store": lambda argv: Path(argv[0]).name == "weed"}[process]
+        return [pid for pid in self.started if is_it(command_line(pid))]
+
     def cpu_seconds(self, process: str) -> float:
         """User + system CPU time one of the stack's processes has used so far: ``gateway`` or ``store``."""
-        is_it = {"gateway": lambda argv: "gateway" in argv, "store": lambda argv: Path(argv[0]).name == "weed"}[process]
-        [pid] = [p for p in self.started if is_it(command_line(p))]
+        [pid] = self.pids(process)
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
