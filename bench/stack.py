@@ -31,6 +31,11 @@ from storage.embedded import free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 READY_LINE = "the local stack is up"
+START_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """The local stack could not start: a port picked for it was taken before it could listen there."""
 
 
 @dataclass
@@ -108,6 +113,22 @@ class BenchStack:
         return f"http://127.0.0.1:{self.s3_port}"
 
     def __enter__(self) -> BenchStack:
+        """Start the launcher and wait until the stack is up.
+
+        The ports are picked free before the launcher binds them, and connections (the store's own, to its
+        dozen ports) take ports from the same range meanwhile: when one was taken, the launcher fails, and
+        the stack starts again afresh on other ports.
+        """
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._start()
+            except PortTaken:
+                if attempt == START_ATTEMPTS:
+                    raise
+                self.gateway_port, self.cdn_port, self.s3_port = free_port(), free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> BenchStack:
         self.root.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "deploy.stack", "--state", str(self.state),
                    "--gateway-port", str(self.gateway_port), "--cdn-port", str(self.cdn_port),
@@ -117,7 +138,7 @@ class BenchStack:
         try:
             self._wait_ready(timeout=120)
         except BaseException:
-            self.__exit__()
+            self.__exit__()  # deletes the state too: a store's data keeps its ports
             raise
         self.started = children(self.process.pid)
         return self
@@ -130,9 +151,15 @@ class BenchStack:
                 return
             assert self.process is not None, "started above"
             if self.process.poll() is not None:
-                raise RuntimeError(f"the local stack exited with {self.process.returncode}:\n{output[-3000:]}")
+                failure = PortTaken if self._port_taken(output) else RuntimeError
+                raise failure(f"the local stack exited with {self.process.returncode}:\n{output[-3000:]}")
             time.sleep(0.05)  # a coarser poll would add half of it to every start
         raise RuntimeError(f"the local stack was not up within {timeout}s; see {self.root / 'stack.log'}")
+
+    def _port_taken(self, output: str) -> bool:
+        """Whether the launcher, the gateway or the store said a port was in use (each logs it its own way)."""
+        logs = [output, *(path.read_text(errors="replace")[-4000:] for path in self.state.rglob("*.log"))]
+        return any("in use" in text for text in logs)
 
     def __exit__(self, *exc) -> None:
         """Stop the stack (the launcher stops what it started) and delete its files.
