@@ -43,7 +43,7 @@ def single_gateway() -> Iterator[SimpleNamespace]:
 def two_gateways() -> Iterator[SimpleNamespace]:
     """PostgreSQL, Redis, two gateway processes and the load balancer, as ``./dev up --cluster`` runs them."""
     # A directory of its own under /tmp: as root, PostgreSQL runs as the postgres user, who must reach it.
-    postgres = PostgresCluster(Path(tempfile.mkdtemp(prefix="bench-postgres-")))
+    postgres = PostgresCluster(Path(tempfile.mkdtemp(prefix="bench-postgres-")), sync_init=False)
     redis_root = Path(tempfile.mkdtemp(prefix="bench-redis-"))
     redis = LocalRedis(redis_root)
     gateways: list[GatewayProcess] = []

@@ -31,6 +31,11 @@ from storage.embedded import free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 READY_LINE = "the local stack is up"
+START_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """The local stack could not start: a port picked for it was taken before it could listen there."""
 
 
 @dataclass
@@ -108,6 +113,22 @@ class BenchStack:
         return f"http://127.0.0.1:{self.s3_port}"
 
     def __enter__(self) -> BenchStack:
+        """Start the launcher and wait until the stack is up.
+
+        The ports are picked free before the launcher binds them, and connections (the store's own, to its
+        dozen ports) take ports from the same range meanwhile: when one was taken, the launcher fails, and
+        the stack starts again afresh on other ports.
+        """
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._start()
+            except PortTaken:
+                if attempt == START_ATTEMPTS:
+                    raise
+                self.gateway_port, self.cdn_port, self.s3_port = free_port(), free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> BenchStack:
         self.root.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "deploy.stack", "--state", str(self.state),
                    "--gateway-port", str(self.gateway_port), "--cdn-port", str(self.cdn_port),
@@ -117,7 +138,7 @@ class BenchStack:
         try:
             self._wait_ready(timeout=120)
         except BaseException:
-            self.__exit__()
+            self.__exit__()  # deletes the state too: a store's data keeps its ports
             raise
         self.started = children(self.process.pid)
         return self
@@ -130,13 +151,26 @@ class BenchStack:
                 return
             assert self.process is not None, "started above"
             if self.process.poll() is not None:
-                raise RuntimeError(f"the local stack exited with {self.process.returncode}:\n{output[-3000:]}")
-            time.sleep(0.2)
+                failure = PortTaken if self._port_taken(output) else RuntimeError
+                raise failure(f"the local stack exited with {self.process.returncode}:\n{output[-3000:]}")
+            time.sleep(0.05)  # a coarser poll would add half of it to every start
         raise RuntimeError(f"the local stack was not up within {timeout}s; see {self.root / 'stack.log'}")
 
+    def _port_taken(self, output: str) -> bool:
+        """Whether the launcher, the gateway or the store said a port was in use (each logs it its own way)."""
+        logs = [output, *(path.read_text(errors="replace")[-4000:] for path in self.state.rglob("*.log"))]
+        return any("in use" in text for text in logs)
+
     def __exit__(self, *exc) -> None:
+        """Stop the stack (the launcher stops what it started) and delete its files.
+
+        The store is killed meanwhile: its data is deleted next, and its orderly stop (over a second, most
+        of it the filer's) would keep nothing. The launcher's stop of it then returns at once.
+        """
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)  # the launcher stops what it started
+            for pid in self.pids("store"):
+                os.kill(pid, signal.SIGKILL)
             try:
                 self.process.wait(60)
             except subprocess.TimeoutExpired:
@@ -151,10 +185,14 @@ class BenchStack:
         # Gigabytes of test files and store data: never leave them behind.
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def pids(self, process: str) -> list[int]:
+        """The pid of one of the stack's processes, ``gateway`` or ``store``, once the stack is up (none before)."""
+        is_it = {"gateway": lambda argv: "gateway" in argv, "store": lambda argv: Path(argv[0]).name == "weed"}[process]
+        return [pid for pid in self.started if is_it(command_line(pid))]
+
     def cpu_seconds(self, process: str) -> float:
         """User + system CPU time one of the stack's processes has used so far: ``gateway`` or ``store``."""
-        is_it = {"gateway": lambda argv: "gateway" in argv, "store": lambda argv: Path(argv[0]).name == "weed"}[process]
-        [pid] = [p for p in self.started if is_it(command_line(p))]
+        [pid] = self.pids(process)
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 

@@ -82,6 +82,13 @@ class Side:
         return (self.label, *(f"{value:.2f}" for value in medians), f"{sum(medians):.2f}")
 
 
+def warm_up(stack: BenchStack, s3, transfer, chunk: int) -> None:
+    """One untimed upload each way: the store's first multipart upload costs more than the others, whoever makes it."""
+    source = make_file(stack.root / "warm-up.bin", 2 * chunk)
+    Dbx(stack, stack.root / "home-warm-up")("upload", str(source))
+    s3.upload_file(str(source), stack.bucket, "bench-warm-up", Config=transfer)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench transfer", description=__doc__)
     parser.add_argument("--size-mib", type=int, default=1024, help="file size in MiB (default 1024)")
@@ -89,6 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--chunk-mib", type=int, default=8)
     parser.add_argument("--upload-only", action="store_true", help="skip the downloads and the re-upload")
+    parser.add_argument("--no-warm-up", action="store_true",
+                        help="skip the untimed uploads before the runs (smoke runs: the first run's figures then "
+                             "include the store's first multipart upload)")
     parser.add_argument("--other-client", metavar="DIR", action="append", default=[],
                         help="also time the dbx of another checkout (DIR holds its client/ and protocol/) in the same "
                              "runs: a before/after comparison that the machine's load cannot skew; may be repeated")
@@ -139,10 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                  *baselines]
         clients = {"": None, **{checkout: Path(checkout) for checkout in args.other_client}}
 
-        # Untimed: the store's first multipart upload costs more than the others, whoever makes it.
-        warm_up = make_file(stack.root / "warm-up.bin", 2 * chunk)
-        Dbx(stack, stack.root / "home-warm-up")("upload", str(warm_up))
-        s3.upload_file(str(warm_up), stack.bucket, "bench-warm-up", Config=transfer)
+        if not args.no_warm_up:
+            warm_up(stack, s3, transfer, chunk)
         for run in range(args.runs):
             hashing.append(sha256_speed(source))
             for name, checkout in clients.items():

@@ -62,6 +62,9 @@ class PostgresCluster:
     settings: dict[str, str] = field(default_factory=dict)  # extra postgresql.conf settings
     run_as: str = "postgres"  # the system user when we are root
     password: str = ""
+    # initdb syncs the new cluster's files to disk; a throwaway cluster (a benchmark's) may skip that:
+    # seconds on a busy disk, for files deleted within minutes. The server's own settings stay as they are.
+    sync_init: bool = True
 
     @property
     def data_dir(self) -> Path:
@@ -101,6 +104,7 @@ class PostgresCluster:
                 "--auth=scram-sha-256",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
+                *([] if self.sync_init else ["--no-sync"]),
             )
         options = {
             "listen_addresses": "127.0.0.1",

@@ -97,7 +97,7 @@ def wait_http_ok(url: str, timeout: float, alive: Callable[[], bool] = lambda: T
                     return
         except OSError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.05)  # a coarser poll would add half of it to every start
     raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
 
 
