@@ -1208,6 +1208,111 @@ async def test_chunks_that_do_not_make_up_the_fingerprint_are_refused(fake, tmp_
     assert fake.cdn_requests == [] and no_partial(tmp_path / "out.bin")
 
 
+# -- what dbx writes beside the target: never through a link ------------------------------
+
+
+async def planted_part(fake: FakeStack, client: GatewayClient, tmp_path: Path, planted: str) -> tuple[Path, str, Path, Path]:
+    """A download an earlier run began (chunk 0 of 3 verified and recorded), then ``out.bin<planted>``
+    made a link to a victim file of the same size as the shared one.
+
+    Unguarded, dbx writes the chunks it fetches through a ``.part`` link (the victim's bytes fail the
+    claimed chunk 0, so the part starts over, in place) and its sidecar through a ``.part.json.tmp`` one.
+    """
+    source, file_id = await uploaded_file(fake, client, tmp_path, 3 * fake.chunk_size)
+    obj = await client.get_file(file_id)
+    target = tmp_path / "out.bin"
+    meta = {"file_id": file_id, "fingerprint": obj["fingerprint"], "file_size": obj["file_size"],
+            "chunk_size": fake.chunk_size}
+    part = PartFile.open(str(target), meta, [c["fingerprint"] for c in obj["chunks"]], set())
+    part.store(0, [source.read_bytes()[:fake.chunk_size]])
+    part.close()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"v" * obj["file_size"])
+    link = tmp_path / f"out.bin{planted}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(victim)
+    return source, file_id, target, victim
+
+
+@pytest.mark.parametrize("planted", [".part", ".part.json", ".part.json.tmp"])
+async def test_download_never_writes_through_a_planted_link(fake, tmp_path, planted):
+    """A link where dbx keeps its partial download is refused, naming it; the file it points to is left alone."""
+    link = tmp_path / f"out.bin{planted}"
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id, target, victim = await planted_part(fake, client, tmp_path, planted)
+        with pytest.raises(errors.LocalExists) as info:
+            await download_file(client, file_id, str(target), fast_download())
+        assert victim.read_bytes() == b"v" * 3 * fake.chunk_size
+        assert link.is_symlink() and not target.exists() and fake.cdn_requests == []
+        message = info.value.message
+        assert f"{link} is a symbolic link to {victim}" in message and "--force" in message
+        assert info.value.exit_code == errors.EXIT_EXISTS and info.value.code == "not_a_partial_download"
+        # --force removes the link itself, never what it points to; the earlier run's chunk is kept
+        # only while its part and sidecar are still there.
+        result = await download_file(client, file_id, str(target), fast_download(force=True))
+    assert victim.read_bytes() == b"v" * 3 * fake.chunk_size
+    assert target.read_bytes() == source.read_bytes() and not target.is_symlink()
+    assert result.chunks_reused == (1 if planted == ".part.json.tmp" else 0)
+    assert no_partial(target) and not link.is_symlink()
+
+
+async def test_download_refuses_a_directory_or_a_file_with_other_names_where_its_part_goes(fake, tmp_path):
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, fake.chunk_size)
+        target = tmp_path / "out.bin"
+        Path(part_path(str(target))).mkdir()
+        for force in (False, True):  # a directory is never removed
+            with pytest.raises(errors.LocalExists) as info:
+                await download_file(client, file_id, str(target), fast_download(force=force))
+            assert f"{part_path(str(target))} is a directory" in info.value.message
+        Path(part_path(str(target))).rmdir()
+        victim = tmp_path / "victim"
+        victim.write_bytes(b"v" * fake.chunk_size)
+        os.link(victim, part_path(str(target)))  # a hard link: writing into it writes into the victim
+        with pytest.raises(errors.LocalExists) as info:
+            await download_file(client, file_id, str(target), fast_download())
+        assert "has 1 other hard link" in info.value.message
+        await download_file(client, file_id, str(target), fast_download(force=True))
+    assert victim.read_bytes() == b"v" * fake.chunk_size and target.read_bytes() == source.read_bytes()
+
+
+async def test_a_part_replaced_by_a_link_during_the_download_is_not_placed(fake, tmp_path):
+    """The part's name must still lead to the file dbx wrote when it is moved onto the target."""
+    async with GatewayClient(fake.url, "token") as client:
+        _, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size)
+        target = tmp_path / "out.bin"
+        victim = tmp_path / "victim"
+        victim.write_bytes(b"victim")
+
+        def swap() -> None:
+            if not os.path.islink(part_path(str(target))):
+                os.unlink(part_path(str(target)))
+                os.symlink(victim, part_path(str(target)))
+
+        fake.on_cdn = swap
+        for force in (False, True):
+            with pytest.raises(errors.LocalExists) as info:
+                await download_file(client, file_id, str(target), fast_download(force=force))
+            assert f"{part_path(str(target))} was replaced while dbx downloaded into it" in info.value.message
+            assert f"a symbolic link to {victim}" in info.value.message
+            assert not os.path.lexists(target) and victim.read_bytes() == b"victim"
+            os.unlink(part_path(str(target)))
+
+
+def test_a_part_file_is_opened_without_following_links(tmp_path):
+    """The last guard, should a link appear after the checks: the part is opened with O_NOFOLLOW."""
+    target = str(tmp_path / "t.bin")
+    data = os.urandom(20)
+    _, fps, _ = fingerprint_stream(io.BytesIO(data), 10)
+    meta = {"fingerprint": file_fingerprint(fps), "file_size": 20, "chunk_size": 10}
+    victim = tmp_path / "victim"
+    victim.write_bytes(bytes(20))
+    os.symlink(victim, part_path(target))
+    with pytest.raises(errors.LocalExists, match="symbolic link"):
+        PartFile.open(target, meta, fps, {0})
+    assert victim.read_bytes() == bytes(20)
+
+
 # -- the client stands alone --------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[1]
