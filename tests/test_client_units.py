@@ -20,7 +20,7 @@ from aiohttp import web
 from client import errors
 from client.api import GatewayClient, missing_chunks, retry_after_seconds, wait_words
 from client.cli import build_parser, main, parse_duration, parse_rate
-from client.output import file_row, info_lines, link_summary, link_table, printable, quota_line, show_time, whoami_lines
+from client.output import CONTROL, file_row, info_lines, link_summary, link_table, printable, quota_line, show_time, whoami_lines
 from client.config import Credentials, CredentialStore, config_dir, normalize_server, resolve_server
 from client.download import (
     DownloadOptions,
@@ -521,6 +521,45 @@ def test_names_from_other_people_reach_the_terminal_without_control_characters()
     assert "\x1b" not in row and "\x07" not in row and row.count("\t") == 5
     assert not any("\x1b" in line for line in info_lines({"file_id": "f1", "file_name": evil, "extra": "\x1b"}))
     assert "\x1b" not in link_table([{**LINKS[0], "url": "http://gw/s/\x1b[2J"}])[1]
+
+
+REVERSED = "photo\u202egnp.exe"  # U+202E RIGHT-TO-LEFT OVERRIDE: shown as "photoexe.png", an .exe
+
+
+@pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u2066", "\u2067",
+                                     "\u2068", "\u2069", "\u200e", "\u200f", "\u061c", "\x1b", "\x9b"])
+def test_bidirectional_controls_reach_the_terminal_replaced_like_other_control_characters(control):
+    assert printable(f"photo{control}gnp.exe") == "photo?gnp.exe"
+    assert safe_name(f"photo{control}gnp.exe", "f") == "photo_gnp.exe"  # the saved file's name too
+    assert printable("مرحبا.txt \u200d👩\u200d💻") == "مرحبا.txt \u200d👩\u200d💻"  # right-to-left text and emoji stay
+
+
+def test_names_reach_the_terminal_in_their_real_order_in_every_listing():
+    row = file_row({"file_id": "f1", "file_size": 10, "status": "uploaded", "created_at": "t", "file_name": REVERSED,
+                    "uploaded_by": "bob"}, owner=True)
+    assert row.endswith("\tphoto?gnp.exe")
+    assert "file_name:       photo?gnp.exe" in info_lines({"file_id": "f1", "file_name": REVERSED})
+
+
+async def test_dbx_upload_and_download_print_a_reversing_name_escaped(fake, tmp_path, monkeypatch, capsys):
+    """What the commands print themselves (results, progress bars, notes, errors) is escaped too."""
+    from client import cli
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    CredentialStore(tmp_path / "config" / "dbx").save(Credentials(fake.url, "alice", "token"))
+    source = tmp_path / f"{REVERSED}\x1b[2J"
+    source.write_bytes(os.urandom(fake.chunk_size + 1))
+    assert await asyncio.to_thread(main, ["upload", str(source), "--server", fake.url]) == 0
+    (tmp_path / "out").mkdir()
+    assert await asyncio.to_thread(main, ["download", "f1", "-o", str(tmp_path / "out"), "--server", fake.url]) == 0
+    assert await asyncio.to_thread(main, ["download", "f1", "-o", str(tmp_path / "out"), "--server", fake.url]) == 10
+    cli.report_error(errors.Refused(f"the gateway refused the request: {REVERSED} is not allowed"))
+    out, err = capsys.readouterr()
+    assert "f1\tphoto?gnp.exe?[2J\t" in out and "photo?gnp.exe?[2J" in err
+    assert (tmp_path / "out" / "photo_gnp.exe_[2J").read_bytes() == source.read_bytes()
+    assert "photo?gnp.exe is not allowed" in err
+    assert not CONTROL.search(out.replace("\t", "").replace("\n", "")), out
+    assert not CONTROL.search(err.replace("\r", "").replace("\n", "")), err
 
 
 def test_passwd_reads_the_current_and_the_new_password_from_stdin(monkeypatch, tmp_path, capsys):
