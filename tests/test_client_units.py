@@ -527,7 +527,7 @@ REVERSED = "photo\u202egnp.exe"  # U+202E RIGHT-TO-LEFT OVERRIDE: shown as "phot
 
 
 @pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u2066", "\u2067",
-                                     "\u2068", "\u2069", "\u200e", "\u200f", "\u061c", "\x1b", "\x9b"])
+                                     "\u2068", "\u2069", "\u200e", "\u200f", "\u061c"])
 def test_bidirectional_controls_reach_the_terminal_replaced_like_other_control_characters(control):
     assert printable(f"photo{control}gnp.exe") == "photo?gnp.exe"
     assert safe_name(f"photo{control}gnp.exe", "f") == "photo_gnp.exe"  # the saved file's name too
