@@ -209,7 +209,7 @@ class Context:
 
     def info(self, text: str) -> None:
         if not self.quiet:
-            print(f"dbx: {text}", file=sys.stderr, flush=True)
+            print(f"dbx: {printable(text)}", file=sys.stderr, flush=True)
 
     def token(self) -> str:
         creds = self.store.get(self.server)
@@ -451,10 +451,10 @@ async def cmd_upload(ctx: Context) -> int:
             if ctx.json:
                 ctx.emit(result.to_json())
             elif not ctx.quiet:
-                ctx.out(f"{result.file_id}\t{result.file_name}\t{human_size(result.file_size)}\t"
+                ctx.out(f"{printable(result.file_id)}\t{printable(result.file_name)}\t{human_size(result.file_size)}\t"
                         f"sent {result.chunks_sent} of {result.chunks_total} chunks")
             else:
-                ctx.out(str(result.file_id))
+                ctx.out(printable(result.file_id))
     return status
 
 
@@ -470,7 +470,7 @@ async def cmd_download(ctx: Context) -> int:
     else:
         ctx.info(f"saved {result.path} ({human_size(result.file_size)}, fingerprint verified)")
         if ctx.quiet:
-            ctx.out(result.path)
+            ctx.out(printable(result.path))
     return 0
 
 
@@ -522,7 +522,7 @@ async def cmd_share(ctx: Context) -> int:
         ctx.emit(answer)
     else:
         shared = ", ".join(answer.get("shared_with") or []) or "nobody"
-        ctx.out(f"File {answer.get('file_id', ctx.args.file_id)} is shared with: {shared}")
+        ctx.out(printable(f"File {answer.get('file_id', ctx.args.file_id)} is shared with: {shared}"))
     return 0
 
 
@@ -613,7 +613,7 @@ COMMANDS: dict[str, Callable[[Context], Any]] = {
 
 
 def report_error(exc: ClientError) -> None:
-    print(f"dbx: error: {exc.message}", file=sys.stderr, flush=True)
+    print(f"dbx: error: {printable(exc.message)}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -642,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"dbx: error: {where}{exc.strerror or exc}", file=sys.stderr, flush=True)
+        print(f"dbx: error: {printable(where)}{exc.strerror or exc}", file=sys.stderr, flush=True)
         return errors.EXIT_UNEXPECTED
     except Exception as exc:  # noqa: BLE001 - the last resort: a bug, said plainly
         if os.environ.get("DBX_DEBUG"):

@@ -20,6 +20,14 @@ After a crash or Ctrl-C the next run re-checks the chunks the sidecar lists
 (bytes left on disk are never trusted unread) and fetches only the others. A
 CDN that ignores Range (it answers 200 with the whole body) is read as one
 stream instead, cut into chunks that are checked and written the same way.
+
+The part and the sidecar are written only as regular files dbx opened without
+following links (``O_NOFOLLOW``), with no other name: in a directory others can
+write to, a ``TARGET.part`` planted as a link to one of the user's files (with
+a sidecar that fits) must not make dbx write into that file. Something else at
+those names is refused, naming it (with ``--force``: the name is removed, never
+what it leads to); the finished part is placed only if its name still holds the
+file dbx wrote, and placing it follows no link either.
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ import asyncio
 import json
 import os
 import re
+import stat
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -41,7 +50,7 @@ from client.api import TRANSPORT_ERRORS, GatewayClient
 from client.errors import (ClientError, IntegrityError, LocalExists, NotFound, Refused, ServerError, StoreRefused,
                            Unreachable, UsageError)
 from client.hashing import chunk_digest, verify_chunks
-from client.output import CONTROL
+from client.output import CONTROL, printable
 from client.transfer import ChunkTransfer, Retry, TransferOptions, make_bar, note, transport_problem, with_retries
 from protocol.fingerprints import DEFAULT_CHUNK_SIZE, chunk_count, chunk_length, file_fingerprint, is_fingerprint
 from protocol.states import FileStatus
@@ -149,12 +158,14 @@ def place(part: str, target: str, force: bool) -> None:
 
     A hard link fails if the target exists, atomically, however late it
     appeared; where links are not possible, the check is made just before.
+    Neither follows a link: ``os.replace`` onto a link replaces the link itself,
+    and the hard link is made to the part's name, not to where a link there leads.
     """
     if force:
         os.replace(part, target)
         return
     try:
-        os.link(part, target)
+        os.link(part, target, follow_symlinks=False)
     except FileExistsError:
         refuse_existing(target, force)
         raise
@@ -173,19 +184,102 @@ def part_path(target: str) -> str:
     return target + ".part"
 
 
+def partial_paths(target: str) -> tuple[str, str, str]:
+    """Every name dbx writes beside ``target`` while it downloads: the part, the sidecar, the sidecar's next version."""
+    return part_path(target), sidecar_path(target), sidecar_path(target) + ".tmp"
+
+
+# -- never through a link -----------------------------------------------------------------
+
+NOT_OURS = "not_a_partial_download"  # the error code of something dbx did not make at one of those names
+DIRECTORY = "a directory"
+
+
+def found_at(path: str) -> str | None:
+    """What is at ``path`` if dbx must not write there; None for nothing, or a regular file with no other name."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(found.st_mode):
+        try:
+            return f"a symbolic link to {os.readlink(path)}"
+        except OSError:
+            return "a symbolic link"
+    if stat.S_ISDIR(found.st_mode):
+        return DIRECTORY
+    if not stat.S_ISREG(found.st_mode):
+        return "a special file (a FIFO, socket or device)"
+    if found.st_nlink > 1:
+        others = found.st_nlink - 1
+        return f"a file that has {others} other hard link{'s' if others > 1 else ''} (writing it would change those too)"
+    return None
+
+
+def not_ours(path: str, found: str) -> LocalExists:
+    remedy = "remove it or pick another name with -o" if found == DIRECTORY else \
+        "remove it, pick another name with -o, or pass --force to replace it (the name only: what it leads to is left alone)"
+    return LocalExists(printable(f"{path} is {found}, not a partial download dbx made; dbx writes only into its own "
+                                 f"files there: {remedy}"), code=NOT_OURS)
+
+
+def clear_partial_names(target: str, force: bool) -> None:
+    """Refuse what dbx did not make at the names of its partial download; with ``force``, remove the name."""
+    for path in partial_paths(target):
+        found = found_at(path)
+        if found is None:
+            continue
+        if force and found != DIRECTORY:
+            os.unlink(path)  # a link itself, never what it leads to
+            continue
+        raise not_ours(path, found)
+
+
+def open_own(path: str, flags: int) -> int:
+    """``os.open`` for a file dbx writes beside the target: a regular file with no other name, never through a link.
+
+    The last guard, for what changed since :func:`clear_partial_names` looked:
+    ``O_NOFOLLOW`` refuses a link, the open file itself is checked after.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)  # O_NONBLOCK: a FIFO must not hang here
+    except OSError:
+        found = found_at(path)
+        if found is None:
+            raise
+        raise not_ours(path, found) from None
+    opened = os.fstat(fd)
+    if stat.S_ISREG(opened.st_mode) and opened.st_nlink == 1:
+        return fd
+    os.close(fd)
+    raise not_ours(path, found_at(path) or "not a regular file")
+
+
 def read_sidecar(target: str) -> dict | None:
     try:
-        with open(sidecar_path(target), encoding="utf-8") as f:
-            data = json.load(f)
+        fd = os.open(sidecar_path(target), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        with open(fd, encoding="utf-8") as f:
+            data = json.load(f) if stat.S_ISREG(os.fstat(fd).st_mode) else None
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def write_sidecar(target: str, meta: dict) -> None:
-    """Replace the sidecar atomically: a crash leaves the old one or the new one, never half of one."""
-    tmp = sidecar_path(target) + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    """Replace the sidecar atomically: a crash leaves the old one or the new one, never half of one.
+
+    The next version is a new file (``O_EXCL``: what a name held is never written
+    through), renamed onto the sidecar's name (onto a link there: the link itself).
+    """
+    tmp = partial_paths(target)[2]
+    try:
+        os.unlink(tmp)  # left by a crash
+    except FileNotFoundError:
+        pass
+    with open(open_own(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "w", encoding="utf-8") as f:
         json.dump(meta, f)
         f.flush()
         os.fsync(f.fileno())
@@ -193,7 +287,7 @@ def write_sidecar(target: str, meta: dict) -> None:
 
 
 def remove_partial(target: str) -> None:
-    for path in (part_path(target), sidecar_path(target), sidecar_path(target) + ".tmp"):
+    for path in partial_paths(target):
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -229,7 +323,7 @@ def claimed_chunks(target: str, meta: dict, count: int) -> set[int]:
     if previous is None or any(previous.get(k) != meta[k] for k in ("fingerprint", "file_size", "chunk_size")):
         return set()
     try:
-        if os.path.getsize(part_path(target)) != meta["file_size"]:
+        if os.lstat(part_path(target)).st_size != meta["file_size"] or found_at(part_path(target)):
             return set()
     except OSError:
         return set()
@@ -252,7 +346,7 @@ class PartFile:
     loop), so the bookkeeping is changed under a lock.
     """
 
-    def __init__(self, target: str, meta: dict, chunk_fps: list[str], done: set[int]):
+    def __init__(self, target: str, meta: dict, chunk_fps: list[str], done: set[int], fd: int):
         self.target = target
         self.meta = meta
         self.chunk_fps = chunk_fps
@@ -262,21 +356,27 @@ class PartFile:
         self._synced_at = float("-inf")
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
-        self._fd = os.open(part_path(target), os.O_RDWR)
+        self._fd = fd
+        opened = os.fstat(fd)
+        self.identity = (opened.st_dev, opened.st_ino)  # the part's name must still lead here when it is placed
 
     @classmethod
     def open(cls, target: str, meta: dict, chunk_fps: list[str], claimed: set[int],
              on_read: Callable[[int], None] | None = None) -> PartFile:
         """Keep the ``claimed`` chunks of an earlier run that still check out; else start a new part (blocking)."""
-        if claimed:
-            expected = {index: chunk_fps[index] for index in claimed}
-            done = verify_chunks(part_path(target), int(meta["chunk_size"]), int(meta["file_size"]), expected, on_read)
-        else:
+        size = int(meta["file_size"])
+        if not claimed:
             remove_partial(target)
-            with open(part_path(target), "wb") as f:
-                f.truncate(int(meta["file_size"]))  # sparse: each chunk is written at its offset
-            done = set()
-        part = cls(target, meta, chunk_fps, done)
+        fd = open_own(part_path(target), os.O_RDWR | (0 if claimed else os.O_CREAT | os.O_EXCL))
+        try:
+            if os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)  # sparse: each chunk is written at its offset
+            expected = {index: chunk_fps[index] for index in claimed}
+            done = verify_chunks(fd, int(meta["chunk_size"]), size, expected, on_read) if claimed else set()
+        except BaseException:
+            os.close(fd)
+            raise
+        part = cls(target, meta, chunk_fps, done, fd)
         if claimed and done == claimed:
             part._recorded = done
         else:
@@ -331,6 +431,19 @@ class PartFile:
             finally:
                 os.close(self._fd)
                 self._fd = -1
+
+    def check_still_here(self) -> None:
+        """Refuse to place the part if its name now leads to something else than the file written."""
+        path = part_path(self.target)
+        try:
+            now = os.lstat(path)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != self.identity:
+            found = found_at(path) or ("another file" if now else "gone")
+            raise LocalExists(printable(f"{path} was replaced while dbx downloaded into it (it is now {found}); "
+                                        f"nothing was written to {self.target}: run `dbx download` again"),
+                              code=NOT_OURS)
 
 
 def checked_chunk_fingerprints(obj: dict, file_id: Any, size: int, chunk_size: int) -> list[str]:
@@ -548,6 +661,7 @@ async def download_file(client: GatewayClient, file_id: Any, output: str | None,
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):  # noqa: ASYNC240 - as above
         raise NotFound(f"the directory {directory} does not exist; create it or pick another -o", code="local_not_found")
+    clear_partial_names(target, options.force)
 
     meta = {"file_id": obj.get("file_id", file_id), "fingerprint": fingerprint, "file_size": size, "chunk_size": chunk_size}
     claimed = claimed_chunks(target, meta, len(chunk_fps))
@@ -587,6 +701,7 @@ async def download_file(client: GatewayClient, file_id: Any, output: str | None,
             f"{fingerprint[:12]}…); nothing was written to {target}; run `dbx download` again",
             code="fingerprint_mismatch",
         )
+    part.check_still_here()
     try:
         place(part_path(target), target, options.force)
     except LocalExists as exc:

@@ -46,20 +46,26 @@ def fingerprint_chunk_at(path: str, index: int, file_size: int, chunk_size: int,
     Opens the file itself, so that any number of threads may run it and a
     caller that stops waiting never closes a descriptor under a running read.
     """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return fingerprint_chunk_in(fd, index, file_size, chunk_size, buffer, path)
+    finally:
+        os.close(fd)
+
+
+def fingerprint_chunk_in(fd: int, index: int, file_size: int, chunk_size: int, buffer: memoryview,
+                         name: str = "the file") -> str:
+    """Chunk ``index`` of the file open at ``fd`` (``name`` in messages), read at its offset and hashed."""
     offset = index * chunk_size
     left = chunk_length(index, file_size, chunk_size)
     digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        while left:
-            count = os.preadv(fd, [buffer[:min(len(buffer), left)]], offset)
-            if not count:
-                raise FileChanged(f"{path} ended {left} bytes early in chunk {index}")
-            digest.update(buffer[:count])
-            offset += count
-            left -= count
-    finally:
-        os.close(fd)
+    while left:
+        count = os.preadv(fd, [buffer[:min(len(buffer), left)]], offset)
+        if not count:
+            raise FileChanged(f"{name} ended {left} bytes early in chunk {index}")
+        digest.update(buffer[:count])
+        offset += count
+        left -= count
     return digest.hexdigest()
 
 
@@ -118,20 +124,28 @@ async def fingerprint_file(path: str, chunk_size: int, *, threads: int | None = 
     return await FingerprintPass(path, chunk_size, threads).result(on_chunk)
 
 
-def verify_chunks(path: str, chunk_size: int, file_size: int, expected: dict[int, str],
+def verify_chunks(file: str | int, chunk_size: int, file_size: int, expected: dict[int, str],
                   on_read: Callable[[int], None] | None = None) -> set[int]:
-    """The indexes of ``expected`` whose bytes in ``path`` (at their offsets) have that fingerprint.
+    """The indexes of ``expected`` whose bytes in ``file`` (at their offsets) have that fingerprint.
 
-    One chunk at a time, in pieces: memory holds at most PIECE bytes of the file.
+    ``file`` is a path, or a descriptor open for reading (read at offsets, left
+    open: ``dbx download`` checks the part file it has opened, not whatever the
+    name leads to). One chunk at a time, in pieces: memory holds at most PIECE
+    bytes of the file.
     """
     buffer = memoryview(bytearray(min(PIECE, chunk_size)))
+    fd = os.open(file, os.O_RDONLY) if isinstance(file, str) else file
     good = set()
-    for index in sorted(expected):
-        try:
-            if fingerprint_chunk_at(path, index, file_size, chunk_size, buffer) == expected[index]:
-                good.add(index)
-        except FileChanged:
-            pass  # shorter than the file: its last chunks cannot check out
-        if on_read:
-            on_read(chunk_length(index, file_size, chunk_size))
+    try:
+        for index in sorted(expected):
+            try:
+                if fingerprint_chunk_in(fd, index, file_size, chunk_size, buffer) == expected[index]:
+                    good.add(index)
+            except FileChanged:
+                pass  # shorter than the file: its last chunks cannot check out
+            if on_read:
+                on_read(chunk_length(index, file_size, chunk_size))
+    finally:
+        if isinstance(file, str):
+            os.close(fd)
     return good

@@ -2,7 +2,9 @@
 
 File names, usernames and link URLs come from other people: they are printed
 with control characters replaced, so a name cannot move the cursor, clear the
-screen or rewrite the terminal's title.
+screen or rewrite the terminal's title; Unicode's bidirectional controls too,
+so that a name is shown in its real order (``photo<U+202E>gnp.exe``, which a
+terminal shows as ``photoexe.png``, prints as ``photo?gnp.exe``).
 """
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from datetime import datetime, UTC
 from typing import Any
 
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls, and the characters Unicode calls Bidi_Control: ALM, LRM and RLM, the embeddings and
+# overrides LRE, RLE, PDF, LRO, RLO (U+202A-U+202E) and the isolates LRI, RLI, FSI, PDI (U+2066-U+2069).
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 INFO_FIELDS = ("file_id", "file_name", "file_size", "file_type", "fingerprint", "status", "uploaded_by",
                "created_at", "chunk_size", "total_chunks", "uploaded_chunks")
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from client.api import GatewayClient, connection_reason
 from client.errors import ClientError
+from client.output import printable
 
 T = TypeVar("T")
 
@@ -122,7 +123,7 @@ def short(name: str, width: int = 24) -> str:
 
 def make_bar(total: int, desc: str, options: TransferOptions, initial: int = 0, leave: bool = True) -> tqdm:
     return tqdm(
-        total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+        total=total, initial=initial, desc=printable(desc), unit="B", unit_scale=True, unit_divisor=1024,
         file=sys.stderr, disable=options.quiet, dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 1.0,
         leave=leave,
     )
@@ -130,4 +131,4 @@ def make_bar(total: int, desc: str, options: TransferOptions, initial: int = 0, 
 
 def note(options: TransferOptions, message: str) -> None:
     if not options.quiet:
-        tqdm.write(f"dbx: {message}", file=sys.stderr)
+        tqdm.write(f"dbx: {printable(message)}", file=sys.stderr)

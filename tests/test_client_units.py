@@ -20,7 +20,7 @@ from aiohttp import web
 from client import errors
 from client.api import GatewayClient, missing_chunks, retry_after_seconds, wait_words
 from client.cli import build_parser, main, parse_duration, parse_rate
-from client.output import file_row, info_lines, link_summary, link_table, printable, quota_line, show_time, whoami_lines
+from client.output import CONTROL, file_row, info_lines, link_summary, link_table, printable, quota_line, show_time, whoami_lines
 from client.config import Credentials, CredentialStore, config_dir, normalize_server, resolve_server
 from client.download import (
     DownloadOptions,
@@ -521,6 +521,45 @@ def test_names_from_other_people_reach_the_terminal_without_control_characters()
     assert "\x1b" not in row and "\x07" not in row and row.count("\t") == 5
     assert not any("\x1b" in line for line in info_lines({"file_id": "f1", "file_name": evil, "extra": "\x1b"}))
     assert "\x1b" not in link_table([{**LINKS[0], "url": "http://gw/s/\x1b[2J"}])[1]
+
+
+REVERSED = "photo\u202egnp.exe"  # U+202E RIGHT-TO-LEFT OVERRIDE: shown as "photoexe.png", an .exe
+
+
+@pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u2066", "\u2067",
+                                     "\u2068", "\u2069", "\u200e", "\u200f", "\u061c"])
+def test_bidirectional_controls_reach_the_terminal_replaced_like_other_control_characters(control):
+    assert printable(f"photo{control}gnp.exe") == "photo?gnp.exe"
+    assert safe_name(f"photo{control}gnp.exe", "f") == "photo_gnp.exe"  # the saved file's name too
+    assert printable("مرحبا.txt \u200d👩\u200d💻") == "مرحبا.txt \u200d👩\u200d💻"  # right-to-left text and emoji stay
+
+
+def test_names_reach_the_terminal_in_their_real_order_in_every_listing():
+    row = file_row({"file_id": "f1", "file_size": 10, "status": "uploaded", "created_at": "t", "file_name": REVERSED,
+                    "uploaded_by": "bob"}, owner=True)
+    assert row.endswith("\tphoto?gnp.exe")
+    assert "file_name:       photo?gnp.exe" in info_lines({"file_id": "f1", "file_name": REVERSED})
+
+
+async def test_dbx_upload_and_download_print_a_reversing_name_escaped(fake, tmp_path, monkeypatch, capsys):
+    """What the commands print themselves (results, progress bars, notes, errors) is escaped too."""
+    from client import cli
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    CredentialStore(tmp_path / "config" / "dbx").save(Credentials(fake.url, "alice", "token"))
+    source = tmp_path / f"{REVERSED}\x1b[2J"
+    source.write_bytes(os.urandom(fake.chunk_size + 1))
+    assert await asyncio.to_thread(main, ["upload", str(source), "--server", fake.url]) == 0
+    (tmp_path / "out").mkdir()
+    assert await asyncio.to_thread(main, ["download", "f1", "-o", str(tmp_path / "out"), "--server", fake.url]) == 0
+    assert await asyncio.to_thread(main, ["download", "f1", "-o", str(tmp_path / "out"), "--server", fake.url]) == 10
+    cli.report_error(errors.Refused(f"the gateway refused the request: {REVERSED} is not allowed"))
+    out, err = capsys.readouterr()
+    assert "f1\tphoto?gnp.exe?[2J\t" in out and "photo?gnp.exe?[2J" in err
+    assert (tmp_path / "out" / "photo_gnp.exe_[2J").read_bytes() == source.read_bytes()
+    assert "photo?gnp.exe is not allowed" in err
+    assert not CONTROL.search(out.replace("\t", "").replace("\n", "")), out
+    assert not CONTROL.search(err.replace("\r", "").replace("\n", "")), err
 
 
 def test_passwd_reads_the_current_and_the_new_password_from_stdin(monkeypatch, tmp_path, capsys):
@@ -1206,6 +1245,111 @@ async def test_chunks_that_do_not_make_up_the_fingerprint_are_refused(fake, tmp_
             await download_file(client, file_id, str(tmp_path / "out.bin"), fast_download())
     assert info.value.code == "inconsistent_file"
     assert fake.cdn_requests == [] and no_partial(tmp_path / "out.bin")
+
+
+# -- what dbx writes beside the target: never through a link ------------------------------
+
+
+async def planted_part(fake: FakeStack, client: GatewayClient, tmp_path: Path, planted: str) -> tuple[Path, str, Path, Path]:
+    """A download an earlier run began (chunk 0 of 3 verified and recorded), then ``out.bin<planted>``
+    made a link to a victim file of the same size as the shared one.
+
+    Unguarded, dbx writes the chunks it fetches through a ``.part`` link (the victim's bytes fail the
+    claimed chunk 0, so the part starts over, in place) and its sidecar through a ``.part.json.tmp`` one.
+    """
+    source, file_id = await uploaded_file(fake, client, tmp_path, 3 * fake.chunk_size)
+    obj = await client.get_file(file_id)
+    target = tmp_path / "out.bin"
+    meta = {"file_id": file_id, "fingerprint": obj["fingerprint"], "file_size": obj["file_size"],
+            "chunk_size": fake.chunk_size}
+    part = PartFile.open(str(target), meta, [c["fingerprint"] for c in obj["chunks"]], set())
+    part.store(0, [source.read_bytes()[:fake.chunk_size]])
+    part.close()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"v" * obj["file_size"])
+    link = tmp_path / f"out.bin{planted}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(victim)
+    return source, file_id, target, victim
+
+
+@pytest.mark.parametrize("planted", [".part", ".part.json", ".part.json.tmp"])
+async def test_download_never_writes_through_a_planted_link(fake, tmp_path, planted):
+    """A link where dbx keeps its partial download is refused, naming it; the file it points to is left alone."""
+    link = tmp_path / f"out.bin{planted}"
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id, target, victim = await planted_part(fake, client, tmp_path, planted)
+        with pytest.raises(errors.LocalExists) as info:
+            await download_file(client, file_id, str(target), fast_download())
+        assert victim.read_bytes() == b"v" * 3 * fake.chunk_size
+        assert link.is_symlink() and not target.exists() and fake.cdn_requests == []
+        message = info.value.message
+        assert f"{link} is a symbolic link to {victim}" in message and "--force" in message
+        assert info.value.exit_code == errors.EXIT_EXISTS and info.value.code == "not_a_partial_download"
+        # --force removes the link itself, never what it points to; the earlier run's chunk is kept
+        # only while its part and sidecar are still there.
+        result = await download_file(client, file_id, str(target), fast_download(force=True))
+    assert victim.read_bytes() == b"v" * 3 * fake.chunk_size
+    assert target.read_bytes() == source.read_bytes() and not target.is_symlink()
+    assert result.chunks_reused == (1 if planted == ".part.json.tmp" else 0)
+    assert no_partial(target) and not link.is_symlink()
+
+
+async def test_download_refuses_a_directory_or_a_file_with_other_names_where_its_part_goes(fake, tmp_path):
+    async with GatewayClient(fake.url, "token") as client:
+        source, file_id = await uploaded_file(fake, client, tmp_path, fake.chunk_size)
+        target = tmp_path / "out.bin"
+        Path(part_path(str(target))).mkdir()
+        for force in (False, True):  # a directory is never removed
+            with pytest.raises(errors.LocalExists) as info:
+                await download_file(client, file_id, str(target), fast_download(force=force))
+            assert f"{part_path(str(target))} is a directory" in info.value.message
+        Path(part_path(str(target))).rmdir()
+        victim = tmp_path / "victim"
+        victim.write_bytes(b"v" * fake.chunk_size)
+        os.link(victim, part_path(str(target)))  # a hard link: writing into it writes into the victim
+        with pytest.raises(errors.LocalExists) as info:
+            await download_file(client, file_id, str(target), fast_download())
+        assert "has 1 other hard link" in info.value.message
+        await download_file(client, file_id, str(target), fast_download(force=True))
+    assert victim.read_bytes() == b"v" * fake.chunk_size and target.read_bytes() == source.read_bytes()
+
+
+async def test_a_part_replaced_by_a_link_during_the_download_is_not_placed(fake, tmp_path):
+    """The part's name must still lead to the file dbx wrote when it is moved onto the target."""
+    async with GatewayClient(fake.url, "token") as client:
+        _, file_id = await uploaded_file(fake, client, tmp_path, 2 * fake.chunk_size)
+        target = tmp_path / "out.bin"
+        victim = tmp_path / "victim"
+        victim.write_bytes(b"victim")
+
+        def swap() -> None:
+            if not os.path.islink(part_path(str(target))):
+                os.unlink(part_path(str(target)))
+                os.symlink(victim, part_path(str(target)))
+
+        fake.on_cdn = swap
+        for force in (False, True):
+            with pytest.raises(errors.LocalExists) as info:
+                await download_file(client, file_id, str(target), fast_download(force=force))
+            assert f"{part_path(str(target))} was replaced while dbx downloaded into it" in info.value.message
+            assert f"a symbolic link to {victim}" in info.value.message
+            assert not os.path.lexists(target) and victim.read_bytes() == b"victim"
+            os.unlink(part_path(str(target)))
+
+
+def test_a_part_file_is_opened_without_following_links(tmp_path):
+    """The last guard, should a link appear after the checks: the part is opened with O_NOFOLLOW."""
+    target = str(tmp_path / "t.bin")
+    data = os.urandom(20)
+    _, fps, _ = fingerprint_stream(io.BytesIO(data), 10)
+    meta = {"fingerprint": file_fingerprint(fps), "file_size": 20, "chunk_size": 10}
+    victim = tmp_path / "victim"
+    victim.write_bytes(bytes(20))
+    os.symlink(victim, part_path(target))
+    with pytest.raises(errors.LocalExists, match="symbolic link"):
+        PartFile.open(target, meta, fps, {0})
+    assert victim.read_bytes() == bytes(20)
 
 
 # -- the client stands alone --------------------------------------------------------------

@@ -246,20 +246,30 @@ async def test_share_with_a_user_who_sees_it_under_shared_with_me(browser, web_g
     assert not owner.problems and not reader.problems
 
 
-async def test_a_file_named_like_html_is_shown_as_text(browser, web_gateway):
+async def test_file_names_are_shown_as_text_in_their_real_order(browser, web_gateway):
     name = "<img src=x onerror=alert(1)>.txt"
+    reversing = "photo\u202egnp.exe"  # U+202E RIGHT-TO-LEFT OVERRIDE: it would read "photoexe.png"
+    shown = "photo\ufffdgnp.exe"  # the override shown as a marked replacement character
     app = await WebApp.open(browser, web_gateway.url)
     dialogs = []
     app.page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     await app.sign_up()
-    await app.pick(file_payload(name, b"not html at all"))
+    await app.pick(file_payload(name, b"not html at all"), file_payload(reversing, b"MZ, not a picture"))
     await app.wait_uploaded(name)
+    await app.wait_uploaded(shown)
     await expect(app.file_row(name).locator(".file-name")).to_have_text(name)
-    await expect(app.page.locator(".upload-name")).to_have_text(name)
+    for upload_name in (name, shown):
+        await expect(app.page.locator(".upload-name", has_text=upload_name)).to_have_text(upload_name)
     await app.page.reload()
     await expect(app.file_row(name).locator(".file-name")).to_have_text(name)
     assert await app.page.locator("main img").count() == 0
     assert dialogs == []
+    # Isolated (<bdi>), in its real order, the override marked and what it is said.
+    marked = app.file_row(shown).locator(".file-name")
+    await expect(marked).to_have_text(shown)
+    assert await marked.evaluate("element => element.localName") == "bdi"
+    await expect(marked).to_have_attribute("title", re.compile("^This name contains an invisible character"))
+    await expect(marked.locator(".hidden-char")).to_have_attribute("title", "U+202E")
     assert not app.problems
 
 

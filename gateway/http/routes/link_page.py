@@ -11,15 +11,21 @@ say so. The page is for people, so it answers HTML for these too; the same
 token works on the JSON API (gateway/http/routes/links.py).
 
 Everything the page shows that came from a user (the file name and type) is
-escaped text. Every answer carries a Content-Security-Policy that allows no
-script at all, styles from this origin only, and form submissions only to
-this origin and the CDN tier (the 303's target); ``Referrer-Policy:
-no-referrer`` keeps the token (in the page's URL) from the CDN and anyone the
-page links to; ``Cache-Control: no-store`` keeps it out of caches.
+escaped text. The name is shown isolated (``<bdi>``) and in its real order:
+characters that do not show but change how a name is shown (Unicode's
+bidirectional controls, so that ``photo<U+202E>gnp.exe`` does not read as
+``photoexe.png``, and control characters) are each shown as the replacement
+character U+FFFD, its code point in a tooltip, and a note under the name says
+so. Every answer carries a Content-Security-Policy that allows no script at
+all, styles from this origin only, and form submissions only to this origin
+and the CDN tier (the 303's target); ``Referrer-Policy: no-referrer`` keeps
+the token (in the page's URL) from the CDN and anyone the page links to;
+``Cache-Control: no-store`` keeps it out of caches.
 """
 from __future__ import annotations
 
 import html
+import re
 
 from aiohttp import web
 
@@ -36,6 +42,11 @@ routes = web.RouteTableDef()
 
 # The web app's stylesheet (gateway/web/style.css), which carries this page's classes too.
 STYLESHEET_PATH = "/static/style.css"
+
+# Characters that do not show but change how a name is shown: C0 and C1 controls, and Unicode's Bidi_Control
+# characters (ALM, LRM, RLM; the embeddings and overrides U+202A-U+202E; the isolates U+2066-U+2069).
+HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+MARK = "\N{REPLACEMENT CHARACTER}"
 
 # What each refusal tells a person, and the status it answers with.
 REFUSALS: dict[type[DomainError], tuple[int, str, str]] = {
@@ -83,6 +94,30 @@ def document(title: str, body: str) -> str:
     )
 
 
+def shown_name(name: str) -> str:
+    """The name as plain text shows it (the page's title): each hidden character as a replacement character."""
+    return HIDDEN.sub(MARK, name)
+
+
+def name_heading(name: str) -> str:
+    """The name as the page's heading (safe HTML), isolated, each hidden character marked; then a note if any."""
+    marked, hidden = HIDDEN.subn(
+        lambda found: f"<span class=\"hidden-char\" title=\"U+{ord(found.group()):04X}\">{MARK}</span>", html.escape(name),
+    )
+    heading = f"<h1 class=\"file-name\"><bdi>{marked}</bdi></h1>\n"
+    if not hidden:
+        return heading
+    characters = "an invisible character" if hidden == 1 else f"{hidden} invisible characters"
+    return heading + (
+        f"<p class=\"notice\">This name contains {characters} that can change how a name is displayed, shown "
+        f"here as {MARK}. Check that the name is what you expect before you open the file.</p>\n"
+    )
+
+
+def shared_title(link: Row) -> str:
+    return f"{shown_name(link['file_name'])} - shared file"
+
+
 def link_body(token: str, link: Row, message: str | None = None) -> str:
     """The file's name, size and type, and the download form (with a password field when needed)."""
     e = html.escape
@@ -100,7 +135,7 @@ def link_body(token: str, link: Row, message: str | None = None) -> str:
     alert = f"<p class=\"message error\" role=\"alert\">{e(message)}</p>\n" if message else ""
     return (
         "<p class=\"hint\">Someone shared a file with you</p>\n"
-        f"<h1 class=\"file-name\">{e(link['file_name'])}</h1>\n"
+        f"{name_heading(link['file_name'])}"
         f"<p class=\"file-facts\">{facts}</p>\n{alert}"
         f"<form method=\"post\" action=\"/s/{e(token)}\" class=\"stack\">\n{password}"
         "<button type=\"submit\" class=\"button primary\">Download</button>\n</form>\n"
@@ -128,7 +163,7 @@ async def link_page(request: web.Request) -> web.Response:
         link = await request.app[appkeys.CORE].links.open(token)
     except (LinkNotFound, LinkRevoked, LinkExpired) as exc:
         return refusal_page(config, exc)
-    return page(config, 200, f"{link['file_name']} - shared file", link_body(token, link))
+    return page(config, 200, shared_title(link), link_body(token, link))
 
 
 @routes.post("/s/{token}")
@@ -163,7 +198,7 @@ async def form_unreadable(request: web.Request, token: str) -> web.Response:
     except (LinkNotFound, LinkRevoked, LinkExpired) as exc:
         return refusal_page(config, exc)
     message = "The form could not be read. Reload the page and try again."
-    return page(config, 400, f"{link['file_name']} - shared file", link_body(token, link, message))
+    return page(config, 400, shared_title(link), link_body(token, link, message))
 
 
 async def password_refused(request: web.Request, token: str, exc: DomainError) -> web.Response:
@@ -174,8 +209,8 @@ async def password_refused(request: web.Request, token: str, exc: DomainError) -
         minutes = max(1, round(exc.retry_after / 60))
         message = (f"Too many wrong passwords were tried for this link. Try again in about {minutes} "
                    f"minute{'s' if minutes != 1 else ''}.")
-        return page(config, 429, f"{link['file_name']} - shared file", link_body(token, link, message),
+        return page(config, 429, shared_title(link), link_body(token, link, message),
                     **{"Retry-After": str(exc.retry_after)})
     status, message = (401, "Enter the password to download this file.") if isinstance(exc, PasswordRequired) \
         else (403, "That password is not right. Try again.")
-    return page(config, status, f"{link['file_name']} - shared file", link_body(token, link, message))
+    return page(config, status, shared_title(link), link_body(token, link, message))

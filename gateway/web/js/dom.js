@@ -1,6 +1,8 @@
 // Building the page: every string goes in as text (textContent, text nodes,
 // attributes), never as HTML. There is no innerHTML anywhere in this app, so a
 // file named "<img src=x onerror=alert(1)>.txt" is shown as those characters.
+// Names people chose are shown with nameElement: isolated, and in their real order.
+import { MARK, hiddenNote, nameParts } from "./format.js";
 
 /**
  * Create an element. props: `class`, `text`, `on<event>` listeners, `dataset`,
@@ -23,6 +25,17 @@ export function h(tag, props = {}, ...children) {
 }
 
 const PROPERTIES = new Set(["value", "checked", "disabled", "multiple", "hidden"]);
+
+/**
+ * A name someone chose (a file's), as an element: a <bdi>, so that a right-to-left name cannot
+ * reorder what is around it; each character that would change how it is shown (a bidirectional
+ * control such as U+202E, which shows "photo\u202Egnp.exe" as "photoexe.png") shown as a marked
+ * MARK with its code point as tooltip, and the element's tooltip says why.
+ */
+export function nameElement(name, className) {
+  return h("bdi", { class: className, title: hiddenNote(name) || null },
+    nameParts(name).map((part) => (part.hidden ? h("span", { class: "hidden-char", title: part.hidden, text: MARK }) : part.text)));
+}
 
 export function append(parent, children) {
   for (const child of children.flat(Infinity)) {

@@ -1,7 +1,7 @@
 // File listings: the caller's own files and those shared with them, a page at a time
 // (the API's keyset cursor, `next_cursor`), loaded when "More" scrolls into view or is pressed.
-import { confirmDialog, h, replace, showMessage } from "./dom.js";
-import { formatDate, formatSize, formatType } from "./format.js";
+import { confirmDialog, h, nameElement, replace, showMessage } from "./dom.js";
+import { formatDate, formatSize, formatType, quotedName } from "./format.js";
 
 const STATUS = { uploaded: "Uploaded", uploading: "Incomplete", failed: "Failed" };
 
@@ -94,7 +94,7 @@ export class FileSection {
       : "";
     const row = h("tr", { dataset: { fileId: file.file_id, status: file.status } },
       h("td", { class: "col-name" },
-        h("span", { class: "file-name", text: file.file_name }),
+        nameElement(file.file_name, "file-name"),
         !this.own && file.uploaded_by ? h("span", { class: "file-owner", text: `from ${file.uploaded_by}` }) : null,
         h("span", { class: "file-meta", text: `${formatSize(file.file_size)} · ${formatDate(file.created_at)}` }),
       ),
@@ -113,7 +113,7 @@ export class FileSection {
   async remove(file, row) {
     const confirmed = await confirmDialog(
       "Delete this file?",
-      `“${file.file_name}” will be deleted for you and everyone it is shared with. This cannot be undone.`,
+      `${quotedName(file.file_name)} will be deleted for you and everyone it is shared with. This cannot be undone.`,
       "Delete",
     );
     if (!confirmed) return;
@@ -121,9 +121,9 @@ export class FileSection {
       await this.actions.remove(file);
       row.remove();
       this.empty.hidden = this.body.childElementCount > 0;
-      showMessage(this.message, `Deleted “${file.file_name}”.`, "info");
+      showMessage(this.message, `Deleted ${quotedName(file.file_name)}.`, "info");
     } catch (error) {
-      showMessage(this.message, `Could not delete “${file.file_name}”: ${error.message}`);
+      showMessage(this.message, `Could not delete ${quotedName(file.file_name)}: ${error.message}`);
     }
   }
 }

@@ -3,6 +3,7 @@ import { openAccountDialog, signedOutView } from "./account.js";
 import { Api } from "./api.js";
 import { h, replace, showMessage } from "./dom.js";
 import { FileSection } from "./files.js";
+import { quotedName } from "./format.js";
 import { webCryptoAvailable } from "./fingerprint.js";
 import { clearSession, loadSession, saveSession } from "./session.js";
 import { openShareDialog } from "./share.js";
@@ -150,7 +151,7 @@ async function download(file, button) {
   } catch (error) {
     const section = button.closest("section");
     const region = section && section.querySelector(".message");
-    if (region) showMessage(region, `Could not download “${file.file_name}”: ${error.message}`);
+    if (region) showMessage(region, `Could not download ${quotedName(file.file_name)}: ${error.message}`);
   } finally {
     button.disabled = false;
   }

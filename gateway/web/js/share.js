@@ -1,6 +1,6 @@
 // The share dialog: share with users by username (and stop sharing), and shared links
 // (contract v1.1 "Shared links": create with an optional expiry and password, copy, revoke).
-import { field, h, openDialog, replace, showMessage } from "./dom.js";
+import { field, h, nameElement, openDialog, replace, showMessage } from "./dom.js";
 import { formatDate } from "./format.js";
 
 const EXPIRIES = [
@@ -15,7 +15,7 @@ export function openShareDialog(api, file) {
   const people = peopleSection(api, file);
   const links = linksSection(api, file);
   openDialog("Share", h("div", { class: "share-body" },
-    h("p", { class: "dialog-subtitle" }, h("span", { class: "file-name", text: file.file_name })),
+    h("p", { class: "dialog-subtitle" }, nameElement(file.file_name, "file-name")),
     people.element,
     links.element,
   ));

@@ -17,6 +17,7 @@
 // tells which chunks it has, so only the missing ones are sent.
 import { ApiError } from "./api.js";
 import { chunkCount, chunkLength } from "./fingerprint.js";
+import { quotedName } from "./format.js";
 import { hashFile } from "./hashing.js";
 
 export const PARALLEL = 4;
@@ -159,7 +160,7 @@ export class Upload {
 
   async start() {
     if (this.maxFileSize && this.size > this.maxFileSize) {
-      return this.fail(`“${this.name}” is too large: this server takes files up to ${this.maxFileSize} bytes.`);
+      return this.fail(`${quotedName(this.name)} is too large: this server takes files up to ${this.maxFileSize} bytes.`);
     }
     this.startedAt = performance.now();
     this.setState("hashing");
@@ -260,7 +261,7 @@ export class Upload {
     const file = await this.api.startUpload(claim);
     this.fileId = file.file_id;
     if (file.status === "failed") {
-      throw new Error(`The server marked “${this.name}” as failed: ${file.failure_reason || "its bytes did not verify"}.`);
+      throw new Error(`The server marked ${quotedName(this.name)} as failed: ${file.failure_reason || "its bytes did not verify"}.`);
     }
     if (file.status === "uploaded") {
       this.pending.clear();
@@ -335,14 +336,14 @@ export class Upload {
       problem = unreachable ? "no answer" : `HTTP ${answer.status}${code ? ` ${code}` : ""}`;
       if (answer.status === 404 && code === "NoSuchUpload") throw new StartOver();
       if (answer.status === 400 && DIGEST_ERRORS.has(code)) {
-        throw new Error(`“${this.name}” changed since it was fingerprinted. Pick it again to upload the new version.`);
+        throw new Error(`${quotedName(this.name)} changed since it was fingerprinted. Pick it again to upload the new version.`);
       }
       if (answer.status === 403) this.urls.delete(index); // expired or refused signature: a fresh URL
     }
     if (unreachable) {
       throw new PauseError(`Cannot reach the storage server at ${hostOf(this.urls.get(index)?.url || "")}. Check your connection.`);
     }
-    throw new PauseError(`The storage server refused part ${index + 1} of “${this.name}” ${RETRIES + 1} times (${problem}).`);
+    throw new PauseError(`The storage server refused part ${index + 1} of ${quotedName(this.name)} ${RETRIES + 1} times (${problem}).`);
   }
 
   /** A fresh presigned request for chunk `index`, fetched with a batch of others. */
@@ -410,7 +411,7 @@ export class Upload {
       } catch (error) {
         if (!(error instanceof ApiError)) throw error;
         if (error.code === "upload_gone") throw new StartOver();
-        if (error.status === 422) throw new Error(`“${this.name}” did not verify: ${error.message}`);
+        if (error.status === 422) throw new Error(`${quotedName(this.name)} did not verify: ${error.message}`);
         const missing = error.status === 409 ? error.details.missing : null;
         if (!Array.isArray(missing) || !missing.length) throw error;
         for (const index of missing) this.pending.add(index);
@@ -435,7 +436,7 @@ export class Upload {
       file = await this.api.file(this.fileId);
     }
     if (file.status !== "uploaded") {
-      throw new Error(`“${this.name}” did not verify: ${file.failure_reason || "the stored bytes did not match"}.`);
+      throw new Error(`${quotedName(this.name)} did not verify: ${file.failure_reason || "the stored bytes did not match"}.`);
     }
     this.done();
   }

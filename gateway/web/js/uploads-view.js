@@ -1,7 +1,7 @@
 // The uploads panel: one item per file, with its progress bar, speed, time left and controls.
-import { h, replace } from "./dom.js";
+import { h, nameElement, replace } from "./dom.js";
 import { webCryptoAvailable } from "./fingerprint.js";
-import { formatDuration, formatSize, formatSpeed } from "./format.js";
+import { formatDuration, formatSize, formatSpeed, shownName } from "./format.js";
 import { Upload } from "./upload.js";
 
 export class UploadsPanel {
@@ -63,7 +63,7 @@ export class UploadsPanel {
     const bar = h("div", {
       class: "bar",
       role: "progressbar",
-      "aria-label": `Upload of ${upload.name}`,
+      "aria-label": `Upload of ${shownName(upload.name)}`,
       "aria-valuemin": "0",
       "aria-valuemax": "100",
       "aria-valuenow": "0",
@@ -74,7 +74,7 @@ export class UploadsPanel {
     const cancel = h("button", { type: "button", class: "button small", text: "Cancel", onclick: () => upload.cancel() });
     const item = h("li", { class: "upload-item" },
       h("div", { class: "upload-head" },
-        h("span", { class: "upload-name", text: upload.name }),
+        nameElement(upload.name, "upload-name"),
         h("span", { class: "upload-size", text: formatSize(upload.size) }),
       ),
       bar,
