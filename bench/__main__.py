@@ -19,7 +19,7 @@ import os
 import platform
 import sys
 
-# Each is bench/NAME.py with a main(argv), in the order a whole run takes them.
+# Each is a module of bench/ (transfer.py, ...) with a main(argv), in the order a whole run takes them.
 BENCHMARKS = ("transfer", "download", "control", "cluster", "limits", "browser")
 SMOKE = {
     "transfer": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5", "--no-warm-up"],
