@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         start = start_cluster if args.cluster else start_single
         lines = start(args, state, env, supervisor)
         nginx = start_local_cdn(state / "cdn", cdn_env, args.cdn_port)
-        supervisor.add(Component("CDN tier", nginx.stop, lambda: nginx.process.poll() is None))
+        supervisor.add(Component("CDN tier", nginx.stop, nginx.alive))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - report and clean up whatever started
         print(f"the local stack failed to start: {exc or 'interrupted'}", file=sys.stderr, flush=True)
         supervisor.stop_all()

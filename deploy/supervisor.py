@@ -8,7 +8,6 @@ started first.
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -144,14 +143,3 @@ class GatewayProcess:
     def component(self, restartable: bool = False) -> Component:
         return Component(self.name, self.stop, self.alive, self.start if restartable else None)
 
-
-def kill_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGTERM a process started in a session of its own, then SIGKILL if it lingers."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
