@@ -196,6 +196,7 @@ class NginxServer:
         self.prepare()
         main = self.state_dir / "nginx.conf"
         with open(self.log_path, "ab") as log_file:
+            logged_before = log_file.tell()  # what earlier runs wrote: not this run's error
             self.process = spawn_group(
                 [nginx_binary(), "-p", str(self.state_dir), "-c", str(main), "-e", "stderr"],
                 stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
@@ -203,7 +204,7 @@ class NginxServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
+                tail = self.log_path.read_bytes()[logged_before:][-2000:].decode(errors="replace")
                 raise RuntimeError(f"nginx ({self.what}) exited with {self.process.returncode}:\n{tail}")
             if self.answers():
                 log.info("nginx_started", what=self.what, url=self.url, state_dir=str(self.state_dir))
