@@ -88,12 +88,12 @@ class LocalBalancer(NginxServer):
     def answers(self) -> bool:
         """Whether nginx answers at all: the gateways behind it may still be starting."""
         try:
-            urllib.request.urlopen(f"{self.url}/metrics", timeout=1)
+            with urllib.request.urlopen(f"{self.url}/metrics", timeout=1):
+                return True
         except urllib.error.HTTPError:
             return True  # the balancer's own 404: nginx is serving
         except OSError:
             return False
-        return True
 
     def access_log(self) -> list[dict]:
         """The access log so far, one dict per request (a line still being written is left out)."""

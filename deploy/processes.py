@@ -6,8 +6,7 @@ and the stack can signal the server and everything it forked at once. Its worker
 outlive a master that is SIGKILLed (they go on serving and hold its port), so stopping
 signals the group, not the leader, also when the leader has already exited, and waits
 until no process of the group is left. If the launcher itself dies, the leader gets
-SIGTERM from the kernel (PR_SET_PDEATHSIG) and, nginx being nginx, takes its workers
-down with it.
+SIGTERM from the kernel (PR_SET_PDEATHSIG), on which nginx's master stops its workers.
 """
 from __future__ import annotations
 
@@ -45,7 +44,8 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
 
 
 def spawn_group(argv: list[str], **popen: object) -> subprocess.Popen:
-    """Start ``argv`` as the leader of a process group of its own, tied to the launcher's life."""
+    """Start ``argv`` as the leader of a process group of its own, tied to the launcher's life
+    when started from its main thread (die_with_parent)."""
     return subprocess.Popen(argv, start_new_session=True, preexec_fn=die_with_parent(), **popen)  # type: ignore[call-overload]
 
 
