@@ -8,7 +8,9 @@ passes the secrets to the workers and keeps the pid, temp files, cache, access
 log and the store fetcher's socket under one private state directory.
 
 The secrets (SECRETS) reach nginx through its environment only: no file we
-write holds them.
+write holds them. NginxServer runs nginx (this tier's and deploy/balancer.py's)
+as a process group the launcher owns: nothing of it outlives a stop, a killed
+master or a killed launcher.
 """
 from __future__ import annotations
 
@@ -16,17 +18,18 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Self
 from urllib.parse import urlsplit
 
 import structlog
 
+from deploy.processes import group_members, kill_group, spawn_group
 from gateway.config import Config
 
 log = structlog.get_logger("cdn.nginx")
@@ -63,12 +66,16 @@ def render(values: dict[str, str], template: str | None = None) -> str:
     return SETTING.sub(lambda match: values[match.group(1)], template)
 
 
+def fetcher_socket_path(state_dir: Path) -> Path:
+    return state_dir / "store-fetcher.sock"
+
+
 def settings(env: dict[str, str], listen: str, state_dir: Path) -> dict[str, str]:
     """The template's settings from the gateway's GATEWAY_* environment."""
     endpoint = urlsplit(env.get("GATEWAY_S3_ENDPOINT", Config.s3_endpoint))
     if endpoint.scheme != "http":
         raise ValueError("the local CDN tier reaches the store over http only")
-    fetcher_socket = state_dir / "store-fetcher.sock"
+    fetcher_socket = fetcher_socket_path(state_dir)
     if len(str(fetcher_socket)) > MAX_SOCKET_PATH:
         raise ValueError(f"the state directory's path is too long for a unix socket: {fetcher_socket}")
     return {
@@ -153,14 +160,80 @@ def read_json_log(path: Path) -> list[dict]:
 
 
 @dataclass
-class LocalCdn:
-    process: subprocess.Popen
+class NginxServer:
+    """nginx in the foreground with everything under ``state_dir``, owning all of its processes.
+
+    The master is the leader of a process group of its own (deploy/processes.py): stopping
+    ends the whole group, also after the master was killed and left its workers serving as
+    orphans, and the kernel stops the master if the launcher dies. ``start`` clears what an
+    earlier run left, so it also starts the server again after it exited.
+    """
+
     port: int
     state_dir: Path
+    env: dict[str, str] | None = field(default=None, repr=False)  # nginx's whole environment; None: ours
+    process: subprocess.Popen | None = None
+    what: ClassVar[str] = "nginx"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "nginx.log"
+
+    def answers(self) -> bool:
+        """Whether nginx serves on its port (one attempt)."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """What must be cleared before nginx starts (after a stop or a crash)."""
+
+    def start(self, timeout: float = 15.0) -> Self:
+        self.stop()  # what an earlier run left: a killed master's workers hold the port
+        ensure_port_free(self.port)
+        self.prepare()
+        main = self.state_dir / "nginx.conf"
+        with open(self.log_path, "ab") as log_file:
+            logged_before = log_file.tell()  # what earlier runs wrote: not this run's error
+            self.process = spawn_group(
+                [nginx_binary(), "-p", str(self.state_dir), "-c", str(main), "-e", "stderr"],
+                stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self.log_path.read_bytes()[logged_before:][-2000:].decode(errors="replace")
+                raise RuntimeError(f"nginx ({self.what}) exited with {self.process.returncode}:\n{tail}")
+            if self.answers():
+                log.info("nginx_started", what=self.what, url=self.url, state_dir=str(self.state_dir))
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nginx ({self.what}) did not answer on {self.url} within {timeout}s; see {self.log_path}")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def exit_status(self) -> int | None:
+        return None if self.process is None else self.process.returncode
+
+    def pids(self) -> list[int]:
+        """The live processes of its group: the master and its workers (or what is left of them)."""
+        return [] if self.process is None else group_members(self.process.pid)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (nginx's fast shutdown) to the whole group, SIGKILL to what lingers."""
+        if self.process is None or not self.pids():
+            return
+        kill_group(self.process, timeout)
+        log.info("nginx_stopped", what=self.what, port=self.port)
+
+
+@dataclass
+class LocalCdn(NginxServer):
+    what: ClassVar[str] = "CDN tier"
 
     @property
     def cache_dir(self) -> Path:
@@ -169,6 +242,17 @@ class LocalCdn:
     @property
     def access_log_path(self) -> Path:
         return self.state_dir / "access.log"
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def prepare(self) -> None:
+        # A socket left by an nginx that was killed would stop this one from listening.
+        fetcher_socket_path(self.state_dir).unlink(missing_ok=True)
 
     def access_log(self) -> list[dict]:
         """The access log so far, one dict per line (a line nginx is still writing is left out)."""
@@ -190,17 +274,6 @@ class LocalCdn:
             raise LookupError(f"no access log line for request {request_id} in {self.access_log_path}")
         return entries[-1]["cache"]
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)  # nginx's fast shutdown
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        log.info("cdn_stopped", port=self.port)
-
 
 def start_local_cdn(
     state_dir: Path, env: dict[str, str], port: int, *, workers: str = "auto", timeout: float = 15.0
@@ -212,7 +285,6 @@ def start_local_cdn(
     state_dir = Path(state_dir).resolve()
     if not SAFE_VALUE.fullmatch(str(state_dir)):
         raise ValueError(f"nginx's configuration cannot name the state directory {state_dir}")
-    ensure_port_free(port)
     nginx_env = secret_environment(env)
     values = settings(env, f"127.0.0.1:{port}", state_dir)
     # Private: whoever can reach the store fetcher's socket reads any content by its fingerprint.
@@ -221,31 +293,6 @@ def start_local_cdn(
     for name in TEMP_DIRS:
         (state_dir / "temp" / name).mkdir(parents=True, exist_ok=True)
     (state_dir / "cache").mkdir(parents=True, exist_ok=True)
-    # A socket left by an nginx that was killed would stop this one from listening.
-    Path(values["CDN_STORE_FETCHER"].removeprefix("unix:")).unlink(missing_ok=True)
     (state_dir / "cdn.conf").write_text(render(values))
     (state_dir / "nginx.conf").write_text(main_config(state_dir, workers, js_module()))
-    log_path = state_dir / "nginx.log"
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [nginx_binary(), "-p", str(state_dir), "-c", str(state_dir / "nginx.conf"), "-e", "stderr"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=nginx_env,
-            start_new_session=True,
-        )
-    cdn = LocalCdn(process, port, state_dir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"nginx exited with {process.returncode}:\n{tail}")
-        try:
-            with urllib.request.urlopen(f"{cdn.url}/healthz", timeout=1) as response:
-                if response.status == 200:
-                    log.info("cdn_started", url=cdn.url, state_dir=str(state_dir))
-                    return cdn
-        except OSError:
-            time.sleep(0.1)
-    cdn.stop()
-    raise RuntimeError(f"nginx did not answer on {cdn.url} within {timeout}s; see {log_path}")
+    return LocalCdn(port, state_dir, nginx_env).start(timeout)

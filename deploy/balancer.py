@@ -15,9 +15,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from cdn.nginx import SAFE_VALUE, TEMP_DIRS, ensure_port_free, nginx_binary, read_json_log, render
-from deploy.supervisor import kill_group
+from cdn.nginx import SAFE_VALUE, TEMP_DIRS, NginxServer, nginx_binary, read_json_log, render
 
 TEMPLATE_PATH = Path(__file__).with_name("lb.conf.template")
 # Compose's upstream block (the gateway service's replicas, resolved by Docker's DNS).
@@ -82,17 +82,18 @@ def check_config(main: Path) -> subprocess.CompletedProcess:
 
 
 @dataclass
-class LocalBalancer:
-    process: subprocess.Popen
-    port: int
-    state_dir: Path
+class LocalBalancer(NginxServer):
+    what: ClassVar[str] = "load balancer"
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
+    def answers(self) -> bool:
+        """Whether nginx answers at all: the gateways behind it may still be starting."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/metrics", timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True  # the balancer's own 404: nginx is serving
+        except OSError:
+            return False
 
     def access_log(self) -> list[dict]:
         """The access log so far, one dict per request (a line still being written is left out)."""
@@ -111,9 +112,6 @@ class LocalBalancer:
                 return entries
             time.sleep(0.05)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        kill_group(self.process, timeout)  # SIGTERM: nginx's fast shutdown
-
 
 def start_balancer(
     state_dir: Path, port: int, upstream_ports: list[int], *, workers: str = "auto", read_timeout: str = "60s",
@@ -123,26 +121,6 @@ def start_balancer(
 
     Ready when nginx answers at all: the gateways behind it may still be starting.
     """
-    ensure_port_free(port)
     main = write_config(state_dir, port, upstream_ports, workers=workers, read_timeout=read_timeout,
                         fail_timeout=fail_timeout)
-    state_dir = main.parent
-    log_path = state_dir / "nginx.log"
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [nginx_binary(), "-p", str(state_dir), "-c", str(main), "-e", "stderr"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    balancer = LocalBalancer(process, port, state_dir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"nginx (load balancer) exited with {process.returncode}:\n{log_path.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"{balancer.url}/metrics", timeout=1)
-        except urllib.error.HTTPError:
-            return balancer  # the balancer's own 404: nginx is serving
-        except OSError:
-            time.sleep(0.05)
-    balancer.stop()
-    raise RuntimeError(f"the load balancer did not answer on {balancer.url} within {timeout}s; see {log_path}")
+    return LocalBalancer(port, main.parent).start(timeout)

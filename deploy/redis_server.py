@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import redis
 
-from deploy.supervisor import kill_group
+from deploy.processes import kill_group
 from storage.embedded import free_port
 
 

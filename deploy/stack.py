@@ -13,15 +13,18 @@ import os
 import secrets
 import signal
 import stat
+import subprocess
 import sys
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from cdn.nginx import start_local_cdn
+from cdn.nginx import NginxServer, start_local_cdn
 from deploy.balancer import start_balancer
 from deploy.postgres import PostgresCluster
 from deploy.redis_server import LocalRedis
 from deploy.supervisor import Component, GatewayProcess, Supervisor, wait_http_ok
+from gateway.logs import configure_logging
 from storage.embedded import EmbeddedStore
 
 # CDN_S3_SECRET_KEY: the CDN tier's read-only store key, for nginx alone.
@@ -113,12 +116,16 @@ def postgres_component(postgres: PostgresCluster) -> Component:
             if not postgres_alive(postgres):
                 raise
 
-    return Component("PostgreSQL", postgres.stop, lambda: postgres_alive(postgres), restart)
+    def stop() -> None:  # the supervisor stops a part that exited too: nothing to stop then
+        if postgres_alive(postgres):
+            postgres.stop()
+
+    return Component("PostgreSQL", stop, lambda: postgres_alive(postgres), restart)
 
 
 def redis_component(redis: LocalRedis) -> Component:
     """Redis, started again when it exits, empty (a cache): the gateways read the database meanwhile."""
-    return Component("Redis", redis.stop, redis.alive, redis.start)
+    return process_component("Redis", redis)
 
 
 def start_single(args: argparse.Namespace, state: Path, env: dict[str, str], supervisor: Supervisor) -> list[str]:
@@ -149,13 +156,32 @@ def start_cluster(args: argparse.Namespace, state: Path, env: dict[str, str], su
         print(f"starting {name} on 127.0.0.1:{port} ...", flush=True)
         gateway = GatewayProcess(gateway_env, state / f"gateway-{number}.log", name=name)
         # A gateway that dies is started again; meanwhile the balancer sends its requests to the others.
-        supervisor.add(gateway.component(restartable=True))
+        supervisor.add(gateway.component())
         gateway.start()
         lines.append(f"  {name}:        {gateway.url}  (log: {gateway.log_path})")
     balancer = start_balancer(state / "lb", args.gateway_port, ports)
-    supervisor.add(Component("load balancer", balancer.stop, balancer.alive))
+    supervisor.add(nginx_component(balancer))
     wait_http_ok(f"{balancer.url}/readyz", 30, balancer.alive, "the load balancer")
     return [f"  gateway (nginx load balancer): {balancer.url}  (access log: {state / 'lb' / 'access.log'})", *lines]
+
+
+class OwnsAProcess(Protocol):
+    process: subprocess.Popen | None
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+def process_component(name: str, part: OwnsAProcess) -> Component:
+    """A part that runs as one process of ours (the store, Redis)."""
+    return Component(name, part.stop, lambda: part.process is not None and part.process.poll() is None, part.start,
+                     lambda: None if part.process is None else part.process.returncode)
+
+
+def nginx_component(server: NginxServer) -> Component:
+    """An nginx of the stack (the CDN tier, the load balancer): stopping it ends its whole process group."""
+    return Component(server.what, server.stop, server.alive, server.start, server.exit_status)
 
 
 def browser_origins(public_url: str) -> tuple[str, ...]:
@@ -195,6 +221,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    configure_logging("info")  # the supervisor's events, one JSON object per line
     os.umask(PRIVATE_UMASK)
     state = private_state_dir(Path(args.state).resolve())
     secrets_ = load_or_create_secrets(state / "stack.env")
@@ -227,12 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         print(f"starting the embedded S3 store on {store.endpoint} ...", flush=True)
-        supervisor.add(Component("S3 store", store.stop, lambda: store.process is not None and store.process.poll() is None))
+        supervisor.add(process_component("S3 store", store))
         store.start()
         start = start_cluster if args.cluster else start_single
         lines = start(args, state, env, supervisor)
-        nginx = start_local_cdn(state / "cdn", cdn_env, args.cdn_port)
-        supervisor.add(Component("CDN tier", nginx.stop, lambda: nginx.process.poll() is None))
+        supervisor.add(nginx_component(start_local_cdn(state / "cdn", cdn_env, args.cdn_port)))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - report and clean up whatever started
         print(f"the local stack failed to start: {exc or 'interrupted'}", file=sys.stderr, flush=True)
         supervisor.stop_all()

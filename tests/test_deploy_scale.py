@@ -16,16 +16,19 @@ import shlex
 import shutil
 import subprocess
 import time
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
 import redis
 import yaml
+from aiohttp.test_utils import make_mocked_request
 
 from cdn.nginx import nginx_binary, render
 from deploy.balancer import COMPOSE_UPSTREAM_PATH, TEMPLATE_PATH, main_config, upstream_block
 from gateway.config import Config
+from gateway.http.client_address import client_address
 from storage.embedded import free_port
 from tests.test_deploy import (
     COMPOSE_FILE, EVENTS_PATH, INIT_SCRIPT, MINIO_DOCKERFILE, REQUIRED, ROOT, SCALE_COMPOSE_FILE, SCALE_SECRETS, VARIABLE,
@@ -285,6 +288,32 @@ def test_the_gateways_reach_everything_by_service_name(services, env, dotenv):
         assert env["minio-init"][name] == gateway[name]
     for name in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):
         assert env["minio-init"][name] == env["minio1"][name] and name not in gateway
+
+
+def test_the_gateways_see_each_client_through_the_balancer_and_no_client_can_choose_its_address(compose, services, env):
+    """Behind `lb` a gateway's peer is the balancer: without GATEWAY_TRUSTED_PROXIES every client had its
+    address for the login slow-down. The gateways trust the addresses of the containers, all on the one
+    network whose addresses the file fixes, and not the bridge's own (published ports' proxy and NAT)."""
+    assert all("networks" not in svc for svc in services.values()), "every service is on the default network"
+    (ipam,) = compose["networks"]["default"]["ipam"]["config"]
+    subnet, containers, bridge = ip_network(ipam["subnet"]), ip_network(ipam["ip_range"]), ip_address(ipam["gateway"])
+    assert containers.subnet_of(subnet) and bridge in subnet and bridge not in containers
+    trusted = Config.from_env(env["gateway"]).trusted_proxy_networks
+    assert trusted == (containers,)
+
+    lb = str(containers[10])  # whichever address the balancer got
+
+    def client(forwarded: str) -> str:
+        request = make_mocked_request("POST", "/dropbox/v1/tokens", headers={"X-Forwarded-For": forwarded})
+        request._transport_peername = (lb, 40000)  # noqa: SLF001 - what aiohttp reads request.remote from
+        return client_address(request, trusted)
+
+    # lb appends the address it sees ($proxy_add_x_forwarded_for) to what the client sent.
+    assert "$proxy_add_x_forwarded_for" in TEMPLATE_PATH.read_text()
+    assert client("203.0.113.7") == "203.0.113.7"
+    assert client("198.51.100.1, 203.0.113.7") == "203.0.113.7", "what the client wrote is not believed"
+    assert client(f"198.51.100.1, {bridge}") == str(bridge), "nor when it came through Docker's proxy"
+    assert client(f"203.0.113.7, {containers[20]}") == "203.0.113.7", "a MinIO node's event: the node passes"
 
 
 @pytest.mark.xfail("database_url" not in Config.__dataclass_fields__, strict=True,

@@ -5,6 +5,7 @@ import dataclasses
 import grp
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -13,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +23,8 @@ from pathlib import Path
 import pytest
 
 from deploy.postgres import postgres_bin_dir
+from deploy.processes import group_members
+from deploy.supervisor import wait_http_ok
 from gateway.config import Config
 from storage.embedded import free_port
 
@@ -41,10 +45,11 @@ def readable_by_others(state: Path) -> list[str]:
     return exposed
 
 
-def start_stack(state: Path, *args: str, gateway_port: int = 0, timeout: float = 90.0) -> subprocess.Popen:
+def start_stack(state: Path, *args: str, gateway_port: int = 0, cdn_port: int = 0, s3_port: int = 0,
+                timeout: float = 90.0) -> subprocess.Popen:
     """``python -m deploy.stack`` with the usual umask of a login shell (022), until it says it is up."""
-    ports = ["--gateway-port", str(gateway_port or free_port()), "--cdn-port", str(free_port()),
-             "--s3-port", str(free_port())]
+    ports = ["--gateway-port", str(gateway_port or free_port()), "--cdn-port", str(cdn_port or free_port()),
+             "--s3-port", str(s3_port or free_port())]
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "deploy.stack", "--state", str(state), *ports, *args],
@@ -69,38 +74,6 @@ def start_stack(state: Path, *args: str, gateway_port: int = 0, timeout: float =
     raise AssertionError("the stack did not come up:\n" + "".join(output) + process.stdout.read())
 
 
-def stop_stack(process: subprocess.Popen, sig: int = signal.SIGINT) -> str:
-    process.send_signal(sig)
-    rest, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, rest
-    return rest
-
-
-def test_the_stack_keeps_its_state_and_secrets_to_its_user(tmp_path):
-    state = tmp_path / "var"
-    # What an older version left: var/ 755 and a file 644 in it.
-    state.mkdir(mode=0o755)
-    state.chmod(0o755)
-    old = state / "gateway.log"
-    old.write_text("an older run\n")
-    old.chmod(0o644)
-
-    process = start_stack(state)
-    try:
-        # The secrets are where the issue found them readable, and the store's and gateway's files exist.
-        assert "GATEWAY_CDN_SECRET" in (state / "stack.env").read_text()
-        assert "bearer_token" in (state / "store" / "weed-config" / "notification.toml").read_text()
-        assert (state / "cdn" / "cdn.conf").exists() and (state / "gateway.sqlite3").exists()
-        assert readable_by_others(state) == []
-    finally:
-        if process.poll() is None:
-            stop_stack(process)
-    # What the processes wrote until they stopped, too.
-    assert readable_by_others(state) == []
-
-
-# --- cluster mode ------------------------------------------------------------------------------------------
-
 def listening_pid(port: int) -> int:
     """The pid of the process listening on 127.0.0.1:``port`` (from ss)."""
     out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
@@ -121,6 +94,105 @@ def get(url: str) -> tuple[int, bytes]:
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
+
+class StackOutput:
+    """What a running stack prints once it is up, line by line, read by a thread as it comes."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self.reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def event(self, name: str, part: str, timeout: float = 60.0) -> dict:
+        """The next log event ``name`` about ``part`` (one JSON object per line), waiting for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                raise AssertionError(f"no {name} of {part} within {timeout}s:\n" + "".join(self.seen)) from None
+            if line is None:
+                raise AssertionError(f"the stack exited before {name} of {part}:\n" + "".join(self.seen))
+            self.seen.append(line)
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("event") == name and entry.get("part") == part:
+                return entry
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        """Stop the stack as a user does (if it still runs); it must exit 0."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        self.process.wait(60)
+        self.reader.join(10)
+        while not self.lines.empty():
+            line = self.lines.get_nowait()
+            if line is not None:
+                self.seen.append(line)
+        assert self.process.returncode == 0, "".join(self.seen)
+
+
+def test_the_stack_keeps_its_state_to_its_user_and_starts_again_a_part_that_was_killed(tmp_path):
+    """One stack for both (starting one takes most of the time): the parts it starts again write their
+    files as privately as the first ones."""
+    state = tmp_path / "var"
+    # What an older version left: var/ 755 and a file 644 in it.
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    old = state / "gateway.log"
+    old.write_text("an older run\n")
+    old.chmod(0o644)
+
+    ports = {"gateway": free_port(), "cdn": free_port(), "s3": free_port()}
+    process = start_stack(state, gateway_port=ports["gateway"], cdn_port=ports["cdn"], s3_port=ports["s3"])
+    output = StackOutput(process)
+    gateway, cdn = (f"http://127.0.0.1:{ports[name]}" for name in ("gateway", "cdn"))
+    try:
+        # The secrets are where the issue found them readable, and the store's and gateway's files exist.
+        assert "GATEWAY_CDN_SECRET" in (state / "stack.env").read_text()
+        assert "bearer_token" in (state / "store" / "weed-config" / "notification.toml").read_text()
+        assert (state / "cdn" / "cdn.conf").exists() and (state / "gateway.sqlite3").exists()
+        assert readable_by_others(state) == []
+
+        # A part that dies is logged and started again; the rest runs on.
+        os.kill(listening_pid(ports["gateway"]), signal.SIGKILL)
+        assert output.event("part_exited", "gateway")["how"] == "killed by SIGKILL"
+        output.event("part_restarted", "gateway")
+        assert get(f"{gateway}/readyz")[0] == 200
+
+        # nginx's master: its workers, which would go on serving and hold the port, go with it.
+        master = int((state / "cdn" / "nginx.pid").read_text())
+        workers = set(group_members(master)) - {master}
+        assert workers
+        os.kill(master, signal.SIGKILL)
+        output.event("part_exited", "CDN tier")
+        output.event("part_restarted", "CDN tier")
+        assert group_members(master) == []
+        assert get(f"{cdn}/healthz")[0] == 200
+
+        os.kill(listening_pid(ports["s3"]), signal.SIGKILL)
+        output.event("part_exited", "S3 store")
+        output.event("part_restarted", "S3 store")
+        wait_http_ok(f"{gateway}/readyz", 30)  # the gateway reaches the store again
+        assert process.poll() is None, "the stack runs on"
+    finally:
+        output.stop()
+    for name, port in ports.items():
+        assert refuses(port), f"{name} still listens on {port} after the stack stopped"
+    # What the processes wrote until they stopped, too.
+    assert readable_by_others(state) == []
+
+
+# --- cluster mode ------------------------------------------------------------------------------------------
 
 def postgres_tables(state: Path, port: int) -> list[str]:
     password = (state / "postgres" / "password").read_text().strip()
@@ -162,6 +234,7 @@ def test_the_cluster_runs_two_gateways_behind_the_balancer_and_stops_on_sigterm(
         cluster_state, "--cluster", "--postgres-port", str(ports["postgres"]), "--redis-port", str(ports["redis"]),
         "--gateway-base-port", str(base), gateway_port=ports["gateway"],
     )
+    output = StackOutput(process)
     lb = f"http://127.0.0.1:{ports['gateway']}"
     try:
         for _ in range(4):
@@ -174,9 +247,9 @@ def test_the_cluster_runs_two_gateways_behind_the_balancer_and_stops_on_sigterm(
         os.kill(listening_pid(gateway_ports[0]), signal.SIGKILL)
         for _ in range(4):
             assert get(f"{lb}/dropbox/v1/config")[0] == 200
-        deadline = time.monotonic() + 60
-        while refuses(gateway_ports[0]) and time.monotonic() < deadline:
-            time.sleep(0.3)
+        # Its port accepts a connection until the killed process is gone: wait for the stack's word instead.
+        output.event("part_exited", "gateway 1")
+        output.event("part_restarted", "gateway 1")
         assert get(f"http://127.0.0.1:{gateway_ports[0]}/readyz")[0] == 200
 
         # Only the stack's user reads its state; as root, PostgreSQL's user may pass through var/ (not list it).
@@ -187,8 +260,7 @@ def test_the_cluster_runs_two_gateways_behind_the_balancer_and_stops_on_sigterm(
         else:
             assert exposed == []
     finally:
-        if process.poll() is None:
-            stop_stack(process, signal.SIGTERM)
+        output.stop(signal.SIGTERM)
     for name, port in {**ports, "gateway 1": gateway_ports[0], "gateway 2": gateway_ports[1]}.items():
         assert refuses(port), f"{name} still listens on {port} after SIGTERM"
     assert not (cluster_state / "postgres" / "data" / "postmaster.pid").exists()

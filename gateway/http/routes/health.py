@@ -42,6 +42,17 @@ def disk_check(db: Database):
 @routes.get("/readyz")
 @public
 async def readyz(request: web.Request) -> web.Response:
+    """200 when this gateway can serve its API: the metadata database and the store answer (the
+    contract); 503 naming the failing ones otherwise.
+
+    The CDN tier is not checked, by choice. Clients reach it at GATEWAY_CDN_URL, an address the
+    gateway itself may not reach at all (under docker-compose it is the host's localhost:8081,
+    which inside the gateway's container is the container itself), and a gateway made unready by
+    it would also stop uploads, logins and sharing, while neither restarting the gateway nor
+    taking it out of a load balancer repairs nginx. The CDN tier answers its own /healthz and is
+    watched by whatever runs it: the local stack's supervisor starts it again when it exits
+    (deploy/supervisor.py), docker-compose restarts it and marks it unhealthy on its healthcheck.
+    """
     core = request.app[appkeys.CORE]
     results = await asyncio.gather(
         _probe("database", core.db.ping),
