@@ -77,6 +77,10 @@ class Supervisor:
     clock: Callable[[], float] = time.monotonic
     restarts: dict[str, Restarts] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for component in self.components:  # those given at construction count as started now
+            self.restarts.setdefault(component.name, Restarts(started_at=self.clock()))
+
     def add(self, component: Component) -> Component:
         self.components.append(component)
         self.restarts[component.name] = Restarts(started_at=self.clock())
