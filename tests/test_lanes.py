@@ -1,0 +1,75 @@
+"""The test lanes of tests/conftest.py, run on a sample suite: what asks for a real part is real,
+PostgreSQL copies only where marked every_engine, and the fast lane refuses a real part started unmarked."""
+from __future__ import annotations
+
+pytest_plugins = ["pytester"]
+
+CONFTEST = '''
+import pytest
+
+from tests.conftest import (  # noqa: F401 - the hooks under test
+    fast_lane_guard, pytest_addoption, pytest_collection_modifyitems, pytest_configure, pytest_generate_tests,
+)
+
+
+@pytest.fixture
+def store():
+    return "stands for the real SeaweedFS"
+'''
+
+SAMPLE = '''
+import pytest
+
+from storage.embedded import EmbeddedStore
+
+
+def test_pure():
+    pass
+
+
+def test_asks_for_the_store(store):
+    pass
+
+
+def test_has_a_database(engine):
+    pass
+
+
+@pytest.mark.every_engine
+def test_where_engines_differ(engine):
+    pass
+
+
+def test_starts_a_store_by_hand(tmp_path):
+    EmbeddedStore(tmp_path, "key", "secret", "bucket").start()
+'''
+
+
+def sample_suite(pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    sample_suite(pytester)
+
+
+def collected(result) -> set[str]:
+    return {line.split("::", 1)[1] for line in result.outlines if "::" in line}
+
+
+def test_lanes_are_chosen_by_fixtures_and_marks(pytester):
+    sample_suite(pytester)
+    everything = collected(pytester.runpytest("--co", "-q", "-p", "no:cacheprovider"))
+    assert everything == {
+        "test_pure", "test_asks_for_the_store", "test_has_a_database[sqlite]",
+        "test_where_engines_differ[sqlite]", "test_where_engines_differ[postgresql]", "test_starts_a_store_by_hand",
+    }
+    fast = collected(pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--fast"))
+    assert fast == {"test_pure", "test_has_a_database[sqlite]", "test_where_engines_differ[sqlite]",
+                    "test_starts_a_store_by_hand"}
+    on_postgres = collected(pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--engine", "postgresql"))
+    assert "test_has_a_database[postgresql]" in on_postgres and "test_has_a_database[sqlite]" not in on_postgres
+
+
+def test_the_fast_lane_fails_a_test_that_starts_a_real_part_unmarked(pytester):
+    sample_suite(pytester)
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "--fast", "-k", "by_hand")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*EmbeddedStore.start starts a real part in the fast lane: mark the test real*"])
