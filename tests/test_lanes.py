@@ -46,8 +46,11 @@ def test_starts_a_store_by_hand(tmp_path):
 
 
 def sample_suite(pytester) -> None:
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     sample_suite(pytester)
+
+
+def run(pytester, *args: str):
+    return pytester.runpytest("-q", "-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function", *args)
 
 
 def collected(result) -> set[str]:
@@ -56,20 +59,20 @@ def collected(result) -> set[str]:
 
 def test_lanes_are_chosen_by_fixtures_and_marks(pytester):
     sample_suite(pytester)
-    everything = collected(pytester.runpytest("--co", "-q", "-p", "no:cacheprovider"))
+    everything = collected(run(pytester, "--co"))
     assert everything == {
         "test_pure", "test_asks_for_the_store", "test_has_a_database[sqlite]",
         "test_where_engines_differ[sqlite]", "test_where_engines_differ[postgresql]", "test_starts_a_store_by_hand",
     }
-    fast = collected(pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--fast"))
+    fast = collected(run(pytester, "--co", "--fast"))
     assert fast == {"test_pure", "test_has_a_database[sqlite]", "test_where_engines_differ[sqlite]",
                     "test_starts_a_store_by_hand"}
-    on_postgres = collected(pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--engine", "postgresql"))
+    on_postgres = collected(run(pytester, "--co", "--engine", "postgresql"))
     assert "test_has_a_database[postgresql]" in on_postgres and "test_has_a_database[sqlite]" not in on_postgres
 
 
 def test_the_fast_lane_fails_a_test_that_starts_a_real_part_unmarked(pytester):
     sample_suite(pytester)
-    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "--fast", "-k", "by_hand")
+    result = run(pytester, "--fast", "-k", "by_hand")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*EmbeddedStore.start starts a real part in the fast lane: mark the test real*"])
