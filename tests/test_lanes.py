@@ -46,7 +46,8 @@ def test_starts_a_store_by_hand(tmp_path):
 
 
 def sample_suite(pytester) -> None:
-    sample_suite(pytester)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_sample=SAMPLE)
 
 
 def run(pytester, *args: str):
