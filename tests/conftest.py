@@ -219,6 +219,6 @@ def postgres_cluster():
 
     from deploy.postgres import UNSAFE_FAST, PostgresCluster
 
-    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="test-postgres-")), settings=UNSAFE_FAST).start()
+    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="test-postgres-")), settings=UNSAFE_FAST, sync_init=False).start()
     yield cluster
     cluster.destroy()
