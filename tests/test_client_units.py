@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import shutil
 import stat
 import sys
 import time
@@ -42,8 +41,8 @@ from client.output import parse_time
 from client.upload import RateLimiter, UploadOptions, read_chunk, upload_file
 from protocol.fingerprints import (EMPTY_FINGERPRINT, chunk_fingerprint, file_fingerprint, fingerprint_bytes,
                                    fingerprint_stream)
+from tests.harness import DBX, this_checkout_first
 
-DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
 
 
 # -- fingerprints --------------------------------------------------------------------
@@ -808,7 +807,7 @@ async def test_a_chunk_refused_every_time_is_exit_8_naming_it(fake, tmp_path):
     process = await asyncio.create_subprocess_exec(
         DBX, "upload", str(path), "--retries", "2", "--json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "XDG_CONFIG_HOME": str(config), "DBX_SERVER": fake.url},
+        env=this_checkout_first({**os.environ, "XDG_CONFIG_HOME": str(config), "DBX_SERVER": fake.url}),
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == errors.EXIT_STORE, err.decode()
