@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -111,24 +112,39 @@ async def test_a_file_that_changes_size_while_hashed_is_refused(tmp_path, monkey
 
 
 async def test_cancelling_the_fingerprint_pass_leaves_the_other_chunks_unread(tmp_path, monkeypatch):
+    """Cancelled while every hashing thread is inside a chunk: those chunks finish, no other one is read."""
     path = tmp_path / "f"
     path.write_bytes(bytes(100 * 1024))
-    started = []
+    threads = 2
+    started: list[int] = []
+    hashers: set[threading.Thread] = set()
+    lock = threading.Lock()
+    all_busy = threading.Event()  # each hashing thread has started a chunk
+    gate = threading.Event()  # a started chunk waits here until the test has cancelled the pass
     real = client_hashing.fingerprint_chunk_at
 
-    def slow(path_, index, *args):
-        started.append(index)
-        time.sleep(0.05)
+    def held(path_, index, *args):
+        with lock:
+            started.append(index)
+            hashers.add(threading.current_thread())
+            if len(started) == threads:
+                all_busy.set()
+        gate.wait(60)
         return real(path_, index, *args)
 
-    monkeypatch.setattr(client_hashing, "fingerprint_chunk_at", slow)
-    task = asyncio.ensure_future(fingerprint_file(str(path), 1024, threads=2))
-    await asyncio.sleep(0.12)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await asyncio.sleep(0.2)  # what was running has finished; nothing new started
-    assert 2 <= len(started) <= 8, started
+    monkeypatch.setattr(client_hashing, "fingerprint_chunk_at", held)
+    task = asyncio.ensure_future(fingerprint_file(str(path), 1024, threads=threads))
+    try:
+        assert await asyncio.to_thread(all_busy.wait, 60), f"the hashing threads did not start: {started}"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        gate.set()
+    for thread in hashers:  # they finish the chunk each has started, then end: nothing is left to hash
+        await asyncio.to_thread(thread.join, 60)
+        assert not thread.is_alive(), "a hashing thread outlived the cancelled pass"
+    assert sorted(started) == list(range(threads))  # the chunks in flight when it was cancelled, and no other
 
 
 def test_verify_chunks_checks_each_chunk_at_its_offset(tmp_path):
