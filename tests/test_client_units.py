@@ -42,6 +42,7 @@ from client.output import parse_time
 from client.upload import RateLimiter, UploadOptions, read_chunk, upload_file
 from protocol.fingerprints import (EMPTY_FINGERPRINT, chunk_fingerprint, file_fingerprint, fingerprint_bytes,
                                    fingerprint_stream)
+from tests.gates import Gate
 from tests.harness import DBX, this_checkout_first
 
 
@@ -622,6 +623,7 @@ class FakeStack:
         self.cdn_ignores_range = False  # answer every GET with the whole file, as a CDN without Range support
         self.cdn_broken_starts: set[int] = set()  # Range requests starting at these offsets always fail
         self.cdn_delay = 0.0  # seconds before each answer
+        self.cdn_url: str | None = None  # where download URLs point (a Gate in front of this, say); None: here
         self.on_cdn = None  # called at every CDN request
         self.cdn_active = 0
         self.cdn_peak = 0  # the most CDN requests in flight at once
@@ -647,7 +649,8 @@ class FakeStack:
                 "fingerprint": f["fingerprint"], "status": f["status"], "chunk_size": self.chunk_size,
                 "total_chunks": len(chunks), "uploaded_chunks": sum(c["status"] == "uploaded" for c in chunks),
                 "chunks": chunks, "uploaded_by": "u", "created_at": "now", "file_type": "x/y",
-                **({"download_url": f"{self.url}/cdn/{file_id}?v={self.gets}"} if f["status"] == "uploaded" else {})}
+                **({"download_url": f"{self.cdn_url or self.url}/cdn/{file_id}?v={self.gets}"}
+                   if f["status"] == "uploaded" else {})}
 
     async def config(self, request):
         return web.json_response({"chunk_size": self.chunk_size, "max_file_size": 1 << 40,
@@ -1151,29 +1154,30 @@ async def test_a_corrupted_chunk_is_refused_and_nothing_is_written(fake, tmp_pat
 async def test_an_interrupted_download_resumes_with_only_the_missing_chunks(fake, tmp_path):
     """Ctrl-C (the task is cancelled): chunks written so far are recorded; the next run fetches the others."""
     target = tmp_path / "out.bin"
-    async with GatewayClient(fake.url, "token") as client:
-        source, file_id = await uploaded_file(fake, client, tmp_path, 12 * fake.chunk_size + 1)
-        fake.cdn_delay = 0.05
-        task = asyncio.ensure_future(download_file(client, file_id, str(target), fast_download(parallel=2)))
-
-        def recorded() -> set[int]:
-            sidecar = read_sidecar(str(target)) or {}
-            return from_ranges(sidecar.get("chunks_done"), 13)
-
-        deadline = time.monotonic() + 10
-        while not recorded() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        kept = recorded()
-        assert 1 <= len(kept) < 13 and not target.exists()
-        fake.cdn_requests.clear()
-        fake.cdn_delay = 0
-        result = await download_file(client, file_id, str(target), fast_download())
+    let_through = 5
+    gate = await Gate(fake.url, methods=("GET",)).start()  # in front of the CDN: its GETs are the chunks'
+    fake.cdn_url = gate.url
+    try:
+        async with GatewayClient(fake.url, "token") as client:
+            source, file_id = await uploaded_file(fake, client, tmp_path, 12 * fake.chunk_size + 1)
+            ranges = chunk_ranges(source.stat().st_size, fake.chunk_size)
+            gate.hold_after(let_through)
+            task = asyncio.ensure_future(download_file(client, file_id, str(target), fast_download(parallel=2)))
+            # Both workers wait at the gate, so each is done with the chunks it fetched before.
+            await gate.holding(2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            kept = from_ranges((read_sidecar(str(target)) or {}).get("chunks_done"), 13)
+            assert sorted(fake.cdn_requests) == sorted(ranges[i] for i in kept) and len(kept) == let_through
+            assert not target.exists()
+            gate.release()
+            fake.cdn_requests.clear()
+            result = await download_file(client, file_id, str(target), fast_download())
+    finally:
+        await gate.stop()
     assert target.read_bytes() == source.read_bytes()
-    assert (result.chunks_reused, result.chunks_fetched) == (len(kept), 13 - len(kept))
-    ranges = chunk_ranges(source.stat().st_size, fake.chunk_size)
+    assert (result.chunks_reused, result.chunks_fetched) == (let_through, 13 - let_through)
     assert sorted(fake.cdn_requests) == sorted(ranges[i] for i in range(13) if i not in kept)
     assert result.resumed_from == sum(min(fake.chunk_size, source.stat().st_size - i * fake.chunk_size) for i in kept)
 
