@@ -443,31 +443,35 @@ async def test_shared_listing_pages_and_follows_shares(make_gateway, http):
 
 @pytest.mark.every_engine  # concurrent transactions
 async def test_concurrent_reads_during_unshare_never_outlive_it(make_gateway, http):
-    """Readers hammering the file while it is unshared: every read after the 204 is a 404."""
+    """Readers hammering the file while it is unshared: every read that starts after the 204 is a 404."""
     gateway = await make_gateway(chunk_size=CHUNK)
     _, owner, friend, _ = await everyone(gateway, http)
     file_id = (await upload(owner, os.urandom(100), CHUNK))["file_id"]
     assert (await share(owner, file_id, friend.username)).status == 200
-    unshared_at: list[float] = []
-    early: list[int] = []
-    late: list[int] = []
+    readers, reads_after = 8, 5
+    read_before = asyncio.Event()  # a read succeeded (and so filled the cache) before the unshare began
+    unshared = asyncio.Event()  # the unshare has answered 204
+    late: list[list[int]] = [[] for _ in range(readers)]  # each reader's statuses of the reads begun after the 204
 
-    async def reader():
-        while not unshared_at or time.monotonic() - unshared_at[0] < 0.3:
-            started = time.monotonic()
+    async def reader(n: int) -> None:
+        while len(late[n]) < reads_after:
+            after = unshared.is_set()
             status = (await friend.get(f"{FILES}/{file_id}")).status
-            if unshared_at and started > unshared_at[0] and status != 404:
-                late.append(status)
-            elif not unshared_at and status == 200:
-                early.append(status)
+            if after:
+                late[n].append(status)
+            elif status == 200:
+                read_before.set()
 
-    async def unsharer():
-        await asyncio.sleep(0.2)
+    async def unsharer() -> None:
+        await asyncio.wait_for(read_before.wait(), 60)
         assert (await owner.delete(f"{FILES}/{file_id}/shares/{friend.username}")).status == 204
-        unshared_at.append(time.monotonic())
+        unshared.set()
 
-    await asyncio.gather(*(reader() for _ in range(8)), unsharer())
-    assert early and late == []
+    async with asyncio.TaskGroup() as readings:
+        for n in range(readers):
+            readings.create_task(reader(n))
+        readings.create_task(unsharer())
+    assert late == [[404] * reads_after] * readers
 
 
 async def test_an_id_that_is_no_file_id_is_a_missing_file_not_a_missing_endpoint(api: Api):
