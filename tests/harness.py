@@ -5,6 +5,9 @@ import asyncio
 import dataclasses
 import os
 import secrets
+import shutil
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,19 @@ CDN_ACCESS_KEY = "testcdn"
 CDN_SECRET_KEY = "testcdnsecret-" + secrets.token_hex(8)
 EVENTS_TOKEN = "events-" + secrets.token_hex(16)
 EVENTS_PATH = "/dropbox/v1/events/seaweedfs"
+# This checkout (or git worktree), and the dbx console script of the virtualenv running the tests.
+CHECKOUT = Path(__file__).resolve().parent.parent
+DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
+
+
+def this_checkout_first(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with this checkout first on PYTHONPATH, for a subprocess (``dbx`` above all) that imports our packages.
+
+    The console script imports the client of the checkout it was installed
+    from (an editable install), and a git worktree may share another
+    checkout's virtualenv: without this, ``dbx`` would run that other client.
+    """
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH")]))}
 
 
 def raw_s3(endpoint: str):

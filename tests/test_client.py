@@ -11,10 +11,8 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import stat
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +26,11 @@ from gateway.config import MAX_CHUNKS
 from gateway.core.content import content_key
 from storage.embedded import free_port
 from tests.gates import Gate
-from tests.harness import Api
+from tests.harness import DBX, Api, this_checkout_first
 
 MIB = 1024 * 1024
 CHUNK = 5 * MIB  # the smallest chunk size the gateway accepts keeps the files small
 PASSWORD = "correct horse battery"
-DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
-CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -61,16 +57,13 @@ class Dbx:
         self.server = server
         home.mkdir(parents=True, exist_ok=True)
         self.config_home = home / "config"
-        self.env = {
+        self.env = this_checkout_first({
             **{k: v for k, v in os.environ.items() if not k.startswith("DBX_")},
             "HOME": str(home),
             "XDG_CONFIG_HOME": str(self.config_home),
             "DBX_SERVER": server,
             "PYTHONUNBUFFERED": "1",
-            # This checkout's client, not that of the checkout the console script was installed from
-            # (a git worktree may share another checkout's virtualenv and its editable install).
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")])),
-        }
+        })
 
     async def start(self, *args: str, env: dict | None = None, stdin: bytes | None = None) -> asyncio.subprocess.Process:
         assert DBX, "the dbx console script is not installed: pip install -e ."

@@ -8,9 +8,9 @@ import io
 import json
 import os
 import re
-import shutil
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,8 +42,9 @@ from client.output import parse_time
 from client.upload import RateLimiter, UploadOptions, read_chunk, upload_file
 from protocol.fingerprints import (EMPTY_FINGERPRINT, chunk_fingerprint, file_fingerprint, fingerprint_bytes,
                                    fingerprint_stream)
+from tests.gates import Gate
+from tests.harness import DBX, this_checkout_first
 
-DBX = shutil.which("dbx", path=str(Path(sys.executable).parent)) or shutil.which("dbx")
 
 
 # -- fingerprints --------------------------------------------------------------------
@@ -112,24 +113,39 @@ async def test_a_file_that_changes_size_while_hashed_is_refused(tmp_path, monkey
 
 
 async def test_cancelling_the_fingerprint_pass_leaves_the_other_chunks_unread(tmp_path, monkeypatch):
+    """Cancelled while every hashing thread is inside a chunk: those chunks finish, no other one is read."""
     path = tmp_path / "f"
     path.write_bytes(bytes(100 * 1024))
-    started = []
+    threads = 2
+    started: list[int] = []
+    hashers: set[threading.Thread] = set()
+    lock = threading.Lock()
+    all_busy = threading.Event()  # each hashing thread has started a chunk
+    gate = threading.Event()  # a started chunk waits here until the test has cancelled the pass
     real = client_hashing.fingerprint_chunk_at
 
-    def slow(path_, index, *args):
-        started.append(index)
-        time.sleep(0.05)
+    def held(path_, index, *args):
+        with lock:
+            started.append(index)
+            hashers.add(threading.current_thread())
+            if len(started) == threads:
+                all_busy.set()
+        gate.wait(60)
         return real(path_, index, *args)
 
-    monkeypatch.setattr(client_hashing, "fingerprint_chunk_at", slow)
-    task = asyncio.ensure_future(fingerprint_file(str(path), 1024, threads=2))
-    await asyncio.sleep(0.12)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await asyncio.sleep(0.2)  # what was running has finished; nothing new started
-    assert 2 <= len(started) <= 8, started
+    monkeypatch.setattr(client_hashing, "fingerprint_chunk_at", held)
+    task = asyncio.ensure_future(fingerprint_file(str(path), 1024, threads=threads))
+    try:
+        assert await asyncio.to_thread(all_busy.wait, 60), f"the hashing threads did not start: {started}"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        gate.set()
+    for thread in hashers:  # they finish the chunk each has started, then end: nothing is left to hash
+        await asyncio.to_thread(thread.join, 60)
+        assert not thread.is_alive(), "a hashing thread outlived the cancelled pass"
+    assert sorted(started) == list(range(threads))  # the chunks in flight when it was cancelled, and no other
 
 
 def test_verify_chunks_checks_each_chunk_at_its_offset(tmp_path):
@@ -646,6 +662,7 @@ class FakeStack:
         self.cdn_ignores_range = False  # answer every GET with the whole file, as a CDN without Range support
         self.cdn_broken_starts: set[int] = set()  # Range requests starting at these offsets always fail
         self.cdn_delay = 0.0  # seconds before each answer
+        self.cdn_url: str | None = None  # where download URLs point (a Gate in front of this, say); None: here
         self.on_cdn = None  # called at every CDN request
         self.cdn_active = 0
         self.cdn_peak = 0  # the most CDN requests in flight at once
@@ -671,7 +688,8 @@ class FakeStack:
                 "fingerprint": f["fingerprint"], "status": f["status"], "chunk_size": self.chunk_size,
                 "total_chunks": len(chunks), "uploaded_chunks": sum(c["status"] == "uploaded" for c in chunks),
                 "chunks": chunks, "uploaded_by": "u", "created_at": "now", "file_type": "x/y",
-                **({"download_url": f"{self.url}/cdn/{file_id}?v={self.gets}"} if f["status"] == "uploaded" else {})}
+                **({"download_url": f"{self.cdn_url or self.url}/cdn/{file_id}?v={self.gets}"}
+                   if f["status"] == "uploaded" else {})}
 
     async def config(self, request):
         return web.json_response({"chunk_size": self.chunk_size, "max_file_size": 1 << 40,
@@ -847,7 +865,7 @@ async def test_a_chunk_refused_every_time_is_exit_8_naming_it(fake, tmp_path):
     process = await asyncio.create_subprocess_exec(
         DBX, "upload", str(path), "--retries", "2", "--json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "XDG_CONFIG_HOME": str(config), "DBX_SERVER": fake.url},
+        env=this_checkout_first({**os.environ, "XDG_CONFIG_HOME": str(config), "DBX_SERVER": fake.url}),
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == errors.EXIT_STORE, err.decode()
@@ -1175,29 +1193,30 @@ async def test_a_corrupted_chunk_is_refused_and_nothing_is_written(fake, tmp_pat
 async def test_an_interrupted_download_resumes_with_only_the_missing_chunks(fake, tmp_path):
     """Ctrl-C (the task is cancelled): chunks written so far are recorded; the next run fetches the others."""
     target = tmp_path / "out.bin"
-    async with GatewayClient(fake.url, "token") as client:
-        source, file_id = await uploaded_file(fake, client, tmp_path, 12 * fake.chunk_size + 1)
-        fake.cdn_delay = 0.05
-        task = asyncio.ensure_future(download_file(client, file_id, str(target), fast_download(parallel=2)))
-
-        def recorded() -> set[int]:
-            sidecar = read_sidecar(str(target)) or {}
-            return from_ranges(sidecar.get("chunks_done"), 13)
-
-        deadline = time.monotonic() + 10
-        while not recorded() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        kept = recorded()
-        assert 1 <= len(kept) < 13 and not target.exists()
-        fake.cdn_requests.clear()
-        fake.cdn_delay = 0
-        result = await download_file(client, file_id, str(target), fast_download())
+    let_through = 5
+    gate = await Gate(fake.url, methods=("GET",)).start()  # in front of the CDN: its GETs are the chunks'
+    fake.cdn_url = gate.url
+    try:
+        async with GatewayClient(fake.url, "token") as client:
+            source, file_id = await uploaded_file(fake, client, tmp_path, 12 * fake.chunk_size + 1)
+            ranges = chunk_ranges(source.stat().st_size, fake.chunk_size)
+            gate.hold_after(let_through)
+            task = asyncio.ensure_future(download_file(client, file_id, str(target), fast_download(parallel=2)))
+            # Both workers wait at the gate, so each is done with the chunks it fetched before.
+            await gate.holding(2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            kept = from_ranges((read_sidecar(str(target)) or {}).get("chunks_done"), 13)
+            assert sorted(fake.cdn_requests) == sorted(ranges[i] for i in kept) and len(kept) == let_through
+            assert not target.exists()
+            gate.release()
+            fake.cdn_requests.clear()
+            result = await download_file(client, file_id, str(target), fast_download())
+    finally:
+        await gate.stop()
     assert target.read_bytes() == source.read_bytes()
-    assert (result.chunks_reused, result.chunks_fetched) == (len(kept), 13 - len(kept))
-    ranges = chunk_ranges(source.stat().st_size, fake.chunk_size)
+    assert (result.chunks_reused, result.chunks_fetched) == (let_through, 13 - let_through)
     assert sorted(fake.cdn_requests) == sorted(ranges[i] for i in range(13) if i not in kept)
     assert result.resumed_from == sum(min(fake.chunk_size, source.stat().st_size - i * fake.chunk_size) for i in kept)
 
