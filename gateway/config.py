@@ -26,7 +26,8 @@ class ConfigError(ValueError):
 
 
 # Settings where 0 means "off" or "at once", and nothing below 0 means anything.
-NON_NEGATIVE = ("user_quota_bytes", "max_uploads_in_progress", "part_events_delay", "reconcile_recheck", "share_window")
+NON_NEGATIVE = ("user_quota_bytes", "max_files_per_user", "max_uploads_in_progress", "part_events_delay",
+                "reconcile_recheck", "share_window")
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class Config:
     # Limits per user (contract v1.1 "Limits and quotas"); 0 turns a limit off.
     # Bytes of uploaded and uploading files a user may hold (users.quota_bytes overrides it per user).
     user_quota_bytes: int = 100 * GIB
+    # Files a user may have, of any size or status (empty files cost no quota, yet each is a row).
+    max_files_per_user: int = 100_000
     max_uploads_in_progress: int = 20
     # Share and unshare calls a user may make per share_window seconds; each unknown username
     # named counts one more (it tells the caller that nobody has that name).

@@ -13,11 +13,15 @@ SECRETS = dict(s3_secret_key="s", jwt_secret="j" * 32, events_token="e", cdn_sec
 
 def test_limits_are_read_from_the_environment_and_negative_ones_refused():
     config = Config.from_env({"GATEWAY_USER_QUOTA_BYTES": "0", "GATEWAY_MAX_UPLOADS_IN_PROGRESS": "5",
-                              "GATEWAY_RECONCILE_BATCH": "10", "GATEWAY_SHARE_LIMIT": "7"}, **SECRETS)
-    assert (config.user_quota_bytes, config.max_uploads_in_progress, config.reconcile_batch, config.share_limit) == (0, 5, 10, 7)
+                              "GATEWAY_RECONCILE_BATCH": "10", "GATEWAY_SHARE_LIMIT": "7",
+                              "GATEWAY_MAX_FILES_PER_USER": "0"}, **SECRETS)
+    assert (config.user_quota_bytes, config.max_uploads_in_progress, config.reconcile_batch, config.share_limit,
+            config.max_files_per_user) == (0, 5, 10, 7, 0)
     defaults = Config(**SECRETS)
     assert defaults.user_quota_bytes == 100 * 1024**3 and defaults.max_uploads_in_progress == 20
-    for name, value in (("GATEWAY_USER_QUOTA_BYTES", "-1"), ("GATEWAY_PART_EVENTS_DELAY", "-0.5"),
+    assert defaults.max_files_per_user == 100_000
+    for name, value in (("GATEWAY_USER_QUOTA_BYTES", "-1"), ("GATEWAY_MAX_FILES_PER_USER", "-1"),
+                        ("GATEWAY_PART_EVENTS_DELAY", "-0.5"),
                         ("GATEWAY_RECONCILE_BATCH", "0"), ("GATEWAY_SHARE_LIMIT", "0")):
         with pytest.raises(ConfigError, match=name):
             Config.from_env({name: value}, **SECRETS)

@@ -210,6 +210,21 @@ class QuotaExceeded(DomainError):
         return {"quota_bytes": self.quota_bytes, "used_bytes": self.used_bytes}
 
 
+class TooManyFiles(DomainError):
+    """The user already has the most files the gateway allows (any size: empty files count too)."""
+
+    def __init__(self, limit: int, files: int):
+        super().__init__(
+            f"you have {files} files, and the most allowed is {limit} (empty files and failed uploads count too); "
+            "delete files first"
+        )
+        self.limit = limit
+        self.files = files
+
+    def details(self) -> dict[str, Any]:
+        return {"max_files_per_user": self.limit, "files": self.files}
+
+
 class TooManyUploads(DomainError):
     """The user already has the most uploads in progress the gateway allows."""
 

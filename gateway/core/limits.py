@@ -1,4 +1,5 @@
-"""Limits per user: a storage quota and a cap on uploads in progress (contract v1.1 "Limits and quotas").
+"""Limits per user: a storage quota, a cap on files and one on uploads in progress (contract v1.1
+"Limits and quotas").
 
 ``used_bytes`` is the sizes of the user's ``uploaded`` and ``uploading``
 files: an upload counts from its start, so starting many large uploads uses
@@ -6,18 +7,26 @@ up the quota before a byte moves. The quota is ``users.quota_bytes`` when the
 operator set one for the user, else ``GATEWAY_USER_QUOTA_BYTES``; 0 is
 unlimited (answered as ``quota_bytes: null``).
 
+The cap on files (``GATEWAY_MAX_FILES_PER_USER``) counts every file row the
+user has, whatever its size or status: empty files cost no quota, and
+neither do failed uploads, but each is a row that listings, the usage query
+and the database carry. Over it, a new file is refused as over a quota is
+(403 ``quota_exceeded``: waiting does not help, deleting files does).
+
 Checked atomically: :meth:`Limits.check_start` runs inside the transaction
 that inserts the file, after locking the user's row (``SELECT ... FOR
 UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` writer lock already
 serialises every write), so two concurrent starts never both take the last
-byte or the last slot, whichever gateways they reach.
+byte, the last file or the last slot, whichever gateways they reach.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.config import Config
-from gateway.core.errors import QuotaExceeded, TooManyUploads, UnknownUser
+from gateway.core.errors import QuotaExceeded, TooManyFiles, TooManyUploads, UnknownUser
 from gateway.db import Database, Row
 from gateway.db import files as files_db
 from gateway.db import users as users_db
@@ -25,6 +34,19 @@ from gateway.db import users as users_db
 # Seconds a client is asked to wait when all its upload slots are taken: an upload
 # in progress frees its slot when it completes, fails or is deleted.
 SLOT_RETRY_AFTER = 30
+
+
+@dataclass(frozen=True)
+class Room:
+    """A user's quota as one check found it: what a file being received may still grow to."""
+
+    quota_bytes: int | None  # None: unlimited
+    used_bytes: int
+
+    def check(self, file_size: int) -> None:
+        """QuotaExceeded if a file of ``file_size`` bytes does not fit."""
+        if self.quota_bytes is not None and self.used_bytes + file_size > self.quota_bytes:
+            raise QuotaExceeded(self.quota_bytes, self.used_bytes, file_size)
 
 
 class Limits:
@@ -48,23 +70,27 @@ class Limits:
 
     async def check_start(self, conn: AsyncConnection, user_id: int, file_size: int, *, uploading: bool) -> None:
         """Inside the transaction that inserts the file: lock the user's row, then refuse
-        (QuotaExceeded, TooManyUploads) if the file does not fit. The lock holds until commit."""
+        (QuotaExceeded, TooManyFiles, TooManyUploads) if the file does not fit. The lock holds until commit."""
         await users_db.lock_user(conn, user_id)
         await self._check(conn, user_id, file_size, uploading=uploading)
 
-    async def precheck(self, user_id: int, file_size: int, *, uploading: bool) -> None:
-        """The same refusal, early and without a lock: before any work in the store."""
-        await self._check(self.db, user_id, file_size, uploading=uploading)
+    async def precheck(self, user_id: int, file_size: int, *, uploading: bool) -> Room:
+        """The same refusal, early and without a lock: before any work in the store, or before the
+        bytes of an inline upload are read. The answer says how large the file may still grow."""
+        return await self._check(self.db, user_id, file_size, uploading=uploading)
 
-    async def _check(self, on: Database | AsyncConnection, user_id: int, file_size: int, *, uploading: bool) -> None:
+    async def _check(self, on: Database | AsyncConnection, user_id: int, file_size: int, *, uploading: bool) -> Room:
         user = await users_db.quota_of(on, user_id)
         if user is None:
             raise UnknownUser()
         usage = await files_db.usage_of(on, user_id)
-        # The quota first: waiting does not help with it, so the client should hear of it first.
-        quota = self.quota_of(user["quota_bytes"])
-        if quota is not None and usage["used_bytes"] + file_size > quota:
-            raise QuotaExceeded(quota, usage["used_bytes"], file_size)
+        # The quotas first: waiting does not help with them, so the client should hear of them first.
+        room = Room(self.quota_of(user["quota_bytes"]), usage["used_bytes"])
+        room.check(file_size)
+        most_files = self.config.max_files_per_user
+        if most_files and usage["files"] >= most_files:
+            raise TooManyFiles(most_files, usage["files"])
         cap = self.config.max_uploads_in_progress
         if uploading and cap and usage["uploading"] >= cap:
             raise TooManyUploads(cap, SLOT_RETRY_AFTER)
+        return room

@@ -223,14 +223,18 @@ async def unverified_chunks(on: On, file_id: str) -> int:
 
 
 async def usage_of(on: On, owner_id: int) -> Row:
-    """``used_bytes`` (sizes of the owner's uploaded and uploading files) and ``uploading`` (how many are)."""
+    """``used_bytes`` (sizes of the owner's uploaded and uploading files), ``uploading`` (how many
+    are) and ``files`` (how many files the owner has, failed ones too: each is a row)."""
     query = select(
-        func.coalesce(func.sum(files.c.file_size), 0).label("used_bytes"),
+        func.coalesce(
+            func.sum(case((files.c.status.in_(REFERENCING), files.c.file_size), else_=0)), 0
+        ).label("used_bytes"),
         func.coalesce(func.sum(case((files.c.status == FileStatus.UPLOADING, 1), else_=0)), 0).label("uploading"),
-    ).where(files.c.owner_id == owner_id, files.c.status.in_(REFERENCING))
+        func.count().label("files"),
+    ).where(files.c.owner_id == owner_id)
     row = await fetch_one(on, query)
     assert row is not None, "an aggregate without GROUP BY answers one row"
-    return {"used_bytes": int(row["used_bytes"]), "uploading": int(row["uploading"])}
+    return {"used_bytes": int(row["used_bytes"]), "uploading": int(row["uploading"]), "files": int(row["files"])}
 
 
 # --- part events: a mark asks for the part list to be read, once per burst ------------------------

@@ -24,6 +24,7 @@ from gateway.core.metrics import Metrics
 from gateway.db import Database, database_url
 from gateway.http import appkeys
 from gateway.http.middlewares import auth_middleware, error_middleware, metrics_middleware, request_id_middleware
+from gateway.http.parsing import MAX_JSON_BODY
 from gateway.http.routes import (
     events, files, health, link_page, links, metrics, openapi, sharing, uploads, users, webapp,
 )
@@ -54,8 +55,9 @@ def create_app(
 ) -> web.Application:
     app = web.Application(
         middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
-        # Inline uploads stream; JSON bodies are small. Multipart is read part by part.
-        client_max_size=1024 * 1024,
+        # JSON bodies are small (gateway/http/parsing.py); inline uploads are read part by part
+        # from the stream, within limits of their own (gateway/http/routes/uploads.py).
+        client_max_size=MAX_JSON_BODY,
     )
     app[appkeys.CONFIG] = config
     app[appkeys.METRICS] = Metrics()

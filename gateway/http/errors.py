@@ -43,6 +43,8 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.CannotShareWithYourself: (400, "cannot_share_with_yourself"),
     domain.VerificationFailed: (422, "verification_failed"),
     domain.QuotaExceeded: (403, "quota_exceeded"),
+    # A quota on the number of files: the contract's answer for a limit that waiting does not lift.
+    domain.TooManyFiles: (403, "quota_exceeded"),
     domain.TooManyUploads: (429, "too_many_uploads"),
     domain.TooManyRequests: (429, "too_many_requests"),
     domain.StoreDidNotAccept: (502, "store_error"),

@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 from aiohttp import web
 
 from gateway.core.permissions import FILE_ID_PATTERN
-from gateway.http.errors import bad_request
+from gateway.http.errors import ApiError, bad_request
 
 # A file id in a route: what the core makes (32 lowercase hex digits), so that the literal paths beside
 # /files/{file_id} (/files/share, /files/shared) are never taken for a file id, and their 405s name only
@@ -21,15 +21,90 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
 
+# JSON bodies: every one the gateway reads is parsed here (decode_json), bounded before parsing.
+# The largest: a claim of 10,000 chunk fingerprints is about 700 KB. The app's client_max_size
+# (gateway/http/app.py) is this too, so request.read() never holds more.
+MAX_JSON_BODY = 1024 * 1024
+# No request of the contract nests deeper than 3, the store's events 6; Python's parser recurses
+# once per level, and 100,000 levels (100 KB of `[`) would end in a RecursionError: a 500.
+MAX_JSON_DEPTH = 32
+
+# A JSON string once its escapes are gone, up to its closing quote, or to the end of the body when
+# it has none (invalid JSON: the parser stops there).
+JSON_STRING = re.compile(rb'"[^"]*"?')
+# Bytes that are no bracket are dropped; `[` and `{` become `(`, `]` and `}` become `)`.
+NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+BRACKETS = bytes.maketrans(b"[]{}", b"()()")
+
+
+def nests_deeper_than(raw: bytes, limit: int) -> bool:
+    """Whether the arrays and objects of a JSON text (valid or not) nest more than ``limit`` deep.
+
+    Brackets inside strings do not count. Linear in the body and at once where bodies are ordinary
+    (fewer brackets than ``limit``, or a run of more); a body of a million brackets otherwise costs
+    tens of milliseconds, about what parsing it does.
+    """
+    # Escaped backslashes first, then escaped quotes, left to right as JSON pairs them: what is left
+    # of each string is quotes around no quote. (A backslash outside a string is invalid JSON: the
+    # parser stops there, before the character it takes away here.)
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = JSON_STRING.sub(b"", unescaped).translate(BRACKETS, NOT_BRACKETS)
+    if structure.count(b"(") <= limit:
+        return False
+    if b"(" * (limit + 1) in structure:
+        return True
+    depth = 0
+    for byte in structure:
+        if byte == 0x28:  # (
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def decode_json(raw: bytes, *, what: str = "the request body", code: str = "invalid_json") -> Any:
+    """``raw`` parsed, or a 400 (``code``) naming ``what`` is wrong with it: never more than
+    MAX_JSON_BODY bytes (413 otherwise) nor nested deeper than MAX_JSON_DEPTH.
+
+    UTF-8 only (RFC 8259), which is also what makes the byte scan of :func:`nests_deeper_than`
+    see the text the parser sees: in UTF-8 a byte below 0x80 is always that ASCII character,
+    whereas in UTF-16 (which ``json.loads`` would guess from bytes) a quote byte may be half of
+    another character.
+    """
+    if len(raw) > MAX_JSON_BODY:
+        raise payload_too_large(what)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad_request(f"{what} is not UTF-8 JSON: {exc}", code) from exc
+    if nests_deeper_than(raw, MAX_JSON_DEPTH):
+        raise bad_request(f"{what} nests arrays and objects deeper than {MAX_JSON_DEPTH} levels", code)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise bad_request(f"{what} is not valid JSON: {exc}", code) from exc
+
+
+def payload_too_large(what: str = "the request body") -> ApiError:
+    return ApiError(413, "payload_too_large", f"{what} is over {MAX_JSON_BODY} bytes")
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The bytes of a JSON body (none: ``b""``): refused before a byte is read when its
+    Content-Length is over MAX_JSON_BODY, and (aiohttp's client_max_size) as soon as more come."""
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
+        raise payload_too_large()
+    return await request.read()  # read once, then kept: b"" when there is none
+
+
 async def read_json(request: web.Request) -> dict:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw:
         raise bad_request("the request body is empty; send a JSON object", "invalid_json")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"the request body is not valid JSON: {exc}", "invalid_json") from exc
+    body = decode_json(raw)
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object", "invalid_json")
     return body
@@ -37,7 +112,7 @@ async def read_json(request: web.Request) -> dict:
 
 async def read_optional_json(request: web.Request) -> dict:
     """The JSON object of a body every field of which is optional: no body at all reads as ``{}``."""
-    if not (await request.read()).strip():
+    if not (await read_body(request)).strip():
         return {}
     return await read_json(request)
 

@@ -7,7 +7,6 @@ nothing posts there, and an endpoint nobody needs is one more way in.
 from __future__ import annotations
 
 import hmac
-import json
 
 import structlog
 from aiohttp import web
@@ -15,6 +14,7 @@ from aiohttp import web
 from gateway.http import appkeys
 from gateway.http.errors import bad_request, unauthorized
 from gateway.http.middlewares import bearer_token, public
+from gateway.http.parsing import decode_json, read_body
 from storage.events import PARSERS
 
 routes = web.RouteTableDef()
@@ -32,8 +32,8 @@ def check_events_token(request: web.Request) -> None:
 
 async def receive(request: web.Request, fmt: str) -> web.Response:
     check_events_token(request)
+    body = decode_json(await read_body(request), what=f"the {fmt} event", code="invalid_event")
     try:
-        body = json.loads(await request.read())
         events = PARSERS[fmt](body)
     except ValueError as exc:  # MalformedEvent is a ValueError too
         raise bad_request(f"not a {fmt} event: {exc}", "invalid_event") from exc

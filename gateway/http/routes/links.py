@@ -17,7 +17,7 @@ from gateway.db import Row
 from gateway.http import appkeys
 from gateway.http.errors import bad_request
 from gateway.http.middlewares import public
-from gateway.http.parsing import read_optional_json
+from gateway.http.parsing import as_integer, read_optional_json
 
 routes = web.RouteTableDef()
 
@@ -47,11 +47,12 @@ def optional_password(body: dict) -> str | None:
 
 
 def optional_expires_in(body: dict) -> int | None:
-    """``expires_in``: absent or null for never, else whole seconds from 1 to ten years."""
-    expires_in = body.get("expires_in")
-    if expires_in is None:
+    """``expires_in``: absent or null for never, else whole seconds from 1 to ten years (a JSON
+    integer, which 393.0 is too, as the document's JSON Schema says)."""
+    if body.get("expires_in") is None:
         return None
-    if not isinstance(expires_in, int) or isinstance(expires_in, bool) or not 1 <= expires_in <= MAX_EXPIRES_IN:
+    expires_in = as_integer(body["expires_in"])
+    if expires_in is None or not 1 <= expires_in <= MAX_EXPIRES_IN:
         raise bad_request(f"`expires_in` must be whole seconds from 1 to {MAX_EXPIRES_IN} (or null: never)",
                           "invalid_field", field="expires_in")
     return expires_in

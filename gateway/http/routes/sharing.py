@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.http import appkeys
 from gateway.http.errors import bad_request
-from gateway.http.parsing import FILE_ID, page_limit, read_json, require_str, shared_cursor
+from gateway.http.parsing import FILE_ID, page_limit, read_json, shared_cursor
 from gateway.http.views import page_response, shared_cursor_of
 
 routes = web.RouteTableDef()
@@ -20,7 +20,11 @@ MAX_USERS_PER_SHARE = 50
 
 
 def parse_share(body: dict) -> tuple[str, list[str]]:
-    file_id = require_str(body, "file_id", max_length=64)
+    # Any string names a file of the caller's or not (404), "" too: as an id in a path that is no
+    # file id answers, and as the contract's "owner only" says. Only a non-string is malformed.
+    file_id = body.get("file_id")
+    if not isinstance(file_id, str) or len(file_id) > 64:
+        raise bad_request("`file_id` must be a file id (a string)", "invalid_field", field="file_id")
     users = body.get("users")
     if (
         not isinstance(users, list)

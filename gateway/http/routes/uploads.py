@@ -7,14 +7,15 @@ import re
 import tempfile
 from typing import BinaryIO
 
-from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.config import MAX_CHUNKS, Config
+from gateway.core.limits import Room
 from gateway.core.uploads import UploadClaim
 from gateway.http import appkeys
 from gateway.http.errors import ApiError, bad_request
-from gateway.http.parsing import FILE_ID, as_integer, read_json, require_int, require_str
+from gateway.http.parsing import FILE_ID, as_integer, decode_json, read_body, read_json, require_int, require_str
 from gateway.http.views import file_response
 from protocol.fingerprints import chunk_count, file_fingerprint, fingerprint_stream, is_fingerprint
 from storage import PresignedRequest
@@ -99,7 +100,7 @@ async def create_file(request: web.Request) -> web.Response:
 @routes.post(f"/dropbox/v1/files/{FILE_ID}/upload-urls")
 async def upload_urls(request: web.Request) -> web.Response:
     indexes: list[int] | None = None
-    if request.can_read_body and (await request.read()).strip():
+    if (await read_body(request)).strip():
         asked = (await read_json(request)).get("chunks")
         parsed = [as_integer(i) for i in asked] if isinstance(asked, list) else None
         if parsed is None or None in parsed:
@@ -131,6 +132,17 @@ async def complete(request: web.Request) -> web.Response:
 async def inline_upload(request: web.Request) -> web.Response:
     """Small files in one request (curl -F): the gateway streams the bytes into the store itself.
 
+    Refused before a byte of the body is read when the body is declared
+    (Content-Length) larger than a form of ``inline_upload_limit`` bytes can
+    be (413), or when what it must hold at the least does not fit the user's
+    limits (403 ``quota_exceeded``, 429 ``too_many_uploads``: see
+    :func:`least_file_size`; a file the user already holds would need no
+    upload slot, but which file it is shows only once it is read, so a
+    non-empty one is refused while every slot is taken). While it is read,
+    the whole body is held to the same bound, whatever it declared, and the
+    file to the inline limit and to what is left of the user's quota: the
+    spool never takes a byte more.
+
     The ``file`` part is spooled to a temporary file (memory holds one read),
     its chunk fingerprints computed from the spool off the event loop, then the
     bytes go through the same multipart path as any client upload, so the store
@@ -138,9 +150,16 @@ async def inline_upload(request: web.Request) -> web.Response:
     """
     config = request.app[appkeys.CONFIG]
     core = request.app[appkeys.CORE]
+    user_id = request[appkeys.USER].user_id
+    limit = config.inline_upload_limit
+    declared = request.content_length
+    if declared is not None and declared > limit + FORM_ALLOWANCE:
+        raise inline_too_large(limit)
+    least = least_file_size(declared)
+    room = await core.limits.precheck(user_id, least, uploading=least > 0)
     with tempfile.TemporaryFile() as spool:
         try:
-            metadata, saw_file = await _read_form(await request.multipart(), spool, config.inline_upload_limit)
+            metadata, saw_file = await _read_form(request, spool, limit, room)
         except (ValueError, HttpProcessingError) as exc:  # what aiohttp's multipart parser raises
             raise bad_request(f"the form is malformed: {exc}", "invalid_multipart") from exc
         if not saw_file:
@@ -151,46 +170,79 @@ async def inline_upload(request: web.Request) -> web.Response:
         spool.seek(0)
         fingerprint, chunks, size = await asyncio.to_thread(fingerprint_stream, spool, config.chunk_size)
         claim = UploadClaim(name, size, file_type, fingerprint, config.chunk_size, chunks)
-        file_id = await core.uploads.upload_inline(request[appkeys.USER].user_id, claim, spool)
-    return await file_response(core, request[appkeys.USER].user_id, file_id, status=201)
+        file_id = await core.uploads.upload_inline(user_id, claim, spool)
+    return await file_response(core, user_id, file_id, status=201)
 
 
-async def _read_form(reader: MultipartReader, spool: BinaryIO, limit: int) -> tuple[dict | None, bool]:
-    """(file_metadata, whether a `file` part came), the file's bytes written to ``spool``."""
+# What a form holds besides the file's bytes: the `file_metadata` part (at most MAX_METADATA) and
+# the parts' headers and boundaries (a few hundred bytes from curl or a browser). A whole inline
+# upload body is at most inline_upload_limit + this.
+FORM_ALLOWANCE = MAX_METADATA + 64 * 1024
+READ_SIZE = 256 * 1024
+
+
+def least_file_size(declared: int | None) -> int:
+    """The fewest bytes the ``file`` part of a body of ``declared`` bytes can have: the rest of the
+    body is at most FORM_ALLOWANCE. What the user's limits are checked against before reading."""
+    return max(0, (declared or 0) - FORM_ALLOWANCE)
+
+
+def inline_too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "inline_upload_too_large",
+        f"inline uploads take files of at most {limit} bytes, in a form of at most {limit + FORM_ALLOWANCE}; "
+        "use the chunked upload (POST /dropbox/v1/files with JSON) for larger files",
+    )
+
+
+async def _read_form(request: web.Request, spool: BinaryIO, limit: int, room: Room) -> tuple[dict | None, bool]:
+    """(file_metadata, whether a `file` part came), the file's bytes written to ``spool``.
+
+    One `file` part and at most one `file_metadata` part: a second `file` part is refused, never
+    added to the first. Every read checks the whole body so far (what the connection delivered)
+    against the form's bound, and the file against ``limit`` and the user's ``room``, before the
+    bytes are written.
+    """
+    body = request.content
+    reader = await request.multipart()
+
+    def check_body() -> None:
+        if body.total_bytes > limit + FORM_ALLOWANCE:
+            raise inline_too_large(limit)
+
     metadata: dict | None = None
-    saw_file = False
+    seen: set[str] = set()
     while (part := await reader.next()) is not None:
+        check_body()
         if not isinstance(part, BodyPartReader):
             raise bad_request("nested multipart bodies are not supported", "invalid_multipart")
+        if part.name not in ("file", "file_metadata"):
+            raise bad_request(f"unexpected form part {part.name!r}; send `file` and `file_metadata`", "invalid_multipart")
+        if part.name in seen:
+            raise bad_request(f"a second {part.name!r} part; send one `file` part and at most one `file_metadata` part",
+                              "invalid_multipart")
+        seen.add(part.name)
         if part.name == "file_metadata":
             metadata = _parse_metadata(await part.read(decode=True))
-        elif part.name == "file":
-            saw_file = True
-            size = 0
-            while data := await part.read_chunk(256 * 1024):
-                size += len(data)
-                if size > limit:
-                    raise ApiError(
-                        413,
-                        "inline_upload_too_large",
-                        f"inline uploads take at most {limit} bytes; "
-                        "use the chunked upload (POST /dropbox/v1/files with JSON) for larger files",
-                    )
-                spool.write(data)
-            if metadata is None and part.filename:
-                metadata = {"file_name": part.filename}
-        else:
-            raise bad_request(f"unexpected form part {part.name!r}; send `file` and `file_metadata`", "invalid_multipart")
-    return metadata, saw_file
+            continue
+        size = 0
+        while data := await part.read_chunk(READ_SIZE):
+            check_body()
+            size += len(data)
+            if size > limit:
+                raise inline_too_large(limit)
+            room.check(size)  # QuotaExceeded (403) as soon as the file passes what is left
+            spool.write(data)
+        if metadata is None and part.filename:
+            metadata = {"file_name": part.filename}
+    return metadata, "file" in seen
 
 
 def _parse_metadata(raw: bytes) -> dict:
     if len(raw) > MAX_METADATA:
-        raise bad_request("`file_metadata` is too large", "invalid_multipart")
-    try:
-        metadata = json.loads(raw)
-    except ValueError as exc:
-        raise bad_request(f"`file_metadata` is not valid JSON: {exc}", "invalid_json") from exc
+        raise bad_request(f"`file_metadata` is over {MAX_METADATA} bytes", "invalid_multipart")
+    metadata = decode_json(raw, what="`file_metadata`")
     if not isinstance(metadata, dict):
         raise bad_request("`file_metadata` must be a JSON object", "invalid_json")
     return metadata
