@@ -2,8 +2,8 @@
 
 For what is about the HTTP interface's shape (status codes and error bodies,
 permission matrices, paging, throttle windows, OpenAPI): no store process and
-no wait for real time. The app is served on a loopback port by aiohttp's test
-server, and so is the in-memory store's presigned-URL endpoint, so the tests'
+no wait for real time. The app is served on a loopback port as Gateway (tests/harness.py) serves any
+app, and aiohttp's test server serves the in-memory store's presigned-URL endpoint, so the tests'
 ``Api`` and ``upload`` helpers work unchanged, chunks PUT over HTTP included.
 
 A test module moves here by importing these fixtures under the real ones'
@@ -18,7 +18,6 @@ PostgreSQL) in the modules that do not move.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
@@ -28,53 +27,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.config import Config
-from gateway.http.app import create_app
 from storage.embedded import free_port
 from storage.memory import InMemoryObjectStore
 from tests.core_fixtures import FakeClock
-from tests.harness import BUCKET, EVENTS_TOKEN
+from tests.harness import BUCKET, EVENTS_TOKEN, Gateway
 
 __all__ = ["app_clock", "app_gateway", "make_app", "served_memory_store"]
-
-
-@dataclass
-class AppGateway:
-    """What tests use of a gateway (``url``, ``config``, ``core``, ``restart``), for an app served in this process."""
-
-    config: Config
-    store: InMemoryObjectStore
-    clock: FakeClock
-    server: TestServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.config.port}"
-
-    @property
-    def app(self) -> web.Application:
-        assert self.server is not None, "the gateway is stopped"
-        return self.server.app
-
-    @property
-    def core(self):
-        from gateway.http.appkeys import CORE
-
-        return self.app[CORE]
-
-    async def start(self) -> AppGateway:
-        app = create_app(self.config, store=self.store, clock=self.clock)
-        self.server = TestServer(app, host="127.0.0.1", port=self.config.port)
-        await self.server.start_server()
-        return self
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.close()
-            self.server = None
-
-    async def restart(self) -> None:
-        await self.stop()
-        await self.start()
 
 
 def store_app(store: InMemoryObjectStore) -> web.Application:
@@ -122,14 +80,14 @@ def app_config(database_path: Path, port: int, **overrides: Any) -> Config:
 
 @pytest.fixture
 async def make_app(served_memory_store, app_clock, database_path, database_url) -> AsyncIterator[
-        Callable[..., Awaitable[AppGateway]]]:
+        Callable[..., Awaitable[Gateway]]]:
     """Start the gateway app in this process with config overrides (as ``make_gateway`` does for the real one)."""
-    started: list[AppGateway] = []
+    started: list[Gateway] = []
 
-    async def make(**overrides: Any) -> AppGateway:
+    async def make(**overrides: Any) -> Gateway:
         port = overrides.pop("port", None) or free_port()
         overrides.setdefault("database_url", database_url)
-        gateway = AppGateway(app_config(database_path, port, **overrides), served_memory_store, app_clock)
+        gateway = Gateway(app_config(database_path, port, **overrides), app_clock, served_memory_store)
         started.append(gateway)
         return await gateway.start()
 
@@ -139,5 +97,5 @@ async def make_app(served_memory_store, app_clock, database_path, database_url) 
 
 
 @pytest.fixture
-async def app_gateway(make_app) -> AppGateway:
+async def app_gateway(make_app) -> Gateway:
     return await make_app()

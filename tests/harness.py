@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.core.clock import Clock
 from gateway.http.app import create_app
 from gateway.config import Config
+from storage import ObjectStore
 from storage.embedded import EmbeddedStore, free_port
 
 ACCESS_KEY = "testaccess"
@@ -99,6 +100,8 @@ class Gateway:
     config: Config
     # The core's clock; None: the system's. A test that moves time passes a FakeClock (tests/core_fixtures.py).
     clock: Clock | None = None
+    # The object store; None: the S3 store the config names (tests/app_fixtures.py passes the in-memory one).
+    store: ObjectStore | None = None
     runner: web.AppRunner | None = None
     app: web.Application | None = None
 
@@ -114,7 +117,7 @@ class Gateway:
         return f"http://127.0.0.1:{self.config.port}"
 
     async def start(self) -> Gateway:
-        self.app = create_app(self.config, clock=self.clock)
+        self.app = create_app(self.config, store=self.store, clock=self.clock)
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.config.port, reuse_address=True).start()
