@@ -1,5 +1,6 @@
 """What the gateway and its clients share: the contract's fingerprint definition
-(fingerprints.py) and the states of files and chunks (states.py).
+(fingerprints.py), the states of files and chunks (states.py), and the tree's name and
+path rules with its free and conflicted-copy names (paths.py).
 
 Imports nothing else of this project, so `dbx` installs and reads without the server.
 """
