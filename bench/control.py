@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import aiohttp
 
-from bench.stack import BenchStack, Figure, print_table, signup
+from bench.stack import BenchStack, Figure, print_table, ratio, signup
 from protocol.fingerprints import file_fingerprint
 
 
@@ -59,29 +59,68 @@ async def populate(gateway_url: str, chunk_size: int, uploaded: int, uploading: 
     return {"owner": owner, "reader": reader, "files": files, "uploads": uploads}
 
 
+def run_program(program: str, scenario: dict, env: dict[str, str] | None = None) -> dict:
+    """Run a load program (bench/loadgen.py, bench/s3load.py) as a process of its own; its JSON line of results."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(scenario, handle)
+    try:
+        out = subprocess.run([sys.executable, "-m", program, handle.name], capture_output=True, text=True, check=True,
+                             env=env)
+    finally:
+        os.unlink(handle.name)
+    return json.loads(out.stdout)
+
+
 def run_load(requests: list[dict], concurrency: int, seconds: float, max_requests: int | None = None) -> dict:
     scenario = {"requests": requests, "concurrency": concurrency, "seconds": seconds}
     if max_requests:
         scenario["max_requests"] = max_requests
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(scenario, handle)
-    try:
-        out = subprocess.run([sys.executable, "-m", "bench.loadgen", handle.name], capture_output=True, text=True, check=True)
-    finally:
-        os.unlink(handle.name)
-    return json.loads(out.stdout)
+    return run_program("bench.loadgen", scenario)
+
+
+def row_of(name: str, results: list[dict]) -> tuple[str, ...]:
+    """A table row: requests/second, p50 and p99 (median, min, max of the runs) and the errors in all."""
+    return (name, str(Figure([r["rps"] for r in results])), str(Figure([r["p50_ms"] for r in results])),
+            str(Figure([r["p99_ms"] for r in results])), str(sum(r["errors"] for r in results)))
+
+
+def measure_small_files(stack: BenchStack, token: str, args) -> list[tuple[str, ...]]:
+    """Inline uploads of ``--small-kib`` files against boto3 ``put_object`` of as many bytes, same concurrency.
+
+    The two alternate run by run (which goes first too), each from a process of its own, and the ratio is
+    taken within each run.
+    """
+    size = args.small_kib * 1024
+    inline = [{"method": "POST", "url": f"{stack.gateway_url}/dropbox/v1/files",
+               "headers": {"Authorization": f"Bearer {token}"}, "inline": size}]
+    credentials = stack.s3_credentials()
+    s3_env = {**os.environ, "AWS_ENDPOINT_URL": credentials["endpoint_url"],
+              "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
+              "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"]}
+    s3_scenario = {"bucket": stack.bucket, "size": size, "concurrency": args.concurrency, "seconds": args.seconds}
+    sides: dict[str, list[dict]] = {"inline": [], "boto3": []}
+    for run in range(args.runs):
+        for side in ("inline", "boto3") if run % 2 == 0 else ("boto3", "inline"):
+            sides[side].append(run_load(inline, args.concurrency, args.seconds) if side == "inline"
+                               else run_program("bench.s3load", s3_scenario, s3_env))
+    for side, results in sides.items():
+        if any(r["errors"] for r in results):
+            print(f"small files, {side}: answers by status {[r['statuses'] for r in results]}", file=sys.stderr)
+    per_run = [mine["rps"] / theirs["rps"] for mine, theirs in zip(sides["inline"], sides["boto3"], strict=True)]
+    return [
+        (*row_of(f"POST /dropbox/v1/files, inline {args.small_kib} KiB (new content each)", sides["inline"]),
+         ratio(per_run)),
+        (*row_of(f"boto3 put_object, {args.small_kib} KiB, straight to the store", sides["boto3"]), "1.00x"),
+    ]
 
 
 def measure(name: str, batches: list[list[dict]], args, bounded: bool = False) -> tuple[tuple[str, ...], Figure]:
     results = [
         run_load(batch, args.concurrency, args.seconds, len(batch) if bounded else None) for batch in batches
     ]
-    errors = sum(r["errors"] for r in results)
-    if errors:
+    if any(r["errors"] for r in results):
         print(f"{name}: answers by status {[r['statuses'] for r in results]}", file=sys.stderr)
-    rps = Figure([r["rps"] for r in results])
-    row = (name, str(rps), str(Figure([r["p50_ms"] for r in results])), str(Figure([r["p99_ms"] for r in results])), str(errors))
-    return row, rps
+    return row_of(name, results), Figure([r["rps"] for r in results])
 
 
 def get_requests(stack: BenchStack | SimpleNamespace, data: dict, who: str) -> list[dict]:
@@ -99,9 +138,17 @@ def load_options(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def control_options(description: str) -> argparse.ArgumentParser:
+    """bench/control.py's options: a load's, and the small files'."""
+    parser = load_options(description)
+    parser.add_argument("--small-kib", type=int, default=4, help="size of the small files uploaded inline (KiB)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
-    args = load_options(__doc__).parse_args(argv)
+    args = control_options(__doc__).parse_args(argv)
     rows: list[tuple[str, ...]] = []
+    small: list[tuple[str, ...]] = []
     ratios: list[tuple[str, ...]] = []
     cached: dict[str, Figure] = {}
     for cache in ("memory://", "none://"):
@@ -118,6 +165,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
                 rows.append(measure("POST /dropbox/v1/files", claims, args, bounded=True)[0])
                 presign = [{"method": "POST", "url": f"{base}/{f}/upload-urls", "headers": auth} for f in data["uploads"]]
                 rows.append(measure("POST .../upload-urls (3 chunks)", [presign] * args.runs, args)[0])
+                small = measure_small_files(stack, data["owner"], args)
             for who in ("owner", "reader"):
                 row, rps = measure(f"GET /dropbox/v1/files/{{id}}, {who}, {label}", [get_requests(stack, data, who)] * args.runs, args)
                 rows.append(row)
@@ -132,6 +180,12 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
         ("request", "req/s", "p50 ms", "p99 ms", "errors"),
     )
     print_table("Permission and metadata cache", ratios, ("requests/second", "ratio"))
+    print_table(
+        f"Small files: inline uploads against boto3 put_object of the same size, {args.concurrency} at a time, "
+        f"median of {args.runs} runs of {args.seconds:g}s (min, max); ratio within each run",
+        small,
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", "req/s to boto3"),
+    )
     return rows
 
 
