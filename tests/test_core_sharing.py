@@ -7,7 +7,7 @@ import pytest
 
 from gateway.core.errors import CannotShareWithYourself, FileNotFound, UnknownUsers
 from gateway.core.permissions import cache_key
-from gateway.db import files as files_db
+from gateway.db import uploads as uploads_db
 from protocol.fingerprints import EMPTY_FINGERPRINT
 from storage import UploadNotFound
 from tests.core_fixtures import CHUNK, claim_for, new_user, send_chunks, stored, uploaded
@@ -79,7 +79,7 @@ async def test_deleting_an_upload_aborts_its_own_multipart_upload_only(core, mem
     claim = claim_for(data)
     mine, _ = await core.uploads.start(alice, claim)
     theirs, _ = await core.uploads.start(bob, claim)
-    mine_upload = (await files_db.get_file(core.db, mine))["upload_id"]
+    mine_upload = (await uploads_db.get_upload(core.db, mine))["upload_id"]
     await send_chunks(core, memory_store, alice, mine, data, [0])
     await core.deletion.delete(alice, mine)
     with pytest.raises(UploadNotFound):

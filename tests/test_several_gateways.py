@@ -43,7 +43,7 @@ async def test_completing_through_two_gateways_at_once_settles_the_upload_once(m
     answers = await asyncio.gather(user.post(path), on_second.post(path), user.post(path), on_second.post(path))
     assert [a.status for a in answers] == [200] * 4, [a.body for a in answers]
     assert {a.body["status"] for a in answers} == {"uploaded"}
-    assert await first.core.db.fetchval("SELECT lease_token FROM files WHERE id = :id", {"id": file["file_id"]}) is None
+    assert await first.core.db.fetchval("SELECT count(*) FROM uploads WHERE file_id = :id", {"id": file["file_id"]}) == 0  # settled: the session (and its lease) ended
 
 
 async def test_reconcilers_of_two_gateways_settle_each_upload_once(make_gateway, http):
@@ -73,9 +73,9 @@ async def test_an_upload_another_gateway_is_settling_is_skipped_then_settled(mak
     waiting = asyncio.ensure_future(Api(http, second.url, user.token).post(f"{FILES}/{file['file_id']}/complete"))
     await asyncio.sleep(0.5)
     assert not waiting.done()
-    from gateway.db import files as files_db
+    from gateway.db import uploads as uploads_db
 
-    await files_db.release_lease(first.core.db, file["file_id"], token)
+    await uploads_db.release_lease(first.core.db, file["file_id"], token)
     done = await asyncio.wait_for(waiting, 30)
     assert done.status == 200 and done.body["status"] == "uploaded"  # ...and finishes once it is free
 
@@ -86,7 +86,7 @@ async def test_a_lease_left_by_a_dead_gateway_runs_out(make_gateway, http):
     file = await uploaded_but_not_completed(user)
     # As a gateway killed while completing leaves it: a lease nobody will give back, long expired.
     await first.core.db.execute(
-        "UPDATE files SET lease_token = 'dead-gateway', lease_expires_at = '2000-01-01T00:00:00.000000Z' WHERE id = :id",
+        "UPDATE uploads SET lease_token = 'dead-gateway', lease_expires_at = '2000-01-01T00:00:00.000000Z' WHERE file_id = :id",
         {"id": file["file_id"]},
     )
     done = await asyncio.wait_for(Api(http, second.url, user.token).post(f"{FILES}/{file['file_id']}/complete"), 30)

@@ -258,8 +258,9 @@ async def test_deleting_an_upload_aborts_only_its_own_multipart_upload(make_gate
     mine = (await alice.post(FILES, json=claim)).body
     theirs = (await bob.post(FILES, json=claim)).body
     upload_ids = {
-        row["id"]: row["upload_id"]
-        for row in await db.fetchall("SELECT id, upload_id FROM files WHERE fingerprint = :fp", {"fp": claim["fingerprint"]})
+        row["file_id"]: row["upload_id"]
+        for row in await db.fetchall("SELECT file_id, uploads.upload_id FROM uploads JOIN files ON files.id = file_id"
+                                     " WHERE fingerprint = :fp", {"fp": claim["fingerprint"]})
     }
     assert len(set(upload_ids.values())) == 2
     assert await put_chunks(alice, mine["file_id"], data, CHUNK, [0]) == [200]

@@ -261,7 +261,7 @@ async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(m
     claim = make_claim(data, CHUNK)
     file_id = (await user.post("/dropbox/v1/files", json=claim)).body["file_id"]
     assert await put_chunks(user, file_id, data, CHUNK, [0]) == [200]
-    upload_id = await gateway.core.db.fetchval("SELECT upload_id FROM files WHERE id = :id", {"id": file_id})
+    upload_id = await gateway.core.db.fetchval("SELECT upload_id FROM uploads WHERE file_id = :id", {"id": file_id})
     raw = raw_s3(gateway.config.s3_endpoint)
     await asyncio.to_thread(raw.upload_part, Bucket=BUCKET, Key=content_key(claim["fingerprint"]),
                             UploadId=upload_id, PartNumber=2, Body=os.urandom(10))

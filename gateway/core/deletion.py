@@ -44,7 +44,7 @@ class Deletion:
             await self.permissions.invalidate(file_id)
             log.info("file_deleted", file_id=file_id, status=row["status"], content_still_referenced=still_referenced)
             if row["status"] == FileStatus.UPLOADING and row["upload_id"]:
-                # Only this row's own multipart upload: upload ids are unique per row (files.upload_id
+                # Only this row's own multipart upload: upload ids are unique per session (uploads.upload_id
                 # UNIQUE) and each upload of the same content, by anyone, has a multipart upload of its
                 # own on the shared key; aborting one leaves the others and the finished object alone.
                 try:

@@ -1,4 +1,9 @@
-"""The upload state machine: start, learn from the store, complete, fail, abandon.
+"""Upload sessions: start, learn from the store, complete, fail, abandon.
+
+An upload in progress is a file row (``uploading``) and its session
+(gateway/db/uploads.py: the store's multipart upload, where the file is headed,
+the lease). Completing ends the session in the transaction that makes the file
+``uploaded``; failing or abandoning ends it as ``failed``.
 
 The gateway never takes a client's word that bytes arrived, nor an event's.
 What the store lists (its parts, its objects and their checksums) is the only
@@ -31,7 +36,10 @@ from gateway.core.outcomes import Settlement
 from gateway.core.permissions import Permissions
 from gateway.db import Database
 from gateway.db import files as files_db
-from gateway.db.files import ChunkRow, FileRow
+from gateway.db import uploads as uploads_db
+from gateway.db.files import ChunkRow
+from gateway.db.uploads import UploadRow
+from protocol.paths import name_key
 from protocol.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_checksum, hex_to_b64
 from protocol.states import ChunkStatus, FileStatus
 from storage import ChecksumMismatch, CompletedPart, ObjectStore, PresignedRequest, StoredPart, UploadNotFound
@@ -53,12 +61,23 @@ class UploadClaim:
     chunks: list[str]
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where an upload is headed: a folder (``root``: the owner's root) and a name. An upload is resumed
+    only by the same content headed for the same place (name compared by protocol/paths.py's name_key)."""
+
+    parent_id: str
+    name: str
+    mode: str = "add"
+    replaces: str | None = None
+
+
 def new_file_id() -> str:
     # Hex: safe in paths and on command lines (a leading "-" would read as an option).
     return secrets.token_hex(16)
 
 
-def upload_id_of(row: FileRow) -> str:
+def upload_id_of(row: UploadRow) -> str:
     """The store's multipart upload of a file that is uploading: every such row has one (the status
     changes and the id is cleared in one statement)."""
     if row["upload_id"] is None:
@@ -96,35 +115,41 @@ class Uploads:
 
     # --- starting -----------------------------------------------------------------------------------
 
-    async def start(self, user_id: int, claim: UploadClaim) -> tuple[str, bool]:
+    async def start(self, user_id: int, claim: UploadClaim, destination: Destination | None = None) -> tuple[str, bool]:
         """Start (or resume) an upload; return (file id, created).
 
         A new file must fit the user's limits (gateway/core/limits.py):
         QuotaExceeded, or TooManyUploads for one that needs an upload. Resuming
-        an upload the user already has adds nothing, so it is never refused.
+        an upload the user already has (the same content headed for the same
+        place) adds nothing, so it is never refused.
         """
-        same = await files_db.latest_upload_of(self.db, user_id, claim.fingerprint, claim.file_name)
+        destination = destination or Destination("root", claim.file_name)
+        same = await uploads_db.resumable(self.db, user_id, claim.fingerprint, destination.parent_id,
+                                          name_key(destination.name))
         if same is not None:
-            if same["status"] == FileStatus.UPLOADING:
-                await self.resume(same["id"])
+            await self.resume(same["id"])
             return same["id"], False
+        done = await files_db.uploaded_as(self.db, user_id, claim.fingerprint, claim.file_name)
+        if done is not None:
+            return done["id"], False
         if await files_db.holds_verified_content(self.db, user_id, claim.fingerprint):
             # Deduplicated: the user's own verified content; no bytes move.
-            file_id = await self._create_file(user_id, claim, status=FileStatus.UPLOADED, upload_id=None,
-                                              copy_of_own_content=True)
+            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED,
+                                              upload_id=None, copy_of_own_content=True)
             if file_id is not None:
                 return file_id, True
             # Their last copy was deleted meanwhile: the bytes must be uploaded after all.
         if not claim.chunks:
             await self._store_empty_content()
-            file_id = await self._create_file(user_id, claim, status=FileStatus.UPLOADED, upload_id=None)
+            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED, upload_id=None)
             assert file_id is not None, "only a copy of own content is ever refused"
             return file_id, True
         await self.limits.precheck(user_id, claim.file_size, uploading=True)  # before any work in the store
         key = content_key(claim.fingerprint)
         upload_id = await self.store.start_multipart(key)
         try:
-            file_id = await self._create_file(user_id, claim, status=FileStatus.UPLOADING, upload_id=upload_id)
+            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADING,
+                                              upload_id=upload_id)
             assert file_id is not None, "only a copy of own content is ever refused"
             return file_id, True
         except Exception:
@@ -132,9 +157,9 @@ class Uploads:
             await self.store.abort_multipart(key, upload_id)
             raise
 
-    async def _create_file(self, user_id: int, claim: UploadClaim, *, status: FileStatus, upload_id: str | None,
-                           copy_of_own_content: bool = False) -> str | None:
-        """Insert the file and its chunks.
+    async def _create_file(self, user_id: int, claim: UploadClaim, destination: Destination, *, status: FileStatus,
+                           upload_id: str | None, copy_of_own_content: bool = False) -> str | None:
+        """Insert the file and its chunks, and the session of an upload (``upload_id``: the store's).
 
         Checked against the user's limits in the same transaction, under a lock
         on the user's row (gateway/core/limits.py).
@@ -151,7 +176,7 @@ class Uploads:
         file = {
             "id": file_id, "owner_id": user_id, "file_name": claim.file_name, "file_size": claim.file_size,
             "file_type": claim.file_type, "fingerprint": claim.fingerprint, "chunk_size": claim.chunk_size,
-            "total_chunks": len(claim.chunks), "status": status, "upload_id": upload_id,
+            "total_chunks": len(claim.chunks), "status": status,
             "created_at": now, "updated_at": now, "completed_at": now if status == FileStatus.UPLOADED else None,
         }
         chunks = [
@@ -165,6 +190,13 @@ class Uploads:
             if copy_of_own_content and not await files_db.holds_verified_content(conn, user_id, claim.fingerprint):
                 return None
             await files_db.insert_file(conn, file, chunks)
+            if upload_id is not None:
+                await uploads_db.insert_upload(conn, {
+                    "file_id": file_id, "owner_id": user_id, "upload_id": upload_id,
+                    "parent_id": destination.parent_id, "name": destination.name,
+                    "name_key": name_key(destination.name), "mode": destination.mode,
+                    "replaces": destination.replaces, "active_at": now,
+                })
         self.metrics.upload_started(claim.file_size)
         if status == FileStatus.UPLOADED:
             self.metrics.uploads_completed.inc()
@@ -189,16 +221,17 @@ class Uploads:
         ready at once would keep every other request waiting behind all of them
         (bench/limits.py measures /healthz meanwhile).
         """
-        row, _ = await self.permissions.owned(user_id, file_id)
-        if row["status"] != FileStatus.UPLOADING:
-            raise NotUploading(row["status"])
+        owned, _ = await self.permissions.owned(user_id, file_id)
+        row = await uploads_db.get_upload(self.db, file_id)
+        if row is None:
+            raise NotUploading(owned["status"] if owned["status"] != FileStatus.UPLOADING else FileStatus.FAILED)
         async with self._presigning:
             presigned = await self._presign(row, indexes)
         # Handing out URLs is activity: the upload is not abandoned.
-        await files_db.touch(self.db, file_id, stamp_now(self.clock))
+        await uploads_db.touch(self.db, file_id, stamp_now(self.clock))
         return presigned
 
-    async def _presign(self, row: FileRow, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
+    async def _presign(self, row: UploadRow, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
         chunks = await files_db.get_chunks(self.db, row["id"])
         if indexes is None:
             wanted = {c["idx"] for c in chunks if c["status"] != ChunkStatus.UPLOADED}
@@ -225,12 +258,12 @@ class Uploads:
                  if known.get(index) != (ChunkStatus.UPLOADED, part.etag)}
         if etags:
             async with self.db.transaction() as conn:
-                await files_db.mark_chunks(conn, file_id, upload_id, etags, stamp_now(self.clock))
+                await uploads_db.mark_chunks(conn, file_id, upload_id, etags, stamp_now(self.clock))
 
     async def refresh_from_store(self, file_id: str) -> dict[int, StoredPart] | None:
         """Ask the store which chunks it holds. None when the multipart upload is gone."""
-        row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != FileStatus.UPLOADING:
+        row = await uploads_db.get_upload(self.db, file_id)
+        if row is None:
             return None
         upload_id = upload_id_of(row)
         chunks = await files_db.get_chunks(self.db, file_id)
@@ -245,8 +278,8 @@ class Uploads:
     async def resume(self, file_id: str) -> None:
         """Bring chunk statuses up to date; restart the multipart upload if the store dropped it."""
         async with self.leases.hold(file_id):
-            row = await files_db.get_file(self.db, file_id)
-            if row is None or row["status"] != FileStatus.UPLOADING:
+            row = await uploads_db.get_upload(self.db, file_id)
+            if row is None:
                 return
             if await self.refresh_from_store(file_id) is not None:
                 return
@@ -255,12 +288,12 @@ class Uploads:
             # The store forgot the upload (aborted by a lifecycle rule, say): start over.
             upload_id = await self.store.start_multipart(content_key(row["fingerprint"]))
             async with self.db.transaction() as conn:
-                await files_db.restart_upload(conn, file_id, upload_id, stamp_now(self.clock))
+                await uploads_db.restart_upload(conn, file_id, upload_id, stamp_now(self.clock))
             log.info("upload_restarted", file_id=file_id, reason="the store no longer has the multipart upload")
 
     # --- settling -----------------------------------------------------------------------------------
 
-    async def _object_matches(self, row: FileRow) -> bool:
+    async def _object_matches(self, row: UploadRow) -> bool:
         stored = await self.store.stat(content_key(row["fingerprint"]))
         return (
             stored is not None
@@ -268,7 +301,7 @@ class Uploads:
             and stored.sha256_checksum == composite_checksum(row["fingerprint"], row["total_chunks"])
         )
 
-    async def _settle_from_object(self, row: FileRow) -> bool:
+    async def _settle_from_object(self, row: UploadRow) -> bool:
         """The multipart upload is gone (we completed it, then crashed before recording it).
 
         The object alone proves nothing about *this* user: another user's upload
@@ -310,9 +343,10 @@ class Uploads:
             return await self._complete_held(file_id, strict=strict)
 
     async def _complete_held(self, file_id: str, *, strict: bool) -> FileStatus | None:
-        row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != FileStatus.UPLOADING:
-            return row["status"] if row else None
+        row = await uploads_db.get_upload(self.db, file_id)
+        if row is None:
+            settled = await files_db.get_file(self.db, file_id)
+            return settled["status"] if settled else None
         key, upload_id = content_key(row["fingerprint"]), upload_id_of(row)
         chunks = await files_db.get_chunks(self.db, file_id)
         try:
@@ -349,7 +383,7 @@ class Uploads:
             row, _ = await self.permissions.owned(user_id, file_id)
             raise VerificationFailed(row["failure_reason"] or "no reason recorded")
 
-    async def _fail_and_discard(self, row: FileRow, reason: str) -> FileStatus:
+    async def _fail_and_discard(self, row: UploadRow, reason: str) -> FileStatus:
         """Mark the file failed and remove its partial data, never content another file relies on."""
         await self.store.abort_multipart(content_key(row["fingerprint"]), upload_id_of(row))
         await self._mark_failed(row["id"], reason)
@@ -364,8 +398,8 @@ class Uploads:
             return await self._abandon_held(file_id)
 
     async def _abandon_held(self, file_id: str) -> bool:
-        row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != FileStatus.UPLOADING:
+        row = await uploads_db.get_upload(self.db, file_id)
+        if row is None:
             return False
         if await self._settle_from_object(row):
             return False
@@ -377,8 +411,7 @@ class Uploads:
         async with self.leases.hold_if_free(file_id) as held:
             if not held:
                 return Settlement.BUSY
-            row = await files_db.get_file(self.db, file_id)
-            if row is None or row["status"] != FileStatus.UPLOADING:
+            if not await uploads_db.exists_upload(self.db, file_id):
                 return Settlement.UNCHANGED  # settled since the reconciler listed it
             if abandon:
                 return Settlement.ABANDONED if await self._abandon_held(file_id) else Settlement.UNCHANGED
@@ -397,8 +430,8 @@ class Uploads:
         return file_id
 
     async def _send_spooled_chunks(self, file_id: str, spool: BinaryIO) -> None:
-        row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != FileStatus.UPLOADING:
+        row = await uploads_db.get_upload(self.db, file_id)
+        if row is None:
             return  # deduplicated, an empty file, or deleted meanwhile (complete() then says None)
         key, upload_id = content_key(row["fingerprint"]), upload_id_of(row)
         for chunk in await files_db.get_chunks(self.db, file_id):
