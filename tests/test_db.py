@@ -189,6 +189,46 @@ async def test_upload_sessions_move_out_of_files_losslessly(empty_database):
         await db.close()
 
 
+async def test_v11_files_land_in_their_owners_root_and_duplicate_names_are_numbered(empty_database):
+    """Revision 0008 on a database at 0007 holding files of two users, some with the same name (compared
+    without regard to case): every uploaded file lands in its owner's root; the later ones (by seq) of a
+    taken name get `name (1).ext`, ...; uploads in progress and failed ones get no place yet (each engine)."""
+    db = await database_at(empty_database, "0007")
+    try:
+        for name in ("ann", "bob"):
+            await db.execute("INSERT INTO users (username, email, password_hash, created_at)"
+                             " VALUES (:n, 'x@x.io', 'h', '2026-01-01T00:00:00.000000Z')", {"n": name})
+        ann, bob = [row["id"] for row in await db.fetchall("SELECT id FROM users ORDER BY id")]
+        files = [  # (id, owner, name, status), in upload order
+            ("1", ann, "Report.pdf", "uploaded"), ("2", ann, "report.PDF", "uploaded"), ("3", bob, "Report.pdf", "uploaded"),
+            ("4", ann, "REPORT.pdf", "uploaded"), ("5", ann, "Report (1).pdf", "uploaded"), ("6", ann, "notes", "uploaded"),
+            ("7", ann, "Report.pdf", "uploading"), ("8", ann, "notes", "failed"),
+        ]
+        for file_id, owner, name, status in files:
+            await db.execute(
+                "INSERT INTO files (id, owner_id, file_name, file_size, file_type, fingerprint, chunk_size, total_chunks,"
+                " status, created_at, updated_at, completed_at) VALUES (:id, :owner, :name, 1, 'text/plain', :fp, 8, 1,"
+                " :status, :at, :at, :at)",
+                {"id": file_id * 32, "owner": owner, "name": name, "fp": "f" * 64, "status": status,
+                 "at": f"2026-01-0{file_id}T00:00:00.000000Z"})
+        await upgrade_to_head(db)
+        placed = await db.fetchall("SELECT id, owner_id, kind, parent_id, name, name_key FROM nodes ORDER BY id")
+        assert [(row["id"][0], row["owner_id"], row["name"]) for row in placed] == [
+            ("1", ann, "Report.pdf"), ("2", ann, "report (1).PDF"), ("3", bob, "Report.pdf"), ("4", ann, "REPORT (2).pdf"),
+            ("5", ann, "Report (1) (1).pdf"), ("6", ann, "notes"),
+        ]
+        assert {(row["kind"], row["parent_id"]) for row in placed} == {("file", "root")}
+        assert all(row["name_key"] == row["name"].casefold() for row in placed)
+        # Nothing lost: every file row is there with the name it was uploaded with.
+        assert [row["file_name"] for row in await db.fetchall("SELECT file_name FROM files ORDER BY id")] == [
+            name for _, _, name, _ in files]
+        with pytest.raises(IntegrityError):  # the database keeps live names unique per folder
+            await db.execute("INSERT INTO nodes (id, owner_id, kind, parent_id, name, name_key, created_at, modified_at)"
+                             " VALUES ('x', :owner, 'folder', 'root', 'NOTES', 'notes', 't', 't')", {"owner": ann})
+    finally:
+        await db.close()
+
+
 def test_the_database_setting_selects_the_engine():
     from gateway.config import Config, ConfigError
 

@@ -91,3 +91,42 @@ async def test_a_lease_left_by_a_dead_gateway_runs_out(make_gateway, http):
     )
     done = await asyncio.wait_for(Api(http, second.url, user.token).post(f"{FILES}/{file['file_id']}/complete"), 30)
     assert done.status == 200 and done.body["status"] == "uploaded"
+
+
+# --- the tree (contract v1.2): races between gateways end in one answer, never a broken tree ---------
+
+FOLDERS = "/dropbox/v1/folders"
+
+
+async def test_two_gateways_moving_two_folders_into_each_other_at_once_leave_no_cycle(make_gateway, http):
+    first, second = await two_gateways(make_gateway)
+    user = await Api(http, first.url).signup()
+    on_second = Api(http, second.url, user.token)
+    for n in range(4):
+        a = (await user.post(FOLDERS, json={"path": f"/a{n}"})).body
+        b = (await user.post(FOLDERS, json={"path": f"/b{n}"})).body
+        answers = await asyncio.gather(
+            user.request("PATCH", f"{FOLDERS}/{a['folder_id']}", json={"parent_id": b["folder_id"]}),
+            on_second.request("PATCH", f"{FOLDERS}/{b['folder_id']}", json={"parent_id": a["folder_id"]}),
+        )
+        assert sorted(answer.status for answer in answers) == [200, 409], [answer.body for answer in answers]
+        assert [answer.body["error"]["code"] for answer in answers if answer.status == 409] == ["cycle"]
+        paths = sorted([(await user.get(f"{FOLDERS}/{f['folder_id']}")).body["path"] for f in (a, b)], key=len)
+        assert paths[1] == paths[0] + "/" + paths[1].rsplit("/", 1)[1] and paths[0].count("/") == 1
+
+
+async def test_two_gateways_making_one_name_at_once_answer_201_and_409(make_gateway, http):
+    first, second = await two_gateways(make_gateway)
+    user = await Api(http, first.url).signup()
+    on_second = Api(http, second.url, user.token)
+    answers = await asyncio.gather(
+        user.post(FOLDERS, json={"parent_id": "root", "name": "Inbox"}),
+        on_second.post(FOLDERS, json={"parent_id": "root", "name": "INBOX"}),
+    )
+    assert sorted(answer.status for answer in answers) == [201, 409]
+    renamed = await asyncio.gather(*(
+        api.post(FOLDERS, json={"parent_id": "root", "name": "inbox", "autorename": True}) for api in (user, on_second)
+    ))
+    assert sorted(answer.body["name"] for answer in renamed) == ["inbox (1)", "inbox (2)"]
+    listed = (await on_second.get(f"{FOLDERS}/root/entries")).body["entries"]
+    assert len(listed) == 3 and len({entry["name"].casefold() for entry in listed}) == 3

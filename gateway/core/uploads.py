@@ -19,6 +19,7 @@ the request or event reached.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -28,16 +29,18 @@ import structlog
 from gateway.config import Config
 from gateway.core.clock import Clock, stamp_now
 from gateway.core.content import content_key
-from gateway.core.errors import ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
+from gateway.core.errors import InvalidName, ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
 from gateway.core.leases import Leases
 from gateway.core.metrics import Metrics
 from gateway.core.limits import Limits
 from gateway.core.outcomes import Settlement
+from gateway.core.namespace import Journal, Namespace, checked_name, checked_path
 from gateway.core.permissions import Permissions
 from gateway.db import Database
 from gateway.db import files as files_db
 from gateway.db import uploads as uploads_db
 from gateway.db.files import ChunkRow
+from gateway.db.nodes import FOLDER, ROOT
 from gateway.db.uploads import UploadRow
 from protocol.paths import name_key
 from protocol.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_checksum, hex_to_b64
@@ -62,9 +65,20 @@ class UploadClaim:
 
 
 @dataclass(frozen=True)
+class Target:
+    """Where the client asks the file to go (contract v1.2, Upload into the tree): a folder id or a whole
+    path (missing parents are made), or neither (the root, under ``file_name``); the mode; ``replaces``."""
+
+    parent_id: str | None = None
+    path: str | None = None
+    mode: str = "add"
+    replaces: str | None = None
+
+
+@dataclass(frozen=True)
 class Destination:
-    """Where an upload is headed: a folder (``root``: the owner's root) and a name. An upload is resumed
-    only by the same content headed for the same place (name compared by protocol/paths.py's name_key)."""
+    """Where an upload is headed, resolved: a folder (``root``: the owner's root) and a name. An upload is
+    resumed only by the same content headed for the same place (name compared by protocol/paths.py's name_key)."""
 
     parent_id: str
     name: str
@@ -102,7 +116,7 @@ def verified_parts(chunks: list[ChunkRow], parts: list[StoredPart]) -> dict[int,
 
 class Uploads:
     def __init__(self, config: Config, db: Database, store: ObjectStore, permissions: Permissions,
-                 leases: Leases, limits: Limits, clock: Clock, metrics: Metrics | None = None):
+                 leases: Leases, limits: Limits, clock: Clock, namespace: Namespace, metrics: Metrics | None = None):
         self.config = config
         self.metrics = metrics or Metrics()
         self.db = db
@@ -111,27 +125,31 @@ class Uploads:
         self.leases = leases
         self.limits = limits
         self.clock = clock
+        self.namespace = namespace
         self._presigning = asyncio.Semaphore(PRESIGN_CONCURRENCY)
 
     # --- starting -----------------------------------------------------------------------------------
 
-    async def start(self, user_id: int, claim: UploadClaim, destination: Destination | None = None) -> tuple[str, bool]:
+    async def start(self, user_id: int, claim: UploadClaim, target: Target | None = None) -> tuple[str, bool]:
         """Start (or resume) an upload; return (file id, created).
 
         A new file must fit the user's limits (gateway/core/limits.py):
         QuotaExceeded, or TooManyUploads for one that needs an upload. Resuming
         an upload the user already has (the same content headed for the same
-        place) adds nothing, so it is never refused.
+        place) adds nothing, so it is never refused; neither does an ``add`` of
+        the content the name already holds (that file is the answer).
         """
-        destination = destination or Destination("root", claim.file_name)
+        destination = await self.destination(user_id, claim, target or Target())
+        claim = dataclasses.replace(claim, file_name=destination.name)
         same = await uploads_db.resumable(self.db, user_id, claim.fingerprint, destination.parent_id,
                                           name_key(destination.name))
         if same is not None:
             await self.resume(same["id"])
             return same["id"], False
-        done = await files_db.uploaded_as(self.db, user_id, claim.fingerprint, claim.file_name)
-        if done is not None:
-            return done["id"], False
+        if destination.mode == "add":
+            there = await self.namespace.same_content_at(user_id, destination.parent_id, destination.name, claim.fingerprint)
+            if there is not None:
+                return there, False
         if await files_db.holds_verified_content(self.db, user_id, claim.fingerprint):
             # Deduplicated: the user's own verified content; no bytes move.
             file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED,
@@ -156,6 +174,26 @@ class Uploads:
             # Refused after all (a concurrent start took the last slot), or the insert failed.
             await self.store.abort_multipart(key, upload_id)
             raise
+
+    async def destination(self, user_id: int, claim: UploadClaim, target: Target) -> Destination:
+        """Where the file goes: the folder (made along ``path`` if missing; NodeNotFound for a folder id that
+        is none of the user's), the name (InvalidName), and for ``update`` a ``replaces`` that is a file
+        of the user's at that place, now or as a version (ReplacesMismatch)."""
+        if target.path is not None:
+            segments = checked_path(target.path)
+            if not segments:
+                raise InvalidName("a file's path ends with its name")
+            parent_id = ROOT
+            if segments[:-1]:
+                parent_id = (await self.namespace.make_path(user_id, "/" + "/".join(segments[:-1])))[0]["id"]
+            name = segments[-1]
+        else:
+            parent_id = target.parent_id or ROOT
+            await self.namespace.node(user_id, parent_id, FOLDER)
+            name = checked_name(claim.file_name)
+        if target.mode == "update":
+            await self.namespace.check_replaces(user_id, target.replaces or "", parent_id, name)
+        return Destination(parent_id, name, target.mode, target.replaces if target.mode == "update" else None)
 
     async def _create_file(self, user_id: int, claim: UploadClaim, destination: Destination, *, status: FileStatus,
                            upload_id: str | None, copy_of_own_content: bool = False) -> str | None:
@@ -190,6 +228,10 @@ class Uploads:
             if copy_of_own_content and not await files_db.holds_verified_content(conn, user_id, claim.fingerprint):
                 return None
             await files_db.insert_file(conn, file, chunks)
+            if status == FileStatus.UPLOADED:  # no upload to wait for: it takes its place now
+                async with self.namespace.changing(user_id, conn) as journal:
+                    _, replaced = await self.namespace.place_file(journal, file_id, destination.parent_id,
+                                                                  destination.name, destination.mode, destination.replaces)
             if upload_id is not None:
                 await uploads_db.insert_upload(conn, {
                     "file_id": file_id, "owner_id": user_id, "upload_id": upload_id,
@@ -197,6 +239,8 @@ class Uploads:
                     "name_key": name_key(destination.name), "mode": destination.mode,
                     "replaces": destination.replaces, "active_at": now,
                 })
+        if status == FileStatus.UPLOADED:
+            await self._placed(journal, replaced)
         self.metrics.upload_started(claim.file_size)
         if status == FileStatus.UPLOADED:
             self.metrics.uploads_completed.inc()
@@ -317,13 +361,30 @@ class Uploads:
         return False
 
     async def _mark_uploaded(self, file_id: str) -> bool:
+        """uploading -> uploaded, and the file takes its place in the tree, in one transaction: the name is
+        decided now (the session's mode), not when the upload started."""
         async with self.db.transaction() as conn:
-            changed = await files_db.mark_uploaded(conn, file_id, stamp_now(self.clock))
+            session = await uploads_db.get_upload(conn, file_id)
+            if session is None:
+                return False
+            async with self.namespace.changing(session["owner_id"], conn) as journal:
+                changed = await files_db.mark_uploaded(conn, file_id, stamp_now(self.clock))
+                if changed:
+                    _, replaced = await self.namespace.place_file(journal, file_id, session["parent_id"] or ROOT,
+                                                                  session["name"], session["mode"], session["replaces"])
         if changed:
             self.metrics.uploads_completed.inc()
             log.info("file_uploaded", file_id=file_id)
             await self.permissions.invalidate(file_id)
+            await self._placed(journal, replaced)
         return changed
+
+    async def _placed(self, journal: Journal, replaced: str | None) -> None:
+        """After the commit: the tree change is logged, and a replaced file's cached facts are forgotten
+        (it is a version now, and its shares went to the new file)."""
+        self.namespace.committed(journal)
+        if replaced is not None:
+            await self.permissions.invalidate(replaced)
 
     async def _mark_failed(self, file_id: str, reason: str) -> bool:
         changed = await files_db.mark_failed(self.db, file_id, reason, stamp_now(self.clock))
@@ -420,9 +481,9 @@ class Uploads:
 
     # --- inline uploads -----------------------------------------------------------------------------
 
-    async def upload_inline(self, user_id: int, claim: UploadClaim, spool: BinaryIO) -> str:
+    async def upload_inline(self, user_id: int, claim: UploadClaim, spool: BinaryIO, target: Target | None = None) -> str:
         """A small file whose bytes the gateway holds (``spool``): sent through the same multipart path."""
-        file_id, _created = await self.start(user_id, claim)
+        file_id, _created = await self.start(user_id, claim, target)
         await self._send_spooled_chunks(file_id, spool)
         status = await self.complete(file_id)
         if status != FileStatus.UPLOADED:

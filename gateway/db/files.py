@@ -14,23 +14,35 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NotRequired, TypedDict, cast
 
-from sqlalchemy import case, delete, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, case, delete, exists, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
-from gateway.db.tables import chunks, files, shares, uploads, users
+from gateway.db.tables import chunks, files, nodes, shares, uploads, users
 from protocol.states import ChunkStatus, FileStatus
 
 On = Database | AsyncConnection
 
-# What a file row answers with: every column, and the owner's name.
+# What a file row answers with: every column, the owner's name, and its place: in the tree (nodes) once
+# uploaded, where it is headed (its upload session) before. A placed file's name is its node's.
 FILE_COLUMNS = (
-    files.c.id, files.c.seq, files.c.owner_id, users.c.username.label("owner_name"), files.c.file_name,
+    files.c.id, files.c.seq, files.c.owner_id, users.c.username.label("owner_name"),
+    func.coalesce(nodes.c.name, files.c.file_name).label("file_name"),
     files.c.file_size, files.c.file_type, files.c.fingerprint, files.c.chunk_size, files.c.total_chunks,
-    files.c.status, files.c.failure_reason, files.c.created_at, files.c.updated_at,
-    files.c.completed_at,
+    files.c.status, files.c.failure_reason, files.c.created_at, files.c.updated_at, files.c.completed_at,
+    func.coalesce(nodes.c.parent_id, uploads.c.parent_id).label("parent_id"),
+    func.coalesce(nodes.c.modified_at, files.c.updated_at).label("modified_at"),
+    nodes.c.replaced_by, nodes.c.deleted_at, nodes.c.deleted_path,
 )
-FILE_SELECT = select(*FILE_COLUMNS).select_from(files.join(users, users.c.id == files.c.owner_id))
+FILE_FROM = (
+    files.join(users, users.c.id == files.c.owner_id)
+    .outerjoin(nodes, nodes.c.id == files.c.id)
+    .outerjoin(uploads, uploads.c.file_id == files.c.id)
+)
+FILE_SELECT = select(*FILE_COLUMNS).select_from(FILE_FROM)
+# Files a v1 listing shows: those in the tree and those not placed yet (uploading, failed); not
+# versions, not the trash.
+LISTED = or_(nodes.c.id.is_(None), and_(nodes.c.replaced_by.is_(None), nodes.c.deleted_at.is_(None)))
 CHUNK_COLUMNS = (chunks.c.idx, chunks.c.fingerprint, chunks.c.size, chunks.c.status, chunks.c.etag)
 # Statuses of a file that needs its content: an upload under way will write it, an uploaded file serves it.
 REFERENCING = (FileStatus.UPLOADING, FileStatus.UPLOADED)
@@ -56,6 +68,12 @@ class FileRow(TypedDict):
     created_at: str
     updated_at: str
     completed_at: str | None
+    parent_id: str | None  # the folder it is in, or headed for while uploading; None: failed
+    modified_at: str
+    replaced_by: str | None  # a version: the file that replaced it
+    deleted_at: str | None  # in the trash since
+    deleted_path: str | None
+    path: NotRequired[str | None]  # filled by the core (gateway/core/tree.py): paths are not stored
     shared_at: NotRequired[str]  # in shared_files_page only: when it was shared with the reader
 
 
@@ -76,6 +94,7 @@ class FileFacts(TypedDict):
     fingerprint: str
     status: FileStatus
     upload_id: str | None
+    deleted_at: str | None  # in the trash: no change but restoring or deleting it for good
 
 
 def file_row(values: Mapping[str, Any]) -> FileRow:
@@ -96,6 +115,43 @@ def chunk_rows(values: list[dict[str, Any]]) -> list[ChunkRow]:
 
 async def get_file(on: On, file_id: str) -> FileRow | None:
     return cast(FileRow | None, await fetch_one(on, FILE_SELECT.where(files.c.id == file_id)))
+
+
+async def files_by_ids(on: On, file_ids: Sequence[str]) -> dict[str, FileRow]:
+    """The files with these ids (a page of folder entries), by id."""
+    if not file_ids:
+        return {}
+    rows = await fetch(on, FILE_SELECT.where(files.c.id.in_(list(file_ids))))
+    return {row["id"]: cast(FileRow, row) for row in rows}
+
+
+async def copy_file(conn: AsyncConnection, source_id: str, file_id: str, owner_id: int, name: str, now: str) -> None:
+    """A new uploaded file of ``owner_id`` with the content of ``source_id``: rows only, no bytes move."""
+    await conn.execute(
+        insert(files).from_select(
+            ["id", "owner_id", "file_name", "file_size", "file_type", "fingerprint", "chunk_size", "total_chunks",
+             "status", "created_at", "updated_at", "completed_at"],
+            select(literal(file_id), literal(owner_id), literal(name), files.c.file_size, files.c.file_type,
+                   files.c.fingerprint, files.c.chunk_size, files.c.total_chunks, literal(FileStatus.UPLOADED.value),
+                   literal(now), literal(now), literal(now)).where(files.c.id == source_id),
+        )
+    )
+    await conn.execute(
+        insert(chunks).from_select(
+            ["file_id", "idx", "fingerprint", "size", "status", "etag"],
+            select(literal(file_id), chunks.c.idx, chunks.c.fingerprint, chunks.c.size,
+                   literal(ChunkStatus.UPLOADED.value), chunks.c.etag).where(chunks.c.file_id == source_id),
+        )
+    )
+
+
+async def delete_files(conn: AsyncConnection, file_ids: Sequence[str]) -> list[str]:
+    """Delete these files for good (chunks, shares, links go with them); the fingerprints they had."""
+    if not file_ids:
+        return []
+    found = await fetch(conn, select(files.c.fingerprint).where(files.c.id.in_(list(file_ids))).distinct())
+    await change(conn, delete(files).where(files.c.id.in_(list(file_ids))))
+    return [row["fingerprint"] for row in found]
 
 
 async def get_chunks(on: On, file_id: str) -> list[ChunkRow]:
@@ -120,7 +176,7 @@ async def uploaded_counts(on: On, file_ids: Sequence[str]) -> dict[str, int]:
 async def own_files_page(on: On, owner_id: int, limit: int, *, before_seq: int | None = None,
                          fingerprint: str | None = None) -> list[FileRow]:
     """Up to ``limit`` of the owner's files, newest first (files_by_owner), below ``before_seq``."""
-    query = FILE_SELECT.where(files.c.owner_id == owner_id)
+    query = FILE_SELECT.where(files.c.owner_id == owner_id, LISTED)
     if fingerprint is not None:
         query = query.where(files.c.fingerprint == fingerprint)
     if before_seq is not None:
@@ -136,25 +192,13 @@ async def shared_files_page(on: On, user_id: int, limit: int, *,
     """
     query = (
         select(*FILE_COLUMNS, shares.c.created_at.label("shared_at"))
-        .select_from(shares.join(files, files.c.id == shares.c.file_id).join(users, users.c.id == files.c.owner_id))
+        .select_from(FILE_FROM.join(shares, shares.c.file_id == files.c.id))
         .where(shares.c.user_id == user_id)
     )
     if before is not None:
         query = query.where(tuple_(shares.c.created_at, shares.c.file_id) < tuple_(*before))
     query = query.order_by(shares.c.created_at.desc(), shares.c.file_id.desc()).limit(limit)
     return cast(list[FileRow], await fetch(on, query))
-
-
-async def uploaded_as(on: On, owner_id: int, fingerprint: str, file_name: str) -> FileRow | None:
-    """The owner's newest uploaded file with this content and name (an upload repeated: nothing to send)."""
-    query = (
-        FILE_SELECT
-        .where(files.c.owner_id == owner_id, files.c.fingerprint == fingerprint, files.c.file_name == file_name,
-               files.c.status == FileStatus.UPLOADED)
-        .order_by(files.c.seq.desc())
-        .limit(1)
-    )
-    return cast(FileRow | None, await fetch_one(on, query))
 
 
 async def holds_verified_content(on: On, owner_id: int, fingerprint: str) -> bool:
@@ -244,8 +288,8 @@ async def mark_failed(on: On, file_id: str, reason: str, now: str) -> bool:
 async def file_for_change(conn: AsyncConnection, file_id: str) -> FileFacts | None:
     """The facts a change is decided on, locked until ``conn`` commits (FOR UPDATE; SQLite's writer lock)."""
     query = (
-        select(files.c.owner_id, files.c.fingerprint, files.c.status, uploads.c.upload_id)
-        .select_from(files.outerjoin(uploads, uploads.c.file_id == files.c.id))
+        select(files.c.owner_id, files.c.fingerprint, files.c.status, uploads.c.upload_id, nodes.c.deleted_at)
+        .select_from(files.outerjoin(uploads, uploads.c.file_id == files.c.id).outerjoin(nodes, nodes.c.id == files.c.id))
         .where(files.c.id == file_id)
         .with_for_update(of=files)
     )

@@ -155,3 +155,25 @@ revoked_tokens = Table(
     Column("expires_at", Text, nullable=False),
     Column("revoked_at", Text, nullable=False),
 )
+
+# The tree (revision 0008): one row per folder and per file placed in its owner's tree (a file's node
+# has the file's id). parent_id "root": the owner's root, which has no row. name_key (protocol/paths.py)
+# is unique among the live entries of a folder (nodes_live_names). Versions (replaced_by) and the trash
+# (deleted_at, deleted_path, trashed_with) are states of these rows; live rows have neither.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("owner_id", ForeignKey("users.id"), nullable=False),
+    Column("kind", Text, nullable=False),  # "folder" or "file"
+    Column("parent_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("name_key", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("modified_at", Text, nullable=False),
+    Column("replaced_by", Text),  # the file that replaced this one: this is a version of it
+    Column("replaced_at", Text),
+    Column("deleted_at", Text),  # in the trash since
+    Column("deleted_path", Text),  # the path it had when it went to the trash
+    Column("trashed_with", Text),  # the trash entry it went with: its own id, or the deleted folder's
+)

@@ -15,8 +15,8 @@ from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, upd
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
-from gateway.db.files import FILE_COLUMNS, FileRow
-from gateway.db.tables import chunks, files, uploads, users
+from gateway.db.files import FILE_COLUMNS, FILE_FROM, FileRow
+from gateway.db.tables import chunks, files, uploads
 from protocol.states import ChunkStatus
 
 On = Database | AsyncConnection
@@ -25,9 +25,7 @@ UPLOAD_COLUMNS = (
     uploads.c.upload_id, uploads.c.parent_id, uploads.c.name, uploads.c.name_key, uploads.c.mode,
     uploads.c.replaces, uploads.c.active_at,
 )
-UPLOAD_SELECT = select(*FILE_COLUMNS, *UPLOAD_COLUMNS).select_from(
-    files.join(users, users.c.id == files.c.owner_id).join(uploads, uploads.c.file_id == files.c.id)
-)
+UPLOAD_SELECT = select(*FILE_COLUMNS, *UPLOAD_COLUMNS).select_from(FILE_FROM).where(uploads.c.file_id.is_not(None))
 # One chunk the store lists, with the ETag it gave: written only if the row says otherwise.
 MARK_CHUNK = (
     update(chunks)
@@ -41,7 +39,6 @@ class UploadRow(FileRow):
     """A file that is uploading, with its session."""
 
     upload_id: str
-    parent_id: str
     name: str
     name_key: str
     mode: str
