@@ -13,7 +13,6 @@ the request or event reached.
 """
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -23,6 +22,7 @@ import structlog
 from gateway.config import Config
 from gateway.core.clock import Clock, stamp_now
 from gateway.core.content import content_key
+from gateway.core.fairshare import FairShare
 from gateway.core.errors import ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
 from gateway.core.leases import Leases
 from gateway.core.metrics import Metrics
@@ -37,8 +37,10 @@ from protocol.states import ChunkStatus, FileStatus
 from storage import ChecksumMismatch, CompletedPart, ObjectStore, PresignedRequest, StoredPart, UploadNotFound
 
 log = structlog.get_logger("gateway.uploads")
-# upload-urls calls of one process that read, shape and presign their chunks at a time (see Uploads.upload_urls).
+# upload-urls calls of one process that read, shape and presign their chunks at a time (see Uploads.upload_urls),
+# and of one user: the others' calls find a slot free however many one user sends.
 PRESIGN_CONCURRENCY = 4
+PRESIGN_PER_USER = 2
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class Uploads:
         self.leases = leases
         self.limits = limits
         self.clock = clock
-        self._presigning = asyncio.Semaphore(PRESIGN_CONCURRENCY)
+        self._presigning = FairShare(PRESIGN_CONCURRENCY, PRESIGN_PER_USER)
 
     # --- starting -----------------------------------------------------------------------------------
 
@@ -187,12 +189,15 @@ class Uploads:
         signing thread anyway, but each call also reads and shapes its chunk rows
         on the event loop (5,120 of them for a 40 GiB file): forty such calls
         ready at once would keep every other request waiting behind all of them
-        (bench/limits.py measures /healthz meanwhile).
+        (bench/limits.py measures /healthz meanwhile). The turns are shared
+        fairly between users (gateway/core/fairshare.py): one user's burst of
+        calls holds at most PRESIGN_PER_USER of them and waits its turn behind
+        other users' calls, not in front of them.
         """
         row, _ = await self.permissions.owned(user_id, file_id)
         if row["status"] != FileStatus.UPLOADING:
             raise NotUploading(row["status"])
-        async with self._presigning:
+        async with self._presigning.slot(user_id):
             presigned = await self._presign(row, indexes)
         # Handing out URLs is activity: the upload is not abandoned.
         await files_db.touch(self.db, file_id, stamp_now(self.clock))
