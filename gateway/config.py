@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 
 # Settings where 0 means "off" or "at once", and nothing below 0 means anything.
-NON_NEGATIVE = ("user_quota_bytes", "max_files_per_user", "max_uploads_in_progress", "part_events_delay",
+NON_NEGATIVE = ("login_address_rate", "user_quota_bytes", "max_files_per_user", "max_uploads_in_progress", "part_events_delay",
                 "reconcile_recheck", "share_window")
 
 
@@ -57,9 +57,12 @@ class Config:
     login_failures: int = 5
     login_window: int = 300
     # Failures (on any usernames) one client address may have within login_window before every login
-    # from it waits login_address_delay seconds first: slowed down, never refused (NAT).
+    # from it waits login_address_delay seconds first: slowed down, not refused (NAT); login_address_rate refuses.
     login_address_failures: int = 30
     login_address_delay: float = 2.0
+    # Failed logins one client address may make per minute, on any usernames; past it every login
+    # from that address answers 429 for a minute (a guessing rate, not a slow-down); 0: off.
+    login_address_rate: int = 30
     # Comma-separated addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names
     # the client; empty: the client is the connection's peer.
     trusted_proxies: str = ""

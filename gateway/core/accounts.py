@@ -15,10 +15,19 @@ so it holds across gateway processes:
   a burst of concurrent guesses cannot outrun the count.
 - **Per client address**: past ``login_address_failures`` failures (on any
   usernames) within the window, every login from that address first waits
-  ``login_address_delay`` seconds. It is slowed down, never refused: many
+  ``login_address_delay`` seconds. It is slowed down, not refused: many
   people share one address behind NAT or a proxy, and their right passwords
   still get in. IPv6 addresses count by their /64 network, which one client
   usually holds whole.
+- **A guessing rate per client address**: a slow-down alone does not limit the
+  rate (60 concurrent connections from one address made 17.2 guesses a second
+  through it). At most ``login_address_rate`` failed logins per minute from
+  one address: each attempt is counted before its password is checked (so a
+  burst cannot outrun the count) and taken back when it proves right, so a
+  NAT's users logging in spend none of it. Past it, every login from the
+  address answers 429 with Retry-After for a minute, the right
+  password too (nothing can tell them apart before the check that is the
+  guess); other addresses are not touched.
 """
 from __future__ import annotations
 
@@ -39,6 +48,8 @@ from gateway.db import Database, Row
 from gateway.db import users as users_db
 
 log = structlog.get_logger("gateway.users")
+# Seconds over which an address's failed logins are counted against login_address_rate.
+ADDRESS_RATE_WINDOW = 60
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class Accounts:
         self.sessions = sessions
         self.by_username = Throttle(db, clock, "login-user", Limit(config.login_failures, config.login_window))
         self.by_address = Throttle(db, clock, "login-address", Limit(config.login_address_failures, config.login_window))
+        self.address_rate = Throttle(db, clock, "login-rate", Limit(config.login_address_rate, ADDRESS_RATE_WINDOW))
 
     async def sign_up(self, username: str, email: str, password: str) -> Row:
         """The new user (user_id, username, email); UsernameTaken if the name is, whatever its case."""
@@ -86,6 +98,7 @@ class Accounts:
 
     async def _check_password(self, username: str, password: str, address: str) -> Row:
         """The user's row when ``password`` is theirs, under the login throttles (module docstring)."""
+        rate_key = await self._count_against_address(address)
         await self._slow_down(address)
         name = username.lower()  # usernames compare without case; so do their counters
         retry_after = await self.by_username.count_attempt(name)
@@ -99,7 +112,21 @@ class Accounts:
             log.info("login_failed", username=username)
             raise InvalidCredentials()
         await self.by_username.reset(name)
+        if rate_key is not None:
+            await self.address_rate.forgive(rate_key)
         return row
+
+    async def _count_against_address(self, address: str) -> str | None:
+        """Count this attempt against its address's guessing rate (TooManyAttempts past it); the key
+        to forgive once the password proves right, None when not counted."""
+        if not address or not self.config.login_address_rate:
+            return None
+        key = address_key(address)
+        retry_after = await self.address_rate.count_attempt(key)
+        if retry_after is not None:
+            log.info("login_rate_exceeded", address=key, retry_after=retry_after)
+            raise TooManyAttempts(retry_after, "this address")
+        return key
 
     async def _slow_down(self, address: str) -> None:
         """Make a login from an address with many recent failures wait first (slowed down, never refused)."""
