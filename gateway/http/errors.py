@@ -60,6 +60,11 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.LinkExpired: (410, "link_expired"),
     domain.PasswordRequired: (401, "password_required"),
     domain.WrongLinkPassword: (403, "wrong_password"),
+    domain.SignUpClosed: (403, "signup_closed"),
+    domain.InvitationRequired: (403, "invitation_required"),
+    domain.InvalidInvitation: (403, "invalid_invitation"),
+    domain.AccountDisabled: (401, "account_disabled"),
+    domain.NoSuchUser: (404, "not_found"),
 }
 # 401s that are not about the access token: they do not ask for one (WWW-Authenticate: Bearer).
 NOT_BEARER_CHALLENGES = {"password_required"}
