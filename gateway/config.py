@@ -35,6 +35,11 @@ NON_NEGATIVE = ("login_address_rate", "signup_rate", "user_quota_bytes", "max_fi
 class Config:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Slow clients (slowloris): seconds a connection may take to send a request's head, and may stay
+    # idle between requests (aiohttp's keep-alive timer, which also runs while a head is incomplete);
+    # seconds a request body may go without a byte arriving while the gateway waits for it (408).
+    header_timeout: float = 20.0
+    body_timeout: float = 30.0
     database_path: str = "var/gateway.sqlite3"
     # postgresql://user:password@host:port/db for several gateways on one database; empty: SQLite at database_path.
     database_url: str = ""
@@ -169,6 +174,8 @@ class Config:
             raise ConfigError(
                 f"GATEWAY_MAX_FILE_SIZE {self.max_file_size} needs more than {MAX_CHUNKS} chunks of {self.chunk_size}"
             )
+        if self.header_timeout <= 0 or self.body_timeout <= 0:
+            raise ConfigError("GATEWAY_HEADER_TIMEOUT and GATEWAY_BODY_TIMEOUT must be more than 0 seconds")
         if self.login_failures < 1 or self.login_address_failures < 1 or self.login_window < 1:
             raise ConfigError("GATEWAY_LOGIN_FAILURES, GATEWAY_LOGIN_ADDRESS_FAILURES and GATEWAY_LOGIN_WINDOW must be at least 1")
         if not 0 <= self.login_address_delay <= 60:
