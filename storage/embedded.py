@@ -25,8 +25,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from storage.s3 import s3_client
 
@@ -46,6 +48,11 @@ PORT_FLAGS = (
     "admin.port.grpc",
     "metricsPort",
 )
+
+
+def new_session(argv: list[str], **popen: Any) -> subprocess.Popen:
+    """Start ``argv`` as the leader of a session and process group of its own (stop() signals the group)."""
+    return subprocess.Popen(argv, start_new_session=True, **popen)
 
 
 def free_port() -> int:
@@ -187,6 +194,10 @@ class EmbeddedStore:
     process: subprocess.Popen | None = None
     # The ports _command picked itself this time (none kept with the data): these may be picked again.
     _chosen_ports: set[str] = field(default_factory=set, repr=False)
+    # How weed is started: a session of its own (new_session); the local stack passes
+    # deploy/processes.py's spawn_group, which also ends it when the stack's launcher dies.
+    spawn: Callable[..., subprocess.Popen] = field(default=lambda argv, **popen: new_session(argv, **popen),
+                                                   repr=False)
     # The launcher's own administrator keys, made at each start (identities_json).
     _operator: tuple[str, str] | None = field(default=None, repr=False)
 
@@ -290,14 +301,7 @@ class EmbeddedStore:
                    **store_security(self.data_dir / "grpc-tls"))
         self.log_path = self.log_path or self.data_dir / "weed.log"
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            self._command(),
-            cwd=workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.process = self.spawn(self._command(), cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.wait_ready(timeout)
         self._limit_reader()
