@@ -27,8 +27,8 @@ class ConfigError(ValueError):
 
 
 # Settings where 0 means "off" or "at once", and nothing below 0 means anything.
-NON_NEGATIVE = ("login_address_rate", "signup_rate", "user_quota_bytes", "max_files_per_user", "max_uploads_in_progress", "part_events_delay",
-                "reconcile_recheck", "share_window")
+NON_NEGATIVE = ("login_address_rate", "signup_rate", "user_quota_bytes", "max_files_per_user",
+                "max_uploads_in_progress", "part_events_delay", "reconcile_recheck", "share_window")
 
 
 @dataclass(frozen=True)

@@ -196,8 +196,7 @@ class EmbeddedStore:
     _chosen_ports: set[str] = field(default_factory=set, repr=False)
     # How weed is started: a session of its own (new_session); the local stack passes
     # deploy/processes.py's spawn_group, which also ends it when the stack's launcher dies.
-    spawn: Callable[..., subprocess.Popen] = field(default=lambda argv, **popen: new_session(argv, **popen),
-                                                   repr=False)
+    spawn: Callable[..., subprocess.Popen] = field(default=new_session, repr=False)
     # The launcher's own administrator keys, made at each start (identities_json).
     _operator: tuple[str, str] | None = field(default=None, repr=False)
 

@@ -54,8 +54,7 @@ class Admin:
         listed = []
         for row in await users_db.list_users(self.db):
             usage = await self.limits.usage(row["id"])
-            listed.append({**row, "quota_bytes": usage["quota_bytes"], "used_bytes": usage["used_bytes"],
-                           "own_quota": row["quota_bytes"]})
+            listed.append({**row, "quota_bytes": usage["quota_bytes"], "used_bytes": usage["used_bytes"]})
         return listed
 
     async def disable(self, username: str) -> None:

@@ -1,4 +1,4 @@
-"""Metrics, request ids, JSON errors and bearer-token auth, in that order (outermost first)."""
+"""Metrics, request ids, the request body's timeout, JSON errors and bearer-token auth, in that order (outermost first)."""
 from __future__ import annotations
 
 import asyncio
