@@ -20,6 +20,9 @@ export class ApiError extends Error {
 const MESSAGES = {
   invalid_credentials: "Wrong username or password.",
   username_taken: "That username is taken. Choose another one, or log in.",
+  invitation_required: "New accounts on this server need an invitation code. Fill in the one you were given.",
+  invalid_invitation: "That invitation code is unknown, used or expired. Ask for a new one.",
+  signup_closed: "New accounts cannot be made here: whoever runs this server creates them.",
   token_revoked: "Your session has ended. Log in again.",
   quota_exceeded: "This file does not fit in your storage quota. Delete some files, then try again.",
   wrong_password: "That password is wrong.",
@@ -101,8 +104,9 @@ export class Api {
   delete(path) { return this.request("DELETE", path); }
 
   config() { return this.request("GET", "/config", { auth: false }); }
-  signUp(username, email, password) {
-    return this.request("POST", "/users", { body: { username, email, password }, auth: false });
+  signUp(username, email, password, invitation = null) {
+    const body = invitation ? { username, email, password, invitation } : { username, email, password };
+    return this.request("POST", "/users", { body, auth: false });
   }
   logIn(username, password) {
     return this.request("POST", "/tokens", { body: { username, password }, auth: false });

@@ -63,6 +63,7 @@ function showSignedOut(notice = null) {
   replace(main, signedOutView({
     api,
     notice,
+    signup: state.config.signup,
     onSignedIn: (token, username) => {
       update({ session: saveSession(token.access_token, username, token.expires_in) });
       showSignedIn();
