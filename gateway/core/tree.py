@@ -59,15 +59,17 @@ class Tree:
     # --- paths and entries ------------------------------------------------------------------------------
 
     async def entries_of(self, owner_id: int, nodes: list[NodeRow]) -> list[Entry]:
-        """Folder and file nodes as entries, paths and file rows read a page at a time."""
-        found = await self.namespace.paths_of(node["id"] for node in nodes)
+        """Folder and file nodes as entries, paths and file rows read a page at a time: the paths of their
+        folders (one, for a page of a folder's entries), each entry's path its folder's and its name."""
+        folders = await self.namespace.paths_of(node["parent_id"] for node in nodes)
         rows = await files_db.files_by_ids(self.db, [node["id"] for node in nodes if node["kind"] == FILE])
         entries = []
         for node in nodes:
+            path = paths.join_path(folders[node["parent_id"]], node["name"])
             row = rows.get(node["id"])
             if row is not None:
-                row["path"] = found[node["id"]]
-            entries.append(Entry(node, found.get(node["id"]) or node["deleted_path"] or "/", row))
+                row["path"] = path
+            entries.append(Entry(node, path, row))
         return entries
 
     async def folder(self, owner_id: int, folder_id: str) -> Entry:
