@@ -309,3 +309,16 @@ async def test_random_changes_keep_the_tree_whole(core, memory_store, seed):
         except refused:
             pass
         await check_tree(core, alice)
+
+
+async def test_a_share_racing_the_trash_never_outlives_it(gateways, memory_store):
+    """A share (or a link) made on one gateway while another trashes the file either lands first and is
+    ended by the trash, or finds the file trashed: the trash never keeps a share (both engines)."""
+    first, second = gateways
+    alice, _ = await new_user(first, "alice"), await new_user(first, "bob")
+    for n in range(6):
+        file_id = await uploaded(first, memory_store, alice, os.urandom(100 + n), f"race-{n}.txt")
+        await asyncio.gather(first.tree.trash(alice, file_id, FILE), second.sharing.share(alice, file_id, ["bob"]),
+                             second.links.create(alice, file_id, None, None), return_exceptions=True)
+        assert await first.db.fetchval("SELECT count(*) FROM shares WHERE file_id = :f", {"f": file_id}) == 0
+        assert await first.db.fetchval("SELECT count(*) FROM links WHERE file_id = :f", {"f": file_id}) == 0

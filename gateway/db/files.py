@@ -193,7 +193,7 @@ async def shared_files_page(on: On, user_id: int, limit: int, *,
     query = (
         select(*FILE_COLUMNS, shares.c.created_at.label("shared_at"))
         .select_from(FILE_FROM.join(shares, shares.c.file_id == files.c.id))
-        .where(shares.c.user_id == user_id)
+        .where(shares.c.user_id == user_id, LISTED)
     )
     if before is not None:
         query = query.where(tuple_(shares.c.created_at, shares.c.file_id) < tuple_(*before))
