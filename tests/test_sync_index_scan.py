@@ -162,7 +162,7 @@ def write(path: Path, data: bytes, age: float = 3600) -> None:
 
 
 def previous_of(result) -> dict:
-    return {key: (e.size, mtime, e.fingerprint) for key, e, mtime in result.entries if not e.folder}
+    return result.fingerprints()
 
 
 def test_a_scan_fingerprints_like_an_upload_and_an_idle_scan_reads_nothing(tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ def test_a_changed_file_is_read_again(tmp_path: Path) -> None:
 def test_a_file_written_within_the_racy_window_is_read_again_next_time(tmp_path: Path) -> None:
     write(tmp_path / "a.txt", b"fresh", age=0)
     first = scan(tmp_path, CHUNK, {})
-    assert first.entries[0][2] == -1
+    assert first.racy == {first.entries[0][0]}
     assert scan(tmp_path, CHUNK, previous_of(first)).bytes_read == 5
 
 
@@ -223,6 +223,7 @@ def test_what_is_not_synced_is_skipped_with_a_note(tmp_path: Path) -> None:
                      "Readme: the server cannot hold it beside README", "back\\slash: the server cannot hold this name"):
         assert expected in notes
     assert "build" not in notes and "scratch" not in notes and PARTIAL_PREFIX not in notes
+    assert result.partials == [PARTIAL_PREFIX + "123"]
 
 
 def test_of_case_twins_the_one_synced_before_keeps_its_place(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from client.sync.plan import Record
 from client.sync.trees import LOCAL_ROOT, SYNCED_ROOT, Entry, Synced
 from protocol.paths import name_key
 
@@ -109,7 +110,7 @@ SCHEMA = (
                   "ON DELETE CASCADE")
     + f"CREATE UNIQUE INDEX remote_names ON remote(parent, name_key) WHERE parent <> '{LIMBO}';"
     + _tree_table("local", "key", "TEXT", f"(parent IS NULL) = (key = '{LOCAL_ROOT}')",
-                  "mtime_ns INTEGER NOT NULL DEFAULT 0,", "ON DELETE CASCADE")
+                  "mtime_ns INTEGER NOT NULL DEFAULT 0, racy INTEGER NOT NULL DEFAULT 0,", "ON DELETE CASCADE")
     + "CREATE UNIQUE INDEX local_names ON local(parent, name_key);"
     # No cascade: a synced folder is forgotten only after what it held, so that nothing is dropped unseen.
     + _tree_table("synced", "nid", "INTEGER", f"(parent IS NULL) = (nid = {SYNCED_ROOT})",
@@ -257,15 +258,19 @@ class Index:
 
     # -- the local tree --------------------------------------------------------------------------
 
-    def replace_local(self, entries: Iterable[tuple[str, Entry, int]]) -> None:
-        """The local tree as just scanned: (key, entry, mtime_ns), parents before what they hold."""
+    def replace_local(self, entries: Iterable[tuple[str, Entry, int]], racy: Iterable[str] = ()) -> None:
+        """The local tree as just scanned: (key, entry, mtime_ns), parents before what they hold.
+
+        ``racy``: files whose fingerprint the next scan must not trust (see scan.RACY_NS).
+        """
+        racy = set(racy)
         with self.transaction() as db:
             db.execute("DELETE FROM local WHERE parent IS NOT NULL")
             db.executemany(
-                "INSERT INTO local (key, parent, name, name_key, folder, fingerprint, size, mtime_ns) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                ((key, e.parent, e.name, name_key(e.name), int(e.folder), e.fingerprint, e.size, mtime_ns)
-                 for key, e, mtime_ns in entries),
+                "INSERT INTO local (key, parent, name, name_key, folder, fingerprint, size, mtime_ns, racy) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ((key, e.parent, e.name, name_key(e.name), int(e.folder), e.fingerprint, e.size, mtime_ns,
+                  int(key in racy)) for key, e, mtime_ns in entries),
             )
 
     def local_tree(self) -> dict[str, Entry]:
@@ -274,7 +279,14 @@ class Index:
                 for key, parent, name, folder, fingerprint, size in rows}
 
     def local_fingerprints(self) -> dict[str, tuple[int, int, str]]:
-        """key -> (size, mtime_ns, fingerprint) of every file as last scanned: what a scan need not read again."""
+        """key -> (size, mtime_ns, fingerprint) of every file as last scanned: what a scan need not read again
+        (an mtime of -1 for the racy ones, so that they are read again)."""
+        rows = self.db.execute("SELECT key, size, CASE WHEN racy THEN -1 ELSE mtime_ns END, fingerprint "
+                               "FROM local WHERE folder = 0").fetchall()
+        return {key: (size, mtime_ns, fingerprint) for key, size, mtime_ns, fingerprint in rows}
+
+    def local_seen(self) -> dict[str, tuple[int, int, str]]:
+        """key -> (size, mtime_ns, fingerprint) of every file exactly as the last scan saw it."""
         rows = self.db.execute("SELECT key, size, mtime_ns, fingerprint FROM local WHERE folder = 0").fetchall()
         return {key: (size, mtime_ns, fingerprint) for key, size, mtime_ns, fingerprint in rows}
 
@@ -334,6 +346,17 @@ class Index:
             "WITH RECURSIVE up(k, d) AS (SELECT ?, 0 UNION ALL SELECT s.parent, d + 1 FROM synced s JOIN up ON s.nid = up.k "
             "WHERE s.parent IS NOT NULL) SELECT MAX(d) FROM up", (nid,)).fetchone()
         return int(row[0] or 0)
+
+    def write(self, record: Record) -> None:
+        """What an operation done changes in the synced tree (plan.record_for), in one transaction."""
+        with self.transaction():
+            if record.release is not None:
+                side, key = record.release
+                self.release(side.value, key)
+            if record.forget:
+                self.forget(record.forget)
+            if record.put is not None:
+                self.put_synced(record.nid, **record.put)
 
     def log_done(self, action: str, side: str | None, path: str, detail: str = "") -> None:
         with self.transaction() as db:

@@ -76,10 +76,16 @@ def local_name_problem(name: str, platform: str = sys.platform) -> str | None:
 class ScanResult:
     root_key: str
     entries: list[tuple[str, Entry, int]] = field(default_factory=list)  # (key, entry, mtime_ns), parents first
+    racy: set[str] = field(default_factory=set)  # files whose fingerprint must not be trusted next time
     notes: list[str] = field(default_factory=list)
     files_hashed: int = 0
     bytes_read: int = 0
-    paths: dict[str, str] = field(default_factory=dict)  # key -> path relative to the root, with '/'
+    partials: list[str] = field(default_factory=list)  # downloads left aside by a client that was stopped
+
+    def fingerprints(self) -> dict[str, tuple[int, int, str]]:
+        """What the next scan may trust: key -> (size, mtime_ns, fingerprint) (see Index.local_fingerprints)."""
+        return {key: (e.size, -1 if key in self.racy else mtime, e.fingerprint)  # type: ignore[misc]
+                for key, e, mtime in self.entries if not e.folder}
 
 
 def load_ignore(root: Path) -> pathspec.PathSpec | None:
@@ -120,6 +126,7 @@ class Scanner:
         result = ScanResult(root_key=local_key(info))
         self.ignore = load_ignore(self.root)
         self.seen: set[str] = {result.root_key}
+        self.partials = result.partials
         self._walk(self.root, "", LOCAL_ROOT, result)
         return result
 
@@ -160,6 +167,8 @@ class Scanner:
     def _skip_reason(self, item: os.DirEntry, path: str) -> str | None:
         """'' to skip without a word, a reason to skip with a note, None to sync."""
         if item.name.startswith(PARTIAL_PREFIX):
+            if item.is_file(follow_symlinks=False):
+                self.partials.append(path)
             return ""
         try:
             is_dir = item.is_dir(follow_symlinks=False)
@@ -192,20 +201,20 @@ class Scanner:
         self.seen.add(key)
         if stat.S_ISDIR(info.st_mode):
             result.entries.append((key, Entry(parent_key, item.name, True), 0))
-            result.paths[key] = path
             self._walk(Path(item.path), path + "/", key, result)
             return
-        fingerprint, size, mtime_ns = self._fingerprint(item.path, path, key, info, result)
+        fingerprint, size, trusted = self._fingerprint(item.path, path, key, info, result)
         if fingerprint is not None:
-            result.entries.append((key, Entry(parent_key, item.name, False, fingerprint, size), mtime_ns))
-            result.paths[key] = path
+            result.entries.append((key, Entry(parent_key, item.name, False, fingerprint, size), info.st_mtime_ns))
+            if not trusted:
+                result.racy.add(key)
 
     def _fingerprint(self, full: str, path: str, key: str, info: os.stat_result,
-                     result: ScanResult) -> tuple[str | None, int, int]:
-        """(fingerprint, size, mtime_ns to remember): from the last scan when unchanged, else read."""
+                     result: ScanResult) -> tuple[str | None, int, bool]:
+        """(fingerprint, size, whether the next scan may trust it): from the last scan when unchanged, else read."""
         before = self.previous.get(key)
         if before is not None and before[:2] == (info.st_size, info.st_mtime_ns):
-            return before[2], info.st_size, info.st_mtime_ns
+            return before[2], info.st_size, True
         try:
             fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
             try:
@@ -221,16 +230,15 @@ class Scanner:
         if (after.st_size, after.st_mtime_ns, local_key(after)) != (size, info.st_mtime_ns, key):
             return self._unread(path, "changed while it was being read", before, result)
         # A file written within the same clock tick as this scan may change again unseen: read it next time too.
-        remembered = info.st_mtime_ns if self.now_ns - info.st_mtime_ns > RACY_NS else -1
-        return fingerprint, size, remembered
+        return fingerprint, size, self.now_ns - info.st_mtime_ns > RACY_NS
 
     def _unread(self, path: str, why: str, before: tuple[int, int, str] | None,
-                result: ScanResult) -> tuple[str | None, int, int]:
+                result: ScanResult) -> tuple[str | None, int, bool]:
         """A file not read whole: as last seen (read again next pass), or left out if it is new."""
         result.notes.append(f"{path}: {why}; it is read again on the next pass")
         if before is None:
-            return None, 0, 0
-        return before[2], before[0], -1
+            return None, 0, False
+        return before[2], before[0], False
 
 
 def scan(root: Path, chunk_size: int, previous: dict[str, tuple[int, int, str]],
