@@ -169,9 +169,9 @@ class World:
             self.synced.pop(nid, None)
         if record.put is not None:
             fields = dict(record.put)
-            for side in ("remote", "local"):
-                if fields.get(side) is not None:
-                    self._release(side, fields[side], record.nid)
+            for column in ("remote", "local"):
+                if fields.get(column) is not None:
+                    self._release(column, fields[column], record.nid)
             if record.nid is None:
                 nid = max(self.synced) + 1
                 self.synced[nid] = Synced(**{"remote": None, "local": None, **fields})
@@ -182,7 +182,7 @@ class World:
     def _release(self, side: str, key: str, keep: int | None) -> None:
         for nid, s in list(self.synced.items()):
             if getattr(s, side) == key and nid != keep:
-                self.synced[nid] = replace(s, **{side: None})
+                self.synced[nid] = replace(s, **{side: None})  # type: ignore[arg-type]
 
     # -- convergence -----------------------------------------------------------------------------
 

@@ -185,15 +185,19 @@ class MemoryServer:
             raise SourceChanged(f"{source.path} is not the content announced")  # the store refuses such chunks
         return self.commit(parent_id, name, data, "update" if replaces else "add", replaces)
 
-    def commit(self, parent_id: str, name: str, data: bytes, mode: str = "add", replaces: str | None = None) -> dict:
-        """A file becomes ``uploaded`` and takes its place in the tree (contract v1.2, Upload into the tree)."""
+    def commit(self, parent_id: str, name: str, data: bytes, mode: str = "add", replaces: str | None = None,
+               node_id: str | None = None) -> dict:
+        """A file becomes ``uploaded`` and takes its place in the tree (contract v1.2, Upload into the tree).
+
+        ``node_id``: the id the upload was given when it was announced (an upload's file id is the file's).
+        """
         self._folder(parent_id)
         self._valid(name)
         fingerprint = fingerprint_bytes(data, self.chunk_size)[0]
         holder = self.holder(parent_id, name)
         held = self.nodes[holder] if holder is not None else None
-        if held is not None and not held.folder and mode == "update" and holder == replaces:
-            self.versions[holder] = self.nodes.pop(holder)  # type: ignore[index]
+        if held is not None and holder is not None and not held.folder and mode == "update" and holder == replaces:
+            self.versions[holder] = self.nodes.pop(holder)
             self.kept.add(held.fingerprint)  # type: ignore[arg-type]
         elif held is not None and mode == "update" and not held.folder:
             name = self._free(parent_id, conflicted_copy_names(name, self.today))
@@ -201,7 +205,7 @@ class MemoryServer:
             return self.obj(holder)  # type: ignore[arg-type]
         elif held is not None:
             name = self._free(parent_id, free_names(name))
-        node_id = self._new_id("f")
+        node_id = node_id or self._new_id("f")
         self.nodes[node_id] = Node(parent_id, name, False, data, fingerprint)
         self.journal.append(self.obj(node_id))
         return self.obj(node_id)

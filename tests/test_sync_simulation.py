@@ -63,9 +63,10 @@ class FlakyRemote:
     def __init__(self, sim: Simulation):
         self.sim = sim
         self.server = sim.server
+        self.target = sim.transport or sim.server  # the server itself, or the server behind HTTP
 
     def __getattr__(self, name: str):
-        call = getattr(self.server, name)
+        call = getattr(self.target, name)
 
         async def flaky(*args, **kwargs):
             await self.sim.step(f"calling {name}")
@@ -94,6 +95,8 @@ class Simulation:
         self.root.mkdir()
         self.state = tmp_path / "state.sqlite3"
         self.chaos = True
+        self.last_error: BaseException | None = None
+        self.transport: object = None  # what the engine calls: the server itself unless a test puts HTTP between
         self.kills = 0
         self.counter = 0
         self.written: set[str] = set()  # fingerprints of content a person wrote locally
@@ -217,13 +220,14 @@ class Simulation:
                 await engine.sync_once()
                 if not self.chaos:
                     break
-            except (Killed, PassFailed, RemoteFailure, CursorReset):
+            except (Killed, PassFailed, RemoteFailure, CursorReset) as exc:
+                self.last_error = exc
                 continue
             finally:
                 engine.index.close()
             self.chaos = False  # one pass came through the chaos: now the quiet pass must agree
         else:
-            self.fail("no pass agreed once the chaos stopped")
+            self.fail(f"no pass agreed once the chaos stopped (the last one: {self.last_error!r})")
         engine = self.engine()
         try:
             again = await engine.sync_once()
@@ -304,7 +308,7 @@ def test_a_file_that_changes_before_its_upload_is_not_committed(tmp_path: Path) 
     sim.chaos = False
     sim.write_local(sim.root / "doc", b"version one")
 
-    edits = []
+    edits: list[str] = []
 
     async def edit_before_upload(what: str) -> None:
         if what == "calling upload" and not edits:  # after the engine checked the file, before the server reads it

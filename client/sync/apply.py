@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import datetime
 import errno
+import logging
 import os
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
 
 from client.sync.index import Index
 from client.sync.plan import Action, Op, Plan, Side, op_counts, plan, record_for
@@ -56,7 +56,9 @@ from client.sync.scan import PARTIAL_PREFIX, ScanResult, local_key, local_name_p
 from client.sync.trees import LOCAL_ROOT, Entry, Trees
 from protocol.paths import name_key
 
-log = structlog.get_logger("dbx.sync")
+# The standard library's logging, as in the rest of dbx: the client's output for people and scripts is the
+# pass summary (and --json's events); these records are for debugging.
+log = logging.getLogger("dbx.sync")
 MAX_ROUNDS = 200  # a plan converges in about as many rounds as the tree is deep; this is far beyond it
 
 
@@ -242,7 +244,7 @@ class Engine:
             try:
                 page = await self.remote.changes(cursor)
             except CursorReset:
-                log.info("sync.cursor_reset")
+                log.info("the journal cursor was reset; listing the remote tree again")
                 self.index.put("cursor", None)
                 cursor, first = None, True
                 continue
@@ -290,7 +292,7 @@ class Engine:
                 raise MassDeletion(str(batch.mass_delete))
             if batch.done:
                 summary.rounds = round_
-                log.info("sync.pass", summary=summary.line())
+                log.info("%s", summary.line())
                 return summary
             if not batch.ops:
                 raise PassFailed(f"{batch.blocked} operations wait on one another; this is a bug, please report it")
@@ -309,7 +311,7 @@ class Engine:
             new_key = await self._carry_out(op, files)
         except (RemoteFailure, SourceChanged, LocalFailure, OSError) as exc:
             summary.failures.append(f"{op.action} {op.path}: {exc}")
-            log.info("sync.failed", action=op.action.value, side=op.side, path=op.path, error=str(exc))
+            log.info("failed: %s %s %s: %s", op.side, op.action.value, op.path, exc)
             return False
         await self.step(f"done {op.action} {op.path}")
         with self.index.transaction():
@@ -317,7 +319,7 @@ class Engine:
             self.index.log_done(op.action.value, op.side.value if op.side else None, op.path, op.reason)
         for action, count in op_counts([op]).items():
             summary.done[action] = summary.done.get(action, 0) + count
-        log.info("sync.done", action=op.action.value, side=op.side, path=op.path, reason=op.reason)
+        log.info("done: %s %s %s (%s)", op.side, op.action.value, op.path, op.reason)
         await self.step(f"recorded {op.action} {op.path}")
         return True
 
