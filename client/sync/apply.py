@@ -2,10 +2,10 @@
 
 A pass is rounds of: read the journal to its end (into the index), scan the
 local folder (into the index), plan from the three trees (plan.py), then carry
-out the batch. **One thread decides**: all of this runs on one event loop, one
-operation after the other, and transfers are awaited there; so with a seeded
-server and file system a run replays exactly (the simulation in the tests
-relies on it).
+out the batch. **One thread decides**: all of this runs on one event loop; transfers are
+awaited there (``parallel`` of them at a time: a batch is safe in any order),
+and each result is recorded there as it comes; so with a seeded server and
+file system a run replays exactly (the simulation in the tests relies on it).
 
 **Each operation done is recorded in the transaction that updates the synced
 tree for it** (``Index.write`` of ``plan.record_for``, with a line in the
@@ -39,6 +39,7 @@ neither is ever read as "delete everything".
 """
 from __future__ import annotations
 
+import asyncio
 import datetime
 import errno
 import logging
@@ -203,7 +204,7 @@ class Engine:
     def __init__(self, index: Index, remote: Remote, root: Path, remote_path: str = "/", *, chunk_size: int,
                  today: Callable[[], datetime.date] = datetime.date.today, allow_mass_delete: bool = False,
                  step: Callable[[str], Awaitable[None]] | None = None,
-                 arrange: Callable[[list[Op]], list[Op]] | None = None):
+                 arrange: Callable[[list[Op]], list[Op]] | None = None, parallel: int = 1):
         self.index = index
         self.remote = remote
         self.root = Path(root)
@@ -213,6 +214,7 @@ class Engine:
         self.allow_mass_delete = allow_mass_delete
         self._step = step
         self.arrange = arrange or list
+        self.parallel = parallel
 
     async def step(self, what: str) -> None:
         """A point between two steps (a test may stop the client here, or change either side)."""
@@ -297,12 +299,35 @@ class Engine:
             if not batch.ops:
                 raise PassFailed(f"{batch.blocked} operations wait on one another; this is a bug, please report it")
             files = LocalFiles(self.root, self.index.local_tree(), self.index.local_seen())
-            succeeded = 0
-            for op in self.arrange(batch.ops):
-                succeeded += await self.execute(op, files, summary)
+            succeeded = await self.run_batch(self.arrange(batch.ops), files, summary)
             if not succeeded:
                 raise PassFailed("nothing could be done in this round: " + "; ".join(summary.failures[-3:]))
         raise PassFailed(f"both sides still differ after {max_rounds} rounds")
+
+    async def run_batch(self, ops: list[Op], files: LocalFiles, summary: PassSummary) -> int:
+        """Carry out a batch, ``parallel`` operations at a time; how many succeeded.
+
+        The plan made them safe in any order, so they may overlap; each is recorded
+        on this loop in its own transaction as it finishes. The first error that is not
+        an operation's own failure (a bug, the client stopped) cancels the others.
+        """
+        if self.parallel <= 1:
+            return sum([await self.execute(op, files, summary) for op in ops])
+        limit = asyncio.Semaphore(self.parallel)
+        succeeded = 0
+
+        async def one(op: Op) -> None:
+            nonlocal succeeded
+            async with limit:
+                succeeded += await self.execute(op, files, summary)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for op in ops:
+                    group.create_task(one(op))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return succeeded
 
     async def execute(self, op: Op, files: LocalFiles, summary: PassSummary) -> bool:
         """Carry ``op`` out, then record it done with the synced tree's change, in one transaction."""

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from client.errors import SyncStopped, UsageError
 
+TRANSFERS = 4  # operations of a batch in flight at once (each file's chunks move in parallel too)
+
 if TYPE_CHECKING:  # the engine (aiohttp, SQLite) is loaded when `dbx sync` runs, not for every dbx command
     from client.cli import Context
     from client.sync import apply
@@ -90,7 +92,7 @@ async def cmd_sync(ctx: Context) -> int:
         try:
             engine = apply.Engine(index, HttpRemote(client, config, quiet=ctx.quiet), local, args.remote_path,
                                   chunk_size=int(config["chunk_size"]), today=datetime.date.today,
-                                  allow_mass_delete=args.allow_mass_delete)
+                                  allow_mass_delete=args.allow_mass_delete, parallel=TRANSFERS)
             while True:
                 try:
                     summary = await engine.sync_once()
