@@ -74,8 +74,8 @@ def test_first_sync_both_ways_then_renames_edits_and_conflicts_over_http(tmp_pat
     async def run() -> None:
         async with Http(tmp_path) as http:
             server, root = http.server, http.root
-            (root / "docs").mkdir()
-            (root / "docs" / "big.bin").write_bytes(b"0123456789" * 10)  # several chunks
+            (root / "papers").mkdir()
+            (root / "papers" / "big.bin").write_bytes(b"0123456789" * 10)  # several chunks
             (root / "empty").write_bytes(b"")
             photos = await server.mkdir(ROOT, "photos")
             server.commit(photos["folder_id"], "cat.jpg", b"meow" * 9)
@@ -84,22 +84,27 @@ def test_first_sync_both_ways_then_renames_edits_and_conflicts_over_http(tmp_pat
             assert server.listing() == local_listing(root)
 
             uploads = http.contract.count("POST /dropbox/v1/files")
-            (root / "docs" / "big.bin").rename(root / "docs" / "renamed.bin")
-            (root / "photos").rename(root / "docs" / "photos")
+            (root / "papers" / "big.bin").rename(root / "papers" / "renamed.bin")
+            (root / "photos").rename(root / "papers" / "photos")
             await http.sync()
             assert http.contract.count("POST /dropbox/v1/files") == uploads, "a rename moves no bytes"
             assert http.contract.count("PATCH /dropbox/v1/files/{id}") == 1
             assert http.contract.count("PATCH /dropbox/v1/folders/{id}") == 1
             assert server.listing() == local_listing(root)
+            index = Index(http.state)
+            try:
+                assert ("move", "remote", "papers/renamed.bin", "moved or renamed on the other side") in index.done()
+            finally:
+                index.close()
 
-            photos_id = server.holder(server.holder(ROOT, "docs") or "", "photos") or ""
+            photos_id = server.holder(server.holder(ROOT, "papers") or "", "photos") or ""
             cat = server.holder(photos_id, "cat.jpg")
             server.commit(photos_id, "cat.jpg", b"purr" * 9, "update", cat)  # another client
-            (root / "docs" / "photos" / "cat.jpg").write_bytes(b"hiss" * 9)  # and here, meanwhile
+            (root / "papers" / "photos" / "cat.jpg").write_bytes(b"hiss" * 9)  # and here, meanwhile
             await http.sync()
             copy = next(conflicted_copy_names("cat.jpg", DAY))
-            assert server.listing()["/docs/photos/cat.jpg"] == fp(b"purr" * 9)
-            assert server.listing()[f"/docs/photos/{copy}"] == fp(b"hiss" * 9)
+            assert server.listing()["/papers/photos/cat.jpg"] == fp(b"purr" * 9)
+            assert server.listing()[f"/papers/photos/{copy}"] == fp(b"hiss" * 9)
             assert server.listing() == local_listing(root)
 
     asyncio.run(run())

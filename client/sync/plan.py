@@ -321,13 +321,15 @@ class _Planner:
 
     def _break_cycles(self) -> None:
         """A folder moved into another on one side and that one into it on the other: the remote side's moves win."""
+        safe: set[_Node] = set()  # nodes known to lead up to the root
         for node in self.nodes:
             seen: list[_Node] = []
             walk: _Node | None = node
-            while walk is not None and walk not in seen:
+            while walk is not None and walk not in safe and walk not in seen:
                 seen.append(walk)
                 walk = walk.parent
-            if walk is None:
+            if walk is None or walk in safe:
+                safe.update(seen)
                 continue
             cycle = seen[seen.index(walk):]
             loser = next((n for n in cycle if n.from_local and n.r is not None), None)
@@ -525,11 +527,12 @@ class _Planner:
     def _removal(self, node: _Node) -> None:
         """A synced node that is not kept: delete it where it still is, then forget it."""
         assert node.nid is not None
-        below = list(self.t.descendants("synced", node.nid))
         if node.r is not None:
             parent = self.by[Side.REMOTE].get(self.t.remote[node.r].parent)  # type: ignore[arg-type]
             if parent is not None and not parent.kept and parent.r is not None:
                 return  # deleted with its folder
+        below = list(self.t.descendants("synced", node.nid))
+        if node.r is not None:
             if any(self.by[Side.REMOTE].get(k, _KEPT).kept for k in self.t.descendants("remote", node.r)) or \
                     any(self.synced_nodes[n].kept for n in below):
                 self._wait()
