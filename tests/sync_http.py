@@ -33,6 +33,7 @@ class ContractApp:
         self.server = server
         self.uploads: dict[str, dict] = {}  # upload id -> the announced body, and the chunks the store has
         self.calls: list[str] = []  # "METHOD route" of each call, for tests to count
+        self.refuse: dict[str, tuple[int, str]] = {}  # "METHOD route" -> (status, code) to answer instead
         self.url = ""
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self.record])
         r = app.router
@@ -58,6 +59,9 @@ class ContractApp:
         self.calls.append(f"{request.method} {route.canonical if route else request.path}")
         if route is None:
             return error(404, "unknown_endpoint")
+        refused = self.refuse.get(self.calls[-1])
+        if refused is not None:
+            return error(*refused)
         try:
             return await handler(request)
         except RemoteFailure as exc:

@@ -235,3 +235,13 @@ def test_dbx_sync_refuses_a_state_inside_the_synced_folder(contract_app, tmp_pat
     folder.mkdir()
     assert main(["sync", str(folder), "--once", "--server", app.url, "--state", str(folder / "s.db")]) == 2
     assert "cannot live inside the folder" in capsys.readouterr().err
+
+
+
+def test_dbx_sync_once_exits_with_the_gateways_own_refusal(contract_app, tmp_path: Path, capsys) -> None:
+    """A refusal while the journal is read ends the pass with the client's exit code for it (11: throttled)."""
+    _, app = contract_app
+    app.refuse["GET /dropbox/v1/changes"] = (429, "too_many_requests")
+    (tmp_path / "folder").mkdir()
+    assert main(["sync", str(tmp_path / "folder"), "--once", "--server", app.url]) == 11
+    assert "is busy" in capsys.readouterr().err

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from client.errors import SyncStopped, UsageError
+from client.errors import ClientError, SyncStopped, UsageError
 
 TRANSFERS = 4  # operations of a batch in flight at once (each file's chunks move in parallel too)
 
@@ -81,7 +81,7 @@ def folders(ctx: Context) -> tuple[Path, Path]:
 async def cmd_sync(ctx: Context) -> int:
     from client.sync import apply
     from client.sync.index import Index
-    from client.sync.remote import HttpRemote
+    from client.sync.remote import HttpRemote, RemoteFailure
     from client.sync.scan import ScanError
 
     args = ctx.args
@@ -96,9 +96,10 @@ async def cmd_sync(ctx: Context) -> int:
             while True:
                 try:
                     summary = await engine.sync_once()
-                except apply.PassFailed as exc:
+                except (apply.PassFailed, RemoteFailure) as exc:
                     if args.once:
-                        raise SyncStopped(str(exc)) from None
+                        cause = exc.__cause__  # the gateway's own answer: its exit code (3 unreachable, ...)
+                        raise cause if isinstance(cause, ClientError) else SyncStopped(str(exc)) from None
                     ctx.info(f"{exc}; trying again")  # watching: what failed is planned again next pass
                 except (apply.SyncStopped, ScanError) as exc:
                     raise SyncStopped(str(exc)) from None
