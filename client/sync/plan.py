@@ -40,9 +40,10 @@ writing a new file and renaming it over the old give a new inode.
   name (a folder: ``name (1)``). Case-only renames are renames.
 
 **Operations** are made only where they are safe to run in any order within
-the batch: the destination parent exists on that side and in the synced tree,
-the name is free on that side and in the synced tree, a folder is not moved
-under itself, a transfer starts only once its node is in place on both sides,
+the batch, at most one per node: the destination parent exists on that side
+and in the synced tree, the name is free on that side and in the synced tree,
+a folder is not moved under itself, a transfer starts only once its node is
+in place on both sides,
 a folder is deleted locally only once it is empty, and remotely only when
 nothing below it is kept. What waits is counted in ``Plan.blocked``; it is made
 in a later batch. Names that block one another in a cycle (a swap of two names)
