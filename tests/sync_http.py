@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 
 from aiohttp import web
 
@@ -29,8 +30,10 @@ def error(status: int, code: str, message: str = "", **details) -> web.Response:
 
 
 class ContractApp:
-    def __init__(self, server: MemoryServer):
+    def __init__(self, server: MemoryServer, inline_upload_limit: int = 64):
         self.server = server
+        self.inline_upload_limit = inline_upload_limit
+        self.announced: list[dict] = []  # the metadata of every upload, chunked or inline
         self.uploads: dict[str, dict] = {}  # upload id -> the announced body, and the chunks the store has
         self.calls: list[str] = []  # "METHOD route" of each call, for tests to count
         self.refuse: dict[str, tuple[int, str]] = {}  # "METHOD route" -> (status, code) to answer instead
@@ -86,7 +89,8 @@ class ContractApp:
 
     async def config(self, request: web.Request) -> web.Response:
         return web.json_response({"chunk_size": self.server.chunk_size, "max_file_size": 1 << 40,
-                                  "inline_upload_limit": 0, "upload_url_ttl": 3600, "download_url_ttl": 3600})
+                                  "inline_upload_limit": self.inline_upload_limit, "upload_url_ttl": 3600,
+                                  "download_url_ttl": 3600})
 
     async def changes(self, request: web.Request) -> web.Response:
         try:
@@ -141,8 +145,26 @@ class ContractApp:
                 "chunk_size": size, "total_chunks": len(chunks), "uploaded_chunks": len(chunks), "chunks": chunks,
                 "download_url": f"{self.url}/cdn/{file_id}"}
 
+    async def inline(self, request: web.Request) -> web.Response:
+        """multipart/form-data: ``file_metadata`` (JSON) and ``file`` (the bytes), committed at once."""
+        parts: dict[str, bytes] = {}
+        async for part in await request.multipart():
+            parts[part.name or ""] = await part.read()  # type: ignore[union-attr]
+        if len(parts.get("file", b"")) > self.inline_upload_limit:
+            return error(413, "inline_upload_too_large")
+        metadata = json.loads(parts["file_metadata"])
+        self.announced.append(metadata)
+        if metadata.get("mode", "add") not in ("add", "update"):
+            return error(400, "invalid_mode")
+        obj = self.server.commit(metadata.get("parent_id", "root"), metadata["file_name"], parts["file"],
+                                 metadata.get("mode", "add"), metadata.get("replaces"))
+        return web.json_response(self.file_obj(obj["file_id"]), status=201)
+
     async def announce(self, request: web.Request) -> web.Response:
+        if request.content_type == "multipart/form-data":
+            return await self.inline(request)
         body = await request.json()
+        self.announced.append(body)
         if body.get("mode", "add") not in ("add", "update") or (body.get("mode") == "update") != ("replaces" in body):
             return error(400, "invalid_mode")
         holder = self.server.holder(body.get("parent_id", "root"), body["file_name"])

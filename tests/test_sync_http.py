@@ -118,13 +118,27 @@ def test_an_upload_replacing_a_file_sends_update_mode_with_replaces(tmp_path: Pa
             first = http.server.holder(ROOT, "a.txt")
             (http.root / "a.txt").write_bytes(b"two, longer")
             await http.sync()
-            [announced] = [u for u in http.contract.uploads.values() if u["file_name"] == "a.txt" and u.get("mode")
-                           == "update"]
+            [announced] = [u for u in http.contract.announced if u["file_name"] == "a.txt" and u.get("mode") == "update"]
             assert announced["replaces"] == first and announced["parent_id"] == ROOT
             assert first in http.server.versions and http.server.listing() == {"/a.txt": fp(b"two, longer")}
 
     asyncio.run(run())
 
+
+
+def test_small_files_go_up_in_one_request_and_large_ones_in_chunks(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with Http(tmp_path) as http:
+            for n in range(3):
+                (http.root / f"small{n}").write_bytes(b"s%d" % n)
+            (http.root / "large").write_bytes(b"L" * 100)  # over the app's inline_upload_limit of 64
+            await http.sync()
+            assert http.contract.count("POST /dropbox/v1/files") == 4
+            assert http.contract.count("POST /dropbox/v1/files/{id}/upload-urls") == 1
+            assert http.contract.count("POST /dropbox/v1/files/{id}/complete") == 1
+            assert http.server.listing() == local_listing(http.root)
+
+    asyncio.run(run())
 
 def test_a_remote_subfolder_is_synced_and_made_if_missing(tmp_path: Path) -> None:
     async def run() -> None:

@@ -255,8 +255,10 @@ class Engine:
             if not page.has_more:
                 return
 
-    def scan(self) -> ScanResult:
-        result = scan(self.root, self.chunk_size, self.index.local_fingerprints(), self.index.get("local_root"))
+    async def scan(self) -> ScanResult:
+        """The local folder into the index; the walk and the hashing in a thread (the loop stays free)."""
+        previous, expected = self.index.local_fingerprints(), self.index.get("local_root")
+        result = await asyncio.to_thread(scan, self.root, self.chunk_size, previous, expected)
         for partial in result.partials:
             os.unlink(self.root / partial)  # a download a killed client left aside
         with self.index.transaction():
@@ -284,7 +286,7 @@ class Engine:
         for round_ in range(max_rounds):
             await self.read_journal()
             await self.step("scan")
-            scanned = self.scan()
+            scanned = await self.scan()
             summary.bytes_read += scanned.bytes_read
             batch = self.plan()
             for note in scanned.notes + batch.notes:

@@ -19,12 +19,17 @@ logged in, a bug) ends the pass.
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
+
 from client.api import API, GatewayClient, _seg
 from client.errors import AuthRequired, ClientError, IntegrityError, NotFound
+from protocol.fingerprints import fingerprint_bytes
 from protocol.paths import ROOT_PATH
 
 PAGE = 1000  # changes per page
@@ -148,6 +153,31 @@ class HttpRemote:
         await self._call("DELETE", f"{API}/{kind}/{_seg(node_id)}", ok=(200, 204))
 
     async def upload(self, source: LocalSource, parent_id: str, name: str, replaces: str | None) -> dict:
+        tree_fields: dict[str, str] = {"parent_id": parent_id, "mode": "update" if replaces else "add"}
+        if replaces:
+            tree_fields["replaces"] = replaces
+        if source.size <= int(self.config.get("inline_upload_limit") or 0):
+            return await self._upload_inline(source, name, tree_fields)
+        return await self._upload_chunked(source, name, tree_fields)
+
+    async def _upload_inline(self, source: LocalSource, name: str, tree_fields: dict[str, str]) -> dict:
+        """A small file in one request (multipart): 1 round trip instead of 4 or 5.
+
+        The gateway fingerprints the bytes it is sent, so they are read once and checked here against
+        the scan's fingerprint first: what the server holds is then exactly the content planned.
+        """
+        try:
+            data = await asyncio.to_thread(_read_small, source.path, source.size)
+        except OSError as exc:
+            raise SourceChanged(f"cannot read {source.path}: {exc.strerror}") from None
+        if data is None or fingerprint_bytes(data, int(self.config["chunk_size"]))[0] != source.fingerprint:
+            raise SourceChanged(f"{source.path} changed since it was scanned")
+        form = aiohttp.FormData()
+        form.add_field("file_metadata", json.dumps({"file_name": name, **tree_fields}), content_type="application/json")
+        form.add_field("file", data, filename=name, content_type="application/octet-stream")
+        return await self._call("POST", f"{API}/files", data=form, ok=(200, 201))
+
+    async def _upload_chunked(self, source: LocalSource, name: str, tree_fields: dict[str, str]) -> dict:
         from client.hashing import FingerprintPass
         from client.upload import LocalFile, Upload, UploadOptions, claim, fingerprint
 
@@ -160,10 +190,7 @@ class HttpRemote:
             raise SourceChanged(str(exc)) from None
         if file_fp != source.fingerprint:
             raise SourceChanged(f"{source.path} changed since it was scanned")
-        metadata = claim(name, source.size, file_fp, chunk_size, chunk_fps, None)
-        metadata.update({"parent_id": parent_id, "mode": "update" if replaces else "add"})
-        if replaces:
-            metadata["replaces"] = replaces
+        metadata = {**claim(name, source.size, file_fp, chunk_size, chunk_fps, None), **tree_fields}
         fd = os.open(source.path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             # The store checks each chunk against the fingerprint signed in its URL: bytes that changed
@@ -193,3 +220,10 @@ class HttpRemote:
             os.unlink(target)
             raise RemoteFailure(f"file {file_id} is not the content planned", code="changed")
 
+
+def _read_small(path: str, size: int) -> bytes | None:
+    """The whole of a small file, never through a link; None if it is not ``size`` bytes any more."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(size + 1)
+    return data if len(data) == size else None
