@@ -102,11 +102,13 @@ class World:
 
     # -- the perfect executor ----------------------------------------------------------------------
 
-    def apply(self, op: Op) -> None:
+    def apply(self, op: Op, record: bool = True) -> None:
+        """Carry ``op`` out, then record it (``record`` False: the client died in between)."""
         new_key = None
         if op.side is not None:
             new_key = self._carry_out(op, op.side, self.tree(op.side))
-        self.write(record_for(op, new_key))
+        if record:
+            self.write(record_for(op, new_key))
 
     def _free(self, tree: dict, parent: str, name: str, mine: str | None) -> None:
         if parent not in tree or not tree[parent].folder:
@@ -186,8 +188,11 @@ class World:
 
     # -- convergence -----------------------------------------------------------------------------
 
-    def run(self, shuffle, rounds: int = 200) -> int:
-        """Plan, shuffle the batch, carry it out, again, until a plan is empty; the number of rounds."""
+    def run(self, shuffle, rounds: int = 200, recorded=lambda op: True) -> int:
+        """Plan, shuffle the batch, carry it out, again, until a plan is empty; the number of rounds.
+
+        ``recorded(op)`` False: that operation is done but its record lost (the client was killed).
+        """
         for n in range(rounds):
             batch = plan(self.trees(), today=TODAY, allow_mass_delete=True)
             if not batch.ops:
@@ -195,7 +200,7 @@ class World:
                     raise Broken(f"stuck: {batch.blocked} operations wait and none can be made\n{self.describe()}")
                 return n
             for op in shuffle(batch.ops):
-                self.apply(op)
+                self.apply(op, recorded(op))
         raise Broken(f"not done after {rounds} rounds\n{self.describe()}")
 
     def describe(self) -> str:
