@@ -341,3 +341,69 @@ def test_a_file_that_changes_before_its_upload_is_not_committed(tmp_path: Path) 
     asyncio.run(run())
     assert sim.server.listing() == {"/doc": fingerprint_bytes(b"version two, longer", CHUNK)[0]}
 
+
+
+def quiet(seed: int, tmp_path: Path) -> Simulation:
+    sim = Simulation(seed, tmp_path)
+    sim.chaos = False
+    return sim
+
+
+async def one_pass(sim: Simulation, remote_path: str = "/"):
+    engine = sim.engine()
+    engine.remote_path = remote_path
+    try:
+        return await engine.sync_once()
+    finally:
+        engine.index.close()
+
+
+def test_a_file_edited_while_its_new_version_downloads_is_not_clobbered(tmp_path: Path) -> None:
+    sim = quiet(9, tmp_path)
+    sim.server.commit(ROOT, "notes.txt", b"first")
+    asyncio.run(one_pass(sim))
+    file_id = sim.server.holder(ROOT, "notes.txt")
+    sim.server.commit(ROOT, "notes.txt", b"from the server", "update", file_id)
+
+    async def edit_during_download(what: str) -> None:
+        if what == "answered download":  # written aside, not yet in place: the person saves meanwhile
+            (sim.root / "notes.txt").write_bytes(b"typed here meanwhile")
+
+    sim.step = edit_during_download  # type: ignore[method-assign]
+    with pytest.raises(PassFailed, match="changed since the scan"):
+        asyncio.run(one_pass(sim))
+    assert (sim.root / "notes.txt").read_bytes() == b"typed here meanwhile"
+    assert not [p for p in sim.root.iterdir() if p.name.startswith(PARTIAL_PREFIX)]
+    sim.step = Simulation.step.__get__(sim)  # type: ignore[method-assign]
+    asyncio.run(one_pass(sim))  # now an edit on both sides: both kept
+    assert sorted(sim.server.listing().values()) == sorted(fingerprint_bytes(data, CHUNK)[0] for data in (
+        b"from the server", b"typed here meanwhile"))
+    assert sim.server.listing() == sim.local_listing()
+
+
+def test_a_vanished_local_folder_is_never_read_as_everything_deleted(tmp_path: Path) -> None:
+    from client.sync.scan import LocalRootMissing
+
+    sim = quiet(10, tmp_path)
+    sim.write_local(sim.root / "kept", b"precious")
+    asyncio.run(one_pass(sim))
+    (tmp_path / "mount point").mkdir()  # made while the synced folder exists: another inode
+    shutil.rmtree(sim.root)  # an unmounted disk
+    with pytest.raises(LocalRootMissing):
+        asyncio.run(one_pass(sim))
+    (tmp_path / "mount point").rename(sim.root)  # an empty mount point in its place: another folder
+    with pytest.raises(LocalRootMissing, match="not the folder that was synced"):
+        asyncio.run(one_pass(sim))
+    assert sim.server.listing() == {"/kept": fingerprint_bytes(b"precious", CHUNK)[0]}
+
+
+def test_a_vanished_remote_folder_is_never_read_as_everything_deleted(tmp_path: Path) -> None:
+    from client.sync.apply import RemoteRootGone
+
+    sim = quiet(11, tmp_path)
+    sim.write_local(sim.root / "kept", b"precious")
+    asyncio.run(one_pass(sim, "/laptop"))
+    asyncio.run(sim.server.delete(sim.server.holder(ROOT, "laptop") or "", folder=True))
+    with pytest.raises(RemoteRootGone):
+        asyncio.run(one_pass(sim, "/laptop"))
+    assert (sim.root / "kept").read_bytes() == b"precious"
