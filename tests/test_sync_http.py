@@ -231,11 +231,17 @@ def test_dbx_sync_once_then_the_mass_deletion_stop(contract_app, tmp_path: Path,
     for n in range(12):
         (folder / f"f{n}.txt").write_bytes(b"file %d" % n)
     assert main(["sync", str(folder), "--once", "--server", app.url, "--json"]) == 0
-    event = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert event["event"] == "pass" and event["done"] == {"upload": 12}
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(e["path"] for e in events if e["event"] == "op") == sorted(f"f{n}.txt" for n in range(12))
+    assert all(e["action"] == "upload" and e["side"] == "remote" for e in events if e["event"] == "op")
+    assert events[-1]["event"] == "pass" and events[-1]["done"] == {"upload": 12}
     assert len(server.listing()) == 12
     assert list((tmp_path / "state" / "dbx" / "sync").glob("*.sqlite3")), "the state lives outside the folder"
 
+    (folder / "f0.txt").rename(folder / "renamed.txt")
+    assert main(["sync", str(folder), "--once", "--server", app.url]) == 0
+    err = capsys.readouterr().err
+    assert "renamed.txt: moved on the server" in err and "synced in 1 round: 1 move" in err
     for path in folder.iterdir():
         path.unlink()
     assert main(["sync", str(folder), "--once", "--server", app.url]) == 12

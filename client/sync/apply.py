@@ -204,7 +204,8 @@ class Engine:
     def __init__(self, index: Index, remote: Remote, root: Path, remote_path: str = "/", *, chunk_size: int,
                  today: Callable[[], datetime.date] = datetime.date.today, allow_mass_delete: bool = False,
                  step: Callable[[str], Awaitable[None]] | None = None,
-                 arrange: Callable[[list[Op]], list[Op]] | None = None, parallel: int = 1):
+                 arrange: Callable[[list[Op]], list[Op]] | None = None, parallel: int = 1,
+                 on_op: Callable[[Op, str | None], None] | None = None):
         self.index = index
         self.remote = remote
         self.root = Path(root)
@@ -215,6 +216,7 @@ class Engine:
         self._step = step
         self.arrange = arrange or list
         self.parallel = parallel
+        self.on_op = on_op  # told of each operation done (error None) or failed (the error, in words)
 
     async def step(self, what: str) -> None:
         """A point between two steps (a test may stop the client here, or change either side)."""
@@ -339,6 +341,8 @@ class Engine:
         except (RemoteFailure, SourceChanged, LocalFailure, OSError) as exc:
             summary.failures.append(f"{op.action} {op.path}: {exc}")
             log.info("failed: %s %s %s: %s", op.side, op.action.value, op.path, exc)
+            if self.on_op is not None:
+                self.on_op(op, str(exc))
             return False
         await self.step(f"done {op.action} {op.path}")
         with self.index.transaction():
@@ -347,6 +351,8 @@ class Engine:
         for action, count in op_counts([op]).items():
             summary.done[action] = summary.done.get(action, 0) + count
         log.info("done: %s %s %s (%s)", op.side, op.action.value, op.path, op.reason)
+        if self.on_op is not None:
+            self.on_op(op, None)
         await self.step(f"recorded {op.action} {op.path}")
         return True
 

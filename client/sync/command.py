@@ -60,6 +60,28 @@ async def wait_for_news(engine: apply.Engine, cursor: str | None, interval: floa
     await asyncio.sleep(interval)
 
 
+# What an operation on each side looks like in a line for people.
+WORDS = {("upload", "remote"): "uploaded", ("download", "local"): "downloaded", ("mkdir", "remote"): "made on the server",
+         ("mkdir", "local"): "made here", ("move", "remote"): "moved on the server", ("move", "local"): "moved here",
+         ("delete", "remote"): "deleted on the server (to its trash)", ("delete", "local"): "deleted here"}
+
+
+def reporter(ctx: Context):
+    """Each operation as it is done: a line on stderr for people, an event on stdout with --json."""
+
+    def on_op(op: Any, error: str | None) -> None:
+        side = op.side.value if op.side is not None else None
+        if ctx.json:
+            ctx.emit({"ok": error is None, "event": "op", "action": op.action.value, "side": side, "path": op.path,
+                      "reason": op.reason, **({"error": error} if error else {})})
+        elif error is not None:
+            ctx.info(f"{op.path}: {op.action.value} failed ({error}); tried again next pass")
+        elif side is not None:
+            ctx.info(f"{op.path}: {WORDS.get((op.action.value, side), op.action.value)}")
+
+    return on_op
+
+
 def summary_json(summary: apply.PassSummary) -> dict:
     return {"ok": True, "event": "pass", "rounds": summary.rounds, "done": summary.done,
             "failures": summary.failures, "notes": summary.notes, "bytes_read": summary.bytes_read}
@@ -92,7 +114,7 @@ async def cmd_sync(ctx: Context) -> int:
         try:
             engine = apply.Engine(index, HttpRemote(client, config, quiet=ctx.quiet), local, args.remote_path,
                                   chunk_size=int(config["chunk_size"]), today=datetime.date.today,
-                                  allow_mass_delete=args.allow_mass_delete, parallel=TRANSFERS)
+                                  allow_mass_delete=args.allow_mass_delete, parallel=TRANSFERS, on_op=reporter(ctx))
             while True:
                 try:
                     summary = await engine.sync_once()
