@@ -7,8 +7,8 @@ server, local folder and remote folder; ``--state PATH`` names another. With
 makes a pass, then waits on the change journal (``/changes/wait``) and makes
 another as soon as the server has news, or after ``--interval`` seconds at the
 latest for what changed locally (following the file system's events is for
-later). A summary line per pass goes to stderr, with ``--json`` one JSON object
-per pass to stdout.
+later). A line per operation and a summary line per pass go to stderr; with
+``--json``, one JSON object per operation and per pass to stdout instead.
 """
 from __future__ import annotations
 
