@@ -337,15 +337,19 @@ class Index:
 
     def forget(self, nids: Iterable[int]) -> None:
         """Drop synced nodes, what they hold before themselves (the schema refuses it the other way round)."""
+        gone = set(nids)
+        if not gone:
+            return
         with self.transaction() as db:
-            for nid in sorted(set(nids), key=lambda n: -self._depth_of(n)):
-                db.execute("DELETE FROM synced WHERE nid = ?", (nid,))
+            parents = dict(db.execute("SELECT nid, parent FROM synced").fetchall())
 
-    def _depth_of(self, nid: int) -> int:
-        row = self.db.execute(
-            "WITH RECURSIVE up(k, d) AS (SELECT ?, 0 UNION ALL SELECT s.parent, d + 1 FROM synced s JOIN up ON s.nid = up.k "
-            "WHERE s.parent IS NOT NULL) SELECT MAX(d) FROM up", (nid,)).fetchone()
-        return int(row[0] or 0)
+            def depth(nid: int | None) -> int:
+                count = 0
+                while nid is not None:
+                    nid, count = parents.get(nid), count + 1
+                return count
+
+            db.executemany("DELETE FROM synced WHERE nid = ?", [(n,) for n in sorted(gone, key=lambda n: -depth(n))])
 
     def write(self, record: Record) -> None:
         """What an operation done changes in the synced tree (plan.record_for), in one transaction."""
