@@ -30,7 +30,7 @@ PRINTS = {
          "POST /dropbox/v1/files, inline 4 KiB", "boto3 put_object, 4 KiB"),
     ),
     "cluster": (
-        ("Control path at scale:",),
+        ("Control path at scale:", "PostgreSQL statements/request", "Redis commands/request"),
         ("GET /dropbox/v1/files/{id}, owner: 1 gateway, SQLite",
          "GET /dropbox/v1/files/{id}, owner: 2 gateways, PostgreSQL, balancer"),
     ),
@@ -68,6 +68,9 @@ def test_the_benchmark_prints_its_figures(name):
         assert figure is not None, f"no figure in the {row!r} row of:\n{out}"
         median, low, high = (float(v.replace(",", "")) for v in figure.groups())
         assert low <= median <= high
+    if name == "cluster":  # the servers counted work for every request on the cluster (and the reads used Redis)
+        counted = line_with(out, "GET /dropbox/v1/files/{id}, owner: 2 gateways").split("|")[-3:-1]
+        assert all(float(count) > 0 for count in counted), counted
     if name == "control":  # the cached reads and both sides of the small files answered every request
         for row in ("GET /dropbox/v1/files/{id}, owner, cache on", "inline 4 KiB", "boto3 put_object, 4 KiB"):
             assert re.search(r"\| 0 +\|", line_with(out, row)), line_with(out, row)
