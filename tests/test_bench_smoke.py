@@ -23,7 +23,7 @@ PRINTS = {
         ("upload: dbx", "upload: boto3 upload_file, in this process", "upload: boto3 upload_file + SHA-256",
          "client peak memory"),
     ),
-    "download": (("download of a", "CDN hit"), ()),
+    "download": (("Download of a", "CDN hit", "CDN miss", "direct store GET"), ()),
     "control": (
         ("Control path:", "Permission and metadata cache", "Small files:"),
         ("POST /dropbox/v1/files", "POST .../upload-urls", "GET /dropbox/v1/files/{id}, owner, cache off",
@@ -92,3 +92,11 @@ def test_the_readme_figures_are_regenerated_in_place(tmp_path):
     for label in ("\nrun: ", " UTC, commit ", "CDN hit", "at the end"):
         assert label in text
     assert regenerate(["control"], readme) == 1  # no block of it: said, not silently done
+
+
+def test_the_download_benchmark_times_another_checkouts_cdn_tier_in_the_same_runs():
+    result = subprocess.run([sys.executable, "-m", "bench", "download", "--size", "9", "--runs", "2", "--other-cdn",
+                             str(REPO)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for kind in ("miss", "hit"):
+        assert re.search(r"\| \d\.\d\dx \(min", line_with(result.stdout, f"CDN {kind}, tier of {REPO}"))
