@@ -47,15 +47,15 @@ class ServerCounters:
     postgres_url: str
     redis_url: str
 
-    async def _snapshot(self) -> tuple[int, int]:
+    async def _snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
         import asyncpg
         import redis.asyncio as aioredis
 
         connection = await asyncpg.connect(self.postgres_url)
         try:
             excluded = " AND ".join(f"query NOT LIKE '%{text}%'" for text in NOT_COUNTED)
-            statements = await connection.fetchval(
-                f"SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements WHERE {excluded}")
+            rows = await connection.fetch(
+                f"SELECT query, sum(calls)::bigint AS calls FROM pg_stat_statements WHERE {excluded} GROUP BY query")
         finally:
             await connection.close()
         client = aioredis.from_url(self.redis_url)
@@ -63,11 +63,12 @@ class ServerCounters:
             stats = await client.info("commandstats")
         finally:
             await client.aclose()
-        commands = sum(value["calls"] for name, value in stats.items()
-                       if name.removeprefix("cmdstat_").split("|")[0] not in REDIS_OWN_COMMANDS)
-        return statements, commands
+        commands = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()
+                    if name.removeprefix("cmdstat_").split("|")[0] not in REDIS_OWN_COMMANDS}
+        return {row["query"]: row["calls"] for row in rows}, commands
 
-    def snapshot(self) -> tuple[int, int]:
+    def snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Calls so far: PostgreSQL's by statement text, Redis's by command."""
         return asyncio.run(self._snapshot())
 
     async def _enable(self) -> None:
@@ -122,9 +123,15 @@ def two_gateways() -> Iterator[SimpleNamespace]:
         shutil.rmtree(redis_root, ignore_errors=True)
 
 
-def measure_setup(setup: SimpleNamespace, args) -> list[tuple[tuple[str, ...], Figure, tuple[str, str]]]:
+def since(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """Calls made between two snapshots, by statement or command (none left out)."""
+    return {name: calls - before.get(name, 0) for name, calls in after.items() if calls > before.get(name, 0)}
+
+
+def measure_setup(setup: SimpleNamespace, args) -> list[tuple[tuple[str, ...], Figure, tuple[str, str], list[str]]]:
     """The three control-path scenarios against ``setup.gateway_url``: (table row, req/s, PostgreSQL
-    statements and Redis commands per request) each; "-" where the setup has neither."""
+    statements and Redis commands per request, the most frequent statements per request) each;
+    "-" where the setup has neither."""
     data = asyncio.run(populate(setup.gateway_url, setup.chunk_size, args.files, args.files))
     auth = {"Authorization": f"Bearer {data['owner']}"}
     base = setup.gateway_url + "/dropbox/v1/files"
@@ -136,27 +143,30 @@ def measure_setup(setup: SimpleNamespace, args) -> list[tuple[tuple[str, ...], F
     for name, (batches, bounded) in zip(SCENARIOS, loads, strict=True):
         before = setup.counters.snapshot() if setup.counters else None
         row, rps, results = measure(name, batches, args, bounded=bounded)
-        per_request = ("-", "-")
+        per_request, top = ("-", "-"), []
         if before is not None:
             after, requests = setup.counters.snapshot(), sum(r["requests"] for r in results)
-            (statements, commands), (statements_after, commands_after) = before, after
-            per_request = (f"{(statements_after - statements) / requests:.1f}",
-                           f"{(commands_after - commands) / requests:.1f}")
-        measured.append((row, rps, per_request))
+            statements, commands = since(after[0], before[0]), since(after[1], before[1])
+            per_request = (f"{sum(statements.values()) / requests:.1f}", f"{sum(commands.values()) / requests:.1f}")
+            top = [f"{calls / requests:5.2f}  {' '.join(query.split())[:110]}"
+                   for query, calls in sorted(statements.items(), key=lambda item: -item[1])[:args.top_statements]]
+        measured.append((row, rps, per_request, top))
     return measured
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
     parser = load_options(__doc__)
     parser.add_argument("--claims", type=int, default=4000, help="upload starts per run at most")
+    parser.add_argument("--top-statements", type=int, default=0, metavar="N",
+                        help="also list each scenario's N most frequent PostgreSQL statements (calls per request)")
     args = parser.parse_args(argv)
     with single_gateway() as setup:
         single = measure_setup(setup, args)
     with two_gateways() as setup:
         cluster = measure_setup(setup, args)
     rows = []
-    for name, (base_row, base_rps, _), (cluster_row, cluster_rps, counted) in zip(SCENARIOS, single, cluster,
-                                                                                 strict=True):
+    for name, (base_row, base_rps, _, _), (cluster_row, cluster_rps, counted, _) in zip(SCENARIOS, single, cluster,
+                                                                                       strict=True):
         rows.append((f"{name}: 1 gateway, SQLite", *base_row[1:], "1.00x", "-", "-"))
         rows.append((f"{name}: 2 gateways, PostgreSQL, balancer", *cluster_row[1:],
                      f"{cluster_rps.median / base_rps.median:.2f}x", *counted))
@@ -170,6 +180,10 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
     print("PostgreSQL statements (BEGIN and COMMIT included) and Redis commands per request: what the servers "
           "counted during the timed runs (pg_stat_statements, INFO commandstats), divided by the requests answered; "
           "each is a round trip from a gateway but for pipelined commands and a statement's first preparation.")
+    for name, (_, _, _, top) in zip(SCENARIOS, cluster, strict=True):
+        if top:
+            print(f"\n{name}, 2 gateways: the {len(top)} most frequent PostgreSQL statements, calls per request")
+            print("\n".join(top))
     return rows
 
 
