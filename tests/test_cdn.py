@@ -421,6 +421,15 @@ async def test_a_whole_multi_slice_file_on_a_miss(content_store, cdn_config, cdn
     assert (status, body, headers["Content-Length"]) == (200, b"", str(BIG))
 
 
+async def test_a_head_on_a_miss_is_signed_as_the_get_the_cache_sends(content_store, cdn_config, cdn, http):
+    data = os.urandom(SLICE + 10)
+    fingerprint = await put_content(content_store, data)
+    url, _ = download_url(cdn_config, fingerprint, "head.bin", "")
+    status, body, headers = await fetch(http, url, method="HEAD")
+    assert (status, body, headers["Content-Length"], cache_status(cdn, headers)) == (200, b"", str(len(data)), "MISS")
+    assert {f["store_status"] for f in store_fetches(cdn, headers["X-Request-Id"])} == {"206"}
+
+
 async def test_an_empty_file(content_store, cdn_config, cdn, http):
     fingerprint = await put_content(content_store, b"")
     assert fingerprint == EMPTY_FINGERPRINT
