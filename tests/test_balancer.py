@@ -17,6 +17,7 @@ from deploy.balancer import check_config, start_balancer, write_config
 from deploy.supervisor import GatewayProcess
 from storage.embedded import free_port
 from tests.harness import gateway_config, gateway_env
+from tests.slowloris import HELD, closed_by_the_server, held_half_sent, request_from
 
 READ_TIMEOUT = "2s"  # how long the balancer waits for a hung gateway here
 
@@ -94,14 +95,16 @@ async def test_requests_reach_every_gateway(gateways, make_balancer, http):
     results = await answers(http, "GET", f"{balancer.url}/dropbox/v1/config", 6)
     assert [status for status, _ in results] == [200] * 6
     assert results[0][1]["chunk_size"] == int(gateways[0].env["GATEWAY_CHUNK_SIZE"])
-    served = {address for entry in balancer.access_log() for address in upstreams(entry)}
+    # nginx writes a line after its answer went out: wait for all six lines, do not read the log at once.
+    served = {address for entry in balancer.logged("GET", "/dropbox/v1/config", 6) for address in upstreams(entry)}
     assert served == {f"127.0.0.1:{g.port}" for g in gateways}
     # The client's request id reaches the gateway (and comes back); without one, the balancer's goes.
     async with http.get(f"{balancer.url}/healthz", headers={"X-Request-Id": "lb-test-request"}) as resp:
         assert resp.status == 200 and resp.headers["X-Request-Id"] == "lb-test-request"
     async with http.get(f"{balancer.url}/healthz") as resp:
-        logged = {entry["request_id"] for entry in balancer.access_log()}
-        assert resp.headers["X-Request-Id"] in logged
+        request_id = resp.headers["X-Request-Id"]
+    logged = {entry["request_id"] for entry in balancer.logged("GET", "/healthz", 2)}
+    assert request_id in logged
 
 
 async def test_metrics_stay_private_and_errors_keep_the_contracts_form(gateways, make_balancer, http):
@@ -134,6 +137,7 @@ async def test_a_killed_gateway_costs_no_request(store, make_balancer, http, tmp
         posts = await answers(http, "POST", f"{balancer.url}/dropbox/v1/users", 2, json={})
         assert [status for status, _ in posts] == [400, 400], posts
         assert all(body["error"]["code"] for _, body in posts)
+        balancer.logged("POST", "/dropbox/v1/users", 2)  # its lines are written after the answers
         assert {address for entry in balancer.access_log() for address in upstreams(entry)} == {
             f"127.0.0.1:{pair[0].port}", f"127.0.0.1:{pair[1].port}"}  # tried, then skipped
     finally:
@@ -170,3 +174,20 @@ async def test_a_hung_gateway_gets_idempotent_calls_retried_elsewhere_and_posts_
         assert [hung_address, healthy_address] in [upstreams(entry) for entry in logged]
     finally:
         hung.process.send_signal(signal.SIGCONT)
+
+
+
+# --- slow clients (slowloris): tests/slowloris.py ----------------------------------------------------------------
+
+async def test_a_client_holding_many_half_sent_requests_does_not_stop_another_clients(gateways, make_balancer):
+    balancer = make_balancer([g.port for g in gateways])  # one worker, sized for the machine
+    async with held_half_sent(balancer.port, HELD):
+        answer = await request_from(balancer.port, "/healthz")
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+async def test_half_sent_requests_are_closed_after_the_header_timeout(gateways, make_balancer):
+    balancer = make_balancer([g.port for g in gateways], header_timeout="1s")
+    async with held_half_sent(balancer.port, 20) as held:
+        closed = await closed_by_the_server(held)
+    assert all(not answer or answer.startswith(b"HTTP/1.1 408") for answer in closed), closed[:3]

@@ -365,3 +365,30 @@ async def test_phone_width_has_no_sideways_scrolling(browser, web_gateway):
         await page.keyboard.press("Tab")
         names.append(await page.evaluate("document.activeElement.id || document.activeElement.textContent"))
     assert "upload-input" in names and "Download" in names
+
+
+async def test_the_app_has_a_router_one_state_and_its_upload_states_named_once(browser, web_gateway):
+    """The structure the views build on: the route from the URL's fragment, in the one state module."""
+    app = await WebApp.open(browser, web_gateway.url)
+    await app.page.goto(web_gateway.url + "/#/no-such-place")
+    await app.sign_up()
+    # An unknown place is the files view, and the URL says so (in place: no extra history entry).
+    await expect(app.page).to_have_url(web_gateway.url + "/#/")
+    modules = f"/assets/{webapp.VERSION}/js"
+    seen = await app.page.evaluate("""async (base) => {
+        const { state } = await import(`${base}/state.js`);
+        const router = await import(`${base}/router.js`);
+        const upload = await import(`${base}/upload.js`);
+        return {
+            route: state.route, username: state.session.username, uploads: Boolean(state.uploads),
+            files: router.href({ view: "files" }), parsed: router.parse("#/files?x=1"), odd: router.parse("#/%E0%A4%A"),
+            states: upload.State, working: [...upload.WORKING].sort(), over: [...upload.OVER].sort(),
+        };
+    }""", modules)
+    assert seen["route"] == {"view": "files"} and seen["username"] == app.username and seen["uploads"]
+    assert seen["files"] == "#/" and seen["parsed"] == {"view": "files"} and seen["odd"] == {"view": "files"}
+    assert set(seen["states"].values()) == {
+        "waiting", "hashing", "starting", "sending", "finishing", "paused", "done", "failed", "cancelled"}
+    assert seen["working"] == ["finishing", "hashing", "sending", "starting"]
+    assert seen["over"] == ["cancelled", "done", "failed"]
+    assert not app.problems

@@ -1,33 +1,35 @@
-// The app: signed out (log in, sign up) or signed in (upload, files, sharing).
-import { openAccountDialog, signedOutView } from "./account.js";
+// The app: signed out (log in, sign up) or signed in, where the route (router.js) says which view
+// is shown. This module wires the parts together; what is shown lives in state.js, the views in
+// views/, the page-building helpers in ui/, and the upload engine (upload.js) runs apart from them all.
 import { Api } from "./api.js";
-import { h, replace, showMessage } from "./dom.js";
-import { FileSection } from "./files.js";
-import { quotedName } from "./format.js";
 import { webCryptoAvailable } from "./fingerprint.js";
+import { quotedName } from "./format.js";
+import { startRouter } from "./router.js";
 import { clearSession, loadSession, saveSession } from "./session.js";
-import { openShareDialog } from "./share.js";
-import { UploadsPanel } from "./uploads-view.js";
+import { state, subscribe, update } from "./state.js";
+import { h, replace, showMessage } from "./ui/dom.js";
+import { openAccountDialog, signedOutView } from "./views/account.js";
+import { filesView } from "./views/home.js";
+import { openShareDialog } from "./views/share.js";
+import { UploadsPanel } from "./views/uploads.js";
 
 const main = document.getElementById("main");
 const accountActions = document.getElementById("account-actions");
 const notices = document.getElementById("notices");
 const dropOverlay = document.getElementById("drop-overlay");
 
-const app = {
-  session: null,
-  config: null,
-  uploads: null,
-  api: new Api({
-    getToken: () => app.session && app.session.token,
-    onExpired: () => expired(),
-  }),
-};
+const api = new Api({
+  getToken: () => state.session && state.session.token,
+  onExpired: () => expired(),
+});
+
+/** What the signed-in page shows now: {route, reloadOwn} of the view in `main`. */
+let shown = null;
 
 async function boot() {
-  app.session = loadSession();
+  update({ session: loadSession() });
   try {
-    app.config = await app.api.config();
+    update({ config: await api.config() });
   } catch (error) {
     replace(main, h("div", { class: "card" },
       h("h1", { text: "The server is not answering" }),
@@ -35,9 +37,9 @@ async function boot() {
       h("button", { type: "button", class: "button primary", text: "Try again", onclick: () => location.reload() })));
     return;
   }
-  if (!app.session) return showSignedOut();
+  if (!state.session) return showSignedOut();
   try {
-    await app.api.me();
+    await api.me();
     showSignedIn();
   } catch (error) {
     if (error.status !== 401) showSignedOut({ text: error.message, kind: "error" });
@@ -45,41 +47,41 @@ async function boot() {
 }
 
 function expired() {
-  if (!app.session) return;
-  app.session = null;
+  if (!state.session) return;
   clearSession();
-  if (app.uploads) app.uploads.pauseAll("Your session ended. Log in again, then pick the file again to resume.");
+  update({ session: null });
+  if (state.uploads) state.uploads.pauseAll("Your session ended. Log in again, then pick the file again to resume.");
   showSignedOut({ text: "Your session has expired. Log in again.", kind: "error" });
 }
 
 function showSignedOut(notice = null) {
-  app.uploads = null;
+  update({ uploads: null });
+  shown = null;
   replace(accountActions);
   replace(notices);
   document.title = "Log in · Files";
   replace(main, signedOutView({
-    api: app.api,
+    api,
     notice,
     onSignedIn: (token, username) => {
-      app.session = saveSession(token.access_token, username, token.expires_in);
+      update({ session: saveSession(token.access_token, username, token.expires_in) });
       showSignedIn();
     },
   }));
 }
 
 async function logOut() {
-  if (app.uploads) app.uploads.pauseAll("Logged out.");
+  if (state.uploads) state.uploads.pauseAll("Logged out.");
   // Revoke the token on the server (contract v1.1); forget it here whatever the answer.
-  const api = app.api;
   const request = api.logOut().catch(() => {});
   await Promise.race([request, new Promise((resolve) => setTimeout(resolve, 3000))]);
-  app.session = null;
   clearSession();
+  update({ session: null });
   showSignedOut({ text: "You are logged out.", kind: "info" });
 }
 
 function showSignedIn() {
-  const { api, config, session } = app;
+  const { session } = state;
   document.title = "Files";
   replace(accountActions,
     h("span", { class: "who", text: session.username }),
@@ -89,7 +91,7 @@ function showSignedIn() {
         api,
         username: session.username,
         onPasswordChanged: (token) => {
-          app.session = saveSession(token.access_token, session.username, token.expires_in);
+          update({ session: saveSession(token.access_token, session.username, token.expires_in) });
         },
       }),
     }),
@@ -101,43 +103,26 @@ function showSignedIn() {
       "This page is not on a secure address (https or localhost), so the browser's fast SHA-256 is unavailable. "
       + "Files are fingerprinted with a slower built-in hasher: uploads work, but large files take longer to start."));
   }
+  update({
+    uploads: new UploadsPanel({ api, config: state.config, onFinished: () => shown && shown.reloadOwn() }),
+  });
+  shown = null;
+  render();
+}
 
-  const actions = {
-    download: (file, button) => download(file, button),
-    share: (file) => openShareDialog(api, file),
-    remove: (file) => api.deleteFile(file.file_id),
-  };
-  const own = new FileSection({
-    id: "my-files", title: "My files", own: true, actions,
-    emptyText: "No files yet. Upload some with the button above, or drop them on this page.",
-    load: (cursor) => api.listFiles(cursor),
+/** Show the view the route names (signed in only). */
+function render() {
+  if (!state.session || !state.uploads) return;
+  const view = filesView({
+    api,
+    uploads: state.uploads,
+    actions: {
+      download: (file, button) => download(file, button),
+      share: (file) => openShareDialog(api, file),
+    },
   });
-  const shared = new FileSection({
-    id: "shared-files", title: "Shared with me", own: false, actions,
-    emptyText: "Nobody has shared a file with you yet.",
-    load: (cursor) => api.listShared(cursor),
-  });
-  app.uploads = new UploadsPanel({ api, config, onFinished: () => own.reload() });
-
-  const input = h("input", { type: "file", id: "upload-input", multiple: true, class: "file-input" });
-  input.addEventListener("change", () => {
-    const files = [...input.files];
-    // Cleared so that picking the same file again (to resume it) fires "change" again.
-    input.value = "";
-    if (files.length) app.uploads.add(files);
-  });
-  replace(main,
-    h("section", { class: "upload-zone", "aria-labelledby": "upload-title" },
-      h("div", {},
-        h("h1", { id: "upload-title", text: "Your files" }),
-        h("p", { class: "hint", text: "Pick files or drop them anywhere on this page. Interrupted uploads resume: pick the same file again." })),
-      h("div", { class: "upload-picker" }, input, h("label", { for: "upload-input", class: "button primary", text: "Upload files" }))),
-    app.uploads.element,
-    own.element,
-    shared.element,
-  );
-  own.reload();
-  shared.reload();
+  shown = { route: state.route, reloadOwn: view.reloadOwn };
+  replace(main, view.element);
 }
 
 async function download(file, button) {
@@ -145,7 +130,7 @@ async function download(file, button) {
   try {
     // A fresh signed URL on the CDN tier; it answers with Content-Disposition: attachment,
     // so the browser saves the file and this page stays.
-    const fresh = await app.api.file(file.file_id);
+    const fresh = await api.file(file.file_id);
     if (!fresh.download_url) throw new Error("The file is not completely uploaded yet.");
     window.location.assign(fresh.download_url);
   } catch (error) {
@@ -157,11 +142,16 @@ async function download(file, button) {
   }
 }
 
+// A new route (a link, back, forward) shows its view; the uploads panel and its uploads stay.
+subscribe((_, changed) => {
+  if (changed.includes("route") && shown && shown.route !== state.route) render();
+});
+
 // Dropping files anywhere on the page uploads them (when logged in).
 let dragDepth = 0;
 const carriesFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
 document.addEventListener("dragenter", (event) => {
-  if (!app.uploads || !carriesFiles(event)) return;
+  if (!state.uploads || !carriesFiles(event)) return;
   dragDepth += 1;
   dropOverlay.hidden = false;
 });
@@ -170,18 +160,19 @@ document.addEventListener("dragleave", () => {
   if (!dragDepth) dropOverlay.hidden = true;
 });
 document.addEventListener("dragover", (event) => {
-  if (app.uploads && carriesFiles(event)) event.preventDefault();
+  if (state.uploads && carriesFiles(event)) event.preventDefault();
 });
 document.addEventListener("drop", (event) => {
   dragDepth = 0;
   dropOverlay.hidden = true;
-  if (!app.uploads || !carriesFiles(event)) return;
+  if (!state.uploads || !carriesFiles(event)) return;
   event.preventDefault();
   const files = [...event.dataTransfer.files];
-  if (files.length) app.uploads.add(files);
+  if (files.length) state.uploads.add(files);
 });
 window.addEventListener("beforeunload", (event) => {
-  if (app.uploads && app.uploads.busy) event.preventDefault();
+  if (state.uploads && state.uploads.busy) event.preventDefault();
 });
 
+startRouter((route) => update({ route }));
 boot();

@@ -31,6 +31,25 @@ const DIGEST_ERRORS = new Set(["BadDigest", "InvalidDigest", "XAmzContentChecksu
 const MIME_TYPE = /^[A-Za-z0-9][\w.+-]*\/[A-Za-z0-9][\w.+-]*$/;
 const SPEED_WINDOW_MS = 5000;
 
+/** An upload's states, named once: the engine moves between them, the views read them. */
+export const State = Object.freeze({
+  WAITING: "waiting", // added, not started
+  HASHING: "hashing", // fingerprinting in the worker
+  STARTING: "starting", // announcing to the gateway
+  SENDING: "sending", // chunks on their way to the store
+  FINISHING: "finishing", // asking the gateway to complete, waiting for its verification
+  PAUSED: "paused", // stopped by the user or by a problem they can fix; Resume goes on
+  DONE: "done", // verified and in the user's files
+  FAILED: "failed",
+  CANCELLED: "cancelled",
+});
+/** Talking to the gateway or the store: what Pause stops. */
+export const TALKING = new Set([State.STARTING, State.SENDING, State.FINISHING]);
+/** Working: leaving the page now interrupts the upload. */
+export const WORKING = new Set([State.HASHING, ...TALKING]);
+/** Over: nothing more happens to it. */
+export const OVER = new Set([State.DONE, State.FAILED, State.CANCELLED]);
+
 /** A problem the user can fix and then press Resume (the upload is kept, paused). */
 class PauseError extends Error {}
 /** The store forgot the multipart upload: announce the file again. */
@@ -85,7 +104,7 @@ export class Upload {
     this.onChange = onChange;
     this.onFinished = onFinished;
     this.engine = engine;
-    this.state = "waiting"; // hashing starting sending paused finishing done failed cancelled
+    this.state = State.WAITING;
     this.message = "";
     this.hashedBytes = 0;
     this.hash = null; // {chunks, fingerprint, engine, seconds}
@@ -114,7 +133,7 @@ export class Upload {
 
   /** Upload progress in percent; 100 only once the gateway has verified the file. */
   get percent() {
-    if (this.state === "done") return 100;
+    if (this.state === State.DONE) return 100;
     if (!this.size) return 0;
     return Math.min(99, Math.floor((this.sentBytes / this.size) * 100));
   }
@@ -125,7 +144,7 @@ export class Upload {
 
   /** Bytes per second over the last few seconds. */
   get speed() {
-    if (this.state !== "sending" || this.samples.length < 2) return 0;
+    if (this.state !== State.SENDING || this.samples.length < 2) return 0;
     const [t0, b0] = this.samples[0];
     const [t1, b1] = this.samples[this.samples.length - 1];
     return t1 > t0 ? ((b1 - b0) * 1000) / (t1 - t0) : 0;
@@ -141,7 +160,7 @@ export class Upload {
   }
 
   changed() {
-    if (this.state === "sending") {
+    if (this.state === State.SENDING) {
       const now = performance.now();
       this.samples.push([now, this.sentBytes]);
       while (this.samples.length > 2 && now - this.samples[0][0] > SPEED_WINDOW_MS) this.samples.shift();
@@ -152,7 +171,7 @@ export class Upload {
   setState(state, message = "") {
     this.state = state;
     this.message = message;
-    if (state !== "sending") this.samples = [];
+    if (state !== State.SENDING) this.samples = [];
     this.changed();
   }
 
@@ -163,7 +182,7 @@ export class Upload {
       return this.fail(`${quotedName(this.name)} is too large: this server takes files up to ${this.maxFileSize} bytes.`);
     }
     this.startedAt = performance.now();
-    this.setState("hashing");
+    this.setState(State.HASHING);
     try {
       this.hash = await hashFile(this.file, this.chunkSize, {
         engine: this.engine,
@@ -182,25 +201,25 @@ export class Upload {
   }
 
   pause(message = "Paused.") {
-    if (!["starting", "sending", "finishing"].includes(this.state)) return;
+    if (!TALKING.has(this.state)) return;
     this.generation += 1;
     this.abortInflight();
-    this.setState("paused", message);
+    this.setState(State.PAUSED, message);
   }
 
   resume() {
-    if (this.state !== "paused") return;
+    if (this.state !== State.PAUSED) return;
     // Announce again: the gateway asks the store which chunks it holds now.
     this.drive(true);
   }
 
   async cancel() {
-    if (["done", "cancelled"].includes(this.state)) return;
+    if (this.state === State.DONE || this.state === State.CANCELLED) return;
     this.generation += 1;
     this.hashAbort.abort();
     this.abortInflight();
-    const fileId = this.state === "failed" ? null : this.fileId;
-    this.setState("cancelled", "Cancelled.");
+    const fileId = this.state === State.FAILED ? null : this.fileId;
+    this.setState(State.CANCELLED, "Cancelled.");
     if (fileId) {
       // The gateway aborts the store's multipart upload with the file.
       await this.api.deleteFile(fileId).catch(() => {});
@@ -215,7 +234,7 @@ export class Upload {
   fail(message) {
     this.generation += 1;
     this.abortInflight();
-    this.setState("failed", message);
+    this.setState(State.FAILED, message);
   }
 
   // ---- the flow --------------------------------------------------------------------
@@ -225,11 +244,11 @@ export class Upload {
     const generation = this.generation;
     try {
       if (announceFirst) await this.announce();
-      for (let round = 0; round < 3 && this.state !== "done"; round += 1) {
+      for (let round = 0; round < 3 && this.state !== State.DONE; round += 1) {
         try {
           if (!(await this.transfer(generation))) return;
           if (generation !== this.generation) return;
-          this.setState("finishing");
+          this.setState(State.FINISHING);
           await this.finish(generation);
           return;
         } catch (error) {
@@ -237,7 +256,7 @@ export class Upload {
           await this.announce();
         }
       }
-      if (this.state !== "done") throw new Error("The storage server keeps losing this upload. Try again later.");
+      if (this.state !== State.DONE) throw new Error("The storage server keeps losing this upload. Try again later.");
     } catch (error) {
       if (generation !== this.generation) return; // paused or cancelled meanwhile
       if (error instanceof ApiError && error.status === 401) {
@@ -251,7 +270,7 @@ export class Upload {
   }
 
   async announce() {
-    this.setState("starting");
+    this.setState(State.STARTING);
     const { chunks, fingerprint } = this.hash;
     // An earlier, unfinished upload of this very file (same content, same name)?
     const found = await this.api.listFiles(null, { fingerprint, limit: 100 });
@@ -288,7 +307,7 @@ export class Upload {
   /** Send every pending chunk; false when paused or cancelled meanwhile. */
   async transfer(generation) {
     if (generation !== this.generation) return false;
-    this.setState("sending", this.stats.resumed ? `Resuming: ${this.chunksInStore} of ${this.total} chunks were already in the store.` : "");
+    this.setState(State.SENDING, this.stats.resumed ? `Resuming: ${this.chunksInStore} of ${this.total} chunks were already in the store.` : "");
     const queue = [...this.pending].sort((a, b) => a - b);
     let failure = null;
     const worker = async () => {
@@ -417,7 +436,7 @@ export class Upload {
         for (const index of missing) this.pending.add(index);
         this.recountDoneBytes();
         if (!(await this.transfer(generation))) return;
-        this.setState("finishing");
+        this.setState(State.FINISHING);
         continue;
       }
       return this.waitUntilVerified(file, generation);
@@ -443,7 +462,7 @@ export class Upload {
 
   done(message = "") {
     this.finishedAt = performance.now();
-    this.setState("done", message);
+    this.setState(State.DONE, message);
     this.onFinished(this);
   }
 }

@@ -1,7 +1,7 @@
 // The share dialog: share with users by username (and stop sharing), and shared links
 // (contract v1.1 "Shared links": create with an optional expiry and password, copy, revoke).
-import { field, h, nameElement, openDialog, replace, showMessage } from "./dom.js";
-import { formatDate } from "./format.js";
+import { field, h, nameElement, openDialog, replace, showMessage } from "../ui/dom.js";
+import { formatDate } from "../format.js";
 
 const EXPIRIES = [
   ["", "Never"],

@@ -1,7 +1,7 @@
 // File listings: the caller's own files and those shared with them, a page at a time
 // (the API's keyset cursor, `next_cursor`), loaded when "More" scrolls into view or is pressed.
-import { confirmDialog, h, nameElement, replace, showMessage } from "./dom.js";
-import { formatDate, formatSize, formatType, quotedName } from "./format.js";
+import { confirmDialog, h, nameElement, replace, showMessage } from "../ui/dom.js";
+import { formatDate, formatSize, formatType, quotedName } from "../format.js";
 
 const STATUS = { uploaded: "Uploaded", uploading: "Incomplete", failed: "Failed" };
 

@@ -1,5 +1,5 @@
 // Signing up, logging in, and the account dialog (change password).
-import { field, h, openDialog, showMessage } from "./dom.js";
+import { field, h, openDialog, showMessage } from "../ui/dom.js";
 
 /**
  * The signed-out page: one form, two buttons. "Log in" uses Username and Password;

@@ -2,7 +2,7 @@
 // attributes), never as HTML. There is no innerHTML anywhere in this app, so a
 // file named "<img src=x onerror=alert(1)>.txt" is shown as those characters.
 // Names people chose are shown with nameElement: isolated, and in their real order.
-import { MARK, hiddenNote, nameParts } from "./format.js";
+import { MARK, hiddenNote, nameParts } from "../format.js";
 
 /**
  * Create an element. props: `class`, `text`, `on<event>` listeners, `dataset`,

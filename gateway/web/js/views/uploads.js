@@ -1,8 +1,8 @@
 // The uploads panel: one item per file, with its progress bar, speed, time left and controls.
-import { h, nameElement, replace } from "./dom.js";
-import { webCryptoAvailable } from "./fingerprint.js";
-import { formatDuration, formatSize, formatSpeed, shownName } from "./format.js";
-import { Upload } from "./upload.js";
+import { h, nameElement, replace } from "../ui/dom.js";
+import { webCryptoAvailable } from "../fingerprint.js";
+import { formatDuration, formatSize, formatSpeed, shownName } from "../format.js";
+import { OVER, State, TALKING, Upload, WORKING } from "../upload.js";
 
 export class UploadsPanel {
   constructor({ api, config, onFinished, engine = "auto" }) {
@@ -45,12 +45,12 @@ export class UploadsPanel {
   }
 
   get busy() {
-    return [...this.uploads].some((u) => ["hashing", "starting", "sending", "finishing"].includes(u.state));
+    return [...this.uploads].some((u) => WORKING.has(u.state));
   }
 
   clearFinished() {
     for (const upload of [...this.uploads]) {
-      if (["done", "failed", "cancelled"].includes(upload.state)) {
+      if (OVER.has(upload.state)) {
         upload.view.item.remove();
         this.uploads.delete(upload);
       }
@@ -95,41 +95,41 @@ export class UploadsPanel {
 
   render(upload) {
     const view = upload.view;
-    const percent = upload.state === "hashing" ? 0 : upload.percent;
+    const percent = upload.state === State.HASHING ? 0 : upload.percent;
     view.bar.setAttribute("aria-valuenow", String(percent));
     view.bar.setAttribute("aria-valuetext", `${percent}%`);
-    view.fill.style.width = `${upload.state === "hashing" ? upload.hashPercent : percent}%`;
+    view.fill.style.width = `${upload.state === State.HASHING ? upload.hashPercent : percent}%`;
     view.item.dataset.state = upload.state;
     replace(view.status, statusText(upload));
-    const active = ["starting", "sending", "finishing"].includes(upload.state);
+    const active = TALKING.has(upload.state);
     view.pause.hidden = !active;
-    view.resume.hidden = upload.state !== "paused";
-    view.cancel.hidden = ["done", "failed", "cancelled"].includes(upload.state);
+    view.resume.hidden = upload.state !== State.PAUSED;
+    view.cancel.hidden = OVER.has(upload.state);
   }
 }
 
 function statusText(upload) {
   switch (upload.state) {
-    case "waiting":
+    case State.WAITING:
       return "Waiting…";
-    case "hashing": {
+    case State.HASHING: {
       const slow = upload.engine === "fallback" || !webCryptoAvailable();
       return `Fingerprinting… ${upload.hashPercent}%${slow ? " (slower built-in hasher)" : ""}`;
     }
-    case "starting":
+    case State.STARTING:
       return "Checking what the server already has…";
-    case "sending": {
+    case State.SENDING: {
       const parts = [`${formatSize(upload.sentBytes)} of ${formatSize(upload.size)}`];
       const speed = upload.speed;
       if (speed > 0) parts.push(formatSpeed(speed), `${formatDuration(upload.secondsLeft)} left`);
       parts.push(`${upload.chunksInStore} of ${upload.total} chunks sent`);
       return [upload.message, parts.join(" · ")].filter(Boolean).join(" ");
     }
-    case "finishing":
+    case State.FINISHING:
       return "Verifying…";
-    case "paused":
+    case State.PAUSED:
       return upload.message || "Paused.";
-    case "done": {
+    case State.DONE: {
       if (upload.message) return upload.message;
       const seconds = (upload.finishedAt - upload.startedAt) / 1000;
       const resumed = upload.stats.chunksSkipped
