@@ -51,9 +51,13 @@ def test_a_revision_is_exported_for_the_run_and_removed_after():
 
 
 def test_tables_are_padded_again_after_a_path_became_a_name():
-    text = "title\n| a   | b |\n| --- | - |\n| /tmp/x/zz | 1 |\n| c   | 22 |\nafter\n| alone |"
+    text = "title\n| a   | b |\n| --- | - |\n| /tmp/x/zz | 1 |\n| c   | - |\nafter\n| alone |"
     assert realign(text.replace("/tmp/x/", "")) == (
-        "title\n| a  | b  |\n| -- | -- |\n| zz | 1  |\n| c  | 22 |\nafter\n| alone |"
+        "title\n| a  | b |\n| -- | - |\n| zz | 1 |\n| c  | - |\nafter\n| alone |"
+    )
+    wide = "| name | counted |\n| ---- | ------- |\n| /tmp/x/a long name | - |"
+    assert realign(wide.replace("/tmp/x/", "")) == (
+        "| name        | counted |\n| ----------- | ------- |\n| a long name | -       |"
     )
 
 
