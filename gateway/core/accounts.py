@@ -23,7 +23,6 @@ so it holds across gateway processes:
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
 import structlog
@@ -34,17 +33,11 @@ from gateway.core.errors import InvalidCredentials, TooManyAttempts, UnknownUser
 from gateway.core.passwords import hash_password, verify_password
 from gateway.core.sessions import Sessions
 from gateway.core.throttle import Limit, Throttle
-from gateway.core.tokens import TokenUser, issue_token
+from gateway.core.tokens import AccessToken, TokenUser, issue_token
 from gateway.db import Database, Row
 from gateway.db import users as users_db
 
 log = structlog.get_logger("gateway.users")
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    token: str
-    expires_in: int  # seconds
 
 
 def address_key(address: str) -> str:

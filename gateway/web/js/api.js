@@ -59,15 +59,20 @@ export function errorFrom(status, body, retryAfter) {
 }
 
 export class Api {
-  /** session: {token} or null; onExpired(error): called on a 401 to an authenticated call. */
-  constructor({ getToken, onExpired }) {
+  /**
+   * getToken() -> the access token or null; onExpired(error): called on a 401 to an authenticated
+   * call; onUsed(): called for each authenticated call but the renewal (the session is in use).
+   */
+  constructor({ getToken, onExpired, onUsed = () => {} }) {
     this.getToken = getToken;
     this.onExpired = onExpired;
+    this.onUsed = onUsed;
   }
 
-  async request(method, path, { body, auth = true } = {}) {
+  async request(method, path, { body, auth = true, renewal = false } = {}) {
     const headers = { Accept: "application/json" };
     const token = auth ? this.getToken() : null;
+    if (token && !renewal) this.onUsed();
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     let response;
@@ -109,6 +114,7 @@ export class Api {
   }
   me() { return this.get("/users/me"); }
   logOut() { return this.delete("/tokens/current"); }
+  renewToken() { return this.request("POST", "/tokens/current/renew", { renewal: true }); }
   changePassword(currentPassword, newPassword) {
     return this.put("/users/me/password", { current_password: currentPassword, new_password: newPassword });
   }
@@ -131,6 +137,7 @@ export class Api {
   complete(fileId) { return this.post(`/files/${encodeURIComponent(fileId)}/complete`); }
 
   share(fileId, usernames) { return this.post("/files/share", { file_id: fileId, users: usernames }); }
+  shares(fileId) { return this.get(`/files/${encodeURIComponent(fileId)}/shares`); }
   unshare(fileId, username) {
     return this.delete(`/files/${encodeURIComponent(fileId)}/shares/${encodeURIComponent(username)}`);
   }

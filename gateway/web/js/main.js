@@ -5,11 +5,12 @@ import { Api } from "./api.js";
 import { webCryptoAvailable } from "./fingerprint.js";
 import { quotedName } from "./format.js";
 import { startRouter } from "./router.js";
-import { clearSession, loadSession, saveSession } from "./session.js";
+import { SessionKeeper, clearSession, loadSession, saveSession, watchOtherTabs } from "./session.js";
 import { state, subscribe, update } from "./state.js";
 import { h, replace, showMessage } from "./ui/dom.js";
 import { openAccountDialog, signedOutView } from "./views/account.js";
 import { filesView } from "./views/home.js";
+import { openPreview } from "./views/preview.js";
 import { openShareDialog } from "./views/share.js";
 import { UploadsPanel } from "./views/uploads.js";
 
@@ -20,6 +21,17 @@ const dropOverlay = document.getElementById("drop-overlay");
 
 const api = new Api({
   getToken: () => state.session && state.session.token,
+  onExpired: () => expired(),
+  onUsed: () => keeper.used(),
+});
+
+// The session goes on while it is used, in every tab of this browser (session.js).
+const keeper = new SessionKeeper({
+  renew: () => api.renewToken(),
+  working: () => Boolean(state.uploads && state.uploads.busy),
+  onRenewed: (answer) => {
+    update({ session: saveSession(answer.access_token, state.session.username, answer.expires_in) });
+  },
   onExpired: () => expired(),
 });
 
@@ -46,6 +58,15 @@ async function boot() {
   }
 }
 
+/** The storage used, from GET /users/me's answer, into the state the storage view reads. */
+function showAccount(me) {
+  update({ account: { used_bytes: me.used_bytes, quota_bytes: me.quota_bytes ?? null } });
+}
+
+function refreshAccount() {
+  api.me().then(showAccount, () => {});
+}
+
 function expired() {
   if (!state.session) return;
   clearSession();
@@ -55,7 +76,7 @@ function expired() {
 }
 
 function showSignedOut(notice = null) {
-  update({ uploads: null });
+  update({ uploads: null, account: null });
   shown = null;
   replace(accountActions);
   replace(notices);
@@ -104,8 +125,16 @@ function showSignedIn() {
       + "Files are fingerprinted with a slower built-in hasher: uploads work, but large files take longer to start."));
   }
   update({
-    uploads: new UploadsPanel({ api, config: state.config, onFinished: () => shown && shown.reloadOwn() }),
+    uploads: new UploadsPanel({
+      api,
+      config: state.config,
+      onFinished: () => {
+        if (shown) shown.reloadOwn();
+        refreshAccount();
+      },
+    }),
   });
+  refreshAccount();
   shown = null;
   render();
 }
@@ -119,7 +148,11 @@ function render() {
     actions: {
       download: (file, button) => download(file, button),
       share: (file) => openShareDialog(api, file),
+      open: (file, files) => openPreview({
+        api, files, index: Math.max(0, files.indexOf(file)), download: (shownFile, button) => download(shownFile, button),
+      }),
     },
+    onChanged: refreshAccount,
   });
   shown = { route: state.route, reloadOwn: view.reloadOwn };
   replace(main, view.element);
@@ -144,8 +177,31 @@ async function download(file, button) {
 
 // A new route (a link, back, forward) shows its view; the uploads panel and its uploads stay.
 subscribe((_, changed) => {
+  if (changed.includes("session")) keeper.watch(state.session);
   if (changed.includes("route") && shown && shown.route !== state.route) render();
 });
+
+// Another tab logged in, renewed the token, logged out or saw the session end: this one follows.
+watchOtherTabs((session) => {
+  if (!state.config) return; // still booting: boot() reads the session itself
+  if (!session) {
+    if (!state.session) return;
+    if (state.uploads) state.uploads.pauseAll("You logged out in another tab. Log in again, then pick the file again to resume.");
+    update({ session: null });
+    showSignedOut({ text: "You are logged out.", kind: "info" });
+  } else if (state.session && session.username === state.session.username) {
+    update({ session });
+  } else {
+    if (state.uploads) state.uploads.pauseAll("Another account logged in in another tab.");
+    update({ session });
+    showSignedIn();
+  }
+});
+
+// A key press or a click is use of the session too.
+for (const type of ["keydown", "pointerdown"]) {
+  document.addEventListener(type, () => { if (state.session) keeper.used(); }, { capture: true, passive: true });
+}
 
 // Dropping files anywhere on the page uploads them (when logged in).
 let dragDepth = 0;

@@ -5,12 +5,14 @@
 //   session  {token, username, expiresAt} while signed in (session.js keeps it), else null
 //   route    where the app is, from the URL (router.js): {view, ...}
 //   uploads  the uploads panel while signed in (its engine runs apart from every view)
+//   account  {used_bytes, quota_bytes} of the user signed in (GET /users/me), or null
 
 export const state = {
   config: null,
   session: null,
   route: null,
   uploads: null,
+  account: null,
 };
 
 const listeners = new Set();

@@ -2,13 +2,16 @@
 // (the API's keyset cursor, `next_cursor`), loaded when "More" scrolls into view or is pressed.
 import { confirmDialog, h, nameElement, replace, showMessage } from "../ui/dom.js";
 import { formatDate, formatSize, formatType, quotedName } from "../format.js";
+import { Selection } from "./selection.js";
 
 const STATUS = { uploaded: "Uploaded", uploading: "Incomplete", failed: "Failed" };
 
 export class FileSection {
   /**
    * title: the heading. load(cursor) -> {files, next_cursor}. own: the caller owns these
-   * files (Share and Delete). actions: {download(file), share(file), remove(file)}.
+   * files (Share and Delete, and selecting several to delete them together). actions: {download(file),
+   * share(file), remove(file), changed(), open(file, files)}: open shows a file (its name is a button),
+   * with the section's other uploaded files to move to; changed() after files were deleted.
    */
   constructor({ id, title, emptyText, load, own, actions }) {
     this.load = load;
@@ -18,17 +21,26 @@ export class FileSection {
     this.loading = false;
     this.done = false;
     this.body = h("tbody");
+    this.fileOf = new WeakMap(); // row -> its file
     this.empty = h("p", { class: "empty", text: emptyText, hidden: true });
     this.message = h("div", { class: "message", hidden: true });
     this.more = h("button", { type: "button", class: "button", text: "More", hidden: true, onclick: () => this.loadMore() });
     const headingId = `${id}-title`;
+    this.selection = own ? new Selection({ onChange: () => this.showSelection() }) : null;
+    this.selectionCount = h("span", { class: "selection-count" });
+    this.selectionBar = h("div", { class: "selection-bar", hidden: true },
+      this.selectionCount,
+      h("button", { type: "button", class: "button small danger", text: "Delete selected", onclick: () => this.removeSelected() }),
+    );
     this.element = h("section", { class: "files", id, "aria-labelledby": headingId },
       h("h2", { id: headingId, text: title }),
       this.message,
+      this.selectionBar,
       this.empty,
       h("div", { class: "table-wrap" },
-        h("table", { class: "file-table", "aria-labelledby": headingId },
+        h("table", { class: `file-table${own ? " selectable" : ""}`, "aria-labelledby": headingId },
           h("thead", {}, h("tr", {},
+            own ? h("th", { scope: "col", class: "col-select" }, this.selection.all) : null,
             h("th", { scope: "col", text: "Name" }),
             h("th", { scope: "col", class: "col-size", text: "Size" }),
             h("th", { scope: "col", class: "col-type", text: "Type" }),
@@ -72,6 +84,7 @@ export class FileSection {
       this.more.disabled = false;
       this.more.hidden = this.done;
       this.empty.hidden = this.body.childElementCount > 0;
+      if (this.selection) this.selection.changed();
     }
   }
 
@@ -92,9 +105,13 @@ export class FileSection {
     const detail = file.status === "uploading"
       ? `${file.uploaded_chunks} of ${file.total_chunks} chunks; pick the file again to resume`
       : "";
+    const name = nameElement(file.file_name, "file-name");
     const row = h("tr", { dataset: { fileId: file.file_id, status: file.status } },
+      this.own ? h("td", { class: "col-select" }, this.selection.checkbox({ file, row: () => row }, file.file_name)) : null,
       h("td", { class: "col-name" },
-        nameElement(file.file_name, "file-name"),
+        file.status === "uploaded" && this.actions.open
+          ? h("button", { type: "button", class: "name-button", onclick: () => this.actions.open(file, this.openable()) }, name)
+          : name,
         !this.own && file.uploaded_by ? h("span", { class: "file-owner", text: `from ${file.uploaded_by}` }) : null,
         h("span", { class: "file-meta", text: `${formatSize(file.file_size)} · ${formatDate(file.created_at)}` }),
       ),
@@ -107,7 +124,13 @@ export class FileSection {
       ),
       h("td", { class: "col-actions" }, h("div", { class: "row-actions" }, buttons)),
     );
+    this.fileOf.set(row, file);
     return row;
+  }
+
+  /** The uploaded files shown, in their order: what a preview moves between. */
+  openable() {
+    return [...this.body.rows].map((row) => this.fileOf.get(row)).filter((file) => file && file.status === "uploaded");
   }
 
   async remove(file, row) {
@@ -120,10 +143,48 @@ export class FileSection {
     try {
       await this.actions.remove(file);
       row.remove();
-      this.empty.hidden = this.body.childElementCount > 0;
+      this.rowsChanged();
       showMessage(this.message, `Deleted ${quotedName(file.file_name)}.`, "info");
     } catch (error) {
       showMessage(this.message, `Could not delete ${quotedName(file.file_name)}: ${error.message}`);
     }
+  }
+
+  rowsChanged() {
+    this.empty.hidden = this.body.childElementCount > 0;
+    if (this.selection) this.selection.changed();
+    if (this.actions.changed) this.actions.changed();
+  }
+
+  showSelection() {
+    const count = this.selection.selected().length;
+    this.selectionBar.hidden = count === 0;
+    replace(this.selectionCount, `${count} selected`);
+  }
+
+  /** Delete every selected file, after one question; each one that fails is named. */
+  async removeSelected() {
+    const chosen = this.selection.selected();
+    if (!chosen.length) return;
+    const what = chosen.length === 1 ? quotedName(chosen[0].file.file_name) : `These ${chosen.length} files`;
+    const confirmed = await confirmDialog(
+      chosen.length === 1 ? "Delete this file?" : `Delete ${chosen.length} files?`,
+      `${what} will be deleted for you and everyone they are shared with. This cannot be undone.`,
+      "Delete",
+    );
+    if (!confirmed) return;
+    const failed = [];
+    for (const { file, row } of chosen) {
+      try {
+        await this.actions.remove(file);
+        row().remove();
+      } catch (error) {
+        failed.push(`${quotedName(file.file_name)} (${error.message})`);
+      }
+    }
+    this.rowsChanged();
+    const deleted = chosen.length - failed.length;
+    if (failed.length) showMessage(this.message, `Deleted ${deleted} of ${chosen.length}. Could not delete ${failed.join(", ")}.`);
+    else showMessage(this.message, `Deleted ${deleted} file${deleted === 1 ? "" : "s"}.`, "info");
   }
 }
