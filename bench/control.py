@@ -10,18 +10,44 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
 
-from bench.stack import BenchStack, Figure, print_table, signup
+from bench.stack import BenchStack, Figure, print_table, ratio, signup
 from protocol.fingerprints import file_fingerprint
+
+
+@dataclass(eq=False)
+class Target:
+    """A stack the requests go to: this checkout's, or another checkout's (``--other-gateway``)."""
+
+    label: str
+    stack: BenchStack
+    data: dict = field(default_factory=dict)  # what populate() made there
+
+    @property
+    def suffix(self) -> str:
+        """What its rows' names end with: nothing for this checkout."""
+        return "" if self.label == "this checkout" else f": gateway of {self.label}"
+
+    @property
+    def files_url(self) -> str:
+        return self.stack.gateway_url + "/dropbox/v1/files"
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.data['owner']}"}
 
 
 def random_claim(chunk_size: int, chunks: int = 3, name: str | None = None) -> dict:
@@ -59,29 +85,99 @@ async def populate(gateway_url: str, chunk_size: int, uploaded: int, uploading: 
     return {"owner": owner, "reader": reader, "files": files, "uploads": uploads}
 
 
+def run_program(program: str, scenario: dict, env: dict[str, str] | None = None) -> dict:
+    """Run a load program (bench/loadgen.py, bench/s3load.py) as a process of its own; its JSON line of results."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(scenario, handle)
+    try:
+        out = subprocess.run([sys.executable, "-m", program, handle.name], capture_output=True, text=True, check=True,
+                             env=env)
+    finally:
+        os.unlink(handle.name)
+    return json.loads(out.stdout)
+
+
 def run_load(requests: list[dict], concurrency: int, seconds: float, max_requests: int | None = None) -> dict:
     scenario = {"requests": requests, "concurrency": concurrency, "seconds": seconds}
     if max_requests:
         scenario["max_requests"] = max_requests
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(scenario, handle)
-    try:
-        out = subprocess.run([sys.executable, "-m", "bench.loadgen", handle.name], capture_output=True, text=True, check=True)
-    finally:
-        os.unlink(handle.name)
-    return json.loads(out.stdout)
+    return run_program("bench.loadgen", scenario)
+
+
+def row_of(name: str, results: list[dict]) -> tuple[str, ...]:
+    """A table row: requests/second, p50 and p99 (median, min, max of the runs) and the errors in all."""
+    return (name, str(Figure([r["rps"] for r in results])), str(Figure([r["p50_ms"] for r in results])),
+            str(Figure([r["p99_ms"] for r in results])), str(sum(r["errors"] for r in results)))
+
+
+def measure_small_files(targets: list[Target], args) -> list[tuple[str, ...]]:
+    """Inline uploads of ``--small-kib`` files against boto3 ``put_object`` of as many bytes, same concurrency.
+
+    boto3 writes to the first target's store. All sides take turns run by run (the order rotates), each
+    from a process of its own, and the ratios are taken within each run.
+    """
+    size = args.small_kib * 1024
+    stack = targets[0].stack
+    credentials = stack.s3_credentials()
+    s3_env = {**os.environ, "AWS_ENDPOINT_URL": credentials["endpoint_url"],
+              "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
+              "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"]}
+    s3_scenario = {"bucket": stack.bucket, "size": size, "concurrency": args.concurrency, "seconds": args.seconds}
+
+    def inline(target: Target) -> dict:
+        upload = {"method": "POST", "url": f"{target.stack.gateway_url}/dropbox/v1/files",
+                  "headers": {"Authorization": f"Bearer {target.data['owner']}"}, "inline": size}
+        return run_load([upload], args.concurrency, args.seconds)
+
+    sides: list[Target | None] = [None, *targets]  # None: boto3
+    results: dict[Target | None, list[dict]] = {side: [] for side in sides}
+    for run in range(args.runs):
+        for side in sides[run % len(sides):] + sides[:run % len(sides)]:
+            results[side].append(inline(side) if side else run_program("bench.s3load", s3_scenario, s3_env))
+    for side, figures in results.items():
+        if any(r["errors"] for r in figures):
+            print(f"small files, {side.label if side else 'boto3'}: answers by status "
+                  f"{[r['statuses'] for r in figures]}", file=sys.stderr)
+    return [
+        *((*row_of(f"POST /dropbox/v1/files, inline {args.small_kib} KiB (new content each){target.suffix}",
+                   results[target]), per_run(results[target], results[None])) for target in targets),
+        (*row_of(f"boto3 put_object, {args.small_kib} KiB, straight to the store", results[None]), "1.00x"),
+    ]
+
+
+def per_run(mine: list[dict], theirs: list[dict]) -> str:
+    """The ratio of two sides' requests/second, taken within each run (median, min, max)."""
+    return ratio([a["rps"] / b["rps"] for a, b in zip(mine, theirs, strict=True)])
+
+
+def compare(name: str, targets: list[Target], batches: Callable[[Target], list[list[dict]]], args,
+            bounded: bool = False) -> tuple[list[tuple[str, ...]], Figure]:
+    """One request's load on every target, in turns run by run (the order rotates): a row per target, and
+    the first target's requests/second. With more than one target, each row ends with its ratio to the
+    first, taken within each run."""
+    loads = {target: batches(target) for target in targets}
+    results: dict[Target, list[dict]] = {target: [] for target in targets}
+    for run in range(args.runs):
+        for target in targets[run % len(targets):] + targets[:run % len(targets)]:
+            batch = loads[target][run]
+            results[target].append(run_load(batch, args.concurrency, args.seconds, len(batch) if bounded else None))
+    rows = []
+    for target in targets:
+        if any(r["errors"] for r in results[target]):
+            print(f"{name}{target.suffix}: answers by status {[r['statuses'] for r in results[target]]}",
+                  file=sys.stderr)
+        row = row_of(name + target.suffix, results[target])
+        rows.append(row if len(targets) == 1 else (*row, per_run(results[target], results[targets[0]])))
+    return rows, Figure([r["rps"] for r in results[targets[0]]])
 
 
 def measure(name: str, batches: list[list[dict]], args, bounded: bool = False) -> tuple[tuple[str, ...], Figure]:
     results = [
         run_load(batch, args.concurrency, args.seconds, len(batch) if bounded else None) for batch in batches
     ]
-    errors = sum(r["errors"] for r in results)
-    if errors:
+    if any(r["errors"] for r in results):
         print(f"{name}: answers by status {[r['statuses'] for r in results]}", file=sys.stderr)
-    rps = Figure([r["rps"] for r in results])
-    row = (name, str(rps), str(Figure([r["p50_ms"] for r in results])), str(Figure([r["p99_ms"] for r in results])), str(errors))
-    return row, rps
+    return row_of(name, results), Figure([r["rps"] for r in results])
 
 
 def get_requests(stack: BenchStack | SimpleNamespace, data: dict, who: str) -> list[dict]:
@@ -99,39 +195,85 @@ def load_options(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def control_options(description: str) -> argparse.ArgumentParser:
+    """bench/control.py's options: a load's, and the small files'."""
+    parser = load_options(description)
+    parser.add_argument("--small-kib", type=int, default=4, help="size of the small files uploaded inline (KiB)")
+    parser.add_argument("--other-gateway", metavar="DIR", action="append", default=[],
+                        help="also run the stack of another checkout of this repository (DIR; its launcher, gateway "
+                             "and CDN tier) and time the same requests against it in the same runs, in turns: a "
+                             "before/after comparison that the machine's load cannot skew; may be repeated")
+    return parser
+
+
+def claims(target: Target, runs: int) -> list[list[dict]]:
+    """Upload starts, fresh claims for every request (each starts a new upload in the store), 4000 a run."""
+    return [[{"method": "POST", "url": target.files_url, "headers": target.auth(),
+              "json": random_claim(target.stack.chunk_size)} for _ in range(4000)] for _ in range(runs)]
+
+
+def presigns(target: Target, runs: int) -> list[list[dict]]:
+    """Chunk URLs for the uploads populate() started, the same every run."""
+    return [[{"method": "POST", "url": f"{target.files_url}/{f}/upload-urls", "headers": target.auth()}
+             for f in target.data["uploads"]]] * runs
+
+
+def reads(target: Target, who: str, runs: int) -> list[list[dict]]:
+    return [get_requests(target.stack, target.data, who)] * runs
+
+
+def checkout_label(checkout: Path) -> str:
+    """How the rows name another checkout: its directory and commit."""
+    commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    return f"{checkout} at {commit}" if commit else str(checkout)
+
+
 def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
-    args = load_options(__doc__).parse_args(argv)
+    args = control_options(__doc__).parse_args(argv)
+    checkouts = [None, *(Path(other) for other in args.other_gateway)]
     rows: list[tuple[str, ...]] = []
+    small: list[tuple[str, ...]] = []
     ratios: list[tuple[str, ...]] = []
     cached: dict[str, Figure] = {}
     for cache in ("memory://", "none://"):
-        # One owner starts thousands of uploads here: BenchStack runs without the per-user limits.
-        with BenchStack(gateway_env={"GATEWAY_CACHE_URL": cache}) as stack:
-            data = asyncio.run(populate(stack.gateway_url, stack.chunk_size, args.files, args.files))
+        with contextlib.ExitStack() as stacks:
+            # One owner starts thousands of uploads here: BenchStack runs without the per-user limits.
+            targets = [Target("this checkout" if checkout is None else checkout_label(checkout),
+                              stacks.enter_context(BenchStack(gateway_env={"GATEWAY_CACHE_URL": cache},
+                                                              checkout=checkout)))
+                       for checkout in checkouts]
+            for target in targets:
+                target.data = asyncio.run(populate(target.stack.gateway_url, target.stack.chunk_size, args.files,
+                                                   args.files))
             label = "cache on" if cache != "none://" else "cache off"
             if cache != "none://":
-                auth = {"Authorization": f"Bearer {data['owner']}"}
-                base = stack.gateway_url + "/dropbox/v1/files"
-                # Fresh claims for every request: each one starts a new upload in the store.
-                claims = [[{"method": "POST", "url": base, "headers": auth, "json": random_claim(stack.chunk_size)}
-                           for _ in range(4000)] for _ in range(args.runs)]
-                rows.append(measure("POST /dropbox/v1/files", claims, args, bounded=True)[0])
-                presign = [{"method": "POST", "url": f"{base}/{f}/upload-urls", "headers": auth} for f in data["uploads"]]
-                rows.append(measure("POST .../upload-urls (3 chunks)", [presign] * args.runs, args)[0])
+                rows += compare("POST /dropbox/v1/files", targets, partial(claims, runs=args.runs), args,
+                                bounded=True)[0]
+                rows += compare("POST .../upload-urls (3 chunks)", targets, partial(presigns, runs=args.runs), args)[0]
+                small = measure_small_files(targets, args)
             for who in ("owner", "reader"):
-                row, rps = measure(f"GET /dropbox/v1/files/{{id}}, {who}, {label}", [get_requests(stack, data, who)] * args.runs, args)
-                rows.append(row)
+                found, rps = compare(f"GET /dropbox/v1/files/{{id}}, {who}, {label}", targets,
+                                     partial(reads, who=who, runs=args.runs), args)
+                rows += found
                 if who in cached:
                     ratios.append((f"GET as {who}: cache on / off", f"{cached[who].median / rps.median:.2f}x"))
                 else:
                     cached[who] = rps
+    others = " (and the gateway of each other checkout, in turns)" if args.other_gateway else ""
     print_table(
-        f"Control path: 1 gateway process, load from a separate process, {args.concurrency} connections, "
-        f"median of {args.runs} runs of {args.seconds:g}s (min, max)",
+        f"Control path: 1 gateway process{others}, load from a separate process, {args.concurrency} connections, "
+        f"median of {args.runs} runs of {args.seconds:g}s (min, max)" + ("; ratios within each run" if others else ""),
         rows,
-        ("request", "req/s", "p50 ms", "p99 ms", "errors"),
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", *(("req/s to this checkout",) if others else ())),
     )
     print_table("Permission and metadata cache", ratios, ("requests/second", "ratio"))
+    print_table(
+        f"Small files: inline uploads against boto3 put_object of the same size, {args.concurrency} at a time, "
+        f"median of {args.runs} runs of {args.seconds:g}s (min, max); ratio within each run",
+        small,
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", "req/s to boto3"),
+    )
     return rows
 
 

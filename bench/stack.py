@@ -86,6 +86,9 @@ class BenchStack:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dropbox-bench-")))
     chunk_size: int = 8 * 1024 * 1024
     gateway_env: dict[str, str] = field(default_factory=dict)
+    # Another checkout of this repository (its launcher, gateway and CDN tier run instead of ours): a
+    # before/after in the same run (bench/control.py --other-gateway).
+    checkout: Path | None = None
     process: subprocess.Popen | None = None
     started: list[int] = field(default_factory=list)  # the launcher's children: store, gateway, nginx
 
@@ -103,6 +106,10 @@ class BenchStack:
             "GATEWAY_USER_QUOTA_BYTES": "0",
             **self.gateway_env,
         }
+        if self.checkout is not None:
+            # `python -m` looks in the working directory first, then PYTHONPATH: both must be the checkout.
+            self.checkout = self.checkout.resolve()
+            self.env["PYTHONPATH"] = str(self.checkout)
 
     @property
     def gateway_url(self) -> str:
@@ -134,7 +141,8 @@ class BenchStack:
                    "--gateway-port", str(self.gateway_port), "--cdn-port", str(self.cdn_port),
                    "--s3-port", str(self.s3_port)]
         self.log = open(self.root / "stack.log", "w+b")
-        self.process = subprocess.Popen(command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, env=self.env, cwd=self.checkout, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
         try:
             self._wait_ready(timeout=120)
         except BaseException:

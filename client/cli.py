@@ -624,7 +624,9 @@ def main(argv: list[str] | None = None) -> int:
         start_fingerprint(ctx)
         import asyncio  # after the hashing threads have started
 
-        return asyncio.run(COMMANDS[args.command](ctx)) or 0
+        from client.interrupt import run_interruptibly
+
+        return asyncio.run(run_interruptibly(COMMANDS[args.command](ctx))) or 0
     except ClientError as exc:
         report_error(exc)
         if getattr(args, "json", False):

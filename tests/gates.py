@@ -33,7 +33,9 @@ class Gate:
 
     Other methods always pass. ``release()`` ends the holding: the held
     requests are answered 503 without reaching ``upstream`` (they belong to the
-    command the test stopped), and every later request passes.
+    command the test stopped), and every later request passes. ``open()`` ends
+    it too, but lets the held requests go on to ``upstream``. ``forwarded``
+    lists every request that reached ``upstream``: (method, path, Range header).
     """
 
     def __init__(self, upstream: str, methods: Collection[str] = ("GET", "PUT")):
@@ -44,6 +46,8 @@ class Gate:
         self.arrived = 0  # requests of ``methods`` seen since hold_after
         self.answered: list[int] = []  # the upstream's statuses for the requests let through since hold_after
         self.held = 0  # waiting at the gate now
+        self.forwarded: list[tuple[str, str, str | None]] = []
+        self._pass_held = False
         self._released = asyncio.Event()
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -73,12 +77,18 @@ class Gate:
     def hold_after(self, n: int) -> None:
         """Let the next ``n`` requests of the gate's methods through and hold those after them."""
         self.allowed, self.arrived, self.answered, self.held = n, 0, [], 0
+        self._pass_held = False
         self._released.clear()
 
     def release(self) -> None:
         """Answer the held requests 503 (without forwarding them) and let every later one through."""
         self.allowed = None
         self._released.set()
+
+    def open(self) -> None:
+        """Let the held requests go on to the upstream, and every later one."""
+        self._pass_held = True
+        self.release()
 
     async def holding(self, count: int, timeout: float = 60) -> None:
         """Wait until the ``n`` requests let through are answered and ``count`` more are held.
@@ -110,10 +120,12 @@ class Gate:
                 await self._changes()
                 await self._released.wait()
                 self.held -= 1
-                return web.Response(status=503, text="held at the test's gate, then refused")
+                if not self._pass_held:
+                    return web.Response(status=503, text="held at the test's gate, then refused")
         body = await request.read()
         headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
         assert self._session is not None
+        self.forwarded.append((request.method, request.path, request.headers.get("Range")))
         async with self._session.request(
             request.method, URL(self.upstream + request.raw_path, encoded=True), headers=headers,
             data=body if body or "Content-Length" in request.headers else None,

@@ -25,8 +25,9 @@ PRINTS = {
     ),
     "download": (("download of a", "CDN hit"), ()),
     "control": (
-        ("Control path:", "Permission and metadata cache"),
-        ("POST /dropbox/v1/files", "POST .../upload-urls", "GET /dropbox/v1/files/{id}, owner, cache off"),
+        ("Control path:", "Permission and metadata cache", "Small files:"),
+        ("POST /dropbox/v1/files", "POST .../upload-urls", "GET /dropbox/v1/files/{id}, owner, cache off",
+         "POST /dropbox/v1/files, inline 4 KiB", "boto3 put_object, 4 KiB"),
     ),
     "cluster": (
         ("Control path at scale:",),
@@ -67,5 +68,24 @@ def test_the_benchmark_prints_its_figures(name):
         assert figure is not None, f"no figure in the {row!r} row of:\n{out}"
         median, low, high = (float(v.replace(",", "")) for v in figure.groups())
         assert low <= median <= high
-    if name == "control":  # the cached reads answered every request
-        assert " 0      |" in line_with(out, "GET /dropbox/v1/files/{id}, owner, cache on")
+    if name == "control":  # the cached reads and both sides of the small files answered every request
+        for row in ("GET /dropbox/v1/files/{id}, owner, cache on", "inline 4 KiB", "boto3 put_object, 4 KiB"):
+            assert re.search(r"\| 0 +\|", line_with(out, row)), line_with(out, row)
+
+
+def test_the_readme_figures_are_regenerated_in_place(tmp_path):
+    """``./dev bench --readme``: a block's old figures give way to a new run's, labelled; the prose stays."""
+    from bench.readme import regenerate
+
+    readme = tmp_path / "README.md"
+    readme.write_text("Before.\n\n<!-- bench: download --size 9 --runs 1 -->\n```\nold figures\n```\n<!-- /bench -->\n"
+                      "\nAfter.\n")
+    assert regenerate(["download"], readme) == 0
+    text = readme.read_text()
+    assert text.startswith("Before.\n\n<!-- bench: download --size 9 --runs 1 -->\n```\n"
+                           "$ ./dev bench download --size 9 --runs 1\nmachine: ")
+    assert text.endswith("```\n<!-- /bench -->\n\nAfter.\n")
+    assert "old figures" not in text
+    for label in ("\nrun: ", " UTC, commit ", "CDN hit", "at the end"):
+        assert label in text
+    assert regenerate(["control"], readme) == 1  # no block of it: said, not silently done

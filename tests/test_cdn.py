@@ -33,6 +33,7 @@ from protocol.fingerprints import EMPTY_FINGERPRINT
 from gateway.core.content import content_key
 from storage.embedded import free_port
 from tests.cdn_fixtures import cdn_environment, put_content
+from tests.gates import Gate
 from tests.harness import ACCESS_KEY, BUCKET, CDN_ACCESS_KEY, CDN_SECRET_KEY, SECRET_KEY, gateway_config
 
 MIB = 1024 * 1024
@@ -153,15 +154,58 @@ async def test_another_users_url_for_the_same_content_is_a_hit_on_one_cached_cop
     assert len(all_cache_files(cdn) - before) == 3  # one file per slice, not per URL
 
 
-async def test_concurrent_misses_fetch_each_slice_once(content_store, cdn_config, cdn, http):
-    data = os.urandom(SLICE + 1000)
+@pytest.fixture
+async def gated_cdn(store, cdn_config, tmp_path):
+    """Another CDN tier, reading the store through a gate (tests/gates.py): the test holds its store
+    requests and counts every one that reaches the store."""
+    gate = await Gate(store.endpoint, methods=("GET",)).start()
+    env = cdn_environment(store, cdn_config.cdn_secret, GATEWAY_S3_ENDPOINT=gate.url)
+    gated = start_local_cdn(tmp_path / "cdn", env, free_port(), workers="2")
+    yield gated, gate
+    gated.stop()
+    await gate.stop()
+
+
+async def send_get(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Send a GET of ``url`` whole (it is in the server's socket on return); read the answer with read_answer."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n"
+                 .encode())
+    await writer.drain()
+    return reader, writer
+
+
+async def read_answer(sent: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> tuple[int, bytes]:
+    """(status, body) of a GET sent by send_get (the server closes the connection after it)."""
+    reader, writer = sent
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def test_concurrent_misses_fetch_each_slice_from_the_store_once(content_store, cdn_config, gated_cdn):
+    gated, gate = gated_cdn
+    data = os.urandom(BIG)
     fingerprint = await put_content(content_store, data)
-    before = all_cache_files(cdn)
-    urls = [download_url(cdn_config, fingerprint, f"file-{i}.bin", "")[0] for i in range(4)]
-    answers = await asyncio.gather(*(fetch(http, url) for url in urls))
-    assert all(status == 200 and body == data for status, body, _ in answers)
-    assert await cached_slices(cdn, fingerprint, len(data), {0, 1}) == {0, 1}
-    assert len(all_cache_files(cdn) - before) == 2
+    urls = [download_url(cdn_config, fingerprint, f"file-{i}.bin", "")[0].replace(cdn_config.cdn_url, gated.url)
+            for i in range(4)]
+    before = all_cache_files(gated)
+    # The first download's first slice waits at the store until the other three are asked for too:
+    # without the cache lock each of them would ask the store for that slice as well.
+    gate.hold_after(0)
+    downloads = [await send_get(urls[0])]
+    await gate.holding(1)
+    downloads += [await send_get(url) for url in urls[1:]]
+    gate.open()
+    answers = [await read_answer(sent) for sent in downloads]
+    assert all(status == 200 and body == data for status, body in answers)
+    key = f"/{BUCKET}/{content_key(fingerprint)}"
+    slices = [f"bytes={i * SLICE}-{(i + 1) * SLICE - 1}" for i in range(3)]
+    assert sorted(gate.forwarded) == sorted(("GET", key, r) for r in slices)  # each slice once, nothing else
+    assert await cached_slices(gated, fingerprint, BIG, {0, 1, 2}) == {0, 1, 2}
+    assert len(all_cache_files(gated) - before) == 3
 
 
 def tampered(url: str, how: str, other_fingerprint: str) -> str:

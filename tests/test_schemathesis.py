@@ -29,10 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "tests" / "schemathesis.toml"
 PASSWORD = "schemathesis password"
 MAX_EXAMPLES = 12
+# The fast lane (`--fast`) still sends every operation its examples, coverage cases and a few fuzzed
+# and stateful ones: a change to the interface's shape shows within its minute; the full suite fuzzes more.
+FAST_LANE_MAX_EXAMPLES = 2
 SEED = 20261125
 
 
-async def test_schemathesis_finds_nothing(make_gateway, http, tmp_path):
+async def test_schemathesis_finds_nothing(make_gateway, http, tmp_path, pytestconfig):
     # One client address sends every request: no address slowdown, and the fuzzed password
     # changes (always with a wrong current password) must not lock the user out of its token.
     # The embedded store's event path is documented: the gateway serves it, as on the local stack.
@@ -52,7 +55,7 @@ async def test_schemathesis_finds_nothing(make_gateway, http, tmp_path):
     process = await asyncio.create_subprocess_exec(
         str(schemathesis), "--config-file", str(CONFIG), "--no-color", "run", f"{gateway.url}/dropbox/v1/openapi.json",
         "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
-        "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
+        "--max-examples", str(FAST_LANE_MAX_EXAMPLES if pytestconfig.getoption("fast") else MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
         "--report", "junit", "--report-dir", str(tmp_path / "report"), "--output-sanitize", "false",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
