@@ -136,6 +136,33 @@ export class Api {
   uploadUrls(fileId, chunks) { return this.post(`/files/${encodeURIComponent(fileId)}/upload-urls`, { chunks }); }
   complete(fileId) { return this.post(`/files/${encodeURIComponent(fileId)}/complete`); }
 
+  // The tree (contract v1.2). Folder ids are ids, or "root".
+  folder(folderId) { return this.get(`/folders/${encodeURIComponent(folderId)}`); }
+  entries(folderId, cursor, { limit = 100 } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set("cursor", cursor);
+    return this.get(`/folders/${encodeURIComponent(folderId)}/entries?${query}`);
+  }
+  createFolder(parentId, name) { return this.post("/folders", { parent_id: parentId, name }); }
+  renameOrMove(entry, change) {
+    const kind = entry.type === "folder" ? "folders" : "files";
+    return this.request("PATCH", `/${kind}/${encodeURIComponent(idOf(entry))}`, { body: change });
+  }
+  deleteEntry(entry) {
+    return entry.type === "folder" ? this.delete(`/folders/${encodeURIComponent(entry.folder_id)}`) : this.deleteFile(entry.file_id);
+  }
+  versions(fileId) { return this.get(`/files/${encodeURIComponent(fileId)}/versions`); }
+  restoreVersion(fileId) { return this.post(`/files/${encodeURIComponent(fileId)}/restore`); }
+  trash(cursor, { limit = 100 } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set("cursor", cursor);
+    return this.get(`/trash?${query}`);
+  }
+  restoreFromTrash(entry) { return this.post(`/trash/${encodeURIComponent(idOf(entry))}/restore`); }
+  search(q, { limit = 100 } = {}) {
+    return this.get(`/search?${new URLSearchParams({ q, limit: String(limit) })}`);
+  }
+
   share(fileId, usernames) { return this.post("/files/share", { file_id: fileId, users: usernames }); }
   shares(fileId) { return this.get(`/files/${encodeURIComponent(fileId)}/shares`); }
   unshare(fileId, username) {
@@ -144,4 +171,9 @@ export class Api {
   links(fileId) { return this.get(`/files/${encodeURIComponent(fileId)}/links`); }
   createLink(fileId, options) { return this.post(`/files/${encodeURIComponent(fileId)}/links`, options); }
   revokeLink(linkId) { return this.delete(`/links/${encodeURIComponent(linkId)}`); }
+}
+
+/** The id of a tree entry, folder or file. */
+export function idOf(entry) {
+  return entry.type === "folder" ? entry.folder_id : entry.file_id;
 }

@@ -4,14 +4,17 @@
 import { Api } from "./api.js";
 import { webCryptoAvailable } from "./fingerprint.js";
 import { quotedName } from "./format.js";
-import { startRouter } from "./router.js";
+import { droppedFiles } from "./drop.js";
+import { navigate, same, startRouter } from "./router.js";
 import { SessionKeeper, clearSession, loadSession, saveSession, watchOtherTabs } from "./session.js";
 import { state, subscribe, update } from "./state.js";
 import { h, replace, showMessage } from "./ui/dom.js";
 import { openAccountDialog, signedOutView } from "./views/account.js";
 import { filesView } from "./views/home.js";
+import { openMoveDialog, openRenameDialog, openVersionsDialog } from "./views/entry-dialogs.js";
 import { openPreview } from "./views/preview.js";
 import { openShareDialog } from "./views/share.js";
+import { folderView, searchView, trashView, uploadFolder } from "./views/tree.js";
 import { UploadsPanel } from "./views/uploads.js";
 
 const main = document.getElementById("main");
@@ -76,7 +79,7 @@ function expired() {
 }
 
 function showSignedOut(notice = null) {
-  update({ uploads: null, account: null });
+  update({ uploads: null, account: null, folder: null });
   shown = null;
   replace(accountActions);
   replace(notices);
@@ -136,25 +139,52 @@ function showSignedIn() {
   });
   refreshAccount();
   shown = null;
-  render();
+  detectTree().then(render);
+}
+
+/**
+ * Whether this gateway has the tree (contract v1.2): the app shows folders, the trash and search
+ * when it does, and the flat v1.1 lists when it answers the tree's calls with unknown_endpoint.
+ */
+async function detectTree() {
+  if (state.tree !== null) return;
+  try {
+    await api.folder("root");
+    update({ tree: true });
+  } catch (error) {
+    update({ tree: !error.unsupported });
+  }
 }
 
 /** Show the view the route names (signed in only). */
 function render() {
-  if (!state.session || !state.uploads) return;
-  const view = filesView({
-    api,
-    uploads: state.uploads,
-    actions: {
-      download: (file, button) => download(file, button),
-      share: (file) => openShareDialog(api, file),
-      open: (file, files) => openPreview({
-        api, files, index: Math.max(0, files.indexOf(file)), download: (shownFile, button) => download(shownFile, button),
-      }),
-    },
-    onChanged: refreshAccount,
-  });
-  shown = { route: state.route, reloadOwn: view.reloadOwn };
+  if (!state.session || !state.uploads || state.tree === null) return;
+  const reload = () => shown && shown.reloadOwn();
+  const actions = {
+    download: (file, button) => download(file, button),
+    share: (file) => openShareDialog(api, file),
+    open: (file, files) => openPreview({
+      api, files, index: Math.max(0, files.indexOf(file)), download: (shownFile, button) => download(shownFile, button),
+    }),
+    rename: (entry) => openRenameDialog(api, entry, reload),
+    move: (entry) => openMoveDialog(api, entry, reload),
+    versions: (file) => openVersionsDialog(api, file, { download, onRestored: () => { reload(); refreshAccount(); } }),
+  };
+  const route = state.route;
+  const common = { api, route, uploads: state.uploads, actions, onChanged: refreshAccount };
+  let view;
+  if (!state.tree) {
+    if (route.view !== "files" || route.folder !== "root") navigate({ view: "files", folder: "root" }, { replace: true });
+    view = filesView(common);
+  } else if (route.view === "trash") {
+    view = trashView(common);
+  } else if (route.view === "search") {
+    view = searchView(common);
+  } else {
+    view = folderView(common);
+  }
+  shown = { route, reloadOwn: view.reloadOwn };
+  update({ folder: view.folder || null });
   replace(main, view.element);
 }
 
@@ -178,7 +208,7 @@ async function download(file, button) {
 // A new route (a link, back, forward) shows its view; the uploads panel and its uploads stay.
 subscribe((_, changed) => {
   if (changed.includes("session")) keeper.watch(state.session);
-  if (changed.includes("route") && shown && shown.route !== state.route) render();
+  if (changed.includes("route") && shown && !same(shown.route, state.route)) render();
 });
 
 // Another tab logged in, renewed the token, logged out or saw the session end: this one follows.
@@ -223,8 +253,21 @@ document.addEventListener("drop", (event) => {
   dropOverlay.hidden = true;
   if (!state.uploads || !carriesFiles(event)) return;
   event.preventDefault();
-  const files = [...event.dataTransfer.files];
-  if (files.length) state.uploads.add(files);
+  if (!state.tree) {
+    const files = [...event.dataTransfer.files];
+    if (files.length) state.uploads.add(files);
+    return;
+  }
+  // Into the folder shown (the root elsewhere), dropped folders with everything in them.
+  const uploads = state.uploads;
+  const folder = state.folder || api.folder("root");
+  droppedFiles(event.dataTransfer).then(async (files) => {
+    const loose = files.filter((file) => !file.relativePath);
+    const place = { parent_id: (await folder).folder_id };
+    if (loose.length) uploads.add(loose, () => place);
+    const inFolders = files.filter((file) => file.relativePath);
+    if (inFolders.length) await uploadFolder(uploads, inFolders, folder);
+  }).catch(() => {});
 });
 window.addEventListener("beforeunload", (event) => {
   if (state.uploads && state.uploads.busy) event.preventDefault();
