@@ -85,6 +85,10 @@ class Config:
     # again after new activity, or after reconcile_recheck seconds.
     reconcile_batch: int = 200
     reconcile_recheck: float = 600.0
+    # Seconds the trash keeps what was deleted, and earlier versions are kept, before both are deleted
+    # for good by the background rounds (contract v1.2; both in GET /dropbox/v1/config).
+    trash_retention: int = 30 * 24 * 3600
+    version_retention: int = 30 * 24 * 3600
     # Whether the store is the embedded one (SeaweedFS), which posts an event per uploaded part
     # to /dropbox/v1/events/seaweedfs (that path exists only then). MinIO posts none: upload
     # progress is then read from the store's part list when a file is read.

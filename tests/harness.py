@@ -184,6 +184,9 @@ class Api:
     async def delete(self, path: str, **kwargs) -> Response:
         return await self.request("DELETE", path, **kwargs)
 
+    async def patch(self, path: str, **kwargs) -> Response:
+        return await self.request("PATCH", path, **kwargs)
+
     async def signup(self, username: str | None = None, password: str = "correct horse battery") -> Api:
         """Create a user, log in and return an Api acting as them."""
         username = username or "user-" + secrets.token_hex(4)

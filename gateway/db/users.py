@@ -8,7 +8,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.db.engine import Database, Row, fetch, fetch_one, storable_text
+from gateway.db.engine import Database, Row, fetch, fetch_one, fetch_value, storable_text
 from gateway.db.tables import users
 
 On = Database | AsyncConnection
@@ -77,6 +77,11 @@ async def ids_by_name(on: On, names: Sequence[str]) -> dict[str, int]:
         func.lower(users.c.username).in_(lowered)
     )
     return {row["name"]: row["id"] for row in await fetch(on, query)}
+
+
+async def user_created_at(on: On, user_id: int) -> str | None:
+    """When the user signed up (their root folder's time)."""
+    return await fetch_value(on, select(users.c.created_at).where(users.c.id == user_id))
 
 
 async def quota_of(on: On, user_id: int) -> Row | None:

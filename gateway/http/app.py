@@ -24,9 +24,9 @@ from gateway.core.metrics import Metrics
 from gateway.db import Database, database_url
 from gateway.http import appkeys
 from gateway.http.middlewares import auth_middleware, error_middleware, metrics_middleware, request_id_middleware
-from gateway.http.parsing import MAX_JSON_BODY
+from gateway.http.parsing import MAX_JSON_BODY, MAX_REQUEST_LINE
 from gateway.http.routes import (
-    events, files, health, link_page, links, metrics, openapi, sharing, uploads, users, webapp,
+    events, files, health, link_page, links, metrics, openapi, sharing, tree, uploads, users, webapp,
 )
 from storage import ObjectStore, StoreError
 from storage.s3 import S3ObjectStore
@@ -58,6 +58,9 @@ def create_app(
         # JSON bodies are small (gateway/http/parsing.py); inline uploads are read part by part
         # from the stream, within limits of their own (gateway/http/routes/uploads.py).
         client_max_size=MAX_JSON_BODY,
+        # A request line may carry a whole path in the query (GET /dropbox/v1/metadata?path=, up to
+        # 4,096 characters, percent-encoded up to 9 bytes each): aiohttp's default is 8,190 bytes.
+        handler_args={"max_line_size": MAX_REQUEST_LINE},
     )
     app[appkeys.CONFIG] = config
     app[appkeys.METRICS] = Metrics()
@@ -84,7 +87,7 @@ def create_app(
                 await db.close()
 
     app.cleanup_ctx.extend([core_ctx, reconciler_ctx, owed_invalidations_ctx, metrics.listener_ctx])
-    for module in (health, openapi, users, uploads, sharing, files, links, link_page, events, webapp):
+    for module in (health, openapi, users, uploads, sharing, files, tree, links, link_page, events, webapp):
         app.router.add_routes(module.routes)
     if config.store_part_events:
         # The embedded store: its webhook path, and the rounds that read the part lists its events ask for.
