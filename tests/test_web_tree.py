@@ -5,9 +5,7 @@ contract's accessible names."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
 from playwright.async_api import expect
 
 from tests.browser import (  # noqa: F401 - fixtures
@@ -21,14 +19,6 @@ from tests.browser import (  # noqa: F401 - fixtures
 from tests.harness import Api, make_claim, put_chunks
 from tests.test_web_accessibility import violations
 from tests.test_web_everyday import session_token
-
-# Until the tree's API (issue 22) is in this checkout the app shows the flat v1.1 lists, which the
-# other web tests cover; once the gateway's tree routes module exists these tests always run.
-TREE_ROUTES = Path(__file__).resolve().parent.parent / "gateway" / "http" / "routes" / "tree.py"
-pytestmark = pytest.mark.skipif(
-    not TREE_ROUTES.exists(),
-    reason="the tree's API (issue 22) is not in this checkout yet",
-)
 
 
 async def new_folder(app: WebApp, name: str) -> None:

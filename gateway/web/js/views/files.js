@@ -142,8 +142,10 @@ export class FileSection {
     return row;
   }
 
-  /** Rows for files that are not in the pages loaded (uploads in progress), once each. */
-  addRows(files) {
+  /** Rows for files that are not in the pages loaded (uploads in progress), once each; none when the
+   *  list was reloaded since `generation` (they were looked up for an older one). */
+  addRows(files, generation) {
+    if (generation !== this.generation) return;
     const shown = new Set([...this.body.rows].map((row) => row.dataset.fileId).filter(Boolean));
     for (const file of files) if (!shown.has(file.file_id)) this.body.append(this.row(file));
     this.empty.hidden = this.body.childElementCount > 0;

@@ -58,8 +58,10 @@ export function folderView({ api, route, uploads, actions, onChanged }) {
     shared ? shared.element : null,
   );
   const reload = async () => {
-    await entries.reload();
-    await showUnfinished(api, entries, await folder);
+    const loading = entries.reload();
+    const generation = entries.generation;
+    await loading;
+    entries.addRows(await unfinishedIn(api, await folder), generation);
   };
   reload().catch(() => {});
   if (shared) shared.reload();
@@ -72,10 +74,10 @@ export function folderView({ api, route, uploads, actions, onChanged }) {
  * all the user's files, newest first: an upload in progress is recent (the gateway abandons unfinished
  * ones), so the newest page is where they are.
  */
-async function showUnfinished(api, entries, folder) {
+async function unfinishedIn(api, folder) {
   const page = await api.listFiles(null, { limit: 100 });
   const here = (file) => file.parent_id === folder.folder_id || (!folder.parent_id && (!file.parent_id || file.parent_id === "root"));
-  entries.addRows((page.files || []).filter((file) => file.status === "uploading" && here(file)));
+  return (page.files || []).filter((file) => file.status === "uploading" && here(file));
 }
 
 /** Fill the breadcrumb: All files, then each folder from the root to `folder` (the last one is the page). */
