@@ -140,7 +140,7 @@ def run_engine(engine: str, args) -> tuple[list[tuple[str, ...]], float]:
         rate = asyncio.run(fill(url, owner, folder["folder_id"], args.files))
         figures = asyncio.run(measure(stack.gateway_url, token, folder["folder_id"], args.files, args.limit, args.runs))
     base = statistics.median(figures["GET /healthz"].values)
-    rows = [(f"{engine}: {name}", f"{figure} ms", f"{figure.median / base:.1f}x") for name, figure in figures.items()]
+    rows: list[tuple[str, ...]] = [(f"{engine}: {name}", f"{figure} ms", f"{figure.median / base:.1f}x") for name, figure in figures.items()]
     return rows, rate
 
 

@@ -140,10 +140,10 @@ V11_FILE = ("INSERT INTO files (id, owner_id, file_name, file_size, file_type, f
 
 
 @pytest.fixture
-def empty_database(engine, database_path, request):
+def empty_database(engine, tmp_path, request):
     """The URL of a database with no schema yet: a new SQLite file, or a new PostgreSQL database."""
     if engine == "sqlite":
-        yield database_url("", str(database_path))
+        yield database_url("", str(tmp_path / "empty.sqlite3"))
         return
     cluster = request.getfixturevalue("postgres_cluster")
     name = f"empty_{secrets.token_hex(4)}"

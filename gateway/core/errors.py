@@ -313,3 +313,37 @@ class ReplacesMismatch(DomainError):
 class NotAVersion(DomainError):
     def __init__(self, file_id: str):
         super().__init__(f"file {file_id!r} is not an earlier version of a file: there is nothing to restore")
+class SignUpClosed(DomainError):
+    """Sign-up is closed (GATEWAY_SIGNUP=closed): only an operator creates accounts."""
+
+    def __init__(self) -> None:
+        super().__init__("sign-up is closed on this service: ask its operator for an account")
+
+
+class InvitationRequired(DomainError):
+    """Sign-up takes invitations only (GATEWAY_SIGNUP=invite) and none was given."""
+
+    def __init__(self) -> None:
+        super().__init__("sign-up needs an invitation on this service: send its code as `invitation`")
+
+
+class InvalidInvitation(DomainError):
+    """No unused, unexpired invitation has that code."""
+
+    def __init__(self) -> None:
+        super().__init__("that invitation is unknown, used or expired: ask for a new one")
+
+
+class AccountDisabled(DomainError):
+    """An operator disabled the account: its right password gets no token."""
+
+    def __init__(self) -> None:
+        super().__init__("this account is disabled: ask the service's operator")
+
+
+class NoSuchUser(DomainError):
+    """An operator named a user who does not exist (the admin command)."""
+
+    def __init__(self, username: str):
+        super().__init__(f"no user named {username!r}")
+        self.username = username

@@ -18,7 +18,6 @@ the request or event reached.
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import secrets
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import structlog
 from gateway.config import Config
 from gateway.core.clock import Clock, stamp_now
 from gateway.core.content import content_key
+from gateway.core.fairshare import FairShare
 from gateway.core.errors import InvalidName, ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
 from gateway.core.leases import Leases
 from gateway.core.metrics import Metrics
@@ -48,8 +48,10 @@ from protocol.states import ChunkStatus, FileStatus
 from storage import ChecksumMismatch, CompletedPart, ObjectStore, PresignedRequest, StoredPart, UploadNotFound
 
 log = structlog.get_logger("gateway.uploads")
-# upload-urls calls of one process that read, shape and presign their chunks at a time (see Uploads.upload_urls).
+# upload-urls calls of one process that read, shape and presign their chunks at a time (see Uploads.upload_urls),
+# and of one user: the others' calls find a slot free however many one user sends.
 PRESIGN_CONCURRENCY = 4
+PRESIGN_PER_USER = 2
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class Uploads:
         self.limits = limits
         self.clock = clock
         self.namespace = namespace
-        self._presigning = asyncio.Semaphore(PRESIGN_CONCURRENCY)
+        self._presigning = FairShare(PRESIGN_CONCURRENCY, PRESIGN_PER_USER)
 
     # --- starting -----------------------------------------------------------------------------------
 
@@ -263,13 +265,16 @@ class Uploads:
         signing thread anyway, but each call also reads and shapes its chunk rows
         on the event loop (5,120 of them for a 40 GiB file): forty such calls
         ready at once would keep every other request waiting behind all of them
-        (bench/limits.py measures /healthz meanwhile).
+        (bench/limits.py measures /healthz meanwhile). The turns are shared
+        fairly between users (gateway/core/fairshare.py): one user's burst of
+        calls holds at most PRESIGN_PER_USER of them and waits its turn behind
+        other users' calls, not in front of them.
         """
         owned, _ = await self.permissions.owned(user_id, file_id)
         row = await uploads_db.get_upload(self.db, file_id)
         if row is None:
             raise NotUploading(owned["status"] if owned["status"] != FileStatus.UPLOADING else FileStatus.FAILED)
-        async with self._presigning:
+        async with self._presigning.slot(user_id):
             presigned = await self._presign(row, indexes)
         # Handing out URLs is activity: the upload is not abandoned.
         await uploads_db.touch(self.db, file_id, stamp_now(self.clock))

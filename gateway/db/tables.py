@@ -55,6 +55,19 @@ users = Table(
     Column("token_generation", Integer, nullable=False, server_default="0"),
     # This user's storage quota in bytes; NULL: GATEWAY_USER_QUOTA_BYTES; 0: unlimited.
     Column("quota_bytes", BigInteger),
+    # When an operator disabled the user (python -m gateway.admin); NULL: enabled.
+    Column("disabled_at", Text),
+)
+
+# Invitation codes for GATEWAY_SIGNUP=invite (revision 0009): the code's SHA-256 only, never the code.
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("code_hash", Text, primary_key=True),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("used_at", Text),  # NULL: not used yet
+    Column("used_by", ForeignKey("users.id", ondelete="SET NULL")),
 )
 
 # One row per file a user has: what it is (name, size, type, content) and its status. How an upload in

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiocache.base import BaseCache
@@ -23,7 +24,13 @@ from gateway.core.clock import Clock, system_clock
 from gateway.core.metrics import Metrics
 from gateway.db import Database, database_url
 from gateway.http import appkeys
-from gateway.http.middlewares import auth_middleware, error_middleware, metrics_middleware, request_id_middleware
+from gateway.http.middlewares import (
+    auth_middleware,
+    body_timeout_middleware,
+    error_middleware,
+    metrics_middleware,
+    request_id_middleware,
+)
 from gateway.http.parsing import MAX_JSON_BODY, MAX_REQUEST_LINE
 from gateway.http.routes import (
     events, files, health, link_page, links, metrics, openapi, sharing, tree, uploads, users, webapp,
@@ -45,6 +52,18 @@ def make_store(config: Config) -> S3ObjectStore:
     )
 
 
+def server_options(config: Config) -> dict[str, Any]:
+    """How the gateway's HTTP server treats slow clients (``web.run_app`` / ``web.AppRunner`` options).
+
+    aiohttp's keep-alive timer runs from a connection's start, and again from
+    each answer, until a whole request head has arrived: it is the header
+    timeout (a slowloris client that trickles its head is closed when it runs
+    out) as well as the idle time between requests. Bodies:
+    gateway/http/middlewares.py's BodyWatch.
+    """
+    return {"keepalive_timeout": config.header_timeout}
+
+
 def create_app(
     config: Config,
     *,
@@ -54,7 +73,8 @@ def create_app(
     clock: Clock | None = None,
 ) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[metrics_middleware, request_id_middleware, body_timeout_middleware, error_middleware,
+                     auth_middleware],
         # JSON bodies are small (gateway/http/parsing.py); inline uploads are read part by part
         # from the stream, within limits of their own (gateway/http/routes/uploads.py).
         client_max_size=MAX_JSON_BODY,

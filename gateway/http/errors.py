@@ -69,6 +69,11 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.CannotChangeRoot: (400, "root_folder"),
     domain.ReplacesMismatch: (400, "invalid_replaces"),
     domain.NotAVersion: (409, "not_a_version"),
+    domain.SignUpClosed: (403, "signup_closed"),
+    domain.InvitationRequired: (403, "invitation_required"),
+    domain.InvalidInvitation: (403, "invalid_invitation"),
+    domain.AccountDisabled: (401, "account_disabled"),
+    domain.NoSuchUser: (404, "not_found"),
 }
 # 401s that are not about the access token: they do not ask for one (WWW-Authenticate: Bearer).
 NOT_BEARER_CHALLENGES = {"password_required"}
