@@ -52,7 +52,7 @@ export function folderView({ api, route, uploads, actions, onChanged }) {
         filePicker("upload-input", "Upload files", false, (files) => uploadHere(uploads, files, placeOf)),
         filePicker("upload-folder-input", "Upload folder", true, (files) => uploadFolder(uploads, files, folder)),
       )),
-    toolbar(api, folderId, () => entries.reload()),
+    toolbar(api, folderId, () => reload()),
     uploads.element,
     entries.element,
     shared ? shared.element : null,
