@@ -229,3 +229,47 @@ async def test_the_tree_screens_have_no_accessibility_violation(browser, web_gat
     await expect(app.page.locator("#trash").get_by_role("row").filter(has_text="list.txt")).to_have_count(1)
     await check("trash")
     assert not found, found
+
+
+async def test_a_dropped_folder_lands_with_its_subfolders_in_the_folder_shown(browser, web_gateway, http):
+    """A drop as Chromium hands it over: DataTransfer items whose entries (webkitGetAsEntry) are read
+    through, batch by batch. Playwright cannot drop a real folder, so the entries are made in the page
+    (over real File objects); everything from the page's drop handler on is the app's own."""
+    app = await WebApp.open(browser, web_gateway.url)
+    await app.sign_up()
+    await new_folder(app, "Inbox")
+    await folder_link(app, "Inbox").click()
+    await expect(breadcrumb(app).get_by_role("link")).to_have_text(["All files", "Inbox"])
+    await app.page.evaluate("""() => {
+        const file = (name, text) => ({ isFile: true, isDirectory: false, name,
+            file: (ok) => ok(new File([text], name, { type: "text/plain" })) });
+        const folder = (name, children) => ({ isFile: false, isDirectory: true, name,
+            createReader: () => {
+                // Two batches, then an empty one, as readEntries answers a long folder.
+                const batches = [children.slice(0, 1), children.slice(1), []];
+                return { readEntries: (ok) => ok(batches.shift()) };
+            } });
+        const dropped = [
+            folder("scans", [file("one.txt", "1"), folder("old", [file("two.txt", "22")]), file("three.txt", "333")]),
+            file("loose.txt", "4444"),
+        ];
+        const dataTransfer = {
+            types: ["Files"],
+            files: [],
+            items: dropped.map((entry) => ({ kind: "file", webkitGetAsEntry: () => entry })),
+        };
+        const event = new Event("drop", { bubbles: true, cancelable: true });
+        Object.defineProperty(event, "dataTransfer", { value: dataTransfer });
+        document.body.dispatchEvent(event);
+    }""")
+    for name in ("one.txt", "two.txt", "three.txt", "loose.txt"):
+        bar = app.page.get_by_role("progressbar", name=f"Upload of {name}")
+        await expect(bar).to_have_attribute("aria-valuenow", "100", timeout=60_000)
+    api = await owner_api(app, http)
+    sizes = {path: (await path_of(api, path))["file_size"] for path in (
+        "/Inbox/scans/one.txt", "/Inbox/scans/old/two.txt", "/Inbox/scans/three.txt", "/Inbox/loose.txt")}
+    assert sizes == {"/Inbox/scans/one.txt": 1, "/Inbox/scans/old/two.txt": 2, "/Inbox/scans/three.txt": 3,
+                     "/Inbox/loose.txt": 4}
+    await expect(folder_link(app, "scans")).to_be_visible()
+    await expect(app.file_row("loose.txt")).to_contain_text("Uploaded")
+    assert not app.problems
