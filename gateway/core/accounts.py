@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
 import structlog
@@ -65,7 +64,7 @@ from gateway.core.errors import (
 from gateway.core.passwords import hash_password, verify_password
 from gateway.core.sessions import Sessions
 from gateway.core.throttle import Limit, Throttle
-from gateway.core.tokens import TokenUser, issue_token
+from gateway.core.tokens import AccessToken, TokenUser, issue_token
 from gateway.db import Database, Row
 from gateway.db import users as users_db
 
@@ -79,12 +78,6 @@ SIGNUP_WINDOW = 3600
 def invitation_hash(code: str) -> str:
     """What the database keeps of an invitation code (128 random bits: a hash without a key is enough)."""
     return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    token: str
-    expires_in: int  # seconds
 
 
 def address_key(address: str) -> str:
