@@ -37,9 +37,11 @@ from collections.abc import Callable
 # Only what starts fast up here: `dbx upload` begins hashing its first file before the
 # HTTP client (aiohttp, a few hundred milliseconds to import) and asyncio are loaded.
 from client import errors
+from client.commands import tree
 from client.config import CredentialStore, Credentials, resolve_server
-from client.errors import AuthRequired, ClientError, NotFound, ServerError, Unreachable, UsageError
-from client.output import file_row, human_size, info_lines, link_summary, link_table, printable, whoami_lines
+from client.errors import AuthRequired, ClientError, ServerError, Unreachable, UsageError
+from client.output import (file_row, human_size, info_lines, link_summary, link_table, printable, report_error,
+                           whoami_lines)
 
 if TYPE_CHECKING:
     from client.api import GatewayClient
@@ -132,8 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the current password from stdin's first line and the new one from its second")
     command("whoami", "show who you are logged in as, and your storage quota")
 
-    p = command("upload", "upload files (resumes an interrupted upload of the same file)")
+    p = command("upload", "upload files, or whole folders with -r (resumes an interrupted upload of the same file)")
     p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--to", metavar="FOLDER", help="the folder of your tree to upload into, made if missing "
+                                                  "(a path such as /photos/2026; default: /)")
+    p.add_argument("-r", "--recursive", action="store_true", help="upload folders with all they hold, into FOLDER/NAME")
+    p.add_argument("--overwrite", action="store_true", help="replace a file of the same name (it becomes a version) "
+                                                            "instead of taking a free name such as 'name (1).ext'")
+    p.add_argument("-j", "--jobs", type=positive_int, default=8, help="files in flight with -r (default 8)")
     p.add_argument("-p", "--parallel", type=positive_int, default=4, help="chunks sent at once (default 4)")
     p.add_argument("--retries", type=non_negative_int, default=6, help="retries per chunk (default 6)")
     p.add_argument("--limit-rate", type=parse_rate, metavar="RATE", help="cap the upload rate, e.g. 10M (bytes/s)")
@@ -141,15 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-timeout", type=float, default=600.0, metavar="SECONDS",
                    help="how long to wait for the gateway to finish after the last chunk (default 600)")
 
-    p = command("download", "download a file, verified against its fingerprint (resumes a partial one)")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p = command("download", "download a file, or a folder with -r, verified against its fingerprint "
+                            "(resumes a partial one)")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
     p.add_argument("-o", "--output", metavar="PATH", help="file or directory (default: its name, here)")
+    p.add_argument("-r", "--recursive", action="store_true", help="download a folder with all it holds")
+    p.add_argument("-j", "--jobs", type=positive_int, default=4, help="files in flight with -r (default 4)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite the local file if it exists")
     p.add_argument("-p", "--parallel", type=positive_int, default=4, help="chunks fetched at once (default 4)")
     p.add_argument("--retries", type=non_negative_int, default=6, help="retries (default 6)")
 
-    p = command("ls", "list your files (and, with --shared or --all, files shared with you)")
-    p.add_argument("section", nargs="?", choices=("mine", "shared", "all"), help="which files (default: mine)")
+    p = command("ls", "list a folder (sizes, dates), or all your files (and, with --shared or --all, files "
+                      "shared with you)")
+    p.add_argument("target", nargs="?", metavar="PATH",
+                   help="a folder or file of your tree (/ is the root), or an id; or mine, shared, all: files by "
+                        "section (default: mine)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--shared", action="store_const", const="shared", dest="section_flag",
                        help="files shared with you")
@@ -180,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("unlink", "revoke a link: it stops working at once")
     p.add_argument("link_id", metavar="LINK_ID")
 
-    p = command("rm", "delete files you own")
-    p.add_argument("file_ids", nargs="+", metavar="FILE_ID")
+    p = command("rm", "move files (and, with -r, folders) you own to the trash")
+    p.add_argument("targets", nargs="+", metavar="FILE", help="a path (/docs/a.txt) or an id")
+    p.add_argument("-r", "--recursive", action="store_true", help="folders too, with all they hold")
+    tree.add_commands(command)
     return parser
 
 
@@ -429,15 +445,20 @@ async def cmd_upload(ctx: Context) -> int:
     from client.upload import UploadOptions, error_json, upload_file  # only what this command needs: starts faster
 
     args = ctx.args
-    if args.name and len(args.paths) > 1:
-        raise UsageError("--name needs exactly one PATH")
-    options = UploadOptions(parallel=args.parallel, retries=args.retries, limit_rate=args.limit_rate,
-                            wait_timeout=args.wait_timeout, quiet=ctx.quiet, name=args.name)
+    if args.name and (len(args.paths) > 1 or args.recursive):
+        raise UsageError("--name needs exactly one PATH, a file")
+    to = tree.upload_folder_path(args.to)
     status = 0
     async with ctx.client() as client:
         config = await client.config()
         ctx.store.remember_chunk_size(ctx.server, int(config["chunk_size"]))
         for number, path in enumerate(args.paths):
+            if args.recursive and os.path.isdir(path):  # noqa: ASYNC240 - one stat, before this path's work
+                status = await tree.upload_folder(ctx, client, config, path, to) or status
+                continue
+            options = UploadOptions(parallel=args.parallel, retries=args.retries, limit_rate=args.limit_rate,
+                                    wait_timeout=args.wait_timeout, quiet=ctx.quiet, name=args.name,
+                                    place=tree.upload_place(args, to, path))
             try:
                 result = await upload_file(client, path, options, config, early=ctx.early if number == 0 else None)
             except ClientError as exc:
@@ -451,8 +472,8 @@ async def cmd_upload(ctx: Context) -> int:
             if ctx.json:
                 ctx.emit(result.to_json())
             elif not ctx.quiet:
-                ctx.out(f"{printable(result.file_id)}\t{printable(result.file_name)}\t{human_size(result.file_size)}\t"
-                        f"sent {result.chunks_sent} of {result.chunks_total} chunks")
+                ctx.out(f"{printable(result.file_id)}\t{printable(result.remote_path or result.file_name)}\t"
+                        f"{human_size(result.file_size)}\tsent {result.chunks_sent} of {result.chunks_total} chunks")
             else:
                 ctx.out(printable(result.file_id))
     return status
@@ -464,7 +485,10 @@ async def cmd_download(ctx: Context) -> int:
     options = DownloadOptions(parallel=ctx.args.parallel, retries=ctx.args.retries, quiet=ctx.quiet,
                               force=ctx.args.force)
     async with ctx.client() as client:
-        result = await download_file(client, ctx.args.file_id, ctx.args.output, options)
+        file_id, folder = await tree.download_target(ctx, client)
+        if folder is not None:
+            return await tree.download_folder(ctx, client, folder, options)
+        result = await download_file(client, file_id, ctx.args.output, options)
     if ctx.json:
         ctx.emit(result.to_json())
     else:
@@ -475,7 +499,9 @@ async def cmd_download(ctx: Context) -> int:
 
 
 async def cmd_ls(ctx: Context) -> int:
-    section = getattr(ctx.args, "section_flag", None) or ctx.args.section or "mine"
+    if tree.lists_a_path(ctx.args):
+        return await tree.cmd_ls_path(ctx)
+    section = getattr(ctx.args, "section_flag", None) or ctx.args.target or "mine"
     async with ctx.client() as client:
         mine = await client.list_files() if section in ("mine", "all") else None
         shared = await client.list_shared() if section in ("shared", "all") else None
@@ -576,23 +602,6 @@ async def cmd_unlink(ctx: Context) -> int:
     return 0
 
 
-async def cmd_rm(ctx: Context) -> int:
-    status = 0
-    async with ctx.client() as client:
-        for file_id in ctx.args.file_ids:
-            try:
-                await client.delete_file(file_id)
-            except NotFound as exc:
-                report_error(NotFound(f"file {file_id} was not found, or you do not own it; `dbx ls` lists yours",
-                                      status=exc.status))
-                if ctx.json:
-                    ctx.emit({"ok": False, "file_id": file_id, "error": exc.to_json()})
-                status = status or exc.exit_code
-                continue
-            ctx.answer({"ok": True, "file_id": file_id, "deleted": True}, f"Deleted {file_id}.")
-    return status
-
-
 COMMANDS: dict[str, Callable[[Context], Any]] = {
     "signup": cmd_signup,
     "login": cmd_login,
@@ -608,12 +617,9 @@ COMMANDS: dict[str, Callable[[Context], Any]] = {
     "link": cmd_link,
     "links": cmd_links,
     "unlink": cmd_unlink,
-    "rm": cmd_rm,
+    "rm": tree.cmd_rm,
+    **tree.COMMANDS,
 }
-
-
-def report_error(exc: ClientError) -> None:
-    print(f"dbx: error: {printable(exc.message)}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
