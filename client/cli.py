@@ -170,18 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--all", action="store_const", const="all", dest="section_flag", help="both")
 
     p = command("info", "show a file's metadata")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
 
     p = command("share", "let other users read a file")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
     p.add_argument("users", nargs="+", metavar="USER")
 
     p = command("unshare", "stop sharing a file with a user")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
     p.add_argument("user", metavar="USER")
 
     p = command("link", "make a link anyone who has it can download a file you own with; prints its URL")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
     p.add_argument("--expires", type=parse_duration, metavar="DURATION",
                    help="the link stops working after this long: 7d, 12h, 30m, 1w (default: never)")
     group = p.add_mutually_exclusive_group()
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--password-stdin", action="store_true", help="read the link's password from stdin")
 
     p = command("links", "list the links of a file you own")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
 
     p = command("unlink", "revoke a link: it stops working at once")
     p.add_argument("link_id", metavar="LINK_ID")
@@ -532,7 +532,7 @@ async def cmd_ls(ctx: Context) -> int:
 
 async def cmd_info(ctx: Context) -> int:
     async with ctx.client() as client:
-        obj = await client.get_file(ctx.args.file_id)
+        obj = await tree.info_object(client, ctx.args.file_id)
     if ctx.json:
         ctx.emit(obj)
         return 0
@@ -543,7 +543,7 @@ async def cmd_info(ctx: Context) -> int:
 
 async def cmd_share(ctx: Context) -> int:
     async with ctx.client() as client:
-        answer = await client.share(ctx.args.file_id, ctx.args.users)
+        answer = await client.share(await tree.file_id_of(client, ctx.args.file_id), ctx.args.users)
     if ctx.json:
         ctx.emit(answer)
     else:
@@ -554,7 +554,7 @@ async def cmd_share(ctx: Context) -> int:
 
 async def cmd_unshare(ctx: Context) -> int:
     async with ctx.client() as client:
-        await client.unshare(ctx.args.file_id, ctx.args.user)
+        await client.unshare(await tree.file_id_of(client, ctx.args.file_id), ctx.args.user)
     if ctx.json:
         ctx.emit({"ok": True, "file_id": ctx.args.file_id, "unshared": ctx.args.user})
     else:
@@ -570,7 +570,7 @@ async def cmd_link(ctx: Context) -> int:
     elif args.password:
         password = ask_secret("link password", confirm=True)
     async with ctx.client() as client:
-        link = await client.create_link(args.file_id, args.expires, password)
+        link = await client.create_link(await tree.file_id_of(client, args.file_id), args.expires, password)
     if ctx.json:
         ctx.emit(link)
     else:
@@ -581,7 +581,7 @@ async def cmd_link(ctx: Context) -> int:
 
 async def cmd_links(ctx: Context) -> int:
     async with ctx.client() as client:
-        links = await client.list_links(ctx.args.file_id)
+        links = await client.list_links(await tree.file_id_of(client, ctx.args.file_id))
     if ctx.json:
         ctx.emit({"file_id": ctx.args.file_id, "links": links})
     elif not links:

@@ -37,7 +37,7 @@ from typing import Any
 from tqdm import tqdm
 
 from client.api import GatewayClient, entry_id, entry_kind
-from client.errors import ClientError, NotFound, Throttled, UsageError
+from client.errors import ClientError, NotFound, Refused, Throttled, UsageError
 from client.output import printable
 from client.transfer import backoff_delay, run_workers
 from client.upload import UploadOptions, upload_file
@@ -65,7 +65,8 @@ class LocalTree:
     root: str
     folders: list[str] = field(default_factory=list)  # relative paths on the server, '' first
     files: list[LocalFile] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (local path, why)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (local path, why): not files the server takes
+    invalid: list[tuple[str, str]] = field(default_factory=list)  # (local path, why): names the server refuses
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (local path, name on the server)
 
 
@@ -110,7 +111,7 @@ def place_name(tree: LocalTree, local: str, name: str, taken: set[str], folder: 
     try:
         check_name(name)
     except InvalidName as exc:
-        tree.skipped.append((local, f"its name cannot be used on the server: {exc}"))
+        tree.invalid.append((local, str(exc)))
         return None
     remote = next(n for n in free_names(name, folder=folder) if name_key(n) not in taken)
     taken.add(name_key(remote))
@@ -137,7 +138,7 @@ class Summary:
     done: int = 0  # uploaded, or downloaded
     unchanged: int = 0  # not sent: the server's file of that name has the same content
     failed: int = 0
-    skipped: int = 0  # left out: a name the server cannot take, not a regular file
+    skipped: int = 0  # left out: not a regular file, a link to a folder
     bytes: int = 0
     folders_made: int = 0
     seconds: float = 0.0
@@ -170,8 +171,12 @@ class TreeUpload:
     async def run(self, local_root: str, remote_base: str) -> Summary:
         started = time.monotonic()
         tree = await asyncio.to_thread(read_tree, local_root)
+        for path, why in tree.invalid:
+            self.failed(path, Refused(printable(f"{path} is left out: its name cannot be used on the server ({why})"),
+                                      code="invalid_name"))
         for path, why in tree.skipped:
-            self.failed(path, UsageError(printable(f"{path} is left out: {why}")), skipped=True)
+            self.summary.skipped += 1
+            self.note(f"{path} is left out: {why}")
         for path, name in tree.renamed:
             self.note(f"{path}: another name in its folder is the same name to the server; it goes up as {name}")
         await self.make_folders(tree.folders, remote_base)
@@ -283,11 +288,8 @@ class TreeUpload:
                 await asyncio.sleep(min(30.0, wait) if isinstance(wait, (int, float)) else backoff_delay(number))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def failed(self, path: str, exc: ClientError, skipped: bool = False) -> None:
-        if skipped:
-            self.summary.skipped += 1
-        else:
-            self.summary.failed += 1
+    def failed(self, path: str, exc: ClientError) -> None:
+        self.summary.failed += 1
         self.summary.exit_code = self.summary.exit_code or exc.exit_code
         self.note(f"error: {exc.message}" if path in exc.message else f"error: {path}: {exc.message}")
         self.report({"ok": False, "path": path, "error": exc.to_json()})

@@ -13,7 +13,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from client.errors import ClientError, NotFound, Refused, UsageError
+from client.errors import ClientError, NotFound, Refused, ServerError, UsageError
 from client.output import entry_cells, entry_lines, human_size, printable, report_error, show_time, table
 
 if TYPE_CHECKING:
@@ -307,6 +307,42 @@ async def cmd_versions(ctx: Context) -> int:
     if not versions:
         ctx.info(f"{describe(current)} has no earlier versions")
     return 0
+
+
+# -- FILE in the v1 commands: a path or an id -----------------------------------------------
+
+
+async def file_id_of(client: GatewayClient, text: str) -> str:
+    """FILE as ``info``, ``share``, ``link``... take it: an id as it is, or the id of the file at a path."""
+    from client.api import entry_id, entry_kind
+    from client.remote import describe, is_path, resolve
+
+    if not is_path(text):
+        return text
+    entry = await resolve(client, text)
+    if entry_kind(entry) != "file":
+        raise UsageError(printable(f"{describe(entry)} is a folder; this command takes a file"))
+    return entry_id(entry)
+
+
+async def info_object(client: GatewayClient, text: str) -> dict:
+    """What ``dbx info`` shows: the file object with its chunks, or a folder's object."""
+    from client.api import entry_kind
+    from client.remote import is_path, not_found, resolve
+
+    if is_path(text):
+        entry = await resolve(client, text)
+        if entry_kind(entry) == "folder":
+            return entry
+        text = entry["file_id"]
+    try:
+        return await client.get_file(text)
+    except NotFound:
+        raise not_found(text, client.server) from None
+    except ServerError as exc:
+        if exc.status != 404:  # 404 unknown_endpoint: not the shape of a file id
+            raise
+        raise not_found(text, client.server) from None
 
 
 # -- whole folders: upload -r, download -r, and upload --to ------------------------------------
