@@ -5,18 +5,30 @@
     dbx logout [--local]                      end the session on the server, forget the token
     dbx passwd                                change the password (ends every session), log in again
     dbx whoami                                who you are, and how much of your quota you use
-    dbx upload PATH... [--parallel N]         resumable, parallel, straight to the store
-    dbx download FILE_ID [-o PATH] [--force]  verified, resumable, from the CDN tier
+    dbx upload PATH... [--to FOLDER] [--overwrite] [--parallel N]
+                                              resumable, parallel, straight to the store
+    dbx upload -r DIR... [--to FOLDER] [-j N] whole folders: DIR into FOLDER/DIR, unchanged files skipped
+    dbx download FILE [-o PATH] [--force]     verified, resumable, from the CDN tier
+    dbx download -r FOLDER [-o DIR]           a whole folder
+    dbx ls [PATH]                             a folder, long format (sizes, dates); without PATH: all your files
     dbx ls [--shared | --all]                 your files; files shared with you
-    dbx info FILE_ID
-    dbx share FILE_ID USER...
-    dbx unshare FILE_ID USER
-    dbx link FILE_ID [--expires 7d] [--password | --password-stdin]   a link anyone can download with
-    dbx links FILE_ID                         a file's links
+    dbx mkdir PATH...                         make folders (and those above them)
+    dbx mv SOURCE... DEST [--autorename]      move or rename files and folders
+    dbx cp [-r] SOURCE... DEST [--autorename] copy (no bytes move)
+    dbx rm [-r] FILE...                       to the trash (folders with -r)
+    dbx trash                                 what is in the trash
+    dbx restore ID_OR_PATH...                 bring back from the trash, or make an earlier version current
+    dbx versions FILE                         a file's earlier versions (`dbx download VERSION_ID` fetches one)
+    dbx search TEXT                           folders and files whose name holds TEXT
+    dbx info FILE
+    dbx share FILE USER...
+    dbx unshare FILE USER
+    dbx link FILE [--expires 7d] [--password | --password-stdin]   a link anyone can download with
+    dbx links FILE                            a file's links
     dbx unlink LINK_ID                        revoke a link
-    dbx rm FILE_ID...
 
-Server: --server URL, else $DBX_SERVER, else the one last logged in to, else
+FILE, FOLDER, SOURCE and DEST are paths in your tree (``/docs/report.pdf``;
+``/`` is the root) or ids (client/remote.py). Server: --server URL, else $DBX_SERVER, else the one last logged in to, else
 http://127.0.0.1:8080. Password: the prompt, or $DBX_PASSWORD, or
 --password-stdin. Exit codes: client/errors.py, or `dbx --help`.
 """
