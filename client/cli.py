@@ -28,7 +28,9 @@
     dbx unlink LINK_ID                        revoke a link
 
 FILE, FOLDER, SOURCE and DEST are paths in your tree (``/docs/report.pdf``;
-``/`` is the root) or ids (client/remote.py). Server: --server URL, else $DBX_SERVER, else the one last logged in to, else
+``/`` is the root) or ids (client/remote.py).
+
+Server: --server URL, else $DBX_SERVER, else the one last logged in to, else
 http://127.0.0.1:8080. Password: the prompt, or $DBX_PASSWORD, or
 --password-stdin. Exit codes: client/errors.py, or `dbx --help`.
 """

@@ -37,7 +37,7 @@ from typing import Any
 from tqdm import tqdm
 
 from client.api import GatewayClient, entry_id, entry_kind
-from client.errors import ClientError, NotFound, Refused, Throttled, UsageError
+from client.errors import ClientError, IntegrityError, Refused, Throttled, UsageError
 from client.output import printable
 from client.transfer import backoff_delay, run_workers
 from client.upload import UploadOptions, upload_file
@@ -309,8 +309,8 @@ def read_small(path: str, limit: int) -> bytes:
     with open(path, "rb") as handle:
         content = handle.read(limit + 1)
     if len(content) > limit:
-        raise NotFound(printable(f"{path} grew while it was being uploaded; run `dbx upload -r` again"),
-                       code="file_changed")
+        raise IntegrityError(printable(f"{path} grew while it was being uploaded; run `dbx upload -r` again"),
+                             code="file_changed")
     return content
 
 
@@ -419,9 +419,7 @@ def local_target(folder: dict, output: str | None) -> str:
     name = str(folder.get("name") or "")
     if not name:
         raise UsageError("the root folder has no name to give a local directory; pass -o DIR")
-    check_name(name)
-    return os.path.abspath(name)
-
-
-def missing_local(path: str) -> NotFound:
-    return NotFound(printable(f"no such file or directory: {path}"), code="local_not_found")
+    try:
+        return os.path.abspath(check_name(name))
+    except InvalidName as exc:
+        raise UsageError(printable(f"the folder's name cannot be a local directory's ({exc}); pass -o DIR")) from None

@@ -11,8 +11,6 @@ before the gateway is asked, so a path it would refuse is a usage error
 """
 from __future__ import annotations
 
-from typing import Any
-
 from client.api import GatewayClient, entry_id, entry_kind
 from client.errors import NotFound, ServerError, UsageError
 from client.output import printable
@@ -41,9 +39,13 @@ def base_name(path: str) -> str:
 
 
 def not_found(text: str, server: str) -> NotFound:
-    hint = "" if is_path(text) or "/" in text else f" (a path starts with '/': did you mean /{text}?)"
-    what = f"no file or folder at {text}" if is_path(text) else f"no file or folder has the id {text}{hint}"
-    return NotFound(printable(f"{what} on {server}; `dbx ls /` lists your tree"))
+    """Nothing at a path, or with an id: said so, with a guess when an id looks like a name without its '/'."""
+    if is_path(text):
+        what = f"{text} was not found on {server}: no file or folder is at that path"
+    else:
+        hint = "" if "/" in text else f" (a path starts with '/': did you mean /{text}?)"
+        what = f"{text} was not found on {server}: no file or folder you can see has that id{hint}"
+    return NotFound(printable(f"{what}; `dbx ls /` lists your tree"))
 
 
 async def resolve(client: GatewayClient, text: str) -> dict:
@@ -82,21 +84,21 @@ async def find(client: GatewayClient, text: str) -> dict | None:
         return None
 
 
-async def destination(client: GatewayClient, text: str, sources: list[dict]) -> tuple[dict, str | None]:
-    """Where ``mv``/``cp`` put ``sources``: (the folder, the new name or None to keep each one's name).
+async def destination(client: GatewayClient, text: str, sources: int, only: dict | None = None) -> tuple[dict, str | None]:
+    """Where ``mv``/``cp`` put ``sources`` things: (the folder, the new name or None to keep each one's name).
 
     As ``mv`` and ``cp`` do: an existing folder takes the sources under their
     own names; otherwise ``text`` is a new path for the one source, in a folder
     that must exist. A file already at ``text`` is for the gateway to refuse
     (``name_taken``) or to pass by with ``--autorename``. ``text`` naming the
     one source itself (``/Report.pdf`` to ``/report.pdf``: the same name to the
-    contract) is a new spelling of its name.
+    contract) is a new spelling of its name: ``only`` is the one source, when there is one.
     """
     found = await find(client, text)
-    renamed = len(sources) == 1 and found is not None and same(sources[0], found)
+    renamed = only is not None and found is not None and same(only, found)
     if found is not None and entry_kind(found) == "folder" and not renamed:
         return found, None
-    if len(sources) > 1:
+    if sources > 1:
         raise UsageError(printable(f"{text} is not a folder; with several sources the destination must be one"))
     if not is_path(text):
         raise NotFound(printable(f"no folder has the id {text}; name a new place by its path (starting with '/')"))
@@ -114,5 +116,5 @@ def child_path(folder: dict, name: str) -> str:
     return join_path(str(folder.get("path") or ROOT_PATH), name)
 
 
-def same(a: dict, b: Any) -> bool:
-    return isinstance(b, dict) and entry_kind(a) == entry_kind(b) and entry_id(a) == entry_id(b)
+def same(a: dict, b: dict) -> bool:
+    return entry_kind(a) == entry_kind(b) and entry_id(a) == entry_id(b)

@@ -94,7 +94,7 @@ async def test_mkdir_mv_cp_rm_and_restore_by_path(dbx, tmp_path):
     assert folder.rc == 2 and "rm -r" in folder.stderr, folder
     await ok(dbx, "rm", "-r", "/docs")
     gone = await dbx("ls", "/docs")
-    assert gone.rc == 6 and "no file or folder at /docs" in gone.stderr, gone
+    assert gone.rc == 6 and "/docs was not found" in gone.stderr, gone
 
     trash = (await ok(dbx, "trash", "--json")).json()["entries"]
     assert [(e["type"], e["path"]) for e in trash][:1] == [("folder", "/docs")] and trash[0]["deleted_at"]
@@ -267,3 +267,41 @@ def test_cli_parses_the_tree_commands():
     assert parser.parse_args(["ls", "shared"]).target == "shared"
     rm = parser.parse_args(["rm", "-r", "/a", "id"])
     assert (rm.recursive, rm.targets) == (True, ["/a", "id"])
+
+
+@pytest.mark.parametrize("text,path", [("/", "/"), ("//", "/"), ("/docs/", "/docs"), ("/a/b c/d.txt", "/a/b c/d.txt"),
+                                       ("/Übung/ß", "/Übung/ß")])
+def test_paths_as_typed_become_the_contracts(text, path):
+    from client.remote import remote_path
+
+    assert remote_path(text) == path
+
+
+@pytest.mark.parametrize("text", ["docs", "/a//b", "/a/../b", "/a/.", "/a\\b", "/x/\x7f", "/" + "n" * 256])
+def test_paths_the_contract_refuses_are_usage_errors_that_say_why(text):
+    from client.errors import UsageError
+    from client.remote import remote_path
+
+    with pytest.raises(UsageError) as refused:
+        remote_path(text)
+    assert "not a path dbx can use" in refused.value.message and "\x7f" not in refused.value.message
+
+
+def test_ls_long_format_aligns_sizes_and_marks_folders():
+    from client.output import entry_lines
+
+    lines = entry_lines([
+        {"type": "folder", "name": "photos", "modified_at": "2026-12-04T15:04:00Z"},
+        {"type": "file", "name": "a.txt", "file_size": 12, "modified_at": "2026-12-04T15:05:00Z"},
+        {"type": "file", "name": "big\u202e.iso", "file_size": 3 * MIB, "modified_at": "2026-12-03T01:00:00Z"},
+    ])
+    assert lines == ["d        -  2026-12-04 15:04 UTC  photos/",
+                     "-     12 B  2026-12-04 15:05 UTC  a.txt",
+                     "-  3.0 MiB  2026-12-03 01:00 UTC  big?.iso"]
+
+
+def test_an_id_that_looks_like_a_name_gets_a_hint():
+    from client.remote import not_found
+
+    assert "did you mean /report.pdf?" in not_found("report.pdf", "http://x").message
+    assert "did you mean" not in not_found("/report.pdf", "http://x").message

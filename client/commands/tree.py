@@ -116,11 +116,11 @@ async def move_or_copy(ctx: Context, copying: bool) -> int:
 
     args = ctx.args
     async with ctx.client() as client:
-        sources = [await resolve(client, text) for text in args.sources]
-        folder, new_name = await destination(client, args.dest, sources)
+        only = await resolve(client, args.sources[0]) if len(args.sources) == 1 else None
+        folder, new_name = await destination(client, args.dest, len(args.sources), only)
 
-        async def one(index: str) -> None:
-            entry = sources[int(index)]
+        async def one(text: str) -> None:
+            entry = only or await resolve(client, text)
             name = new_name or str(entry.get("name") or entry.get("file_name"))
             where = child_path(folder, name)
             try:
@@ -142,7 +142,7 @@ async def move_or_copy(ctx: Context, copying: bool) -> int:
             ctx.answer({"ok": True, "source": entry, **done},
                        printable(f"{verb} {describe(entry)} to {done.get('path', where)}"))
 
-        return await each_target(ctx, [str(i) for i in range(len(sources))], one)
+        return await each_target(ctx, args.sources, one)
 
 
 async def cmd_rm(ctx: Context) -> int:
