@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 # Each is a module of bench/ (transfer.py, ...) with a main(argv), in the order a whole run takes them.
-BENCHMARKS = ("transfer", "folders", "download", "control", "cluster", "limits", "browser")
+BENCHMARKS = ("transfer", "folders", "download", "control", "cluster", "limits", "browser", "tree")
 SMOKE = {
     "transfer": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5", "--no-warm-up"],
     "folders": ["--files", "30", "--runs", "1"],
@@ -33,6 +33,7 @@ SMOKE = {
     "cluster": ["--seconds", "0.25", "--runs", "1", "--files", "3", "--concurrency", "4", "--claims", "50"],
     "limits": ["--uploads", "2", "--chunks", "64", "--files", "4", "--runs", "1", "--rest-seconds", "0.3"],
     "browser": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"],
+    "tree": ["--files", "25", "--limit", "10", "--runs", "1"],
 }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -64,6 +65,30 @@ def render(values: dict[str, str], template: str | None = None) -> str:
         if not SAFE_VALUE.fullmatch(values[name]):
             raise ValueError(f"{name} has characters nginx's configuration cannot hold: {values[name]!r}")
     return SETTING.sub(lambda match: values[match.group(1)], template)
+
+
+# Connections each nginx worker takes at most, whatever the machine allows: 2,050 held open by one
+# client exhausted the 1,024 of before (issue 24); an idle one costs a few hundred bytes.
+MAX_WORKER_CONNECTIONS = 16384
+
+
+def connection_limits(open_files: int | None = None) -> tuple[int, int]:
+    """(worker_connections, worker_rlimit_nofile) for this machine: as many connections as the
+    open-file limit nginx may raise itself to allows, two descriptors each (a proxied request
+    holds a client's and an upstream's), at most MAX_WORKER_CONNECTIONS."""
+    if open_files is None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        open_files = 2 * MAX_WORKER_CONNECTIONS if hard == resource.RLIM_INFINITY else hard
+    files = min(open_files, 2 * MAX_WORKER_CONNECTIONS)
+    return max(files // 2, 256), files
+
+
+def events_block(connections: int | None = None) -> str:
+    """The main configuration's connection settings (connection_limits), or ``connections`` exactly."""
+    limit, files = connection_limits()
+    if connections is not None:
+        limit = connections
+    return f"worker_rlimit_nofile {files};\nevents {{ worker_connections {limit}; }}\n"
 
 
 def fetcher_socket_path(state_dir: Path) -> Path:
@@ -120,7 +145,7 @@ def main_config(state_dir: Path, workers: str, js_module_path: str) -> str:
         "daemon off;\n"
         f"pid {state_dir / 'nginx.pid'};\n"
         "error_log stderr warn;\n"
-        "events { worker_connections 1024; }\n"
+        f"{events_block()}"
         "http {\n"
         "    sendfile on;\n"
         "    tcp_nopush on;\n"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from cdn.nginx import SAFE_VALUE, TEMP_DIRS, NginxServer, nginx_binary, read_json_log, render
+from cdn.nginx import SAFE_VALUE, TEMP_DIRS, NginxServer, events_block, nginx_binary, read_json_log, render
 
 TEMPLATE_PATH = Path(__file__).with_name("lb.conf.template")
 # Compose's upstream block (the gateway service's replicas, resolved by Docker's DNS).
@@ -28,14 +28,21 @@ def upstream_block(ports: list[int], *, fail_timeout: str = "10s") -> str:
     """The `gateways` upstream for gateways on 127.0.0.1: a gateway that fails once is
     left alone for ``fail_timeout``; the zone shares that knowledge between workers."""
     servers = "".join(f"    server 127.0.0.1:{port} max_fails=1 fail_timeout={fail_timeout};\n" for port in ports)
-    return "upstream gateways {\n    zone gateways 64k;\n" + servers + "    keepalive 16;\n}\n"
+    # Idle connections to the gateways end before the gateways end them (GATEWAY_HEADER_TIMEOUT, 20 s):
+    # a request sent on a connection the gateway is closing would fail.
+    return ("upstream gateways {\n    zone gateways 64k;\n" + servers
+            + "    keepalive 16;\n    keepalive_timeout 10s;\n}\n")
 
 
-def settings(listen: str, access_log: Path | str, read_timeout: str = "60s") -> dict[str, str]:
-    return {"LB_LISTEN": listen, "LB_ACCESS_LOG": str(access_log), "LB_READ_TIMEOUT": read_timeout}
+def settings(listen: str, access_log: Path | str, read_timeout: str = "60s", *, header_timeout: str = "10s",
+             body_timeout: str = "30s", connections_per_address: int = 256) -> dict[str, str]:
+    return {"LB_LISTEN": listen, "LB_ACCESS_LOG": str(access_log), "LB_READ_TIMEOUT": read_timeout,
+            "LB_HEADER_TIMEOUT": header_timeout, "LB_BODY_TIMEOUT": body_timeout,
+            "LB_CONNECTIONS_PER_ADDRESS": str(connections_per_address)}
 
 
-def main_config(state_dir: Path, workers: str) -> str:
+def main_config(state_dir: Path, workers: str, connections: int | None = None) -> str:
+    """``connections``: worker_connections exactly (a test's small number); None: sized for the machine."""
     temp_paths = "".join(f"    {name}_temp_path {state_dir / 'temp' / name};\n" for name in TEMP_DIRS)
     # As root, nginx would run its workers as nobody, who cannot enter a private state directory.
     user = "user root;\n" if os.geteuid() == 0 else ""
@@ -45,7 +52,7 @@ def main_config(state_dir: Path, workers: str) -> str:
         "daemon off;\n"
         f"pid {state_dir / 'nginx.pid'};\n"
         "error_log stderr warn;\n"
-        "events { worker_connections 1024; }\n"
+        f"{events_block(connections)}"
         "http {\n"
         "    keepalive_timeout 65;\n"
         f"{temp_paths}"
@@ -57,7 +64,7 @@ def main_config(state_dir: Path, workers: str) -> str:
 
 def write_config(
     state_dir: Path, port: int, upstream_ports: list[int], *, workers: str = "auto", read_timeout: str = "60s",
-    fail_timeout: str = "10s",
+    fail_timeout: str = "10s", header_timeout: str = "10s", connections: int | None = None,
 ) -> Path:
     """Write the balancer's configuration under ``state_dir``; return the main file."""
     state_dir = Path(state_dir).resolve()
@@ -65,11 +72,11 @@ def write_config(
         raise ValueError(f"nginx's configuration cannot name the state directory {state_dir}")
     for name in TEMP_DIRS:
         (state_dir / "temp" / name).mkdir(parents=True, exist_ok=True)
-    values = settings(f"127.0.0.1:{port}", state_dir / "access.log", read_timeout)
+    values = settings(f"127.0.0.1:{port}", state_dir / "access.log", read_timeout, header_timeout=header_timeout)
     (state_dir / "lb.conf").write_text(render(values, TEMPLATE_PATH.read_text()))
     (state_dir / "upstream.conf").write_text(upstream_block(upstream_ports, fail_timeout=fail_timeout))
     main = state_dir / "nginx.conf"
-    main.write_text(main_config(state_dir, workers))
+    main.write_text(main_config(state_dir, workers, connections))
     return main
 
 
@@ -115,12 +122,12 @@ class LocalBalancer(NginxServer):
 
 def start_balancer(
     state_dir: Path, port: int, upstream_ports: list[int], *, workers: str = "auto", read_timeout: str = "60s",
-    fail_timeout: str = "10s", timeout: float = 15.0,
+    fail_timeout: str = "10s", timeout: float = 15.0, header_timeout: str = "10s", connections: int | None = None,
 ) -> LocalBalancer:
     """Run the balancer on 127.0.0.1:``port`` in front of gateways on ``upstream_ports``.
 
     Ready when nginx answers at all: the gateways behind it may still be starting.
     """
     main = write_config(state_dir, port, upstream_ports, workers=workers, read_timeout=read_timeout,
-                        fail_timeout=fail_timeout)
+                        fail_timeout=fail_timeout, header_timeout=header_timeout, connections=connections)
     return LocalBalancer(port, main.parent).start(timeout)

@@ -92,8 +92,11 @@ create_user() {  # access key, policy; the secret key on stdin
   esac
 }
 
-# Every object action in the bucket, and listing it; nothing on other buckets, and
-# nothing on the bucket's own settings (its event binding, policy, lifecycle).
+# The object actions the gateway uses (storage/s3.py), in the bucket only: reading and
+# writing objects (a multipart upload's start, parts and completion are s3:PutObject),
+# deleting them, aborting uploads and listing an upload's parts; the bucket itself only
+# to check that it is there. Nothing on other buckets, nothing on the bucket's own
+# settings (its event binding, policy, lifecycle), no object retention, tags or ACLs.
 log "user $GATEWAY_S3_ACCESS_KEY with access to $BUCKET only"
 create_policy "$POLICY" <<EOF_POLICY
 {
@@ -101,12 +104,13 @@ create_policy "$POLICY" <<EOF_POLICY
   "Statement": [
     {
       "Effect": "Allow",
-      "Action": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+      "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
       "Resource": ["arn:aws:s3:::${BUCKET}"]
     },
     {
       "Effect": "Allow",
-      "Action": ["s3:*"],
+      "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                 "s3:ListMultipartUploadParts"],
       "Resource": ["arn:aws:s3:::${BUCKET}/*"]
     }
   ]

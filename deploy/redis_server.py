@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import redis
 
-from deploy.processes import kill_group
+from deploy.processes import kill_group, spawn_group
 from storage.embedded import free_port
 
 
@@ -72,9 +72,10 @@ class LocalRedis:
         conf.touch(mode=0o600)
         conf.chmod(0o600)
         conf.write_text(config_text(self.root, self.port, self.password))
-        self.process = subprocess.Popen(
+        # Tied to the launcher's life (deploy/processes.py): a killed launcher leaves no Redis behind.
+        self.process = spawn_group(
             [redis_binary(), str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            stderr=subprocess.STDOUT,
         )
         self._wait_ready(timeout)
         return self

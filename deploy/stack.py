@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from cdn.nginx import NginxServer, start_local_cdn
 from deploy.balancer import start_balancer
 from deploy.postgres import PostgresCluster
+from deploy.processes import spawn_group
 from deploy.redis_server import LocalRedis
 from deploy.supervisor import Component, GatewayProcess, Supervisor, wait_http_ok
 from gateway.logs import configure_logging
@@ -245,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         webhook_token=env["GATEWAY_EVENTS_TOKEN"],
         reader_keys=(cdn_env["CDN_S3_ACCESS_KEY"], cdn_env["CDN_S3_SECRET_KEY"]),
         cors_origins=browser_origins(env["GATEWAY_PUBLIC_URL"]),
+        spawn=spawn_group,  # ends with the launcher, however it ends
     )
     supervisor = Supervisor()
     # The state directory is tightened again last, after every process wrote its last file.

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import structlog
 
+from deploy.processes import spawn_group
+
 log = structlog.get_logger("deploy.supervisor")
 
 
@@ -204,10 +206,10 @@ class GatewayProcess:
 
     def start(self, ready_timeout: float = 60.0) -> GatewayProcess:
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the stack, which stops the gateway in its turn
-            )
+            # A session of its own: Ctrl-C reaches the stack, which stops the gateway in its turn;
+            # tied to the launcher's life, so a killed launcher leaves no gateway behind.
+            self.process = spawn_group([sys.executable, "-m", "gateway"], env=self.env, stdout=log,
+                                       stderr=subprocess.STDOUT)
         wait_http_ok(f"{self.url}/readyz", ready_timeout, self.alive, f"{self.name} (log: {self.log_path})")
         return self
 

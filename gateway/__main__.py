@@ -6,7 +6,7 @@ import sys
 
 from aiohttp import web
 
-from gateway.http.app import create_app
+from gateway.http.app import create_app, server_options
 from gateway.config import Config, ConfigError
 from gateway.logs import configure_logging
 
@@ -23,7 +23,7 @@ def main() -> int:
     configure_logging(config.log_level)
     app = create_app(config)
     app.on_startup.append(tune_for_the_event_loop)  # after the core is built (the store's SDK models loaded)
-    web.run_app(app, host=config.host, port=config.port, access_log=None, print=None)
+    web.run_app(app, host=config.host, port=config.port, access_log=None, print=None, **server_options(config))
     return 0
 
 

@@ -15,6 +15,7 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 S3_MIN_PART_SIZE = 5 * MIB  # S3 refuses smaller parts except the last one
 MAX_CHUNKS = 10_000  # S3's limit on parts per multipart upload
+SIGNUP_MODES = ("open", "invite", "closed")
 DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite")
 
 
@@ -26,14 +27,19 @@ class ConfigError(ValueError):
 
 
 # Settings where 0 means "off" or "at once", and nothing below 0 means anything.
-NON_NEGATIVE = ("user_quota_bytes", "max_files_per_user", "max_uploads_in_progress", "part_events_delay",
-                "reconcile_recheck", "share_window")
+NON_NEGATIVE = ("login_address_rate", "signup_rate", "user_quota_bytes", "max_files_per_user",
+                "max_uploads_in_progress", "part_events_delay", "reconcile_recheck", "share_window")
 
 
 @dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Slow clients (slowloris): seconds a connection may take to send a request's head, and may stay
+    # idle between requests (aiohttp's keep-alive timer, which also runs while a head is incomplete);
+    # seconds a request body may go without a byte arriving while the gateway waits for it (408).
+    header_timeout: float = 20.0
+    body_timeout: float = 30.0
     database_path: str = "var/gateway.sqlite3"
     # postgresql://user:password@host:port/db for several gateways on one database; empty: SQLite at database_path.
     database_url: str = ""
@@ -57,9 +63,18 @@ class Config:
     login_failures: int = 5
     login_window: int = 300
     # Failures (on any usernames) one client address may have within login_window before every login
-    # from it waits login_address_delay seconds first: slowed down, never refused (NAT).
+    # from it waits login_address_delay seconds first: slowed down, not refused (NAT); login_address_rate refuses.
     login_address_failures: int = 30
     login_address_delay: float = 2.0
+    # Failed logins one client address may make per minute, on any usernames; past it every login
+    # from that address answers 429 for a minute (a guessing rate, not a slow-down); 0: off.
+    login_address_rate: int = 30
+    # Who may sign up (POST /dropbox/v1/users): "open" (anyone), "invite" (with an invitation code
+    # from python -m gateway.admin invite) or "closed" (only the admin command creates accounts).
+    signup: str = "open"
+    # Sign-ups one client address may make per hour (a taken username counts too); past it 429; 0: off.
+    # Generous by default: a school's or an office's first morning behind one NAT address.
+    signup_rate: int = 300
     # Comma-separated addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names
     # the client; empty: the client is the connection's peer.
     trusted_proxies: str = ""
@@ -83,6 +98,10 @@ class Config:
     # again after new activity, or after reconcile_recheck seconds.
     reconcile_batch: int = 200
     reconcile_recheck: float = 600.0
+    # Seconds the trash keeps what was deleted, and earlier versions are kept, before both are deleted
+    # for good by the background rounds (contract v1.2; both in GET /dropbox/v1/config).
+    trash_retention: int = 30 * 24 * 3600
+    version_retention: int = 30 * 24 * 3600
     # Whether the store is the embedded one (SeaweedFS), which posts an event per uploaded part
     # to /dropbox/v1/events/seaweedfs (that path exists only then). MinIO posts none: upload
     # progress is then read from the store's part list when a file is read.
@@ -118,8 +137,12 @@ class Config:
     metrics_port: int = 0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Config:
-        """Read ``GATEWAY_<FIELD>`` variables (``GATEWAY_S3_ENDPOINT`` for ``s3_endpoint``)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, secrets: bool = True, **overrides) -> Config:
+        """Read ``GATEWAY_<FIELD>`` variables (``GATEWAY_S3_ENDPOINT`` for ``s3_endpoint``).
+
+        ``secrets=False``: for a command that signs nothing and reaches neither
+        the store nor the CDN tier (python -m gateway.admin), which needs none.
+        """
         environ = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
@@ -132,18 +155,16 @@ class Config:
                 raise ConfigError(f"GATEWAY_{f.name.upper()}={raw!r} is not a valid {type(f.default).__name__}") from exc
         values.update(overrides)
         config = cls(**values)
-        config.validate()
+        config.validate(secrets=secrets)
         return config
 
-    def validate(self) -> None:
-        missing = [name for name in ("s3_secret_key", "jwt_secret", "events_token", "cdn_secret") if not getattr(self, name)]
-        if missing:
-            names = ", ".join(f"GATEWAY_{name.upper()}" for name in missing)
-            raise ConfigError(f"missing secret settings: {names}")
+    def validate(self, *, secrets: bool = True) -> None:
+        if secrets:
+            self._validate_secrets()
+        if self.signup not in SIGNUP_MODES:
+            raise ConfigError(f"GATEWAY_SIGNUP must be one of {', '.join(SIGNUP_MODES)}, not {self.signup!r}")
         if self.database_url and self.database_url.split("://", 1)[0].lower() not in DATABASE_SCHEMES:
             raise ConfigError("GATEWAY_DATABASE_URL must be postgresql://user:password@host:port/db (or sqlite:///path)")
-        if len(self.jwt_secret) < 32:
-            raise ConfigError("GATEWAY_JWT_SECRET must be at least 32 characters")
         if self.chunk_size < S3_MIN_PART_SIZE:
             raise ConfigError(f"GATEWAY_CHUNK_SIZE must be at least {S3_MIN_PART_SIZE} (S3's smallest part)")
         if self.link_password_attempts < 1 or self.link_password_window < 1:
@@ -157,11 +178,21 @@ class Config:
             raise ConfigError(
                 f"GATEWAY_MAX_FILE_SIZE {self.max_file_size} needs more than {MAX_CHUNKS} chunks of {self.chunk_size}"
             )
+        if self.header_timeout <= 0 or self.body_timeout <= 0:
+            raise ConfigError("GATEWAY_HEADER_TIMEOUT and GATEWAY_BODY_TIMEOUT must be more than 0 seconds")
         if self.login_failures < 1 or self.login_address_failures < 1 or self.login_window < 1:
             raise ConfigError("GATEWAY_LOGIN_FAILURES, GATEWAY_LOGIN_ADDRESS_FAILURES and GATEWAY_LOGIN_WINDOW must be at least 1")
         if not 0 <= self.login_address_delay <= 60:
             raise ConfigError("GATEWAY_LOGIN_ADDRESS_DELAY must be from 0 to 60 seconds")
         self.trusted_proxy_networks  # noqa: B018 - a bad address fails at start, not on a request
+
+    def _validate_secrets(self) -> None:
+        missing = [name for name in ("s3_secret_key", "jwt_secret", "events_token", "cdn_secret") if not getattr(self, name)]
+        if missing:
+            names = ", ".join(f"GATEWAY_{name.upper()}" for name in missing)
+            raise ConfigError(f"missing secret settings: {names}")
+        if len(self.jwt_secret) < 32:
+            raise ConfigError("GATEWAY_JWT_SECRET must be at least 32 characters")
 
     @property
     def presign_endpoint(self) -> str:

@@ -2,19 +2,33 @@
 
 Only the local stack and the test harness use this module; the gateway talks to
 whatever S3 endpoint it is configured with.
+
+Only the S3 API is meant for anyone: ``weed mini`` also listens (on 127.0.0.1)
+with its master, volume server and filer, over HTTP and gRPC, which any local
+user could otherwise use to list, read and write all content past the S3 keys.
+So each start gives the store fresh secrets it alone holds (:func:`store_security`):
+JWT signing keys, without which the filer's and volume server's HTTP ports
+answer 401 to every read and write, and a private CA with one certificate, so
+that every gRPC port takes mutually authenticated TLS connections only. What
+stays open is the master's HTTP port, which neither reads nor writes content but
+takes administrative calls (SeaweedFS guards those by address only, and every
+part of the store connects from 127.0.0.1): SECURITY.md says so.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from storage.s3 import s3_client
 
@@ -36,6 +50,11 @@ PORT_FLAGS = (
 )
 
 
+def new_session(argv: list[str], **popen: Any) -> subprocess.Popen:
+    """Start ``argv`` as the leader of a session and process group of its own (stop() signals the group)."""
+    return subprocess.Popen(argv, start_new_session=True, **popen)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -52,6 +71,56 @@ def weed_binary() -> str:
     return found
 
 
+# The parts of weed whose gRPC servers and clients take the store's certificate (security.toml's [grpc.<part>]).
+GRPC_PARTS = ("MASTER", "VOLUME", "FILER", "S3", "ADMIN", "WORKER", "CLIENT", "MSG_BROKER", "MSG_AGENT")
+# security.toml's JWT keys (as WEED_* variables): volume writes and reads, filer writes and reads over HTTP.
+JWT_KEYS = ("WEED_JWT_SIGNING_KEY", "WEED_JWT_SIGNING_READ_KEY", "WEED_JWT_FILER_SIGNING_KEY",
+            "WEED_JWT_FILER_SIGNING_READ_KEY")
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    binary = shutil.which("openssl")
+    if binary is None:
+        raise RuntimeError("the `openssl` command is missing: the embedded store's gRPC certificates are made with it")
+    subprocess.run([binary, *args], cwd=cwd, check=True, capture_output=True)
+
+
+def grpc_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A new private CA and one certificate it signs (server and client), for weed's gRPC mutual TLS.
+
+    Made again at every start; the CA's key is deleted once it has signed, so
+    nobody can sign another certificate the store would take. Owner-only files.
+    """
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(mode=0o700, parents=True)
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
+            "-subj", "/CN=embedded-store-ca", cwd=directory)
+    openssl("req", *ec, "-keyout", "store.key", "-out", "store.csr", "-subj", "/CN=embedded-store", cwd=directory)
+    (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                                       "extendedKeyUsage=serverAuth,clientAuth\n")
+    openssl("x509", "-req", "-in", "store.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "store.crt", "-days", "3650", "-extfile", "ext.cnf", cwd=directory)
+    for leftover in ("ca.key", "ca.srl", "store.csr", "ext.cnf"):
+        (directory / leftover).unlink(missing_ok=True)
+    for made in directory.iterdir():
+        made.chmod(0o600)
+    return directory / "ca.crt", directory / "store.crt", directory / "store.key"
+
+
+def store_security(directory: Path) -> dict[str, str]:
+    """The environment that closes weed's ports but S3's to whoever lacks the store's own secrets
+    (module docstring): fresh JWT keys, and the gRPC certificates made in ``directory``."""
+    ca, cert, key = grpc_certificates(directory)
+    env = {name: secrets.token_urlsafe(32) for name in JWT_KEYS}
+    env["WEED_GRPC_CA"] = str(ca)
+    for part in GRPC_PARTS:
+        env[f"WEED_GRPC_{part}_CERT"] = str(cert)
+        env[f"WEED_GRPC_{part}_KEY"] = str(key)
+    return env
+
+
 def notification_toml(endpoint: str, token: str) -> str:
     # The filer posts every change as JSON to the webhook; see storage/events.py.
     return (
@@ -62,19 +131,48 @@ def notification_toml(endpoint: str, token: str) -> str:
     )
 
 
-def identities_json(admin: tuple[str, str], reader: tuple[str, str], bucket: str) -> str:
-    """The S3 identities (``weed mini -s3.config``): the gateway's, which may do anything, and a
-    reader's, which may only read objects of ``bucket`` (no listing, no writes, no other bucket)."""
-    return json.dumps(
-        {
-            "identities": [
-                {"name": "gateway", "credentials": [{"accessKey": admin[0], "secretKey": admin[1]}], "actions": ["Admin"]},
-                {"name": "reader", "credentials": [{"accessKey": reader[0], "secretKey": reader[1]}],
-                 "actions": [f"Read:{bucket}"]},
-            ]
-        },
-        indent=2,
-    )
+def identities_json(gateway: tuple[str, str], reader: tuple[str, str], bucket: str,
+                    operator: tuple[str, str] | None = None) -> str:
+    """The S3 identities (``weed mini -s3.config``), each with the least it needs.
+
+    - the gateway's: read, write and list ``bucket``, nothing else (no other
+      bucket, no bucket made or removed, no bucket policy);
+    - the reader's (the CDN tier): read objects under ``bucket/content/``,
+      which also lets SeaweedFS list a known upload's parts: :func:`reader_policy`,
+      applied at every start, denies that;
+    - the operator's (``operator``: the launcher itself, with keys made at each
+      start and never handed out), the only administrator: it applies that policy.
+    """
+    identities = [
+        {"name": "gateway", "credentials": [{"accessKey": gateway[0], "secretKey": gateway[1]}],
+         "actions": [f"Read:{bucket}", f"Write:{bucket}", f"List:{bucket}"]},
+        {"name": READER, "credentials": [{"accessKey": reader[0], "secretKey": reader[1]}],
+         "actions": [f"Read:{bucket}/content/*"]},
+    ]
+    if operator is not None:
+        identities.append({"name": "operator", "credentials": [{"accessKey": operator[0], "secretKey": operator[1]}],
+                           "actions": ["Admin"]})
+    return json.dumps({"identities": identities}, indent=2)
+
+
+READER = "reader"
+
+
+def reader_policy(bucket: str) -> str:
+    """The bucket policy that leaves the reader GetObject alone: no listing of objects, uploads or parts.
+
+    SeaweedFS lets an identity that may read a key list the parts of an upload
+    to it (ListParts is a read there); S3 and MinIO make it an action of its own.
+    """
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Deny",
+            "Principal": {"AWS": [f"arn:aws:iam::*:user/{READER}"]},
+            "Action": ["s3:ListMultipartUploadParts", "s3:ListBucketMultipartUploads", "s3:ListBucket"],
+            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        }],
+    })
 
 
 @dataclass
@@ -96,6 +194,11 @@ class EmbeddedStore:
     process: subprocess.Popen | None = None
     # The ports _command picked itself this time (none kept with the data): these may be picked again.
     _chosen_ports: set[str] = field(default_factory=set, repr=False)
+    # How weed is started: a session of its own (new_session); the local stack passes
+    # deploy/processes.py's spawn_group, which also ends it when the stack's launcher dies.
+    spawn: Callable[..., subprocess.Popen] = field(default=new_session, repr=False)
+    # The launcher's own administrator keys, made at each start (identities_json).
+    _operator: tuple[str, str] | None = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -138,7 +241,8 @@ class EmbeddedStore:
         path = self.data_dir / "s3-identities.json"
         path.touch(mode=0o600, exist_ok=True)
         path.chmod(0o600)
-        path.write_text(identities_json((self.access_key, self.secret_key), self.reader_keys, self.bucket))
+        path.write_text(identities_json((self.access_key, self.secret_key), self.reader_keys, self.bucket,
+                                        self._operator))
         return path
 
     def _cors_flags(self) -> list[str]:
@@ -187,20 +291,27 @@ class EmbeddedStore:
             toml.write_text(notification_toml(self.webhook_url, self.webhook_token or ""))
         elif toml.exists():
             toml.unlink()
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
+        # weed makes an administrator of the keys in its environment: the launcher's own where the
+        # identities file gives the gateway less (identities_json), else the gateway's.
+        admin = self.access_key, self.secret_key
+        if self.reader_keys:
+            admin = self._operator = ("operator-" + secrets.token_hex(8), secrets.token_urlsafe(32))
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=admin[0], AWS_SECRET_ACCESS_KEY=admin[1],
+                   **store_security(self.data_dir / "grpc-tls"))
         self.log_path = self.log_path or self.data_dir / "weed.log"
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            self._command(),
-            cwd=workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.process = self.spawn(self._command(), cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.wait_ready(timeout)
+        self._limit_reader()
         return self
+
+    def _limit_reader(self) -> None:
+        """Apply :func:`reader_policy` with the operator's keys (where there is a reader identity)."""
+        if self._operator is None:
+            return
+        client = s3_client(self.endpoint, *self._operator, timeout=10.0, attempts=3)
+        client.put_bucket_policy(Bucket=self.bucket, Policy=reader_policy(self.bucket))
 
     def wait_ready(self, timeout: float) -> None:
         """Wait until the S3 API answers and the bucket exists."""

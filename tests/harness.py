@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.core.clock import Clock
-from gateway.http.app import create_app
+from gateway.http.app import create_app, server_options
 from gateway.config import Config
 from storage import ObjectStore
 from storage.embedded import EmbeddedStore, free_port
@@ -118,7 +118,7 @@ class Gateway:
 
     async def start(self) -> Gateway:
         self.app = create_app(self.config, store=self.store, clock=self.clock)
-        self.runner = web.AppRunner(self.app, access_log=None)
+        self.runner = web.AppRunner(self.app, access_log=None, **server_options(self.config))
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.config.port, reuse_address=True).start()
         return self
@@ -183,6 +183,9 @@ class Api:
 
     async def delete(self, path: str, **kwargs) -> Response:
         return await self.request("DELETE", path, **kwargs)
+
+    async def patch(self, path: str, **kwargs) -> Response:
+        return await self.request("PATCH", path, **kwargs)
 
     async def signup(self, username: str | None = None, password: str = "correct horse battery") -> Api:
         """Create a user, log in and return an Api acting as them."""

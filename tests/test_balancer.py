@@ -17,6 +17,7 @@ from deploy.balancer import check_config, start_balancer, write_config
 from deploy.supervisor import GatewayProcess
 from storage.embedded import free_port
 from tests.harness import gateway_config, gateway_env
+from tests.slowloris import HELD, closed_by_the_server, held_half_sent, request_from
 
 READ_TIMEOUT = "2s"  # how long the balancer waits for a hung gateway here
 
@@ -173,3 +174,20 @@ async def test_a_hung_gateway_gets_idempotent_calls_retried_elsewhere_and_posts_
         assert [hung_address, healthy_address] in [upstreams(entry) for entry in logged]
     finally:
         hung.process.send_signal(signal.SIGCONT)
+
+
+
+# --- slow clients (slowloris): tests/slowloris.py ----------------------------------------------------------------
+
+async def test_a_client_holding_many_half_sent_requests_does_not_stop_another_clients(gateways, make_balancer):
+    balancer = make_balancer([g.port for g in gateways])  # one worker, sized for the machine
+    async with held_half_sent(balancer.port, HELD):
+        answer = await request_from(balancer.port, "/healthz")
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+async def test_half_sent_requests_are_closed_after_the_header_timeout(gateways, make_balancer):
+    balancer = make_balancer([g.port for g in gateways], header_timeout="1s")
+    async with held_half_sent(balancer.port, 20) as held:
+        closed = await closed_by_the_server(held)
+    assert all(not answer or answer.startswith(b"HTTP/1.1 408") for answer in closed), closed[:3]

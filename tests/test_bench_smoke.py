@@ -39,6 +39,11 @@ PRINTS = {
         ("Web app:",),
         ("upload: web app in headless Chromium", "SHA-256 in the browser: WebCrypto", "SHA-256 in the browser: JS fallback"),
     ),
+    "tree": (
+        ("A folder of 25 files:",),
+        ("sqlite: GET /healthz", "sqlite: last page (10 entries)", "postgresql: first page (10 entries)",
+         "postgresql: search (one match)"),
+    ),
 }
 
 

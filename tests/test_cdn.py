@@ -34,7 +34,7 @@ from gateway.core.content import content_key
 from storage.embedded import free_port
 from tests.cdn_fixtures import cdn_environment, put_content
 from tests.gates import Gate
-from tests.harness import ACCESS_KEY, BUCKET, CDN_ACCESS_KEY, CDN_SECRET_KEY, SECRET_KEY, gateway_config
+from tests.harness import ACCESS_KEY, BUCKET, CDN_ACCESS_KEY, CDN_SECRET_KEY, SECRET_KEY, gateway_config, raw_s3
 
 MIB = 1024 * 1024
 SLICE = int(re.search(r"^\s*slice (\d+)m;", TEMPLATE_PATH.read_text(), re.M).group(1)) * MIB
@@ -488,6 +488,10 @@ async def test_the_store_refuses_the_cdn_key_everything_but_reading_objects(cach
         region_name="us-east-1", config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
     )
     assert reader.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
+    writer = raw_s3(store.endpoint)  # the gateway's key
+    upload_key = content_key(hashlib.sha256(os.urandom(16)).hexdigest())
+    upload_id = writer.create_multipart_upload(Bucket=BUCKET, Key=upload_key)["UploadId"]
+    writer.upload_part(Bucket=BUCKET, Key=upload_key, UploadId=upload_id, PartNumber=1, Body=b"in progress")
     attempts = {
         "overwrite": lambda: reader.put_object(Bucket=BUCKET, Key=key, Body=b"evil"),
         "put": lambda: reader.put_object(Bucket=BUCKET, Key="content/new", Body=b"evil"),
@@ -495,6 +499,12 @@ async def test_the_store_refuses_the_cdn_key_everything_but_reading_objects(cach
         "list": lambda: reader.list_objects_v2(Bucket=BUCKET, Prefix="content/"),
         "make bucket": lambda: reader.create_bucket(Bucket="cdn-made-this"),
         "bucket policy": lambda: reader.put_bucket_policy(Bucket=BUCKET, Policy='{"Version": "2012-10-17", "Statement": []}'),
+        # Uploads in progress name the fingerprints being uploaded, and their parts' sizes: not the tier's business.
+        "list uploads": lambda: reader.list_multipart_uploads(Bucket=BUCKET),
+        "list parts": lambda: reader.list_parts(Bucket=BUCKET, Key=upload_key, UploadId=upload_id),
+        "start upload": lambda: reader.create_multipart_upload(Bucket=BUCKET, Key="content/new"),
+        "abort upload": lambda: reader.abort_multipart_upload(Bucket=BUCKET, Key=upload_key, UploadId=upload_id),
+        "read the bucket policy": lambda: reader.get_bucket_policy(Bucket=BUCKET),
     }
     for name, attempt in attempts.items():
         with pytest.raises(ClientError) as refused:
@@ -502,6 +512,8 @@ async def test_the_store_refuses_the_cdn_key_everything_but_reading_objects(cach
         error = refused.value.response
         assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == ("AccessDenied", 403), name
     assert reader.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data  # neither the delete nor the overwrite happened
+    assert [part["PartNumber"] for part in writer.list_parts(Bucket=BUCKET, Key=upload_key, UploadId=upload_id)["Parts"]] == [1]
+    writer.abort_multipart_upload(Bucket=BUCKET, Key=upload_key, UploadId=upload_id)
 
 
 async def test_the_store_refuses_anonymous_reads(cached_file, content_store, store, http):

@@ -94,7 +94,7 @@ async def test_unknown_expired_and_deleted(core, memory_store, clock):
     assert expired.value.expired_at == (await core.links.of_file(alice, file_id))[0]["expires_at"]
 
     forever = token_of(await core.links.create(alice, file_id, None, None))
-    await core.deletion.delete(alice, file_id)
+    await core.tree.delete_file(alice, file_id)  # to the trash: its links end
     with pytest.raises(LinkNotFound):
         await core.links.open(forever)
     assert await core.db.fetchval("SELECT count(*) FROM links") == 0

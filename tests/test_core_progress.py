@@ -13,6 +13,7 @@ import pytest
 from gateway.cache import make_cache
 from gateway.core import build_core
 from gateway.db import files as files_db
+from gateway.db import uploads as uploads_db
 from storage import StoredPart
 from storage.events import StoreEvent
 from storage.memory import InMemoryObjectStore
@@ -63,7 +64,7 @@ async def test_a_burst_of_part_events_costs_one_part_list_whichever_gateway_read
     alice = await new_user(first, "alice")
     data = os.urandom(3 * CHUNK + 5)
     file_id, _ = await first.uploads.start(alice, claim_for(data))
-    upload_id = (await files_db.get_file(first.db, file_id))["upload_id"]
+    upload_id = (await uploads_db.get_upload(first.db, file_id))["upload_id"]
     await send_chunks(first, memory_store, alice, file_id, data, [0, 1, 2])
     outcomes = [await first.events.handle(part_event(first, upload_id, n)) for n in (1, 2, 3, 2, 1)]
     assert outcomes == ["part_list_due"] + ["part_list_already_due"] * 4
@@ -95,7 +96,7 @@ async def test_a_part_event_for_parts_the_store_does_not_hold_changes_nothing(ma
     await core.uploads.finish(alice, theirs)
 
     mine, _ = await core.uploads.start(bob, claim_for(data, "b.bin"))
-    upload_id = (await files_db.get_file(core.db, mine))["upload_id"]
+    upload_id = (await uploads_db.get_upload(core.db, mine))["upload_id"]
     for number in (1, 2):
         await core.events.handle(part_event(core, upload_id, number))
     assert (await core.refresh_progress_once())["read"] == 1
@@ -127,7 +128,7 @@ async def test_the_reconciler_looks_at_a_batch_per_round_oldest_first_and_not_ev
         assert counts["checked"] == checked_in(before) <= 2  # one part list per upload, a batch per round
         seen.append(counts["checked"])
     assert seen == [2, 2, 1, 0]  # every upload once, then none: nothing changed since
-    checked = await core.db.fetchall("SELECT id, checked_at FROM files ORDER BY checked_at, seq")
+    checked = await core.db.fetchall("SELECT file_id AS id, checked_at FROM uploads JOIN files ON files.id = file_id ORDER BY checked_at, seq")
     assert [row["id"] for row in checked] == ids  # the oldest first
 
     # New activity makes an upload due again at once (after the grace), the others after the recheck time.

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.core.errors import CannotShareWithYourself, FileNotFound, UnknownUsers
 from gateway.core.permissions import cache_key
-from gateway.db import files as files_db
+from gateway.db import uploads as uploads_db
 from protocol.fingerprints import EMPTY_FINGERPRINT
 from storage import UploadNotFound
 from tests.core_fixtures import CHUNK, claim_for, new_user, send_chunks, stored, uploaded
@@ -51,7 +51,7 @@ async def test_unsharing_takes_effect_at_once_through_the_cache(core, memory_sto
         await core.sharing.unshare(alice, file_id, "nobody")
 
 
-async def test_deleting_is_for_the_owner_and_content_goes_with_its_last_file(core, memory_store):
+async def test_deleting_is_for_the_owner_and_content_goes_with_its_last_file_deleted_for_good(core, memory_store):
     alice, bob = await new_user(core, "alice"), await new_user(core, "bob")
     data = os.urandom(CHUNK + 3)
     mine = await uploaded(core, memory_store, alice, data, "a.bin")
@@ -61,15 +61,19 @@ async def test_deleting_is_for_the_owner_and_content_goes_with_its_last_file(cor
     fingerprint = claim_for(data).fingerprint
 
     with pytest.raises(FileNotFound):
-        await core.deletion.delete(bob, mine)  # shared with bob, still not his to delete
-    await core.deletion.delete(alice, mine)
+        await core.tree.delete_file(bob, mine)  # shared with bob, still not his to delete
+    await core.tree.delete_file(alice, mine)  # to the trash
     with pytest.raises(FileNotFound):
         await core.files.readable(bob, mine)
     with pytest.raises(FileNotFound):
-        await core.deletion.delete(alice, mine)
-    await core.deletion.delete(alice, copy)
-    assert stored(memory_store, fingerprint) == data  # bob's file still needs it
-    await core.deletion.delete(bob, theirs)
+        await core.tree.delete_file(alice, mine)
+    await core.tree.delete_file(alice, copy)
+    await core.tree.delete_file(bob, theirs)
+    assert stored(memory_store, fingerprint) == data  # the trash keeps it
+    await core.tree.delete_for_good(alice, mine)
+    await core.tree.delete_for_good(alice, copy)
+    assert stored(memory_store, fingerprint) == data  # bob's trashed file still refers to it
+    await core.tree.delete_for_good(bob, theirs)
     assert stored(memory_store, fingerprint) is None
 
 
@@ -79,7 +83,7 @@ async def test_deleting_an_upload_aborts_its_own_multipart_upload_only(core, mem
     claim = claim_for(data)
     mine, _ = await core.uploads.start(alice, claim)
     theirs, _ = await core.uploads.start(bob, claim)
-    mine_upload = (await files_db.get_file(core.db, mine))["upload_id"]
+    mine_upload = (await uploads_db.get_upload(core.db, mine))["upload_id"]
     await send_chunks(core, memory_store, alice, mine, data, [0])
     await core.deletion.delete(alice, mine)
     with pytest.raises(UploadNotFound):
@@ -92,6 +96,7 @@ async def test_deleting_an_upload_aborts_its_own_multipart_upload_only(core, mem
 async def test_the_empty_files_content_is_never_removed(core, memory_store):
     alice = await new_user(core, "alice")
     file_id, _ = await core.uploads.start(alice, claim_for(b"", "empty"))
-    await core.deletion.delete(alice, file_id)
+    await core.tree.delete_file(alice, file_id)
+    await core.tree.delete_for_good(alice, file_id)
     assert stored(memory_store, EMPTY_FINGERPRINT) == b""
     assert await core.deletion.drop_unreferenced_content(EMPTY_FINGERPRINT) is False

@@ -17,6 +17,7 @@ from gateway.core import build_core
 from gateway.core.permissions import cache_key
 from gateway.db import Database, database_url
 from gateway.db import files as files_db
+from gateway.db import uploads as uploads_db
 from gateway.db.files import FileRow
 from protocol.states import ChunkStatus, FileStatus
 from tests.core_fixtures import CHUNK, claim_for, core_config, new_user, send_chunks, uploaded
@@ -43,7 +44,7 @@ async def test_the_rows_the_core_reads_carry_members_and_the_keys_their_types_na
     assert set(row) == FILE_ROW_KEYS and row["status"] is FileStatus.UPLOADING
     assert [c["status"] for c in chunks] == [ChunkStatus.PENDING, ChunkStatus.UPLOADED]
     assert all(type(c["status"]) is ChunkStatus for c in chunks)
-    same = await files_db.latest_upload_of(core.db, alice, row["fingerprint"], row["file_name"])
+    same = await uploads_db.resumable(core.db, alice, row["fingerprint"], "root", row["file_name"])
     assert same is not None and same["status"] is FileStatus.UPLOADING
 
     done = await uploaded(core, memory_store, alice, os.urandom(100), "done.bin")

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.core.content import content_key
 from gateway.core.errors import ChunksMissing, FileNotFound, NotUploading, UploadGone, VerificationFailed
-from gateway.db import files as files_db
+from gateway.db import uploads as uploads_db
 from protocol.fingerprints import EMPTY_FINGERPRINT
 from storage import StoredPart, UploadNotFound
 from storage.memory import InMemoryObjectStore, sha256_b64
@@ -26,7 +26,7 @@ async def test_an_upload_turns_uploaded_once_the_store_holds_every_verified_chun
     assert await send_chunks(core, memory_store, alice, file_id, data) == [200, 200, 200]
     await core.uploads.finish(alice, file_id)
     row, chunks = await core.files.readable(alice, file_id)
-    assert row["status"] == "uploaded" and row["upload_id"] is None and row["completed_at"]
+    assert row["status"] == "uploaded" and not await uploads_db.exists_upload(core.db, row["id"]) and row["completed_at"]
     assert [c["status"] for c in chunks] == ["uploaded"] * 3
     assert stored(memory_store, row["fingerprint"]) == data
     assert core.files.download(row) is not None
@@ -65,13 +65,14 @@ async def test_an_upload_the_store_forgot_starts_over_on_resume_and_is_gone_on_c
     claim = claim_for(data)
     file_id, _ = await core.uploads.start(alice, claim)
     await send_chunks(core, memory_store, alice, file_id, data, [0])
-    first = (await files_db.get_file(core.db, file_id))["upload_id"]
+    first = (await uploads_db.get_upload(core.db, file_id))["upload_id"]
     await memory_store.abort_multipart(content_key(claim.fingerprint), first)  # a lifecycle rule, say
     with pytest.raises(UploadGone):
         await core.uploads.finish(alice, file_id)
     await core.uploads.start(alice, claim)  # resume: a new multipart upload, every chunk pending again
-    row, chunks = await core.files.readable(alice, file_id)
-    assert row["upload_id"] not in (None, first) and {c["status"] for c in chunks} == {"pending"}
+    _, chunks = await core.files.readable(alice, file_id)
+    assert (await uploads_db.get_upload(core.db, file_id))["upload_id"] not in (None, first)
+    assert {c["status"] for c in chunks} == {"pending"}
     assert await send_chunks(core, memory_store, alice, file_id, data) == [200, 200]
     await core.uploads.finish(alice, file_id)
     assert stored(memory_store, claim.fingerprint) == data
@@ -97,14 +98,14 @@ class TestAStoreThatListsNoPartChecksums:
         claim = claim_for(data)
         file_id, _ = await core.uploads.start(alice, claim)
         await send_chunks(core, memory_store, alice, file_id, data, [0])
-        upload_id = (await files_db.get_file(core.db, file_id))["upload_id"]
+        upload_id = (await uploads_db.get_upload(core.db, file_id))["upload_id"]
         other = os.urandom(10)  # the right size, other bytes: a part written with its own checksum, not the claim's
         await memory_store.upload_part(content_key(claim.fingerprint), upload_id, 2, other, sha256_b64(other))
         with pytest.raises(VerificationFailed) as failed:
             await core.uploads.finish(alice, file_id)
         assert "do not match" in failed.value.reason
         row, _ = await core.files.readable(alice, file_id)
-        assert row["status"] == "failed" and row["upload_id"] is None and core.files.download(row) is None
+        assert row["status"] == "failed" and not await uploads_db.exists_upload(core.db, row["id"]) and core.files.download(row) is None
         assert stored(memory_store, claim.fingerprint) is None
         with pytest.raises(UploadNotFound):
             await memory_store.list_parts(content_key(claim.fingerprint), upload_id)
@@ -135,7 +136,7 @@ async def test_your_own_content_again_moves_no_bytes_but_someone_elses_must_be_u
 
     copy, created = await core.uploads.start(alice, claim_for(data, "copy.bin"))
     row, _ = await core.files.readable(alice, copy)
-    assert created and copy != first and row["status"] == "uploaded" and row["upload_id"] is None
+    assert created and copy != first and row["status"] == "uploaded" and not await uploads_db.exists_upload(core.db, row["id"])
     assert len(memory_store._uploads) == open_uploads  # deduplicated: no multipart upload
 
     # Dropship: knowing the fingerprint is not having the bytes.
@@ -171,7 +172,7 @@ async def test_the_reconciler_completes_quiet_uploads_and_abandons_stale_ones(co
     assert (await core.files.readable(alice, done))[0]["status"] == "uploaded"
 
     clock.advance(core.config.abandon_after)
-    stale_upload = (await files_db.get_file(core.db, stale))["upload_id"]
+    stale_upload = (await uploads_db.get_upload(core.db, stale))["upload_id"]
     counts = await core.reconcile_once()
     assert counts["abandoned"] == 1
     row, _ = await core.files.readable(alice, stale)

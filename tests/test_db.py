@@ -56,8 +56,8 @@ async def check_migrated(db: Database) -> None:
     indexes = {row["name"] for row in await db.fetchall("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"shares_by_user_newest", "users_by_lower_username"} <= indexes
     assert "shares_by_user" not in indexes
-    columns = {row["name"] for row in await db.fetchall("SELECT name FROM pragma_table_info('files')")}
-    assert {"lease_token", "lease_expires_at"} <= columns
+    columns = {row["name"] for row in await db.fetchall("SELECT name FROM pragma_table_info('uploads')")}
+    assert {"lease_token", "lease_expires_at", "upload_id", "parent_id", "name_key"} <= columns
 
 
 async def test_a_first_release_database_is_migrated_forward_and_keeps_its_rows(tmp_path):
@@ -117,6 +117,118 @@ async def test_gateways_starting_together_on_a_new_postgresql_database_migrate_i
         postgres_cluster.drop_database(name)
 
 
+async def database_at(url: str, revision: str) -> Database:
+    """A database (SQLite at ``url`` "" or PostgreSQL) brought only up to ``revision``, as that release left it."""
+    from alembic import command
+
+    db = await Database.open(url, migrate=False)
+    async with db.transaction() as conn:
+        await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+    return db
+
+
+async def upgrade_to_head(db: Database) -> None:
+    from gateway.db.migrate import upgrade
+
+    await upgrade(db)
+
+
+V11_FILE = ("INSERT INTO files (id, owner_id, file_name, file_size, file_type, fingerprint, chunk_size, total_chunks,"
+            " status, failure_reason, upload_id, created_at, updated_at, completed_at, lease_token, lease_expires_at,"
+            " parts_marked_at, checked_at) VALUES (:id, :owner, :name, 10, 'text/plain', :fp, 8, 2, :status, NULL,"
+            " :upload_id, :at, :at, NULL, :lease, :lease_until, :marked, :checked)")
+
+
+@pytest.fixture
+def empty_database(engine, tmp_path, request):
+    """The URL of a database with no schema yet: a new SQLite file, or a new PostgreSQL database."""
+    if engine == "sqlite":
+        yield database_url("", str(tmp_path / "empty.sqlite3"))
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    name = f"empty_{secrets.token_hex(4)}"
+    yield database_url(cluster.create_database(name), "")
+    cluster.drop_database(name)
+
+
+async def test_upload_sessions_move_out_of_files_losslessly(empty_database):
+    """Revision 0007 on a database the v1.1 gateway left, holding uploads in progress (each engine)."""
+    db = await database_at(empty_database, "0006")
+    try:
+        await db.execute("INSERT INTO users (username, email, password_hash, created_at) VALUES ('ann', 'a@x.io', 'h', 't')")
+        owner = await db.fetchval("SELECT id FROM users")
+        rows = [
+            dict(id="a" * 32, name="Report.PDF", status="uploading", upload_id="mp-1", lease="tok",
+                 lease_until="2026-01-01T00:01:00.000000Z", marked="2026-01-01T00:00:30.000000Z", checked=None),
+            dict(id="b" * 32, name="done.txt", status="uploaded", upload_id=None, lease=None, lease_until=None,
+                 marked=None, checked=None),
+            dict(id="c" * 32, name="other.bin", status="uploading", upload_id="mp-2", lease=None, lease_until=None,
+                 marked=None, checked="2026-01-01T00:00:40.000000Z"),
+        ]
+        for row in rows:
+            await db.execute(V11_FILE, {**row, "owner": owner, "fp": row["id"][0] * 64,
+                                        "at": "2026-01-01T00:00:00.000000Z"})
+        await upgrade_to_head(db)
+        sessions = await db.fetchall(
+            "SELECT file_id, owner_id, upload_id, parent_id, name, name_key, mode, active_at, lease_token,"
+            " lease_expires_at, parts_marked_at, checked_at FROM uploads ORDER BY file_id")
+        assert sessions == [
+            {"file_id": "a" * 32, "owner_id": owner, "upload_id": "mp-1", "parent_id": "root", "name": "Report.PDF",
+             "name_key": "report.pdf", "mode": "add", "active_at": "2026-01-01T00:00:00.000000Z",
+             "lease_token": "tok", "lease_expires_at": "2026-01-01T00:01:00.000000Z",
+             "parts_marked_at": "2026-01-01T00:00:30.000000Z", "checked_at": None},
+            {"file_id": "c" * 32, "owner_id": owner, "upload_id": "mp-2", "parent_id": "root", "name": "other.bin",
+             "name_key": "other.bin", "mode": "add", "active_at": "2026-01-01T00:00:00.000000Z",
+             "lease_token": None, "lease_expires_at": None, "parts_marked_at": None,
+             "checked_at": "2026-01-01T00:00:40.000000Z"},
+        ]
+        files = await db.fetchall("SELECT id, file_name, status FROM files ORDER BY id")
+        assert [(f["id"][0], f["file_name"], f["status"]) for f in files] == [
+            ("a", "Report.PDF", "uploading"), ("b", "done.txt", "uploaded"), ("c", "other.bin", "uploading")]
+    finally:
+        await db.close()
+
+
+async def test_v11_files_land_in_their_owners_root_and_duplicate_names_are_numbered(empty_database):
+    """Revision 0008 on a database at 0007 holding files of two users, some with the same name (compared
+    without regard to case): every uploaded file lands in its owner's root; the later ones (by seq) of a
+    taken name get `name (1).ext`, ...; uploads in progress and failed ones get no place yet (each engine)."""
+    db = await database_at(empty_database, "0007")
+    try:
+        for name in ("ann", "bob"):
+            await db.execute("INSERT INTO users (username, email, password_hash, created_at)"
+                             " VALUES (:n, 'x@x.io', 'h', '2026-01-01T00:00:00.000000Z')", {"n": name})
+        ann, bob = [row["id"] for row in await db.fetchall("SELECT id FROM users ORDER BY id")]
+        files = [  # (id, owner, name, status), in upload order
+            ("1", ann, "Report.pdf", "uploaded"), ("2", ann, "report.PDF", "uploaded"), ("3", bob, "Report.pdf", "uploaded"),
+            ("4", ann, "REPORT.pdf", "uploaded"), ("5", ann, "Report (1).pdf", "uploaded"), ("6", ann, "notes", "uploaded"),
+            ("7", ann, "Report.pdf", "uploading"), ("8", ann, "notes", "failed"),
+        ]
+        for file_id, owner, name, status in files:
+            await db.execute(
+                "INSERT INTO files (id, owner_id, file_name, file_size, file_type, fingerprint, chunk_size, total_chunks,"
+                " status, created_at, updated_at, completed_at) VALUES (:id, :owner, :name, 1, 'text/plain', :fp, 8, 1,"
+                " :status, :at, :at, :at)",
+                {"id": file_id * 32, "owner": owner, "name": name, "fp": "f" * 64, "status": status,
+                 "at": f"2026-01-0{file_id}T00:00:00.000000Z"})
+        await upgrade_to_head(db)
+        placed = await db.fetchall("SELECT id, owner_id, kind, parent_id, name, name_key FROM nodes ORDER BY id")
+        assert [(row["id"][0], row["owner_id"], row["name"]) for row in placed] == [
+            ("1", ann, "Report.pdf"), ("2", ann, "report (1).PDF"), ("3", bob, "Report.pdf"), ("4", ann, "REPORT (2).pdf"),
+            ("5", ann, "Report (1) (1).pdf"), ("6", ann, "notes"),
+        ]
+        assert {(row["kind"], row["parent_id"]) for row in placed} == {("file", "root")}
+        assert all(row["name_key"] == row["name"].casefold() for row in placed)
+        # Nothing lost: every file row is there with the name it was uploaded with.
+        assert [row["file_name"] for row in await db.fetchall("SELECT file_name FROM files ORDER BY id")] == [
+            name for _, _, name, _ in files]
+        with pytest.raises(IntegrityError):  # the database keeps live names unique per folder
+            await db.execute("INSERT INTO nodes (id, owner_id, kind, parent_id, name, name_key, created_at, modified_at)"
+                             " VALUES ('x', :owner, 'folder', 'root', 'NOTES', 'notes', 't', 't')", {"owner": ann})
+    finally:
+        await db.close()
+
+
 def test_the_database_setting_selects_the_engine():
     from gateway.config import Config, ConfigError
 
@@ -137,6 +249,7 @@ async def test_listed_chunks_are_marked_in_one_statement_only_for_the_files_curr
     from gateway.core import build_core
     from gateway.db import database_url as url_of
     from gateway.db import files as files_db
+    from gateway.db import uploads as uploads_db
     from tests.core_fixtures import claim_for, core_config, new_user
 
     config = core_config()
@@ -146,14 +259,14 @@ async def test_listed_chunks_are_marked_in_one_statement_only_for_the_files_curr
         core = build_core(config, db, memory_store, cache, clock)
         user = await new_user(core, "marker")
         file_id, _ = await core.uploads.start(user, claim_for(secrets.token_bytes(3 * 5 * 1024 * 1024 + 7)))
-        upload_id = (await files_db.get_file(db, file_id))["upload_id"]
+        upload_id = (await uploads_db.get_upload(db, file_id))["upload_id"]
 
         async def marked() -> dict[int, tuple[str, str | None]]:
             return {c["idx"]: (c["status"], c["etag"]) for c in await files_db.get_chunks(db, file_id)}
 
         async def mark(upload: str, etags: dict[int, str]) -> bool:
             async with db.transaction() as conn:
-                return await files_db.mark_chunks(conn, file_id, upload, etags, "2026-01-01T00:00:00Z")
+                return await uploads_db.mark_chunks(conn, file_id, upload, etags, "2026-01-01T00:00:00Z")
 
         assert await mark(upload_id, {0: '"e0"', 2: '"e2"'})
         assert await marked() == {0: ("uploaded", '"e0"'), 1: ("pending", None), 2: ("uploaded", '"e2"'),

@@ -739,6 +739,19 @@ def test_the_cdn_policy_reads_content_only():
     ]
 
 
+def test_the_gateway_policy_is_its_bucket_and_the_actions_it_uses():
+    code = init_script_code()
+    policy = re.search(r'create_policy "\$POLICY" <<EOF_POLICY\n(.*?)\nEOF_POLICY', code, re.S)[1]
+    document = json.loads(policy.replace("${BUCKET}", "dropbox-content"))
+    assert document["Statement"] == [
+        {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
+         "Resource": ["arn:aws:s3:::dropbox-content"]},
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                                       "s3:ListMultipartUploadParts"],
+         "Resource": ["arn:aws:s3:::dropbox-content/*"]},
+    ]
+
+
 def test_the_init_script_refuses_keys_mc_would_misread(tmp_path):
     base = {"PATH": "/usr/bin:/bin", "MINIO_URL": "http://minio:9000", "MINIO_ROOT_USER": "admin",
             "MINIO_ROOT_PASSWORD": "pw", "BUCKET": "b", "WEBHOOK_ID": "G", "GATEWAY_S3_ACCESS_KEY": "gateway",

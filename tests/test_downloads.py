@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from yarl import URL
 
 from gateway.core.downloads import download_url
-from tests.harness import BUCKET, Api, upload
+from tests.harness import BUCKET, Api, make_claim, put_chunks, upload
 
 MIB = 1024 * 1024
 CHUNK = 5 * MIB
@@ -91,3 +91,28 @@ async def test_a_download_url_opens_nothing_but_the_cdn_tier(make_gateway, cdn, 
         async with http.get(URL(target, encoded=True), headers={"Host": urlsplit(store.endpoint).netloc}) as response:
             assert response.status == 403, target
             assert data not in await response.read()
+
+
+async def test_a_version_and_a_renamed_file_download_through_the_cdn_with_their_own_names(make_gateway, cdn, http):
+    """Contract v1.2 end to end on the real store and CDN tier: a file uploaded into a path, replaced
+    (overwrite), the old content downloaded as a version, the current one under its new name."""
+    gateway = await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url)
+    owner = await Api(http, gateway.url).signup()
+    old, new = os.urandom(CHUNK + 10), os.urandom(2000)
+    first = await owner.post("/dropbox/v1/files", json={**make_claim(old, CHUNK, "plan.txt"), "path": "/Work/plan.txt"})
+    assert first.status == 201 and first.body["path"] == "/Work/plan.txt"
+    assert await put_chunks(owner, first.body["file_id"], old, CHUNK) == [200, 200]
+    assert (await owner.post(f"/dropbox/v1/files/{first.body['file_id']}/complete")).status == 200
+    second = await owner.post("/dropbox/v1/files", json={**make_claim(new, CHUNK, "plan.txt"), "path": "/Work/plan.txt",
+                                                         "mode": "overwrite"})
+    assert await put_chunks(owner, second.body["file_id"], new, CHUNK) == [200]
+    assert (await owner.post(f"/dropbox/v1/files/{second.body['file_id']}/complete")).body["path"] == "/Work/plan.txt"
+
+    [version] = (await owner.get(f"/dropbox/v1/files/{second.body['file_id']}/versions")).body["versions"]
+    assert version["file_id"] == first.body["file_id"] and version["replaced_by"] == second.body["file_id"]
+    status, body, _ = await fetch(http, version["download_url"])
+    assert status == 200 and body == old
+    renamed = await owner.request("PATCH", f"/dropbox/v1/files/{second.body['file_id']}", json={"name": "plan v2.txt"})
+    assert renamed.body["path"] == "/Work/plan v2.txt"
+    status, body, headers = await fetch(http, renamed.body["download_url"])
+    assert status == 200 and body == new and "plan%20v2.txt" in headers["Content-Disposition"]

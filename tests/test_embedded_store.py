@@ -25,3 +25,83 @@ def test_a_picked_port_taken_by_another_process_is_picked_again(tmp_path, monkey
             assert store.process is not None and store.process.poll() is None
         finally:
             store.stop()
+
+
+def http_status(port: int, method: str, path: str, body: bytes | None = None) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=body)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def speaks_plain_grpc(port: int) -> bool:
+    """Whether the port answers an HTTP/2 connection in clear (what a gRPC client without TLS opens)
+    with its SETTINGS frame; a TLS-only server reads the preface as a broken handshake instead."""
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(preface)
+        try:
+            header = sock.recv(9)
+        except (ConnectionResetError, TimeoutError):
+            return False
+    return len(header) == 9 and header[3] == 0x04
+
+
+def test_only_the_s3_port_serves_anyone_without_the_stores_own_secrets(store):
+    """The review listed, read and wrote all content through the filer's port on 127.0.0.1, past the S3 keys."""
+    from tests.harness import raw_s3
+
+    s3 = raw_s3(store.endpoint)
+    s3.put_object(Bucket=store.bucket, Key="content/only-through-s3", Body=b"private bytes")
+    assert s3.get_object(Bucket=store.bucket, Key="content/only-through-s3")["Body"].read() == b"private bytes"
+    filer, volume = store.ports["filer.port"], store.ports["volume.port"]
+    folder = f"/buckets/{store.bucket}/content/"
+    assert http_status(filer, "GET", folder) == 401, "the filer lists the bucket"
+    assert http_status(filer, "GET", folder + "only-through-s3") == 401, "the filer reads an object"
+    assert http_status(filer, "PUT", folder + "planted", b"planted") == 401, "the filer writes an object"
+    assert http_status(volume, "GET", "/1,01") == 401, "the volume server reads a blob"
+    assert http_status(volume, "POST", "/1,01", b"planted") == 401, "the volume server writes a blob"
+    for port in ("filer.port.grpc", "volume.port.grpc", "master.port.grpc", "s3.port.grpc"):
+        assert not speaks_plain_grpc(store.ports[port]), f"{port} takes gRPC without the store's certificate"
+    assert "planted" not in {o["Key"] for o in s3.list_objects_v2(Bucket=store.bucket, Prefix="content/").get("Contents", [])}
+
+
+def test_the_gateways_key_is_scoped_to_its_bucket(store):
+    """The gateway's identity was an administrator of the whole store; it may now use its bucket only."""
+    from botocore.exceptions import ClientError
+
+    from storage.s3 import s3_client
+    from tests.harness import raw_s3
+
+    assert store._operator is not None, "the store has its launcher's own administrator"
+    other = "not-the-gateways"
+    operator = s3_client(store.endpoint, *store._operator, attempts=1)
+    try:
+        operator.create_bucket(Bucket=other)
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+    operator.put_object(Bucket=other, Key="kept", Body=b"someone else's")
+    gateway = raw_s3(store.endpoint)
+    gateway.put_object(Bucket=store.bucket, Key="content/scoped", Body=b"ours")  # its own bucket: as before
+    assert gateway.get_object(Bucket=store.bucket, Key="content/scoped")["Body"].read() == b"ours"
+    attempts = {
+        "read another bucket": lambda: gateway.get_object(Bucket=other, Key="kept"),
+        "write another bucket": lambda: gateway.put_object(Bucket=other, Key="planted", Body=b"x"),
+        "list another bucket": lambda: gateway.list_objects_v2(Bucket=other),
+        "make a bucket": lambda: gateway.create_bucket(Bucket="gateway-made-this"),
+        "delete a bucket": lambda: gateway.delete_bucket(Bucket=other),
+        "set its bucket's policy": lambda: gateway.put_bucket_policy(
+            Bucket=store.bucket, Policy='{"Version": "2012-10-17", "Statement": []}'),
+    }
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+        except ClientError as refused:
+            assert refused.response["ResponseMetadata"]["HTTPStatusCode"] == 403, name
+        else:
+            raise AssertionError(f"the gateway's key could {name}")

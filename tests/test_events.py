@@ -235,7 +235,7 @@ async def test_abandoned_uploads_are_aborted_and_finished_files_untouched(make_g
     stale_data = os.urandom(CHUNK + 1)
     stale = (await user.post("/dropbox/v1/files", json=make_claim(stale_data, CHUNK))).body
     await put_chunks(user, stale["file_id"], stale_data, CHUNK, [0])
-    upload_id = await gateway.core.db.fetchval("SELECT upload_id FROM files WHERE id = :id", {"id": stale["file_id"]})
+    upload_id = await gateway.core.db.fetchval("SELECT upload_id FROM uploads WHERE file_id = :id", {"id": stale["file_id"]})
     # Nothing is old enough yet: nothing is abandoned.
     assert (await gateway.core.reconcile_once())["abandoned"] == 0
 

@@ -66,8 +66,10 @@ async def test_the_quota_counts_uploaded_and_uploading_files_and_refuses_what_wo
     inline = await user.post(FILES, data=form)
     assert inline.status == 403 and inline.body["error"]["code"] == "quota_exceeded"
 
-    # Deleting frees the room; a failed file holds none.
+    # Deleting for good frees the room (the trash still counts); a failed file holds none.
     assert (await user.delete(f"{FILES}/{done['file_id']}")).status == 204
+    assert (await usage(user))["used_bytes"] == 3 * MIB
+    assert (await user.delete(f"/dropbox/v1/trash/{done['file_id']}")).status == 204
     assert (await usage(user))["used_bytes"] == 2 * MIB
     await gateway.core.uploads.abandon(under_way["file_id"])  # as the reconciler does with a stale upload
     assert (await usage(user))["used_bytes"] == MIB

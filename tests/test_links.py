@@ -260,7 +260,9 @@ async def test_the_page_downloads_without_script(make_gateway, cdn, http):
     gateway, _, owner = await stack(make_gateway, cdn, http)
     data = os.urandom(2500)
     name = '<script>alert("x")</script> & <b>report</b>.txt'
-    file = await upload(owner, data, CHUNK, file_name=name, file_type="text/plain")
+    # A name the tree refuses since v1.2 (it holds `/`), as a file from v1.1 may still have it.
+    file = await upload(owner, data, CHUNK, file_name="report.txt", file_type="text/plain")
+    await gateway.core.db.execute("UPDATE nodes SET name = :name WHERE id = :id", {"name": name, "id": file["file_id"]})
     open_link = (await owner.post(f"{FILES}/{file['file_id']}/links")).body
     guarded = (await owner.post(f"{FILES}/{file['file_id']}/links", json={"password": "pa ss"})).body
 

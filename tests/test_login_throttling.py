@@ -163,3 +163,53 @@ def test_bad_trusted_proxies_fail_at_start():
     with pytest.raises(ConfigError, match="GATEWAY_TRUSTED_PROXIES"):
         Config.from_env({"GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8, nginx"}, s3_secret_key="s", jwt_secret="j" * 32,
                         events_token="e", cdn_secret="c")
+
+
+def from_address(address: str) -> dict:
+    """Headers that make a request come from ``address`` for a gateway that trusts the loopback as its proxy."""
+    return {"X-Forwarded-For": address}
+
+
+async def test_an_address_guessing_faster_than_its_rate_is_refused_for_a_minute_and_no_other(make_gateway, http):
+    gateway = await make_gateway(login_address_rate=5, trusted_proxies="127.0.0.1")
+    api = Api(http, gateway.url)
+    alice = await api.signup(password=PASSWORD)
+    guesser, neighbour = from_address("198.51.100.7"), from_address("203.0.113.9")
+    for n in range(5):  # one guess per username: never enough for the per-username limit
+        answer = await api.post(TOKENS, json=credentials(f"victim-{n}", "password1"), headers=guesser)
+        assert answer.status == 401, answer.body
+    refused = await api.post(TOKENS, json=credentials("victim-9", "password1"), headers=guesser)
+    assert refused.status == 429 and refused.body["error"]["code"] == "too_many_attempts"
+    assert "this address" in refused.body["error"]["message"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    # Nothing tells the right password from a guess before checking it, which is the guess itself.
+    assert (await api.post(TOKENS, json=credentials(alice.username, PASSWORD), headers=guesser)).status == 429
+    assert (await api.post(TOKENS, json=credentials(alice.username, PASSWORD), headers=neighbour)).status == 200
+    assert (await api.post(TOKENS, json=credentials("victim-9", "password1"), headers=neighbour)).status == 401
+    gateway.clock.advance(61)
+    assert (await api.post(TOKENS, json=credentials(alice.username, PASSWORD), headers=guesser)).status == 200
+
+
+async def test_right_passwords_spend_nothing_of_the_addresss_rate(make_gateway, http):
+    """An office behind one NAT address: its people logging in all day never come near the limit."""
+    gateway = await make_gateway(login_address_rate=3)
+    api = Api(http, gateway.url)
+    people = [await api.signup(password=PASSWORD) for _ in range(3)]
+    for _ in range(4):
+        for person in people:
+            assert (await api.post(TOKENS, json=credentials(person.username, PASSWORD))).status == 200
+    for n in range(3):
+        assert (await api.post(TOKENS, json=credentials(people[n].username, "a typo"))).status == 401
+    assert (await api.post(TOKENS, json=credentials(people[0].username, "a typo"))).status == 429
+
+
+@pytest.mark.every_engine  # concurrent transactions
+async def test_concurrent_guesses_from_one_address_cannot_outrun_its_rate(make_gateway, http):
+    """The review's attack: many connections from one address guessing at once, on many usernames."""
+    gateway = await make_gateway(login_address_rate=5)
+    api = Api(http, gateway.url)
+    guesses = [api.post(TOKENS, json=credentials(f"someone-{n}", "password1")) for n in range(20)]
+    statuses = sorted(answer.status for answer in await asyncio.gather(*guesses))
+    assert statuses == [401] * 5 + [429] * 15
+    gateway.clock.advance(61)
+    assert (await api.post(TOKENS, json=credentials("someone-0", "password1"))).status == 401

@@ -67,6 +67,21 @@ CONTRACT_STATUSES = {
     ("post", "/dropbox/v1/links/{token}/download"): {"200", "401", "403", "404", "410", "429"},
     ("get", "/s/{token}"): {"200", "404", "410"},
     ("post", "/s/{token}"): {"303", "400", "401", "403", "404", "410", "429"},
+    # v1.2: the tree.
+    ("post", "/dropbox/v1/folders"): {"200", "201", "400", "401", "404", "409"},
+    ("get", "/dropbox/v1/folders/{folder_id}"): {"200", "401", "404"},
+    ("patch", "/dropbox/v1/folders/{folder_id}"): {"200", "400", "401", "404", "409"},
+    ("delete", "/dropbox/v1/folders/{folder_id}"): {"204", "400", "401", "404"},
+    ("get", "/dropbox/v1/folders/{folder_id}/entries"): {"200", "400", "401", "404"},
+    ("get", "/dropbox/v1/metadata"): {"200", "400", "401", "404"},
+    ("patch", "/dropbox/v1/files/{file_id}"): {"200", "400", "401", "404", "409"},
+    ("post", "/dropbox/v1/files/{file_id}/copy"): {"201", "400", "401", "403", "404", "409"},
+    ("get", "/dropbox/v1/files/{file_id}/versions"): {"200", "401", "404"},
+    ("post", "/dropbox/v1/files/{file_id}/restore"): {"200", "401", "404", "409"},
+    ("get", "/dropbox/v1/trash"): {"200", "400", "401"},
+    ("post", "/dropbox/v1/trash/{id}/restore"): {"200", "401", "404"},
+    ("delete", "/dropbox/v1/trash/{id}"): {"204", "401", "404"},
+    ("get", "/dropbox/v1/search"): {"200", "400", "401"},
 }
 
 
@@ -244,7 +259,11 @@ def test_the_schemas_have_the_contracts_fields(document):
     assert set(schemas["Token"]["required"]) == {"access_token", "token_type", "expires_in"}
     assert set(schemas["Config"]["required"]) == {
         "chunk_size", "max_file_size", "inline_upload_limit", "upload_url_ttl", "download_url_ttl",
+        "trash_retention", "version_retention",
     }
+    assert set(schemas["Folder"]["required"]) == {
+        "type", "folder_id", "name", "path", "parent_id", "created_at", "modified_at"}
+    assert {"type", "name", "path", "parent_id", "modified_at"} <= set(schemas["FileObject"]["required"])
     assert set(schemas["UploadClaim"]["required"]) == {"file_name", "file_size", "fingerprint", "chunk_size", "chunks"}
     assert set(schemas["Chunk"]["required"]) == {"index", "fingerprint", "status"}
     assert set(schemas["FileObject"]["properties"]["status"]["enum"]) == {"uploading", "uploaded", "failed"}
@@ -260,7 +279,8 @@ def test_the_file_object_schema_matches_file_json(document):
     row = {
         "id": "f1", "file_name": "a.txt", "file_size": 3, "file_type": "text/plain", "fingerprint": "0" * 64,
         "owner_name": "alice", "created_at": "2024-01-01T00:00:00.000000Z", "chunk_size": 8, "total_chunks": 1,
-        "failure_reason": None, "completed_at": None,
+        "failure_reason": None, "completed_at": None, "parent_id": "root", "modified_at": "2024-01-01T00:00:00.000000Z",
+        "replaced_by": None, "deleted_at": None, "path": "/a.txt",
     }
     chunks = [{"idx": 0, "fingerprint": "1" * 64, "status": "pending"}]
     for status, extra, download in [

@@ -43,7 +43,7 @@ async def test_completing_through_two_gateways_at_once_settles_the_upload_once(m
     answers = await asyncio.gather(user.post(path), on_second.post(path), user.post(path), on_second.post(path))
     assert [a.status for a in answers] == [200] * 4, [a.body for a in answers]
     assert {a.body["status"] for a in answers} == {"uploaded"}
-    assert await first.core.db.fetchval("SELECT lease_token FROM files WHERE id = :id", {"id": file["file_id"]}) is None
+    assert await first.core.db.fetchval("SELECT count(*) FROM uploads WHERE file_id = :id", {"id": file["file_id"]}) == 0  # settled: the session (and its lease) ended
 
 
 async def test_reconcilers_of_two_gateways_settle_each_upload_once(make_gateway, http):
@@ -73,9 +73,9 @@ async def test_an_upload_another_gateway_is_settling_is_skipped_then_settled(mak
     waiting = asyncio.ensure_future(Api(http, second.url, user.token).post(f"{FILES}/{file['file_id']}/complete"))
     await asyncio.sleep(0.5)
     assert not waiting.done()
-    from gateway.db import files as files_db
+    from gateway.db import uploads as uploads_db
 
-    await files_db.release_lease(first.core.db, file["file_id"], token)
+    await uploads_db.release_lease(first.core.db, file["file_id"], token)
     done = await asyncio.wait_for(waiting, 30)
     assert done.status == 200 and done.body["status"] == "uploaded"  # ...and finishes once it is free
 
@@ -86,8 +86,47 @@ async def test_a_lease_left_by_a_dead_gateway_runs_out(make_gateway, http):
     file = await uploaded_but_not_completed(user)
     # As a gateway killed while completing leaves it: a lease nobody will give back, long expired.
     await first.core.db.execute(
-        "UPDATE files SET lease_token = 'dead-gateway', lease_expires_at = '2000-01-01T00:00:00.000000Z' WHERE id = :id",
+        "UPDATE uploads SET lease_token = 'dead-gateway', lease_expires_at = '2000-01-01T00:00:00.000000Z' WHERE file_id = :id",
         {"id": file["file_id"]},
     )
     done = await asyncio.wait_for(Api(http, second.url, user.token).post(f"{FILES}/{file['file_id']}/complete"), 30)
     assert done.status == 200 and done.body["status"] == "uploaded"
+
+
+# --- the tree (contract v1.2): races between gateways end in one answer, never a broken tree ---------
+
+FOLDERS = "/dropbox/v1/folders"
+
+
+async def test_two_gateways_moving_two_folders_into_each_other_at_once_leave_no_cycle(make_gateway, http):
+    first, second = await two_gateways(make_gateway)
+    user = await Api(http, first.url).signup()
+    on_second = Api(http, second.url, user.token)
+    for n in range(4):
+        a = (await user.post(FOLDERS, json={"path": f"/a{n}"})).body
+        b = (await user.post(FOLDERS, json={"path": f"/b{n}"})).body
+        answers = await asyncio.gather(
+            user.request("PATCH", f"{FOLDERS}/{a['folder_id']}", json={"parent_id": b["folder_id"]}),
+            on_second.request("PATCH", f"{FOLDERS}/{b['folder_id']}", json={"parent_id": a["folder_id"]}),
+        )
+        assert sorted(answer.status for answer in answers) == [200, 409], [answer.body for answer in answers]
+        assert [answer.body["error"]["code"] for answer in answers if answer.status == 409] == ["cycle"]
+        paths = sorted([(await user.get(f"{FOLDERS}/{f['folder_id']}")).body["path"] for f in (a, b)], key=len)
+        assert paths[1] == paths[0] + "/" + paths[1].rsplit("/", 1)[1] and paths[0].count("/") == 1
+
+
+async def test_two_gateways_making_one_name_at_once_answer_201_and_409(make_gateway, http):
+    first, second = await two_gateways(make_gateway)
+    user = await Api(http, first.url).signup()
+    on_second = Api(http, second.url, user.token)
+    answers = await asyncio.gather(
+        user.post(FOLDERS, json={"parent_id": "root", "name": "Inbox"}),
+        on_second.post(FOLDERS, json={"parent_id": "root", "name": "INBOX"}),
+    )
+    assert sorted(answer.status for answer in answers) == [201, 409]
+    renamed = await asyncio.gather(*(
+        api.post(FOLDERS, json={"parent_id": "root", "name": "inbox", "autorename": True}) for api in (user, on_second)
+    ))
+    assert sorted(answer.body["name"] for answer in renamed) == ["inbox (1)", "inbox (2)"]
+    listed = (await on_second.get(f"{FOLDERS}/root/entries")).body["entries"]
+    assert len(listed) == 3 and len({entry["name"].casefold() for entry in listed}) == 3

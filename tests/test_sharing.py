@@ -27,6 +27,7 @@ from tests.harness import Api, make_claim, put_chunks, upload
 MIB = 1024 * 1024
 CHUNK = 5 * MIB
 FILES = "/dropbox/v1/files"
+TRASH = "/dropbox/v1/trash"
 
 
 async def stored(gateway, fingerprint: str) -> bool:
@@ -224,7 +225,7 @@ async def test_sharing_is_all_or_nothing_idempotent_and_not_with_yourself(make_g
 # --- deleting and the content in the store -----------------------------------------------------------
 
 
-async def test_content_stays_until_the_last_file_with_it_is_deleted(make_gateway, http):
+async def test_content_stays_until_the_last_file_with_it_is_deleted_for_good(make_gateway, http):
     gateway = await make_gateway(chunk_size=CHUNK)
     api = Api(http, gateway.url)
     alice, bob = await api.signup(), await api.signup()
@@ -236,13 +237,17 @@ async def test_content_stays_until_the_last_file_with_it_is_deleted(make_gateway
     assert copy["fingerprint"] == theirs["fingerprint"] == fingerprint
     assert await stored(gateway, fingerprint)
 
-    assert (await alice.delete(f"{FILES}/{first['file_id']}")).status == 204
+    assert (await alice.delete(f"{FILES}/{first['file_id']}")).status == 204  # to the trash
+    assert (await alice.delete(f"{TRASH}/{first['file_id']}")).status == 204  # deleted for good
     assert await stored(gateway, fingerprint)
     assert (await alice.get(f"{FILES}/{copy['file_id']}/content")).status == 302
     assert (await bob.delete(f"{FILES}/{theirs['file_id']}")).status == 204
+    assert (await bob.delete(f"{TRASH}/{theirs['file_id']}")).status == 204
     assert await stored(gateway, fingerprint)
     assert (await alice.get(f"{FILES}/{copy['file_id']}")).body["status"] == "uploaded"
     assert (await alice.delete(f"{FILES}/{copy['file_id']}")).status == 204
+    assert await stored(gateway, fingerprint)  # the trash keeps its content
+    assert (await alice.delete(f"{TRASH}/{copy['file_id']}")).status == 204
     assert not await stored(gateway, fingerprint)
     assert (await alice.get(FILES)).body == {"files": [], "next_cursor": None}
 
@@ -258,8 +263,9 @@ async def test_deleting_an_upload_aborts_only_its_own_multipart_upload(make_gate
     mine = (await alice.post(FILES, json=claim)).body
     theirs = (await bob.post(FILES, json=claim)).body
     upload_ids = {
-        row["id"]: row["upload_id"]
-        for row in await db.fetchall("SELECT id, upload_id FROM files WHERE fingerprint = :fp", {"fp": claim["fingerprint"]})
+        row["file_id"]: row["upload_id"]
+        for row in await db.fetchall("SELECT file_id, uploads.upload_id FROM uploads JOIN files ON files.id = file_id"
+                                     " WHERE fingerprint = :fp", {"fp": claim["fingerprint"]})
     }
     assert len(set(upload_ids.values())) == 2
     assert await put_chunks(alice, mine["file_id"], data, CHUNK, [0]) == [200]
@@ -282,6 +288,7 @@ async def test_deleting_an_upload_aborts_only_its_own_multipart_upload(make_gate
     assert await stored(gateway, claim["fingerprint"])
     assert (await bob.get(f"{FILES}/{theirs['file_id']}/content")).status == 302
     assert (await bob.delete(f"{FILES}/{theirs['file_id']}")).status == 204
+    assert (await bob.delete(f"{TRASH}/{theirs['file_id']}")).status == 204
     assert not await stored(gateway, claim["fingerprint"])
 
 
@@ -326,6 +333,14 @@ async def insert_files(gateway, owner_id: int, count: int, template: dict) -> li
                  "size": template["file_size"], "status": "uploaded"}
                 for file_id in ids
                 for chunk in template["chunks"]
+            ],
+        )
+        await conn.execute(  # each in the owner's root, as an uploaded file is
+            insert(tables.nodes),
+            [
+                {"id": file_id, "owner_id": owner_id, "kind": "file", "parent_id": "root", "name": f"file-{n}.bin",
+                 "name_key": f"file-{n}.bin", "created_at": now, "modified_at": now}
+                for n, file_id in enumerate(ids)
             ],
         )
     return ids

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from deploy.postgres import postgres_bin_dir
-from deploy.processes import group_members
+from deploy.processes import group_members, wait_exited
 from deploy.supervisor import wait_http_ok
 from gateway.config import Config
 from storage.embedded import free_port
@@ -190,6 +190,25 @@ def test_the_stack_keeps_its_state_to_its_user_and_starts_again_a_part_that_was_
         assert refuses(port), f"{name} still listens on {port} after the stack stopped"
     # What the processes wrote until they stopped, too.
     assert readable_by_others(state) == []
+
+
+def test_a_killed_launcher_leaves_no_part_behind(tmp_path):
+    """SIGKILL gives the stack no chance to stop its parts: the kernel ends each (PR_SET_PDEATHSIG),
+    a part started again after a death of its own too."""
+    ports = {"gateway": free_port(), "cdn": free_port(), "s3": free_port()}
+    process = start_stack(tmp_path / "var", gateway_port=ports["gateway"], cdn_port=ports["cdn"], s3_port=ports["s3"])
+    output = StackOutput(process)
+    try:
+        os.kill(listening_pid(ports["gateway"]), signal.SIGKILL)
+        output.event("part_restarted", "gateway")
+        master = int((tmp_path / "var" / "cdn" / "nginx.pid").read_text())
+        parts = {listening_pid(ports["gateway"]), listening_pid(ports["s3"]), *group_members(master)}
+    finally:
+        process.kill()
+        process.wait(10)
+    assert wait_exited(parts, 30), f"still running after the launcher was killed: {sorted(parts)}"
+    for name, port in ports.items():
+        assert refuses(port), f"{name} still listens on {port}"
 
 
 # --- cluster mode ------------------------------------------------------------------------------------------

@@ -171,12 +171,16 @@ async def test_expired_upload_urls_are_refused_by_the_store(make_gateway, http):
 async def test_names_are_only_metadata(make_gateway, http):
     gateway = await make_gateway(chunk_size=CHUNK)
     user = await Api(http, gateway.url).signup()
-    for name in ("../../etc/passwd", "名前.txt", "a/b\\c d.txt", "😀" * 10):
+    for name in ("..passwd", "名前.txt", "c d.txt", "😀" * 10, "<b>x"):
         data = os.urandom(10)
         file = await upload(user, data, CHUNK, file_name=name)
         assert file["file_name"] == name
         assert file["status"] == "uploaded"
         assert name not in content_key(file["fingerprint"])
+    # A name the tree cannot hold (contract v1.2) is refused before anything is stored.
+    for name in ("../../etc/passwd", "a/b\\c d.txt", "..", "tab\there"):
+        refused = await user.post("/dropbox/v1/files", json=make_claim(os.urandom(10), CHUNK, file_name=name))
+        assert refused.status == 400 and refused.body["error"]["code"] == "invalid_name", (name, refused.body)
 
 
 async def test_inline_upload_with_curl_style_form(make_gateway, http):
@@ -261,7 +265,7 @@ async def test_bytes_that_slip_past_the_part_check_fail_the_file_at_completion(m
     claim = make_claim(data, CHUNK)
     file_id = (await user.post("/dropbox/v1/files", json=claim)).body["file_id"]
     assert await put_chunks(user, file_id, data, CHUNK, [0]) == [200]
-    upload_id = await gateway.core.db.fetchval("SELECT upload_id FROM files WHERE id = :id", {"id": file_id})
+    upload_id = await gateway.core.db.fetchval("SELECT upload_id FROM uploads WHERE file_id = :id", {"id": file_id})
     raw = raw_s3(gateway.config.s3_endpoint)
     await asyncio.to_thread(raw.upload_part, Bucket=BUCKET, Key=content_key(claim["fingerprint"]),
                             UploadId=upload_id, PartNumber=2, Body=os.urandom(10))
@@ -285,7 +289,9 @@ async def test_after_deleting_the_last_copy_the_bytes_must_move_again(make_gatew
     user = await Api(http, gateway.url).signup()
     data = os.urandom(1000)
     first = await upload(user, data, CHUNK, file_name="only-copy.bin")
-    assert (await user.delete(f"/dropbox/v1/files/{first['file_id']}")).status == 204
+    assert (await user.delete(f"/dropbox/v1/files/{first['file_id']}")).status == 204  # to the trash
+    assert await gateway.core.store.stat(content_key(first["fingerprint"])) is not None
+    assert (await user.delete(f"/dropbox/v1/trash/{first['file_id']}")).status == 204  # deleted for good
     assert await gateway.core.store.stat(content_key(first["fingerprint"])) is None
     again = await user.post("/dropbox/v1/files", json=make_claim(data, CHUNK, file_name="new-name.bin"))
     assert again.status == 201 and again.body["status"] == "uploading"

@@ -1,4 +1,4 @@
-"""The domain: uploads (the state machine), files, sharing, shared links, deletion, permissions, accounts,
+"""The domain: uploads (the state machine), files, the tree (folders, versions, trash, search), sharing, shared links, deletion, permissions, accounts,
 sessions, limits, store events.
 
 Plain classes with explicit dependencies (the metadata database, the object
@@ -25,11 +25,13 @@ from gateway.core.leases import Leases
 from gateway.core.links import Links
 from gateway.core.metrics import Metrics
 from gateway.core.limits import Limits
+from gateway.core.namespace import Namespace
 from gateway.core.permissions import Permissions
 from gateway.core.reconciler import reconcile_once
 from gateway.core.sessions import Sessions
 from gateway.core.sharing import Sharing
 from gateway.core.throttle import forget_expired
+from gateway.core.tree import Tree
 from gateway.core.uploads import Uploads
 from gateway.db import Database
 from storage import ObjectStore
@@ -52,6 +54,8 @@ class Core:
     events: StoreEvents
     metrics: Metrics
     limits: Limits
+    namespace: Namespace
+    tree: Tree
     cache: ReadThrough  # the permission and token entries' way into the cache (gateway/core/cached.py)
 
     async def reconcile_once(self) -> dict[str, int]:
@@ -60,10 +64,14 @@ class Core:
         return counts
 
     async def housekeeping(self) -> dict[str, int]:
-        """Drop rows that count nothing any more (ended throttle counters, revocations of expired tokens)."""
+        """Drop rows that count nothing any more (ended throttle counters, revocations of expired tokens),
+        and delete for good what the trash and versions have kept past their retention."""
+        purged = await self.tree.purge_expired()
         return {
             "throttle_counters": await forget_expired(self.db, self.clock),
             "revoked_tokens": await self.sessions.forget_expired_revocations(),
+            "purged_trash": purged["trash"],
+            "purged_versions": purged["versions"],
         }
 
     async def deliver_owed_invalidations(self) -> int:
@@ -85,7 +93,9 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     sessions = Sessions(config, db, clock, entries)
     leases = Leases(db, clock)
     limits = Limits(config, db)
-    uploads = Uploads(config, db, store, permissions, leases, limits, clock, metrics)
+    namespace = Namespace(db, clock)
+    uploads = Uploads(config, db, store, permissions, leases, limits, clock, namespace, metrics)
+    deletion = Deletion(db, store, permissions, leases)
     return Core(
         config=config,
         db=db,
@@ -93,14 +103,16 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         clock=clock,
         permissions=permissions,
         uploads=uploads,
-        files=Files(config, db, permissions, uploads),
+        files=Files(config, db, permissions, uploads, namespace),
         sharing=Sharing(config, db, permissions, clock),
         links=Links(config, db, permissions, clock),
-        deletion=Deletion(db, store, permissions, leases),
+        deletion=deletion,
         accounts=Accounts(config, db, clock, sessions),
         sessions=sessions,
         events=StoreEvents(config, db, store, uploads, clock),
         metrics=metrics,
         limits=limits,
+        namespace=namespace,
+        tree=Tree(config, db, namespace, permissions, deletion, limits, clock),
         cache=entries,
     )

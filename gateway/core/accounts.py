@@ -1,5 +1,15 @@
 """Accounts: signing up, logging in (an access token), changing the password, the profile; login throttling.
 
+Who may sign up is the operator's choice (``signup``): anyone (``open``), the
+holders of an invitation code (``invite``; codes from ``python -m
+gateway.admin invite``, used up by the sign-up they make) or nobody
+(``closed``: the admin command creates accounts). Where sign-up is possible,
+``signup_rate`` sign-ups per hour from one client address go through, a
+taken username counting as one (409 tells that the name exists, so
+enumerating names through it is bounded by the same count); the next get
+TooManyRequests until the hour is over. The default is generous: a school's
+first morning behind one NAT address.
+
 A password change ends every access token issued before (gateway/core/sessions.py).
 
 Login throttling (contract v1.1), counted in the database (gateway/core/throttle.py)
@@ -15,14 +25,24 @@ so it holds across gateway processes:
   a burst of concurrent guesses cannot outrun the count.
 - **Per client address**: past ``login_address_failures`` failures (on any
   usernames) within the window, every login from that address first waits
-  ``login_address_delay`` seconds. It is slowed down, never refused: many
+  ``login_address_delay`` seconds. It is slowed down, not refused: many
   people share one address behind NAT or a proxy, and their right passwords
   still get in. IPv6 addresses count by their /64 network, which one client
   usually holds whole.
+- **A guessing rate per client address**: a slow-down alone does not limit the
+  rate (60 concurrent connections from one address made 17.2 guesses a second
+  through it). At most ``login_address_rate`` failed logins per minute from
+  one address: each attempt is counted before its password is checked (so a
+  burst cannot outrun the count) and taken back when it proves right, so a
+  NAT's users logging in spend none of it. Past it, every login from the
+  address answers 429 with Retry-After for a minute, the right
+  password too (nothing can tell them apart before the check that is the
+  guess); other addresses are not touched.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
@@ -30,7 +50,18 @@ import structlog
 
 from gateway.config import Config
 from gateway.core.clock import Clock, stamp_now
-from gateway.core.errors import InvalidCredentials, TooManyAttempts, UnknownUser, UsernameTaken, WrongPassword
+from gateway.core.errors import (
+    AccountDisabled,
+    InvalidCredentials,
+    InvalidInvitation,
+    InvitationRequired,
+    SignUpClosed,
+    TooManyAttempts,
+    TooManyRequests,
+    UnknownUser,
+    UsernameTaken,
+    WrongPassword,
+)
 from gateway.core.passwords import hash_password, verify_password
 from gateway.core.sessions import Sessions
 from gateway.core.throttle import Limit, Throttle
@@ -39,6 +70,15 @@ from gateway.db import Database, Row
 from gateway.db import users as users_db
 
 log = structlog.get_logger("gateway.users")
+# Seconds over which an address's failed logins are counted against login_address_rate.
+ADDRESS_RATE_WINDOW = 60
+# Seconds over which an address's sign-ups are counted against signup_rate.
+SIGNUP_WINDOW = 3600
+
+
+def invitation_hash(code: str) -> str:
+    """What the database keeps of an invitation code (128 random bits: a hash without a key is enough)."""
+    return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -66,16 +106,43 @@ class Accounts:
         self.sessions = sessions
         self.by_username = Throttle(db, clock, "login-user", Limit(config.login_failures, config.login_window))
         self.by_address = Throttle(db, clock, "login-address", Limit(config.login_address_failures, config.login_window))
+        self.address_rate = Throttle(db, clock, "login-rate", Limit(config.login_address_rate, ADDRESS_RATE_WINDOW))
+        self.sign_ups = Throttle(db, clock, "signup", Limit(config.signup_rate, SIGNUP_WINDOW))
 
-    async def sign_up(self, username: str, email: str, password: str) -> Row:
-        """The new user (user_id, username, email); UsernameTaken if the name is, whatever its case."""
+    async def sign_up(self, username: str, email: str, password: str, address: str = "",
+                      invitation: str | None = None) -> Row:
+        """The new user (user_id, username, email) as the sign-up mode allows (module docstring);
+        UsernameTaken if the name is, whatever its case; SignUpClosed, InvitationRequired,
+        InvalidInvitation, TooManyRequests."""
+        mode = self.config.signup
+        if mode == "closed":
+            raise SignUpClosed()
+        if mode == "invite" and not invitation:
+            raise InvitationRequired()
+        await self._count_sign_up(address)
+        code_hash = invitation_hash(invitation) if mode == "invite" and invitation else None
+        return await self.create(username, email, password, code_hash)
+
+    async def create(self, username: str, email: str, password: str, code_hash: str | None = None) -> Row:
+        """Add the user, whatever the sign-up mode (the admin command's way; sign_up's after its checks)."""
         password_hash = await hash_password(password)
         try:
-            user_id = await users_db.insert_user(self.db, username, email, password_hash, stamp_now(self.clock))
+            user_id = await users_db.insert_user(self.db, username, email, password_hash, stamp_now(self.clock),
+                                                 code_hash)
         except users_db.DuplicateUsername as exc:
             raise UsernameTaken(username) from exc
+        except users_db.InvitationUnusable as exc:
+            raise InvalidInvitation() from exc
         log.info("user_created", new_user_id=user_id, username=username)
         return {"user_id": user_id, "username": username, "email": email}
+
+    async def _count_sign_up(self, address: str) -> None:
+        if not address or not self.config.signup_rate:
+            return
+        retry_after = await self.sign_ups.count_attempt(address_key(address))
+        if retry_after is not None:
+            log.info("signup_throttled", address=address_key(address), retry_after=retry_after)
+            raise TooManyRequests("sign-up", retry_after)
 
     async def log_in(self, username: str, password: str, address: str = "") -> AccessToken:
         """An access token; InvalidCredentials (the same, in the same time, for an unknown name) or TooManyAttempts."""
@@ -86,6 +153,7 @@ class Accounts:
 
     async def _check_password(self, username: str, password: str, address: str) -> Row:
         """The user's row when ``password`` is theirs, under the login throttles (module docstring)."""
+        rate_key = await self._count_against_address(address)
         await self._slow_down(address)
         name = username.lower()  # usernames compare without case; so do their counters
         retry_after = await self.by_username.count_attempt(name)
@@ -99,7 +167,23 @@ class Accounts:
             log.info("login_failed", username=username)
             raise InvalidCredentials()
         await self.by_username.reset(name)
+        if rate_key is not None:
+            await self.address_rate.forgive(rate_key)
+        if row["disabled_at"] is not None:
+            raise AccountDisabled()  # told only to whoever knows the password
         return row
+
+    async def _count_against_address(self, address: str) -> str | None:
+        """Count this attempt against its address's guessing rate (TooManyAttempts past it); the key
+        to forgive once the password proves right, None when not counted."""
+        if not address or not self.config.login_address_rate:
+            return None
+        key = address_key(address)
+        retry_after = await self.address_rate.count_attempt(key)
+        if retry_after is not None:
+            log.info("login_rate_exceeded", address=key, retry_after=retry_after)
+            raise TooManyAttempts(retry_after, "this address")
+        return key
 
     async def _slow_down(self, address: str) -> None:
         """Make a login from an address with many recent failures wait first (slowed down, never refused)."""

@@ -22,8 +22,11 @@ class Deletion:
         self.permissions = permissions
         self.leases = leases
 
-    async def delete(self, user_id: int, file_id: str) -> None:
-        """Delete the user's file; its chunks and shares go with it. FileNotFound for anyone but the owner.
+    async def delete(self, user_id: int, file_id: str) -> bool:
+        """Delete the user's upload in progress (or failed one), which is in no tree yet; its chunks and
+        shares go with it. FileNotFound for anyone but the owner. False when the file turned out to be
+        in the tree (it completed meanwhile): such a file goes to the trash, and is deleted for good,
+        through gateway/core/tree.py instead.
 
         The content object ``content/<fingerprint>`` is shared by every file with
         that fingerprint (deduplication), so it is removed only when no file of
@@ -37,6 +40,8 @@ class Deletion:
         async with self.leases.hold(file_id):
             async with self.db.transaction() as conn:
                 row = await owned_for_change(conn, user_id, file_id)
+                if row["status"] == FileStatus.UPLOADED:
+                    return False
                 await self.db.lock_content(conn, row["fingerprint"])
                 await files_db.delete_file(conn, file_id)
                 # Decided in the transaction that deletes the row: no other write can slip in between.
@@ -44,7 +49,7 @@ class Deletion:
             await self.permissions.invalidate(file_id)
             log.info("file_deleted", file_id=file_id, status=row["status"], content_still_referenced=still_referenced)
             if row["status"] == FileStatus.UPLOADING and row["upload_id"]:
-                # Only this row's own multipart upload: upload ids are unique per row (files.upload_id
+                # Only this row's own multipart upload: upload ids are unique per session (uploads.upload_id
                 # UNIQUE) and each upload of the same content, by anyone, has a multipart upload of its
                 # own on the shared key; aborting one leaves the others and the finished object alone.
                 try:
@@ -53,6 +58,7 @@ class Deletion:
                     log.warning("abort_after_delete_failed", file_id=file_id, error=str(exc))
         if not still_referenced:
             await self.drop_unreferenced_content(row["fingerprint"])
+        return True
 
     async def drop_unreferenced_content(self, fingerprint: str) -> bool:
         """Remove ``content/<fingerprint>`` from the store if still no file refers to it.

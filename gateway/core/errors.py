@@ -246,3 +246,97 @@ class TooManyRequests(DomainError):
     def __init__(self, what: str, retry_after: int):
         super().__init__(f"too many {what} calls; try again in {retry_after} seconds")
         self.retry_after = retry_after
+
+
+class InvalidName(DomainError):
+    """A name or path the contract refuses (protocol/paths.py says why)."""
+
+    def __init__(self, why: str):
+        super().__init__(f"invalid name: {why}")
+
+
+class NodeNotFound(DomainError):
+    """No such folder or file in the caller's tree (or it is someone else's): the same answer either way."""
+
+    def __init__(self, node_id: str, kind: str | None):
+        what = {"folder": "folder", "file": "file"}.get(kind or "", "file or folder")
+        super().__init__(f"no {what} {node_id!r} in your files")
+        self.node_id = node_id
+
+
+class PathNotFound(DomainError):
+    def __init__(self, path: str):
+        super().__init__(f"nothing at {path!r} in your files")
+
+
+class NameTaken(DomainError):
+    """The folder already holds this name (compared without regard to case); ``autorename`` picks a free one."""
+
+    def __init__(self, name: str, holder: str | None):
+        held = f" by a {holder}" if holder else ""
+        super().__init__(f"the name {name!r} is taken{held} in that folder; choose another or set autorename")
+        self.name = name
+
+    def details(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class Cycle(DomainError):
+    def __init__(self, folder_id: str, target_id: str):
+        super().__init__("a folder cannot be moved into itself or into a folder below it")
+        self.folder_id = folder_id
+        self.target_id = target_id
+
+
+class CannotChangeRoot(DomainError):
+    def __init__(self) -> None:
+        super().__init__("the root folder cannot be renamed, moved or deleted")
+
+
+class ReplacesMismatch(DomainError):
+    """``replaces`` names no file of the caller that is (or was, as a version) at the upload's path."""
+
+    def __init__(self, file_id: str):
+        super().__init__(f"`replaces` {file_id!r} is not a file of yours at that path")
+
+    def details(self) -> dict[str, Any]:
+        return {"field": "replaces"}
+
+
+class NotAVersion(DomainError):
+    def __init__(self, file_id: str):
+        super().__init__(f"file {file_id!r} is not an earlier version of a file: there is nothing to restore")
+class SignUpClosed(DomainError):
+    """Sign-up is closed (GATEWAY_SIGNUP=closed): only an operator creates accounts."""
+
+    def __init__(self) -> None:
+        super().__init__("sign-up is closed on this service: ask its operator for an account")
+
+
+class InvitationRequired(DomainError):
+    """Sign-up takes invitations only (GATEWAY_SIGNUP=invite) and none was given."""
+
+    def __init__(self) -> None:
+        super().__init__("sign-up needs an invitation on this service: send its code as `invitation`")
+
+
+class InvalidInvitation(DomainError):
+    """No unused, unexpired invitation has that code."""
+
+    def __init__(self) -> None:
+        super().__init__("that invitation is unknown, used or expired: ask for a new one")
+
+
+class AccountDisabled(DomainError):
+    """An operator disabled the account: its right password gets no token."""
+
+    def __init__(self) -> None:
+        super().__init__("this account is disabled: ask the service's operator")
+
+
+class NoSuchUser(DomainError):
+    """An operator named a user who does not exist (the admin command)."""
+
+    def __init__(self, username: str):
+        super().__init__(f"no user named {username!r}")
+        self.username = username

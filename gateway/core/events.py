@@ -6,7 +6,7 @@ forged event cannot make a wrong transition.
 
 Part events (the embedded store posts one per uploaded part) come in bursts:
 an upload of 5,120 chunks sends 5,120 of them. Each only marks its upload in
-the database (``files.parts_marked_at``, the burst's first event; later ones
+the database (``uploads.parts_marked_at``, the burst's first event; later ones
 find the mark and change nothing). :meth:`StoreEvents.read_marked_part_lists`,
 which every gateway runs every ``part_events_delay`` seconds, takes each mark
 at least that old (a conditional UPDATE: one gateway wins it) and reads the
@@ -24,6 +24,7 @@ from gateway.core.content import content_key
 from gateway.core.uploads import Uploads
 from gateway.db import Database
 from gateway.db import files as files_db
+from gateway.db import uploads as uploads_db
 from protocol.fingerprints import is_fingerprint
 from protocol.states import FileStatus
 from storage import ObjectStore, StoreError
@@ -56,12 +57,12 @@ class StoreEvents:
 
     async def _part_uploaded(self, event: StoreEvent) -> str:
         """Mark the upload: its part list is read soon, once for the whole burst. Nothing else changes."""
-        row = await files_db.upload_by_store_id(self.db, event.upload_id or "")
+        row = await uploads_db.upload_by_store_id(self.db, event.upload_id or "")
         if row is None:
             return "unknown_upload"
         if row["parts_marked_at"] is not None:
             return "part_list_already_due"
-        await files_db.mark_parts(self.db, row["id"], stamp_now(self.clock))
+        await uploads_db.mark_parts(self.db, row["id"], stamp_now(self.clock))
         return "part_list_due"
 
     async def read_marked_part_lists(self) -> dict[str, int]:
@@ -72,11 +73,11 @@ class StoreEvents:
         (``read``), how many uploads completed and how many reads failed.
         """
         counts = {"read": 0, "completed": 0, "errors": 0}
-        due = await files_db.marked_uploads(
+        due = await uploads_db.marked_uploads(
             self.db, stamp_ago(self.clock, self.config.part_events_delay), self.config.reconcile_batch
         )
         for row in due:
-            if not await files_db.take_mark(self.db, row["id"], row["parts_marked_at"]):
+            if not await uploads_db.take_mark(self.db, row["id"], row["parts_marked_at"]):
                 continue  # another gateway took it
             try:
                 completed = await self._read_part_list(row["id"])
@@ -101,7 +102,7 @@ class StoreEvents:
         # Our own CompleteMultipartUpload (or a PutObject) landed: settle the uploads of
         # this content. An object another user's upload wrote settles nothing here,
         # because each upload is finished only from its own parts.
-        file_ids = await files_db.uploading_with_content(self.db, fingerprint)
+        file_ids = await uploads_db.uploading_with_content(self.db, fingerprint)
         if not file_ids:
             return "nothing_uploading"
         outcomes = [await self.uploads.complete(file_id, strict=False) or "missing" for file_id in file_ids]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from gateway.config import Config
 from gateway.core.downloads import download_url
 from gateway.core.errors import NotUploaded
+from gateway.core.namespace import Namespace
 from gateway.core.permissions import Permissions
 from gateway.core.uploads import Uploads
 from gateway.db import Database
@@ -28,11 +29,12 @@ class Page:
 
 
 class Files:
-    def __init__(self, config: Config, db: Database, permissions: Permissions, uploads: Uploads):
+    def __init__(self, config: Config, db: Database, permissions: Permissions, uploads: Uploads, namespace: Namespace):
         self.config = config
         self.db = db
         self.permissions = permissions
         self.uploads = uploads
+        self.namespace = namespace
 
     def download(self, row: FileRow) -> tuple[str, int] | None:
         """(signed CDN URL, expiry) for an uploaded file; None for any other status."""
@@ -41,10 +43,11 @@ class Files:
         return download_url(self.config, row["fingerprint"], row["file_name"], row["file_type"])
 
     async def readable(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow]]:
-        """(row, chunks) of a file ``user_id`` may read; FileNotFound otherwise."""
+        """(row, chunks) of a file ``user_id`` may read, with its path as they may see it; FileNotFound otherwise."""
         row, chunks = await self.permissions.readable(user_id, file_id)
         if chunks is None:
             chunks = await files_db.get_chunks(self.db, file_id)
+        await self.namespace.with_paths([row], user_id)
         return row, chunks
 
     async def get(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow]]:
@@ -64,9 +67,9 @@ class Files:
             raise NotUploaded(row["status"])
         return download[0]
 
-    async def _page(self, rows: list[FileRow], limit: int) -> Page:
+    async def _page(self, rows: list[FileRow], limit: int, viewer: int) -> Page:
         more = len(rows) > limit
-        rows = rows[:limit]
+        rows = await self.namespace.with_paths(rows[:limit], viewer)
         # An uploaded file holds every chunk; only the others are counted.
         counted = await files_db.uploaded_counts(self.db, [row["id"] for row in rows if row["status"] != FileStatus.UPLOADED])
         uploaded = {row["id"]: counted[row["id"]] if row["id"] in counted else row["total_chunks"] for row in rows}
@@ -76,9 +79,9 @@ class Files:
                   fingerprint: str | None = None) -> Page:
         """The user's own files, newest first: keyset pagination on files.seq, every page costs the same."""
         rows = await files_db.own_files_page(self.db, user_id, limit + 1, before_seq=before_seq, fingerprint=fingerprint)
-        return await self._page(rows, limit)
+        return await self._page(rows, limit, user_id)
 
     async def shared_with_me(self, user_id: int, limit: int, *, before: tuple[str, str] | None = None) -> Page:
         """The files shared with the user, newest share first, paged by (share time, file id)."""
         rows = await files_db.shared_files_page(self.db, user_id, limit + 1, before=before)
-        return await self._page(rows, limit)
+        return await self._page(rows, limit, user_id)

@@ -3,7 +3,7 @@
 Completing, resuming, abandoning and deleting an upload read the store and
 then change the row; two of them interleaving (in one process or in two
 gateways) could, say, complete an upload after its row was deleted. Each first
-claims the file's lease (``files.lease_token``), which only succeeds when
+claims the upload's lease (``uploads.lease_token``, on its session), which only succeeds when
 nobody holds it, and gives it back at the end. The lease lives in the
 database, not in process memory, so it holds across gateways; a gateway that
 dies holding one delays that upload by at most ``LEASE_SECONDS``, after which
@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 
 from gateway.core.clock import Clock, stamp_in, stamp_now
 from gateway.db import Database
-from gateway.db import files as files_db
+from gateway.db import uploads as uploads_db
 
 LEASE_SECONDS = 60
 FIRST_WAIT, LONGEST_WAIT = 0.02, 0.25
@@ -34,17 +34,18 @@ class Leases:
     async def try_claim(self, file_id: str) -> str | None:
         """The lease's token if we got it now, None if someone holds it (or there is no such file)."""
         token = secrets.token_hex(12)
-        claimed = await files_db.claim_lease(
+        claimed = await uploads_db.claim_lease(
             self.db, file_id, token, stamp_now(self.clock), stamp_in(self.clock, LEASE_SECONDS)
         )
         return token if claimed else None
 
     @contextlib.asynccontextmanager
     async def hold(self, file_id: str) -> AsyncIterator[None]:
-        """Wait for the file's lease and hold it for the block. A missing file needs no lease."""
+        """Wait for the upload's lease and hold it for the block. A file that is not uploading (no
+        session: uploaded, failed, gone) needs no lease: nothing settles it."""
         wait = FIRST_WAIT
         while (token := await self.try_claim(file_id)) is None:
-            if not await files_db.exists_file(self.db, file_id):
+            if not await uploads_db.exists_upload(self.db, file_id):
                 yield  # nothing to settle; the block finds no row
                 return
             await asyncio.sleep(wait)
@@ -52,7 +53,7 @@ class Leases:
         try:
             yield
         finally:
-            await files_db.release_lease(self.db, file_id, token)
+            await uploads_db.release_lease(self.db, file_id, token)
 
     @contextlib.asynccontextmanager
     async def hold_if_free(self, file_id: str) -> AsyncIterator[bool]:
@@ -62,4 +63,4 @@ class Leases:
             yield token is not None
         finally:
             if token is not None:
-                await files_db.release_lease(self.db, file_id, token)
+                await uploads_db.release_lease(self.db, file_id, token)

@@ -7,7 +7,11 @@ One cache entry per file, under ``file:<file_id>``::
 
 Entries are plain JSON values (the Redis cache stores JSON, never pickles).
 ``owner_id`` never changes; ``readers`` (the users the file is shared with)
-changes only through sharing, unsharing and deleting. ``row`` and ``chunks``
+changes only through sharing, unsharing, deleting, trashing and replacing (the
+shares go to the new file). A trashed file has no entry: it is no one's to
+read. The row holds the file's place (name, folder, versions): a rename, a
+move, a trash or a replacement invalidates it (gateway/core/tree.py,
+gateway/core/uploads.py). ``row`` and ``chunks``
 are kept only for a file in a final state (``uploaded`` or ``failed``): an
 upload in progress changes its chunks and its store upload id as the store
 reports parts, so for those the entry answers the permission question only
@@ -48,10 +52,11 @@ from gateway.core.metrics import Metrics
 from gateway.db import Database
 from gateway.db import files as files_db
 from gateway.db.files import ChunkRow, FileFacts, FileRow
+from gateway.db import nodes as nodes_db
 from gateway.db import shares as shares_db
 from protocol.states import FINAL_FILE_STATUSES
 
-ENTRY_VERSION = 2
+ENTRY_VERSION = 3  # 3: rows carry the file's place in the tree
 
 
 # What a file id looks like (gateway/core/uploads.py's new_file_id): anything else names no file, and
@@ -66,7 +71,7 @@ async def owned_for_change(conn: AsyncConnection, user_id: int, file_id: str) ->
     if not FILE_ID.fullmatch(file_id):
         raise FileNotFound(file_id, own=True)
     row = await files_db.file_for_change(conn, file_id)
-    if row is None or row["owner_id"] != user_id:
+    if row is None or row["owner_id"] != user_id or row["deleted_at"] is not None:
         raise FileNotFound(file_id, own=True)
     return row
 
@@ -96,8 +101,8 @@ class Permissions:
         """The entry for ``file_id`` from the database, read in one snapshot; None when there is no such file."""
         async with self.db.read() as conn:
             row = await files_db.get_file(conn, file_id)
-            if row is None:
-                return None
+            if row is None or row["deleted_at"] is not None:
+                return None  # a trashed file is no one's to read (contract v1.2, Trash)
             entry: dict[str, Any] = {
                 "v": ENTRY_VERSION,
                 "owner_id": row["owner_id"],
@@ -129,13 +134,23 @@ class Permissions:
         return await files_db.get_file(self.db, file_id), None
 
     async def readable(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow] | None]:
-        """(row, chunks or None) if ``user_id`` owns the file or it is shared with them; FileNotFound otherwise."""
+        """(row, chunks or None) if ``user_id`` owns the file or it is shared with them, or it is a version
+        of a file they may read; FileNotFound otherwise."""
         entry = await self.file_access(file_id)
-        if may_read(entry, user_id):
+        if entry is not None and (may_read(entry, user_id) or await self._reads_current(entry, user_id, file_id)):
             row, chunks = await self._current(entry, file_id)
             if row is not None:
                 return row, chunks
         raise FileNotFound(file_id)
+
+    async def _reads_current(self, entry: dict | None, user_id: int, file_id: str) -> bool:
+        """Whether ``file_id`` is a version and ``user_id`` may read the file now current in its place:
+        a version is read by whoever may read its file (its shares went to the file that replaced it).
+        A version's row is final, so it is in the entry."""
+        if entry is None or entry["row"] is None or entry["row"].get("replaced_by") is None:
+            return False
+        current = await nodes_db.current_of(self.db, file_id)
+        return current != file_id and may_read(await self.file_access(current), user_id)
 
     async def owned(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow] | None]:
         """(row, chunks or None) if ``user_id`` owns the file; FileNotFound otherwise, whether or not it exists."""

@@ -1,4 +1,9 @@
-"""The upload state machine: start, learn from the store, complete, fail, abandon.
+"""Upload sessions: start, learn from the store, complete, fail, abandon.
+
+An upload in progress is a file row (``uploading``) and its session
+(gateway/db/uploads.py: the store's multipart upload, where the file is headed,
+the lease). Completing ends the session in the transaction that makes the file
+``uploaded``; failing or abandoning ends it as ``failed``.
 
 The gateway never takes a client's word that bytes arrived, nor an event's.
 What the store lists (its parts, its objects and their checksums) is the only
@@ -13,7 +18,7 @@ the request or event reached.
 """
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -23,22 +28,30 @@ import structlog
 from gateway.config import Config
 from gateway.core.clock import Clock, stamp_now
 from gateway.core.content import content_key
-from gateway.core.errors import ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
+from gateway.core.fairshare import FairShare
+from gateway.core.errors import InvalidName, ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
 from gateway.core.leases import Leases
 from gateway.core.metrics import Metrics
 from gateway.core.limits import Limits
 from gateway.core.outcomes import Settlement
+from gateway.core.namespace import Journal, Namespace, checked_name, checked_path
 from gateway.core.permissions import Permissions
 from gateway.db import Database
 from gateway.db import files as files_db
-from gateway.db.files import ChunkRow, FileRow
+from gateway.db import uploads as uploads_db
+from gateway.db.files import ChunkRow
+from gateway.db.nodes import FOLDER, ROOT
+from gateway.db.uploads import UploadRow
+from protocol.paths import name_key
 from protocol.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_checksum, hex_to_b64
 from protocol.states import ChunkStatus, FileStatus
 from storage import ChecksumMismatch, CompletedPart, ObjectStore, PresignedRequest, StoredPart, UploadNotFound
 
 log = structlog.get_logger("gateway.uploads")
-# upload-urls calls of one process that read, shape and presign their chunks at a time (see Uploads.upload_urls).
+# upload-urls calls of one process that read, shape and presign their chunks at a time (see Uploads.upload_urls),
+# and of one user: the others' calls find a slot free however many one user sends.
 PRESIGN_CONCURRENCY = 4
+PRESIGN_PER_USER = 2
 
 
 @dataclass(frozen=True)
@@ -53,12 +66,34 @@ class UploadClaim:
     chunks: list[str]
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where the client asks the file to go (contract v1.2, Upload into the tree): a folder id or a whole
+    path (missing parents are made), or neither (the root, under ``file_name``); the mode; ``replaces``."""
+
+    parent_id: str | None = None
+    path: str | None = None
+    mode: str = "add"
+    replaces: str | None = None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where an upload is headed, resolved: a folder (``root``: the owner's root) and a name. An upload is
+    resumed only by the same content headed for the same place (name compared by protocol/paths.py's name_key)."""
+
+    parent_id: str
+    name: str
+    mode: str = "add"
+    replaces: str | None = None
+
+
 def new_file_id() -> str:
     # Hex: safe in paths and on command lines (a leading "-" would read as an option).
     return secrets.token_hex(16)
 
 
-def upload_id_of(row: FileRow) -> str:
+def upload_id_of(row: UploadRow) -> str:
     """The store's multipart upload of a file that is uploading: every such row has one (the status
     changes and the id is cleared in one statement)."""
     if row["upload_id"] is None:
@@ -83,7 +118,7 @@ def verified_parts(chunks: list[ChunkRow], parts: list[StoredPart]) -> dict[int,
 
 class Uploads:
     def __init__(self, config: Config, db: Database, store: ObjectStore, permissions: Permissions,
-                 leases: Leases, limits: Limits, clock: Clock, metrics: Metrics | None = None):
+                 leases: Leases, limits: Limits, clock: Clock, namespace: Namespace, metrics: Metrics | None = None):
         self.config = config
         self.metrics = metrics or Metrics()
         self.db = db
@@ -92,39 +127,49 @@ class Uploads:
         self.leases = leases
         self.limits = limits
         self.clock = clock
-        self._presigning = asyncio.Semaphore(PRESIGN_CONCURRENCY)
+        self.namespace = namespace
+        self._presigning = FairShare(PRESIGN_CONCURRENCY, PRESIGN_PER_USER)
 
     # --- starting -----------------------------------------------------------------------------------
 
-    async def start(self, user_id: int, claim: UploadClaim) -> tuple[str, bool]:
+    async def start(self, user_id: int, claim: UploadClaim, target: Target | None = None) -> tuple[str, bool]:
         """Start (or resume) an upload; return (file id, created).
 
         A new file must fit the user's limits (gateway/core/limits.py):
         QuotaExceeded, or TooManyUploads for one that needs an upload. Resuming
-        an upload the user already has adds nothing, so it is never refused.
+        an upload the user already has (the same content headed for the same
+        place) adds nothing, so it is never refused; neither does an ``add`` of
+        the content the name already holds (that file is the answer).
         """
-        same = await files_db.latest_upload_of(self.db, user_id, claim.fingerprint, claim.file_name)
+        destination = await self.destination(user_id, claim, target or Target())
+        claim = dataclasses.replace(claim, file_name=destination.name)
+        same = await uploads_db.resumable(self.db, user_id, claim.fingerprint, destination.parent_id,
+                                          name_key(destination.name))
         if same is not None:
-            if same["status"] == FileStatus.UPLOADING:
-                await self.resume(same["id"])
+            await self.resume(same["id"])
             return same["id"], False
+        if destination.mode == "add":
+            there = await self.namespace.same_content_at(user_id, destination.parent_id, destination.name, claim.fingerprint)
+            if there is not None:
+                return there, False
         if await files_db.holds_verified_content(self.db, user_id, claim.fingerprint):
             # Deduplicated: the user's own verified content; no bytes move.
-            file_id = await self._create_file(user_id, claim, status=FileStatus.UPLOADED, upload_id=None,
-                                              copy_of_own_content=True)
+            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED,
+                                              upload_id=None, copy_of_own_content=True)
             if file_id is not None:
                 return file_id, True
             # Their last copy was deleted meanwhile: the bytes must be uploaded after all.
         if not claim.chunks:
             await self._store_empty_content()
-            file_id = await self._create_file(user_id, claim, status=FileStatus.UPLOADED, upload_id=None)
+            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED, upload_id=None)
             assert file_id is not None, "only a copy of own content is ever refused"
             return file_id, True
         await self.limits.precheck(user_id, claim.file_size, uploading=True)  # before any work in the store
         key = content_key(claim.fingerprint)
         upload_id = await self.store.start_multipart(key)
         try:
-            file_id = await self._create_file(user_id, claim, status=FileStatus.UPLOADING, upload_id=upload_id)
+            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADING,
+                                              upload_id=upload_id)
             assert file_id is not None, "only a copy of own content is ever refused"
             return file_id, True
         except Exception:
@@ -132,9 +177,29 @@ class Uploads:
             await self.store.abort_multipart(key, upload_id)
             raise
 
-    async def _create_file(self, user_id: int, claim: UploadClaim, *, status: FileStatus, upload_id: str | None,
-                           copy_of_own_content: bool = False) -> str | None:
-        """Insert the file and its chunks.
+    async def destination(self, user_id: int, claim: UploadClaim, target: Target) -> Destination:
+        """Where the file goes: the folder (made along ``path`` if missing; NodeNotFound for a folder id that
+        is none of the user's), the name (InvalidName), and for ``update`` a ``replaces`` that is a file
+        of the user's at that place, now or as a version (ReplacesMismatch)."""
+        if target.path is not None:
+            segments = checked_path(target.path)
+            if not segments:
+                raise InvalidName("a file's path ends with its name")
+            parent_id = ROOT
+            if segments[:-1]:
+                parent_id = (await self.namespace.make_path(user_id, "/" + "/".join(segments[:-1])))[0]["id"]
+            name = segments[-1]
+        else:
+            parent_id = target.parent_id or ROOT
+            await self.namespace.node(user_id, parent_id, FOLDER)
+            name = checked_name(claim.file_name)
+        if target.mode == "update":
+            await self.namespace.check_replaces(user_id, target.replaces or "", parent_id, name)
+        return Destination(parent_id, name, target.mode, target.replaces if target.mode == "update" else None)
+
+    async def _create_file(self, user_id: int, claim: UploadClaim, destination: Destination, *, status: FileStatus,
+                           upload_id: str | None, copy_of_own_content: bool = False) -> str | None:
+        """Insert the file and its chunks, and the session of an upload (``upload_id``: the store's).
 
         Checked against the user's limits in the same transaction, under a lock
         on the user's row (gateway/core/limits.py).
@@ -151,7 +216,7 @@ class Uploads:
         file = {
             "id": file_id, "owner_id": user_id, "file_name": claim.file_name, "file_size": claim.file_size,
             "file_type": claim.file_type, "fingerprint": claim.fingerprint, "chunk_size": claim.chunk_size,
-            "total_chunks": len(claim.chunks), "status": status, "upload_id": upload_id,
+            "total_chunks": len(claim.chunks), "status": status,
             "created_at": now, "updated_at": now, "completed_at": now if status == FileStatus.UPLOADED else None,
         }
         chunks = [
@@ -165,6 +230,19 @@ class Uploads:
             if copy_of_own_content and not await files_db.holds_verified_content(conn, user_id, claim.fingerprint):
                 return None
             await files_db.insert_file(conn, file, chunks)
+            if status == FileStatus.UPLOADED:  # no upload to wait for: it takes its place now
+                async with self.namespace.changing(user_id, conn) as journal:
+                    _, replaced = await self.namespace.place_file(journal, file_id, destination.parent_id,
+                                                                  destination.name, destination.mode, destination.replaces)
+            if upload_id is not None:
+                await uploads_db.insert_upload(conn, {
+                    "file_id": file_id, "owner_id": user_id, "upload_id": upload_id,
+                    "parent_id": destination.parent_id, "name": destination.name,
+                    "name_key": name_key(destination.name), "mode": destination.mode,
+                    "replaces": destination.replaces, "active_at": now,
+                })
+        if status == FileStatus.UPLOADED:
+            await self._placed(journal, replaced)
         self.metrics.upload_started(claim.file_size)
         if status == FileStatus.UPLOADED:
             self.metrics.uploads_completed.inc()
@@ -187,18 +265,22 @@ class Uploads:
         signing thread anyway, but each call also reads and shapes its chunk rows
         on the event loop (5,120 of them for a 40 GiB file): forty such calls
         ready at once would keep every other request waiting behind all of them
-        (bench/limits.py measures /healthz meanwhile).
+        (bench/limits.py measures /healthz meanwhile). The turns are shared
+        fairly between users (gateway/core/fairshare.py): one user's burst of
+        calls holds at most PRESIGN_PER_USER of them and waits its turn behind
+        other users' calls, not in front of them.
         """
-        row, _ = await self.permissions.owned(user_id, file_id)
-        if row["status"] != FileStatus.UPLOADING:
-            raise NotUploading(row["status"])
-        async with self._presigning:
+        owned, _ = await self.permissions.owned(user_id, file_id)
+        row = await uploads_db.get_upload(self.db, file_id)
+        if row is None:
+            raise NotUploading(owned["status"] if owned["status"] != FileStatus.UPLOADING else FileStatus.FAILED)
+        async with self._presigning.slot(user_id):
             presigned = await self._presign(row, indexes)
         # Handing out URLs is activity: the upload is not abandoned.
-        await files_db.touch(self.db, file_id, stamp_now(self.clock))
+        await uploads_db.touch(self.db, file_id, stamp_now(self.clock))
         return presigned
 
-    async def _presign(self, row: FileRow, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
+    async def _presign(self, row: UploadRow, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
         chunks = await files_db.get_chunks(self.db, row["id"])
         if indexes is None:
             wanted = {c["idx"] for c in chunks if c["status"] != ChunkStatus.UPLOADED}
@@ -225,12 +307,12 @@ class Uploads:
                  if known.get(index) != (ChunkStatus.UPLOADED, part.etag)}
         if etags:
             async with self.db.transaction() as conn:
-                await files_db.mark_chunks(conn, file_id, upload_id, etags, stamp_now(self.clock))
+                await uploads_db.mark_chunks(conn, file_id, upload_id, etags, stamp_now(self.clock))
 
     async def refresh_from_store(self, file_id: str) -> dict[int, StoredPart] | None:
         """Ask the store which chunks it holds. None when the multipart upload is gone."""
-        row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != FileStatus.UPLOADING:
+        row = await uploads_db.get_upload(self.db, file_id)
+        if row is None:
             return None
         upload_id = upload_id_of(row)
         chunks = await files_db.get_chunks(self.db, file_id)
@@ -245,8 +327,8 @@ class Uploads:
     async def resume(self, file_id: str) -> None:
         """Bring chunk statuses up to date; restart the multipart upload if the store dropped it."""
         async with self.leases.hold(file_id):
-            row = await files_db.get_file(self.db, file_id)
-            if row is None or row["status"] != FileStatus.UPLOADING:
+            row = await uploads_db.get_upload(self.db, file_id)
+            if row is None:
                 return
             if await self.refresh_from_store(file_id) is not None:
                 return
@@ -255,12 +337,12 @@ class Uploads:
             # The store forgot the upload (aborted by a lifecycle rule, say): start over.
             upload_id = await self.store.start_multipart(content_key(row["fingerprint"]))
             async with self.db.transaction() as conn:
-                await files_db.restart_upload(conn, file_id, upload_id, stamp_now(self.clock))
+                await uploads_db.restart_upload(conn, file_id, upload_id, stamp_now(self.clock))
             log.info("upload_restarted", file_id=file_id, reason="the store no longer has the multipart upload")
 
     # --- settling -----------------------------------------------------------------------------------
 
-    async def _object_matches(self, row: FileRow) -> bool:
+    async def _object_matches(self, row: UploadRow) -> bool:
         stored = await self.store.stat(content_key(row["fingerprint"]))
         return (
             stored is not None
@@ -268,7 +350,7 @@ class Uploads:
             and stored.sha256_checksum == composite_checksum(row["fingerprint"], row["total_chunks"])
         )
 
-    async def _settle_from_object(self, row: FileRow) -> bool:
+    async def _settle_from_object(self, row: UploadRow) -> bool:
         """The multipart upload is gone (we completed it, then crashed before recording it).
 
         The object alone proves nothing about *this* user: another user's upload
@@ -284,13 +366,30 @@ class Uploads:
         return False
 
     async def _mark_uploaded(self, file_id: str) -> bool:
+        """uploading -> uploaded, and the file takes its place in the tree, in one transaction: the name is
+        decided now (the session's mode), not when the upload started."""
         async with self.db.transaction() as conn:
-            changed = await files_db.mark_uploaded(conn, file_id, stamp_now(self.clock))
+            session = await uploads_db.get_upload(conn, file_id)
+            if session is None:
+                return False
+            async with self.namespace.changing(session["owner_id"], conn) as journal:
+                changed = await files_db.mark_uploaded(conn, file_id, stamp_now(self.clock))
+                if changed:
+                    _, replaced = await self.namespace.place_file(journal, file_id, session["parent_id"] or ROOT,
+                                                                  session["name"], session["mode"], session["replaces"])
         if changed:
             self.metrics.uploads_completed.inc()
             log.info("file_uploaded", file_id=file_id)
             await self.permissions.invalidate(file_id)
+            await self._placed(journal, replaced)
         return changed
+
+    async def _placed(self, journal: Journal, replaced: str | None) -> None:
+        """After the commit: the tree change is logged, and a replaced file's cached facts are forgotten
+        (it is a version now, and its shares went to the new file)."""
+        self.namespace.committed(journal)
+        if replaced is not None:
+            await self.permissions.invalidate(replaced)
 
     async def _mark_failed(self, file_id: str, reason: str) -> bool:
         changed = await files_db.mark_failed(self.db, file_id, reason, stamp_now(self.clock))
@@ -310,9 +409,10 @@ class Uploads:
             return await self._complete_held(file_id, strict=strict)
 
     async def _complete_held(self, file_id: str, *, strict: bool) -> FileStatus | None:
-        row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != FileStatus.UPLOADING:
-            return row["status"] if row else None
+        row = await uploads_db.get_upload(self.db, file_id)
+        if row is None:
+            settled = await files_db.get_file(self.db, file_id)
+            return settled["status"] if settled else None
         key, upload_id = content_key(row["fingerprint"]), upload_id_of(row)
         chunks = await files_db.get_chunks(self.db, file_id)
         try:
@@ -349,7 +449,7 @@ class Uploads:
             row, _ = await self.permissions.owned(user_id, file_id)
             raise VerificationFailed(row["failure_reason"] or "no reason recorded")
 
-    async def _fail_and_discard(self, row: FileRow, reason: str) -> FileStatus:
+    async def _fail_and_discard(self, row: UploadRow, reason: str) -> FileStatus:
         """Mark the file failed and remove its partial data, never content another file relies on."""
         await self.store.abort_multipart(content_key(row["fingerprint"]), upload_id_of(row))
         await self._mark_failed(row["id"], reason)
@@ -364,8 +464,8 @@ class Uploads:
             return await self._abandon_held(file_id)
 
     async def _abandon_held(self, file_id: str) -> bool:
-        row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != FileStatus.UPLOADING:
+        row = await uploads_db.get_upload(self.db, file_id)
+        if row is None:
             return False
         if await self._settle_from_object(row):
             return False
@@ -377,8 +477,7 @@ class Uploads:
         async with self.leases.hold_if_free(file_id) as held:
             if not held:
                 return Settlement.BUSY
-            row = await files_db.get_file(self.db, file_id)
-            if row is None or row["status"] != FileStatus.UPLOADING:
+            if not await uploads_db.exists_upload(self.db, file_id):
                 return Settlement.UNCHANGED  # settled since the reconciler listed it
             if abandon:
                 return Settlement.ABANDONED if await self._abandon_held(file_id) else Settlement.UNCHANGED
@@ -387,9 +486,9 @@ class Uploads:
 
     # --- inline uploads -----------------------------------------------------------------------------
 
-    async def upload_inline(self, user_id: int, claim: UploadClaim, spool: BinaryIO) -> str:
+    async def upload_inline(self, user_id: int, claim: UploadClaim, spool: BinaryIO, target: Target | None = None) -> str:
         """A small file whose bytes the gateway holds (``spool``): sent through the same multipart path."""
-        file_id, _created = await self.start(user_id, claim)
+        file_id, _created = await self.start(user_id, claim, target)
         await self._send_spooled_chunks(file_id, spool)
         status = await self.complete(file_id)
         if status != FileStatus.UPLOADED:
@@ -397,8 +496,8 @@ class Uploads:
         return file_id
 
     async def _send_spooled_chunks(self, file_id: str, spool: BinaryIO) -> None:
-        row = await files_db.get_file(self.db, file_id)
-        if row is None or row["status"] != FileStatus.UPLOADING:
+        row = await uploads_db.get_upload(self.db, file_id)
+        if row is None:
             return  # deduplicated, an empty file, or deleted meanwhile (complete() then says None)
         key, upload_id = content_key(row["fingerprint"]), upload_id_of(row)
         for chunk in await files_db.get_chunks(self.db, file_id):

@@ -1,4 +1,6 @@
-"""Queries on files and their chunks: reading, listing, the upload's transitions, leases.
+"""Queries on files and their chunks: reading, listing, the status transitions, deleting.
+
+An upload in progress has a session besides its file row: gateway/db/uploads.py.
 
 Every function takes ``on``: the :class:`~gateway.db.Database` (the query runs
 on its own, a short read or a one-statement transaction) or a connection of a
@@ -12,33 +14,38 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NotRequired, TypedDict, cast
 
-from sqlalchemy import bindparam, case, delete, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, case, delete, exists, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
-from gateway.db.tables import chunks, files, shares, users
+from gateway.db.tables import chunks, files, nodes, shares, uploads, users
 from protocol.states import ChunkStatus, FileStatus
 
 On = Database | AsyncConnection
 
-# What a file row answers with: every column but the lease, and the owner's name.
+# What a file row answers with: every column, the owner's name, and its place: in the tree (nodes) once
+# uploaded, where it is headed (its upload session) before. A placed file's name is its node's.
 FILE_COLUMNS = (
-    files.c.id, files.c.seq, files.c.owner_id, users.c.username.label("owner_name"), files.c.file_name,
+    files.c.id, files.c.seq, files.c.owner_id, users.c.username.label("owner_name"),
+    func.coalesce(nodes.c.name, files.c.file_name).label("file_name"),
     files.c.file_size, files.c.file_type, files.c.fingerprint, files.c.chunk_size, files.c.total_chunks,
-    files.c.status, files.c.failure_reason, files.c.upload_id, files.c.created_at, files.c.updated_at,
-    files.c.completed_at,
+    files.c.status, files.c.failure_reason, files.c.created_at, files.c.updated_at, files.c.completed_at,
+    func.coalesce(nodes.c.parent_id, uploads.c.parent_id).label("parent_id"),
+    func.coalesce(nodes.c.modified_at, files.c.updated_at).label("modified_at"),
+    nodes.c.replaced_by, nodes.c.deleted_at, nodes.c.deleted_path,
 )
-FILE_SELECT = select(*FILE_COLUMNS).select_from(files.join(users, users.c.id == files.c.owner_id))
+FILE_FROM = (
+    files.join(users, users.c.id == files.c.owner_id)
+    .outerjoin(nodes, nodes.c.id == files.c.id)
+    .outerjoin(uploads, uploads.c.file_id == files.c.id)
+)
+FILE_SELECT = select(*FILE_COLUMNS).select_from(FILE_FROM)
+# Files a v1 listing shows: those in the tree and those not placed yet (uploading, failed); not
+# versions, not the trash.
+LISTED = or_(nodes.c.id.is_(None), and_(nodes.c.replaced_by.is_(None), nodes.c.deleted_at.is_(None)))
 CHUNK_COLUMNS = (chunks.c.idx, chunks.c.fingerprint, chunks.c.size, chunks.c.status, chunks.c.etag)
 # Statuses of a file that needs its content: an upload under way will write it, an uploaded file serves it.
 REFERENCING = (FileStatus.UPLOADING, FileStatus.UPLOADED)
-# One chunk the store lists, with the ETag it gave: written only if the row says otherwise.
-MARK_CHUNK = (
-    update(chunks)
-    .where(chunks.c.file_id == bindparam("chunk_file"), chunks.c.idx == bindparam("chunk_index"),
-           or_(chunks.c.status != ChunkStatus.UPLOADED, chunks.c.etag.is_distinct_from(bindparam("listed_etag"))))
-    .values(status=ChunkStatus.UPLOADED, etag=bindparam("listed_etag"))
-)
 
 
 # --- the rows the core reads, typed ---------------------------------------------------------------
@@ -58,10 +65,15 @@ class FileRow(TypedDict):
     total_chunks: int
     status: FileStatus
     failure_reason: str | None
-    upload_id: str | None
     created_at: str
     updated_at: str
     completed_at: str | None
+    parent_id: str | None  # the folder it is in, or headed for while uploading; None: failed
+    modified_at: str
+    replaced_by: str | None  # a version: the file that replaced it
+    deleted_at: str | None  # in the trash since
+    deleted_path: str | None
+    path: NotRequired[str | None]  # filled by the core (gateway/core/tree.py): paths are not stored
     shared_at: NotRequired[str]  # in shared_files_page only: when it was shared with the reader
 
 
@@ -82,6 +94,7 @@ class FileFacts(TypedDict):
     fingerprint: str
     status: FileStatus
     upload_id: str | None
+    deleted_at: str | None  # in the trash: no change but restoring or deleting it for good
 
 
 def file_row(values: Mapping[str, Any]) -> FileRow:
@@ -102,6 +115,43 @@ def chunk_rows(values: list[dict[str, Any]]) -> list[ChunkRow]:
 
 async def get_file(on: On, file_id: str) -> FileRow | None:
     return cast(FileRow | None, await fetch_one(on, FILE_SELECT.where(files.c.id == file_id)))
+
+
+async def files_by_ids(on: On, file_ids: Sequence[str]) -> dict[str, FileRow]:
+    """The files with these ids (a page of folder entries), by id."""
+    if not file_ids:
+        return {}
+    rows = await fetch(on, FILE_SELECT.where(files.c.id.in_(list(file_ids))))
+    return {row["id"]: cast(FileRow, row) for row in rows}
+
+
+async def copy_file(conn: AsyncConnection, source_id: str, file_id: str, owner_id: int, name: str, now: str) -> None:
+    """A new uploaded file of ``owner_id`` with the content of ``source_id``: rows only, no bytes move."""
+    await conn.execute(
+        insert(files).from_select(
+            ["id", "owner_id", "file_name", "file_size", "file_type", "fingerprint", "chunk_size", "total_chunks",
+             "status", "created_at", "updated_at", "completed_at"],
+            select(literal(file_id), literal(owner_id), literal(name), files.c.file_size, files.c.file_type,
+                   files.c.fingerprint, files.c.chunk_size, files.c.total_chunks, literal(FileStatus.UPLOADED.value),
+                   literal(now), literal(now), literal(now)).where(files.c.id == source_id),
+        )
+    )
+    await conn.execute(
+        insert(chunks).from_select(
+            ["file_id", "idx", "fingerprint", "size", "status", "etag"],
+            select(literal(file_id), chunks.c.idx, chunks.c.fingerprint, chunks.c.size,
+                   literal(ChunkStatus.UPLOADED.value), chunks.c.etag).where(chunks.c.file_id == source_id),
+        )
+    )
+
+
+async def delete_files(conn: AsyncConnection, file_ids: Sequence[str]) -> list[str]:
+    """Delete these files for good (chunks, shares, links go with them); the fingerprints they had."""
+    if not file_ids:
+        return []
+    found = await fetch(conn, select(files.c.fingerprint).where(files.c.id.in_(list(file_ids))).distinct())
+    await change(conn, delete(files).where(files.c.id.in_(list(file_ids))))
+    return [row["fingerprint"] for row in found]
 
 
 async def get_chunks(on: On, file_id: str) -> list[ChunkRow]:
@@ -126,7 +176,7 @@ async def uploaded_counts(on: On, file_ids: Sequence[str]) -> dict[str, int]:
 async def own_files_page(on: On, owner_id: int, limit: int, *, before_seq: int | None = None,
                          fingerprint: str | None = None) -> list[FileRow]:
     """Up to ``limit`` of the owner's files, newest first (files_by_owner), below ``before_seq``."""
-    query = FILE_SELECT.where(files.c.owner_id == owner_id)
+    query = FILE_SELECT.where(files.c.owner_id == owner_id, LISTED)
     if fingerprint is not None:
         query = query.where(files.c.fingerprint == fingerprint)
     if before_seq is not None:
@@ -142,25 +192,13 @@ async def shared_files_page(on: On, user_id: int, limit: int, *,
     """
     query = (
         select(*FILE_COLUMNS, shares.c.created_at.label("shared_at"))
-        .select_from(shares.join(files, files.c.id == shares.c.file_id).join(users, users.c.id == files.c.owner_id))
+        .select_from(FILE_FROM.join(shares, shares.c.file_id == files.c.id))
         .where(shares.c.user_id == user_id)
     )
     if before is not None:
         query = query.where(tuple_(shares.c.created_at, shares.c.file_id) < tuple_(*before))
     query = query.order_by(shares.c.created_at.desc(), shares.c.file_id.desc()).limit(limit)
     return cast(list[FileRow], await fetch(on, query))
-
-
-async def latest_upload_of(on: On, owner_id: int, fingerprint: str, file_name: str) -> FileRow | None:
-    """The owner's newest file with this content and name that is uploading or uploaded (resume, repeat)."""
-    query = (
-        FILE_SELECT
-        .where(files.c.owner_id == owner_id, files.c.fingerprint == fingerprint, files.c.file_name == file_name,
-               files.c.status.in_(REFERENCING))
-        .order_by(files.c.seq.desc())
-        .limit(1)
-    )
-    return cast(FileRow | None, await fetch_one(on, query))
 
 
 async def holds_verified_content(on: On, owner_id: int, fingerprint: str) -> bool:
@@ -180,33 +218,6 @@ async def count_with_content(on: On, fingerprint: str, status: FileStatus) -> in
     return await fetch_value(
         on, select(func.count()).select_from(files).where(files.c.fingerprint == fingerprint, files.c.status == status)
     )
-
-
-async def uploading_with_content(on: On, fingerprint: str) -> list[str]:
-    query = select(files.c.id).where(files.c.fingerprint == fingerprint, files.c.status == FileStatus.UPLOADING)
-    return [row["id"] for row in await fetch(on, query)]
-
-
-async def uploads_to_check(on: On, quiet_since: str, checked_before: str, abandon_before: str, limit: int) -> list[Row]:
-    """Up to ``limit`` uploads quiet since ``quiet_since`` that the reconciler has not looked at
-    since their last activity, nor since ``checked_before``, or that are due to be abandoned
-    (quiet since ``abandon_before``); the longest without a look first."""
-    due = or_(
-        files.c.checked_at.is_(None), files.c.checked_at < files.c.updated_at, files.c.checked_at <= checked_before,
-        files.c.updated_at <= abandon_before,
-    )
-    query = (
-        select(files.c.id, files.c.updated_at)
-        .where(files.c.status == FileStatus.UPLOADING, files.c.updated_at <= quiet_since, due)
-        .order_by(func.coalesce(files.c.checked_at, files.c.updated_at), files.c.seq)
-        .limit(limit)
-    )
-    return await fetch(on, query)
-
-
-async def mark_checked(on: On, file_id: str, now: str) -> int:
-    """The reconciler looked at the upload now."""
-    return await change(on, update(files).where(files.c.id == file_id).values(checked_at=now))
 
 
 async def pending_chunks(on: On, file_id: str) -> int:
@@ -237,44 +248,6 @@ async def usage_of(on: On, owner_id: int) -> Row:
     return {"used_bytes": int(row["used_bytes"]), "uploading": int(row["uploading"]), "files": int(row["files"])}
 
 
-# --- part events: a mark asks for the part list to be read, once per burst ------------------------
-
-async def upload_by_store_id(on: On, upload_id: str) -> Row | None:
-    """The file (still uploading) whose multipart upload this is, and its mark."""
-    query = select(files.c.id, files.c.parts_marked_at).where(
-        files.c.upload_id == upload_id, files.c.status == FileStatus.UPLOADING
-    )
-    return await fetch_one(on, query)
-
-
-async def mark_parts(on: On, file_id: str, now: str) -> int:
-    """Ask for the upload's part list to be read; a mark already there stays (the burst's first)."""
-    return await change(
-        on,
-        update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING, files.c.parts_marked_at.is_(None))
-        .values(parts_marked_at=now),
-    )
-
-
-async def marked_uploads(on: On, marked_before: str, limit: int) -> list[Row]:
-    """Up to ``limit`` uploads marked before ``marked_before``, the oldest mark first (files_parts_marked)."""
-    query = (
-        select(files.c.id, files.c.parts_marked_at)
-        .where(files.c.parts_marked_at.is_not(None), files.c.parts_marked_at <= marked_before)
-        .order_by(files.c.parts_marked_at)
-        .limit(limit)
-    )
-    return await fetch(on, query)
-
-
-async def take_mark(on: On, file_id: str, marked_at: str) -> bool:
-    """Clear the mark if it is still ``marked_at``: whoever clears it reads the part list (one gateway)."""
-    changed = await change(
-        on, update(files).where(files.c.id == file_id, files.c.parts_marked_at == marked_at).values(parts_marked_at=None)
-    )
-    return bool(changed)
-
-
 # --- writing --------------------------------------------------------------------------------------
 
 async def insert_file(conn: AsyncConnection, file: Row, file_chunks: list[Row]) -> None:
@@ -284,101 +257,49 @@ async def insert_file(conn: AsyncConnection, file: Row, file_chunks: list[Row]) 
         await conn.execute(insert(chunks), [{"file_id": file["id"], **chunk} for chunk in file_chunks])
 
 
-async def touch(on: On, file_id: str, now: str) -> int:
-    """Record activity on a file: an upload with recent activity is not abandoned."""
-    return await change(on, update(files).where(files.c.id == file_id).values(updated_at=now))
-
-
-async def mark_chunks(conn: AsyncConnection, file_id: str, upload_id: str, etags: dict[int, str], now: str) -> bool:
-    """Mark chunks as held by the store, with the ETags it listed for them in ``upload_id``; False if not its upload.
-
-    Only while ``upload_id`` is still the file's upload: a part list read just
-    before the upload was restarted must not mark the new upload's chunks. One
-    statement for all the chunks (executemany): a list of thousands of parts is
-    written without building a statement per part.
-    """
-    current = await fetch_one(
-        conn, select(files.c.id).where(files.c.id == file_id, files.c.upload_id == upload_id).with_for_update()
-    )
-    if current is None:
-        return False
-    if etags:
-        await conn.execute(MARK_CHUNK, [{"chunk_file": file_id, "chunk_index": index, "listed_etag": etag}
-                                        for index, etag in etags.items()])
-        await touch(conn, file_id, now)
-    return True
-
-
-async def restart_upload(conn: AsyncConnection, file_id: str, upload_id: str, now: str) -> int:
-    """A new multipart upload for a file still uploading; every chunk is pending again."""
-    changed = await change(
-        conn,
-        update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING)
-        .values(upload_id=upload_id, updated_at=now),
-    )
-    if changed:
-        await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status=ChunkStatus.PENDING, etag=None))
-    return changed
-
-
 async def mark_uploaded(conn: AsyncConnection, file_id: str, now: str) -> bool:
-    """uploading -> uploaded (only from uploading: a second settle changes nothing)."""
+    """uploading -> uploaded (only from uploading: a second settle changes nothing); the session ends."""
     changed = await change(
         conn,
         update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING)
-        .values(status=FileStatus.UPLOADED, upload_id=None, completed_at=now, updated_at=now),
+        .values(status=FileStatus.UPLOADED, completed_at=now, updated_at=now),
     )
     if changed:
         await change(conn, update(chunks).where(chunks.c.file_id == file_id).values(status=ChunkStatus.UPLOADED))
+        await change(conn, delete(uploads).where(uploads.c.file_id == file_id))
     return bool(changed)
 
 
 async def mark_failed(on: On, file_id: str, reason: str, now: str) -> bool:
-    """uploading -> failed, with the reason the owner will read."""
+    """uploading -> failed, with the reason the owner will read; the session ends."""
+    if isinstance(on, Database):
+        async with on.transaction() as conn:
+            return await mark_failed(conn, file_id, reason, now)
     changed = await change(
         on,
         update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING)
-        .values(status=FileStatus.FAILED, failure_reason=reason, upload_id=None, updated_at=now),
+        .values(status=FileStatus.FAILED, failure_reason=reason, updated_at=now),
     )
+    if changed:
+        await change(on, delete(uploads).where(uploads.c.file_id == file_id))
     return bool(changed)
 
 
 async def file_for_change(conn: AsyncConnection, file_id: str) -> FileFacts | None:
     """The facts a change is decided on, locked until ``conn`` commits (FOR UPDATE; SQLite's writer lock)."""
     query = (
-        select(files.c.owner_id, files.c.fingerprint, files.c.status, files.c.upload_id)
+        select(files.c.owner_id, files.c.fingerprint, files.c.status, uploads.c.upload_id, nodes.c.deleted_at)
+        .select_from(files.outerjoin(uploads, uploads.c.file_id == files.c.id).outerjoin(nodes, nodes.c.id == files.c.id))
         .where(files.c.id == file_id)
-        .with_for_update()
+        .with_for_update(of=files)
     )
     return cast(FileFacts | None, await fetch_one(conn, query))
 
 
 async def delete_file(conn: AsyncConnection, file_id: str) -> int:
-    """Delete the row; its chunks and shares go with it (ON DELETE CASCADE)."""
+    """Delete the row; its chunks, shares and upload session go with it (ON DELETE CASCADE)."""
     return await change(conn, delete(files).where(files.c.id == file_id))
-
-
-# --- leases: one gateway at a time settles an upload ------------------------------------------------
-
-async def claim_lease(on: On, file_id: str, token: str, now: str, expires_at: str) -> bool:
-    """Take the file's lease if nobody holds it (or their lease ran out); whether we got it."""
-    free = or_(files.c.lease_token.is_(None), files.c.lease_expires_at < now)
-    changed = await change(
-        on,
-        update(files).where(files.c.id == file_id, free).values(lease_token=token, lease_expires_at=expires_at),
-    )
-    return bool(changed)
-
-
-async def release_lease(on: On, file_id: str, token: str) -> None:
-    """Give the lease back, if it is still ours."""
-    await change(
-        on,
-        update(files).where(files.c.id == file_id, files.c.lease_token == token)
-        .values(lease_token=None, lease_expires_at=None),
-    )
 
 
 async def exists_file(on: On, file_id: str) -> bool:
     return bool(await fetch_value(on, select(exists().where(files.c.id == file_id))))
-

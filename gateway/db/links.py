@@ -1,11 +1,11 @@
 """Queries on shared links: create, look up by token hash, list a file's, revoke, count downloads."""
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, Row, change, fetch, fetch_one
-from gateway.db.tables import files, links
+from gateway.db.tables import files, links, nodes
 
 On = Database | AsyncConnection
 
@@ -13,9 +13,11 @@ LINK_COLUMNS = (
     links.c.id, links.c.file_id, links.c.password_hash, links.c.expires_at, links.c.created_at,
     links.c.revoked_at, links.c.download_count,
 )
-# What a visitor's download needs besides the link: the file's name, size, type, content and status.
+# What a visitor's download needs besides the link: the file's name (its node's, once in the tree), size,
+# type, content and status.
 FILE_FACTS = (
-    files.c.owner_id, files.c.file_name, files.c.file_size, files.c.file_type, files.c.fingerprint, files.c.status,
+    files.c.owner_id, func.coalesce(nodes.c.name, files.c.file_name).label("file_name"), files.c.file_size,
+    files.c.file_type, files.c.fingerprint, files.c.status,
 )
 
 
@@ -27,7 +29,7 @@ async def link_by_token_hash(on: On, token_hash: str) -> Row | None:
     """The link with this token hash and its file's facts; None when no link has it (or its file is gone)."""
     query = (
         select(*LINK_COLUMNS, *FILE_FACTS)
-        .select_from(links.join(files, files.c.id == links.c.file_id))
+        .select_from(links.join(files, files.c.id == links.c.file_id).outerjoin(nodes, nodes.c.id == files.c.id))
         .where(links.c.token_hash == token_hash)
     )
     return await fetch_one(on, query)

@@ -55,9 +55,23 @@ users = Table(
     Column("token_generation", Integer, nullable=False, server_default="0"),
     # This user's storage quota in bytes; NULL: GATEWAY_USER_QUOTA_BYTES; 0: unlimited.
     Column("quota_bytes", BigInteger),
+    # When an operator disabled the user (python -m gateway.admin); NULL: enabled.
+    Column("disabled_at", Text),
 )
 
-# One row per upload a user made. `seq` orders listings and pages them; `id` is the public file id.
+# Invitation codes for GATEWAY_SIGNUP=invite (revision 0009): the code's SHA-256 only, never the code.
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("code_hash", Text, primary_key=True),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("used_at", Text),  # NULL: not used yet
+    Column("used_by", ForeignKey("users.id", ondelete="SET NULL")),
+)
+
+# One row per file a user has: what it is (name, size, type, content) and its status. How an upload in
+# progress is arriving is in `uploads`. `seq` orders listings and pages them; `id` is the public file id.
 files = Table(
     "files",
     metadata,
@@ -72,11 +86,28 @@ files = Table(
     Column("total_chunks", Integer, nullable=False),
     Column("status", StatusText(FileStatus), nullable=False),
     Column("failure_reason", Text),
-    Column("upload_id", Text, unique=True),  # the store's multipart upload while uploading
     Column("created_at", Text, nullable=False),
     Column("updated_at", Text, nullable=False),
     Column("completed_at", Text),
-    # Who is settling the upload right now (gateway/core/uploads.py's lease), until when.
+)
+
+# One row per upload in progress (revision 0007), keyed by the id the file has: the store's multipart
+# upload, where the file is headed, and the settling machinery. Gone once the file is uploaded or failed.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("file_id", ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
+    Column("owner_id", ForeignKey("users.id"), nullable=False),
+    Column("upload_id", Text, unique=True),  # the store's multipart upload
+    # Where the file is headed: the folder ("root": the owner's root), the name and its name_key, and
+    # what happens when the name is taken once it is uploaded (mode add/overwrite/update, replaces).
+    Column("parent_id", Text, nullable=False, server_default="root"),
+    Column("name", Text, nullable=False),
+    Column("name_key", Text, nullable=False),
+    Column("mode", Text, nullable=False, server_default="add"),
+    Column("replaces", Text),
+    Column("active_at", Text, nullable=False),  # the last activity: an upload quiet too long is abandoned
+    # Who is settling the upload right now (gateway/core/leases.py), until when.
     Column("lease_token", Text),
     Column("lease_expires_at", Text),
     # Since when a store part event asks for the upload's part list to be read again (NULL: nobody asks).
@@ -136,4 +167,26 @@ revoked_tokens = Table(
     Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("expires_at", Text, nullable=False),
     Column("revoked_at", Text, nullable=False),
+)
+
+# The tree (revision 0008): one row per folder and per file placed in its owner's tree (a file's node
+# has the file's id). parent_id "root": the owner's root, which has no row. name_key (protocol/paths.py)
+# is unique among the live entries of a folder (nodes_live_names). Versions (replaced_by) and the trash
+# (deleted_at, deleted_path, trashed_with) are states of these rows; live rows have neither.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("owner_id", ForeignKey("users.id"), nullable=False),
+    Column("kind", Text, nullable=False),  # "folder" or "file"
+    Column("parent_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("name_key", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("modified_at", Text, nullable=False),
+    Column("replaced_by", Text),  # the file that replaced this one: this is a version of it
+    Column("replaced_at", Text),
+    Column("deleted_at", Text),  # in the trash since
+    Column("deleted_path", Text),  # the path it had when it went to the trash
+    Column("trashed_with", Text),  # the trash entry it went with: its own id, or the deleted folder's
 )

@@ -8,8 +8,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.db.engine import Database, Row, fetch, fetch_one, storable_text
-from gateway.db.tables import users
+from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value, storable_text
+from gateway.db.tables import invitations, users
 
 On = Database | AsyncConnection
 
@@ -18,12 +18,22 @@ class DuplicateUsername(Exception):
     """The username is taken (the unique index said so)."""
 
 
+class InvitationUnusable(Exception):
+    """No invitation with that code that is unused and unexpired."""
+
+
 def same_name(name: str):
     return func.lower(users.c.username) == func.lower(name)
 
 
-async def insert_user(db: Database, username: str, email: str, password_hash: str, now: str) -> int:
-    """The new user's id; DuplicateUsername if the name is taken, however it is written."""
+async def insert_user(db: Database, username: str, email: str, password_hash: str, now: str,
+                      invitation_hash: str | None = None) -> int:
+    """The new user's id; DuplicateUsername if the name is taken, however it is written.
+
+    With ``invitation_hash``, the invitation is used up in the same transaction
+    (InvitationUnusable when it is used, expired or unknown): a sign-up that
+    fails leaves it unused, and two sign-ups with one code cannot both win.
+    """
     statement = (
         insert(users)
         .values(username=username, email=email, password_hash=password_hash, created_at=now)
@@ -31,16 +41,32 @@ async def insert_user(db: Database, username: str, email: str, password_hash: st
     )
     try:
         async with db.transaction() as conn:
-            return (await conn.execute(statement)).scalar_one()
+            if invitation_hash is not None and not await _use_invitation(conn, invitation_hash, now):
+                raise InvitationUnusable()
+            user_id = (await conn.execute(statement)).scalar_one()
+            if invitation_hash is not None:
+                await conn.execute(update(invitations).where(invitations.c.code_hash == invitation_hash)
+                                   .values(used_by=user_id))
+            return user_id
     except IntegrityError as exc:
         raise DuplicateUsername(username) from exc
 
 
-CREDENTIAL_COLUMNS = (users.c.id, users.c.username, users.c.password_hash, users.c.token_generation)
+async def _use_invitation(conn: AsyncConnection, code_hash: str, now: str) -> bool:
+    usable = (invitations.c.code_hash == code_hash, invitations.c.used_at.is_(None), invitations.c.expires_at > now)
+    return (await conn.execute(update(invitations).where(*usable).values(used_at=now))).rowcount == 1
+
+
+async def insert_invitation(db: Database, code_hash: str, now: str, expires_at: str) -> None:
+    await change(db, insert(invitations).values(code_hash=code_hash, created_at=now, expires_at=expires_at))
+
+
+CREDENTIAL_COLUMNS = (users.c.id, users.c.username, users.c.password_hash, users.c.token_generation,
+                      users.c.disabled_at)
 
 
 async def user_by_name(on: On, username: str) -> Row | None:
-    """What a log-in needs: id, username, password_hash, token_generation."""
+    """What a log-in needs: id, username, password_hash, token_generation, disabled_at."""
     if not storable_text(username):
         return None  # no stored name holds what the database cannot
     return await fetch_one(on, select(*CREDENTIAL_COLUMNS).where(same_name(username)))
@@ -79,6 +105,11 @@ async def ids_by_name(on: On, names: Sequence[str]) -> dict[str, int]:
     return {row["name"]: row["id"] for row in await fetch(on, query)}
 
 
+async def user_created_at(on: On, user_id: int) -> str | None:
+    """When the user signed up (their root folder's time)."""
+    return await fetch_value(on, select(users.c.created_at).where(users.c.id == user_id))
+
+
 async def quota_of(on: On, user_id: int) -> Row | None:
     """The user's own quota setting (``quota_bytes``, None: the gateway's); None when there is no such user."""
     return await fetch_one(on, select(users.c.id, users.c.quota_bytes).where(users.c.id == user_id))
@@ -87,3 +118,30 @@ async def quota_of(on: On, user_id: int) -> Row | None:
 async def lock_user(conn: AsyncConnection, user_id: int) -> None:
     """Lock the user's row until ``conn`` commits (FOR UPDATE; SQLite's writer lock holds every row)."""
     await conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
+
+
+async def list_users(on: On) -> list[Row]:
+    """Every user, oldest first: id, username, email, created_at, quota_bytes, disabled_at."""
+    return await fetch(on, select(users.c.id, users.c.username, users.c.email, users.c.created_at,
+                                  users.c.quota_bytes, users.c.disabled_at).order_by(users.c.id))
+
+
+async def set_disabled(db: Database, username: str, disabled_at: str | None) -> int | None:
+    """Disable the user (``disabled_at``: when) or enable them again (None); their id, None: no such user.
+
+    Disabling also moves the token generation on: every access token issued
+    before stops working, and enabling again does not bring them back.
+    """
+    values: dict = {"disabled_at": disabled_at}
+    if disabled_at is not None:
+        values["token_generation"] = users.c.token_generation + 1
+    statement = update(users).where(same_name(username)).values(**values).returning(users.c.id)
+    async with db.transaction() as conn:
+        return (await conn.execute(statement)).scalar_one_or_none()
+
+
+async def set_quota(db: Database, username: str, quota_bytes: int | None) -> int | None:
+    """The user's own quota (None: the gateway's setting, 0: unlimited); their id, None: no such user."""
+    statement = update(users).where(same_name(username)).values(quota_bytes=quota_bytes).returning(users.c.id)
+    async with db.transaction() as conn:
+        return (await conn.execute(statement)).scalar_one_or_none()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiocache.base import BaseCache
@@ -23,10 +24,16 @@ from gateway.core.clock import Clock, system_clock
 from gateway.core.metrics import Metrics
 from gateway.db import Database, database_url
 from gateway.http import appkeys
-from gateway.http.middlewares import auth_middleware, error_middleware, metrics_middleware, request_id_middleware
-from gateway.http.parsing import MAX_JSON_BODY
+from gateway.http.middlewares import (
+    auth_middleware,
+    body_timeout_middleware,
+    error_middleware,
+    metrics_middleware,
+    request_id_middleware,
+)
+from gateway.http.parsing import MAX_JSON_BODY, MAX_REQUEST_LINE
 from gateway.http.routes import (
-    events, files, health, link_page, links, metrics, openapi, sharing, uploads, users, webapp,
+    events, files, health, link_page, links, metrics, openapi, sharing, tree, uploads, users, webapp,
 )
 from storage import ObjectStore, StoreError
 from storage.s3 import S3ObjectStore
@@ -45,6 +52,18 @@ def make_store(config: Config) -> S3ObjectStore:
     )
 
 
+def server_options(config: Config) -> dict[str, Any]:
+    """How the gateway's HTTP server treats slow clients (``web.run_app`` / ``web.AppRunner`` options).
+
+    aiohttp's keep-alive timer runs from a connection's start, and again from
+    each answer, until a whole request head has arrived: it is the header
+    timeout (a slowloris client that trickles its head is closed when it runs
+    out) as well as the idle time between requests. Bodies:
+    gateway/http/middlewares.py's BodyWatch.
+    """
+    return {"keepalive_timeout": config.header_timeout}
+
+
 def create_app(
     config: Config,
     *,
@@ -54,10 +73,14 @@ def create_app(
     clock: Clock | None = None,
 ) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[metrics_middleware, request_id_middleware, body_timeout_middleware, error_middleware,
+                     auth_middleware],
         # JSON bodies are small (gateway/http/parsing.py); inline uploads are read part by part
         # from the stream, within limits of their own (gateway/http/routes/uploads.py).
         client_max_size=MAX_JSON_BODY,
+        # A request line may carry a whole path in the query (GET /dropbox/v1/metadata?path=, up to
+        # 4,096 characters, percent-encoded up to 9 bytes each): aiohttp's default is 8,190 bytes.
+        handler_args={"max_line_size": MAX_REQUEST_LINE},
     )
     app[appkeys.CONFIG] = config
     app[appkeys.METRICS] = Metrics()
@@ -84,7 +107,7 @@ def create_app(
                 await db.close()
 
     app.cleanup_ctx.extend([core_ctx, reconciler_ctx, owed_invalidations_ctx, metrics.listener_ctx])
-    for module in (health, openapi, users, uploads, sharing, files, links, link_page, events, webapp):
+    for module in (health, openapi, users, uploads, sharing, files, tree, links, link_page, events, webapp):
         app.router.add_routes(module.routes)
     if config.store_part_events:
         # The embedded store: its webhook path, and the rounds that read the part lists its events ask for.

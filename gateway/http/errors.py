@@ -60,6 +60,19 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.LinkExpired: (410, "link_expired"),
     domain.PasswordRequired: (401, "password_required"),
     domain.WrongLinkPassword: (403, "wrong_password"),
+    domain.InvalidName: (400, "invalid_name"),
+    domain.NodeNotFound: (404, "not_found"),
+    domain.PathNotFound: (404, "not_found"),
+    domain.NameTaken: (409, "name_taken"),
+    domain.Cycle: (409, "cycle"),
+    domain.CannotChangeRoot: (400, "root_folder"),
+    domain.ReplacesMismatch: (400, "invalid_replaces"),
+    domain.NotAVersion: (409, "not_a_version"),
+    domain.SignUpClosed: (403, "signup_closed"),
+    domain.InvitationRequired: (403, "invitation_required"),
+    domain.InvalidInvitation: (403, "invalid_invitation"),
+    domain.AccountDisabled: (401, "account_disabled"),
+    domain.NoSuchUser: (404, "not_found"),
 }
 # 401s that are not about the access token: they do not ask for one (WWW-Authenticate: Bearer).
 NOT_BEARER_CHALLENGES = {"password_required"}

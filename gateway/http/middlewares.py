@@ -1,6 +1,7 @@
-"""Metrics, request ids, JSON errors and bearer-token auth, in that order (outermost first)."""
+"""Metrics, request ids, the request body's timeout, JSON errors and bearer-token auth, in that order (outermost first)."""
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -128,6 +129,57 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.warning("request_failed", status=error.status, code=error.code, error=error.message,
                         error_type=type(exc).__name__, detail=str(exc))
         return error_response(error)
+
+
+class BodyWatch:
+    """Ends a request whose body stops arriving: ``timeout`` seconds without a byte while more is due.
+
+    aiohttp times nothing while a handler waits for body bytes, so a client
+    could hold a connection (and whatever the handler holds) for ever by
+    sending nothing after its head. Like nginx's ``client_body_timeout``, the
+    clock runs between two reads, not over the whole body, and not while the
+    gateway itself stopped reading (a full buffer pauses the transport). When it
+    runs out, the pending read raises the 408 that answers the request.
+    """
+
+    def __init__(self, request: web.Request, timeout: float):
+        self.content = request.content
+        self.transport = request.transport
+        self.timeout = timeout
+        self.seen = self.content.total_bytes
+        self.fired = False
+        self._handle = asyncio.get_running_loop().call_later(timeout, self._check)
+
+    def _check(self) -> None:
+        if self.content.is_eof() or self.content.exception() is not None:
+            return
+        paused = self.transport is not None and not self.transport.is_reading()
+        if self.content.total_bytes != self.seen or paused:
+            self.seen = self.content.total_bytes
+            self._handle = asyncio.get_running_loop().call_later(self.timeout, self._check)
+            return
+        self.fired = True
+        log.info("request_body_timeout", received=self.content.total_bytes)
+        self.content.set_exception(ApiError(
+            408, "request_timeout", f"no byte of the request body arrived for {self.timeout:g} seconds"))
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+@web.middleware
+async def body_timeout_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Watch the body of a request while its handler runs (:class:`BodyWatch`); close after a 408."""
+    if not request.body_exists or request.content.is_eof():
+        return await handler(request)
+    watch = BodyWatch(request, request.app[appkeys.CONFIG].body_timeout)
+    try:
+        response = await handler(request)
+    finally:
+        watch.cancel()
+    if watch.fired:
+        response.force_close()  # what is left of the body is not worth waiting for
+    return response
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -11,6 +11,10 @@ from aiohttp import web
 from gateway.core.permissions import FILE_ID_PATTERN
 from gateway.http.errors import ApiError, bad_request
 
+# A folder id in a route: `root` or what the core makes (32 lowercase hex digits, as file ids).
+FOLDER_ID = "{folder_id:root|" + FILE_ID_PATTERN + "}"
+TRASH_ID = "{id:" + FILE_ID_PATTERN + "}"
+
 # A file id in a route: what the core makes (32 lowercase hex digits), so that the literal paths beside
 # /files/{file_id} (/files/share, /files/shared) are never taken for a file id, and their 405s name only
 # their own methods in Allow. Any other id is no endpoint (404). The OpenAPI document's file_id pattern.
@@ -25,6 +29,9 @@ MAX_PAGE = 1000
 # The largest: a claim of 10,000 chunk fingerprints is about 700 KB. The app's client_max_size
 # (gateway/http/app.py) is this too, so request.read() never holds more.
 MAX_JSON_BODY = 1024 * 1024
+# The longest path a query takes (Linux's PATH_MAX), and a request line that can carry it encoded.
+MAX_QUERY_PATH = 4096
+MAX_REQUEST_LINE = 64 * 1024
 # No request of the contract nests deeper than 3, the store's events 6; Python's parser recurses
 # once per level, and 100,000 levels (100 KB of `[`) would end in a RecursionError: a 500.
 MAX_JSON_DEPTH = 32
@@ -168,6 +175,37 @@ SHARED_CURSOR = re.compile(
 )
 
 
+# A folder listing continues after (kind, name_key, id): the key in hex (any text, no dots).
+ENTRIES_CURSOR = re.compile(r"^v1\.entries\.(folder|file)\.(?:[0-9a-f]{2}){1,2048}\.[0-9a-f]{32}$")
+TRASH_CURSOR = re.compile(
+    r"^v1\.trash\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\.[0-9a-f]{32}$"
+)
+
+
+def entries_cursor_after(position: tuple[str, str, str]) -> str:
+    kind, key, node_id = position
+    return f"v1.entries.{kind}.{key.encode('utf-8').hex()}.{node_id}"
+
+
+def entries_cursor(query: Mapping[str, str]) -> tuple[str, str, str] | None:
+    """The (kind, name_key, id) a folder listing continues after, from ``?cursor=``. A key that is not
+    UTF-8 (no cursor of ours) still names a place in the order: its bytes are read as they decode."""
+    cursor = _cursor(query, ENTRIES_CURSOR)
+    if cursor is None:
+        return None
+    kind, key, node_id = cursor.removeprefix("v1.entries.").split(".")
+    return kind, bytes.fromhex(key).decode("utf-8", "replace").replace("\x00", "\ufffd"), node_id
+
+
+def trash_cursor_after(position: tuple[str, str]) -> str:
+    return f"v1.trash.{position[0]}.{position[1]}"
+
+
+def trash_cursor(query: Mapping[str, str]) -> tuple[str, str] | None:
+    """The (deleted_at, id) the trash listing continues below."""
+    return _time_and_id(query, TRASH_CURSOR, "v1.trash.")
+
+
 def own_cursor_after(seq: int) -> str:
     """The own-files listing continues below ``files.seq`` ``seq`` (newest first)."""
     return f"v1.own.{seq}"
@@ -197,8 +235,13 @@ def own_cursor(query: Mapping[str, str]) -> int | None:
 
 def shared_cursor(query: Mapping[str, str]) -> tuple[str, str] | None:
     """The (share time, file id) to page below, from ``?cursor=`` of the shared-files listing."""
-    cursor = _cursor(query, SHARED_CURSOR)
+    return _time_and_id(query, SHARED_CURSOR, "v1.shared.")
+
+
+def _time_and_id(query: Mapping[str, str], pattern: re.Pattern, prefix: str) -> tuple[str, str] | None:
+    """(timestamp, id) from a cursor ``<prefix><timestamp>.<id>`` that matches ``pattern``."""
+    cursor = _cursor(query, pattern)
     if cursor is None:
         return None
-    shared_at, file_id = cursor.removeprefix("v1.shared.").rsplit(".", 1)
-    return shared_at, file_id
+    stamp, item_id = cursor.removeprefix(prefix).rsplit(".", 1)
+    return stamp, item_id

@@ -8,7 +8,9 @@ from aiohttp import web
 
 from gateway.core import Core
 from gateway.core.files import Page
+from gateway.core.tree import Entry
 from gateway.db.files import ChunkRow, FileRow
+from gateway.db.nodes import NodeRow
 from gateway.http.parsing import own_cursor_after, shared_cursor_after
 from protocol.states import ChunkStatus, FileStatus
 
@@ -16,7 +18,12 @@ from protocol.states import ChunkStatus, FileStatus
 def listed_file_json(row: FileRow, uploaded_chunks: int, download: tuple[str, int] | None = None) -> dict[str, Any]:
     """The file object as listings give it: without ``chunks`` (contract v1.1), the counts stay."""
     body: dict[str, Any] = {
+        "type": "file",
         "file_id": row["id"],
+        "name": row["file_name"],
+        "path": row.get("path"),
+        "parent_id": row["parent_id"],
+        "modified_at": row["modified_at"],
         "file_name": row["file_name"],
         "file_size": row["file_size"],
         "file_type": row["file_type"],
@@ -32,6 +39,10 @@ def listed_file_json(row: FileRow, uploaded_chunks: int, download: tuple[str, in
         body["failure_reason"] = row["failure_reason"]
     if row["completed_at"]:
         body["completed_at"] = row["completed_at"]
+    if row["replaced_by"] is not None:
+        body["replaced_by"] = row["replaced_by"]
+    if row["deleted_at"] is not None:
+        body["deleted_at"] = row["deleted_at"]
     if download is not None:
         body["download_url"], body["download_url_expires_at"] = download
     return body
@@ -48,6 +59,29 @@ async def file_response(core: Core, user_id: int, file_id: str, status: int = 20
     """The file object of a file ``user_id`` may read."""
     row, chunks = await core.files.readable(user_id, file_id)
     return web.json_response(file_json(row, chunks, core.files.download(row)), status=status)
+
+
+def folder_json(node: NodeRow, path: str) -> dict[str, Any]:
+    """The folder object (contract v1.2); the root is ``root`` with path ``/`` and no parent."""
+    body: dict[str, Any] = {
+        "type": "folder",
+        "folder_id": node["id"],
+        "name": node["name"],
+        "path": path,
+        "parent_id": node["parent_id"] or None,
+        "created_at": node["created_at"],
+        "modified_at": node["modified_at"],
+    }
+    if node["deleted_at"] is not None:
+        body["deleted_at"] = node["deleted_at"]
+    return body
+
+
+def entry_json(core: Core, entry: Entry) -> dict[str, Any]:
+    """A folder or a file object, as folder listings, search, metadata and the trash give them."""
+    if entry.file is None:
+        return folder_json(entry.node, entry.path)
+    return listed_file_json(entry.file, entry.file["total_chunks"], core.files.download(entry.file))
 
 
 def page_response(core: Core, page: Page, cursor_of: Callable[[FileRow], str]) -> web.Response:

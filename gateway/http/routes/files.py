@@ -49,5 +49,5 @@ async def content(request: web.Request) -> web.Response:
 @routes.delete(f"/dropbox/v1/files/{FILE_ID}")
 async def delete_file(request: web.Request) -> web.Response:
     """204; owner only, 404 for everyone else whether or not the file exists."""
-    await request.app[appkeys.CORE].deletion.delete(request[appkeys.USER].user_id, request.match_info["file_id"])
+    await request.app[appkeys.CORE].tree.delete_file(request[appkeys.USER].user_id, request.match_info["file_id"])
     return web.Response(status=204)

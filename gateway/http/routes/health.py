@@ -81,5 +81,7 @@ async def config(request: web.Request) -> web.Response:
             "inline_upload_limit": cfg.inline_upload_limit,
             "upload_url_ttl": cfg.upload_url_ttl,
             "download_url_ttl": cfg.download_url_ttl,
+            "trash_retention": cfg.trash_retention,
+            "version_retention": cfg.version_retention,
         }
     )

@@ -12,7 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.config import MAX_CHUNKS, Config
 from gateway.core.limits import Room
-from gateway.core.uploads import UploadClaim
+from gateway.core.uploads import Target, UploadClaim
 from gateway.http import appkeys
 from gateway.http.errors import ApiError, bad_request
 from gateway.http.parsing import FILE_ID, as_integer, decode_json, read_body, read_json, require_int, require_str
@@ -28,6 +28,7 @@ DEFAULT_TYPE = "application/octet-stream"
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # not text: neither database can store it
 MAX_NAME = 1024
 MAX_METADATA = 64 * 1024
+MAX_PATH = 64 * 1024  # a path of many names of 255 bytes each; the names are checked one by one
 
 
 def parse_name_and_type(body: dict) -> tuple[str, str]:
@@ -40,6 +41,26 @@ def parse_name_and_type(body: dict) -> tuple[str, str]:
     if not isinstance(file_type, str) or not MIME_TYPE.match(file_type) or len(file_type) > 255:
         raise bad_request("`file_type` must be a MIME type such as text/plain", "invalid_field", field="file_type")
     return name, file_type
+
+
+MODES = ("add", "overwrite", "update")
+
+
+def parse_target(body: dict) -> Target:
+    """Where the file goes (contract v1.2, Upload into the tree): ``parent_id`` or ``path``, ``mode``, and
+    ``replaces`` (which ``update`` needs). The names themselves are the core's to check (invalid_name)."""
+    parent_id = require_str(body, "parent_id", max_length=64, optional=True)
+    path = require_str(body, "path", max_length=MAX_PATH, optional=True)
+    if parent_id is not None and path is not None:
+        raise bad_request("give `parent_id` or `path`, not both", "invalid_field", field="path")
+    mode = body.get("mode", "add")
+    if mode not in MODES:
+        raise bad_request("`mode` must be add, overwrite or update", "invalid_field", field="mode")
+    replaces = require_str(body, "replaces", max_length=64, optional=True)
+    if (mode == "update") != (replaces is not None):
+        raise bad_request("`replaces` (a file id) goes with `mode: update`, and only with it", "invalid_field",
+                          field="replaces")
+    return Target(parent_id, path, mode, replaces)
 
 
 def parse_claim(body: dict, config: Config) -> UploadClaim:
@@ -92,8 +113,9 @@ async def create_file(request: web.Request) -> web.Response:
         return await inline_upload(request)
     core = request.app[appkeys.CORE]
     user_id = request[appkeys.USER].user_id
-    claim = parse_claim(await read_json(request), request.app[appkeys.CONFIG])
-    file_id, created = await core.uploads.start(user_id, claim)
+    body = await read_json(request)
+    claim = parse_claim(body, request.app[appkeys.CONFIG])
+    file_id, created = await core.uploads.start(user_id, claim, parse_target(body))
     return await file_response(core, user_id, file_id, status=201 if created else 200)
 
 
@@ -167,10 +189,11 @@ async def inline_upload(request: web.Request) -> web.Response:
         if metadata is None or "file_name" not in metadata:
             raise bad_request("send a `file_metadata` part with at least `file_name`", "invalid_multipart")
         name, file_type = parse_name_and_type(metadata)
+        target = parse_target(metadata)
         spool.seek(0)
         fingerprint, chunks, size = await asyncio.to_thread(fingerprint_stream, spool, config.chunk_size)
         claim = UploadClaim(name, size, file_type, fingerprint, config.chunk_size, chunks)
-        file_id = await core.uploads.upload_inline(user_id, claim, spool)
+        file_id = await core.uploads.upload_inline(user_id, claim, spool, target)
     return await file_response(core, user_id, file_id, status=201)
 
 

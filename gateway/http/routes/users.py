@@ -27,7 +27,7 @@ def require_new_password(password: str, field: str) -> None:
 
 
 def client(request: web.Request) -> str:
-    """The client's address, which login throttling counts failures by."""
+    """The client's address, which login and sign-up throttling count by."""
     return client_address(request, request.app[appkeys.CONFIG].trusted_proxy_networks)
 
 
@@ -46,8 +46,10 @@ async def create_user(request: web.Request) -> web.Response:
         )
     if not EMAIL.match(email):
         raise bad_request("`email` is not an email address", "invalid_field", field="email")
+    # Not the contract's: the code of an invitation, where sign-up takes invitations only (GATEWAY_SIGNUP=invite).
+    invitation = require_str(body, "invitation", max_length=256, optional=True)
     require_new_password(password, "password")
-    user = await request.app[appkeys.CORE].accounts.sign_up(username, email, password)
+    user = await request.app[appkeys.CORE].accounts.sign_up(username, email, password, client(request), invitation)
     return web.json_response(user, status=201)
 
 
