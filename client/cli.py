@@ -51,7 +51,7 @@ from collections.abc import Callable
 # Only what starts fast up here: `dbx upload` begins hashing its first file before the
 # HTTP client (aiohttp, a few hundred milliseconds to import) and asyncio are loaded.
 from client import errors
-from client.commands import tree
+from client import tree_commands as tree
 from client.config import CredentialStore, Credentials, resolve_server
 from client.errors import AuthRequired, ClientError, ServerError, Unreachable, UsageError
 from client.output import (file_row, human_size, info_lines, link_summary, link_table, printable, report_error,

@@ -1,4 +1,5 @@
-"""The tree on the command line (contract v1.2): mkdir, mv, cp, rm, ls PATH, trash, restore, versions, search.
+"""The tree on the command line (contract v1.2): mkdir, mv, cp, rm, ls PATH, trash, restore, versions, search,
+and whole folders (upload -r, download -r): the commands client/cli.py adds from here.
 
 Files and folders are named by path (``/docs/a.txt``) or by id (client/remote.py).
 A command given several targets goes on after one fails, says why on stderr
