@@ -23,6 +23,7 @@ the cores.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import time
@@ -89,8 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         cpu: dict[str, dict[str, list[float]]] = {side: {name: [] for name in PROCESSES} for side in speeds}
         for run in range(args.runs):
             user = Dbx(stack, stack.root / f"home-{run}")  # made before the timing starts
-            sides: list[tuple[str, Callable[[], None]]] = [("dbx", lambda run=run, user=user: dbx_upload(run, user)),
-                     ("boto3", lambda run=run: boto3_put(run))]
+            sides: list[tuple[str, Callable[[], None]]] = [("dbx", functools.partial(dbx_upload, run, user)),
+                                                           ("boto3", functools.partial(boto3_put, run))]
             for side, upload in sides[run % 2:] + sides[:run % 2]:
                 before = cpu_now(stack)
                 started = time.perf_counter()
