@@ -56,6 +56,8 @@ class Config:
 
     jwt_secret: str = ""
     token_ttl: int = 3600
+    # How long a session may be kept going by renewing its tokens in use, seconds since the log-in.
+    session_max_age: int = 30 * 24 * 3600
     events_token: str = ""
 
     # Login throttling (gateway/core/accounts.py): wrong passwords one username may have within
@@ -172,6 +174,8 @@ class Config:
         negative = [name for name in NON_NEGATIVE if getattr(self, name) < 0]
         if negative:
             raise ConfigError(f"{', '.join(f'GATEWAY_{name.upper()}' for name in negative)} must not be negative")
+        if self.token_ttl < 1 or self.session_max_age < 1:
+            raise ConfigError("GATEWAY_TOKEN_TTL and GATEWAY_SESSION_MAX_AGE must be at least 1")
         if self.reconcile_batch < 1 or self.share_limit < 1:
             raise ConfigError("GATEWAY_RECONCILE_BATCH and GATEWAY_SHARE_LIMIT must be at least 1")
         if self.max_file_size > self.chunk_size * MAX_CHUNKS:

@@ -43,8 +43,9 @@ so it holds across gateway processes:
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
+
+import hashlib
 from ipaddress import ip_address, ip_network
 
 import structlog
@@ -67,7 +68,7 @@ from gateway.core.pacing import Pacer
 from gateway.core.passwords import hash_password, verify_password
 from gateway.core.sessions import Sessions
 from gateway.core.throttle import Limit, Throttle
-from gateway.core.tokens import TokenUser, issue_token
+from gateway.core.tokens import AccessToken, TokenUser, issue_token
 from gateway.db import Database, Row
 from gateway.db import users as users_db
 
@@ -88,12 +89,6 @@ class AddressTurn:
     key: str | None  # what the address counts under; None: no address known
     counted: bool  # counted as a failure before the check: taken back unless the check fails
     paced: bool  # the address is past its failures: the check waits for one of its slots
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    token: str
-    expires_in: int  # seconds
 
 
 def address_key(address: str) -> str:
