@@ -6,25 +6,17 @@ sign-up at all, a sentence saying how accounts are made, logging in as usual.
 """
 from __future__ import annotations
 
-from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import expect
 
 from gateway.core.admin import Admin
 from gateway.core.limits import Limits
 from tests.browser import PASSWORD, WebApp, browser, playwright_driver  # noqa: F401 - fixtures
+from tests.test_web_accessibility import violations as accessibility_violations
 
 
 def admin_of(gateway) -> Admin:
     core = gateway.core
     return Admin(core.config, core.db, core.clock, core.accounts, core.sessions, Limits(core.config, core.db))
-
-
-async def accessibility_violations(page) -> list[str]:
-    """What axe-core (Deque's accessibility engine) finds against WCAG 2.1 A/AA and its best practices."""
-    options = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
-               "resultTypes": ["violations"]}
-    results = await Axe().run(page, options=options)
-    return [f"{v['id']}: {v['help']}" for v in results.response["violations"]]
 
 
 async def fill_sign_up(app: WebApp, username: str, code: str | None) -> None:
