@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import structlog
+
 # Each is a module of bench/ (transfer.py, ...) with a main(argv), in the order a whole run takes them.
 BENCHMARKS = ("transfer", "folders", "download", "control", "cluster", "limits", "browser", "tree")
 SMOKE = {
@@ -68,7 +70,8 @@ def describe_run() -> str:
         return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no"):
+    # README.md is no code (and ./dev bench --readme writes into it as it goes).
+    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!README.md"):
         commit += " with uncommitted changes"
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"{when}, commit {commit}, load average {os.getloadavg()[0]:.2f} at the start"
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench.readme import regenerate
 
         return regenerate([args.name, *args.options] if args.name else [])
+    # The tables go to stdout (and into README.md); what the parts log goes to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     print(f"machine: {describe_machine()}", flush=True)
     print(f"run: {describe_run()}", flush=True)
     for name in [args.name] if args.name else BENCHMARKS:

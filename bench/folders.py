@@ -23,9 +23,11 @@ the cores.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -88,8 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         cpu: dict[str, dict[str, list[float]]] = {side: {name: [] for name in PROCESSES} for side in speeds}
         for run in range(args.runs):
             user = Dbx(stack, stack.root / f"home-{run}")  # made before the timing starts
-            sides = [("dbx", lambda run=run, user=user: dbx_upload(run, user)),
-                     ("boto3", lambda run=run: boto3_put(run))]
+            sides: list[tuple[str, Callable[[], None]]] = [("dbx", functools.partial(dbx_upload, run, user)),
+                                                           ("boto3", functools.partial(boto3_put, run))]
             for side, upload in sides[run % 2:] + sides[:run % 2]:
                 before = cpu_now(stack)
                 started = time.perf_counter()

@@ -133,7 +133,7 @@ class GatewayClient:
     ) -> tuple[int, Any]:
         """Send one request; answer (status, parsed JSON body) for the ``ok`` statuses.
 
-        ``data``: a body other than JSON (the multipart form of an inline upload).
+        The body is ``json_body`` as JSON, or ``data`` as aiohttp sends it (a form, for inline uploads).
 
         ``what`` names the thing asked for in not-found messages ("file 42"),
         ``hint`` says there where to look for the right one.

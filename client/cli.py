@@ -26,6 +26,7 @@
     dbx link FILE [--expires 7d] [--password | --password-stdin]   a link anyone can download with
     dbx links FILE                            a file's links
     dbx unlink LINK_ID                        revoke a link
+    dbx sync LOCAL_DIR [REMOTE_PATH] [--once]  keep a folder and your tree the same, both ways
 
 FILE, FOLDER, SOURCE and DEST are paths in your tree (``/docs/report.pdf``;
 ``/`` is the root) or ids (client/remote.py).
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                     epilog="Exit codes: 0 ok, 1 unexpected, 2 usage, 3 unreachable, 4 wrong username/password, "
                            "5 not logged in or session ended, 6 not found, 7 refused by the gateway, "
                            "8 refused by the store, 9 integrity, 10 local file exists (download --force), "
-                           "11 throttled (try again later), 130 interrupted.")
+                           "11 throttled (try again later), 12 sync stopped (nothing more deleted), 130 interrupted.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
@@ -212,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("targets", nargs="+", metavar="FILE", help="a path (/docs/a.txt) or an id")
     p.add_argument("-r", "--recursive", action="store_true", help="folders too, with all they hold")
     tree.add_commands(command)
+
+    from client.sync.command import add_arguments
+    add_arguments(command("sync", "keep a local folder and a folder of your tree the same, both ways"))
     return parser
 
 
@@ -616,6 +620,12 @@ async def cmd_unlink(ctx: Context) -> int:
     return 0
 
 
+async def cmd_sync(ctx: Context) -> int:
+    from client.sync.command import cmd_sync
+
+    return await cmd_sync(ctx)
+
+
 COMMANDS: dict[str, Callable[[Context], Any]] = {
     "signup": cmd_signup,
     "login": cmd_login,
@@ -633,6 +643,7 @@ COMMANDS: dict[str, Callable[[Context], Any]] = {
     "unlink": cmd_unlink,
     "rm": tree.cmd_rm,
     **tree.COMMANDS,
+    "sync": cmd_sync,
 }
 
 
