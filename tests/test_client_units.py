@@ -1451,10 +1451,13 @@ def test_the_standalone_client_package_is_the_client_and_protocol_with_the_same_
 
     project = standalone_project()
     where = project["tool"]["setuptools"]["package-dir"]
-    assert project["tool"]["setuptools"]["packages"] == ["client", "protocol"]
     base = REPO / "client" / "standalone"
-    assert (base / where["client"]).resolve() == REPO / "client"
-    assert (base / where["protocol"]).resolve() == REPO / "protocol"
+    # Every package of the client (a folder with __init__.py), each where the project has it: a
+    # subpackage left out (client/sync once was) installs a dbx whose every command fails to import.
+    packages = {".".join(init.parent.relative_to(REPO).parts) for init in (REPO / "client").rglob("__init__.py")}
+    assert sorted(project["tool"]["setuptools"]["packages"]) == sorted(packages | {"protocol"})
+    for package in packages | {"protocol"}:
+        assert (base / where[package]).resolve() == REPO.joinpath(*package.split("."))
     setup = configparser.ConfigParser()
     setup.read(REPO / "setup.cfg")
     assert f"dbx = {project['project']['scripts']['dbx']}" in setup["options.entry_points"]["console_scripts"]
