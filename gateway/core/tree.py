@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.config import Config
 from gateway.core.clock import Clock, stamp_ago, stamp_now
@@ -58,10 +59,11 @@ class Tree:
 
     # --- paths and entries ------------------------------------------------------------------------------
 
-    async def entries_of(self, owner_id: int, nodes: list[NodeRow]) -> list[Entry]:
-        """Folder and file nodes as entries, paths and file rows read a page at a time."""
-        found = await self.namespace.paths_of(node["id"] for node in nodes)
-        rows = await files_db.files_by_ids(self.db, [node["id"] for node in nodes if node["kind"] == FILE])
+    async def entries_of(self, owner_id: int, nodes: list[NodeRow], on: AsyncConnection | None = None) -> list[Entry]:
+        """Folder and file nodes as entries, paths and file rows read a page at a time (``on``: inside a
+        transaction of the caller's)."""
+        found = await self.namespace.paths_of((node["id"] for node in nodes), on=on)
+        rows = await files_db.files_by_ids(on or self.db, [node["id"] for node in nodes if node["kind"] == FILE])
         entries = []
         for node in nodes:
             row = rows.get(node["id"])
