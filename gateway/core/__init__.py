@@ -98,6 +98,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     leases = Leases(db, clock)
     limits = Limits(config, db)
     waiters = Waiters()
+    metrics.watch_waits(waiters)
     namespace = Namespace(db, clock, waiters.wake)
     uploads = Uploads(config, db, store, permissions, leases, limits, clock, namespace, metrics)
     deletion = Deletion(db, store, permissions, leases)

@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from gateway.core.changes import Deleted
+from gateway.core.changes import CURSOR, Deleted
 from gateway.http import appkeys
 from gateway.http.errors import bad_request
 from gateway.http.parsing import page_limit
@@ -16,15 +16,14 @@ routes = web.RouteTableDef()
 
 DEFAULT_WAIT = 30  # seconds (the contract's default)
 MAX_WAIT = 120  # seconds (the contract's most)
-MAX_CURSOR = 256
 
 
 def cursor_of(request: web.Request, *, required: bool) -> str | None:
-    """``?cursor=``: the core checks whose it is; here only that it is text of a cursor's length."""
+    """``?cursor=`` in the form the OpenAPI document states; the core checks whose it is."""
     cursor = request.query.get("cursor")
     if cursor is None and required:
         raise bad_request("`cursor` (from GET /dropbox/v1/changes) is required", "invalid_cursor", field="cursor")
-    if cursor is not None and (not cursor or len(cursor) > MAX_CURSOR):
+    if cursor is not None and not CURSOR.match(cursor):
         raise bad_request("`cursor` is not a cursor of your changes", "invalid_cursor", field="cursor")
     return cursor
 
