@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 # Each is a module of bench/ (transfer.py, ...) with a main(argv), in the order a whole run takes them.
-BENCHMARKS = ("transfer", "download", "control", "cluster", "limits", "browser", "tree")
+BENCHMARKS = ("transfer", "download", "control", "cluster", "limits", "browser", "tree", "changes")
 SMOKE = {
     "transfer": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5", "--no-warm-up"],
     "download": ["--size", "9", "--runs", "1"],
@@ -33,6 +33,7 @@ SMOKE = {
     "limits": ["--uploads", "2", "--chunks", "64", "--files", "4", "--runs", "1", "--rest-seconds", "0.3"],
     "browser": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"],
     "tree": ["--files", "25", "--limit", "10", "--runs", "1"],
+    "changes": ["--waits", "50", "--healthz", "20", "--rounds", "5"],
 }
 
 

@@ -81,12 +81,22 @@ class Waiters:
 
     def __init__(self) -> None:
         self._waiting: dict[int, set[asyncio.Event]] = {}
+        # The newest seq a wake-up named for each owner with waits open: a woken wait whose cursor is older
+        # answers without reading the database (2,000 waits woken at once are 2,000 reads otherwise).
+        self._newest: dict[int, int] = {}
 
-    def wake(self, owner_id: int) -> None:
-        for event in self._waiting.get(owner_id, ()):
-            event.set()
+    def wake(self, owner_id: int, seq: int) -> None:
+        events = self._waiting.get(owner_id)
+        if events:
+            self._newest[owner_id] = max(self._newest.get(owner_id, 0), seq)
+            for event in events:
+                event.set()
+
+    def newest(self, owner_id: int) -> int:
+        return self._newest.get(owner_id, 0)
 
     def wake_all(self) -> None:
+        """Every wait looks at the journal again (notifications may have been lost)."""
         for events in self._waiting.values():
             for event in events:
                 event.set()
@@ -105,6 +115,7 @@ class Waiters:
             events.discard(event)
             if not events:
                 del self._waiting[owner_id]
+                self._newest.pop(owner_id, None)
 
 
 class Changes:
@@ -209,7 +220,9 @@ class Changes:
         with self.waiters.waiting(owner_id) as event:
             if after < (await changes_db.pruned_through(self.db, owner_id) or 0):
                 raise CursorReset()
-            while not await changes_db.any_since(self.db, owner_id, after):
+            if await changes_db.any_since(self.db, owner_id, after):
+                return True
+            while True:
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     return False
@@ -217,8 +230,12 @@ class Changes:
                     await asyncio.wait_for(event.wait(), remaining)
                 except TimeoutError:
                     return False
-                event.clear()  # woken: look again (a wake-up may be for changes this cursor already has)
-        return True
+                event.clear()
+                if self.waiters.newest(owner_id) > after:
+                    return True
+                # Woken without a newer seq (the listener came back; everyone looks): read the journal.
+                if await changes_db.any_since(self.db, owner_id, after):
+                    return True
 
     @contextlib.asynccontextmanager
     async def follow(self) -> AsyncIterator[None]:
@@ -261,9 +278,9 @@ class Changes:
             try:
                 if last is None:
                     last = await changes_db.last_seq(self.db)
-                last, owners = await changes_db.owners_since(self.db, last)
-                for owner_id in owners:
-                    self.waiters.wake(owner_id)
+                for owner_id, seq in (await changes_db.owners_since(self.db, last)).items():
+                    self.waiters.wake(owner_id, seq)
+                    last = max(last, seq)
             except Exception as exc:  # noqa: BLE001 - the next round tries again
                 log.warning("changes_tail_failed", error=str(exc))
             await asyncio.sleep(TAIL_POLL)

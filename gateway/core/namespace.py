@@ -86,23 +86,27 @@ class Journal:
     """The changes one transaction makes, each written to the change journal (gateway/db/changes.py) on
     the change's own connection as it is reported: the record commits or rolls back with the change.
 
-    On PostgreSQL the first record also queues a ``NOTIFY`` (gateway/core/changes.py), which PostgreSQL
-    delivers to every gateway's listener when, and only if, the transaction commits.
+    At the end of the change, on PostgreSQL, :meth:`Namespace.changing` queues a ``NOTIFY`` with the last
+    seq (gateway/core/changes.py), which PostgreSQL delivers to every gateway when, and only if, the
+    transaction commits.
     """
 
     conn: AsyncConnection
     owner_id: int
     now: str
     changes: list[Change] = field(default_factory=list)
+    last_seq: int = 0
 
     async def record(self, change: Change) -> None:
-        if not self.changes:
-            await changes_db.notify(self.conn, self.owner_id)
         self.changes.append(change)
-        await changes_db.record(self.conn, [{
+        self.last_seq = await changes_db.record(self.conn, {
             "owner_id": self.owner_id, "kind": change.kind, "node_id": change.node_id,
             "node_kind": change.node_kind, "path": change.old_path, "recorded_at": self.now,
-        }])
+        })
+
+    async def notify(self) -> None:
+        if self.changes:
+            await changes_db.notify(self.conn, self.owner_id, self.last_seq)
 
 
 def root_node(owner_id: int, created_at: str) -> NodeRow:
@@ -117,10 +121,10 @@ def live(node: NodeRow | None) -> bool:
 
 
 class Namespace:
-    def __init__(self, db: Database, clock: Clock, on_committed: Callable[[int], None] | None = None):
+    def __init__(self, db: Database, clock: Clock, on_committed: Callable[[int, int], None] | None = None):
         self.db = db
         self.clock = clock
-        # Called with the owner's id once a change to their tree has committed: in-process wake-ups of
+        # Called with the owner's id and the last seq once a change to their tree has committed: wake-ups of
         # ``GET /dropbox/v1/changes/wait`` (gateway/core/changes.py).
         self.on_committed = on_committed
 
@@ -135,18 +139,21 @@ class Namespace:
         """
         if conn is not None:
             await users_db.lock_user(conn, owner_id)
-            yield Journal(conn, owner_id, stamp_now(self.clock))
+            joined = Journal(conn, owner_id, stamp_now(self.clock))
+            yield joined
+            await joined.notify()
             return
         async with self.db.transaction() as own:
             await users_db.lock_user(own, owner_id)
             journal = Journal(own, owner_id, stamp_now(self.clock))
             yield journal
+            await journal.notify()
         self.committed(journal)
 
     def committed(self, journal: Journal) -> None:
         """After the commit of a change (by :meth:`changing`, or by the caller that held the transaction)."""
         if journal.changes and self.on_committed is not None:
-            self.on_committed(journal.owner_id)
+            self.on_committed(journal.owner_id, journal.last_seq)
         for change in journal.changes:
             log.info("tree_changed", owner_id=journal.owner_id, change=change.kind, node_id=change.node_id,
                      node_kind=change.node_kind, old_path=change.old_path)

@@ -23,16 +23,16 @@ On = Database | AsyncConnection
 CHANNEL = "dbx_changes"  # PostgreSQL's NOTIFY channel: the payload is the owner's id
 
 
-async def notify(conn: AsyncConnection, owner_id: int) -> None:
-    """On PostgreSQL, a NOTIFY delivered to every listening gateway if and when ``conn`` commits."""
+async def notify(conn: AsyncConnection, owner_id: int, seq: int) -> None:
+    """On PostgreSQL, a NOTIFY (``owner:seq``) delivered to every listening gateway if and when ``conn`` commits."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_notify(:channel, :owner)"), {"channel": CHANNEL, "owner": str(owner_id)})
+        await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                           {"channel": CHANNEL, "payload": f"{owner_id}:{seq}"})
 
 
-async def record(conn: AsyncConnection, rows: Sequence[Row]) -> None:
-    """Journal rows, on the change's own connection: they commit or roll back with it."""
-    if rows:
-        await conn.execute(insert(changes), list(rows))
+async def record(conn: AsyncConnection, row: Row) -> int:
+    """A journal row, on the change's own connection (it commits or rolls back with it); its seq."""
+    return int((await conn.execute(insert(changes).values(**row).returning(changes.c.seq))).scalar_one())
 
 
 async def since(on: On, owner_id: int, after: int, limit: int) -> list[Row]:
@@ -57,11 +57,11 @@ async def pruned_through(on: On, owner_id: int) -> int | None:
     return await fetch_value(on, select(users.c.changes_pruned_through).where(users.c.id == owner_id))
 
 
-async def owners_since(on: On, after: int) -> tuple[int, list[int]]:
-    """(the last seq, the owners with rows after ``after``): what a poller of the journal's tail wakes."""
+async def owners_since(on: On, after: int) -> dict[int, int]:
+    """The owners with rows after ``after``, each with their last seq: what a poller of the journal's tail wakes."""
     rows = await fetch(on, select(changes.c.owner_id, func.max(changes.c.seq).label("last"))
                        .where(changes.c.seq > after).group_by(changes.c.owner_id))
-    return max([after, *(row["last"] for row in rows)]), [row["owner_id"] for row in rows]
+    return {row["owner_id"]: row["last"] for row in rows}
 
 
 async def prune(conn: AsyncConnection, before: str, limit: int) -> int:
@@ -138,17 +138,18 @@ async def drop_listings_before(on: On, before: str) -> int:
 
 
 @contextlib.asynccontextmanager
-async def listening(db: Database, on_owner: Callable[[int], None], on_lost: Callable[[], None]) -> AsyncIterator[None]:
+async def listening(db: Database, on_owner: Callable[[int, int], None], on_lost: Callable[[], None]) -> AsyncIterator[None]:
     """PostgreSQL: LISTEN on :data:`CHANNEL` on one connection of the pool, kept for the block's life;
-    ``on_owner`` is called with each NOTIFY's owner id, ``on_lost`` when the connection ends (the
+    ``on_owner`` is called with each NOTIFY's owner id and seq, ``on_lost`` when the connection ends (the
     caller then opens another: notifications sent meanwhile are lost, so it wakes everyone)."""
     async with db.engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
 
         def received(_connection, _pid, _channel, payload: str) -> None:
-            if payload.isdigit():
-                on_owner(int(payload))
+            owner, _, seq = payload.partition(":")
+            if owner.isdigit() and seq.isdigit():
+                on_owner(int(owner), int(seq))
 
         raw.add_termination_listener(lambda _connection: on_lost())
         await raw.add_listener(CHANNEL, received)
