@@ -36,6 +36,13 @@ async def assert_refused(api: Api, body: dict, status: int, code: str, **headers
     assert answer.body["error"]["message"]
 
 
+@pytest.mark.parametrize("mode", ["open", "invite", "closed"])
+async def test_the_config_tells_clients_who_may_sign_up(make_gateway, http, mode):
+    gateway = await make_gateway(signup=mode)
+    answer = await Api(http, gateway.url).get("/dropbox/v1/config")
+    assert answer.status == 200 and answer.body["signup"] == mode
+
+
 async def test_closed_sign_up_refuses_everyone_and_the_admin_still_creates_accounts(make_gateway, http):
     gateway = await make_gateway(signup="closed")
     api = Api(http, gateway.url)

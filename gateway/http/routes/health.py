@@ -83,5 +83,6 @@ async def config(request: web.Request) -> web.Response:
             "download_url_ttl": cfg.download_url_ttl,
             "trash_retention": cfg.trash_retention,
             "version_retention": cfg.version_retention,
+            "signup": cfg.signup,  # not in the contract, which is silent on it: so clients can offer the right form
         }
     )

@@ -4,45 +4,60 @@ import { field, h, openDialog, showMessage } from "../ui/dom.js";
 /**
  * The signed-out page: one form, two buttons. "Log in" uses Username and Password;
  * "Sign up" also needs Email, creates the account and logs in.
+ * signup: who may sign up (GET /config's `signup`): "open"; "invite", where the form also asks for
+ * an Invitation code; "closed", where it only logs in and says how accounts are made instead.
  * onSignedIn(tokenAnswer, username) is called after a successful log-in.
  */
-export function signedOutView({ api, onSignedIn, notice }) {
+export function signedOutView({ api, onSignedIn, notice, signup = "open" }) {
+  const closed = signup === "closed";
   const username = field("Username", { type: "text", name: "username", autocomplete: "username", autocapitalize: "none", spellcheck: "false", required: true });
   const email = field("Email", { type: "email", name: "email", autocomplete: "email" }, "Only to create an account.");
-  const password = field("Password", { type: "password", name: "password", autocomplete: "current-password", required: true }, "At least 8 characters.");
+  const invitation = signup === "invite"
+    ? field("Invitation code", { type: "text", name: "invitation", autocomplete: "off", autocapitalize: "none", spellcheck: "false" },
+      "Only to create an account: new accounts on this server need one, from whoever runs it.")
+    : null;
+  const password = field("Password", { type: "password", name: "password", autocomplete: "current-password", required: true }, closed ? null : "At least 8 characters.");
   const message = h("div", { class: "message", hidden: true });
   const logIn = h("button", { type: "submit", class: "button primary", text: "Log in", value: "login" });
-  const signUp = h("button", { type: "submit", class: "button", text: "Sign up", value: "signup" });
+  const signUp = closed ? null : h("button", { type: "submit", class: "button", text: "Sign up", value: "signup" });
   const form = h("form", { class: "card auth", novalidate: true },
     h("h1", { text: "Welcome" }),
-    h("p", { class: "lede", text: "Log in to your files, or create an account." }),
+    h("p", { class: "lede", text: closed ? "Log in to your files." : "Log in to your files, or create an account." }),
     message,
-    username.wrapper, email.wrapper, password.wrapper,
+    username.wrapper, closed ? null : email.wrapper, invitation && invitation.wrapper, password.wrapper,
     h("div", { class: "form-actions" }, logIn, signUp),
+    closed ? h("p", { class: "hint", text: "New accounts cannot be made here: whoever runs this server creates them." }) : null,
   );
   if (notice) showMessage(message, notice.text, notice.kind);
 
+  const setBusy = (busy) => {
+    logIn.disabled = busy;
+    if (signUp) signUp.disabled = busy;
+  };
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const creating = event.submitter === signUp;
+    const creating = signUp !== null && event.submitter === signUp;
     const name = username.input.value.trim();
     const secret = password.input.value;
-    const missing = !name ? username : !secret ? password : creating && !email.input.value.trim() ? email : null;
+    const code = invitation ? invitation.input.value.trim() : "";
+    const missing = !name ? username : !secret ? password
+      : creating && !email.input.value.trim() ? email : creating && invitation && !code ? invitation : null;
     if (missing) {
       showMessage(message, `Fill in ${missing.wrapper.querySelector("label").textContent}.`);
       missing.input.focus();
       return;
     }
-    logIn.disabled = signUp.disabled = true;
+    setBusy(true);
     try {
-      if (creating) await api.signUp(name, email.input.value.trim(), secret);
+      if (creating) await api.signUp(name, email.input.value.trim(), secret, code || null);
       const token = await api.logIn(name, secret);
       onSignedIn(token, name);
     } catch (error) {
       showMessage(message, error.message);
-      (error.status === 409 ? username : password).input.focus();
+      (error.status === 409 ? username : error.status === 403 && invitation ? invitation : password).input.focus();
     } finally {
-      logIn.disabled = signUp.disabled = false;
+      setBusy(false);
     }
   });
   setTimeout(() => username.input.focus(), 0);
