@@ -26,7 +26,7 @@ from pathlib import Path
 import structlog
 
 # Each is a module of bench/ (transfer.py, ...) with a main(argv), in the order a whole run takes them.
-BENCHMARKS = ("transfer", "folders", "download", "control", "cluster", "limits", "browser", "tree")
+BENCHMARKS = ("transfer", "folders", "download", "control", "cluster", "limits", "browser", "tree", "changes")
 SMOKE = {
     "transfer": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5", "--no-warm-up"],
     "folders": ["--files", "30", "--runs", "1"],
@@ -36,6 +36,7 @@ SMOKE = {
     "limits": ["--uploads", "2", "--chunks", "64", "--files", "4", "--runs", "1", "--rest-seconds", "0.3"],
     "browser": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"],
     "tree": ["--files", "25", "--limit", "10", "--runs", "1"],
+    "changes": ["--waits", "50", "--healthz", "20", "--rounds", "5"],
 }
 
 

@@ -104,6 +104,9 @@ class Config:
     # for good by the background rounds (contract v1.2; both in GET /dropbox/v1/config).
     trash_retention: int = 30 * 24 * 3600
     version_retention: int = 30 * 24 * 3600
+    # Seconds the change journal keeps each change (GET /dropbox/v1/changes); a cursor older than what is
+    # kept is answered 410 cursor_reset, and its client lists the tree again.
+    change_retention: int = 30 * 24 * 3600
     # Whether the store is the embedded one (SeaweedFS), which posts an event per uploaded part
     # to /dropbox/v1/events/seaweedfs (that path exists only then). MinIO posts none: upload
     # progress is then read from the store's part list when a file is read.

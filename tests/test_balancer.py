@@ -16,7 +16,7 @@ import pytest
 from deploy.balancer import check_config, start_balancer, write_config
 from deploy.supervisor import GatewayProcess
 from storage.embedded import free_port
-from tests.harness import gateway_config, gateway_env
+from tests.harness import Api, gateway_config, gateway_env
 from tests.slowloris import HELD, closed_by_the_server, held_half_sent, request_from
 
 READ_TIMEOUT = "2s"  # how long the balancer waits for a hung gateway here
@@ -191,3 +191,15 @@ async def test_half_sent_requests_are_closed_after_the_header_timeout(gateways, 
     async with held_half_sent(balancer.port, 20) as held:
         closed = await closed_by_the_server(held)
     assert all(not answer or answer.startswith(b"HTTP/1.1 408") for answer in closed), closed[:3]
+
+
+async def test_a_change_wait_outlives_the_balancers_read_timeout(gateways, make_balancer, http):
+    """A wait is held open by design (up to 120 s): the balancer's shorter read timeout is not its."""
+    balancer = make_balancer([g.port for g in gateways], read_timeout="2s")
+    signed_up = await Api(http, gateways[0].url).signup()  # not through the balancer: a slow hash is not a wait
+    user = Api(http, balancer.url, signed_up.token)
+    listed = await user.get("/dropbox/v1/changes")
+    assert listed.status == 200
+    answer = await user.get(f"/dropbox/v1/changes/wait?cursor={listed.body['cursor']}&timeout=4")
+    assert answer.status == 200 and answer.body == {"changes": False}
+    assert (await user.get("/dropbox/v1/changes")).status == 200  # other requests keep theirs

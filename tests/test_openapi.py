@@ -19,6 +19,7 @@ from gateway.http.app import create_app
 from gateway.config import Config
 from gateway.http.routes.links import link_json
 from gateway.http.parsing import FILE_ID_PATTERN, OWN_CURSOR, SHARED_CURSOR
+from gateway.core.changes import CURSOR as CHANGES_CURSOR
 from gateway.http.routes.openapi import with_settings
 from gateway.http.views import file_json, listed_file_json
 from gateway.http.routes import webapp
@@ -83,6 +84,8 @@ CONTRACT_STATUSES = {
     ("get", "/dropbox/v1/trash"): {"200", "400", "401"},
     ("post", "/dropbox/v1/trash/{id}/restore"): {"200", "401", "404"},
     ("delete", "/dropbox/v1/trash/{id}"): {"204", "401", "404"},
+    ("get", "/dropbox/v1/changes"): {"200", "400", "401", "410"},
+    ("get", "/dropbox/v1/changes/wait"): {"200", "400", "401", "410"},
     ("get", "/dropbox/v1/search"): {"200", "400", "401"},
 }
 
@@ -319,6 +322,8 @@ def test_the_document_states_the_formats_the_gateway_parses(document):
     assert parameters["cursor"]["schema"]["pattern"] == OWN_CURSOR.pattern
     assert parameters["shared_cursor"]["schema"]["pattern"] == SHARED_CURSOR.pattern
     assert parameters["file_id"]["schema"]["pattern"] == f"^{FILE_ID_PATTERN}$"
+    assert parameters["changes_cursor"]["schema"]["pattern"] == parameters["wait_cursor"]["schema"]["pattern"] \
+        == CHANGES_CURSOR.pattern
 
 
 # -- The document and the app's routes cannot drift ----------------------------------------------

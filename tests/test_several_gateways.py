@@ -130,3 +130,29 @@ async def test_two_gateways_making_one_name_at_once_answer_201_and_409(make_gate
     assert sorted(answer.body["name"] for answer in renamed) == ["inbox (1)", "inbox (2)"]
     listed = (await on_second.get(f"{FOLDERS}/root/entries")).body["entries"]
     assert len(listed) == 3 and len({entry["name"].casefold() for entry in listed}) == 3
+
+
+async def open_waits(http, metrics_url: str) -> float:
+    async with http.get(f"{metrics_url}/metrics") as answer:
+        text = await answer.text()
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith("gateway_change_waits_open "))
+
+
+async def test_a_change_through_one_gateway_process_ends_a_wait_on_another(make_gateway_process, http):
+    """PostgreSQL: LISTEN/NOTIFY; SQLite: each process reads the journal's tail (gateway/core/changes.py)."""
+    metrics_port = free_port()
+    waiting_on = await make_gateway_process(chunk_size=CHUNK, metrics_port=metrics_port)
+    changing_on = await make_gateway_process(chunk_size=CHUNK)
+    user = await Api(http, waiting_on.url).signup()
+    listed = await user.get("/dropbox/v1/changes")
+    assert listed.status == 200 and listed.body["has_more"] is False
+    wait = asyncio.ensure_future(user.get(f"/dropbox/v1/changes/wait?cursor={listed.body['cursor']}&timeout=120"))
+    while await open_waits(http, f"http://127.0.0.1:{metrics_port}") < 1:  # the wait is parked, not answered
+        assert not wait.done(), wait.result().body
+        await asyncio.sleep(0.05)
+    made = await Api(http, changing_on.url, user.token).post("/dropbox/v1/folders", json={"path": "/from-the-other"})
+    assert made.status == 201
+    answer = await asyncio.wait_for(wait, 120)
+    assert answer.status == 200 and answer.body == {"changes": True}  # woken, not timed out
+    since = await user.get(f"/dropbox/v1/changes?cursor={listed.body['cursor']}")
+    assert [change["path"] for change in since.body["changes"]] == ["/from-the-other"]

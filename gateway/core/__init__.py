@@ -1,4 +1,4 @@
-"""The domain: uploads (the state machine), files, the tree (folders, versions, trash, search), sharing, shared links, deletion, permissions, accounts,
+"""The domain: uploads (the state machine), files, the tree (folders, versions, trash, search), its change journal, sharing, shared links, deletion, permissions, accounts,
 sessions, limits, store events.
 
 Plain classes with explicit dependencies (the metadata database, the object
@@ -17,6 +17,7 @@ from aiocache.base import BaseCache
 from gateway.config import Config
 from gateway.core.accounts import Accounts
 from gateway.core.cached import ReadThrough
+from gateway.core.changes import Changes, Waiters
 from gateway.core.clock import Clock, system_clock
 from gateway.core.deletion import Deletion
 from gateway.core.events import StoreEvents
@@ -56,6 +57,7 @@ class Core:
     limits: Limits
     namespace: Namespace
     tree: Tree
+    changes: Changes
     cache: ReadThrough  # the permission and token entries' way into the cache (gateway/core/cached.py)
 
     async def reconcile_once(self) -> dict[str, int]:
@@ -67,7 +69,9 @@ class Core:
         """Drop rows that count nothing any more (ended throttle counters, revocations of expired tokens),
         and delete for good what the trash and versions have kept past their retention."""
         purged = await self.tree.purge_expired()
+        pruned = await self.changes.prune()
         return {
+            "pruned_changes": pruned["changes"],
             "throttle_counters": await forget_expired(self.db, self.clock),
             "revoked_tokens": await self.sessions.forget_expired_revocations(),
             "purged_trash": purged["trash"],
@@ -93,9 +97,12 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     sessions = Sessions(config, db, clock, entries)
     leases = Leases(db, clock)
     limits = Limits(config, db)
-    namespace = Namespace(db, clock)
+    waiters = Waiters()
+    metrics.watch_waits(waiters)
+    namespace = Namespace(db, clock, waiters.wake)
     uploads = Uploads(config, db, store, permissions, leases, limits, clock, namespace, metrics)
     deletion = Deletion(db, store, permissions, leases)
+    tree = Tree(config, db, namespace, permissions, deletion, limits, clock)
     return Core(
         config=config,
         db=db,
@@ -113,6 +120,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         metrics=metrics,
         limits=limits,
         namespace=namespace,
-        tree=Tree(config, db, namespace, permissions, deletion, limits, clock),
+        tree=tree,
+        changes=Changes(config, db, tree, clock, waiters),
         cache=entries,
     )

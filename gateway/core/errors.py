@@ -313,6 +313,25 @@ class ReplacesMismatch(DomainError):
 class NotAVersion(DomainError):
     def __init__(self, file_id: str):
         super().__init__(f"file {file_id!r} is not an earlier version of a file: there is nothing to restore")
+
+
+class InvalidCursor(DomainError):
+    """A changes cursor this gateway did not sign for this user (another user's, a forged or mangled one)."""
+
+    def __init__(self) -> None:
+        super().__init__("`cursor` is not a cursor of your changes; pass the `cursor` of an earlier answer unchanged")
+
+    def details(self) -> dict[str, Any]:
+        return {"field": "cursor"}
+
+
+class CursorReset(DomainError):
+    """The journal no longer reaches back to the cursor (pruned after GATEWAY_CHANGE_RETENTION)."""
+
+    def __init__(self) -> None:
+        super().__init__("the change journal no longer reaches back to this cursor: list again without a cursor")
+
+
 class SignUpClosed(DomainError):
     """Sign-up is closed (GATEWAY_SIGNUP=closed): only an operator creates accounts."""
 

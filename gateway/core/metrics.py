@@ -15,7 +15,7 @@ label, so the number of series stays bounded.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -62,6 +62,18 @@ class PoolCollector(Collector):
             yield size
 
 
+class WaitsCollector(Collector):
+    """The change waits open in this process (GET /dropbox/v1/changes/wait), read at scrape time."""
+
+    def __init__(self, waiters: Sized):
+        self.waiters = waiters
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        waits = GaugeMetricFamily("gateway_change_waits_open", "Change waits open in this process right now")
+        waits.add_metric([], len(self.waiters))
+        yield waits
+
+
 class LogCollector(Collector):
     """Log lines the process could not write (a full disk): dropped rather than fail a request (gateway/logs.py).
 
@@ -106,6 +118,10 @@ class Metrics:
     def watch_database(self, db: Database) -> None:
         """Report ``db``'s pool at every scrape."""
         self.registry.register(PoolCollector(db))
+
+    def watch_waits(self, waiters: Sized) -> None:
+        """Report how many change waits are open at every scrape."""
+        self.registry.register(WaitsCollector(waiters))
 
     def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -27,7 +27,7 @@ import contextlib
 import datetime
 import re
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -37,6 +37,7 @@ from gateway.core.clock import Clock, stamp_now
 from gateway.core.errors import CannotChangeRoot, Cycle, InvalidName, NameTaken, NodeNotFound, ReplacesMismatch
 from gateway.core.permissions import FILE_ID_PATTERN
 from gateway.db import Database
+from gateway.db import changes as changes_db
 from gateway.db import files as files_db
 from gateway.db import nodes as nodes_db
 from gateway.db import users as users_db
@@ -82,18 +83,30 @@ class Change:
 
 @dataclass
 class Journal:
-    """The changes one transaction made, reported by the change itself on the change's own connection.
+    """The changes one transaction makes, each written to the change journal (gateway/db/changes.py) on
+    the change's own connection as it is reported: the record commits or rolls back with the change.
 
-    Issue 23 writes each record in :meth:`record` (the same ``conn``, so the record commits or rolls
-    back with the change); until then the records are logged once the change has committed.
+    At the end of the change, on PostgreSQL, :meth:`Namespace.changing` queues a ``NOTIFY`` with the last
+    seq (gateway/core/changes.py), which PostgreSQL delivers to every gateway when, and only if, the
+    transaction commits.
     """
 
     conn: AsyncConnection
     owner_id: int
+    now: str
     changes: list[Change] = field(default_factory=list)
+    last_seq: int = 0
 
     async def record(self, change: Change) -> None:
         self.changes.append(change)
+        self.last_seq = await changes_db.record(self.conn, {
+            "owner_id": self.owner_id, "kind": change.kind, "node_id": change.node_id,
+            "node_kind": change.node_kind, "path": change.old_path, "recorded_at": self.now,
+        })
+
+    async def notify(self) -> None:
+        if self.changes:
+            await changes_db.notify(self.conn, self.owner_id, self.last_seq)
 
 
 def root_node(owner_id: int, created_at: str) -> NodeRow:
@@ -108,9 +121,12 @@ def live(node: NodeRow | None) -> bool:
 
 
 class Namespace:
-    def __init__(self, db: Database, clock: Clock):
+    def __init__(self, db: Database, clock: Clock, on_committed: Callable[[int, int], None] | None = None):
         self.db = db
         self.clock = clock
+        # Called with the owner's id and the last seq once a change to their tree has committed: wake-ups of
+        # ``GET /dropbox/v1/changes/wait`` (gateway/core/changes.py).
+        self.on_committed = on_committed
 
     # --- the one way to change a tree -----------------------------------------------------------------
 
@@ -123,16 +139,21 @@ class Namespace:
         """
         if conn is not None:
             await users_db.lock_user(conn, owner_id)
-            yield Journal(conn, owner_id)
+            joined = Journal(conn, owner_id, stamp_now(self.clock))
+            yield joined
+            await joined.notify()
             return
         async with self.db.transaction() as own:
             await users_db.lock_user(own, owner_id)
-            journal = Journal(own, owner_id)
+            journal = Journal(own, owner_id, stamp_now(self.clock))
             yield journal
+            await journal.notify()
         self.committed(journal)
 
-    @staticmethod
-    def committed(journal: Journal) -> None:
+    def committed(self, journal: Journal) -> None:
+        """After the commit of a change (by :meth:`changing`, or by the caller that held the transaction)."""
+        if journal.changes and self.on_committed is not None:
+            self.on_committed(journal.owner_id, journal.last_seq)
         for change in journal.changes:
             log.info("tree_changed", owner_id=journal.owner_id, change=change.kind, node_id=change.node_id,
                      node_kind=change.node_kind, old_path=change.old_path)
@@ -378,7 +399,10 @@ class Namespace:
                 await nodes_db.untrash(journal.conn, entry_id, parent["id"], name, name_key(name), now)
             except NameInUse:
                 raise NameTaken(name, None) from None
-            await journal.record(Change("restored", entry_id, entry["kind"]))
+            # Everything it brings back, parents first (contract v1.2: a restored folder's contents are new
+            # to a client that saw it go).
+            for node in await changes_db.live_subtree(journal.conn, journal.owner_id, entry_id):
+                await journal.record(Change("restored", node["id"], node["kind"]))
             return {**entry, "parent_id": parent["id"], "name": name, "name_key": name_key(name), "modified_at": now,
                     "deleted_at": None, "deleted_path": None, "trashed_with": None}
 
@@ -409,5 +433,6 @@ class Namespace:
                 await self.db.lock_content(journal.conn, fingerprint)
             fingerprints = await files_db.delete_files(journal.conn, ids)
             await nodes_db.purge_nodes(journal.conn, ids)
-            await journal.record(Change("purged", node_id, node["kind"], node["deleted_path"]))
+            if entry:  # a version was in no tree: no change to record
+                await journal.record(Change("purged", node_id, node["kind"], node["deleted_path"]))
         return ids, fingerprints

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.config import Config
 from gateway.core.clock import Clock, stamp_ago, stamp_now
@@ -58,11 +59,12 @@ class Tree:
 
     # --- paths and entries ------------------------------------------------------------------------------
 
-    async def entries_of(self, owner_id: int, nodes: list[NodeRow]) -> list[Entry]:
+    async def entries_of(self, owner_id: int, nodes: list[NodeRow], on: AsyncConnection | None = None) -> list[Entry]:
         """Folder and file nodes as entries, paths and file rows read a page at a time: the paths of their
-        folders (one, for a page of a folder's entries), each entry's path its folder's and its name."""
-        folders = await self.namespace.paths_of(node["parent_id"] for node in nodes)
-        rows = await files_db.files_by_ids(self.db, [node["id"] for node in nodes if node["kind"] == FILE])
+        folders (one, for a page of a folder's entries), each entry's path its folder's and its name (``on``:
+        inside a transaction of the caller's)."""
+        folders = await self.namespace.paths_of((node["parent_id"] for node in nodes), on=on)
+        rows = await files_db.files_by_ids(on or self.db, [node["id"] for node in nodes if node["kind"] == FILE])
         entries = []
         for node in nodes:
             path = paths.join_path(folders[node["parent_id"]], node["name"])

@@ -57,6 +57,8 @@ users = Table(
     Column("quota_bytes", BigInteger),
     # When an operator disabled the user (python -m gateway.admin); NULL: enabled.
     Column("disabled_at", Text),
+    # The highest seq of this user's change journal rows pruned (revision 0010): older cursors are reset.
+    Column("changes_pruned_through", BigInteger().with_variant(Integer(), "sqlite"), nullable=False, server_default="0"),
 )
 
 # Invitation codes for GATEWAY_SIGNUP=invite (revision 0009): the code's SHA-256 only, never the code.
@@ -189,4 +191,30 @@ nodes = Table(
     Column("deleted_at", Text),  # in the trash since
     Column("deleted_path", Text),  # the path it had when it went to the trash
     Column("trashed_with", Text),  # the trash entry it went with: its own id, or the deleted folder's
+)
+
+# The change journal (revision 0010): one row per change to a user's tree, written in the change's own
+# transaction (gateway/core/namespace.py); seq orders one user's rows as they committed.
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("owner_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", Text, nullable=False),  # created, moved, replaced, trashed, restored, purged
+    Column("node_id", Text, nullable=False),
+    Column("node_kind", Text, nullable=False),  # folder or file
+    Column("path", Text),  # the path it had: a move's old path, a deletion's path
+    Column("recorded_at", Text, nullable=False),
+)
+
+# Listings of a whole tree (GET /dropbox/v1/changes without a cursor) as they were at one moment,
+# kept while their pages are read: one row per folder or file, parents first.
+change_listings = Table(
+    "change_listings",
+    metadata,
+    Column("token", Text, primary_key=True),
+    Column("pos", Integer, primary_key=True),
+    Column("owner_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("entry", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
 )

@@ -33,7 +33,7 @@ from gateway.http.middlewares import (
 )
 from gateway.http.parsing import MAX_JSON_BODY, MAX_REQUEST_LINE
 from gateway.http.routes import (
-    events, files, health, link_page, links, metrics, openapi, sharing, tree, uploads, users, webapp,
+    changes, events, files, health, link_page, links, metrics, openapi, sharing, tree, uploads, users, webapp,
 )
 from storage import ObjectStore, StoreError
 from storage.s3 import S3ObjectStore
@@ -106,8 +106,8 @@ def create_app(
             if database is None:
                 await db.close()
 
-    app.cleanup_ctx.extend([core_ctx, reconciler_ctx, owed_invalidations_ctx, metrics.listener_ctx])
-    for module in (health, openapi, users, uploads, sharing, files, tree, links, link_page, events, webapp):
+    app.cleanup_ctx.extend([core_ctx, reconciler_ctx, owed_invalidations_ctx, changes_ctx, metrics.listener_ctx])
+    for module in (health, openapi, users, uploads, sharing, files, tree, changes, links, link_page, events, webapp):
         app.router.add_routes(module.routes)
     if config.store_part_events:
         # The embedded store: its webhook path, and the rounds that read the part lists its events ask for.
@@ -125,6 +125,12 @@ async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
         await core.housekeeping()
 
     async with every(app[appkeys.CONFIG].reconcile_interval, "reconcile", round_once):
+        yield
+
+
+async def changes_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Wake this process's change waits for changes made through other gateways (gateway/core/changes.py)."""
+    async with app[appkeys.CORE].changes.follow():
         yield
 
 

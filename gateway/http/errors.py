@@ -74,6 +74,8 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.InvalidInvitation: (403, "invalid_invitation"),
     domain.AccountDisabled: (401, "account_disabled"),
     domain.NoSuchUser: (404, "not_found"),
+    domain.InvalidCursor: (400, "invalid_cursor"),
+    domain.CursorReset: (410, "cursor_reset"),
 }
 # 401s that are not about the access token: they do not ask for one (WWW-Authenticate: Bearer).
 NOT_BEARER_CHALLENGES = {"password_required"}

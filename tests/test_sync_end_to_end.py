@@ -1,0 +1,138 @@
+"""`dbx sync` end to end: two clients of one user, on two folders, against the real gateway on the real
+store (SeaweedFS), on both engines. Each client is the installed `dbx` in a process of its own (this
+checkout's code first on PYTHONPATH: tests/harness.py's this_checkout_first).
+
+What is checked is the contract's promise: both folders and the user's tree end the same, nothing lost;
+a client killed (SIGKILL) in the middle of a large upload and started again converges too.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Api
+from tests.test_client import CHUNK, MIB, PASSWORD, Dbx, write_random
+
+pytestmark = pytest.mark.every_engine  # the journal the clients follow, on both engines
+PASSES = 4  # a pass at most per side and round; both sides agree after two by the planner's properties
+
+
+@pytest.fixture
+async def stack(make_gateway, cdn):
+    """The gateway with the real nginx CDN tier in front of the store: downloads go through it."""
+    return await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url)
+
+
+@pytest.fixture
+async def clients(stack, http, tmp_path) -> tuple[Dbx, Dbx, Api]:
+    api = await Api(http, stack.url).signup(password=PASSWORD)
+    pair = []
+    for name in ("laptop", "desktop"):
+        dbx = Dbx(tmp_path / name, stack.url)
+        await dbx.login(api.username)
+        (tmp_path / name / "synced").mkdir()
+        pair.append(dbx)
+    return pair[0], pair[1], api
+
+
+def folder(dbx: Dbx) -> Path:
+    return dbx.home / "synced"
+
+
+def contents(root: Path) -> dict[str, str]:
+    """Each file under ``root`` (relative path -> SHA-256) and each folder (-> "dir")."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        found[relative] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+async def sync_once(dbx: Dbx) -> None:
+    """`dbx sync --once` until it says both sides agree (exit 0)."""
+    for _ in range(PASSES):
+        run = await dbx("sync", str(folder(dbx)), "--once", timeout=300)
+        assert "Traceback" not in run.stderr, run
+        if run.rc == 0:
+            return
+    raise AssertionError(f"no agreement after {PASSES} passes:\n{run}")
+
+
+async def converge(*pair: Dbx) -> None:
+    for dbx in (*pair, *pair):
+        await sync_once(dbx)
+
+
+async def remote_contents(api: Api) -> dict[str, str]:
+    """The user's tree as the change journal lists it: path -> "dir", or the file's fingerprint."""
+    answer = await api.get("/dropbox/v1/changes?limit=1000")
+    assert answer.status == 200 and not answer.body["has_more"]
+    return {change["path"].lstrip("/"): "dir" if change["type"] == "folder" else change["fingerprint"]
+            for change in answer.body["changes"]}
+
+
+async def test_edits_renames_and_deletes_on_both_sides_converge(clients):
+    laptop, desktop, api = clients
+    (folder(laptop) / "notes").mkdir()
+    (folder(laptop) / "notes" / "todo.txt").write_text("buy milk\n")
+    (folder(laptop) / "notes" / "old.txt").write_text("to be deleted\n")
+    (folder(laptop) / "report.txt").write_text("draft 1\n")
+    await converge(laptop, desktop)
+    assert contents(folder(desktop)) == contents(folder(laptop))
+    assert set(await remote_contents(api)) == set(contents(folder(laptop)))
+
+    # Both sides change different things between passes.
+    (folder(laptop) / "report.txt").write_text("draft 2, from the laptop\n")
+    (folder(laptop) / "photos").mkdir()
+    (folder(laptop) / "photos" / "cat.jpg").write_bytes(os.urandom(200_000))
+    (folder(desktop) / "notes").rename(folder(desktop) / "Notes 2026")
+    (folder(desktop) / "Notes 2026" / "old.txt").unlink()
+    (folder(desktop) / "Notes 2026" / "todo.txt").write_text("buy milk\nand bread\n")
+    await converge(laptop, desktop)
+    expected = {
+        "Notes 2026": "dir",
+        "Notes 2026/todo.txt": hashlib.sha256(b"buy milk\nand bread\n").hexdigest(),
+        "photos": "dir",
+        "photos/cat.jpg": contents(folder(laptop))["photos/cat.jpg"],
+        "report.txt": hashlib.sha256(b"draft 2, from the laptop\n").hexdigest(),
+    }
+    assert contents(folder(laptop)) == contents(folder(desktop)) == expected
+    assert set(await remote_contents(api)) == set(expected)
+
+    # The same file edited on both sides: both kept, on both sides.
+    (folder(laptop) / "report.txt").write_text("the laptop's edit\n")
+    (folder(desktop) / "report.txt").write_text("the desktop's edit\n")
+    await converge(laptop, desktop)
+    assert contents(folder(laptop)) == contents(folder(desktop))
+    texts = {path.read_text() for path in folder(laptop).glob("report*.txt")}
+    assert texts == {"the laptop's edit\n", "the desktop's edit\n"}
+
+
+async def test_a_client_killed_during_a_large_upload_converges_after_a_restart(clients):
+    laptop, desktop, api = clients
+    big = write_random(folder(laptop) / "big.bin", 12 * CHUNK + 3 * MIB)
+    (folder(laptop) / "small.txt").write_text("small\n")
+    process = await laptop.start("sync", str(folder(laptop)), "--once")
+    try:
+        while True:  # until the upload is under way: a file of its size uploading, some chunks in the store
+            assert process.returncode is None, "the pass ended before the upload was under way"
+            listed = (await api.get("/dropbox/v1/files?limit=100")).body["files"]
+            if any(f["file_size"] == big.stat().st_size and f["status"] == "uploading" and f["uploaded_chunks"] >= 1
+                   for f in listed):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGKILL)
+        await process.wait()
+    assert process.returncode == -signal.SIGKILL
+    await converge(laptop, desktop)
+    assert contents(folder(desktop)) == contents(folder(laptop))
+    assert contents(folder(desktop))["big.bin"] == hashlib.sha256(big.read_bytes()).hexdigest()
+    remote = await remote_contents(api)
+    assert set(remote) == {"big.bin", "small.txt"}
