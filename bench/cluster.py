@@ -21,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from collections.abc import Iterator
 
-from bench.control import get_requests, load_options, measure, populate, random_claim
+from bench.control import WORK_HEADER, get_requests, load_options, measure, populate, random_claim
 from bench.stack import BenchStack, Figure, print_table
 from deploy.balancer import start_balancer
 from deploy.postgres import PostgresCluster
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
         f"Control path at scale: 1 gateway on SQLite vs 2 gateways on PostgreSQL + Redis behind nginx, "
         f"{args.concurrency} connections, median of {args.runs} runs of {args.seconds:g}s (min, max)",
         rows,
-        ("request", "req/s", "p50 ms", "p99 ms", "errors", "req/s ratio"),
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, "req/s ratio"),
     )
     return rows
 

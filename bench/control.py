@@ -97,17 +97,39 @@ def run_program(program: str, scenario: dict, env: dict[str, str] | None = None)
     return json.loads(out.stdout)
 
 
-def run_load(requests: list[dict], concurrency: int, seconds: float, max_requests: int | None = None) -> dict:
+def run_load(requests: list[dict], concurrency: int, seconds: float, max_requests: int | None = None,
+             stack: BenchStack | None = None) -> dict:
+    """One load run; with ``stack``, also what each request asked of its gateway's database and store
+    (``work``: SQL statements, transactions, store requests per request; None if that gateway does not count)."""
     scenario = {"requests": requests, "concurrency": concurrency, "seconds": seconds}
     if max_requests:
         scenario["max_requests"] = max_requests
-    return run_program("bench.loadgen", scenario)
+    before = stack.work() if stack else None
+    result = run_program("bench.loadgen", scenario)
+    after = stack.work() if stack else None
+    result["work"] = None
+    if before is not None and after is not None and result["requests"]:
+        result["work"] = {name: (after[name] - before[name]) / result["requests"] for name in before}
+    return result
+
+
+WORK_HEADER = "per request: SQL statements / transactions / store requests"
+
+
+def work_of(results: list[dict]) -> str:
+    """What one request asked of the gateway's database and store (medians of the runs), or n/a."""
+    counted = [r["work"] for r in results if r.get("work")]
+    if not counted:
+        return "n/a"
+    return " / ".join(f"{Figure([w[name] for w in counted]).median:.1f}"
+                      for name in ("statements", "transactions", "store"))
 
 
 def row_of(name: str, results: list[dict]) -> tuple[str, ...]:
-    """A table row: requests/second, p50 and p99 (median, min, max of the runs) and the errors in all."""
+    """A table row: requests/second, p50 and p99 (median, min, max of the runs), the errors in all, and
+    what a request asked of the database and the store."""
     return (name, str(Figure([r["rps"] for r in results])), str(Figure([r["p50_ms"] for r in results])),
-            str(Figure([r["p99_ms"] for r in results])), str(sum(r["errors"] for r in results)))
+            str(Figure([r["p99_ms"] for r in results])), str(sum(r["errors"] for r in results)), work_of(results))
 
 
 def measure_small_files(targets: list[Target], args) -> list[tuple[str, ...]]:
@@ -127,7 +149,7 @@ def measure_small_files(targets: list[Target], args) -> list[tuple[str, ...]]:
     def inline(target: Target) -> dict:
         upload = {"method": "POST", "url": f"{target.stack.gateway_url}/dropbox/v1/files",
                   "headers": {"Authorization": f"Bearer {target.data['owner']}"}, "inline": size}
-        return run_load([upload], args.concurrency, args.seconds)
+        return run_load([upload], args.concurrency, args.seconds, stack=target.stack)
 
     sides: list[Target | None] = [None, *targets]  # None: boto3
     results: dict[Target | None, list[dict]] = {side: [] for side in sides}
@@ -160,7 +182,8 @@ def compare(name: str, targets: list[Target], batches: Callable[[Target], list[l
     for run in range(args.runs):
         for target in targets[run % len(targets):] + targets[:run % len(targets)]:
             batch = loads[target][run]
-            results[target].append(run_load(batch, args.concurrency, args.seconds, len(batch) if bounded else None))
+            results[target].append(run_load(batch, args.concurrency, args.seconds, len(batch) if bounded else None,
+                                            target.stack))
     rows = []
     for target in targets:
         if any(r["errors"] for r in results[target]):
@@ -265,14 +288,14 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
         f"Control path: 1 gateway process{others}, load from a separate process, {args.concurrency} connections, "
         f"median of {args.runs} runs of {args.seconds:g}s (min, max)" + ("; ratios within each run" if others else ""),
         rows,
-        ("request", "req/s", "p50 ms", "p99 ms", "errors", *(("req/s to this checkout",) if others else ())),
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, *(("req/s to this checkout",) if others else ())),
     )
     print_table("Permission and metadata cache", ratios, ("requests/second", "ratio"))
     print_table(
         f"Small files: inline uploads against boto3 put_object of the same size, {args.concurrency} at a time, "
         f"median of {args.runs} runs of {args.seconds:g}s (min, max); ratio within each run",
         small,
-        ("request", "req/s", "p50 ms", "p99 ms", "errors", "req/s to boto3"),
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, "req/s to boto3"),
     )
     return rows
 

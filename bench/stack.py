@@ -94,6 +94,7 @@ class BenchStack:
 
     def __post_init__(self) -> None:
         self.gateway_port, self.cdn_port, self.s3_port = free_port(), free_port(), free_port()
+        self.metrics_port = free_port()
         self.state = self.root / "state"
         self.env = {
             **os.environ,
@@ -104,6 +105,8 @@ class BenchStack:
             # Benchmarks load the data and control paths; the per-user caps would cut them short.
             "GATEWAY_MAX_UPLOADS_IN_PROGRESS": "0",
             "GATEWAY_USER_QUOTA_BYTES": "0",
+            # What the requests asked of the database and the store (work()), on a listener of its own.
+            "GATEWAY_METRICS_PORT": str(self.metrics_port),
             **self.gateway_env,
         }
         if self.checkout is not None:
@@ -203,6 +206,26 @@ class BenchStack:
         [pid] = self.pids(process)
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def work(self) -> dict[str, float] | None:
+        """The gateway's counts of its work so far (gateway/core/metrics.py's WorkCollector): ``statements``,
+        ``transactions`` and ``store`` (requests to the store); None from a gateway that does not count them
+        (another checkout's, older)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return None
+        counts = {"statements": 0.0, "transactions": 0.0, "store": 0.0}
+        names = {"gateway_db_statements_total": "statements", "gateway_db_transactions_total": "transactions",
+                 "gateway_store_requests_total": "store"}
+        found = set()
+        for line in text.splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in names:
+                counts[names[name]] += float(line.rsplit(" ", 1)[1])
+                found.add(name)
+        return counts if "gateway_db_statements_total" in found else None
 
     def stack_settings(self) -> dict[str, str]:
         """``stack.env``: the secrets the launcher generated (all there once it is up: only read)."""

@@ -87,7 +87,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
                clock: Clock = system_clock, metrics: Metrics | None = None) -> Core:
     """``metrics``: the app's (gateway/core/metrics.py); a core built alone counts into its own."""
     metrics = metrics or Metrics()
-    metrics.watch_database(db)
+    metrics.watch_database(db, store)
     entries = ReadThrough(cache)
     permissions = Permissions(db, entries, metrics)
     sessions = Sessions(config, db, clock, entries)
