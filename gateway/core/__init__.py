@@ -72,6 +72,7 @@ class Core:
             "revoked_tokens": await self.sessions.forget_expired_revocations(),
             "purged_trash": purged["trash"],
             "purged_versions": purged["versions"],
+            "content_drops": await self.deletion.forget_old_drops(),
         }
 
     async def deliver_owed_invalidations(self) -> int:
@@ -94,8 +95,8 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     leases = Leases(db, clock)
     limits = Limits(config, db)
     namespace = Namespace(db, clock)
-    uploads = Uploads(config, db, store, permissions, leases, limits, clock, namespace, metrics)
-    deletion = Deletion(db, store, permissions, leases)
+    deletion = Deletion(db, store, permissions, leases, clock)
+    uploads = Uploads(config, db, store, permissions, leases, limits, clock, namespace, deletion, metrics)
     return Core(
         config=config,
         db=db,

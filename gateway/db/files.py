@@ -17,8 +17,8 @@ from typing import Any, NotRequired, TypedDict, cast
 from sqlalchemy import and_, case, delete, exists, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
-from gateway.db.tables import chunks, files, nodes, shares, uploads, users
+from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value, insert_or
+from gateway.db.tables import chunks, content_drops, files, nodes, shares, uploads, users
 from protocol.states import ChunkStatus, FileStatus
 
 On = Database | AsyncConnection
@@ -233,19 +233,47 @@ async def unverified_chunks(on: On, file_id: str) -> int:
     return await fetch_value(on, query)
 
 
-async def usage_of(on: On, owner_id: int) -> Row:
-    """``used_bytes`` (sizes of the owner's uploaded and uploading files), ``uploading`` (how many
-    are) and ``files`` (how many files the owner has, failed ones too: each is a row)."""
-    query = select(
-        func.coalesce(
-            func.sum(case((files.c.status.in_(REFERENCING), files.c.file_size), else_=0)), 0
-        ).label("used_bytes"),
-        func.coalesce(func.sum(case((files.c.status == FileStatus.UPLOADING, 1), else_=0)), 0).label("uploading"),
-        func.count().label("files"),
-    ).where(files.c.owner_id == owner_id)
+async def limits_of(on: On, owner_id: int) -> Row | None:
+    """The user's own quota setting (``quota_bytes``, None: the gateway's) and their usage, in one statement
+    (files_by_owner_status): ``used_bytes`` (sizes of their uploaded and uploading files), ``uploading``
+    (how many are) and ``files`` (how many files they have, failed ones too: each is a row). None when
+    there is no such user."""
+    query = (
+        select(
+            users.c.quota_bytes,
+            func.coalesce(func.sum(case((files.c.status.in_(REFERENCING), files.c.file_size), else_=0)), 0)
+            .label("used_bytes"),
+            func.coalesce(func.sum(case((files.c.status == FileStatus.UPLOADING, 1), else_=0)), 0).label("uploading"),
+            func.count(files.c.id).label("files"),
+        )
+        .select_from(users.outerjoin(files, files.c.owner_id == users.c.id))
+        .where(users.c.id == owner_id)
+        .group_by(users.c.id, users.c.quota_bytes)
+    )
     row = await fetch_one(on, query)
-    assert row is not None, "an aggregate without GROUP BY answers one row"
-    return {"used_bytes": int(row["used_bytes"]), "uploading": int(row["uploading"]), "files": int(row["files"])}
+    if row is None:
+        return None
+    return {"quota_bytes": row["quota_bytes"], "used_bytes": int(row["used_bytes"]),
+            "uploading": int(row["uploading"]), "files": int(row["files"])}
+
+
+# --- content removed from the store (gateway/core/deletion.py), what a small file's upload checks ----
+
+async def record_content_drop(conn: AsyncConnection, fingerprint: str, now: str) -> None:
+    """The content is being removed from the store (in the transaction that removes it, under its lock)."""
+    statement = insert_or(conn.dialect.name, content_drops).values(fingerprint=fingerprint, dropped_at=now)
+    await conn.execute(statement.on_conflict_do_update(index_elements=[content_drops.c.fingerprint],
+                                                       set_={"dropped_at": now}))
+
+
+async def content_dropped(on: On, fingerprint: str) -> bool:
+    """Whether the content was removed from the store in the last day (revision 0010 says why that matters)."""
+    query = select(content_drops.c.fingerprint).where(content_drops.c.fingerprint == fingerprint)
+    return await fetch_one(on, query) is not None
+
+
+async def forget_content_drops(on: On, before: str) -> int:
+    return await change(on, delete(content_drops).where(content_drops.c.dropped_at < before))
 
 
 # --- writing --------------------------------------------------------------------------------------

@@ -190,3 +190,12 @@ nodes = Table(
     Column("deleted_path", Text),  # the path it had when it went to the trash
     Column("trashed_with", Text),  # the trash entry it went with: its own id, or the deleted folder's
 )
+
+# Content removed from the store (revision 0010), by fingerprint, and when: a small file stored with one
+# PutObject before its row is recorded checks here, under the content lock, that no removal ran between.
+content_drops = Table(
+    "content_drops",
+    metadata,
+    Column("fingerprint", Text, primary_key=True),
+    Column("dropped_at", Text, nullable=False),
+)
