@@ -12,12 +12,13 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,6 +27,7 @@ from types import SimpleNamespace
 import aiohttp
 
 from bench.stack import BenchStack, Figure, print_table, ratio, signup
+from deploy.postgres import PostgresCluster
 from protocol.fingerprints import file_fingerprint
 
 
@@ -222,6 +224,9 @@ def control_options(description: str) -> argparse.ArgumentParser:
     """bench/control.py's options: a load's, and the small files'."""
     parser = load_options(description)
     parser.add_argument("--small-kib", type=int, default=4, help="size of the small files uploaded inline (KiB)")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the gateways' database: SQLite (the default) or a private PostgreSQL server started for "
+                             "the run, a database of its own for each gateway")
     parser.add_argument("--other-gateway", metavar="DIR", action="append", default=[],
                         help="also run the stack of another checkout of this repository (DIR; its launcher, gateway "
                              "and CDN tier) and time the same requests against it in the same runs, in turns: a "
@@ -252,6 +257,22 @@ def checkout_label(checkout: Path) -> str:
     return f"{checkout} at {commit}" if commit else str(checkout)
 
 
+@contextlib.contextmanager
+def databases(engine: str) -> Iterator[Callable[[], dict[str, str]]]:
+    """What each gateway's environment says of its database: nothing (SQLite in its own state), or a new
+    database on a private PostgreSQL server started for the run (destroyed at the end)."""
+    if engine == "sqlite":
+        yield dict
+        return
+    postgres = PostgresCluster(Path(tempfile.mkdtemp(prefix="bench-postgres-")), sync_init=False)
+    made = itertools.count()
+    try:
+        postgres.start()
+        yield lambda: {"GATEWAY_DATABASE_URL": postgres.create_database(f"control{next(made)}")}
+    finally:
+        postgres.destroy()
+
+
 def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
     args = control_options(__doc__).parse_args(argv)
     checkouts = [None, *(Path(other) for other in args.other_gateway)]
@@ -259,34 +280,14 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
     small: list[tuple[str, ...]] = []
     ratios: list[tuple[str, ...]] = []
     cached: dict[str, Figure] = {}
-    for cache in ("memory://", "none://"):
-        with contextlib.ExitStack() as stacks:
-            # One owner starts thousands of uploads here: BenchStack runs without the per-user limits.
-            targets = [Target("this checkout" if checkout is None else checkout_label(checkout),
-                              stacks.enter_context(BenchStack(gateway_env={"GATEWAY_CACHE_URL": cache},
-                                                              checkout=checkout)))
-                       for checkout in checkouts]
-            for target in targets:
-                target.data = asyncio.run(populate(target.stack.gateway_url, target.stack.chunk_size, args.files,
-                                                   args.files))
-            label = "cache on" if cache != "none://" else "cache off"
-            if cache != "none://":
-                rows += compare("POST /dropbox/v1/files", targets, partial(claims, runs=args.runs), args,
-                                bounded=True)[0]
-                rows += compare("POST .../upload-urls (3 chunks)", targets, partial(presigns, runs=args.runs), args)[0]
-                small = measure_small_files(targets, args)
-            for who in ("owner", "reader"):
-                found, rps = compare(f"GET /dropbox/v1/files/{{id}}, {who}, {label}", targets,
-                                     partial(reads, who=who, runs=args.runs), args)
-                rows += found
-                if who in cached:
-                    ratios.append((f"GET as {who}: cache on / off", f"{cached[who].median / rps.median:.2f}x"))
-                else:
-                    cached[who] = rps
+    with databases(args.engine) as database:
+        for cache in ("memory://", "none://"):
+            run_cache(cache, checkouts, database, args, rows, ratios, cached, small)
     others = " (and the gateway of each other checkout, in turns)" if args.other_gateway else ""
     print_table(
-        f"Control path: 1 gateway process{others}, load from a separate process, {args.concurrency} connections, "
-        f"median of {args.runs} runs of {args.seconds:g}s (min, max)" + ("; ratios within each run" if others else ""),
+        f"Control path: 1 gateway process{others} on {args.engine}, load from a separate process, "
+        f"{args.concurrency} connections, median of {args.runs} runs of {args.seconds:g}s (min, max)"
+        + ("; ratios within each run" if others else ""),
         rows,
         ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, *(("req/s to this checkout",) if others else ())),
     )
@@ -298,6 +299,35 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
         ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, "req/s to boto3"),
     )
     return rows
+
+
+def run_cache(cache: str, checkouts: list[Path | None], database: Callable[[], dict[str, str]], args,
+              rows: list[tuple[str, ...]], ratios: list[tuple[str, ...]], cached: dict[str, Figure],
+              small: list[tuple[str, ...]]) -> None:
+    """Every request against each checkout's stack with the permission and metadata cache ``cache``."""
+    with contextlib.ExitStack() as stacks:
+        # One owner starts thousands of uploads here: BenchStack runs without the per-user limits.
+        targets = [Target("this checkout" if checkout is None else checkout_label(checkout),
+                          stacks.enter_context(BenchStack(gateway_env={"GATEWAY_CACHE_URL": cache, **database()},
+                                                          checkout=checkout)))
+                   for checkout in checkouts]
+        for target in targets:
+            target.data = asyncio.run(populate(target.stack.gateway_url, target.stack.chunk_size, args.files,
+                                               args.files))
+        label = "cache on" if cache != "none://" else "cache off"
+        if cache != "none://":
+            rows += compare("POST /dropbox/v1/files", targets, partial(claims, runs=args.runs), args,
+                            bounded=True)[0]
+            rows += compare("POST .../upload-urls (3 chunks)", targets, partial(presigns, runs=args.runs), args)[0]
+            small += measure_small_files(targets, args)
+        for who in ("owner", "reader"):
+            found, rps = compare(f"GET /dropbox/v1/files/{{id}}, {who}, {label}", targets,
+                                 partial(reads, who=who, runs=args.runs), args)
+            rows += found
+            if who in cached:
+                ratios.append((f"GET as {who}: cache on / off", f"{cached[who].median / rps.median:.2f}x"))
+            else:
+                cached[who] = rps
 
 
 if __name__ == "__main__":
