@@ -122,6 +122,7 @@ class GatewayClient:
         path: str,
         *,
         json_body: Any = None,
+        data: Any = None,
         params: dict | None = None,
         auth: bool = True,
         ok: Iterable[int] = (200,),
@@ -129,6 +130,8 @@ class GatewayClient:
         hint: str = FILES_HINT,
     ) -> tuple[int, Any]:
         """Send one request; answer (status, parsed JSON body) for the ``ok`` statuses.
+
+        The body is ``json_body`` as JSON, or ``data`` as aiohttp sends it (a form, for inline uploads).
 
         ``what`` names the thing asked for in not-found messages ("file 42"),
         ``hint`` says there where to look for the right one.
@@ -141,7 +144,7 @@ class GatewayClient:
         url = self.server + path
         try:
             async with self.session.request(
-                method, url, json=json_body, params=params, headers=headers, allow_redirects=False
+                method, url, json=json_body, data=data, params=params, headers=headers, allow_redirects=False
             ) as resp:
                 raw = await resp.read()
                 status = resp.status

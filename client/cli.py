@@ -15,6 +15,7 @@
     dbx links FILE_ID                         a file's links
     dbx unlink LINK_ID                        revoke a link
     dbx rm FILE_ID...
+    dbx sync LOCAL_DIR [REMOTE_PATH] [--once]  keep a folder and your tree the same, both ways
 
 Server: --server URL, else $DBX_SERVER, else the one last logged in to, else
 http://127.0.0.1:8080. Password: the prompt, or $DBX_PASSWORD, or
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                     epilog="Exit codes: 0 ok, 1 unexpected, 2 usage, 3 unreachable, 4 wrong username/password, "
                            "5 not logged in or session ended, 6 not found, 7 refused by the gateway, "
                            "8 refused by the store, 9 integrity, 10 local file exists (download --force), "
-                           "11 throttled (try again later), 130 interrupted.")
+                           "11 throttled (try again later), 12 sync stopped (nothing more deleted), 130 interrupted.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
@@ -182,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("rm", "delete files you own")
     p.add_argument("file_ids", nargs="+", metavar="FILE_ID")
+
+    from client.sync.command import add_arguments
+    add_arguments(command("sync", "keep a local folder and a folder of your tree the same, both ways"))
     return parser
 
 
@@ -593,6 +597,12 @@ async def cmd_rm(ctx: Context) -> int:
     return status
 
 
+async def cmd_sync(ctx: Context) -> int:
+    from client.sync.command import cmd_sync
+
+    return await cmd_sync(ctx)
+
+
 COMMANDS: dict[str, Callable[[Context], Any]] = {
     "signup": cmd_signup,
     "login": cmd_login,
@@ -609,6 +619,7 @@ COMMANDS: dict[str, Callable[[Context], Any]] = {
     "links": cmd_links,
     "unlink": cmd_unlink,
     "rm": cmd_rm,
+    "sync": cmd_sync,
 }
 
 

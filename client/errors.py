@@ -17,6 +17,8 @@ code  meaning
 9     integrity: content does not match its fingerprint, or the upload failed
 10    the local file exists: ``dbx download`` overwrites only with ``--force``
 11    throttled: too many failed logins, or too many uploads in progress; try again later
+12    ``dbx sync`` stopped without agreement, deleting nothing more: a mass deletion it
+      was not allowed, a synced folder gone (unmounted?), or operations that kept failing
 130   interrupted (Ctrl-C); run the same command again to resume
 ====  =====================================================================
 """
@@ -34,6 +36,7 @@ EXIT_STORE = 8
 EXIT_INTEGRITY = 9
 EXIT_EXISTS = 10
 EXIT_THROTTLED = 11
+EXIT_SYNC_STOPPED = 12
 EXIT_INTERRUPTED = 130
 
 
@@ -108,6 +111,10 @@ class LocalExists(ClientError, exit_code=EXIT_EXISTS, code="local_exists", per_f
 
 class Throttled(ClientError, exit_code=EXIT_THROTTLED, code="throttled"):
     """429: the gateway says when to try again (``details['retry_after']``, seconds, if it did)."""
+
+
+class SyncStopped(ClientError, exit_code=EXIT_SYNC_STOPPED, code="sync_stopped"):
+    """``dbx sync`` stopped before both sides agreed; the message says why and what to do."""
 
 
 class ServerError(ClientError, exit_code=EXIT_UNEXPECTED, code="server_error"):

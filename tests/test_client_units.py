@@ -1385,7 +1385,7 @@ class Refuse(importlib.abc.MetaPathFinder):
             raise ImportError(f"the client imported {{name}}")
 
 sys.meta_path.insert(0, Refuse())
-import client.cli, client.upload, client.download, client.__init__
+import client.cli, client.upload, client.download, client.__init__, client.sync.apply, client.sync.command
 try:
     client.cli.main(["--help"])
 except SystemExit as exit:

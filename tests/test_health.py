@@ -44,6 +44,8 @@ async def test_config_lists_the_contract_fields(api: Api, gateway):
         "inline_upload_limit": gateway.config.inline_upload_limit,
         "upload_url_ttl": gateway.config.upload_url_ttl,
         "download_url_ttl": gateway.config.download_url_ttl,
+        "trash_retention": gateway.config.trash_retention,
+        "version_retention": gateway.config.version_retention,
     }
 
 

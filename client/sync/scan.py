@@ -1,0 +1,247 @@
+"""The local tree: one walk of the synced folder, reading only what changed.
+
+Each file and folder is known by its inode (``"<st_dev>:<st_ino>"``), which a
+rename or a move inside the folder keeps: that is how a renamed file is told
+from a deleted one and a new one. A file whose size, mtime and inode are what
+the last scan saw keeps the fingerprint it had; only the others are read and
+fingerprinted, exactly as an upload would (``protocol.fingerprints``), so a
+pass with nothing to do reads no file's content. An mtime within
+:data:`RACY_NS` of the scan is not trusted for that (the file may change again
+within the same clock tick): such a file is read again next time.
+
+What is not synced, and why it must never look like a deletion:
+
+- what ``.dbxignore`` (gitignore syntax, at the top of the folder) names, and
+  the client's own partial downloads (:data:`PARTIAL_PREFIX`);
+- symbolic links and special files (FIFOs, sockets, devices): skipped, with a note;
+- a second hard link to a file already seen: skipped, with a note;
+- names the server refuses (``protocol.paths``: ``\\``, control characters,
+  over 255 bytes) and names that differ from another in the same folder only
+  by case or Unicode form (the tree compares names that way): reported, not
+  renamed; of such twins the one synced before is kept;
+- a file that changes while it is being read, or cannot be read: the last
+  fingerprint seen is kept (it is read again next pass), or it is left out if
+  it is new;
+- a folder that cannot be listed stops the scan (:class:`ScanError`): reading
+  it as empty would read as "everything in it was deleted". So does a synced
+  folder that is gone (:class:`LocalRootMissing`).
+"""
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+from client.sync.trees import LOCAL_ROOT, Entry
+from protocol.fingerprints import fingerprint_stream
+from protocol.paths import check_name, InvalidName, name_key
+
+IGNORE_FILE = ".dbxignore"
+PARTIAL_PREFIX = ".dbxpart-"  # downloads written aside before they are renamed into place
+RACY_NS = 2_000_000_000  # an mtime this close to the scan may change again within the same tick
+WINDOWS_FORBIDDEN = set('<>:"|?*')
+WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+class ScanError(Exception):
+    """The folder could not be read whole; nothing may be planned from a part of it."""
+
+
+class LocalRootMissing(ScanError):
+    """The synced folder is gone or is no longer the one synced (an unmounted disk, a replaced folder)."""
+
+
+def local_key(info: os.stat_result) -> str:
+    return f"{info.st_dev}:{info.st_ino}"
+
+
+def local_name_problem(name: str, platform: str = sys.platform) -> str | None:
+    """Why this system cannot hold a name the server can (None: it can). Such names are reported, never changed."""
+    if platform == "win32":
+        if WINDOWS_FORBIDDEN.intersection(name):
+            return "Windows does not allow < > : \" | ? * in names"
+        if name.endswith((" ", ".")):
+            return "Windows does not allow a name to end with a space or a dot"
+        if name.split(".")[0].upper() in WINDOWS_RESERVED:
+            return "the name is reserved on Windows"
+    return None
+
+
+@dataclass
+class ScanResult:
+    root_key: str
+    entries: list[tuple[str, Entry, int]] = field(default_factory=list)  # (key, entry, mtime_ns), parents first
+    racy: set[str] = field(default_factory=set)  # files whose fingerprint must not be trusted next time
+    notes: list[str] = field(default_factory=list)
+    files_hashed: int = 0
+    bytes_read: int = 0
+    partials: list[str] = field(default_factory=list)  # downloads left aside by a client that was stopped
+
+    def fingerprints(self) -> dict[str, tuple[int, int, str]]:
+        """What the next scan may trust: key -> (size, mtime_ns, fingerprint) (see Index.local_fingerprints)."""
+        return {key: (e.size, -1 if key in self.racy else mtime, e.fingerprint)  # type: ignore[misc]
+                for key, e, mtime in self.entries if not e.folder}
+
+
+def load_ignore(root: Path) -> pathspec.PathSpec | None:
+    try:
+        lines = (root / IGNORE_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    except OSError as exc:
+        raise ScanError(f"cannot read {root / IGNORE_FILE}: {exc.strerror}") from None
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+class Scanner:
+    """Scans one folder; ``previous`` is key -> (size, mtime_ns, fingerprint) of the last scan's files."""
+
+    def __init__(self, root: Path, chunk_size: int, previous: dict[str, tuple[int, int, str]],
+                 expected_root: str | None = None):
+        self.root = root
+        self.chunk_size = chunk_size
+        self.previous = previous
+        self.expected_root = expected_root
+        self.now_ns = time.time_ns()
+
+    def scan(self) -> ScanResult:
+        try:
+            info = os.stat(self.root)
+        except FileNotFoundError:
+            raise LocalRootMissing(f"the synced folder {self.root} is gone; nothing was changed on either side "
+                                   "(if its disk is not mounted, mount it and sync again)") from None
+        except OSError as exc:
+            raise ScanError(f"cannot read the synced folder {self.root}: {exc.strerror}") from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise LocalRootMissing(f"{self.root} is not a folder any more; nothing was changed on either side")
+        if self.expected_root is not None and local_key(info) != self.expected_root:
+            raise LocalRootMissing(f"{self.root} is not the folder that was synced before (another disk or a "
+                                   "folder put in its place); nothing was changed on either side. Sync it with a new "
+                                   "state (--state) if that is what you want")
+        result = ScanResult(root_key=local_key(info))
+        self.ignore = load_ignore(self.root)
+        self.seen: set[str] = {result.root_key}
+        self.partials = result.partials
+        self._walk(self.root, "", LOCAL_ROOT, result)
+        return result
+
+    def _walk(self, folder: Path, relative: str, parent_key: str, result: ScanResult) -> None:
+        try:
+            with os.scandir(folder) as listing:
+                found = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            raise ScanError(f"cannot list {folder}: {exc.strerror}; nothing was changed on either side") from None
+        taken: dict[str, str] = {}
+        kept = []
+        # Of names that compare equal, the one this client knew before keeps its place.
+        found.sort(key=lambda e: (not self._known(e), e.name))
+        for item in found:
+            path = relative + item.name
+            why = self._skip_reason(item, path)
+            if why == "":
+                continue
+            if why is not None:
+                result.notes.append(f"{path}: {why}; not synced")
+                continue
+            twin = taken.get(name_key(item.name))
+            if twin is not None:
+                result.notes.append(f"{path}: the server cannot hold it beside {relative + twin} (the names differ "
+                                    "only in case or Unicode form); rename one of them; not synced")
+                continue
+            taken[name_key(item.name)] = item.name
+            kept.append(item)
+        for item in sorted(kept, key=lambda e: e.name):
+            self._visit(item, relative, parent_key, result)
+
+    def _known(self, item: os.DirEntry) -> bool:
+        try:
+            return local_key(item.stat(follow_symlinks=False)) in self.previous
+        except OSError:
+            return False
+
+    def _skip_reason(self, item: os.DirEntry, path: str) -> str | None:
+        """'' to skip without a word, a reason to skip with a note, None to sync."""
+        if item.name.startswith(PARTIAL_PREFIX):
+            if item.is_file(follow_symlinks=False):
+                self.partials.append(path)
+            return ""
+        try:
+            is_dir = item.is_dir(follow_symlinks=False)
+            if self.ignore is not None and self.ignore.match_file(path + ("/" if is_dir else "")):
+                return ""
+            if item.is_symlink():
+                return "a symbolic link"
+            if not is_dir and not item.is_file(follow_symlinks=False):
+                return "a special file (FIFO, socket or device)"
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror})"
+        try:
+            check_name(item.name)
+        except InvalidName as exc:
+            return f"the server cannot hold this name ({exc})"
+        return None
+
+    def _visit(self, item: os.DirEntry, relative: str, parent_key: str, result: ScanResult) -> None:
+        path = relative + item.name
+        try:
+            info = item.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return  # gone since the listing: as if it had not been there
+        except OSError as exc:
+            raise ScanError(f"cannot read {path}: {exc.strerror}; nothing was changed on either side") from None
+        key = local_key(info)
+        if key in self.seen:
+            result.notes.append(f"{path}: another name (hard link) of a file synced under its first name; not synced")
+            return
+        self.seen.add(key)
+        if stat.S_ISDIR(info.st_mode):
+            result.entries.append((key, Entry(parent_key, item.name, True), 0))
+            self._walk(Path(item.path), path + "/", key, result)
+            return
+        fingerprint, size, trusted = self._fingerprint(item.path, path, key, info, result)
+        if fingerprint is not None:
+            result.entries.append((key, Entry(parent_key, item.name, False, fingerprint, size), info.st_mtime_ns))
+            if not trusted:
+                result.racy.add(key)
+
+    def _fingerprint(self, full: str, path: str, key: str, info: os.stat_result,
+                     result: ScanResult) -> tuple[str | None, int, bool]:
+        """(fingerprint, size, whether the next scan may trust it): from the last scan when unchanged, else read."""
+        before = self.previous.get(key)
+        if before is not None and before[:2] == (info.st_size, info.st_mtime_ns):
+            return before[2], info.st_size, True
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+            try:
+                with os.fdopen(fd, "rb", closefd=False) as stream:
+                    fingerprint, _, size = fingerprint_stream(stream, self.chunk_size)
+                after = os.fstat(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            return self._unread(path, f"cannot be read ({exc.strerror})", before, result)
+        result.files_hashed += 1
+        result.bytes_read += size
+        if (after.st_size, after.st_mtime_ns, local_key(after)) != (size, info.st_mtime_ns, key):
+            return self._unread(path, "changed while it was being read", before, result)
+        # A file written within the same clock tick as this scan may change again unseen: read it next time too.
+        return fingerprint, size, self.now_ns - info.st_mtime_ns > RACY_NS
+
+    def _unread(self, path: str, why: str, before: tuple[int, int, str] | None,
+                result: ScanResult) -> tuple[str | None, int, bool]:
+        """A file not read whole: as last seen (read again next pass), or left out if it is new."""
+        result.notes.append(f"{path}: {why}; it is read again on the next pass")
+        if before is None:
+            return None, 0, False
+        return before[2], before[0], False
+
+
+def scan(root: Path, chunk_size: int, previous: dict[str, tuple[int, int, str]],
+         expected_root: str | None = None) -> ScanResult:
+    """The local tree of ``root`` (see the module's docstring)."""
+    return Scanner(root, chunk_size, previous, expected_root).scan()
