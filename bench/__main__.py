@@ -2,7 +2,7 @@
 
     python -m bench                       every benchmark at full size (1 GiB transfers; several minutes)
     python -m bench --smoke               tiny sizes: checks the benchmarks run, not how fast
-    python -m bench NAME [OPTIONS]        one benchmark (transfer, download, control) with its own options,
+    python -m bench NAME [OPTIONS]        one benchmark (transfer, folders, download, control) with its own options,
                                           e.g. python -m bench transfer --size-mib 512 --runs 5 --upload-only
     python -m bench NAME --help           those options
     python -m bench --readme [NAME ...]   run what README.md shows (or only those) and put the new figures there
@@ -23,10 +23,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import structlog
+
 # Each is a module of bench/ (transfer.py, ...) with a main(argv), in the order a whole run takes them.
-BENCHMARKS = ("transfer", "download", "control", "cluster", "limits", "browser", "tree")
+BENCHMARKS = ("transfer", "folders", "download", "control", "cluster", "limits", "browser", "tree")
 SMOKE = {
     "transfer": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5", "--no-warm-up"],
+    "folders": ["--files", "30", "--runs", "1"],
     "download": ["--size", "9", "--runs", "1"],
     "control": ["--seconds", "0.25", "--runs", "1", "--files", "3", "--concurrency", "4"],
     "cluster": ["--seconds", "0.25", "--runs", "1", "--files", "3", "--concurrency", "4", "--claims", "50"],
@@ -67,7 +70,8 @@ def describe_run() -> str:
         return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no"):
+    # README.md is no code (and ./dev bench --readme writes into it as it goes).
+    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!README.md"):
         commit += " with uncommitted changes"
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"{when}, commit {commit}, load average {os.getloadavg()[0]:.2f} at the start"
@@ -95,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench.readme import regenerate
 
         return regenerate([args.name, *args.options] if args.name else [])
+    # The tables go to stdout (and into README.md); what the parts log goes to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     print(f"machine: {describe_machine()}", flush=True)
     print(f"run: {describe_run()}", flush=True)
     for name in [args.name] if args.name else BENCHMARKS:

@@ -196,13 +196,15 @@ def compare(name: str, targets: list[Target], batches: Callable[[Target], list[l
     return rows, Figure([r["rps"] for r in results[targets[0]]])
 
 
-def measure(name: str, batches: list[list[dict]], args, bounded: bool = False) -> tuple[tuple[str, ...], Figure]:
+def measure(name: str, batches: list[list[dict]], args,
+            bounded: bool = False) -> tuple[tuple[str, ...], Figure, list[dict]]:
+    """One load, run by run: its table row, its requests/second and each run's results."""
     results = [
         run_load(batch, args.concurrency, args.seconds, len(batch) if bounded else None) for batch in batches
     ]
     if any(r["errors"] for r in results):
         print(f"{name}: answers by status {[r['statuses'] for r in results]}", file=sys.stderr)
-    return row_of(name, results), Figure([r["rps"] for r in results])
+    return row_of(name, results), Figure([r["rps"] for r in results]), results
 
 
 def get_requests(stack: BenchStack | SimpleNamespace, data: dict, who: str) -> list[dict]:

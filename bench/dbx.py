@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,13 +55,17 @@ class Dbx:
 
     def __call__(self, *args: str) -> tuple[float, dict, int]:
         """Run ``dbx --json --quiet ARGS``; return (seconds, its last JSON line, peak RSS in KiB)."""
-        started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "client", "--json", "--quiet", *args], env=self.env,
-                                   cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        assert process.stdout is not None and process.stderr is not None, "both are PIPEs"
-        out, err = process.stdout.read(), process.stderr.read()
+        # Its output goes to files, not pipes: a command that prints more than a pipe holds (`upload -r
+        # --json`, a line a file) would wait for a reader while this waits for it to end.
+        with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+            started = time.perf_counter()
+            process = subprocess.Popen([sys.executable, "-m", "client", "--json", "--quiet", *args], env=self.env,
+                                       cwd=self.cwd, stdout=stdout, stderr=stderr)
+            _, status, usage = os.wait4(process.pid, 0)
+            seconds = time.perf_counter() - started
+            stdout.seek(0)
+            stderr.seek(0)
+            out, err = stdout.read(), stderr.read()
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode:
             raise RuntimeError(f"dbx {' '.join(args)} failed ({process.returncode}): {err.decode()[-500:]}")

@@ -1,18 +1,25 @@
 """Download throughput of the CDN tier against the store it fronts, measured in one run.
 
-    python -m bench download [--size MIB] [--runs N] [--json]
+    python -m bench download [--size MIB] [--runs N] [--other-cdn DIR ...] [--json]
 
 Starts the local stack, then, run after run: uploads new random content with
 ``dbx`` (so the CDN tier has never seen it) and the same bytes with boto3 under
 a key of the benchmark's own, and times a direct presigned GET of those bytes
 from the store, the first GET of the file's download URL through the CDN tier
-(a miss: the content is new) and a second one (a hit). Direct GET and miss go
-in turns. Prints MiB/s as median, min and max, and each against the direct GET.
-Only public interfaces: the HTTP API, the S3 API and ``dbx``.
+(a miss: the content is new) and a second one (a hit). Direct GET and misses go
+in turns (the order rotates from run to run). Prints MiB/s as median, min and
+max, and each against the direct GET of its run (median, min and max of the
+runs' ratios). Only public interfaces: the HTTP API, the S3 API and ``dbx``.
+
+``--other-cdn DIR``: also the CDN tier of another checkout (its nginx template
+and njs, run by this checkout's launcher on the same store, with a cache of its
+own), its miss and hit timed in the same runs: a before/after of the tier that
+the machine's load cannot skew.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import json
@@ -20,10 +27,14 @@ import statistics
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.dbx import MIB, Dbx, file_sha256, make_file
-from bench.stack import BenchStack
+from bench.stack import BenchStack, print_table, ratio
+from cdn.nginx import LocalCdn, start_local_cdn
+from storage.embedded import free_port
 
 
 def fetch(url: str, digest: hashlib._Hash | None = None) -> tuple[int, float]:
@@ -57,23 +68,44 @@ def download_url(gateway_url: str, token: str, file_id: str) -> str:
         return json.load(response)["download_url"]
 
 
-def summary(speeds: list[float], direct_median: float) -> dict[str, float]:
+def summary(speeds: list[float], direct: list[float]) -> dict[str, float | str]:
     median = statistics.median(speeds)
     return {
         "median_mib_s": round(median, 1),
         "min_mib_s": round(min(speeds), 1),
         "max_mib_s": round(max(speeds), 1),
-        "vs_direct": round(median / direct_median, 2),
+        "vs_direct": ratio([mine / theirs for mine, theirs in zip(speeds, direct, strict=True)]),
     }
 
 
-def run(size: int, runs: int) -> dict:
+@contextlib.contextmanager
+def other_tier(stack: BenchStack, checkout: Path) -> Iterator[LocalCdn]:
+    """The CDN tier of another checkout (its template and signing.js) on this stack's store, on a port
+    and in a state directory of its own (so with a cache of its own)."""
+    env = {**stack.gateway_environment(), "CDN_S3_ACCESS_KEY": stack.env.get("CDN_S3_ACCESS_KEY", "cdn"),
+           "CDN_S3_SECRET_KEY": stack.stack_settings()["CDN_S3_SECRET_KEY"]}
+    state = stack.root / f"cdn-of-{len(list(stack.root.glob('cdn-of-*')))}"
+    template = (checkout / "cdn" / "nginx.conf.template").read_text()
+    # Its signing.js: the rendered template names the directory it is loaded from.
+    if "js_path ${CDN_NJS_DIR};" not in template:
+        raise ValueError(f"{checkout}'s CDN template does not load its njs from CDN_NJS_DIR")
+    template = template.replace("js_path ${CDN_NJS_DIR};", f"js_path {(checkout / 'cdn').resolve()};")
+    tier = start_local_cdn(state, env, free_port(), template=template)
+    try:
+        yield tier
+    finally:
+        tier.stop()
+
+
+def run(size: int, runs: int, others: list[Path]) -> dict:
     import boto3
 
-    speeds: dict[str, list[float]] = {"direct": [], "miss": [], "hit": []}
-    with BenchStack() as stack:
+    labels = ["direct", "miss", "hit", *(f"{kind} {checkout}" for checkout in others for kind in ("miss", "hit"))]
+    speeds: dict[str, list[float]] = {label: [] for label in labels}
+    with BenchStack() as stack, contextlib.ExitStack() as tiers:
         s3 = boto3.client("s3", **stack.s3_credentials())
         dbx = Dbx(stack, stack.root / "home")
+        other_urls = {checkout: tiers.enter_context(other_tier(stack, checkout)).url for checkout in others}
         for number in range(runs):
             source = make_file(stack.root / f"source-{number}.bin", size)
             _, uploaded, _ = dbx("upload", str(source))
@@ -82,6 +114,8 @@ def run(size: int, runs: int) -> dict:
             direct = s3.generate_presigned_url("get_object", Params={"Bucket": stack.bucket, "Key": key},
                                                ExpiresIn=3600)
             cdn = download_url(stack.gateway_url, dbx.token, uploaded["file_id"])
+            # The same signed URL on another tier: the edge signature covers the path and query, not the host.
+            urls = {"": cdn, **{f" {checkout}": url + cdn[len(stack.cdn_url):] for checkout, url in other_urls.items()}}
 
             def timed(kind: str, url: str) -> None:
                 received, seconds = fetch(url)
@@ -89,21 +123,21 @@ def run(size: int, runs: int) -> dict:
                     raise RuntimeError(f"{kind}: got {received} bytes of {size}")
                 speeds[kind].append(size / MIB / seconds)
 
-            for kind, url in ((("direct", direct), ("miss", cdn)) if number % 2 == 0 else
-                              (("miss", cdn), ("direct", direct))):
+            firsts = [("direct", direct), *((f"miss{suffix}", url) for suffix, url in urls.items())]
+            for kind, url in firsts[number % len(firsts):] + firsts[:number % len(firsts)]:
                 timed(kind, url)
-            timed("hit", cdn)
-            digest = hashlib.sha256()
-            fetch(cdn, digest)  # untimed: the cached bytes are the file's bytes
-            if digest.hexdigest() != file_sha256(source):
-                raise RuntimeError("the CDN served bytes that differ from the file")
+            for suffix, url in urls.items():
+                timed(f"hit{suffix}", url)
+                digest = hashlib.sha256()
+                fetch(url, digest)  # untimed: the cached bytes are the file's bytes
+                if digest.hexdigest() != file_sha256(source):
+                    raise RuntimeError(f"the CDN tier{suffix} served bytes that differ from the file")
             source.unlink()
 
-    direct_median = statistics.median(speeds["direct"])
     return {
         "size_mib": round(size / MIB, 3),
         "runs": runs,
-        **{kind: summary(values, direct_median) for kind, values in speeds.items()},
+        **{kind: summary(values, speeds["direct"]) for kind, values in speeds.items()},
     }
 
 
@@ -111,23 +145,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench download", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=float, default=256, help="file size in MiB (default 256)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each kind (default 5)")
+    parser.add_argument("--other-cdn", metavar="DIR", action="append", default=[], type=Path,
+                        help="also time the CDN tier of another checkout (DIR holds its cdn/) in the same runs; "
+                             "may be repeated")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
     size = int(args.size * MIB)
     if size <= 0 or args.runs < 1:
         parser.error("--size and --runs must be positive")
-    result = run(size, args.runs)
+    result = run(size, args.runs, args.other_cdn)
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"\ndownload of a {result['size_mib']:g} MiB file, {args.runs} runs each (MiB/s)")
-    print(f"{'':18}{'median':>9}{'min':>9}{'max':>9}{'vs direct':>11}")
-    for kind, label in (("direct", "direct store GET"), ("miss", "CDN miss"), ("hit", "CDN hit")):
-        row = result[kind]
-        print(
-            f"{label:18}{row['median_mib_s']:9.1f}{row['min_mib_s']:9.1f}{row['max_mib_s']:9.1f}"
-            f"{row['vs_direct']:10.2f}x"
-        )
+    labels = {"direct": "direct store GET", "miss": "CDN miss", "hit": "CDN hit",
+              **{f"{kind} {checkout}": f"CDN {kind}, tier of {checkout}" for checkout in args.other_cdn
+                 for kind in ("miss", "hit")}}
+    print_table(
+        f"Download of a {result['size_mib']:g} MiB file, {args.runs} runs each (MiB/s); ratios to the direct GET "
+        f"within each run (median, min, max)",
+        [(label, f"{result[kind]['median_mib_s']:,.1f}", f"{result[kind]['min_mib_s']:,.1f}",
+          f"{result[kind]['max_mib_s']:,.1f}", str(result[kind]["vs_direct"])) for kind, label in labels.items()],
+        ("download", "median", "min", "max", "to direct"),
+    )
     return 0
 
 

@@ -85,9 +85,12 @@ def realign(text: str) -> str:
             continue
         rows = [[cell.strip() for cell in lines[i][2:-2].split(" | ")] for i in table]
         if rows and len({len(row) for row in rows}) == 1:
-            widths = [max(len(cell) for cell in column if set(cell) != {"-"}) for column in zip(*rows, strict=True)]
-            for i, row in zip(table, rows, strict=True):
-                cells = ["-" * w if set(cell) == {"-"} else cell.ljust(w) for cell, w in zip(row, widths, strict=True)]
+            # The row under the header is all dashes; a "-" elsewhere is a cell's value.
+            rule = [all(set(cell) == {"-"} for cell in row) for row in rows]
+            widths = [max((len(cell) for cell, is_rule in zip(column, rule, strict=True) if not is_rule), default=1)
+                      for column in zip(*rows, strict=True)]
+            for i, row, is_rule in zip(table, rows, rule, strict=True):
+                cells = ["-" * w if is_rule else cell.ljust(w) for cell, w in zip(row, widths, strict=True)]
                 lines[i] = "| " + " | ".join(cells) + " |"
         table = []
     return "\n".join(lines)

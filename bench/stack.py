@@ -119,6 +119,10 @@ class BenchStack:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     @property
+    def cdn_url(self) -> str:
+        return f"http://127.0.0.1:{self.cdn_port}"
+
+    @property
     def s3_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
 

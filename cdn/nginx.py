@@ -301,11 +301,13 @@ class LocalCdn(NginxServer):
 
 
 def start_local_cdn(
-    state_dir: Path, env: dict[str, str], port: int, *, workers: str = "auto", timeout: float = 15.0
+    state_dir: Path, env: dict[str, str], port: int, *, workers: str = "auto", timeout: float = 15.0,
+    template: str | None = None,
 ) -> LocalCdn:
     """Run nginx in the foreground on 127.0.0.1:``port`` with everything under ``state_dir``.
 
-    ``env`` holds the gateway's GATEWAY_* settings and the tier's SECRETS.
+    ``env`` holds the gateway's GATEWAY_* settings and the tier's SECRETS; ``template`` replaces
+    cdn/nginx.conf.template's text (a test's changed setting).
     """
     state_dir = Path(state_dir).resolve()
     if not SAFE_VALUE.fullmatch(str(state_dir)):
@@ -318,6 +320,6 @@ def start_local_cdn(
     for name in TEMP_DIRS:
         (state_dir / "temp" / name).mkdir(parents=True, exist_ok=True)
     (state_dir / "cache").mkdir(parents=True, exist_ok=True)
-    (state_dir / "cdn.conf").write_text(render(values))
+    (state_dir / "cdn.conf").write_text(render(values, template))
     (state_dir / "nginx.conf").write_text(main_config(state_dir, workers, js_module()))
     return LocalCdn(port, state_dir, nginx_env).start(timeout)

@@ -5,12 +5,16 @@
  *    carries an HMAC-SHA256, keyed with GATEWAY_CDN_SECRET, over its path,
  *    expiry, ASCII file name and content type, and nothing else: no store
  *    credential. nginx checks it on every request before it looks at the cache.
- * 2. The store request (storeAuthorization): nginx fetches a miss from the
- *    private store with AWS Signature Version 4 (header form), signed with the
- *    tier's own read-only store key (CDN_S3_ACCESS_KEY / CDN_S3_SECRET_KEY).
- *    The signature is made when the request is sent: SigV4 tolerates 15 minutes
- *    of clock skew, and a slow download on a cold cache asks for its later
- *    slices long after it started (see the store fetcher in the template).
+ * 2. The store request: nginx fetches a miss from the private store with AWS
+ *    Signature Version 4 (header form), signed with the tier's own read-only
+ *    store key (CDN_S3_ACCESS_KEY / CDN_S3_SECRET_KEY). SigV4 tolerates 15
+ *    minutes of clock skew, and a slow download on a cold cache asks for its
+ *    later slices long after it started. The edge signs once per download
+ *    (edgeStoreAuthorization; nginx keeps a download's variables for all of
+ *    its slices) and asks the store itself during the seconds edgeStoreSeconds
+ *    lists, the first 10 minutes; slices asked for later go through the store
+ *    fetcher, which signs each as it is sent (storeAuthorization). See the top
+ *    of the template.
  *
  * Secrets come from the environment (the main configuration's `env`
  * directives hand them to the workers), never from a configuration file.
@@ -129,6 +133,43 @@ function sigv4Authorization(request) {
         + ', Signature=' + hmac(signingKey, stringToSign).digest('hex');
 }
 
+/** The unix time of an X-Amz-Date (20260101T120000Z). */
+function amzDateSeconds(text) {
+    return Date.UTC(Number(text.slice(0, 4)), Number(text.slice(4, 6)) - 1, Number(text.slice(6, 8)),
+        Number(text.slice(9, 11)), Number(text.slice(11, 13)), Number(text.slice(13, 15))) / 1000;
+}
+
+/**
+ * The seconds (unix times, space-separated) during which a store request signed at
+ * `signedAt` (an X-Amz-Date) may be sent: from the second before (nginx may have read
+ * its clock just before the signature was made) to `window` seconds after; none if
+ * `window` is negative. The window must stay well inside SigV4's 15 minutes.
+ */
+function signingWindow(signedAt, window) {
+    const signed = amzDateSeconds(signedAt);
+    const seconds = [];
+    for (let second = signed - 1; window >= 0 && second <= signed + window; second++) {
+        seconds.push(String(second));
+    }
+    return seconds.join(' ');
+}
+
+/** js_set $edge_store_date: when a download's own store signature is made (once per download). */
+function edgeStoreDate(r) {
+    return amzDate(new Date());
+}
+
+/** js_set $edge_store_seconds: when the edge may ask the store with that signature ($edge_signing_seconds). */
+function edgeStoreSeconds(r) {
+    return signingWindow(r.variables.edge_store_date, Number(r.variables.edge_signing_seconds));
+}
+
+/** js_set $edge_store_authorization: a download's own store signature, made at $edge_store_date. */
+function edgeStoreAuthorization(r) {
+    // GET even for a HEAD: the cache asks the store for whole answers (proxy_cache_convert_head).
+    return signStoreRequest(r, 'GET', r.variables.edge_store_date);
+}
+
 /** js_set $store_date: when this store request is signed (X-Amz-Date). */
 function storeDate(r) {
     return amzDate(new Date());
@@ -139,8 +180,8 @@ function storeContentSha256(r) {
     return EMPTY_SHA256;
 }
 
-/** js_set $store_authorization: sign this request to the store with the tier's read-only key. */
-function storeAuthorization(r) {
+/** The Authorization of a `method` request for $store_path to $store_host, signed at `date` with the tier's read-only key. */
+function signStoreRequest(r, method, date) {
     const accessKey = process.env.CDN_S3_ACCESS_KEY;
     const secretKey = process.env.CDN_S3_SECRET_KEY;
     if (!accessKey || !secretKey) {
@@ -148,22 +189,31 @@ function storeAuthorization(r) {
     }
     const v = r.variables;
     return sigv4Authorization({
-        method: r.method,
+        method: method,
         path: v.store_path,
         host: v.store_host,
         region: v.store_region,
-        amzDate: v.store_date,
+        amzDate: date,
         accessKey: accessKey || '',
         secretKey: secretKey || '',
     });
 }
 
+/** js_set $store_authorization: sign this request to the store, from the store fetcher, as it is sent. */
+function storeAuthorization(r) {
+    return signStoreRequest(r, r.method, r.variables.store_date);
+}
+
 export default {
     edgeVerdict,
+    edgeStoreDate,
+    edgeStoreSeconds,
+    edgeStoreAuthorization,
     storeDate,
     storeContentSha256,
     storeAuthorization,
     // Pure functions, exported for tests/test_cdn_signing.py.
     edgeSignature,
     sigv4Authorization,
+    signingWindow,
 };

@@ -12,7 +12,7 @@ import os
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from urllib.parse import quote
 
 import aiohttp
@@ -32,6 +32,8 @@ API = "/dropbox/v1"
 USER_AGENT = "dbx-client/0.1"
 FILES_HINT = "`dbx ls` lists your files and those shared with you"
 LINKS_HINT = "`dbx links FILE_ID` lists the links of a file you own"
+TREE_HINT = "`dbx ls /` lists your folders and files"
+TRASH_HINT = "`dbx trash` lists what is in the trash"
 
 
 def connection_reason(exc: BaseException) -> str:
@@ -355,6 +357,119 @@ class GatewayClient:
             "DELETE", f"{API}/files/{_seg(file_id)}/shares/{quote(username, safe='')}", ok=(204, 200),
             what=f"file {file_id} or its share with {username}",
         )
+
+
+    # -- the tree (contract v1.2) -------------------------------------------------------
+
+    async def metadata(self, path: str) -> dict:
+        """The folder or file at ``path`` (``/`` is the root)."""
+        return (await self.request("GET", f"{API}/metadata", params={"path": path}, what=path, hint=TREE_HINT))[1]
+
+    async def get_folder(self, folder_id: Any) -> dict:
+        return (await self.request("GET", f"{API}/folders/{_seg(folder_id)}", what=f"folder {folder_id}",
+                                   hint=TREE_HINT))[1]
+
+    async def create_folder(self, *, path: str | None = None, parent_id: Any = None, name: str | None = None,
+                            autorename: bool = False) -> tuple[int, dict]:
+        """(201, a new folder) or (200, the folder already at ``path``); 409 ``name_taken`` comes out as Refused."""
+        body: dict[str, Any] = {"path": path} if path is not None else {"parent_id": str(parent_id), "name": name}
+        if autorename:
+            body["autorename"] = True
+        return await self.request("POST", f"{API}/folders", json_body=body, ok=(200, 201),
+                                  what=path or f"folder {parent_id}", hint=TREE_HINT)
+
+    def folder_entries(self, folder_id: Any, limit: int = 1000) -> AsyncIterator[list[dict]]:
+        """The folder's entries (folders first, then files), a page at a time, to the last."""
+        return self._pages(f"{API}/folders/{_seg(folder_id)}/entries", limit, what=f"folder {folder_id}",
+                           hint=TREE_HINT)
+
+    async def _pages(self, path: str, limit: int, **kwargs: Any) -> AsyncIterator[list[dict]]:
+        """The ``entries`` of a keyset-paged listing, a page at a time, following ``cursor`` until it is null."""
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": limit}
+            if cursor:
+                params["cursor"] = cursor
+            page = (await self.request("GET", path, params=params, **kwargs))[1]
+            yield list(page.get("entries") or [])
+            cursor = page.get("cursor")
+            if not cursor:
+                return
+
+    async def move(self, entry: dict, *, parent_id: Any = None, name: str | None = None,
+                   autorename: bool = False) -> dict:
+        """Rename and/or move a file or folder (PATCH): the entry at its new place, with the same id."""
+        body = placement(parent_id, name, autorename)
+        kind, node_id = entry_kind(entry), entry_id(entry)
+        return (await self.request("PATCH", f"{API}/{kind}s/{_seg(node_id)}", json_body=body,
+                                   what=f"{kind} {node_id}", hint=TREE_HINT))[1]
+
+    async def copy(self, file_id: Any, *, parent_id: Any = None, name: str | None = None,
+                   autorename: bool = False) -> dict:
+        """A new file with the same content (no bytes move)."""
+        body = placement(parent_id, name, autorename)
+        return (await self.request("POST", f"{API}/files/{_seg(file_id)}/copy", json_body=body, ok=(201, 200),
+                                   what=f"file {file_id}", hint=TREE_HINT))[1]
+
+    async def delete_folder(self, folder_id: Any) -> None:
+        """The folder and all it holds go to the trash."""
+        await self.request("DELETE", f"{API}/folders/{_seg(folder_id)}", ok=(204, 200), what=f"folder {folder_id}",
+                           hint=TREE_HINT)
+
+    async def versions(self, file_id: Any) -> list[dict]:
+        answer = (await self.request("GET", f"{API}/files/{_seg(file_id)}/versions", what=f"file {file_id}",
+                                     hint=TREE_HINT))[1]
+        return list(answer.get("versions") or [])
+
+    async def restore_version(self, file_id: Any) -> dict:
+        return (await self.request("POST", f"{API}/files/{_seg(file_id)}/restore", what=f"version {file_id}",
+                                   hint="`dbx versions FILE` lists a file's versions"))[1]
+
+    def trash(self, limit: int = 1000) -> AsyncIterator[list[dict]]:
+        """What is in the trash, newest first, a page at a time."""
+        return self._pages(f"{API}/trash", limit)
+
+    async def restore_from_trash(self, node_id: Any) -> dict:
+        return (await self.request("POST", f"{API}/trash/{_seg(node_id)}/restore", what=f"{node_id} in the trash",
+                                   hint=TRASH_HINT))[1]
+
+    async def delete_from_trash(self, node_id: Any) -> None:
+        await self.request("DELETE", f"{API}/trash/{_seg(node_id)}", ok=(204, 200), what=f"{node_id} in the trash",
+                           hint=TRASH_HINT)
+
+    async def search(self, query: str, limit: int = 100) -> list[dict]:
+        answer = (await self.request("GET", f"{API}/search", params={"q": query, "limit": limit}))[1]
+        return list(answer.get("entries") or [])
+
+    async def upload_inline(self, metadata: dict, content: bytes) -> dict:
+        """A small file in one ``multipart/form-data`` request: the gateway streams it into the store (201)."""
+        form = aiohttp.FormData()
+        form.add_field("file_metadata", json.dumps(metadata), content_type="application/json")
+        form.add_field("file", content, filename="file", content_type="application/octet-stream")
+        return (await self.request("POST", f"{API}/files", data=form, ok=(201, 200),
+                                   what=metadata.get("path") or metadata.get("parent_id"), hint=TREE_HINT))[1]
+
+
+def placement(parent_id: Any, name: str | None, autorename: bool) -> dict:
+    """The body of a move or copy: the new folder and/or name, and whether a taken name may become a free one."""
+    body: dict[str, Any] = {}
+    if parent_id is not None:
+        body["parent_id"] = str(parent_id)
+    if name is not None:
+        body["name"] = name
+    if autorename:
+        body["autorename"] = True
+    return body
+
+
+def entry_kind(entry: dict) -> str:
+    """``file`` or ``folder``: what a tree entry is (v1 file objects carry no ``type``: files)."""
+    return "folder" if entry.get("type") == "folder" else "file"
+
+
+def entry_id(entry: dict) -> str:
+    """A tree entry's id: ``folder_id`` of a folder, ``file_id`` of a file."""
+    return str(entry.get("folder_id") if entry_kind(entry) == "folder" else entry.get("file_id"))
 
 
 def _seg(value: Any) -> str:

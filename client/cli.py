@@ -5,17 +5,31 @@
     dbx logout [--local]                      end the session on the server, forget the token
     dbx passwd                                change the password (ends every session), log in again
     dbx whoami                                who you are, and how much of your quota you use
-    dbx upload PATH... [--parallel N]         resumable, parallel, straight to the store
-    dbx download FILE_ID [-o PATH] [--force]  verified, resumable, from the CDN tier
+    dbx upload PATH... [--to FOLDER] [--overwrite] [--parallel N]
+                                              resumable, parallel, straight to the store
+    dbx upload -r DIR... [--to FOLDER] [-j N] whole folders: DIR into FOLDER/DIR, unchanged files skipped
+    dbx download FILE [-o PATH] [--force]     verified, resumable, from the CDN tier
+    dbx download -r FOLDER [-o DIR]           a whole folder
+    dbx ls [PATH]                             a folder, long format (sizes, dates); without PATH: all your files
     dbx ls [--shared | --all]                 your files; files shared with you
-    dbx info FILE_ID
-    dbx share FILE_ID USER...
-    dbx unshare FILE_ID USER
-    dbx link FILE_ID [--expires 7d] [--password | --password-stdin]   a link anyone can download with
-    dbx links FILE_ID                         a file's links
+    dbx mkdir PATH...                         make folders (and those above them)
+    dbx mv SOURCE... DEST [--autorename]      move or rename files and folders
+    dbx cp [-r] SOURCE... DEST [--autorename] copy (no bytes move)
+    dbx rm [-r] FILE...                       to the trash (folders with -r)
+    dbx trash                                 what is in the trash
+    dbx restore ID_OR_PATH...                 bring back from the trash, or make an earlier version current
+    dbx versions FILE                         a file's earlier versions (`dbx download VERSION_ID` fetches one)
+    dbx search TEXT                           folders and files whose name holds TEXT
+    dbx info FILE
+    dbx share FILE USER...
+    dbx unshare FILE USER
+    dbx link FILE [--expires 7d] [--password | --password-stdin]   a link anyone can download with
+    dbx links FILE                            a file's links
     dbx unlink LINK_ID                        revoke a link
-    dbx rm FILE_ID...
     dbx sync LOCAL_DIR [REMOTE_PATH] [--once]  keep a folder and your tree the same, both ways
+
+FILE, FOLDER, SOURCE and DEST are paths in your tree (``/docs/report.pdf``;
+``/`` is the root) or ids (client/remote.py).
 
 Server: --server URL, else $DBX_SERVER, else the one last logged in to, else
 http://127.0.0.1:8080. Password: the prompt, or $DBX_PASSWORD, or
@@ -38,9 +52,11 @@ from collections.abc import Callable
 # Only what starts fast up here: `dbx upload` begins hashing its first file before the
 # HTTP client (aiohttp, a few hundred milliseconds to import) and asyncio are loaded.
 from client import errors
+from client import tree_commands as tree
 from client.config import CredentialStore, Credentials, resolve_server
-from client.errors import AuthRequired, ClientError, NotFound, ServerError, Unreachable, UsageError
-from client.output import file_row, human_size, info_lines, link_summary, link_table, printable, whoami_lines
+from client.errors import AuthRequired, ClientError, ServerError, Unreachable, UsageError
+from client.output import (file_row, human_size, info_lines, link_summary, link_table, printable, report_error,
+                           whoami_lines)
 
 if TYPE_CHECKING:
     from client.api import GatewayClient
@@ -133,8 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the current password from stdin's first line and the new one from its second")
     command("whoami", "show who you are logged in as, and your storage quota")
 
-    p = command("upload", "upload files (resumes an interrupted upload of the same file)")
+    p = command("upload", "upload files, or whole folders with -r (resumes an interrupted upload of the same file)")
     p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--to", metavar="FOLDER", help="the folder of your tree to upload into, made if missing "
+                                                  "(a path such as /photos/2026; default: /)")
+    p.add_argument("-r", "--recursive", action="store_true", help="upload folders with all they hold, into FOLDER/NAME")
+    p.add_argument("--overwrite", action="store_true", help="replace a file of the same name (it becomes a version) "
+                                                            "instead of taking a free name such as 'name (1).ext'")
+    p.add_argument("-j", "--jobs", type=positive_int, default=8, help="files in flight with -r (default 8)")
     p.add_argument("-p", "--parallel", type=positive_int, default=4, help="chunks sent at once (default 4)")
     p.add_argument("--retries", type=non_negative_int, default=6, help="retries per chunk (default 6)")
     p.add_argument("--limit-rate", type=parse_rate, metavar="RATE", help="cap the upload rate, e.g. 10M (bytes/s)")
@@ -142,33 +164,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-timeout", type=float, default=600.0, metavar="SECONDS",
                    help="how long to wait for the gateway to finish after the last chunk (default 600)")
 
-    p = command("download", "download a file, verified against its fingerprint (resumes a partial one)")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p = command("download", "download a file, or a folder with -r, verified against its fingerprint "
+                            "(resumes a partial one)")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
     p.add_argument("-o", "--output", metavar="PATH", help="file or directory (default: its name, here)")
+    p.add_argument("-r", "--recursive", action="store_true", help="download a folder with all it holds")
+    p.add_argument("-j", "--jobs", type=positive_int, default=4, help="files in flight with -r (default 4)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite the local file if it exists")
     p.add_argument("-p", "--parallel", type=positive_int, default=4, help="chunks fetched at once (default 4)")
     p.add_argument("--retries", type=non_negative_int, default=6, help="retries (default 6)")
 
-    p = command("ls", "list your files (and, with --shared or --all, files shared with you)")
-    p.add_argument("section", nargs="?", choices=("mine", "shared", "all"), help="which files (default: mine)")
+    p = command("ls", "list a folder (sizes, dates), or all your files (and, with --shared or --all, files "
+                      "shared with you)")
+    p.add_argument("target", nargs="?", metavar="PATH",
+                   help="a folder or file of your tree (/ is the root), or an id; or mine, shared, all: files by "
+                        "section (default: mine)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--shared", action="store_const", const="shared", dest="section_flag",
                        help="files shared with you")
     group.add_argument("--all", action="store_const", const="all", dest="section_flag", help="both")
 
     p = command("info", "show a file's metadata")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
 
     p = command("share", "let other users read a file")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
     p.add_argument("users", nargs="+", metavar="USER")
 
     p = command("unshare", "stop sharing a file with a user")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
     p.add_argument("user", metavar="USER")
 
     p = command("link", "make a link anyone who has it can download a file you own with; prints its URL")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
     p.add_argument("--expires", type=parse_duration, metavar="DURATION",
                    help="the link stops working after this long: 7d, 12h, 30m, 1w (default: never)")
     group = p.add_mutually_exclusive_group()
@@ -176,13 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--password-stdin", action="store_true", help="read the link's password from stdin")
 
     p = command("links", "list the links of a file you own")
-    p.add_argument("file_id", metavar="FILE_ID")
+    p.add_argument("file_id", metavar="FILE", help="a path in your tree (/docs/a.txt) or a file id")
 
     p = command("unlink", "revoke a link: it stops working at once")
     p.add_argument("link_id", metavar="LINK_ID")
 
-    p = command("rm", "delete files you own")
-    p.add_argument("file_ids", nargs="+", metavar="FILE_ID")
+    p = command("rm", "move files (and, with -r, folders) you own to the trash")
+    p.add_argument("targets", nargs="+", metavar="FILE", help="a path (/docs/a.txt) or an id")
+    p.add_argument("-r", "--recursive", action="store_true", help="folders too, with all they hold")
+    tree.add_commands(command)
 
     from client.sync.command import add_arguments
     add_arguments(command("sync", "keep a local folder and a folder of your tree the same, both ways"))
@@ -433,15 +463,20 @@ async def cmd_upload(ctx: Context) -> int:
     from client.upload import UploadOptions, error_json, upload_file  # only what this command needs: starts faster
 
     args = ctx.args
-    if args.name and len(args.paths) > 1:
-        raise UsageError("--name needs exactly one PATH")
-    options = UploadOptions(parallel=args.parallel, retries=args.retries, limit_rate=args.limit_rate,
-                            wait_timeout=args.wait_timeout, quiet=ctx.quiet, name=args.name)
+    if args.name and (len(args.paths) > 1 or args.recursive):
+        raise UsageError("--name needs exactly one PATH, a file")
+    to = tree.upload_folder_path(args.to)
     status = 0
     async with ctx.client() as client:
         config = await client.config()
         ctx.store.remember_chunk_size(ctx.server, int(config["chunk_size"]))
         for number, path in enumerate(args.paths):
+            if args.recursive and os.path.isdir(path):  # noqa: ASYNC240 - one stat, before this path's work
+                status = await tree.upload_folder(ctx, client, config, path, to) or status
+                continue
+            options = UploadOptions(parallel=args.parallel, retries=args.retries, limit_rate=args.limit_rate,
+                                    wait_timeout=args.wait_timeout, quiet=ctx.quiet, name=args.name,
+                                    place=tree.upload_place(args, to, path))
             try:
                 result = await upload_file(client, path, options, config, early=ctx.early if number == 0 else None)
             except ClientError as exc:
@@ -455,8 +490,8 @@ async def cmd_upload(ctx: Context) -> int:
             if ctx.json:
                 ctx.emit(result.to_json())
             elif not ctx.quiet:
-                ctx.out(f"{printable(result.file_id)}\t{printable(result.file_name)}\t{human_size(result.file_size)}\t"
-                        f"sent {result.chunks_sent} of {result.chunks_total} chunks")
+                ctx.out(f"{printable(result.file_id)}\t{printable(result.remote_path or result.file_name)}\t"
+                        f"{human_size(result.file_size)}\tsent {result.chunks_sent} of {result.chunks_total} chunks")
             else:
                 ctx.out(printable(result.file_id))
     return status
@@ -468,7 +503,10 @@ async def cmd_download(ctx: Context) -> int:
     options = DownloadOptions(parallel=ctx.args.parallel, retries=ctx.args.retries, quiet=ctx.quiet,
                               force=ctx.args.force)
     async with ctx.client() as client:
-        result = await download_file(client, ctx.args.file_id, ctx.args.output, options)
+        file_id, folder = await tree.download_target(ctx, client)
+        if folder is not None:
+            return await tree.download_folder(ctx, client, folder, options)
+        result = await download_file(client, file_id, ctx.args.output, options)
     if ctx.json:
         ctx.emit(result.to_json())
     else:
@@ -479,7 +517,9 @@ async def cmd_download(ctx: Context) -> int:
 
 
 async def cmd_ls(ctx: Context) -> int:
-    section = getattr(ctx.args, "section_flag", None) or ctx.args.section or "mine"
+    if tree.lists_a_path(ctx.args):
+        return await tree.cmd_ls_path(ctx)
+    section = getattr(ctx.args, "section_flag", None) or ctx.args.target or "mine"
     async with ctx.client() as client:
         mine = await client.list_files() if section in ("mine", "all") else None
         shared = await client.list_shared() if section in ("shared", "all") else None
@@ -510,7 +550,7 @@ async def cmd_ls(ctx: Context) -> int:
 
 async def cmd_info(ctx: Context) -> int:
     async with ctx.client() as client:
-        obj = await client.get_file(ctx.args.file_id)
+        obj = await tree.info_object(client, ctx.args.file_id)
     if ctx.json:
         ctx.emit(obj)
         return 0
@@ -521,7 +561,7 @@ async def cmd_info(ctx: Context) -> int:
 
 async def cmd_share(ctx: Context) -> int:
     async with ctx.client() as client:
-        answer = await client.share(ctx.args.file_id, ctx.args.users)
+        answer = await client.share(await tree.file_id_of(client, ctx.args.file_id), ctx.args.users)
     if ctx.json:
         ctx.emit(answer)
     else:
@@ -532,7 +572,7 @@ async def cmd_share(ctx: Context) -> int:
 
 async def cmd_unshare(ctx: Context) -> int:
     async with ctx.client() as client:
-        await client.unshare(ctx.args.file_id, ctx.args.user)
+        await client.unshare(await tree.file_id_of(client, ctx.args.file_id), ctx.args.user)
     if ctx.json:
         ctx.emit({"ok": True, "file_id": ctx.args.file_id, "unshared": ctx.args.user})
     else:
@@ -548,7 +588,7 @@ async def cmd_link(ctx: Context) -> int:
     elif args.password:
         password = ask_secret("link password", confirm=True)
     async with ctx.client() as client:
-        link = await client.create_link(args.file_id, args.expires, password)
+        link = await client.create_link(await tree.file_id_of(client, args.file_id), args.expires, password)
     if ctx.json:
         ctx.emit(link)
     else:
@@ -559,7 +599,7 @@ async def cmd_link(ctx: Context) -> int:
 
 async def cmd_links(ctx: Context) -> int:
     async with ctx.client() as client:
-        links = await client.list_links(ctx.args.file_id)
+        links = await client.list_links(await tree.file_id_of(client, ctx.args.file_id))
     if ctx.json:
         ctx.emit({"file_id": ctx.args.file_id, "links": links})
     elif not links:
@@ -578,23 +618,6 @@ async def cmd_unlink(ctx: Context) -> int:
     else:
         ctx.out(f"Revoked link {ctx.args.link_id}: it no longer works.")
     return 0
-
-
-async def cmd_rm(ctx: Context) -> int:
-    status = 0
-    async with ctx.client() as client:
-        for file_id in ctx.args.file_ids:
-            try:
-                await client.delete_file(file_id)
-            except NotFound as exc:
-                report_error(NotFound(f"file {file_id} was not found, or you do not own it; `dbx ls` lists yours",
-                                      status=exc.status))
-                if ctx.json:
-                    ctx.emit({"ok": False, "file_id": file_id, "error": exc.to_json()})
-                status = status or exc.exit_code
-                continue
-            ctx.answer({"ok": True, "file_id": file_id, "deleted": True}, f"Deleted {file_id}.")
-    return status
 
 
 async def cmd_sync(ctx: Context) -> int:
@@ -618,13 +641,10 @@ COMMANDS: dict[str, Callable[[Context], Any]] = {
     "link": cmd_link,
     "links": cmd_links,
     "unlink": cmd_unlink,
-    "rm": cmd_rm,
+    "rm": tree.cmd_rm,
+    **tree.COMMANDS,
     "sync": cmd_sync,
 }
-
-
-def report_error(exc: ClientError) -> None:
-    print(f"dbx: error: {printable(exc.message)}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

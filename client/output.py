@@ -9,8 +9,13 @@ terminal shows as ``photoexe.png``, prints as ``photo?gnp.exe``).
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Sequence
 from datetime import datetime, UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from client.errors import ClientError
 
 
 # C0 and C1 controls, and the characters Unicode calls Bidi_Control: ALM, LRM and RLM, the embeddings and
@@ -133,6 +138,36 @@ def link_table(links: list[dict]) -> list[str]:
          "yes" if link.get("has_password") else "no", str(link.get("download_count", 0)), str(link.get("url", "")))
         for link in links
     ]
-    widths = [max(len(printable(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
-    return [printable("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip())
-            for row in [header, *rows]]
+    return table([header, *rows])
+
+
+def entry_cells(entry: dict, name: str) -> tuple[str, ...]:
+    """A tree entry as ``ls -l`` shows it: kind (``d`` for a folder), size, last change, name (a folder's ends in /)."""
+    folder = entry.get("type") == "folder"
+    size = entry.get("file_size")
+    when = entry.get("modified_at") or entry.get("created_at")
+    return ("d" if folder else "-", "-" if folder or not isinstance(size, int) else human_size(size),
+            show_time(when) if when else "-", name + ("/" if folder and not name.endswith("/") else ""))
+
+
+def table(rows: Sequence[tuple[str, ...]], right: tuple[int, ...] = ()) -> list[str]:
+    """Rows of cells, columns aligned (those in ``right`` to the right), the last column as it is."""
+    if not rows:
+        return []
+    shown = [tuple(printable(cell) for cell in row) for row in rows]
+    widths = [max(len(row[i]) for row in shown) for i in range(len(shown[0]) - 1)]
+    return ["  ".join([*(cell.rjust(width) if i in right else cell.ljust(width)
+                         for i, (cell, width) in enumerate(zip(row, widths, strict=False))), row[-1]]).rstrip()
+            for row in shown]
+
+
+def entry_lines(entries: list[dict], full_path: bool = False) -> list[str]:
+    """``ls -l``-style lines of folders and files: the name, or with ``full_path`` the path."""
+    rows = [entry_cells(e, str((e.get("path") if full_path else None) or e.get("name") or e.get("file_name") or ""))
+            for e in entries]
+    return table(rows, right=(1,))
+
+
+def report_error(exc: ClientError) -> None:
+    """The error's message on stderr, for people (``--json`` output says it on stdout as well)."""
+    print(f"dbx: error: {printable(exc.message)}", file=sys.stderr, flush=True)

@@ -49,6 +49,7 @@ class UploadOptions(TransferOptions):
     limit_rate: float | None = None  # bytes per second over all chunks
     wait_timeout: float = 600.0  # seconds to wait for the gateway to finish after the last chunk
     name: str | None = None  # the file name on the server; default: the local base name
+    place: dict = field(default_factory=dict)  # where in the tree, how a taken name is met: path or parent_id, mode
 
 
 @dataclass
@@ -68,6 +69,7 @@ class UploadResult:
     resumed: bool = False  # an earlier, unfinished upload of this file was continued
     already_uploaded: bool = False  # this file (same name and content) was already uploaded
     deduplicated: bool = False  # a new file whose content this user already had: no bytes moved
+    remote_path: str | None = None  # where it is in the tree (contract v1.2), as the gateway says
     seconds: float = 0.0
 
     def to_json(self) -> dict:
@@ -422,6 +424,7 @@ class Upload:
         result.chunks_sent, result.bytes_sent = self.stats.chunks_sent, self.stats.bytes_sent
         result.chunk_retries = self.stats.retries
         result.status = obj.get("status", "")
+        result.remote_path = obj.get("path", result.remote_path)
         if result.status == FileStatus.FAILED:
             raise _failed_error(self.name, result.file_id, self.local.path, obj.get("failure_reason"))
         if result.chunks_sent:
@@ -488,7 +491,7 @@ async def upload_file(client: GatewayClient, path: str, options: UploadOptions, 
         raise NotFound(f"cannot read {path}: {exc.strerror}", code="local_unreadable") from None
     try:
         local = LocalFile(path, fd, size, chunk_size, chunk_fps)
-        metadata = claim(name, size, file_fp, chunk_size, chunk_fps, file_type)
+        metadata = {**claim(name, size, file_fp, chunk_size, chunk_fps, file_type), **options.place}
         result = await Upload(client, local, metadata, options).run()
     finally:
         os.close(fd)

@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 
 
 # Settings where 0 means "off" or "at once", and nothing below 0 means anything.
-NON_NEGATIVE = ("login_address_rate", "signup_rate", "user_quota_bytes", "max_files_per_user",
+NON_NEGATIVE = ("signup_rate", "user_quota_bytes", "max_files_per_user",
                 "max_uploads_in_progress", "part_events_delay", "reconcile_recheck", "share_window")
 
 
@@ -56,19 +56,21 @@ class Config:
 
     jwt_secret: str = ""
     token_ttl: int = 3600
+    # How long a session may be kept going by renewing its tokens in use, seconds since the log-in.
+    session_max_age: int = 30 * 24 * 3600
     events_token: str = ""
 
     # Login throttling (gateway/core/accounts.py): wrong passwords one username may have within
     # login_window seconds; the next attempt, right or wrong, is refused (429) until the window passes.
     login_failures: int = 5
     login_window: int = 300
-    # Failures (on any usernames) one client address may have within login_window before every login
-    # from it waits login_address_delay seconds first: slowed down, not refused (NAT); login_address_rate refuses.
+    # Failures (on any usernames) one client address may have within login_window before its password
+    # checks are paced (gateway/core/pacing.py): at most login_address_checks in flight at once per
+    # gateway process, a wrong one holding its slot login_address_delay seconds; slowed down, never
+    # refused (NAT): at most checks/delay guesses a second per process.
     login_address_failures: int = 30
     login_address_delay: float = 2.0
-    # Failed logins one client address may make per minute, on any usernames; past it every login
-    # from that address answers 429 for a minute (a guessing rate, not a slow-down); 0: off.
-    login_address_rate: int = 30
+    login_address_checks: int = 4
     # Who may sign up (POST /dropbox/v1/users): "open" (anyone), "invite" (with an invitation code
     # from python -m gateway.admin invite) or "closed" (only the admin command creates accounts).
     signup: str = "open"
@@ -172,6 +174,8 @@ class Config:
         negative = [name for name in NON_NEGATIVE if getattr(self, name) < 0]
         if negative:
             raise ConfigError(f"{', '.join(f'GATEWAY_{name.upper()}' for name in negative)} must not be negative")
+        if self.token_ttl < 1 or self.session_max_age < 1:
+            raise ConfigError("GATEWAY_TOKEN_TTL and GATEWAY_SESSION_MAX_AGE must be at least 1")
         if self.reconcile_batch < 1 or self.share_limit < 1:
             raise ConfigError("GATEWAY_RECONCILE_BATCH and GATEWAY_SHARE_LIMIT must be at least 1")
         if self.max_file_size > self.chunk_size * MAX_CHUNKS:
@@ -180,8 +184,9 @@ class Config:
             )
         if self.header_timeout <= 0 or self.body_timeout <= 0:
             raise ConfigError("GATEWAY_HEADER_TIMEOUT and GATEWAY_BODY_TIMEOUT must be more than 0 seconds")
-        if self.login_failures < 1 or self.login_address_failures < 1 or self.login_window < 1:
-            raise ConfigError("GATEWAY_LOGIN_FAILURES, GATEWAY_LOGIN_ADDRESS_FAILURES and GATEWAY_LOGIN_WINDOW must be at least 1")
+        if min(self.login_failures, self.login_address_failures, self.login_window, self.login_address_checks) < 1:
+            raise ConfigError("GATEWAY_LOGIN_FAILURES, GATEWAY_LOGIN_ADDRESS_FAILURES, GATEWAY_LOGIN_WINDOW and "
+                              "GATEWAY_LOGIN_ADDRESS_CHECKS must be at least 1")
         if not 0 <= self.login_address_delay <= 60:
             raise ConfigError("GATEWAY_LOGIN_ADDRESS_DELAY must be from 0 to 60 seconds")
         self.trusted_proxy_networks  # noqa: B018 - a bad address fails at start, not on a request

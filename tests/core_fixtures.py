@@ -8,6 +8,7 @@ and queries are tested on both engines.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, UTC
@@ -39,6 +40,31 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+class Delays:
+    """A sleep that ends when the test says (a pacer's delay): ``end()`` ends every one begun so far,
+    as the passing of one delay's time would; ``until_begun(n)`` waits for the ``n``th to begin."""
+
+    def __init__(self) -> None:
+        self.begun = 0
+        self._ended = asyncio.Event()
+        self._changed = asyncio.Condition()
+
+    async def sleep(self, seconds: float) -> None:
+        ended = self._ended
+        async with self._changed:
+            self.begun += 1
+            self._changed.notify_all()
+        await ended.wait()
+
+    def end(self) -> None:
+        self._ended.set()
+        self._ended = asyncio.Event()
+
+    async def until_begun(self, n: int) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: self.begun >= n), timeout=60)
 
 
 def core_config(**overrides) -> Config:

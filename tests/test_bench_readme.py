@@ -35,7 +35,7 @@ def test_blocks_are_found_by_their_markers_only():
     from bench.__main__ import BENCHMARKS
 
     assert {command.split()[0] for command in blocks(README.read_text())} <= set(BENCHMARKS)
-    assert "download --size 256 --runs 5" in blocks(README.read_text())
+    assert "download --size 256 --runs 5 --other-cdn {581ab1d}" in blocks(README.read_text())
 
 
 def test_a_revision_is_exported_for_the_run_and_removed_after():
@@ -51,9 +51,13 @@ def test_a_revision_is_exported_for_the_run_and_removed_after():
 
 
 def test_tables_are_padded_again_after_a_path_became_a_name():
-    text = "title\n| a   | b |\n| --- | - |\n| /tmp/x/zz | 1 |\n| c   | 22 |\nafter\n| alone |"
+    text = "title\n| a   | b |\n| --- | - |\n| /tmp/x/zz | 1 |\n| c   | - |\nafter\n| alone |"
     assert realign(text.replace("/tmp/x/", "")) == (
-        "title\n| a  | b  |\n| -- | -- |\n| zz | 1  |\n| c  | 22 |\nafter\n| alone |"
+        "title\n| a  | b |\n| -- | - |\n| zz | 1 |\n| c  | - |\nafter\n| alone |"
+    )
+    wide = "| name | counted |\n| ---- | ------- |\n| /tmp/x/a long name | - |"
+    assert realign(wide.replace("/tmp/x/", "")) == (
+        "| name        | counted |\n| ----------- | ------- |\n| a long name | -       |"
     )
 
 

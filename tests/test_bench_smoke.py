@@ -23,14 +23,14 @@ PRINTS = {
         ("upload: dbx", "upload: boto3 upload_file, in this process", "upload: boto3 upload_file + SHA-256",
          "client peak memory"),
     ),
-    "download": (("download of a", "CDN hit"), ()),
+    "download": (("Download of a", "CDN hit", "CDN miss", "direct store GET"), ()),
     "control": (
         ("Control path:", "Permission and metadata cache", "Small files:"),
         ("POST /dropbox/v1/files", "POST .../upload-urls", "GET /dropbox/v1/files/{id}, owner, cache off",
          "POST /dropbox/v1/files, inline 4 KiB", "boto3 put_object, 4 KiB"),
     ),
     "cluster": (
-        ("Control path at scale:",),
+        ("Control path at scale:", "PostgreSQL statements/request", "Redis commands/request"),
         ("GET /dropbox/v1/files/{id}, owner: 1 gateway, SQLite",
          "GET /dropbox/v1/files/{id}, owner: 2 gateways, PostgreSQL, balancer"),
     ),
@@ -47,10 +47,15 @@ PRINTS = {
 }
 
 
+# Options a smoke run adds to the benchmark's smoke sizes (what else it prints is checked too).
+EXTRA = {"cluster": ["--top-statements", "3"]}
+
+
 def smoke_run(name: str) -> str:
     """``python -m bench --smoke NAME``'s output; fails the test with its errors unless it exits 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", name], cwd=REPO, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "bench", "--smoke", name, *EXTRA.get(name, [])], cwd=REPO, capture_output=True,
+        text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -73,6 +78,10 @@ def test_the_benchmark_prints_its_figures(name):
         assert figure is not None, f"no figure in the {row!r} row of:\n{out}"
         median, low, high = (float(v.replace(",", "")) for v in figure.groups())
         assert low <= median <= high
+    if name == "cluster":  # the servers counted work for every request on the cluster (and the reads used Redis)
+        counted = line_with(out, "GET /dropbox/v1/files/{id}, owner: 2 gateways").split("|")[-3:-1]
+        assert all(float(count) > 0 for count in counted), counted
+        assert "POST /dropbox/v1/files, 2 gateways: the 3 most frequent PostgreSQL statements" in out
     if name == "control":  # the cached reads and both sides of the small files answered every request
         for row in ("GET /dropbox/v1/files/{id}, owner, cache on", "inline 4 KiB", "boto3 put_object, 4 KiB"):
             assert re.search(r"\| 0 +\|", line_with(out, row)), line_with(out, row)
@@ -97,3 +106,11 @@ def test_the_readme_figures_are_regenerated_in_place(tmp_path):
     for label in ("\nrun: ", " UTC, commit ", "CDN hit", "at the end"):
         assert label in text
     assert regenerate(["control"], readme) == 1  # no block of it: said, not silently done
+
+
+def test_the_download_benchmark_times_another_checkouts_cdn_tier_in_the_same_runs():
+    result = subprocess.run([sys.executable, "-m", "bench", "download", "--size", "9", "--runs", "2", "--other-cdn",
+                             str(REPO)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for kind in ("miss", "hit"):
+        assert re.search(r"\| \d\.\d\dx \(min", line_with(result.stdout, f"CDN {kind}, tier of {REPO}"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -154,16 +155,20 @@ async def test_another_users_url_for_the_same_content_is_a_hit_on_one_cached_cop
     assert len(all_cache_files(cdn) - before) == 3  # one file per slice, not per URL
 
 
-@pytest.fixture
-async def gated_cdn(store, cdn_config, tmp_path):
-    """Another CDN tier, reading the store through a gate (tests/gates.py): the test holds its store
-    requests and counts every one that reaches the store."""
+@contextlib.asynccontextmanager
+async def gated_cdn_tier(store, cdn_config, tmp_path, template: str | None = None):
+    """Another CDN tier (from ``template``, if given), reading the store through a gate
+    (tests/gates.py): the test holds its store requests and counts every one that reaches the store."""
     gate = await Gate(store.endpoint, methods=("GET",)).start()
     env = cdn_environment(store, cdn_config.cdn_secret, GATEWAY_S3_ENDPOINT=gate.url)
-    gated = start_local_cdn(tmp_path / "cdn", env, free_port(), workers="2")
-    yield gated, gate
-    gated.stop()
-    await gate.stop()
+    try:
+        gated = start_local_cdn(tmp_path / "cdn", env, free_port(), workers="2", template=template)
+        try:
+            yield gated, gate
+        finally:
+            gated.stop()
+    finally:
+        await gate.stop()
 
 
 async def send_get(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -176,17 +181,22 @@ async def send_get(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter
     return reader, writer
 
 
-async def read_answer(sent: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> tuple[int, bytes]:
-    """(status, body) of a GET sent by send_get (the server closes the connection after it)."""
+async def read_answer(sent: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> tuple[int, bytes, str]:
+    """(status, body, X-Request-Id) of a GET sent by send_get (the server closes the connection after it)."""
     reader, writer = sent
     answer = await reader.read()
     writer.close()
     head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+    request_id = re.search(rb"\r\nX-Request-Id: ([0-9a-f]+)", head, re.I)
+    return int(head.split()[1]), body, request_id[1].decode() if request_id else ""
 
 
-async def test_concurrent_misses_fetch_each_slice_from_the_store_once(content_store, cdn_config, gated_cdn):
-    gated, gate = gated_cdn
+async def test_concurrent_misses_fetch_each_slice_from_the_store_once(content_store, cdn_config, store, tmp_path):
+    async with gated_cdn_tier(store, cdn_config, tmp_path) as (gated, gate):
+        await concurrent_misses(content_store, cdn_config, gated, gate)
+
+
+async def concurrent_misses(content_store, cdn_config, gated, gate) -> None:
     data = os.urandom(BIG)
     fingerprint = await put_content(content_store, data)
     urls = [download_url(cdn_config, fingerprint, f"file-{i}.bin", "")[0].replace(cdn_config.cdn_url, gated.url)
@@ -200,7 +210,7 @@ async def test_concurrent_misses_fetch_each_slice_from_the_store_once(content_st
     downloads += [await send_get(url) for url in urls[1:]]
     gate.open()
     answers = [await read_answer(sent) for sent in downloads]
-    assert all(status == 200 and body == data for status, body in answers)
+    assert all(status == 200 and body == data for status, body, _ in answers)
     key = f"/{BUCKET}/{content_key(fingerprint)}"
     slices = [f"bytes={i * SLICE}-{(i + 1) * SLICE - 1}" for i in range(3)]
     assert sorted(gate.forwarded) == sorted(("GET", key, r) for r in slices)  # each slice once, nothing else
@@ -299,11 +309,17 @@ async def test_a_download_started_before_expiry_finishes_after_it(content_store,
     assert (await fetch(http, url))[0] == 403
 
 
-async def test_each_slice_of_a_miss_is_a_store_request_of_its_own_signed_as_it_goes_out(
+def store_fetches(cdn, request_id: str) -> list[dict]:
+    """The store requests of one download, by the first byte they asked for."""
+    fetches = cdn.log_entries(request_id, kind="store_fetch")
+    return sorted(fetches, key=lambda f: int(f["range"].removeprefix("bytes=").split("-")[0] or 0))
+
+
+async def test_each_slice_of_a_miss_is_a_store_request_of_its_own_signed_when_the_download_began(
     content_store, cdn_config, cdn, http
 ):
-    """A signature made once per download would go stale on a long miss (SigV4 allows 15 minutes
-    of clock skew): every slice is its own request to the store fetcher, signed there."""
+    """Within its first 10 minutes a download's slices go to the store straight from the edge,
+    under the signature made when the download began (SigV4 allows 15 minutes)."""
     data = os.urandom(BIG)
     fingerprint = await put_content(content_store, data)
     url, _ = download_url(cdn_config, fingerprint, "sliced.bin", "")
@@ -311,16 +327,47 @@ async def test_each_slice_of_a_miss_is_a_store_request_of_its_own_signed_as_it_g
     status, body, headers = await fetch(http, url)
     after = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + 1))
     assert (status, body == data) == (200, True)
-    fetches = cdn.log_entries(headers["X-Request-Id"], kind="store_fetch")
-    assert [(f["range"], f["status"], f["store_status"]) for f in fetches] == [
-        (f"bytes={i * SLICE}-{(i + 1) * SLICE - 1}", 206, "206") for i in range(3)
+    fetches = store_fetches(cdn, headers["X-Request-Id"])
+    assert [(f["via"], f["range"], f["store_status"]) for f in fetches] == [
+        ("edge", f"bytes={i * SLICE}-{min((i + 1) * SLICE, BIG) - 1}", "206") for i in range(3)
     ]
     assert len({f["fetch_id"] for f in fetches}) == 3
-    assert all(before <= f["signed_at"] <= after for f in fetches)
+    assert len({f["signed_at"] for f in fetches}) == 1 and before <= fetches[0]["signed_at"] <= after
     # A hit asks the store nothing.
     status, _, headers = await fetch(http, url)
     assert (status, cache_status(cdn, headers)) == (200, "HIT")
     assert not cdn.log_entries(headers["X-Request-Id"], kind="store_fetch", timeout=0.3)
+
+
+async def test_a_download_past_its_signing_window_gets_its_later_slices_through_the_fetcher(
+    content_store, cdn_config, store, tmp_path
+):
+    """The store refuses a signature more than 15 minutes old, and a download can take longer:
+    a slice asked for after the edge's window goes through the store fetcher, signed as it goes out.
+    Here the window is 0 seconds, and the store holds the first slice until the clock has left it."""
+    template = TEMPLATE_PATH.read_text().replace("set $edge_signing_seconds 600;", "set $edge_signing_seconds 0;")
+    assert template != TEMPLATE_PATH.read_text()
+    async with gated_cdn_tier(store, cdn_config, tmp_path, template) as (short, gate):
+        data = os.urandom(4 * SLICE + 1000)
+        fingerprint = await put_content(content_store, data)
+        url = download_url(cdn_config, fingerprint, "long.bin", "")[0].replace(cdn_config.cdn_url, short.url)
+        gate.hold_after(0)
+        download = await send_get(url)
+        await gate.holding(1)  # the first slice's store request: signed by now
+        signed_by = int(time.time())
+        while int(time.time()) <= signed_by + 1:
+            await asyncio.sleep(0.1)  # waiting for the clock itself, not for the machine
+        gate.open()
+        status, body, request_id = await read_answer(download)
+        assert (status, hashlib.sha256(body).digest()) == (200, hashlib.sha256(data).digest())
+        fetches = store_fetches(short, request_id)
+    assert [(f["via"], f["range"], f["store_status"]) for f in fetches] == [
+        ("edge" if i == 0 else "fetcher", f"bytes={i * SLICE}-{(i + 1) * SLICE - 1}", "206") for i in range(5)
+    ]
+    later = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(signed_by + 2))
+    assert fetches[0]["signed_at"] <= time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(signed_by))
+    assert all(f["signed_at"] >= later for f in fetches[1:])  # each signed as it went out
+    assert len({f["fetch_id"] for f in fetches}) == 5
 
 
 async def test_range_requests_on_a_miss_fetch_only_their_slices(content_store, cdn_config, cdn, http):
@@ -372,6 +419,15 @@ async def test_a_whole_multi_slice_file_on_a_miss(content_store, cdn_config, cdn
     assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
     status, body, headers = await fetch(http, url, method="HEAD")
     assert (status, body, headers["Content-Length"]) == (200, b"", str(BIG))
+
+
+async def test_a_head_on_a_miss_is_signed_as_the_get_the_cache_sends(content_store, cdn_config, cdn, http):
+    data = os.urandom(SLICE + 10)
+    fingerprint = await put_content(content_store, data)
+    url, _ = download_url(cdn_config, fingerprint, "head.bin", "")
+    status, body, headers = await fetch(http, url, method="HEAD")
+    assert (status, body, headers["Content-Length"], cache_status(cdn, headers)) == (200, b"", str(len(data)), "MISS")
+    assert {f["store_status"] for f in store_fetches(cdn, headers["X-Request-Id"])} == {"206"}
 
 
 async def test_an_empty_file(content_store, cdn_config, cdn, http):

@@ -42,6 +42,7 @@ def njs(tmp_path_factory):
         "    location = /healthz { return 200 ok; }\n"
         "    location = /sigv4 { js_content harness.sigv4Authorization; }\n"
         "    location = /edge { js_content harness.edgeSignature; }\n"
+        "    location = /window { js_content harness.signingWindow; }\n"
         "}\n"
     )
     (state / "nginx.conf").write_text(main_config(state, "1", js_module()))
@@ -127,3 +128,13 @@ def test_the_edge_signature_is_the_gateways(njs, expires, path, ascii_name, type
     for secret in ("test-cdn-secret", "0123456789abcdef" * 4):
         ours = njs("edge", secret=secret, expires=expires, path=path, ascii_name=ascii_name, type=type)
         assert ours == signature(secret, int(expires), path, ascii_name, type)
+
+
+def test_the_edge_signs_for_a_window_of_seconds_from_the_second_before(njs):
+    """The seconds in which the edge sends a download's slices to the store under the signature it
+    made at the download's start (cdn/nginx.conf.template finds the current one in this list)."""
+    signed = int(datetime.datetime(2026, 12, 4, 16, 19, 11, tzinfo=datetime.UTC).timestamp())
+    assert njs("window", signedAt="20261204T161911Z", window=2) == " ".join(str(signed + i) for i in range(-1, 3))
+    assert njs("window", signedAt="20261204T161911Z", window=0) == f"{signed - 1} {signed}"
+    assert njs("window", signedAt="20261204T161911Z", window=-1) == ""
+    assert len(njs("window", signedAt="19991231T235959Z", window=600).split()) == 602

@@ -238,3 +238,87 @@ async def test_a_page_of_entries_starts_at_the_cursor_in_the_index_order(core):
             await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
             plan = "\n".join(row[0] for row in (await conn.exec_driver_sql("EXPLAIN " + statement)).all())
             assert "Index Scan using nodes_entries" in plan and "Sort" not in plan, plan
+
+
+async def check_tree(core, owner: int) -> None:
+    """What must hold of a tree after any sequence of changes."""
+    rows = await core.db.fetchall(
+        "SELECT id, kind, parent_id, name_key, deleted_at, replaced_by, trashed_with FROM nodes WHERE owner_id = :o",
+        {"o": owner})
+    by_id = {row["id"]: row for row in rows}
+    live = [row for row in rows if row["deleted_at"] is None and row["replaced_by"] is None]
+    places = [(row["parent_id"], row["name_key"]) for row in live]
+    assert len(places) == len(set(places)), "two live entries share a name in one folder"
+    for row in live:
+        seen, parent = set(), row["parent_id"]
+        while parent != "root":  # up to the root, through live folders only, never round in a circle
+            assert parent not in seen and parent in by_id, (row, parent)
+            seen.add(parent)
+            folder = by_id[parent]
+            assert folder["kind"] == FOLDER and folder["deleted_at"] is None, (row, folder)
+            parent = folder["parent_id"]
+    for row in rows:
+        if row["trashed_with"] is not None:
+            assert by_id[row["trashed_with"]]["trashed_with"] == row["trashed_with"], row
+    files = {r["id"] for r in await core.db.fetchall("SELECT id FROM files WHERE owner_id = :o", {"o": owner})}
+    assert {row["id"] for row in rows if row["kind"] == FILE} <= files, "a file node without its file"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_changes_keep_the_tree_whole(core, memory_store, seed):
+    """A seeded run of random changes (names drawn from a few, in several cases, so they collide), the
+    tree's invariants checked after each: unique names per folder, no cycle, nothing live under a
+    trashed folder, trash entries whole, every file node with its file."""
+    from gateway.core.errors import CannotChangeRoot, NodeNotFound
+
+    rng = random.Random(seed)
+    alice = await new_user(core, "alice")
+    names = ["a", "A", "b", "report.txt", "REPORT.TXT", "é", "e\u0301"]
+    refused = (NameTaken, Cycle, NodeNotFound, CannotChangeRoot, FileNotFound)
+
+    async def live(kind: str | None = None) -> list[dict]:
+        query = "SELECT id, kind FROM nodes WHERE owner_id = :o AND deleted_at IS NULL AND replaced_by IS NULL"
+        return [row for row in await core.db.fetchall(query, {"o": alice}) if kind in (None, row["kind"])]
+
+    for _ in range(60):
+        folders = ["root"] + [row["id"] for row in await live(FOLDER)]
+        nodes = await live()
+        trash, _ = await core.tree.trash_page(alice, 1000, None)
+        action = rng.choice(["mkdir", "mkdir", "upload", "move", "rename", "trash", "restore", "purge"])
+        try:
+            if action == "mkdir":
+                await core.namespace.make_folder(alice, rng.choice(folders), rng.choice(names), autorename=rng.random() < 0.5)
+            elif action == "upload":
+                target = Target(parent_id=rng.choice(folders), mode=rng.choice(["add", "overwrite"]))
+                data = os.urandom(rng.randrange(1, 50))
+                file_id, _ = await core.uploads.start(alice, claim_for(data, rng.choice(names)), target)
+                if (await core.files.readable(alice, file_id))[0]["status"] == "uploading":
+                    await send_chunks(core, memory_store, alice, file_id, data)
+                    await core.uploads.finish(alice, file_id)
+            elif action in ("move", "rename") and nodes:
+                node = rng.choice(nodes)
+                await core.tree.move(alice, node["id"], node["kind"], autorename=rng.random() < 0.5,
+                                     name=rng.choice(names) if action == "rename" else None,
+                                     parent_id=rng.choice(folders) if action == "move" else None)
+            elif action == "trash" and nodes:
+                node = rng.choice(nodes)
+                await core.tree.trash(alice, node["id"], node["kind"])
+            elif action in ("restore", "purge") and trash:
+                entry = rng.choice(trash).node["id"]
+                await (core.tree.restore(alice, entry) if action == "restore" else core.tree.delete_for_good(alice, entry))
+        except refused:
+            pass
+        await check_tree(core, alice)
+
+
+async def test_a_share_racing_the_trash_never_outlives_it(gateways, memory_store):
+    """A share (or a link) made on one gateway while another trashes the file either lands first and is
+    ended by the trash, or finds the file trashed: the trash never keeps a share (both engines)."""
+    first, second = gateways
+    alice, _ = await new_user(first, "alice"), await new_user(first, "bob")
+    for n in range(6):
+        file_id = await uploaded(first, memory_store, alice, os.urandom(100 + n), f"race-{n}.txt")
+        await asyncio.gather(first.tree.trash(alice, file_id, FILE), second.sharing.share(alice, file_id, ["bob"]),
+                             second.links.create(alice, file_id, None, None), return_exceptions=True)
+        assert await first.db.fetchval("SELECT count(*) FROM shares WHERE file_id = :f", {"f": file_id}) == 0
+        assert await first.db.fetchval("SELECT count(*) FROM links WHERE file_id = :f", {"f": file_id}) == 0

@@ -2,18 +2,21 @@
 
 Per username: after ``login_failures`` wrong passwords, 429 ``too_many_attempts``
 with Retry-After, the right password too, unknown usernames alike. Per client
-address: slowed down, never refused. The counters live in the database, so a
-second gateway on it throttles the same.
+address: past its failures its password checks are paced (a few slots, each
+failed check holding one for the delay), never refused. The counters live in
+the database, so a second gateway on it throttles the same; the pacing's
+slots are each process's. Delays end when a test says (tests/core_fixtures.py's
+Delays): the tests count checks made, not seconds.
 """
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from storage.embedded import free_port
 from tests.app_fixtures import make_app as make_gateway  # noqa: F401 - the gateway in-process, its clock moved by the tests
+from tests.core_fixtures import Delays
 from tests.harness import Api
 
 TOKENS = "/dropbox/v1/tokens"
@@ -99,23 +102,6 @@ async def test_the_counts_hold_across_gateways_on_one_database(make_gateway, htt
     await assert_throttled(on_first, alice.username, PASSWORD, window=300)
 
 
-async def test_an_address_failing_on_many_usernames_is_slowed_down_but_never_refused(make_gateway, http):
-    delay = 0.6
-    gateway = await make_gateway(login_address_failures=4, login_address_delay=delay)
-    api = Api(http, gateway.url)
-    users = [await api.signup(password=PASSWORD) for _ in range(2)]
-    # Spraying one password over many usernames: one failure each, never enough to throttle a username.
-    for n in range(5):
-        assert (await api.post(TOKENS, json=credentials(f"sprayed-{n}", "password1"))).status == 401
-    for user in users:  # people behind the same address still log in...
-        started = time.monotonic()
-        assert (await api.post(TOKENS, json=credentials(user.username, PASSWORD))).status == 200
-        assert time.monotonic() - started >= delay  # ...after waiting
-    started = time.monotonic()
-    assert (await api.post(TOKENS, json=credentials("sprayed-9", "password1"))).status == 401
-    assert time.monotonic() - started >= delay
-
-
 async def test_x_forwarded_for_names_the_client_only_behind_a_trusted_proxy(make_gateway, http):
     async def failure_keys(gateway, forwarded_for: str) -> set[str]:
         api = Api(http, gateway.url)
@@ -170,29 +156,75 @@ def from_address(address: str) -> dict:
     return {"X-Forwarded-For": address}
 
 
-async def test_an_address_guessing_faster_than_its_rate_is_refused_for_a_minute_and_no_other(make_gateway, http):
-    gateway = await make_gateway(login_address_rate=5, trusted_proxies="127.0.0.1")
+def count_checks(monkeypatch) -> list[bool]:
+    """The password checks the gateway makes from now on, each one's result (the guesses it answers)."""
+    import gateway.core.accounts as accounts
+
+    made: list[bool] = []
+    verify = accounts.verify_password
+
+    async def counted(password: str, stored: str | None) -> bool:
+        made.append(await verify(password, stored))
+        return made[-1]
+
+    monkeypatch.setattr(accounts, "verify_password", counted)
+    return made
+
+
+async def paced_gateway(make_gateway, failures: int, checks: int) -> tuple[object, Delays]:
+    """A gateway that paces an address past ``failures``, its delays ended by the test."""
+    gateway = await make_gateway(login_address_failures=failures, login_address_checks=checks,
+                                 trusted_proxies="127.0.0.1")
+    delays = Delays()
+    gateway.core.accounts.pacer.sleep = delays.sleep
+    return gateway, delays
+
+
+async def answered(tasks: list[asyncio.Task], count: int) -> None:
+    """Wait until ``count`` of ``tasks`` are done."""
+    while sum(task.done() for task in tasks) < count:
+        await asyncio.wait([task for task in tasks if not task.done()], return_when=asyncio.FIRST_COMPLETED, timeout=60)
+
+
+async def test_sixty_connections_guessing_from_one_address_get_its_slots_per_delay_and_a_right_password_gets_in(
+        make_gateway, http, monkeypatch):
+    """The review's attack: 60 concurrent connections from one address, one guess per username. Past the
+    address's failures each wrong check holds one of its 2 slots for the delay: 2 guesses per delay (1 a
+    second with the default 2 s) instead of 17.2 a second. Nothing is refused: a right password from the
+    address waits its turn and gets in; another address is not held at all."""
+    gateway, delays = await paced_gateway(make_gateway, failures=3, checks=2)
     api = Api(http, gateway.url)
-    alice = await api.signup(password=PASSWORD)
+    alice, bob = await api.signup(password=PASSWORD), await api.signup(password=PASSWORD)
+    checks = count_checks(monkeypatch)
     guesser, neighbour = from_address("198.51.100.7"), from_address("203.0.113.9")
-    for n in range(5):  # one guess per username: never enough for the per-username limit
-        answer = await api.post(TOKENS, json=credentials(f"victim-{n}", "password1"), headers=guesser)
-        assert answer.status == 401, answer.body
-    refused = await api.post(TOKENS, json=credentials("victim-9", "password1"), headers=guesser)
-    assert refused.status == 429 and refused.body["error"]["code"] == "too_many_attempts"
-    assert "this address" in refused.body["error"]["message"]
-    assert 1 <= int(refused.headers["Retry-After"]) <= 60
-    # Nothing tells the right password from a guess before checking it, which is the guess itself.
-    assert (await api.post(TOKENS, json=credentials(alice.username, PASSWORD), headers=guesser)).status == 429
-    assert (await api.post(TOKENS, json=credentials(alice.username, PASSWORD), headers=neighbour)).status == 200
-    assert (await api.post(TOKENS, json=credentials("victim-9", "password1"), headers=neighbour)).status == 401
-    gateway.clock.advance(61)
+    for n in range(3):  # one guess per username: never enough for the per-username limit
+        assert (await api.post(TOKENS, json=credentials(f"victim-{n}", "password1"), headers=guesser)).status == 401
+    assert len(checks) == 3 and delays.begun == 0, "not paced yet"
+
+    guesses = [asyncio.create_task(api.post(TOKENS, json=credentials(f"victim-{n}", "password1"), headers=guesser))
+               for n in range(3, 63)]
+    await delays.until_begun(2)
+    # Both slots are held in their delay: the neighbour is not behind them, and is not paced.
+    assert (await api.post(TOKENS, json=credentials(bob.username, PASSWORD), headers=neighbour)).status == 200
+    assert (await api.post(TOKENS, json=credentials("victim-1", "password1"), headers=neighbour)).status == 401
+    assert len(checks) == 3 + 2 + 2 and delays.begun == 2
+    right = asyncio.create_task(api.post(TOKENS, json=credentials(alice.username, PASSWORD), headers=guesser))
+    for delay in range(1, 31):
+        await delays.until_begun(2 * delay)
+        assert len(checks) == 3 + 2 * delay + 2, "2 guesses a delay, whatever the number of connections"
+        assert sum(task.done() for task in guesses) == 2 * (delay - 1)
+        delays.end()
+    answer = await right
+    assert answer.status == 200, "the right password, behind 60 guesses, is answered as soon as it is checked"
+    assert all(task.result().status == 401 for task in guesses) and delays.begun == 60
+    # Still paced (for the window), and never refused: a right password in no queue waits no delay.
     assert (await api.post(TOKENS, json=credentials(alice.username, PASSWORD), headers=guesser)).status == 200
+    assert delays.begun == 60
 
 
-async def test_right_passwords_spend_nothing_of_the_addresss_rate(make_gateway, http):
-    """An office behind one NAT address: its people logging in all day never come near the limit."""
-    gateway = await make_gateway(login_address_rate=3)
+async def test_right_passwords_count_nothing_against_the_address(make_gateway, http, monkeypatch):
+    """An office behind one NAT address: its people logging in all day never make it paced."""
+    gateway, delays = await paced_gateway(make_gateway, failures=3, checks=1)
     api = Api(http, gateway.url)
     people = [await api.signup(password=PASSWORD) for _ in range(3)]
     for _ in range(4):
@@ -200,16 +232,34 @@ async def test_right_passwords_spend_nothing_of_the_addresss_rate(make_gateway, 
             assert (await api.post(TOKENS, json=credentials(person.username, PASSWORD))).status == 200
     for n in range(3):
         assert (await api.post(TOKENS, json=credentials(people[n].username, "a typo"))).status == 401
-    assert (await api.post(TOKENS, json=credentials(people[0].username, "a typo"))).status == 429
+    assert delays.begun == 0
+    typo = asyncio.create_task(api.post(TOKENS, json=credentials(people[0].username, "a typo")))
+    await delays.until_begun(1)  # the 4th failure: paced
+    delays.end()
+    assert (await typo).status == 401
+    gateway.clock.advance(301)  # the window after it has passed
+    for n in range(3):
+        assert (await api.post(TOKENS, json=credentials(people[n].username, "a typo"))).status == 401
+    assert delays.begun == 1
 
 
 @pytest.mark.every_engine  # concurrent transactions
-async def test_concurrent_guesses_from_one_address_cannot_outrun_its_rate(make_gateway, http):
-    """The review's attack: many connections from one address guessing at once, on many usernames."""
-    gateway = await make_gateway(login_address_rate=5)
+async def test_concurrent_guesses_from_one_address_cannot_outrun_its_count(make_gateway, http, monkeypatch):
+    """20 guesses at once: the address's first 5 are checked at once, every later one is paced."""
+    gateway, delays = await paced_gateway(make_gateway, failures=5, checks=1)
+    checks = count_checks(monkeypatch)
     api = Api(http, gateway.url)
-    guesses = [api.post(TOKENS, json=credentials(f"someone-{n}", "password1")) for n in range(20)]
-    statuses = sorted(answer.status for answer in await asyncio.gather(*guesses))
-    assert statuses == [401] * 5 + [429] * 15
-    gateway.clock.advance(61)
+    guesses = [asyncio.create_task(api.post(TOKENS, json=credentials(f"someone-{n}", "password1")))
+               for n in range(20)]
+    await answered(guesses, 5)
+    await delays.until_begun(1)
+    assert len(checks) == 6 and sum(task.done() for task in guesses) == 5
+    for delay in range(2, 16):
+        delays.end()
+        await delays.until_begun(delay)
+        assert len(checks) == 5 + delay
+    delays.end()
+    assert sorted(answer.status for answer in await asyncio.gather(*guesses)) == [401] * 20
+    gateway.clock.advance(301)
     assert (await api.post(TOKENS, json=credentials("someone-0", "password1"))).status == 401
+    assert delays.begun == 15, "the pacing ends with the window"

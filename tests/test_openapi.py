@@ -43,6 +43,8 @@ CONTRACT_STATUSES = {
     ("post", "/dropbox/v1/tokens"): {"200", "400", "401", "429"},
     ("get", "/dropbox/v1/users/me"): {"200", "401"},
     ("delete", "/dropbox/v1/tokens/current"): {"204", "401"},
+    ("post", "/dropbox/v1/tokens/current/renew"): {"200", "401"},
+    ("get", "/dropbox/v1/files/{file_id}/shares"): {"200", "401", "404"},
     ("put", "/dropbox/v1/users/me/password"): {"204", "400", "401", "403", "429"},
     ("get", "/dropbox/v1/config"): {"200"},
     ("get", "/dropbox/v1/openapi.json"): {"200"},

@@ -40,7 +40,7 @@ async def test_schemathesis_finds_nothing(make_gateway, http, tmp_path, pytestco
     # changes (always with a wrong current password) must not lock the user out of its token.
     # The embedded store's event path is documented: the gateway serves it, as on the local stack.
     gateway = await make_gateway(chunk_size=5 * 1024 * 1024, login_failures=1_000_000,
-                                 login_address_failures=1_000_000, login_address_rate=0, signup_rate=0,
+                                 login_address_failures=1_000_000, signup_rate=0,
                                  store_part_events=True)
     user = await Api(http, gateway.url).signup(password=PASSWORD)
     schemathesis = Path(sys.executable).parent / "schemathesis"

@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, UTC
 
+import jwt
 import pytest
 
+from gateway.core.clock import parse_stamp
 from gateway.core.sessions import CLOCK_SKEW_ALLOWANCE
+from gateway.core.tokens import token_time
 from tests.app_fixtures import app_gateway as gateway, make_app as make_gateway  # noqa: F401 - in-process
 from tests.core_fixtures import new_user
 from tests.harness import Api, upload
@@ -60,6 +63,84 @@ async def test_log_out_needs_a_valid_token(api: Api):
     assert (await api.delete(CURRENT, token="not-a-token")).body["error"]["code"] == "invalid_token"
     wrong_method = await api.get(CURRENT)
     assert wrong_method.status == 405 and wrong_method.headers["Allow"] == "DELETE"
+
+
+# -- renewal: a session in use goes on ----------------------------------------------------------
+
+RENEW = "/dropbox/v1/tokens/current/renew"
+
+
+def claims_of(token: str | None) -> dict:
+    return jwt.decode(token or "", options={"verify_signature": False})
+
+
+async def test_a_token_in_use_is_renewed_within_its_session(api: Api):
+    alice = await api.signup(password=PASSWORD)
+    answer = await alice.post(RENEW)
+    assert answer.status == 200, answer.body
+    assert answer.body["token_type"] == "Bearer" and answer.body["expires_in"] == 3600
+    renewed = alice.as_user(answer.body["access_token"])
+    first, second = claims_of(alice.token), claims_of(renewed.token)
+    assert second["jti"] != first["jti"] and second["sid"] == first["sid"] == first["jti"]
+    assert second["sat"] == first["sat"] and second["exp"] >= first["exp"]
+    # The token renewed goes on working until it expires (a request on its way, another tab holding it).
+    assert (await alice.get(ME)).status == 200 and (await renewed.get(ME)).status == 200
+    assert (await (renewed.as_user((await renewed.post(RENEW)).body["access_token"])).get(ME)).status == 200
+
+
+async def test_log_out_ends_every_token_of_the_session_and_only_that_session(api: Api):
+    alice = await api.signup(password=PASSWORD)
+    renewed = alice.as_user((await alice.post(RENEW)).body["access_token"])
+    laptop = await log_in(api, alice.username)
+    assert (await renewed.delete(CURRENT)).status == 204
+    for token in (alice, renewed):
+        assert_revoked(await token.get(ME))
+        assert_revoked(await token.post(RENEW))
+    assert (await laptop.get(ME)).status == 200
+    assert (await laptop.post(RENEW)).status == 200
+
+
+async def test_a_password_change_ends_renewed_tokens_too(api: Api):
+    alice = await api.signup(password=PASSWORD)
+    renewed = alice.as_user((await alice.post(RENEW)).body["access_token"])
+    assert (await change_password(alice, PASSWORD, NEW_PASSWORD)).status == 204
+    assert_revoked(await renewed.get(ME))
+    assert_revoked(await renewed.post(RENEW))
+
+
+async def test_renewal_needs_a_live_token_and_ends_with_the_session(api: Api, gateway):
+    alice = await api.signup(password=PASSWORD)
+    assert (await api.post(RENEW)).body["error"]["code"] == "missing_token"
+    assert (await api.post(RENEW, token="not-a-token")).body["error"]["code"] == "invalid_token"
+    now = token_time()
+    base = {"sub": str(alice.user_id), "username": alice.username, "iss": "dropbox-gateway", "gen": 0,
+            "jti": "a-token-of-an-old-session", "sid": "an-old-session"}
+    expired = {**base, "iat": now - 100, "exp": now - 10, "sat": now - 100}
+    too_old = {**base, "iat": now - 10, "exp": now + 600, "sat": now - gateway.config.session_max_age}
+    answer = await api.post(RENEW, token=jwt.encode(expired, gateway.config.jwt_secret, algorithm="HS256"))
+    assert answer.status == 401 and answer.body["error"]["code"] == "token_expired"
+    old = jwt.encode(too_old, gateway.config.jwt_secret, algorithm="HS256")
+    answer = await api.post(RENEW, token=old)
+    assert answer.status == 401 and answer.body["error"]["code"] == "session_expired"
+    assert (await api.get(ME, token=old)).status == 200, "the token itself lives out its own expiry"
+    # A renewal near the session's end gives a token that ends with it.
+    nearly = {**too_old, "sat": now - gateway.config.session_max_age + 60}
+    answer = await api.post(RENEW, token=jwt.encode(nearly, gateway.config.jwt_secret, algorithm="HS256"))
+    assert answer.status == 200 and 0 < answer.body["expires_in"] <= 60
+    assert claims_of(answer.body["access_token"])["exp"] <= nearly["sat"] + gateway.config.session_max_age
+
+
+async def test_a_token_from_before_sessions_is_its_own_session(api: Api, gateway):
+    alice = await api.signup(password=PASSWORD)
+    now = token_time()
+    legacy = jwt.encode({"sub": str(alice.user_id), "username": alice.username, "iss": "dropbox-gateway", "gen": 0,
+                         "jti": "a-legacy-token", "iat": now, "exp": now + 600}, gateway.config.jwt_secret,
+                        algorithm="HS256")
+    renewed = (await api.post(RENEW, token=legacy)).body["access_token"]
+    assert claims_of(renewed)["sid"] == "a-legacy-token"
+    assert (await api.delete(CURRENT, token=renewed)).status == 204
+    assert_revoked(await api.get(ME, token=legacy))
+    assert (await alice.get(ME)).status == 200
 
 
 # -- password change --------------------------------------------------------------------------
@@ -165,7 +246,10 @@ async def test_revocations_are_kept_until_their_tokens_have_long_expired(core, c
     token = await core.accounts.log_in("alice", "correct horse battery")
     user = await core.sessions.authenticate(token.token)
     await core.sessions.log_out(user)
-    expiry = datetime.fromtimestamp(user.expires_at, UTC)
+    # Kept until the last token its session may have (one renewed at the log-out) has expired.
+    expiry = parse_stamp(await core.db.fetchval("SELECT expires_at FROM revoked_tokens"))
+    assert datetime.fromtimestamp(user.expires_at, UTC) <= expiry
+    assert expiry <= datetime.fromtimestamp(token_time() + core.config.token_ttl, UTC)
     clock.now = expiry + timedelta(seconds=CLOCK_SKEW_ALLOWANCE - 1)
     assert (await core.housekeeping())["revoked_tokens"] == 0
     clock.now = expiry + timedelta(seconds=CLOCK_SKEW_ALLOWANCE + 1)

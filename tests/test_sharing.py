@@ -77,12 +77,14 @@ async def test_permission_matrix_of_every_file_endpoint(make_gateway, http, cach
             expect("POST", f"{FILES}/{p}/complete", who, writes or 409),  # chunks missing
             expect("POST", f"{FILES}/share", who, writes or 200, {"file_id": d, "users": [friend.username]}),
             expect("DELETE", f"{FILES}/{d}/shares/{stranger.username}", who, writes or 204),
+            expect("GET", f"{FILES}/{d}/shares", who, writes or 200),
         ]
         # A file id that does not exist answers exactly as one that is not yours.
         if name != "anonymous":
             for path in (f"{FILES}/{missing_id}", f"{FILES}/{missing_id}/content"):
                 cases.append(expect("GET", path, who, 404))
             cases.append(expect("DELETE", f"{FILES}/{missing_id}", who, 404))
+            cases.append(expect("GET", f"{FILES}/{missing_id}/shares", who, 404))
             cases.append(expect("POST", f"{FILES}/share", who, 404, {"file_id": missing_id, "users": [friend.username]}))
         if name != "owner":
             cases.append(expect("DELETE", f"{FILES}/{d}", who, writes))
@@ -214,6 +216,9 @@ async def test_sharing_is_all_or_nothing_idempotent_and_not_with_yourself(make_g
     ghost = await owner.delete(f"{FILES}/{file_id}/shares/ghost-3")
     assert ghost.status == 404 and ghost.body["error"]["users"] == ["ghost-3"]
     assert (await share(owner, file_id, bob.username)).body["shared_with"] == [bob.username]
+    # Who has access now, as the owner reads it (the share dialog lists them).
+    listed = await owner.get(f"{FILES}/{file_id}/shares")
+    assert listed.status == 200 and listed.body == {"file_id": file_id, "shared_with": [bob.username]}
 
     for body in ({"file_id": file_id}, {"file_id": file_id, "users": []}, {"file_id": file_id, "users": "bob"},
                  {"users": [bob.username]}, {"file_id": file_id, "users": [3]}):

@@ -295,3 +295,63 @@ async def test_search_finds_own_folders_and_uploaded_files_by_part_of_the_name(g
 async def test_the_config_names_the_retention_times(gateway, http):
     config = (await Api(http, gateway.url).get("/dropbox/v1/config")).body
     assert config["trash_retention"] == config["version_retention"] == 30 * 24 * 3600
+
+
+async def test_the_trash_pages_newest_first_by_its_cursor(gateway, alice):
+    ids = []
+    for n in range(5):
+        ids.append((await put_file(alice, b"%d" % n, f"t{n}.txt"))["file_id"])
+        gateway.clock.advance(1)
+        assert (await alice.delete(f"{FILES}/{ids[-1]}")).status == 204
+    seen, cursor = [], None
+    while True:
+        page = await alice.get("/dropbox/v1/trash?limit=2" + (f"&cursor={cursor}" if cursor else ""))
+        assert page.status == 200 and len(page.body["entries"]) <= 2
+        seen += [entry["file_id"] for entry in page.body["entries"]]
+        cursor = page.body["cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    assert error_of(await alice.get("/dropbox/v1/trash?cursor=v1.own.1")) == (400, "invalid_cursor")
+
+
+async def test_every_tree_call_on_someone_elses_file_or_entry_is_404(gateway, http, alice):
+    bob = await Api(http, gateway.url).signup()
+    file = await put_file(alice, b"alice's", "mine.txt")
+    await put_file(alice, b"alice's 2", "mine.txt", mode="overwrite")
+    folder = await mkdir(alice, "/mine")
+    for answer in (
+        await bob.patch(f"{FILES}/{file['file_id']}", json={"name": "x"}),
+        await bob.get(f"{FILES}/{file['file_id']}/versions"),
+        await bob.post(f"{FILES}/{file['file_id']}/restore"),
+        await bob.post(f"{FILES}/{file['file_id']}/copy"),
+        await bob.post(FILES, json={**make_claim(b"b", CHUNK), "parent_id": folder["folder_id"]}),
+        await bob.post(f"/dropbox/v1/trash/{folder['folder_id']}/restore"),
+        await bob.delete(f"/dropbox/v1/trash/{folder['folder_id']}"),
+    ):
+        assert error_of(answer) == (404, "not_found"), answer.body
+    await alice.delete(f"{FOLDERS}/{folder['folder_id']}")
+    assert error_of(await bob.post(f"/dropbox/v1/trash/{folder['folder_id']}/restore")) == (404, "not_found")
+    assert (await bob.get("/dropbox/v1/trash")).body == {"entries": [], "cursor": None}
+    assert (await bob.get("/dropbox/v1/search?q=mine")).body == {"entries": []}
+
+
+async def test_a_file_whose_folder_went_to_the_trash_while_it_uploaded_lands_in_the_root(alice):
+    data = os.urandom(100)
+    folder = await mkdir(alice, "/going")
+    started = await alice.post(FILES, json={**make_claim(data, CHUNK, file_name="late.bin"), "parent_id": folder["folder_id"]})
+    assert started.body["path"] == "/going/late.bin"
+    await alice.delete(f"{FOLDERS}/{folder['folder_id']}")
+    await put_chunks(alice, started.body["file_id"], data, CHUNK)
+    done = await alice.post(f"{FILES}/{started.body['file_id']}/complete")
+    assert done.status == 200 and done.body["path"] == "/late.bin"
+
+
+async def test_a_shared_file_shows_its_reader_no_path_of_the_owners(gateway, http, alice):
+    bob = await Api(http, gateway.url).signup()
+    file = await put_file(alice, b"x", "secret-project.txt", path="/Secret Project/secret-project.txt")
+    await alice.post(f"{FILES}/share", json={"file_id": file["file_id"], "users": [bob.username]})
+    seen = (await bob.get(f"{FILES}/{file['file_id']}")).body
+    assert seen["path"] is None and seen["parent_id"] is None and seen["name"] == "secret-project.txt"
+    [listed] = (await bob.get(f"{FILES}/shared")).body["files"]
+    assert listed["path"] is None

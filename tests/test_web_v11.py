@@ -11,7 +11,7 @@ from tests.browser import PASSWORD, WebApp, browser, file_payload, playwright_dr
 from tests.harness import Api
 
 async def session_token(app: WebApp) -> str:
-    return await app.page.evaluate("JSON.parse(sessionStorage.getItem('files.session')).token")
+    return await app.page.evaluate("JSON.parse(localStorage.getItem('files.session')).token")
 
 
 async def test_a_shared_link_opens_with_no_account_and_can_be_revoked(browser, web_gateway, http):

@@ -23,27 +23,29 @@ so it holds across gateway processes:
   nor their timing tell whether a username exists. Each attempt is counted
   *before* its password is checked (and the count dropped when it was right):
   a burst of concurrent guesses cannot outrun the count.
-- **Per client address**: past ``login_address_failures`` failures (on any
-  usernames) within the window, every login from that address first waits
-  ``login_address_delay`` seconds. It is slowed down, not refused: many
-  people share one address behind NAT or a proxy, and their right passwords
-  still get in. IPv6 addresses count by their /64 network, which one client
-  usually holds whole.
-- **A guessing rate per client address**: a slow-down alone does not limit the
-  rate (60 concurrent connections from one address made 17.2 guesses a second
-  through it). At most ``login_address_rate`` failed logins per minute from
-  one address: each attempt is counted before its password is checked (so a
-  burst cannot outrun the count) and taken back when it proves right, so a
-  NAT's users logging in spend none of it. Past it, every login from the
-  address answers 429 with Retry-After for a minute, the right
-  password too (nothing can tell them apart before the check that is the
-  guess); other addresses are not touched.
+- **Per client address** (pacing, gateway/core/pacing.py): past
+  ``login_address_failures`` failed logins (on any usernames) within the
+  window, the address's password checks are paced until the window after it
+  has passed: at most ``login_address_checks`` of them in flight at once in a
+  gateway process, and a wrong one keeps its slot ``login_address_delay``
+  seconds before its 401 goes out. Its guesses are so bounded by
+  checks/delay a second per gateway process (2 by default; 60 concurrent
+  connections made 17.2 a second through the former slow-down, which every
+  attempt waited through side by side), whatever the number of
+  connections. Nothing is refused: many people share one address behind NAT
+  or a proxy, and the contract wants their right passwords to get in; theirs
+  wait their turn behind the guesses before theirs and are answered as soon
+  as checked. Each attempt is counted before its password is checked (a
+  burst cannot outrun the count) and taken back when it proves right or is
+  not checked at all (a throttled username), so the people behind one
+  address logging in spend none of it. IPv6 addresses count by their /64
+  network, which one client usually holds whole.
 """
 from __future__ import annotations
 
-import asyncio
-import hashlib
 from dataclasses import dataclass
+
+import hashlib
 from ipaddress import ip_address, ip_network
 
 import structlog
@@ -62,16 +64,15 @@ from gateway.core.errors import (
     UsernameTaken,
     WrongPassword,
 )
+from gateway.core.pacing import Pacer
 from gateway.core.passwords import hash_password, verify_password
 from gateway.core.sessions import Sessions
 from gateway.core.throttle import Limit, Throttle
-from gateway.core.tokens import TokenUser, issue_token
+from gateway.core.tokens import AccessToken, TokenUser, issue_token
 from gateway.db import Database, Row
 from gateway.db import users as users_db
 
 log = structlog.get_logger("gateway.users")
-# Seconds over which an address's failed logins are counted against login_address_rate.
-ADDRESS_RATE_WINDOW = 60
 # Seconds over which an address's sign-ups are counted against signup_rate.
 SIGNUP_WINDOW = 3600
 
@@ -82,9 +83,12 @@ def invitation_hash(code: str) -> str:
 
 
 @dataclass(frozen=True)
-class AccessToken:
-    token: str
-    expires_in: int  # seconds
+class AddressTurn:
+    """A login attempt's standing with its client address's counter."""
+
+    key: str | None  # what the address counts under; None: no address known
+    counted: bool  # counted as a failure before the check: taken back unless the check fails
+    paced: bool  # the address is past its failures: the check waits for one of its slots
 
 
 def address_key(address: str) -> str:
@@ -106,7 +110,7 @@ class Accounts:
         self.sessions = sessions
         self.by_username = Throttle(db, clock, "login-user", Limit(config.login_failures, config.login_window))
         self.by_address = Throttle(db, clock, "login-address", Limit(config.login_address_failures, config.login_window))
-        self.address_rate = Throttle(db, clock, "login-rate", Limit(config.login_address_rate, ADDRESS_RATE_WINDOW))
+        self.pacer = Pacer(config.login_address_checks, config.login_address_delay)
         self.sign_ups = Throttle(db, clock, "signup", Limit(config.signup_rate, SIGNUP_WINDOW))
 
     async def sign_up(self, username: str, email: str, password: str, address: str = "",
@@ -153,43 +157,47 @@ class Accounts:
 
     async def _check_password(self, username: str, password: str, address: str) -> Row:
         """The user's row when ``password`` is theirs, under the login throttles (module docstring)."""
-        rate_key = await self._count_against_address(address)
-        await self._slow_down(address)
+        turn = await self._count_against_address(address)
         name = username.lower()  # usernames compare without case; so do their counters
         retry_after = await self.by_username.count_attempt(name)
         if retry_after is not None:
+            await self._forgive_address(turn)  # no password was checked: no guess made
             log.info("login_throttled", username=username, retry_after=retry_after)
             raise TooManyAttempts(retry_after)
         row = await users_db.user_by_name(self.db, username)
-        if not await verify_password(password, row["password_hash"] if row else None) or row is None:
-            if address:
-                await self.by_address.record_failure(address_key(address))
+        if not await self._verify(turn, password, row) or row is None:
             log.info("login_failed", username=username)
             raise InvalidCredentials()
         await self.by_username.reset(name)
-        if rate_key is not None:
-            await self.address_rate.forgive(rate_key)
+        await self._forgive_address(turn)
         if row["disabled_at"] is not None:
             raise AccountDisabled()  # told only to whoever knows the password
         return row
 
-    async def _count_against_address(self, address: str) -> str | None:
-        """Count this attempt against its address's guessing rate (TooManyAttempts past it); the key
-        to forgive once the password proves right, None when not counted."""
-        if not address or not self.config.login_address_rate:
-            return None
+    async def _count_against_address(self, address: str) -> AddressTurn:
+        """Count this attempt against its address before its check; whether the address is paced now."""
+        if not address:
+            return AddressTurn(None, counted=False, paced=False)
         key = address_key(address)
-        retry_after = await self.address_rate.count_attempt(key)
-        if retry_after is not None:
-            log.info("login_rate_exceeded", address=key, retry_after=retry_after)
-            raise TooManyAttempts(retry_after, "this address")
-        return key
+        if await self.by_address.check(key) is not None:
+            return AddressTurn(key, counted=False, paced=True)  # not counted: its pacing runs its course
+        paced = await self.by_address.record_failure(key) is not None
+        return AddressTurn(key, counted=True, paced=paced)
 
-    async def _slow_down(self, address: str) -> None:
-        """Make a login from an address with many recent failures wait first (slowed down, never refused)."""
-        if address and await self.by_address.check(address_key(address)) is not None:
-            log.info("login_slowed_down", delay=self.config.login_address_delay)
-            await asyncio.sleep(self.config.login_address_delay)
+    async def _forgive_address(self, turn: AddressTurn) -> None:
+        if turn.key is not None and turn.counted:
+            await self.by_address.forgive(turn.key)
+
+    async def _verify(self, turn: AddressTurn, password: str, row: Row | None) -> bool:
+        """Whether ``password`` is ``row``'s (a dummy hash's work when no row), checked in one of the
+        address's slots when it is paced."""
+        async def check() -> bool:
+            return await verify_password(password, row["password_hash"] if row else None)
+
+        if turn.key is None or not turn.paced:
+            return await check()
+        log.info("login_paced", address=turn.key, waiting=self.pacer.waiting(turn.key))
+        return await self.pacer.check(turn.key, check)
 
     async def change_password(self, user: TokenUser, current: str, new: str, address: str = "") -> None:
         """Set a new password and end every access token issued before; WrongPassword, TooManyAttempts.

@@ -125,6 +125,13 @@ class TokenExpired(DomainError):
         super().__init__("the access token has expired; ask POST /dropbox/v1/tokens for a new one")
 
 
+class SessionTooOld(DomainError):
+    """A token in use asked to be renewed after its session's ``session_max_age``: log in again."""
+
+    def __init__(self) -> None:
+        super().__init__("this session began too long ago to be renewed; log in again")
+
+
 class InvalidToken(DomainError):
     def __init__(self, reason: str):
         super().__init__(f"the access token is invalid ({reason})")

@@ -407,6 +407,9 @@ class Namespace:
             else:
                 ids = [node_id]
                 await nodes_db.bypass(journal.conn, node_id, node["replaced_by"])
+            # Under the content locks, as every change to a content's references is (gateway/core/deletion.py).
+            for fingerprint in await files_db.fingerprints_of(journal.conn, ids):
+                await self.db.lock_content(journal.conn, fingerprint)
             fingerprints = await files_db.delete_files(journal.conn, ids)
             await nodes_db.purge_nodes(journal.conn, ids)
             await journal.record(Change("purged", node_id, node["kind"], node["deleted_path"]))

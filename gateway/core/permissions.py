@@ -54,6 +54,7 @@ from gateway.db import files as files_db
 from gateway.db.files import ChunkRow, FileFacts, FileRow
 from gateway.db import nodes as nodes_db
 from gateway.db import shares as shares_db
+from gateway.db import users as users_db
 from protocol.states import FINAL_FILE_STATUSES
 
 ENTRY_VERSION = 3  # 3: rows carry the file's place in the tree
@@ -67,9 +68,15 @@ FILE_ID = re.compile(FILE_ID_PATTERN)
 
 async def owned_for_change(conn: AsyncConnection, user_id: int, file_id: str) -> FileFacts:
     """The file's facts if ``user_id`` owns it, read (and locked) inside the write transaction ``conn``;
-    FileNotFound otherwise. Changes decide on this, never on the cache."""
+    FileNotFound otherwise (a trashed file too). Changes decide on this, never on the cache.
+
+    The owner's row is locked first, as every change to the owner's tree locks it
+    (gateway/core/namespace.py): a share or a link made while the file goes to the trash either
+    commits before the trash (which then ends it) or sees the file trashed, never lands after it.
+    """
     if not FILE_ID.fullmatch(file_id):
         raise FileNotFound(file_id, own=True)
+    await users_db.lock_user(conn, user_id)
     row = await files_db.file_for_change(conn, file_id)
     if row is None or row["owner_id"] != user_id or row["deleted_at"] is not None:
         raise FileNotFound(file_id, own=True)

@@ -72,6 +72,12 @@ class Sharing:
             await shares_db.add_shares(conn, file_id, user_ids, stamp_now(self.clock))
             return await shares_db.shared_with(conn, file_id), user_ids
 
+    async def shared_with(self, owner_id: int, file_id: str) -> list[str]:
+        """Who the file is shared with now, by username (alphabetical); FileNotFound for anyone but the owner."""
+        await self.permissions.owned(owner_id, file_id)
+        async with self.db.read() as conn:
+            return await shares_db.shared_with(conn, file_id)
+
     async def unshare(self, owner_id: int, file_id: str, username: str) -> None:
         """Stop sharing with one user (also when it never was: idempotent); they lose access at once.
 

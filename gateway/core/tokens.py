@@ -5,7 +5,10 @@ expires (gateway/core/accounts.py checks both on every request):
 
 - ``jti``: a random id of its own, which a log-out revokes;
 - ``gen``: the user's token generation when it was issued; a password change
-  moves the generation on, and every token of an older one stops working.
+  moves the generation on, and every token of an older one stops working;
+- ``sid`` and ``sat``: the session it belongs to and when that began. A log-in
+  starts a session; renewing a token in use (gateway/core/sessions.py) gives a
+  new token of the same session, and a log-out ends the whole session.
 """
 from __future__ import annotations
 
@@ -30,13 +33,33 @@ class TokenUser:
     token_id: str  # the jti
     generation: int  # the user's token generation it was issued in
     expires_at: int  # unix seconds
+    session_id: str  # the sid: the jti of the session's first token
+    session_started: int  # unix seconds: when the user logged in
 
 
-def issue_token(secret: str, user_id: int, username: str, generation: int, ttl: int) -> str:
-    now = int(time.time())
+def token_time() -> int:
+    """Now, as tokens count time: the system's clock in unix seconds, which the JWT library checks ``exp`` by
+    (not the core's clock, which tests move)."""
+    return int(time.time())
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """An issued token, as POST /dropbox/v1/tokens answers it."""
+
+    token: str
+    expires_in: int  # seconds
+
+
+def issue_token(secret: str, user_id: int, username: str, generation: int, ttl: int,
+                session: tuple[str, int] | None = None) -> str:
+    """A token of ``session`` (its id and start) or, without one, the first token of a new session."""
+    now = token_time()
+    token_id = secrets.token_urlsafe(16)
+    session_id, started = session or (token_id, now)
     claims = {
         "sub": str(user_id), "username": username, "iat": now, "exp": now + ttl, "iss": ISSUER,
-        "jti": secrets.token_urlsafe(16), "gen": generation,
+        "jti": token_id, "gen": generation, "sid": session_id, "sat": started,
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
@@ -54,7 +77,9 @@ def verify_token(secret: str, token: str) -> TokenUser:
         generation = claims["gen"]
         if not isinstance(generation, int) or isinstance(generation, bool):
             raise ValueError("gen is not an integer")
-        return TokenUser(int(claims["sub"]), str(claims["username"]), str(claims["jti"]), generation, int(claims["exp"]))
+        # Tokens issued before sessions were: each its own session, begun when it was issued.
+        return TokenUser(int(claims["sub"]), str(claims["username"]), str(claims["jti"]), generation,
+                         int(claims["exp"]), str(claims.get("sid", claims["jti"])), int(claims.get("sat", claims["iat"])))
     except jwt.ExpiredSignatureError as exc:
         raise TokenExpired() from exc
     except (jwt.InvalidTokenError, KeyError, ValueError, TypeError) as exc:

@@ -59,15 +59,17 @@ class Tree:
     # --- paths and entries ------------------------------------------------------------------------------
 
     async def entries_of(self, owner_id: int, nodes: list[NodeRow]) -> list[Entry]:
-        """Folder and file nodes as entries, paths and file rows read a page at a time."""
-        found = await self.namespace.paths_of(node["id"] for node in nodes)
+        """Folder and file nodes as entries, paths and file rows read a page at a time: the paths of their
+        folders (one, for a page of a folder's entries), each entry's path its folder's and its name."""
+        folders = await self.namespace.paths_of(node["parent_id"] for node in nodes)
         rows = await files_db.files_by_ids(self.db, [node["id"] for node in nodes if node["kind"] == FILE])
         entries = []
         for node in nodes:
+            path = paths.join_path(folders[node["parent_id"]], node["name"])
             row = rows.get(node["id"])
             if row is not None:
-                row["path"] = found[node["id"]]
-            entries.append(Entry(node, found.get(node["id"]) or node["deleted_path"] or "/", row))
+                row["path"] = path
+            entries.append(Entry(node, path, row))
         return entries
 
     async def folder(self, owner_id: int, folder_id: str) -> Entry:
@@ -150,10 +152,9 @@ class Tree:
             await self.namespace.node(user_id, target, FOLDER, on=journal.conn)
             await self.limits.check_start(journal.conn, user_id, source["file_size"], uploading=False)
             await self.db.lock_content(journal.conn, source["fingerprint"])
-            if await files_db.get_file(journal.conn, file_id) is None:  # deleted for good meanwhile
-                raise NodeNotFound(file_id, FILE)
             free = await self.namespace.free_name(journal, target, wanted, autorename=autorename)
-            await files_db.copy_file(journal.conn, file_id, copy_id, user_id, free, stamp_now(self.clock))
+            if not await files_db.copy_file(journal.conn, file_id, copy_id, user_id, free, stamp_now(self.clock)):
+                raise NodeNotFound(file_id, FILE)  # deleted for good since it was read
             node, _ = await self.namespace.place_file(journal, copy_id, target, free, "add", None)
         return (await self.entries_of(user_id, [node]))[0]
 
@@ -178,7 +179,9 @@ class Tree:
             current = await self.namespace.node(owner_id, current_id, FILE, on=journal.conn)
             await self.limits.check_start(journal.conn, owner_id, version["file_size"], uploading=False)
             await self.db.lock_content(journal.conn, version["fingerprint"])
-            await files_db.copy_file(journal.conn, version_id, restored, owner_id, current["name"], stamp_now(self.clock))
+            if not await files_db.copy_file(journal.conn, version_id, restored, owner_id, current["name"],
+                                            stamp_now(self.clock)):
+                raise NodeNotFound(version_id, FILE)  # deleted for good since it was read
             _, replaced = await self.namespace.place_file(journal, restored, current["parent_id"], current["name"],
                                                           "update", current_id)
         if replaced:

@@ -1,6 +1,6 @@
 """Metadata: engine setup (SQLite or PostgreSQL), tables, migrations, and the queries the core needs.
 
-The query modules (files, users, shares) are the only code that writes SQL;
+The query modules (files, uploads, nodes, users, shares, links, ...) are the only code that writes SQL;
 gateway/core calls them with a :class:`Database` or one of its connections.
 """
 from gateway.db.engine import Database, DatabaseUnavailable, DiskFull, Row, database_url, storable_text

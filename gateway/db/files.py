@@ -130,9 +130,10 @@ async def files_by_ids(on: On, file_ids: Sequence[str]) -> dict[str, FileRow]:
     return {row["id"]: cast(FileRow, row) for row in rows}
 
 
-async def copy_file(conn: AsyncConnection, source_id: str, file_id: str, owner_id: int, name: str, now: str) -> None:
-    """A new uploaded file of ``owner_id`` with the content of ``source_id``: rows only, no bytes move."""
-    await conn.execute(
+async def copy_file(conn: AsyncConnection, source_id: str, file_id: str, owner_id: int, name: str, now: str) -> bool:
+    """A new uploaded file of ``owner_id`` with the content of ``source_id``: rows only, no bytes move.
+    False (and nothing written) when ``source_id`` is gone."""
+    copied = await conn.execute(
         insert(files).from_select(
             ["id", "owner_id", "file_name", "file_size", "file_type", "fingerprint", "chunk_size", "total_chunks",
              "status", "created_at", "updated_at", "completed_at"],
@@ -141,6 +142,8 @@ async def copy_file(conn: AsyncConnection, source_id: str, file_id: str, owner_i
                    literal(now), literal(now), literal(now)).where(files.c.id == source_id),
         )
     )
+    if not copied.rowcount:
+        return False
     await conn.execute(
         insert(chunks).from_select(
             ["file_id", "idx", "fingerprint", "size", "status", "etag"],
@@ -148,15 +151,24 @@ async def copy_file(conn: AsyncConnection, source_id: str, file_id: str, owner_i
                    literal(ChunkStatus.UPLOADED.value), chunks.c.etag).where(chunks.c.file_id == source_id),
         )
     )
+    return True
+
+
+async def fingerprints_of(on: On, file_ids: Sequence[str]) -> list[str]:
+    """The distinct fingerprints of these files, in order (locks taken in one order everywhere)."""
+    if not file_ids:
+        return []
+    query = select(files.c.fingerprint).where(files.c.id.in_(list(file_ids))).distinct().order_by(files.c.fingerprint)
+    return [row["fingerprint"] for row in await fetch(on, query)]
 
 
 async def delete_files(conn: AsyncConnection, file_ids: Sequence[str]) -> list[str]:
     """Delete these files for good (chunks, shares, links go with them); the fingerprints they had."""
     if not file_ids:
         return []
-    found = await fetch(conn, select(files.c.fingerprint).where(files.c.id.in_(list(file_ids))).distinct())
+    found = await fingerprints_of(conn, file_ids)
     await change(conn, delete(files).where(files.c.id.in_(list(file_ids))))
-    return [row["fingerprint"] for row in found]
+    return found
 
 
 CHUNKS_OF = select(*CHUNK_COLUMNS).where(chunks.c.file_id == bindparam("file_id")).order_by(chunks.c.idx)
@@ -200,7 +212,7 @@ async def shared_files_page(on: On, user_id: int, limit: int, *,
     query = (
         select(*FILE_COLUMNS, shares.c.created_at.label("shared_at"))
         .select_from(FILE_FROM.join(shares, shares.c.file_id == files.c.id))
-        .where(shares.c.user_id == user_id)
+        .where(shares.c.user_id == user_id, LISTED)
     )
     if before is not None:
         query = query.where(tuple_(shares.c.created_at, shares.c.file_id) < tuple_(*before))

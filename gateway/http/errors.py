@@ -54,6 +54,7 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.TokenRevoked: (401, "token_revoked"),
     domain.UnknownUser: (401, "unknown_user"),
     domain.TokenExpired: (401, "token_expired"),
+    domain.SessionTooOld: (401, "session_expired"),
     domain.InvalidToken: (401, "invalid_token"),
     domain.LinkNotFound: (404, "link_not_found"),
     domain.LinkRevoked: (404, "link_revoked"),

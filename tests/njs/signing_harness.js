@@ -13,4 +13,9 @@ function edgeSignature(r) {
     r.return(200, signing.edgeSignature(a.secret, a.expires, a.path, a.ascii_name, a.type));
 }
 
-export default {sigv4Authorization, edgeSignature};
+function signingWindow(r) {
+    const a = JSON.parse(r.requestText);
+    r.return(200, signing.signingWindow(a.signedAt, a.window));
+}
+
+export default {sigv4Authorization, edgeSignature, signingWindow};

@@ -57,6 +57,14 @@ async def share(request: web.Request) -> web.Response:
     return web.json_response({"file_id": file_id, "shared_with": shared_with})
 
 
+@routes.get(f"/dropbox/v1/files/{FILE_ID}/shares")
+async def list_shares(request: web.Request) -> web.Response:
+    """Who has access to a file now: ``{file_id, shared_with}``, as sharing answers it; owner only (404 otherwise)."""
+    file_id = request.match_info["file_id"]
+    shared_with = await request.app[appkeys.CORE].sharing.shared_with(request[appkeys.USER].user_id, file_id)
+    return web.json_response({"file_id": file_id, "shared_with": shared_with})
+
+
 @routes.delete(f"/dropbox/v1/files/{FILE_ID}/shares/{{username}}")
 async def unshare(request: web.Request) -> web.Response:
     """Stop sharing a file with one user; owner only (404 for anyone else).

@@ -5,6 +5,7 @@ import re
 
 from aiohttp import web
 
+from gateway.core.tokens import AccessToken
 from gateway.http import appkeys
 from gateway.http.client_address import client_address
 from gateway.http.errors import bad_request
@@ -24,6 +25,10 @@ def require_new_password(password: str, field: str) -> None:
     """The rules a new password must meet, at sign-up and at a change: 400 naming ``field`` otherwise."""
     if len(password) < MIN_PASSWORD:
         raise bad_request(f"`{field}` must be at least {MIN_PASSWORD} characters", "invalid_field", field=field)
+
+
+def token_answer(token: AccessToken) -> web.Response:
+    return web.json_response({"access_token": token.token, "token_type": "Bearer", "expires_in": token.expires_in})
 
 
 def client(request: web.Request) -> str:
@@ -60,7 +65,7 @@ async def create_token(request: web.Request) -> web.Response:
     username = require_str(body, "username", max_length=32)
     password = require_str(body, "password", max_length=1024)
     token = await request.app[appkeys.CORE].accounts.log_in(username, password, client(request))
-    return web.json_response({"access_token": token.token, "token_type": "Bearer", "expires_in": token.expires_in})
+    return token_answer(token)
 
 
 @routes.get("/dropbox/v1/users/me")
@@ -75,6 +80,12 @@ async def me(request: web.Request) -> web.Response:
 async def log_out(request: web.Request) -> web.Response:
     await request.app[appkeys.CORE].sessions.log_out(request[appkeys.USER])
     return web.Response(status=204)
+
+
+@routes.post("/dropbox/v1/tokens/current/renew")
+async def renew_token(request: web.Request) -> web.Response:
+    """A new token of the same session, for a client still using it (gateway/core/sessions.py)."""
+    return token_answer(await request.app[appkeys.CORE].sessions.renew(request[appkeys.USER]))
 
 
 @routes.put("/dropbox/v1/users/me/password")

@@ -16,9 +16,10 @@ import (a few hundred KiB) and served from memory:
   link page ``/s/{token}`` (``/static/style.css``).
 
 Every answer carries a strict Content-Security-Policy: scripts only from this
-origin (no inline script, no eval), and requests only to this origin, the
-store's public endpoint (chunk PUTs) and the CDN tier; the origins come from
-the gateway's configuration.
+origin (no inline script, no eval), requests only to this origin, the store's
+public endpoint (chunk PUTs) and the CDN tier, and images and media only from
+this origin and the CDN tier (previews); the origins come from the gateway's
+configuration.
 """
 from __future__ import annotations
 
@@ -86,11 +87,13 @@ INDEX = _asset(
 
 
 def content_security_policy(config: Config) -> str:
-    """No inline script, no eval, no framing; fetch/XHR only to us, the store (chunk PUTs) and the CDN."""
-    connect = " ".join(dict.fromkeys(["'self'", origin(config.presign_endpoint), origin(config.cdn_url)]))
+    """No inline script, no eval, no framing; fetch/XHR only to us, the store (chunk PUTs) and the CDN;
+    images, audio and video of previews from the CDN (gateway/web/js/views/preview.js)."""
+    cdn = origin(config.cdn_url)
+    connect = " ".join(dict.fromkeys(["'self'", origin(config.presign_endpoint), cdn]))
     return (
-        "default-src 'none'; script-src 'self'; worker-src 'self'; style-src 'self'; img-src 'self'; "
-        f"connect-src {connect}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        f"default-src 'none'; script-src 'self'; worker-src 'self'; style-src 'self'; img-src 'self' {cdn}; "
+        f"media-src {cdn}; connect-src {connect}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
 
 

@@ -59,15 +59,20 @@ export function errorFrom(status, body, retryAfter) {
 }
 
 export class Api {
-  /** session: {token} or null; onExpired(error): called on a 401 to an authenticated call. */
-  constructor({ getToken, onExpired }) {
+  /**
+   * getToken() -> the access token or null; onExpired(error): called on a 401 to an authenticated
+   * call; onUsed(): called for each authenticated call but the renewal (the session is in use).
+   */
+  constructor({ getToken, onExpired, onUsed = () => {} }) {
     this.getToken = getToken;
     this.onExpired = onExpired;
+    this.onUsed = onUsed;
   }
 
-  async request(method, path, { body, auth = true } = {}) {
+  async request(method, path, { body, auth = true, renewal = false } = {}) {
     const headers = { Accept: "application/json" };
     const token = auth ? this.getToken() : null;
+    if (token && !renewal) this.onUsed();
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     let response;
@@ -109,6 +114,7 @@ export class Api {
   }
   me() { return this.get("/users/me"); }
   logOut() { return this.delete("/tokens/current"); }
+  renewToken() { return this.request("POST", "/tokens/current/renew", { renewal: true }); }
   changePassword(currentPassword, newPassword) {
     return this.put("/users/me/password", { current_password: currentPassword, new_password: newPassword });
   }
@@ -130,11 +136,44 @@ export class Api {
   uploadUrls(fileId, chunks) { return this.post(`/files/${encodeURIComponent(fileId)}/upload-urls`, { chunks }); }
   complete(fileId) { return this.post(`/files/${encodeURIComponent(fileId)}/complete`); }
 
+  // The tree (contract v1.2). Folder ids are ids, or "root".
+  folder(folderId) { return this.get(`/folders/${encodeURIComponent(folderId)}`); }
+  entries(folderId, cursor, { limit = 100 } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set("cursor", cursor);
+    return this.get(`/folders/${encodeURIComponent(folderId)}/entries?${query}`);
+  }
+  createFolder(parentId, name) { return this.post("/folders", { parent_id: parentId, name }); }
+  renameOrMove(entry, change) {
+    const kind = entry.type === "folder" ? "folders" : "files";
+    return this.request("PATCH", `/${kind}/${encodeURIComponent(idOf(entry))}`, { body: change });
+  }
+  deleteEntry(entry) {
+    return entry.type === "folder" ? this.delete(`/folders/${encodeURIComponent(entry.folder_id)}`) : this.deleteFile(entry.file_id);
+  }
+  versions(fileId) { return this.get(`/files/${encodeURIComponent(fileId)}/versions`); }
+  restoreVersion(fileId) { return this.post(`/files/${encodeURIComponent(fileId)}/restore`); }
+  trash(cursor, { limit = 100 } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set("cursor", cursor);
+    return this.get(`/trash?${query}`);
+  }
+  restoreFromTrash(entry) { return this.post(`/trash/${encodeURIComponent(idOf(entry))}/restore`); }
+  search(q, { limit = 100 } = {}) {
+    return this.get(`/search?${new URLSearchParams({ q, limit: String(limit) })}`);
+  }
+
   share(fileId, usernames) { return this.post("/files/share", { file_id: fileId, users: usernames }); }
+  shares(fileId) { return this.get(`/files/${encodeURIComponent(fileId)}/shares`); }
   unshare(fileId, username) {
     return this.delete(`/files/${encodeURIComponent(fileId)}/shares/${encodeURIComponent(username)}`);
   }
   links(fileId) { return this.get(`/files/${encodeURIComponent(fileId)}/links`); }
   createLink(fileId, options) { return this.post(`/files/${encodeURIComponent(fileId)}/links`, options); }
   revokeLink(linkId) { return this.delete(`/links/${encodeURIComponent(linkId)}`); }
+}
+
+/** The id of a tree entry, folder or file. */
+export function idOf(entry) {
+  return entry.type === "folder" ? entry.folder_id : entry.file_id;
 }

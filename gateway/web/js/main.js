@@ -4,13 +4,17 @@
 import { Api } from "./api.js";
 import { webCryptoAvailable } from "./fingerprint.js";
 import { quotedName } from "./format.js";
-import { startRouter } from "./router.js";
-import { clearSession, loadSession, saveSession } from "./session.js";
+import { droppedFiles } from "./drop.js";
+import { navigate, same, startRouter } from "./router.js";
+import { SessionKeeper, clearSession, loadSession, saveSession, watchOtherTabs } from "./session.js";
 import { state, subscribe, update } from "./state.js";
 import { h, replace, showMessage } from "./ui/dom.js";
 import { openAccountDialog, signedOutView } from "./views/account.js";
 import { filesView } from "./views/home.js";
+import { openMoveDialog, openRenameDialog, openVersionsDialog } from "./views/entry-dialogs.js";
+import { openPreview } from "./views/preview.js";
 import { openShareDialog } from "./views/share.js";
+import { folderView, searchView, trashView, uploadFolder } from "./views/tree.js";
 import { UploadsPanel } from "./views/uploads.js";
 
 const main = document.getElementById("main");
@@ -20,6 +24,17 @@ const dropOverlay = document.getElementById("drop-overlay");
 
 const api = new Api({
   getToken: () => state.session && state.session.token,
+  onExpired: () => expired(),
+  onUsed: () => keeper.used(),
+});
+
+// The session goes on while it is used, in every tab of this browser (session.js).
+const keeper = new SessionKeeper({
+  renew: () => api.renewToken(),
+  working: () => Boolean(state.uploads && state.uploads.busy),
+  onRenewed: (answer) => {
+    update({ session: saveSession(answer.access_token, state.session.username, answer.expires_in) });
+  },
   onExpired: () => expired(),
 });
 
@@ -46,6 +61,15 @@ async function boot() {
   }
 }
 
+/** The storage used, from GET /users/me's answer, into the state the storage view reads. */
+function showAccount(me) {
+  update({ account: { used_bytes: me.used_bytes, quota_bytes: me.quota_bytes ?? null } });
+}
+
+function refreshAccount() {
+  api.me().then(showAccount, () => {});
+}
+
 function expired() {
   if (!state.session) return;
   clearSession();
@@ -55,7 +79,7 @@ function expired() {
 }
 
 function showSignedOut(notice = null) {
-  update({ uploads: null });
+  update({ uploads: null, account: null, folder: null });
   shown = null;
   replace(accountActions);
   replace(notices);
@@ -104,24 +128,63 @@ function showSignedIn() {
       + "Files are fingerprinted with a slower built-in hasher: uploads work, but large files take longer to start."));
   }
   update({
-    uploads: new UploadsPanel({ api, config: state.config, onFinished: () => shown && shown.reloadOwn() }),
+    uploads: new UploadsPanel({
+      api,
+      config: state.config,
+      onFinished: () => {
+        if (shown) shown.reloadOwn();
+        refreshAccount();
+      },
+    }),
   });
+  refreshAccount();
   shown = null;
-  render();
+  detectTree().then(render);
+}
+
+/**
+ * Whether this gateway has the tree (contract v1.2): the app shows folders, the trash and search
+ * when it does, and the flat v1.1 lists when it answers the tree's calls with unknown_endpoint.
+ */
+async function detectTree() {
+  if (state.tree !== null) return;
+  try {
+    await api.folder("root");
+    update({ tree: true });
+  } catch (error) {
+    update({ tree: !error.unsupported });
+  }
 }
 
 /** Show the view the route names (signed in only). */
 function render() {
-  if (!state.session || !state.uploads) return;
-  const view = filesView({
-    api,
-    uploads: state.uploads,
-    actions: {
-      download: (file, button) => download(file, button),
-      share: (file) => openShareDialog(api, file),
-    },
-  });
-  shown = { route: state.route, reloadOwn: view.reloadOwn };
+  if (!state.session || !state.uploads || state.tree === null) return;
+  const reload = () => shown && shown.reloadOwn();
+  const actions = {
+    download: (file, button) => download(file, button),
+    share: (file) => openShareDialog(api, file),
+    open: (file, files) => openPreview({
+      api, files, index: Math.max(0, files.indexOf(file)), download: (shownFile, button) => download(shownFile, button),
+    }),
+    rename: (entry) => openRenameDialog(api, entry, reload),
+    move: (entry) => openMoveDialog(api, entry, reload),
+    versions: (file) => openVersionsDialog(api, file, { download, onRestored: () => { reload(); refreshAccount(); } }),
+  };
+  const route = state.route;
+  const common = { api, route, uploads: state.uploads, actions, onChanged: refreshAccount };
+  let view;
+  if (!state.tree) {
+    if (route.view !== "files" || route.folder !== "root") navigate({ view: "files", folder: "root" }, { replace: true });
+    view = filesView(common);
+  } else if (route.view === "trash") {
+    view = trashView(common);
+  } else if (route.view === "search") {
+    view = searchView(common);
+  } else {
+    view = folderView(common);
+  }
+  shown = { route, reloadOwn: view.reloadOwn };
+  update({ folder: view.folder || null });
   replace(main, view.element);
 }
 
@@ -144,8 +207,31 @@ async function download(file, button) {
 
 // A new route (a link, back, forward) shows its view; the uploads panel and its uploads stay.
 subscribe((_, changed) => {
-  if (changed.includes("route") && shown && shown.route !== state.route) render();
+  if (changed.includes("session")) keeper.watch(state.session);
+  if (changed.includes("route") && shown && !same(shown.route, state.route)) render();
 });
+
+// Another tab logged in, renewed the token, logged out or saw the session end: this one follows.
+watchOtherTabs((session) => {
+  if (!state.config) return; // still booting: boot() reads the session itself
+  if (!session) {
+    if (!state.session) return;
+    if (state.uploads) state.uploads.pauseAll("You logged out in another tab. Log in again, then pick the file again to resume.");
+    update({ session: null });
+    showSignedOut({ text: "You are logged out.", kind: "info" });
+  } else if (state.session && session.username === state.session.username) {
+    update({ session });
+  } else {
+    if (state.uploads) state.uploads.pauseAll("Another account logged in in another tab.");
+    update({ session });
+    showSignedIn();
+  }
+});
+
+// A key press or a click is use of the session too.
+for (const type of ["keydown", "pointerdown"]) {
+  document.addEventListener(type, () => { if (state.session) keeper.used(); }, { capture: true, passive: true });
+}
 
 // Dropping files anywhere on the page uploads them (when logged in).
 let dragDepth = 0;
@@ -167,8 +253,21 @@ document.addEventListener("drop", (event) => {
   dropOverlay.hidden = true;
   if (!state.uploads || !carriesFiles(event)) return;
   event.preventDefault();
-  const files = [...event.dataTransfer.files];
-  if (files.length) state.uploads.add(files);
+  if (!state.tree) {
+    const files = [...event.dataTransfer.files];
+    if (files.length) state.uploads.add(files);
+    return;
+  }
+  // Into the folder shown (the root elsewhere), dropped folders with everything in them.
+  const uploads = state.uploads;
+  const folder = state.folder || api.folder("root");
+  droppedFiles(event.dataTransfer).then(async (files) => {
+    const loose = files.filter((file) => !file.relativePath);
+    const place = { parent_id: (await folder).folder_id };
+    if (loose.length) uploads.add(loose, () => place);
+    const inFolders = files.filter((file) => file.relativePath);
+    if (inFolders.length) await uploadFolder(uploads, inFolders, folder);
+  }).catch(() => {});
 });
 window.addEventListener("beforeunload", (event) => {
   if (state.uploads && state.uploads.busy) event.preventDefault();

@@ -2,30 +2,60 @@
 // reload stays where it was and a place can be bookmarked. A fragment never leaves the browser (it is
 // not sent to the gateway, nor in a Referer), so the gateway serves one page, `/`, for every place.
 //
-//   #/        your files (and those shared with you)
+//   #/                   your files: the root folder (and the files shared with you)
+//   #/folder/<id>        a folder of yours
+//   #/trash              what you deleted
+//   #/search?q=<text>    your files and folders whose name holds the text
 //
-// parse() and href() are each other's inverse; anything parse() does not know is the files view.
+// parse() and href() are each other's inverse; anything parse() does not know is the root folder.
 
-const VIEWS = new Set(["files"]);
-const DEFAULT = Object.freeze({ view: "files" });
+const ROOT = Object.freeze({ view: "files", folder: "root" });
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
-/** The route a fragment ("#/...") names; the default route for anything unknown. */
-export function parse(hash) {
-  const [path] = String(hash || "").replace(/^#/, "").split("?");
-  const parts = path.split("/").filter(Boolean);
-  let view;
+function decoded(part) {
   try {
-    view = parts.length ? decodeURIComponent(parts[0]) : "files";
+    return decodeURIComponent(part);
   } catch {
-    return DEFAULT;
+    return null;
   }
-  return VIEWS.has(view) ? { view } : DEFAULT;
+}
+
+/** The route a fragment ("#/...") names; the root folder for anything unknown. */
+export function parse(hash) {
+  const text = String(hash || "").replace(/^#/, "");
+  const [path, query = ""] = text.split("?");
+  const parts = path.split("/").filter(Boolean).map(decoded);
+  if (parts.includes(null)) return ROOT;
+  if (parts.length === 2 && parts[0] === "folder" && ID.test(parts[1])) {
+    return parts[1] === "root" ? ROOT : { view: "files", folder: parts[1] };
+  }
+  if (parts.length === 1 && parts[0] === "trash") return { view: "trash" };
+  if (parts.length === 1 && parts[0] === "search") {
+    let q = "";
+    try {
+      q = new URLSearchParams(query).get("q") || "";
+    } catch {
+      q = "";
+    }
+    return q.trim() ? { view: "search", q } : ROOT;
+  }
+  return ROOT;
 }
 
 /** The fragment of a route, for links and for navigate(). */
 export function href(route) {
-  if (!route || route.view === "files") return "#/";
-  return `#/${encodeURIComponent(route.view)}`;
+  if (!route) return "#/";
+  if (route.view === "trash") return "#/trash";
+  if (route.view === "search") return `#/search?${new URLSearchParams({ q: route.q })}`;
+  if (route.view === "files" && route.folder && route.folder !== "root") {
+    return `#/folder/${encodeURIComponent(route.folder)}`;
+  }
+  return "#/";
+}
+
+/** Two routes name the same place. */
+export function same(a, b) {
+  return href(a) === href(b);
 }
 
 export function current() {

@@ -5,12 +5,18 @@
 //   session  {token, username, expiresAt} while signed in (session.js keeps it), else null
 //   route    where the app is, from the URL (router.js): {view, ...}
 //   uploads  the uploads panel while signed in (its engine runs apart from every view)
+//   account  {used_bytes, quota_bytes} of the user signed in (GET /users/me), or null
+//   tree     whether the gateway has the tree (contract v1.2); null until known
+//   folder   a promise of the folder shown (where uploads and drops go), or null
 
 export const state = {
   config: null,
   session: null,
   route: null,
   uploads: null,
+  account: null,
+  tree: null,
+  folder: null,
 };
 
 const listeners = new Set();

@@ -93,9 +93,12 @@ export class Upload {
   /**
    * file: a File. api: the Api. config: GET /config's answer. onChange(upload): re-render.
    * onFinished(upload): the file turned "uploaded". engine: "auto" | "webcrypto" | "fallback".
+   * place: where in the tree it goes (contract v1.2): {parent_id} or {path} (the whole path, missing
+   * folders made); none: the root, under its name.
    */
-  constructor(file, { api, config, onChange = () => {}, onFinished = () => {}, engine = "auto" }) {
+  constructor(file, { api, config, onChange = () => {}, onFinished = () => {}, engine = "auto", place = null }) {
     this.file = file;
+    this.place = place;
     this.name = file.name;
     this.size = file.size;
     this.api = api;
@@ -277,6 +280,8 @@ export class Upload {
     const earlier = (found.files || []).find((f) => f.file_name === this.name && f.status === "uploading");
     const claim = { file_name: this.name, file_size: this.size, fingerprint, chunk_size: this.chunkSize, chunks };
     if (this.file.type && MIME_TYPE.test(this.file.type)) claim.file_type = this.file.type;
+    if (this.place && this.place.parent_id) claim.parent_id = this.place.parent_id;
+    else if (this.place && this.place.path) claim.path = this.place.path;
     const file = await this.api.startUpload(claim);
     this.fileId = file.file_id;
     if (file.status === "failed") {

@@ -1,34 +1,51 @@
-// File listings: the caller's own files and those shared with them, a page at a time
-// (the API's keyset cursor, `next_cursor`), loaded when "More" scrolls into view or is pressed.
+// Listings, a page at a time (the API's keyset cursor), loaded when "More" scrolls into view or is
+// pressed: the caller's own files and those shared with them (v1.1), or, with the tree (contract
+// v1.2), a folder's entries (folders first, each opening the folder) and search results.
 import { confirmDialog, h, nameElement, replace, showMessage } from "../ui/dom.js";
 import { formatDate, formatSize, formatType, quotedName } from "../format.js";
+import { href } from "../router.js";
+import { Selection } from "./selection.js";
 
 const STATUS = { uploaded: "Uploaded", uploading: "Incomplete", failed: "Failed" };
 
 export class FileSection {
   /**
    * title: the heading. load(cursor) -> {files, next_cursor}. own: the caller owns these
-   * files (Share and Delete). actions: {download(file), share(file), remove(file)}.
+   * files (Share and Delete, and selecting several to delete them together). actions: {download(file),
+   * share(file), remove(file), changed(), open(file, files)}: open shows a file (its name is a button),
+   * with the section's other uploaded files to move to; changed() after files were deleted.
    */
-  constructor({ id, title, emptyText, load, own, actions }) {
+  constructor({ id, title, emptyText, load, own, actions, tree = false, showPaths = false }) {
     this.load = load;
     this.own = own;
+    this.tree = tree; // entries of the tree: folder rows, and Rename, Move, Versions; Delete moves to the trash
+    this.showPaths = showPaths; // each row says where it is (search results)
     this.actions = actions;
     this.cursor = null;
     this.loading = false;
     this.done = false;
     this.body = h("tbody");
+    this.fileOf = new WeakMap(); // row -> its file
+    this.generation = 0; // bumped by reload(): pages of an older one are dropped
     this.empty = h("p", { class: "empty", text: emptyText, hidden: true });
     this.message = h("div", { class: "message", hidden: true });
     this.more = h("button", { type: "button", class: "button", text: "More", hidden: true, onclick: () => this.loadMore() });
     const headingId = `${id}-title`;
+    this.selection = own ? new Selection({ onChange: () => this.showSelection() }) : null;
+    this.selectionCount = h("span", { class: "selection-count" });
+    this.selectionBar = h("div", { class: "selection-bar", hidden: true },
+      this.selectionCount,
+      h("button", { type: "button", class: "button small danger", text: "Delete selected", onclick: () => this.removeSelected() }),
+    );
     this.element = h("section", { class: "files", id, "aria-labelledby": headingId },
       h("h2", { id: headingId, text: title }),
       this.message,
+      this.selectionBar,
       this.empty,
       h("div", { class: "table-wrap" },
-        h("table", { class: "file-table", "aria-labelledby": headingId },
+        h("table", { class: `file-table${own ? " selectable" : ""}`, "aria-labelledby": headingId },
           h("thead", {}, h("tr", {},
+            own ? h("th", { scope: "col", class: "col-select" }, this.selection.all) : null,
             h("th", { scope: "col", text: "Name" }),
             h("th", { scope: "col", class: "col-size", text: "Size" }),
             h("th", { scope: "col", class: "col-type", text: "Type" }),
@@ -48,30 +65,40 @@ export class FileSection {
     this.observer.observe(this.more);
   }
 
+  /** Load from the first page again; a page still on its way from before is dropped. */
   async reload() {
+    this.generation = (this.generation || 0) + 1;
     this.cursor = null;
     this.done = false;
+    this.loading = false;
     replace(this.body);
     await this.loadMore(true);
   }
 
   async loadMore(first = false) {
     if (this.loading || (this.done && !first)) return;
+    const generation = this.generation;
     this.loading = true;
     this.more.disabled = true;
     try {
       const page = await this.load(this.cursor);
-      for (const file of page.files || []) this.body.append(this.row(file));
-      this.cursor = page.next_cursor || null;
+      if (generation !== this.generation) return;
+      for (const entry of page.files || page.entries || []) {
+        this.body.append(entry.type === "folder" ? this.folderRow(entry) : this.row(entry));
+      }
+      this.cursor = page.next_cursor || page.cursor || null;
       this.done = !this.cursor;
       showMessage(this.message, "");
     } catch (error) {
-      showMessage(this.message, `Could not load the list: ${error.message}`);
+      if (generation === this.generation) showMessage(this.message, `Could not load the list: ${error.message}`);
     } finally {
-      this.loading = false;
-      this.more.disabled = false;
-      this.more.hidden = this.done;
-      this.empty.hidden = this.body.childElementCount > 0;
+      if (generation === this.generation) {
+        this.loading = false;
+        this.more.disabled = false;
+        this.more.hidden = this.done;
+        this.empty.hidden = this.body.childElementCount > 0;
+        if (this.selection) this.selection.changed();
+      }
     }
   }
 
@@ -84,18 +111,22 @@ export class FileSection {
     });
     const buttons = [download];
     if (this.own) {
-      buttons.push(
-        h("button", { type: "button", class: "button small", text: "Share", onclick: () => this.actions.share(file) }),
-        h("button", { type: "button", class: "button small danger", text: "Delete", onclick: () => this.remove(file, row) }),
-      );
+      buttons.push(h("button", { type: "button", class: "button small", text: "Share", onclick: () => this.actions.share(file) }));
+      if (this.tree) buttons.push(...this.treeButtons(file), this.button("Versions", () => this.actions.versions(file)));
+      buttons.push(h("button", { type: "button", class: "button small danger", text: "Delete", onclick: () => this.remove(file, row) }));
     }
     const detail = file.status === "uploading"
       ? `${file.uploaded_chunks} of ${file.total_chunks} chunks; pick the file again to resume`
       : "";
+    const name = nameElement(file.file_name, "file-name");
     const row = h("tr", { dataset: { fileId: file.file_id, status: file.status } },
+      this.own ? h("td", { class: "col-select" }, this.selection.checkbox({ file, row: () => row }, file.file_name)) : null,
       h("td", { class: "col-name" },
-        nameElement(file.file_name, "file-name"),
+        file.status === "uploaded" && this.actions.open
+          ? h("button", { type: "button", class: "name-button", onclick: () => this.actions.open(file, this.openable()) }, name)
+          : name,
         !this.own && file.uploaded_by ? h("span", { class: "file-owner", text: `from ${file.uploaded_by}` }) : null,
+        this.where(file),
         h("span", { class: "file-meta", text: `${formatSize(file.file_size)} · ${formatDate(file.created_at)}` }),
       ),
       h("td", { class: "col-size", text: formatSize(file.file_size) }),
@@ -107,23 +138,125 @@ export class FileSection {
       ),
       h("td", { class: "col-actions" }, h("div", { class: "row-actions" }, buttons)),
     );
+    this.fileOf.set(row, file);
     return row;
   }
 
-  async remove(file, row) {
+  /** Rows for files that are not in the pages loaded (uploads in progress), once each; none when the
+   *  list was reloaded since `generation` (they were looked up for an older one). */
+  addRows(files, generation) {
+    if (generation !== this.generation) return;
+    const shown = new Set([...this.body.rows].map((row) => row.dataset.fileId).filter(Boolean));
+    for (const file of files) if (!shown.has(file.file_id)) this.body.append(this.row(file));
+    this.empty.hidden = this.body.childElementCount > 0;
+    if (this.selection) this.selection.changed();
+  }
+
+  /** A folder's row: its name a link that opens it; Rename, Move and Delete (to the trash). */
+  folderRow(folder) {
+    const row = h("tr", { class: "folder-row", dataset: { folderId: folder.folder_id } },
+      this.own ? h("td", { class: "col-select" }, this.selection.checkbox({ file: folder, row: () => row }, folder.name)) : null,
+      h("td", { class: "col-name" },
+        h("a", { class: "folder-link", href: href({ view: "files", folder: folder.folder_id }) },
+          h("span", { class: "folder-icon", "aria-hidden": "true" }), nameElement(folder.name, "file-name")),
+        this.where(folder),
+        h("span", { class: "file-meta", text: `Folder · ${formatDate(folder.modified_at || folder.created_at)}` }),
+      ),
+      h("td", { class: "col-size" }),
+      h("td", { class: "col-type", text: "Folder" }),
+      h("td", { class: "col-date" }, h("time", { datetime: folder.modified_at || folder.created_at, text: formatDate(folder.modified_at || folder.created_at) })),
+      h("td", { class: "col-status" }),
+      h("td", { class: "col-actions" }, h("div", { class: "row-actions" },
+        this.own ? [...this.treeButtons(folder), h("button", { type: "button", class: "button small danger", text: "Delete", onclick: () => this.remove(folder, row) })] : null)),
+    );
+    this.fileOf.set(row, folder);
+    return row;
+  }
+
+  button(text, onclick) {
+    return h("button", { type: "button", class: "button small", text, onclick });
+  }
+
+  treeButtons(entry) {
+    return [this.button("Rename", () => this.actions.rename(entry)), this.button("Move", () => this.actions.move(entry))];
+  }
+
+  /** Where an entry is, for search results: its folder's path. */
+  where(entry) {
+    if (!this.showPaths || !entry.path) return null;
+    const folder = entry.path.slice(0, entry.path.lastIndexOf("/")) || "/";
+    return h("span", { class: "file-where", text: `in ${folder}` });
+  }
+
+  /** The uploaded files shown, in their order: what a preview moves between. */
+  openable() {
+    return [...this.body.rows].map((row) => this.fileOf.get(row))
+      .filter((file) => file && file.type !== "folder" && file.status === "uploaded");
+  }
+
+  /** What deleting does, in a sentence, for `what` (a quoted name, or "These 3 items"). */
+  deleteText(what, many) {
+    return this.tree
+      ? `${what} will go to the trash, and ${many ? "their" : "its"} shares and links end. You can restore ${many ? "them" : "it"} from Trash.`
+      : `${what} will be deleted for you and everyone ${many ? "they are" : "it is"} shared with. This cannot be undone.`;
+  }
+
+  async remove(entry, row) {
+    const kind = entry.type === "folder" ? "folder" : "file";
+    const confirmed = await confirmDialog(`Delete this ${kind}?`, this.deleteText(quotedName(nameOf(entry)), false), "Delete");
+    if (!confirmed) return;
+    try {
+      await this.actions.remove(entry);
+      row.remove();
+      this.rowsChanged();
+      showMessage(this.message, `Deleted ${quotedName(nameOf(entry))}.`, "info");
+    } catch (error) {
+      showMessage(this.message, `Could not delete ${quotedName(nameOf(entry))}: ${error.message}`);
+    }
+  }
+
+  rowsChanged() {
+    this.empty.hidden = this.body.childElementCount > 0;
+    if (this.selection) this.selection.changed();
+    if (this.actions.changed) this.actions.changed();
+  }
+
+  showSelection() {
+    const count = this.selection.selected().length;
+    this.selectionBar.hidden = count === 0;
+    replace(this.selectionCount, `${count} selected`);
+  }
+
+  /** Delete every selected entry, after one question; each one that fails is named. */
+  async removeSelected() {
+    const chosen = this.selection.selected();
+    if (!chosen.length) return;
+    const single = chosen.length === 1;
+    const noun = chosen.every(({ file }) => file.type !== "folder") ? "files" : "items";
+    const what = single ? quotedName(nameOf(chosen[0].file)) : `These ${chosen.length} ${noun}`;
     const confirmed = await confirmDialog(
-      "Delete this file?",
-      `${quotedName(file.file_name)} will be deleted for you and everyone it is shared with. This cannot be undone.`,
+      single ? `Delete this ${chosen[0].file.type === "folder" ? "folder" : "file"}?` : `Delete ${chosen.length} ${noun}?`,
+      this.deleteText(what, !single),
       "Delete",
     );
     if (!confirmed) return;
-    try {
-      await this.actions.remove(file);
-      row.remove();
-      this.empty.hidden = this.body.childElementCount > 0;
-      showMessage(this.message, `Deleted ${quotedName(file.file_name)}.`, "info");
-    } catch (error) {
-      showMessage(this.message, `Could not delete ${quotedName(file.file_name)}: ${error.message}`);
+    const failed = [];
+    for (const { file, row } of chosen) {
+      try {
+        await this.actions.remove(file);
+        row().remove();
+      } catch (error) {
+        failed.push(`${quotedName(nameOf(file))} (${error.message})`);
+      }
     }
+    this.rowsChanged();
+    const deleted = chosen.length - failed.length;
+    if (failed.length) showMessage(this.message, `Deleted ${deleted} of ${chosen.length}. Could not delete ${failed.join(", ")}.`);
+    else showMessage(this.message, `Deleted ${deleted} ${noun === "files" && deleted === 1 ? "file" : noun === "items" && deleted === 1 ? "item" : noun}.`, "info");
   }
+}
+
+/** An entry's name: a folder's, or a file's (v1.1 file objects have only file_name). */
+export function nameOf(entry) {
+  return entry.type === "folder" ? entry.name : entry.name ?? entry.file_name;
 }

@@ -1,13 +1,15 @@
 // The signed-in page: the upload picker, the uploads panel, your files and those shared with you.
 import { h } from "../ui/dom.js";
 import { FileSection } from "./files.js";
+import { storageView } from "./storage.js";
 
 /**
  * The files view. api: the Api; uploads: the uploads panel (state.uploads); actions: {download(file,
- * button), share(file)}. Returns {element, own, shared, reloadOwn()}.
+ * button), share(file), open(file, files)}; onChanged(): files were deleted (the storage used changed).
+ * Returns {element, reloadOwn()}.
  */
-export function filesView({ api, uploads, actions }) {
-  const rowActions = { ...actions, remove: (file) => api.deleteFile(file.file_id) };
+export function filesView({ api, uploads, actions, onChanged }) {
+  const rowActions = { ...actions, remove: (file) => api.deleteFile(file.file_id), changed: onChanged };
   const own = new FileSection({
     id: "my-files", title: "My files", own: true, actions: rowActions,
     emptyText: "No files yet. Upload some with the button above, or drop them on this page.",
@@ -30,6 +32,7 @@ export function filesView({ api, uploads, actions }) {
     h("section", { class: "upload-zone", "aria-labelledby": "upload-title" },
       h("div", {},
         h("h1", { id: "upload-title", text: "Your files" }),
+        storageView(),
         h("p", { class: "hint", text: "Pick files or drop them anywhere on this page. Interrupted uploads resume: pick the same file again." })),
       h("div", { class: "upload-picker" }, input, h("label", { for: "upload-input", class: "button primary", text: "Upload files" }))),
     uploads.element,

@@ -20,6 +20,7 @@ export function openShareDialog(api, file) {
     links.element,
   ));
   people.focus();
+  people.load();
   links.load();
 }
 
@@ -28,21 +29,29 @@ function peopleSection(api, file) {
     type: "text", name: "username", autocomplete: "off", autocapitalize: "none", spellcheck: "false", required: true,
   }, "A username; several separated by commas or spaces.");
   const message = h("div", { class: "message", hidden: true });
-  const list = h("ul", { class: "people" });
+  const list = h("ul", { class: "people", "aria-label": "Who has access" });
   const known = new Set(file.shared_with || []);
 
+  // Each person with a button "Remove <username>" (the name after the visible word, for screen readers).
   const render = () => {
-    replace(list, [...known].sort().map((username) => {
-      const nameId = `person-${Math.random().toString(36).slice(2)}`;
-      return h("li", {},
-        h("span", { id: nameId, text: username }),
-        h("button", {
-          type: "button", class: "button small", text: "Remove", "aria-describedby": nameId,
-          onclick: () => remove(username),
-        }),
-      );
-    }));
+    replace(list, [...known].sort((a, b) => a.localeCompare(b)).map((username) => h("li", {},
+      h("span", { class: "person", text: username }),
+      h("button", { type: "button", class: "button small", onclick: () => remove(username) },
+        "Remove", h("span", { class: "visually-hidden", text: ` ${username}` })),
+    )));
     list.hidden = known.size === 0;
+  };
+
+  // Who has access now, as the server says (another tab or dbx may have changed it).
+  const load = async () => {
+    try {
+      const answer = await api.shares(file.file_id);
+      known.clear();
+      for (const username of answer.shared_with || []) known.add(username);
+      render();
+    } catch (error) {
+      showMessage(message, error.unsupported ? "" : `Could not load who has access: ${error.message}`);
+    }
   };
 
   const remove = async (username) => {
@@ -81,9 +90,9 @@ function peopleSection(api, file) {
   render();
   const element = h("section", { class: "share-section", "aria-labelledby": "people-title" },
     h("h3", { id: "people-title", text: "People" }), form, message,
-    h("p", { class: "hint", text: "They see the file under “Shared with me” and can download it." }),
+    h("p", { class: "hint", text: "They see the file under “Shared with me” and can download it. Remove anyone at any time." }),
     list);
-  return { element, focus: () => input.focus() };
+  return { element, load, focus: () => input.focus() };
 }
 
 function linksSection(api, file) {
@@ -168,8 +177,9 @@ async function copyText(input, button) {
 
 function linkItem(api, link, message, reload) {
   const urlId = `link-${link.link_id}`;
+  const expired = link.expires_at && Date.parse(link.expires_at) <= Date.now();
   const facts = [
-    link.expires_at ? `expires ${formatDate(link.expires_at)}` : "never expires",
+    expired ? `expired ${formatDate(link.expires_at)}` : link.expires_at ? `expires ${formatDate(link.expires_at)}` : "never expires",
     link.has_password ? "password" : "no password",
     `${link.download_count || 0} download${link.download_count === 1 ? "" : "s"}`,
   ];
@@ -197,8 +207,10 @@ function linkItem(api, link, message, reload) {
       setTimeout(() => { copy.textContent = "Copy"; }, 2000);
     },
   });
-  return h("li", {},
+  // An expired link no longer works: no Copy, and Revoke (to tidy up) stays.
+  return h("li", { class: expired ? "expired" : null },
     h("span", { class: "link-text", id: urlId, text: link.url }),
+    expired ? h("span", { class: "badge expired", text: "Expired" }) : null,
     h("span", { class: "link-facts", text: facts.join(" · ") }),
-    h("span", { class: "row-actions" }, copy, revoke));
+    h("span", { class: "row-actions" }, expired ? null : copy, revoke));
 }

@@ -21,13 +21,17 @@ export class UploadsPanel {
     );
   }
 
-  /** Start uploading each file; several run at once, each with its own chunks in parallel. */
-  add(files) {
+  /**
+   * Start uploading each file; several run at once, each with its own chunks in parallel.
+   * placeOf(file): where it goes in the tree ({parent_id} or {path}; null: the root).
+   */
+  add(files, placeOf = () => null) {
     for (const file of files) {
       const upload = new Upload(file, {
         api: this.api,
         config: this.config,
         engine: this.engine,
+        place: placeOf(file),
         onChange: () => this.scheduleRender(upload),
         onFinished: () => this.onFinished(upload),
       });

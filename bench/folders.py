@@ -1,0 +1,126 @@
+"""Many small files: ``dbx upload -r`` of a folder against boto3 putting the same files, files per second.
+
+    python -m bench folders [--files 2000] [--min-kib 4] [--max-kib 64] [--jobs 8] [--runs 3]
+
+One local folder of ``--files`` files of random sizes between ``--min-kib`` and
+``--max-kib`` (new random bytes, spread over 10 subfolders). Each run times,
+in turns (the order rotates from run to run):
+
+- the real ``dbx upload -r FOLDER --to /run-N -j JOBS`` as a command of its
+  own, by a new user each run (a user's own content would be deduplicated):
+  the whole command, start-up, folders and files, each file a gateway request
+  that the gateway streams into the store;
+- boto3 ``put_object`` of the same files (each read from disk) under keys of
+  their relative paths, ``JOBS`` threads with a connection each, its client
+  made beforehand in this process (pays no start-up): straight to the store,
+  one request a file.
+
+The ratio (dbx / boto3 files per second) is taken within each run; CPU
+seconds per 1,000 files are counted per process (the client, the store, the
+gateway), which says where the time goes on a machine where all three share
+the cores.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.dbx import Dbx
+from bench.stack import BenchStack, Figure, print_table, ratio
+from bench.transfer import PROCESSES, cpu_now
+
+SUBFOLDERS = 10
+
+
+def make_folder(root: Path, files: int, min_kib: int, max_kib: int, seed: int = 22) -> list[Path]:
+    """``files`` files of random sizes (new random bytes each) in SUBFOLDERS subfolders of ``root``."""
+    sizes = random.Random(seed)
+    made = []
+    for number in range(files):
+        folder = root / f"part-{number % SUBFOLDERS:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"file-{number:05d}.bin"
+        path.write_bytes(os.urandom(sizes.randint(min_kib * 1024, max_kib * 1024)))
+        made.append(path)
+    return made
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench folders", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--min-kib", type=int, default=4)
+    parser.add_argument("--max-kib", type=int, default=64)
+    parser.add_argument("--jobs", type=int, default=8, help="files in flight, both sides (default 8)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    import boto3
+    from botocore.config import Config
+
+    with BenchStack() as stack:
+        source = stack.root / "photos"
+        files = make_folder(source, args.files, args.min_kib, args.max_kib)
+        total = sum(path.stat().st_size for path in files)
+        s3 = boto3.client("s3", **stack.s3_credentials(), config=Config(max_pool_connections=args.jobs))
+        s3.list_objects_v2(Bucket=stack.bucket, MaxKeys=1)  # the client's set-up is not timed
+        pool = ThreadPoolExecutor(args.jobs)
+
+        def boto3_put(run: int) -> None:
+            def put(path: Path) -> None:
+                s3.put_object(Bucket=stack.bucket, Key=f"bench/folders-{run}/{path.relative_to(source)}",
+                              Body=path.read_bytes())
+            list(pool.map(put, files))
+
+        summaries: list[dict] = []
+
+        def dbx_upload(run: int, user: Dbx) -> None:
+            _, last, _ = user("upload", "-r", str(source), "--to", f"/run-{run}", "-j", str(args.jobs))
+            summary = last.get("summary") or {}
+            if summary.get("done") != args.files:
+                raise RuntimeError(f"dbx upload -r uploaded {summary.get('done')} of {args.files} files: {last}")
+            summaries.append(summary)
+
+        speeds: dict[str, list[float]] = {"dbx": [], "boto3": []}
+        cpu: dict[str, dict[str, list[float]]] = {side: {name: [] for name in PROCESSES} for side in speeds}
+        for run in range(args.runs):
+            user = Dbx(stack, stack.root / f"home-{run}")  # made before the timing starts
+            sides: list[tuple[str, Callable[[], None]]] = [("dbx", functools.partial(dbx_upload, run, user)),
+                                                           ("boto3", functools.partial(boto3_put, run))]
+            for side, upload in sides[run % 2:] + sides[:run % 2]:
+                before = cpu_now(stack)
+                started = time.perf_counter()
+                upload()
+                seconds = time.perf_counter() - started
+                after = cpu_now(stack)
+                speeds[side].append(args.files / seconds)
+                for name in PROCESSES:
+                    cpu[side][name].append((after[name] - before[name]) / args.files * 1000)
+        pool.shutdown()
+
+    per_run = ratio([mine / theirs for mine, theirs in zip(speeds["dbx"], speeds["boto3"], strict=True)])
+    print_table(
+        f"Many small files: {args.files} files of {args.min_kib}-{args.max_kib} KiB ({total / 1024 / 1024:.0f} MiB "
+        f"in all, {SUBFOLDERS} folders), {args.jobs} at a time, median of {args.runs} runs (min, max); ratio "
+        "within each run",
+        [("dbx upload -r (the whole command: start, folders, files)", f"{Figure(speeds['dbx'])} files/s", per_run),
+         ("boto3 put_object from threads, in this process", f"{Figure(speeds['boto3'])} files/s", "")],
+        ("upload", "figure", "to boto3"),
+    )
+    print_table(
+        f"CPU seconds per 1,000 files, by process (median of {args.runs} runs; all share this machine's "
+        f"{os.cpu_count()} cores)",
+        [(label, *(f"{Figure(cpu[side][name]).median:.2f}" for name in PROCESSES),
+          f"{sum(Figure(cpu[side][name]).median for name in PROCESSES):.2f}")
+         for side, label in (("dbx", "dbx upload -r"), ("boto3", "boto3 put_object"))],
+        ("upload", *PROCESSES, "all"),
+    )
+
+
+if __name__ == "__main__":
+    main()
