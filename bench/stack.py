@@ -238,7 +238,9 @@ class BenchStack:
     def gateway_environment(self) -> dict[str, str]:
         """The environment the launcher gives its gateway, to start more gateways like it (bench/cluster.py)."""
         ports = argparse.Namespace(gateway_port=self.gateway_port, s3_port=self.s3_port, cdn_port=self.cdn_port)
-        ours = {name: value for name, value in self.env.items() if name.startswith("GATEWAY_")}
+        # Not its metrics port: that one is this gateway's (work()); another gateway would find it taken.
+        ours = {name: value for name, value in self.env.items()
+                if name.startswith("GATEWAY_") and name != "GATEWAY_METRICS_PORT"}
         return {**gateway_environment(self.state, self.stack_settings(), ports), **ours}
 
     @property
