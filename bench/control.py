@@ -12,12 +12,13 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,6 +27,7 @@ from types import SimpleNamespace
 import aiohttp
 
 from bench.stack import BenchStack, Figure, print_table, ratio, signup
+from deploy.postgres import PostgresCluster
 from protocol.fingerprints import file_fingerprint
 
 
@@ -97,17 +99,39 @@ def run_program(program: str, scenario: dict, env: dict[str, str] | None = None)
     return json.loads(out.stdout)
 
 
-def run_load(requests: list[dict], concurrency: int, seconds: float, max_requests: int | None = None) -> dict:
+def run_load(requests: list[dict], concurrency: int, seconds: float, max_requests: int | None = None,
+             stack: BenchStack | None = None) -> dict:
+    """One load run; with ``stack``, also what each request asked of its gateway's database and store
+    (``work``: SQL statements, transactions, store requests per request; None if that gateway does not count)."""
     scenario = {"requests": requests, "concurrency": concurrency, "seconds": seconds}
     if max_requests:
         scenario["max_requests"] = max_requests
-    return run_program("bench.loadgen", scenario)
+    before = stack.work() if stack else None
+    result = run_program("bench.loadgen", scenario)
+    after = stack.work() if stack else None
+    result["work"] = None
+    if before is not None and after is not None and result["requests"]:
+        result["work"] = {name: (after[name] - before[name]) / result["requests"] for name in before}
+    return result
+
+
+WORK_HEADER = "per request: SQL statements / transactions / store requests"
+
+
+def work_of(results: list[dict]) -> str:
+    """What one request asked of the gateway's database and store (medians of the runs), or n/a."""
+    counted = [r["work"] for r in results if r.get("work")]
+    if not counted:
+        return "n/a"
+    return " / ".join(f"{Figure([w[name] for w in counted]).median:.1f}"
+                      for name in ("statements", "transactions", "store"))
 
 
 def row_of(name: str, results: list[dict]) -> tuple[str, ...]:
-    """A table row: requests/second, p50 and p99 (median, min, max of the runs) and the errors in all."""
+    """A table row: requests/second, p50 and p99 (median, min, max of the runs), the errors in all, and
+    what a request asked of the database and the store."""
     return (name, str(Figure([r["rps"] for r in results])), str(Figure([r["p50_ms"] for r in results])),
-            str(Figure([r["p99_ms"] for r in results])), str(sum(r["errors"] for r in results)))
+            str(Figure([r["p99_ms"] for r in results])), str(sum(r["errors"] for r in results)), work_of(results))
 
 
 def measure_small_files(targets: list[Target], args) -> list[tuple[str, ...]]:
@@ -127,7 +151,7 @@ def measure_small_files(targets: list[Target], args) -> list[tuple[str, ...]]:
     def inline(target: Target) -> dict:
         upload = {"method": "POST", "url": f"{target.stack.gateway_url}/dropbox/v1/files",
                   "headers": {"Authorization": f"Bearer {target.data['owner']}"}, "inline": size}
-        return run_load([upload], args.concurrency, args.seconds)
+        return run_load([upload], args.concurrency, args.seconds, stack=target.stack)
 
     sides: list[Target | None] = [None, *targets]  # None: boto3
     results: dict[Target | None, list[dict]] = {side: [] for side in sides}
@@ -160,7 +184,8 @@ def compare(name: str, targets: list[Target], batches: Callable[[Target], list[l
     for run in range(args.runs):
         for target in targets[run % len(targets):] + targets[:run % len(targets)]:
             batch = loads[target][run]
-            results[target].append(run_load(batch, args.concurrency, args.seconds, len(batch) if bounded else None))
+            results[target].append(run_load(batch, args.concurrency, args.seconds, len(batch) if bounded else None,
+                                            target.stack))
     rows = []
     for target in targets:
         if any(r["errors"] for r in results[target]):
@@ -201,6 +226,9 @@ def control_options(description: str) -> argparse.ArgumentParser:
     """bench/control.py's options: a load's, and the small files'."""
     parser = load_options(description)
     parser.add_argument("--small-kib", type=int, default=4, help="size of the small files uploaded inline (KiB)")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the gateways' database: SQLite (the default) or a private PostgreSQL server started for "
+                             "the run, a database of its own for each gateway")
     parser.add_argument("--other-gateway", metavar="DIR", action="append", default=[],
                         help="also run the stack of another checkout of this repository (DIR; its launcher, gateway "
                              "and CDN tier) and time the same requests against it in the same runs, in turns: a "
@@ -231,6 +259,22 @@ def checkout_label(checkout: Path) -> str:
     return f"{checkout} at {commit}" if commit else str(checkout)
 
 
+@contextlib.contextmanager
+def databases(engine: str) -> Iterator[Callable[[], dict[str, str]]]:
+    """What each gateway's environment says of its database: nothing (SQLite in its own state), or a new
+    database on a private PostgreSQL server started for the run (destroyed at the end)."""
+    if engine == "sqlite":
+        yield dict
+        return
+    postgres = PostgresCluster(Path(tempfile.mkdtemp(prefix="bench-postgres-")), sync_init=False)
+    made = itertools.count()
+    try:
+        postgres.start()
+        yield lambda: {"GATEWAY_DATABASE_URL": postgres.create_database(f"control{next(made)}")}
+    finally:
+        postgres.destroy()
+
+
 def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
     args = control_options(__doc__).parse_args(argv)
     checkouts = [None, *(Path(other) for other in args.other_gateway)]
@@ -238,45 +282,54 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
     small: list[tuple[str, ...]] = []
     ratios: list[tuple[str, ...]] = []
     cached: dict[str, Figure] = {}
-    for cache in ("memory://", "none://"):
-        with contextlib.ExitStack() as stacks:
-            # One owner starts thousands of uploads here: BenchStack runs without the per-user limits.
-            targets = [Target("this checkout" if checkout is None else checkout_label(checkout),
-                              stacks.enter_context(BenchStack(gateway_env={"GATEWAY_CACHE_URL": cache},
-                                                              checkout=checkout)))
-                       for checkout in checkouts]
-            for target in targets:
-                target.data = asyncio.run(populate(target.stack.gateway_url, target.stack.chunk_size, args.files,
-                                                   args.files))
-            label = "cache on" if cache != "none://" else "cache off"
-            if cache != "none://":
-                rows += compare("POST /dropbox/v1/files", targets, partial(claims, runs=args.runs), args,
-                                bounded=True)[0]
-                rows += compare("POST .../upload-urls (3 chunks)", targets, partial(presigns, runs=args.runs), args)[0]
-                small = measure_small_files(targets, args)
-            for who in ("owner", "reader"):
-                found, rps = compare(f"GET /dropbox/v1/files/{{id}}, {who}, {label}", targets,
-                                     partial(reads, who=who, runs=args.runs), args)
-                rows += found
-                if who in cached:
-                    ratios.append((f"GET as {who}: cache on / off", f"{cached[who].median / rps.median:.2f}x"))
-                else:
-                    cached[who] = rps
+    with databases(args.engine) as database:
+        for cache in ("memory://", "none://"):
+            run_cache(cache, checkouts, database, args, rows, ratios, cached, small)
     others = " (and the gateway of each other checkout, in turns)" if args.other_gateway else ""
     print_table(
-        f"Control path: 1 gateway process{others}, load from a separate process, {args.concurrency} connections, "
-        f"median of {args.runs} runs of {args.seconds:g}s (min, max)" + ("; ratios within each run" if others else ""),
+        f"Control path: 1 gateway process{others} on {args.engine}, load from a separate process, "
+        f"{args.concurrency} connections, median of {args.runs} runs of {args.seconds:g}s (min, max)"
+        + ("; ratios within each run" if others else ""),
         rows,
-        ("request", "req/s", "p50 ms", "p99 ms", "errors", *(("req/s to this checkout",) if others else ())),
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, *(("req/s to this checkout",) if others else ())),
     )
     print_table("Permission and metadata cache", ratios, ("requests/second", "ratio"))
     print_table(
         f"Small files: inline uploads against boto3 put_object of the same size, {args.concurrency} at a time, "
         f"median of {args.runs} runs of {args.seconds:g}s (min, max); ratio within each run",
         small,
-        ("request", "req/s", "p50 ms", "p99 ms", "errors", "req/s to boto3"),
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, "req/s to boto3"),
     )
     return rows
+
+
+def run_cache(cache: str, checkouts: list[Path | None], database: Callable[[], dict[str, str]], args,
+              rows: list[tuple[str, ...]], ratios: list[tuple[str, ...]], cached: dict[str, Figure],
+              small: list[tuple[str, ...]]) -> None:
+    """Every request against each checkout's stack with the permission and metadata cache ``cache``."""
+    with contextlib.ExitStack() as stacks:
+        # One owner starts thousands of uploads here: BenchStack runs without the per-user limits.
+        targets = [Target("this checkout" if checkout is None else checkout_label(checkout),
+                          stacks.enter_context(BenchStack(gateway_env={"GATEWAY_CACHE_URL": cache, **database()},
+                                                          checkout=checkout)))
+                   for checkout in checkouts]
+        for target in targets:
+            target.data = asyncio.run(populate(target.stack.gateway_url, target.stack.chunk_size, args.files,
+                                               args.files))
+        label = "cache on" if cache != "none://" else "cache off"
+        if cache != "none://":
+            rows += compare("POST /dropbox/v1/files", targets, partial(claims, runs=args.runs), args,
+                            bounded=True)[0]
+            rows += compare("POST .../upload-urls (3 chunks)", targets, partial(presigns, runs=args.runs), args)[0]
+            small += measure_small_files(targets, args)
+        for who in ("owner", "reader"):
+            found, rps = compare(f"GET /dropbox/v1/files/{{id}}, {who}, {label}", targets,
+                                 partial(reads, who=who, runs=args.runs), args)
+            rows += found
+            if who in cached:
+                ratios.append((f"GET as {who}: cache on / off", f"{cached[who].median / rps.median:.2f}x"))
+            else:
+                cached[who] = rps
 
 
 if __name__ == "__main__":

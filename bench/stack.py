@@ -94,6 +94,7 @@ class BenchStack:
 
     def __post_init__(self) -> None:
         self.gateway_port, self.cdn_port, self.s3_port = free_port(), free_port(), free_port()
+        self.metrics_port = free_port()
         self.state = self.root / "state"
         self.env = {
             **os.environ,
@@ -104,6 +105,8 @@ class BenchStack:
             # Benchmarks load the data and control paths; the per-user caps would cut them short.
             "GATEWAY_MAX_UPLOADS_IN_PROGRESS": "0",
             "GATEWAY_USER_QUOTA_BYTES": "0",
+            # What the requests asked of the database and the store (work()), on a listener of its own.
+            "GATEWAY_METRICS_PORT": str(self.metrics_port),
             **self.gateway_env,
         }
         if self.checkout is not None:
@@ -208,6 +211,26 @@ class BenchStack:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
+    def work(self) -> dict[str, float] | None:
+        """The gateway's counts of its work so far (gateway/core/metrics.py's WorkCollector): ``statements``,
+        ``transactions`` and ``store`` (requests to the store); None from a gateway that does not count them
+        (another checkout's, older)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return None
+        counts = {"statements": 0.0, "transactions": 0.0, "store": 0.0}
+        names = {"gateway_db_statements_total": "statements", "gateway_db_transactions_total": "transactions",
+                 "gateway_store_requests_total": "store"}
+        found = set()
+        for line in text.splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in names:
+                counts[names[name]] += float(line.rsplit(" ", 1)[1])
+                found.add(name)
+        return counts if "gateway_db_statements_total" in found else None
+
     def stack_settings(self) -> dict[str, str]:
         """``stack.env``: the secrets the launcher generated (all there once it is up: only read)."""
         return load_or_create_secrets(self.state / "stack.env")
@@ -215,7 +238,9 @@ class BenchStack:
     def gateway_environment(self) -> dict[str, str]:
         """The environment the launcher gives its gateway, to start more gateways like it (bench/cluster.py)."""
         ports = argparse.Namespace(gateway_port=self.gateway_port, s3_port=self.s3_port, cdn_port=self.cdn_port)
-        ours = {name: value for name, value in self.env.items() if name.startswith("GATEWAY_")}
+        # Not its metrics port: that one is this gateway's (work()); another gateway would find it taken.
+        ours = {name: value for name, value in self.env.items()
+                if name.startswith("GATEWAY_") and name != "GATEWAY_METRICS_PORT"}
         return {**gateway_environment(self.state, self.stack_settings(), ports), **ours}
 
     @property

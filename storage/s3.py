@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from collections.abc import Callable, Sequence
@@ -147,11 +148,14 @@ class S3ObjectStore:
         self._client = make(self.endpoint, max_connections=max_connections)
         self._public = self._client if self.public_endpoint == self.endpoint else make(self.public_endpoint)
         self._requests = ThreadPoolExecutor(max_connections, thread_name_prefix="s3-request")
+        # Requests sent, by botocore operation (put_object, upload_part, ...): the gateway's metrics read it.
+        self.requests_sent: Counter[str] = Counter()
         self._signing = ThreadPoolExecutor(1, thread_name_prefix="s3-presign")
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking botocore call on the request threads, with errors mapped."""
         loop = asyncio.get_running_loop()
+        self.requests_sent[fn.__name__.strip("_").removesuffix("_blocking")] += 1
         try:
             return await loop.run_in_executor(self._requests, functools.partial(fn, *args, **kwargs))
         except ParamValidationError:

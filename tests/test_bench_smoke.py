@@ -85,6 +85,9 @@ def test_the_benchmark_prints_its_figures(name):
     if name == "control":  # the cached reads and both sides of the small files answered every request
         for row in ("GET /dropbox/v1/files/{id}, owner, cache on", "inline 4 KiB", "boto3 put_object, 4 KiB"):
             assert re.search(r"\| 0 +\|", line_with(out, row)), line_with(out, row)
+        # What each request asked of the gateway's database and store, counted by the gateway itself.
+        work = re.search(r"\| ([0-9.]+) / ([0-9.]+) / ([0-9.]+) +\|", line_with(out, "POST /dropbox/v1/files "))
+        assert work is not None and float(work[1]) > 0 and float(work[3]) >= 1, line_with(out, "POST /dropbox/v1/files ")
 
 
 def test_the_readme_figures_are_regenerated_in_place(tmp_path):

@@ -1,13 +1,15 @@
 """The upload state machine on the in-memory store: start, resume, complete, fail, abandon, dedup."""
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
 
 from gateway.core.content import content_key
-from gateway.core.errors import ChunksMissing, FileNotFound, NotUploading, UploadGone, VerificationFailed
+from gateway.core.errors import ChunksMissing, FileNotFound, NotUploading, QuotaExceeded, UploadGone, VerificationFailed
 from gateway.db import uploads as uploads_db
+from gateway.db import users as users_db
 from protocol.fingerprints import EMPTY_FINGERPRINT
 from storage import StoredPart, UploadNotFound
 from storage.memory import InMemoryObjectStore, sha256_b64
@@ -205,3 +207,49 @@ async def test_every_chunk_of_a_larger_file_is_checked(core, memory_store):
     assert await send_chunks(core, memory_store, alice, file_id, data) == [200] * 5
     await core.uploads.finish(alice, file_id)
     assert stored(memory_store, claim_for(data).fingerprint) == data
+
+
+async def test_a_small_inline_file_is_one_verified_put_and_one_write_transaction(core, memory_store):
+    """One chunk sent inline: no multipart upload, no lease, no part list; one read, one write transaction."""
+    alice = await new_user(core, "alice")
+    data = os.urandom(4096)
+    work = (core.db.work.transactions, core.db.work.statements)
+    file_id = await core.uploads.upload_inline(alice, claim_for(data, "small.txt"), io.BytesIO(data))
+    transactions, statements = core.db.work.transactions - work[0], core.db.work.statements - work[1]
+    assert transactions == 2 and statements <= 16, (transactions, statements)
+    assert not memory_store._uploads  # never a multipart upload
+    row, chunks = await core.files.readable(alice, file_id)
+    assert row["status"] == "uploaded" and row["path"] == "/small.txt" and [c["status"] for c in chunks] == ["uploaded"]
+    assert stored(memory_store, row["fingerprint"]) == data
+    assert (await memory_store.stat(content_key(row["fingerprint"]))).sha256_checksum == sha256_b64(data)
+
+
+async def test_content_removed_between_the_put_and_the_record_is_stored_again(core, memory_store, monkeypatch):
+    """The last other file with the same content deleted for good between this upload's PUT and its
+    transaction: the removal is recorded under the content lock, and the upload puts the bytes back."""
+    alice = await new_user(core, "alice")
+    data = os.urandom(1000)
+    claim = claim_for(data, "again.txt")
+    put = memory_store.put_object
+
+    async def put_then_removed(key, body, checksum):
+        await put(key, body, checksum)
+        if put_then_removed.first:
+            put_then_removed.first = False
+            assert await core.deletion.drop_unreferenced_content(claim.fingerprint)  # no file refers to it yet
+            assert stored(memory_store, claim.fingerprint) is None
+
+    put_then_removed.first = True
+    monkeypatch.setattr(memory_store, "put_object", put_then_removed)
+    file_id = await core.uploads.upload_inline(alice, claim, io.BytesIO(data))
+    row, _ = await core.files.readable(alice, file_id)
+    assert row["status"] == "uploaded" and stored(memory_store, claim.fingerprint) == data
+
+
+async def test_an_inline_file_refused_in_its_transaction_leaves_no_object(core, memory_store):
+    alice = await new_user(core, "alice")
+    await users_db.set_quota(core.db, "alice", 100)
+    data = os.urandom(1000)
+    with pytest.raises(QuotaExceeded):
+        await core.uploads.upload_inline(alice, claim_for(data, "big.txt"), io.BytesIO(data))
+    assert stored(memory_store, claim_for(data).fingerprint) is None

@@ -144,8 +144,8 @@ async def test_an_invalidation_during_a_cache_fill_is_not_lost(make_gateway, htt
     await access.invalidate(file_id)
     real_load = access._load
 
-    async def load_then_unshare(file_id_):
-        entry = await real_load(file_id_)  # still shared with the friend
+    async def load_then_unshare(file_id_, *rest):
+        entry = await real_load(file_id_, *rest)  # still shared with the friend
         assert (await owner.delete(f"{FILES}/{file_id}/shares/{friend.username}")).status == 204
         return entry
 

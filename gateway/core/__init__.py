@@ -76,6 +76,7 @@ class Core:
             "revoked_tokens": await self.sessions.forget_expired_revocations(),
             "purged_trash": purged["trash"],
             "purged_versions": purged["versions"],
+            "content_drops": await self.deletion.forget_old_drops(),
         }
 
     async def deliver_owed_invalidations(self) -> int:
@@ -91,7 +92,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
                clock: Clock = system_clock, metrics: Metrics | None = None) -> Core:
     """``metrics``: the app's (gateway/core/metrics.py); a core built alone counts into its own."""
     metrics = metrics or Metrics()
-    metrics.watch_database(db)
+    metrics.watch_database(db, store)
     entries = ReadThrough(cache)
     permissions = Permissions(db, entries, metrics)
     sessions = Sessions(config, db, clock, entries)
@@ -100,8 +101,8 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     waiters = Waiters()
     metrics.watch_waits(waiters)
     namespace = Namespace(db, clock, waiters.wake)
-    uploads = Uploads(config, db, store, permissions, leases, limits, clock, namespace, metrics)
-    deletion = Deletion(db, store, permissions, leases)
+    deletion = Deletion(db, store, permissions, leases, clock)
+    uploads = Uploads(config, db, store, permissions, leases, limits, clock, namespace, deletion, metrics)
     tree = Tree(config, db, namespace, permissions, deletion, limits, clock)
     return Core(
         config=config,

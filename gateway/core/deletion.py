@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import structlog
 
+from gateway.core.clock import Clock, stamp_ago, stamp_now, system_clock
 from gateway.core.content import content_key
 from gateway.core.leases import Leases
 from gateway.core.permissions import Permissions, owned_for_change
@@ -13,14 +14,18 @@ from protocol.states import FileStatus
 from storage import ObjectStore, StoreError
 
 log = structlog.get_logger("gateway.files")
+# How long a removal of content is remembered (revision 0011: what a small file's upload checks).
+DROPS_KEPT_SECONDS = 24 * 3600
 
 
 class Deletion:
-    def __init__(self, db: Database, store: ObjectStore, permissions: Permissions, leases: Leases):
+    def __init__(self, db: Database, store: ObjectStore, permissions: Permissions, leases: Leases,
+                 clock: Clock = system_clock):
         self.db = db
         self.store = store
         self.permissions = permissions
         self.leases = leases
+        self.clock = clock
 
     async def delete(self, user_id: int, file_id: str) -> bool:
         """Delete the user's upload in progress (or failed one), which is in no tree yet; its chunks and
@@ -87,6 +92,11 @@ class Deletion:
           transaction (under the content lock), the user still has an
           ``uploaded`` file with the fingerprint, so it either lands before this
           check (and keeps the object) or sees the copy gone and uploads the bytes.
+        * A small file stored whole (``Uploads.upload_inline``) is PUT before the
+          transaction that records it, so a removal may fall between the two. This
+          transaction records the removal (``content_drops``); the upload's
+          transaction, under the same lock, finds the record and stores the bytes
+          again if they are gone, before its file is ``uploaded``.
 
         Returns whether the object was removed. A store failure leaves an orphaned
         object (wasted space, never lost data) and is logged.
@@ -99,9 +109,14 @@ class Deletion:
                 await self.db.lock_content(conn, fingerprint)
                 if await files_db.content_referenced(conn, fingerprint):
                     return False
+                await files_db.record_content_drop(conn, fingerprint, stamp_now(self.clock))
                 await self.store.delete(key)
         except StoreError as exc:
             log.warning("content_delete_failed", key=key, error=str(exc))
             return False
         log.info("content_deleted", key=key)
         return True
+
+    async def forget_old_drops(self) -> int:
+        """Forget the removals of a day ago and more: no upload's PUT and its transaction are that far apart."""
+        return await files_db.forget_content_drops(self.db, stamp_ago(self.clock, DROPS_KEPT_SECONDS))

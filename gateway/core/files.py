@@ -45,6 +45,11 @@ class Files:
     async def readable(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow]]:
         """(row, chunks) of a file ``user_id`` may read, with its path as they may see it; FileNotFound otherwise."""
         row, chunks = await self.permissions.readable(user_id, file_id)
+        return await self._as_seen(user_id, file_id, row, chunks)
+
+    async def _as_seen(self, user_id: int, file_id: str, row: FileRow,
+                       chunks: list[ChunkRow] | None) -> tuple[FileRow, list[ChunkRow]]:
+        """The row with its path as ``user_id`` may see it, and the file's chunks (read now if not given)."""
         if chunks is None:
             chunks = await files_db.get_chunks(self.db, file_id)
         await self.namespace.with_paths([row], user_id)
@@ -52,12 +57,13 @@ class Files:
 
     async def get(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow]]:
         """A file as its reader should see it now: with a store that sends no per-part events
-        (MinIO), an upload's progress is read from the store's part list first."""
-        if not self.config.store_part_events:
-            row, _ = await self.permissions.readable(user_id, file_id)
-            if row["status"] == FileStatus.UPLOADING:
-                await self.uploads.refresh_from_store(file_id)
-        return await self.readable(user_id, file_id)
+        (MinIO), an upload's progress is read from the store's part list first (then the file again);
+        any other file is read once."""
+        row, chunks = await self.permissions.readable(user_id, file_id)
+        if not self.config.store_part_events and row["status"] == FileStatus.UPLOADING:
+            await self.uploads.refresh_from_store(file_id)
+            row, chunks = await self.permissions.readable(user_id, file_id)
+        return await self._as_seen(user_id, file_id, row, chunks)
 
     async def content_url(self, user_id: int, file_id: str) -> str:
         """Where to download the file: NotUploaded until it is uploaded."""

@@ -61,12 +61,10 @@ class Limits:
 
     async def usage(self, user_id: int) -> Row:
         """``{quota_bytes, used_bytes}`` as GET /dropbox/v1/users/me answers them."""
-        async with self.db.read() as conn:
-            user = await users_db.quota_of(conn, user_id)
-            if user is None:
-                raise UnknownUser()
-            usage = await files_db.usage_of(conn, user_id)
-        return {"quota_bytes": self.quota_of(user["quota_bytes"]), "used_bytes": usage["used_bytes"]}
+        found = await files_db.limits_of(self.db, user_id)
+        if found is None:
+            raise UnknownUser()
+        return {"quota_bytes": self.quota_of(found["quota_bytes"]), "used_bytes": found["used_bytes"]}
 
     async def check_start(self, conn: AsyncConnection, user_id: int, file_size: int, *, uploading: bool) -> None:
         """Inside the transaction that inserts the file: lock the user's row, then refuse
@@ -74,18 +72,22 @@ class Limits:
         await users_db.lock_user(conn, user_id)
         await self._check(conn, user_id, file_size, uploading=uploading)
 
+    async def check_locked(self, conn: AsyncConnection, user_id: int, file_size: int) -> None:
+        """The same refusal for a file that needs no upload slot, inside a transaction that already holds
+        the lock on the user's row (gateway/core/namespace.py's ``changing``)."""
+        await self._check(conn, user_id, file_size, uploading=False)
+
     async def precheck(self, user_id: int, file_size: int, *, uploading: bool) -> Room:
         """The same refusal, early and without a lock: before any work in the store, or before the
         bytes of an inline upload are read. The answer says how large the file may still grow."""
         return await self._check(self.db, user_id, file_size, uploading=uploading)
 
     async def _check(self, on: Database | AsyncConnection, user_id: int, file_size: int, *, uploading: bool) -> Room:
-        user = await users_db.quota_of(on, user_id)
-        if user is None:
+        usage = await files_db.limits_of(on, user_id)  # the user's quota setting and usage, one statement
+        if usage is None:
             raise UnknownUser()
-        usage = await files_db.usage_of(on, user_id)
         # The quotas first: waiting does not help with them, so the client should hear of them first.
-        room = Room(self.quota_of(user["quota_bytes"]), usage["used_bytes"])
+        room = Room(self.quota_of(usage["quota_bytes"]), usage["used_bytes"])
         room.check(file_size)
         most_files = self.config.max_files_per_user
         if most_files and usage["files"] >= most_files:

@@ -74,6 +74,30 @@ class WaitsCollector(Collector):
         yield waits
 
 
+class WorkCollector(Collector):
+    """What requests have asked of the database (statements, transactions) and of the store (requests by
+    operation) so far, read at scrape time: ``bench control`` prints them per request beside its figures.
+    A store without a count (the in-memory one) reports no store series."""
+
+    def __init__(self, db: Database, store: object):
+        self.db = db
+        self.store = store
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        statements = CounterMetricFamily("gateway_db_statements", "SQL statements sent to the database")
+        statements.add_metric([], self.db.work.statements)
+        transactions = CounterMetricFamily("gateway_db_transactions", "Database transactions begun, reads and writes")
+        transactions.add_metric([], self.db.work.transactions)
+        yield from (statements, transactions)
+        sent = getattr(self.store, "requests_sent", None)
+        if sent is not None:
+            requests = CounterMetricFamily("gateway_store_requests", "Requests sent to the object store, by operation",
+                                           labels=["operation"])
+            for operation, count in sorted(sent.items()):
+                requests.add_metric([operation], count)
+            yield requests
+
+
 class LogCollector(Collector):
     """Log lines the process could not write (a full disk): dropped rather than fail a request (gateway/logs.py).
 
@@ -115,9 +139,10 @@ class Metrics:
             self.cache_lookups.labels(result)  # both series exist from the start, at 0
         reg.register(LogCollector())
 
-    def watch_database(self, db: Database) -> None:
-        """Report ``db``'s pool at every scrape."""
+    def watch_database(self, db: Database, store: object = None) -> None:
+        """Report ``db``'s pool, and the work asked of ``db`` and ``store``, at every scrape."""
         self.registry.register(PoolCollector(db))
+        self.registry.register(WorkCollector(db, store))
 
     def watch_waits(self, waiters: Sized) -> None:
         """Report how many change waits are open at every scrape."""

@@ -309,13 +309,14 @@ class Namespace:
 
     # --- placing files ----------------------------------------------------------------------------------
 
-    async def same_content_at(self, owner_id: int, parent_id: str, name: str, fingerprint: str) -> str | None:
+    async def same_content_at(self, owner_id: int, parent_id: str, name: str, fingerprint: str, *,
+                              on: AsyncConnection | None = None) -> str | None:
         """The id of the file holding ``name`` in the folder if it has this content (an ``add`` of it
         uploads nothing: contract v1.2)."""
-        holder = await nodes_db.live_child(self.db, owner_id, parent_id, name_key(name))
+        holder = await nodes_db.live_child(on or self.db, owner_id, parent_id, name_key(name))
         if holder is None or holder["kind"] != FILE:
             return None
-        row = await files_db.get_file(self.db, holder["id"])
+        row = await files_db.get_file(on or self.db, holder["id"])
         return holder["id"] if row is not None and row["fingerprint"] == fingerprint else None
 
     async def check_replaces(self, owner_id: int, replaces: str, parent_id: str, name: str) -> None:
@@ -333,9 +334,11 @@ class Namespace:
         ``update`` replaces it only if it is ``replaces``, else takes a conflicted-copy name. A folder is
         never replaced. A destination folder gone meanwhile (trashed, say) puts the file in the root.
         """
-        if not live(await nodes_db.get_node(journal.conn, journal.owner_id, parent_id)) and parent_id != ROOT:
+        if parent_id != ROOT and not live(await nodes_db.get_node(journal.conn, journal.owner_id, parent_id)):
             parent_id = ROOT
-        holder = await nodes_db.live_child(journal.conn, journal.owner_id, parent_id, name_key(name))
+        # Only a file to replace matters here; an ``add`` takes the first free name below whatever holds it.
+        holder = None if mode == "add" else await nodes_db.live_child(journal.conn, journal.owner_id, parent_id,
+                                                                      name_key(name))
         replaced = None
         if holder is not None and holder["kind"] == FILE:
             if mode == "overwrite" or (mode == "update" and holder["id"] == replaces):

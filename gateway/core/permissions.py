@@ -104,8 +104,12 @@ class Permissions:
         self.cache = entries.cache
         self.metrics = metrics or Metrics()
 
-    async def _load(self, file_id: str) -> dict | None:
-        """The entry for ``file_id`` from the database, read in one snapshot; None when there is no such file."""
+    async def _load(self, file_id: str, fresh: dict[str, Any]) -> dict | None:
+        """The entry for ``file_id`` from the database, read in one snapshot; None when there is no such file.
+
+        ``fresh`` gets the row and chunks just read, whatever the file's status: the caller whose load
+        this was answers from them instead of reading them again. Only a final row goes into the entry
+        (an upload's changes as it goes)."""
         async with self.db.read() as conn:
             row = await files_db.get_file(conn, file_id)
             if row is None or row["deleted_at"] is not None:
@@ -117,35 +121,42 @@ class Permissions:
                 "row": None,
                 "chunks": None,
             }
+            fresh["row"], fresh["chunks"] = row, await files_db.get_chunks(conn, file_id)
             if row["status"] in FINAL_FILE_STATUSES:
                 entry["row"] = row
-                entry["chunks"] = await files_db.get_chunks(conn, file_id)
+                entry["chunks"] = fresh["chunks"]
         return entry
 
-    async def file_access(self, file_id: str) -> dict | None:
-        """The cache entry of ``file_id`` (see the module docstring); None when there is no such file."""
+    async def file_access(self, file_id: str, fresh: dict[str, Any] | None = None) -> dict | None:
+        """The cache entry of ``file_id`` (see the module docstring); None when there is no such file.
+        ``fresh``: see :meth:`_load`; left empty when the cache answered."""
         if not FILE_ID.fullmatch(file_id):
             return None
-        return await self.entries.get(cache_key(file_id), ENTRY_VERSION, lambda: self._load(file_id),
+        into = fresh if fresh is not None else {}
+        return await self.entries.get(cache_key(file_id), ENTRY_VERSION, lambda: self._load(file_id, into),
                                       on_lookup=self.metrics.cache_lookup)
 
     async def invalidate(self, file_id: str) -> None:
         """Forget what the cache knows of ``file_id``; call it after the change is committed."""
         await self.entries.forget(cache_key(file_id))
 
-    async def _current(self, entry: dict, file_id: str) -> tuple[FileRow | None, list[ChunkRow] | None]:
-        """(row, chunks or None): cached for a final state, read fresh for an upload in progress."""
+    async def _current(self, entry: dict, file_id: str, fresh: dict[str, Any]) -> tuple[FileRow | None, list[ChunkRow] | None]:
+        """(row, chunks or None): cached for a final state, read fresh for an upload in progress (or just
+        read by this call's own load: ``fresh``)."""
         if entry["row"] is not None:
             # The row a copy (the memory cache hands out the very object it stores), statuses members again.
             return files_db.file_row(entry["row"]), files_db.chunk_rows(entry["chunks"])
+        if fresh:
+            return fresh["row"], fresh["chunks"]
         return await files_db.get_file(self.db, file_id), None
 
     async def readable(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow] | None]:
         """(row, chunks or None) if ``user_id`` owns the file or it is shared with them, or it is a version
         of a file they may read; FileNotFound otherwise."""
-        entry = await self.file_access(file_id)
+        fresh: dict[str, Any] = {}
+        entry = await self.file_access(file_id, fresh)
         if entry is not None and (may_read(entry, user_id) or await self._reads_current(entry, user_id, file_id)):
-            row, chunks = await self._current(entry, file_id)
+            row, chunks = await self._current(entry, file_id, fresh)
             if row is not None:
                 return row, chunks
         raise FileNotFound(file_id)
@@ -161,9 +172,10 @@ class Permissions:
 
     async def owned(self, user_id: int, file_id: str) -> tuple[FileRow, list[ChunkRow] | None]:
         """(row, chunks or None) if ``user_id`` owns the file; FileNotFound otherwise, whether or not it exists."""
-        entry = await self.file_access(file_id)
+        fresh: dict[str, Any] = {}
+        entry = await self.file_access(file_id, fresh)
         if owns(entry, user_id):
-            row, chunks = await self._current(entry, file_id)
+            row, chunks = await self._current(entry, file_id, fresh)
             if row is not None:
                 return row, chunks
         raise FileNotFound(file_id, own=True)

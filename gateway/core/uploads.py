@@ -28,6 +28,7 @@ import structlog
 from gateway.config import Config
 from gateway.core.clock import Clock, stamp_now
 from gateway.core.content import content_key
+from gateway.core.deletion import Deletion
 from gateway.core.fairshare import FairShare
 from gateway.core.errors import InvalidName, ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
 from gateway.core.leases import Leases
@@ -118,7 +119,8 @@ def verified_parts(chunks: list[ChunkRow], parts: list[StoredPart]) -> dict[int,
 
 class Uploads:
     def __init__(self, config: Config, db: Database, store: ObjectStore, permissions: Permissions,
-                 leases: Leases, limits: Limits, clock: Clock, namespace: Namespace, metrics: Metrics | None = None):
+                 leases: Leases, limits: Limits, clock: Clock, namespace: Namespace, deletion: Deletion,
+                 metrics: Metrics | None = None):
         self.config = config
         self.metrics = metrics or Metrics()
         self.db = db
@@ -128,6 +130,7 @@ class Uploads:
         self.limits = limits
         self.clock = clock
         self.namespace = namespace
+        self.deletion = deletion
         self._presigning = FairShare(PRESIGN_CONCURRENCY, PRESIGN_PER_USER)
 
     # --- starting -----------------------------------------------------------------------------------
@@ -143,22 +146,9 @@ class Uploads:
         """
         destination = await self.destination(user_id, claim, target or Target())
         claim = dataclasses.replace(claim, file_name=destination.name)
-        same = await uploads_db.resumable(self.db, user_id, claim.fingerprint, destination.parent_id,
-                                          name_key(destination.name))
-        if same is not None:
-            await self.resume(same["id"])
-            return same["id"], False
-        if destination.mode == "add":
-            there = await self.namespace.same_content_at(user_id, destination.parent_id, destination.name, claim.fingerprint)
-            if there is not None:
-                return there, False
-        if await files_db.holds_verified_content(self.db, user_id, claim.fingerprint):
-            # Deduplicated: the user's own verified content; no bytes move.
-            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED,
-                                              upload_id=None, copy_of_own_content=True)
-            if file_id is not None:
-                return file_id, True
-            # Their last copy was deleted meanwhile: the bytes must be uploaded after all.
+        known = await self._known(user_id, claim, destination)
+        if known is not None:
+            return known
         if not claim.chunks:
             await self._store_empty_content()
             file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED, upload_id=None)
@@ -176,6 +166,33 @@ class Uploads:
             # Refused after all (a concurrent start took the last slot), or the insert failed.
             await self.store.abort_multipart(key, upload_id)
             raise
+
+    async def _known(self, user_id: int, claim: UploadClaim, destination: Destination) -> tuple[str, bool] | None:
+        """(file id, created) when the start needs no new upload, looked up in one read: the user's upload of
+        this content to this place (resumed), for ``add`` this content under the name already (that file is
+        the answer), or content of the user's own the store holds verified (a deduplicated copy: no bytes
+        move). None: the bytes must be sent."""
+        async with self.db.read() as conn:
+            same = await uploads_db.resumable(conn, user_id, claim.fingerprint, destination.parent_id,
+                                              name_key(destination.name))
+            there = None
+            if same is None and destination.mode == "add":
+                there = await self.namespace.same_content_at(user_id, destination.parent_id, destination.name,
+                                                             claim.fingerprint, on=conn)
+            own = same is None and there is None and await files_db.holds_verified_content(conn, user_id,
+                                                                                           claim.fingerprint)
+        if same is not None:
+            await self.resume(same["id"])
+            return same["id"], False
+        if there is not None:
+            return there, False
+        if own:
+            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED,
+                                              upload_id=None, copy_of_own_content=True)
+            if file_id is not None:
+                return file_id, True
+            # Their last copy was deleted meanwhile: the bytes must be uploaded after all.
+        return None
 
     async def destination(self, user_id: int, claim: UploadClaim, target: Target) -> Destination:
         """Where the file goes: the folder (made along ``path`` if missing; NodeNotFound for a folder id that
@@ -198,8 +215,10 @@ class Uploads:
         return Destination(parent_id, name, target.mode, target.replaces if target.mode == "update" else None)
 
     async def _create_file(self, user_id: int, claim: UploadClaim, destination: Destination, *, status: FileStatus,
-                           upload_id: str | None, copy_of_own_content: bool = False) -> str | None:
-        """Insert the file and its chunks, and the session of an upload (``upload_id``: the store's).
+                           upload_id: str | None, copy_of_own_content: bool = False,
+                           stored: bytes | None = None) -> str | None:
+        """Insert the file and its chunks, and the session of an upload (``upload_id``: the store's); a file
+        ``uploaded`` at once takes its place in the tree in the same transaction.
 
         Checked against the user's limits in the same transaction, under a lock
         on the user's row (gateway/core/limits.py).
@@ -209,6 +228,9 @@ class Uploads:
         (a delete of their last copy may have committed since we looked); None if not.
         The content lock orders this insert against a delete of the content
         (gateway/core/deletion.py).
+
+        ``stored``: the bytes of a one-chunk file just stored whole (:meth:`upload_inline`), stored again
+        here, under the content lock, if a removal of the content ran since (gateway/core/deletion.py).
         """
         file_id = new_file_id()
         now = stamp_now(self.clock)
@@ -225,16 +247,22 @@ class Uploads:
             for index, fp in enumerate(claim.chunks)
         ]
         async with self.db.transaction() as conn:
-            await self.limits.check_start(conn, user_id, claim.file_size, uploading=status == FileStatus.UPLOADING)
-            await self.db.lock_content(conn, claim.fingerprint)
-            if copy_of_own_content and not await files_db.holds_verified_content(conn, user_id, claim.fingerprint):
-                return None
-            await files_db.insert_file(conn, file, chunks)
             if status == FileStatus.UPLOADED:  # no upload to wait for: it takes its place now
-                async with self.namespace.changing(user_id, conn) as journal:
+                async with self.namespace.changing(user_id, conn) as journal:  # the user's row locked
+                    await self.limits.check_locked(conn, user_id, claim.file_size)
+                    await self.db.lock_content(conn, claim.fingerprint)
+                    if copy_of_own_content and not await files_db.holds_verified_content(conn, user_id, claim.fingerprint):
+                        return None
+                    if stored is not None and await files_db.content_dropped(conn, claim.fingerprint):
+                        await self._store_again(claim, stored)
+                    await files_db.insert_file(conn, file, chunks)
                     _, replaced = await self.namespace.place_file(journal, file_id, destination.parent_id,
                                                                   destination.name, destination.mode, destination.replaces)
-            if upload_id is not None:
+            else:
+                assert upload_id is not None, "an upload in progress has the store's multipart upload"
+                await self.limits.check_start(conn, user_id, claim.file_size, uploading=True)
+                await self.db.lock_content(conn, claim.fingerprint)
+                await files_db.insert_file(conn, file, chunks)
                 await uploads_db.insert_upload(conn, {
                     "file_id": file_id, "owner_id": user_id, "upload_id": upload_id,
                     "parent_id": destination.parent_id, "name": destination.name,
@@ -343,12 +371,18 @@ class Uploads:
     # --- settling -----------------------------------------------------------------------------------
 
     async def _object_matches(self, row: UploadRow) -> bool:
+        """Whether the store holds this file's bytes: the object's size, and its checksum as the store computed
+        it, composite for an object assembled from parts; for one chunk stored whole (a small file sent
+        inline, :meth:`upload_inline`), the plain SHA-256, which is that chunk's fingerprint."""
         stored = await self.store.stat(content_key(row["fingerprint"]))
-        return (
-            stored is not None
-            and stored.size == row["file_size"]
-            and stored.sha256_checksum == composite_checksum(row["fingerprint"], row["total_chunks"])
-        )
+        if stored is None or stored.size != row["file_size"]:
+            return False
+        if stored.sha256_checksum == composite_checksum(row["fingerprint"], row["total_chunks"]):
+            return True
+        if row["total_chunks"] != 1:
+            return False
+        [chunk] = await files_db.get_chunks(self.db, row["id"])
+        return stored.sha256_checksum == hex_to_b64(chunk["fingerprint"])
 
     async def _settle_from_object(self, row: UploadRow) -> bool:
         """The multipart upload is gone (we completed it, then crashed before recording it).
@@ -487,8 +521,55 @@ class Uploads:
     # --- inline uploads -----------------------------------------------------------------------------
 
     async def upload_inline(self, user_id: int, claim: UploadClaim, spool: BinaryIO, target: Target | None = None) -> str:
-        """A small file whose bytes the gateway holds (``spool``): sent through the same multipart path."""
+        """A small file whose bytes the gateway holds (``spool``) and fingerprinted itself.
+
+        One chunk: stored whole with one PutObject that carries the bytes' SHA-256 (the chunk's
+        fingerprint), which the store checks against the bytes it receives (S3, MinIO and SeaweedFS
+        refuse others: ChecksumMismatch, nothing stored). Only once the store holds them is the file
+        recorded, ``uploaded`` and in its place, in one transaction (:meth:`_create_file`). Larger
+        files, and an upload of the same content to the same place already under way, go through the
+        multipart path as any client's chunks do. The user's limits were checked before the bytes
+        were read (gateway/http/routes/uploads.py) and are checked again in the transaction; a file
+        refused there leaves no object behind that nothing refers to.
+        """
+        if len(claim.chunks) != 1:
+            return await self._upload_inline_parts(user_id, claim, spool, target)
+        destination = await self.destination(user_id, claim, target or Target())
+        claim = dataclasses.replace(claim, file_name=destination.name)
+        known = await self._known(user_id, claim, destination)
+        if known is not None:
+            return await self._finish_spooled(known[0], spool)
+        spool.seek(0)
+        data = spool.read()
+        await self.store.put_object(content_key(claim.fingerprint), data, hex_to_b64(claim.chunks[0]))
+        try:
+            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED,
+                                              upload_id=None, stored=data)
+        except BaseException:
+            await self.deletion.drop_unreferenced_content(claim.fingerprint)
+            raise
+        assert file_id is not None, "only a copy of own content is ever refused"
+        return file_id
+
+    async def _store_again(self, claim: UploadClaim, data: bytes) -> None:
+        """Under the content lock: put the one-chunk file's bytes back if a removal of the content took them."""
+        key = content_key(claim.fingerprint)
+        stored = await self.store.stat(key)
+        checksum = hex_to_b64(claim.chunks[0])
+        if stored is None or stored.size != len(data) or stored.sha256_checksum not in (
+                checksum, composite_checksum(claim.fingerprint, 1)):
+            await self.store.put_object(key, data, checksum)
+            log.info("content_stored_again", key=key, reason="removed after this upload stored it")
+
+    async def _upload_inline_parts(self, user_id: int, claim: UploadClaim, spool: BinaryIO,
+                                   target: Target | None) -> str:
+        """An inline file of several chunks: through the same multipart path as any client upload."""
         file_id, _created = await self.start(user_id, claim, target)
+        return await self._finish_spooled(file_id, spool)
+
+    async def _finish_spooled(self, file_id: str, spool: BinaryIO) -> str:
+        """Send the chunks of ``file_id`` the store lacks from ``spool``, then complete: StoreDidNotAccept unless
+        the file is ``uploaded`` then (nothing is sent for a file already uploaded)."""
         await self._send_spooled_chunks(file_id, spool)
         status = await self.complete(file_id)
         if status != FileStatus.UPLOADED:

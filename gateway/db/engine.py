@@ -120,6 +120,27 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+class DatabaseWork:
+    """What the gateway has asked of the database so far: statements sent (each a round trip to the
+    driver's thread or the server; an executemany is one; SQLite's BEGINs count) and transactions begun
+    (reads and writes). Read by the metrics (gateway/core/metrics.py): ``bench control`` divides them
+    by the requests it made. Two integer additions per statement; nothing is kept per statement."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.transactions = 0
+
+    def watch(self, engine: AsyncEngine) -> None:
+        event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
+        event.listen(engine.sync_engine, "begin", self._begin)
+
+    def _statement(self, *_args: Any) -> None:
+        self.statements += 1
+
+    def _begin(self, *_args: Any) -> None:
+        self.transactions += 1
+
+
 class Database:
     """The engine, and the two ways in: a short read, or a write transaction."""
 
@@ -129,6 +150,8 @@ class Database:
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         # What the last write transaction found when the disk was full; None since one committed.
         self.out_of_space: str | None = None
+        self.work = DatabaseWork()
+        self.work.watch(engine)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Database:

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NotRequired, TypedDict, cast
 
-from sqlalchemy import and_, case, delete, exists, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
-from gateway.db.tables import chunks, files, nodes, shares, uploads, users
+from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value, insert_or
+from gateway.db.tables import chunks, content_drops, files, nodes, shares, uploads, users
 from protocol.states import ChunkStatus, FileStatus
 
 On = Database | AsyncConnection
@@ -113,8 +113,13 @@ def chunk_rows(values: list[dict[str, Any]]) -> list[ChunkRow]:
 
 # --- reading --------------------------------------------------------------------------------------
 
+# The statements every request runs, built once with parameters (building one per call, and its cache key,
+# cost about 0.2 ms of CPU each on a 2-core VM: bench control's figures are per statement).
+FILE_BY_ID = FILE_SELECT.where(files.c.id == bindparam("file_id"))
+
+
 async def get_file(on: On, file_id: str) -> FileRow | None:
-    return cast(FileRow | None, await fetch_one(on, FILE_SELECT.where(files.c.id == file_id)))
+    return cast(FileRow | None, await fetch_one(on, FILE_BY_ID, {"file_id": file_id}))
 
 
 async def files_by_ids(on: On, file_ids: Sequence[str]) -> dict[str, FileRow]:
@@ -166,9 +171,11 @@ async def delete_files(conn: AsyncConnection, file_ids: Sequence[str]) -> list[s
     return found
 
 
+CHUNKS_OF = select(*CHUNK_COLUMNS).where(chunks.c.file_id == bindparam("file_id")).order_by(chunks.c.idx)
+
+
 async def get_chunks(on: On, file_id: str) -> list[ChunkRow]:
-    query = select(*CHUNK_COLUMNS).where(chunks.c.file_id == file_id).order_by(chunks.c.idx)
-    return cast(list[ChunkRow], await fetch(on, query))
+    return cast(list[ChunkRow], await fetch(on, CHUNKS_OF, {"file_id": file_id}))
 
 
 async def uploaded_counts(on: On, file_ids: Sequence[str]) -> dict[str, int]:
@@ -213,11 +220,14 @@ async def shared_files_page(on: On, user_id: int, limit: int, *,
     return cast(list[FileRow], await fetch(on, query))
 
 
+VERIFIED_CONTENT = select(files.c.seq).where(
+    files.c.owner_id == bindparam("owner_id"), files.c.fingerprint == bindparam("fingerprint"),
+    files.c.status == FileStatus.UPLOADED,
+).limit(1)
+
+
 async def holds_verified_content(on: On, owner_id: int, fingerprint: str) -> bool:
-    query = select(files.c.seq).where(
-        files.c.owner_id == owner_id, files.c.fingerprint == fingerprint, files.c.status == FileStatus.UPLOADED
-    ).limit(1)
-    return await fetch_one(on, query) is not None
+    return await fetch_one(on, VERIFIED_CONTENT, {"owner_id": owner_id, "fingerprint": fingerprint}) is not None
 
 
 async def content_referenced(on: On, fingerprint: str, statuses: Iterable[FileStatus] = REFERENCING) -> bool:
@@ -245,19 +255,51 @@ async def unverified_chunks(on: On, file_id: str) -> int:
     return await fetch_value(on, query)
 
 
-async def usage_of(on: On, owner_id: int) -> Row:
-    """``used_bytes`` (sizes of the owner's uploaded and uploading files), ``uploading`` (how many
-    are) and ``files`` (how many files the owner has, failed ones too: each is a row)."""
-    query = select(
-        func.coalesce(
-            func.sum(case((files.c.status.in_(REFERENCING), files.c.file_size), else_=0)), 0
-        ).label("used_bytes"),
+# Built once, with a parameter: building this select and its cache key per call cost about 0.8 ms of CPU more
+# than running it (aiosqlite, measured on a 2-core VM), twice per upload start.
+LIMITS_QUERY = (
+    select(
+        users.c.quota_bytes,
+        func.coalesce(func.sum(case((files.c.status.in_(REFERENCING), files.c.file_size), else_=0)), 0)
+        .label("used_bytes"),
         func.coalesce(func.sum(case((files.c.status == FileStatus.UPLOADING, 1), else_=0)), 0).label("uploading"),
-        func.count().label("files"),
-    ).where(files.c.owner_id == owner_id)
-    row = await fetch_one(on, query)
-    assert row is not None, "an aggregate without GROUP BY answers one row"
-    return {"used_bytes": int(row["used_bytes"]), "uploading": int(row["uploading"]), "files": int(row["files"])}
+        func.count(files.c.id).label("files"),
+    )
+    .select_from(users.outerjoin(files, files.c.owner_id == users.c.id))
+    .where(users.c.id == bindparam("owner_id"))
+    .group_by(users.c.id, users.c.quota_bytes)
+)
+
+
+async def limits_of(on: On, owner_id: int) -> Row | None:
+    """The user's own quota setting (``quota_bytes``, None: the gateway's) and their usage, in one statement
+    (files_by_owner_status): ``used_bytes`` (sizes of their uploaded and uploading files), ``uploading``
+    (how many are) and ``files`` (how many files they have, failed ones too: each is a row). None when
+    there is no such user."""
+    row = await fetch_one(on, LIMITS_QUERY, {"owner_id": owner_id})
+    if row is None:
+        return None
+    return {"quota_bytes": row["quota_bytes"], "used_bytes": int(row["used_bytes"]),
+            "uploading": int(row["uploading"]), "files": int(row["files"])}
+
+
+# --- content removed from the store (gateway/core/deletion.py), what a small file's upload checks ----
+
+async def record_content_drop(conn: AsyncConnection, fingerprint: str, now: str) -> None:
+    """The content is being removed from the store (in the transaction that removes it, under its lock)."""
+    statement = insert_or(conn.dialect.name, content_drops).values(fingerprint=fingerprint, dropped_at=now)
+    await conn.execute(statement.on_conflict_do_update(index_elements=[content_drops.c.fingerprint],
+                                                       set_={"dropped_at": now}))
+
+
+async def content_dropped(on: On, fingerprint: str) -> bool:
+    """Whether the content was removed from the store in the last day (revision 0011 says why that matters)."""
+    query = select(content_drops.c.fingerprint).where(content_drops.c.fingerprint == fingerprint)
+    return await fetch_one(on, query) is not None
+
+
+async def forget_content_drops(on: On, before: str) -> int:
+    return await change(on, delete(content_drops).where(content_drops.c.dropped_at < before))
 
 
 # --- writing --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypedDict, cast
 
-from sqlalchemy import Select, and_, delete, exists, insert, literal, or_, select, tuple_, update
+from sqlalchemy import Select, and_, bindparam, delete, exists, insert, literal, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -55,17 +55,21 @@ class NodeRow(TypedDict):
 
 # --- reading --------------------------------------------------------------------------------------
 
+# Built once with parameters: every upload and path lookup runs them.
+NODE_BY_ID = NODE_SELECT.where(nodes.c.id == bindparam("node_id"), nodes.c.owner_id == bindparam("owner_id"))
+LIVE_CHILD = NODE_SELECT.where(nodes.c.owner_id == bindparam("owner_id"), nodes.c.parent_id == bindparam("parent_id"),
+                               nodes.c.name_key == bindparam("name_key"), LIVE)
+
+
 async def get_node(on: On, owner_id: int, node_id: str) -> NodeRow | None:
     """The owner's node with this id, in whatever state; None for anyone else's (or none)."""
-    query = NODE_SELECT.where(nodes.c.id == node_id, nodes.c.owner_id == owner_id)
-    return cast(NodeRow | None, await fetch_one(on, query))
+    return cast(NodeRow | None, await fetch_one(on, NODE_BY_ID, {"node_id": node_id, "owner_id": owner_id}))
 
 
 async def live_child(on: On, owner_id: int, parent_id: str, key: str) -> NodeRow | None:
     """What holds the name (by name_key) in the folder now, if anything."""
-    query = NODE_SELECT.where(nodes.c.owner_id == owner_id, nodes.c.parent_id == parent_id,
-                              nodes.c.name_key == key, LIVE)
-    return cast(NodeRow | None, await fetch_one(on, query))
+    params = {"owner_id": owner_id, "parent_id": parent_id, "name_key": key}
+    return cast(NodeRow | None, await fetch_one(on, LIVE_CHILD, params))
 
 
 async def taken_keys(on: On, owner_id: int, parent_id: str, keys: Sequence[str]) -> set[str]:

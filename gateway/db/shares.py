@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, change, fetch, insert_or
@@ -33,7 +33,9 @@ async def shared_with(on: On, file_id: str) -> list[str]:
     return [row["username"] for row in await fetch(on, query)]
 
 
+READERS = select(shares.c.user_id).where(shares.c.file_id == bindparam("file_id")).order_by(shares.c.user_id)
+
+
 async def readers(on: On, file_id: str) -> list[int]:
-    """The ids of the users the file is shared with."""
-    query = select(shares.c.user_id).where(shares.c.file_id == file_id).order_by(shares.c.user_id)
-    return [row["user_id"] for row in await fetch(on, query)]
+    """The ids of the users the file is shared with (a statement built once: every uncached read runs it)."""
+    return [row["user_id"] for row in await fetch(on, READERS, {"file_id": file_id})]

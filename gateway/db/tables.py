@@ -218,3 +218,12 @@ change_listings = Table(
     Column("entry", Text, nullable=False),
     Column("created_at", Text, nullable=False),
 )
+
+# Content removed from the store (revision 0011), by fingerprint, and when: a small file stored with one
+# PutObject before its row is recorded checks here, under the content lock, that no removal ran between.
+content_drops = Table(
+    "content_drops",
+    metadata,
+    Column("fingerprint", Text, primary_key=True),
+    Column("dropped_at", Text, nullable=False),
+)

@@ -1,10 +1,19 @@
 """Queries on access tokens: revoked token ids, and the state a token is checked against on every request."""
 from __future__ import annotations
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, bindparam, delete, select
 
 from gateway.db.engine import Database, Row, change, fetch, insert_or
 from gateway.db.tables import revoked_tokens, users
+
+
+# Built once (every request with an uncached token runs it).
+TOKEN_FACTS = (
+    select(users.c.token_generation, revoked_tokens.c.jti)
+    .select_from(users.outerjoin(
+        revoked_tokens, and_(revoked_tokens.c.user_id == users.c.id, revoked_tokens.c.expires_at > bindparam("now"))))
+    .where(users.c.id == bindparam("user_id"))
+)
 
 
 async def token_state(db: Database, user_id: int, now: str) -> Row | None:
@@ -13,13 +22,7 @@ async def token_state(db: Database, user_id: int, now: str) -> Row | None:
     One statement (users by primary key, revoked_tokens by revoked_tokens_by_user):
     what gateway/core/accounts.py checks every access token against.
     """
-    query = (
-        select(users.c.token_generation, revoked_tokens.c.jti)
-        .select_from(users.outerjoin(
-            revoked_tokens, and_(revoked_tokens.c.user_id == users.c.id, revoked_tokens.c.expires_at > now)))
-        .where(users.c.id == user_id)
-    )
-    rows = await fetch(db, query)
+    rows = await fetch(db, TOKEN_FACTS, {"user_id": user_id, "now": now})
     if not rows:
         return None
     return {"token_generation": rows[0]["token_generation"], "revoked": sorted(r["jti"] for r in rows if r["jti"])}

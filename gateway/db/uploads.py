@@ -48,21 +48,26 @@ class UploadRow(FileRow):
 
 # --- reading --------------------------------------------------------------------------------------
 
+# Built once with parameters: every upload start and completion runs them.
+UPLOAD_BY_ID = UPLOAD_SELECT.where(uploads.c.file_id == bindparam("file_id"))
+RESUMABLE = (
+    UPLOAD_SELECT
+    .where(uploads.c.owner_id == bindparam("owner_id"), uploads.c.parent_id == bindparam("parent_id"),
+           uploads.c.name_key == bindparam("name_key"), files.c.fingerprint == bindparam("fingerprint"))
+    .order_by(files.c.seq.desc())
+    .limit(1)
+)
+
+
 async def get_upload(on: On, file_id: str) -> UploadRow | None:
     """The file and its session while it is uploading; None once it is not (or never was)."""
-    return cast(UploadRow | None, await fetch_one(on, UPLOAD_SELECT.where(uploads.c.file_id == file_id)))
+    return cast(UploadRow | None, await fetch_one(on, UPLOAD_BY_ID, {"file_id": file_id}))
 
 
 async def resumable(on: On, owner_id: int, fingerprint: str, parent_id: str, key: str) -> UploadRow | None:
     """The owner's newest upload of this content headed for this place (folder and name_key)."""
-    query = (
-        UPLOAD_SELECT
-        .where(uploads.c.owner_id == owner_id, uploads.c.parent_id == parent_id, uploads.c.name_key == key,
-               files.c.fingerprint == fingerprint)
-        .order_by(files.c.seq.desc())
-        .limit(1)
-    )
-    return cast(UploadRow | None, await fetch_one(on, query))
+    params = {"owner_id": owner_id, "parent_id": parent_id, "name_key": key, "fingerprint": fingerprint}
+    return cast(UploadRow | None, await fetch_one(on, RESUMABLE, params))
 
 
 async def uploading_with_content(on: On, fingerprint: str) -> list[str]:

@@ -110,13 +110,11 @@ async def user_created_at(on: On, user_id: int) -> str | None:
     return await fetch_value(on, select(users.c.created_at).where(users.c.id == user_id))
 
 
-async def quota_of(on: On, user_id: int) -> Row | None:
-    """The user's own quota setting (``quota_bytes``, None: the gateway's); None when there is no such user."""
-    return await fetch_one(on, select(users.c.id, users.c.quota_bytes).where(users.c.id == user_id))
-
-
 async def lock_user(conn: AsyncConnection, user_id: int) -> None:
-    """Lock the user's row until ``conn`` commits (FOR UPDATE; SQLite's writer lock holds every row)."""
+    """Lock the user's row until ``conn`` commits (FOR UPDATE). On SQLite nothing is sent: a write
+    transaction's writer lock (``BEGIN IMMEDIATE``) already holds every row, and a SELECT would lock nothing."""
+    if conn.dialect.name == "sqlite":
+        return
     await conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
 
 
