@@ -225,6 +225,8 @@ async def test_the_tree_screens_have_no_accessibility_violation(browser, web_gat
     await check("search results")
     await app.file_row("list.txt").get_by_role("button", name="Delete").click()
     await app.page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    # The row goes once the gateway has answered the DELETE: only then is the file in the trash to list.
+    await expect(app.file_row("list.txt")).to_have_count(0)
     await app.page.get_by_role("link", name="Trash").click()
     await expect(app.page.locator("#trash").get_by_role("row").filter(has_text="list.txt")).to_have_count(1)
     await check("trash")
