@@ -276,6 +276,12 @@ class EmbeddedStore:
                 (self.data_dir / "ports.json").unlink(missing_ok=True)
         raise AssertionError("unreachable")
 
+    def _log_tail(self, lines: int = 12) -> str:
+        """The last lines weed logged: why it exited, in the error itself (a test's temporary files are gone)."""
+        if not (self.log_path and self.log_path.exists()):
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
     def _lost_a_chosen_port(self) -> bool:
         log = self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
         tail = log[-4000:]
@@ -319,7 +325,8 @@ class EmbeddedStore:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process and self.process.poll() is not None:
-                raise RuntimeError(f"weed mini exited with {self.process.returncode}; see {self.log_path}")
+                raise RuntimeError(f"weed mini exited with {self.process.returncode}; see {self.log_path}; "
+                                   f"it ended with:\n{self._log_tail()}")
             try:
                 client.head_bucket(Bucket=self.bucket)
                 return

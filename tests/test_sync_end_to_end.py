@@ -7,7 +7,6 @@ a client killed (SIGKILL) in the middle of a large upload and started again conv
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import signal
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.gates import Gate
 from tests.harness import Api
 from tests.test_client import CHUNK, MIB, PASSWORD, Dbx, write_random
 
@@ -113,23 +113,42 @@ async def test_edits_renames_and_deletes_on_both_sides_converge(clients):
     assert texts == {"the laptop's edit\n", "the desktop's edit\n"}
 
 
-async def test_a_client_killed_during_a_large_upload_converges_after_a_restart(clients):
-    laptop, desktop, api = clients
+@pytest.fixture
+async def gated_laptop(make_gateway, cdn, store, http, tmp_path):
+    """A client whose chunk PUTs pass a gate (tests/gates.py), and a second client of the same user and gateway.
+
+    The test stops the laptop at the gate, so the kill comes in the middle of the
+    upload however fast or loaded the machine is (polling for "under way" raced the
+    upload's end on a quiet machine).
+    """
+    gate = await Gate(store.endpoint, methods=("PUT",)).start()
+    gateway = await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url, s3_public_endpoint=gate.url)
+    api = await Api(http, gateway.url).signup(password=PASSWORD)
+    pair = []
+    for name in ("laptop", "desktop"):
+        dbx = Dbx(tmp_path / name, gateway.url)
+        await dbx.login(api.username)
+        (tmp_path / name / "synced").mkdir()
+        pair.append(dbx)
+    yield gate, pair[0], pair[1], api
+    await gate.stop()
+
+
+async def test_a_client_killed_during_a_large_upload_converges_after_a_restart(gated_laptop):
+    gate, laptop, desktop, api = gated_laptop
     big = write_random(folder(laptop) / "big.bin", 12 * CHUNK + 3 * MIB)
     (folder(laptop) / "small.txt").write_text("small\n")
+    gate.hold_after(2)  # two chunks reach the store; the next ones wait at the gate
     process = await laptop.start("sync", str(folder(laptop)), "--once")
     try:
-        while True:  # until the upload is under way: a file of its size uploading, some chunks in the store
-            assert process.returncode is None, "the pass ended before the upload was under way"
-            listed = (await api.get("/dropbox/v1/files?limit=100")).body["files"]
-            if any(f["file_size"] == big.stat().st_size and f["status"] == "uploading" and f["uploaded_chunks"] >= 1
-                   for f in listed):
-                break
-            await asyncio.sleep(0.05)
+        await gate.holding(1)
+        listed = (await api.get("/dropbox/v1/files?limit=100")).body["files"]
+        assert [f["status"] for f in listed if f["file_size"] == big.stat().st_size] == ["uploading"], listed
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGKILL)
         await process.wait()
+        gate.release()  # the held chunks never reach the store; the restarted client's pass
     assert process.returncode == -signal.SIGKILL
     await converge(laptop, desktop)
     assert contents(folder(desktop)) == contents(folder(laptop))
