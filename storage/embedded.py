@@ -230,6 +230,10 @@ class EmbeddedStore:
             # The pause (1 s in mini) lets a master steer writes to other volume servers before this
             # one stops; mini has no other, and the store is stopped after its clients. Stops 1 s sooner.
             "-volume.preStopSeconds=0",
+            # The master's HTTP API (assign, grow, vacuum, delete a collection's volumes) guards its calls by
+            # client address only, and every local user connects from 127.0.0.1: off. The parts speak to the
+            # master over gRPC (mutual TLS, store_security), so the store works the same without it.
+            "-disableHttp",
             f"-bucket={self.bucket}",
             *flags,
             *self._cors_flags(),
