@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,9 @@ def test_a_picked_port_taken_by_another_process_is_picked_again(tmp_path, monkey
             assert store.process is not None and store.process.poll() is None
         finally:
             store.stop()
+    ports = {str(port) for port in (store.s3_port, *store.ports.values())}
+    left = [path.name for path in Path("/tmp").glob("seaweedfs-*.sock") if path.stem.rsplit("-", 1)[-1] in ports]
+    assert left == [], "weed's sockets are left in /tmp"
 
 
 def http_status(port: int, method: str, path: str, body: bytes | None = None) -> int:
