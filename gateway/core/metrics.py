@@ -75,8 +75,8 @@ class WaitsCollector(Collector):
 
 
 class WorkCollector(Collector):
-    """What requests have asked of the database (statements, transactions) and of the store (requests by
-    operation) so far, read at scrape time: ``bench control`` prints them per request beside its figures.
+    """What requests have asked of the database (statements, transactions; background work's statements
+    apart) and of the store (requests by operation) so far, read at scrape time: ``bench control`` prints them per request beside its figures.
     A store without a count (the in-memory one) reports no store series."""
 
     def __init__(self, db: Database, store: object):
@@ -88,7 +88,10 @@ class WorkCollector(Collector):
         statements.add_metric([], self.db.work.statements)
         transactions = CounterMetricFamily("gateway_db_transactions", "Database transactions begun, reads and writes")
         transactions.add_metric([], self.db.work.transactions)
-        yield from (statements, transactions)
+        background = CounterMetricFamily("gateway_db_background_statements",
+                                         "SQL statements sent by background work (rounds, the journal's follower)")
+        background.add_metric([], self.db.work.background_statements)
+        yield from (statements, transactions, background)
         sent = getattr(self.store, "requests_sent", None)
         if sent is not None:
             requests = CounterMetricFamily("gateway_store_requests", "Requests sent to the object store, by operation",

@@ -22,7 +22,7 @@ from gateway.core import build_core
 from gateway.core.cached import OWED_RETRY_INTERVAL
 from gateway.core.clock import Clock, system_clock
 from gateway.core.metrics import Metrics
-from gateway.db import Database, database_url
+from gateway.db import Database, database_url, in_background
 from gateway.http import appkeys
 from gateway.http.middlewares import (
     auth_middleware,
@@ -152,6 +152,7 @@ async def every(interval: float, name: str, round_once: Callable[[], Awaitable[o
     """Run ``round_once`` every ``interval`` seconds in the background while the block runs."""
 
     async def loop() -> None:
+        in_background()
         rounds = 0
         while True:
             await asyncio.sleep(interval)
