@@ -7,7 +7,9 @@ import os
 
 import pytest
 
+from gateway.core.clock import stamp_now
 from gateway.core.content import content_key
+from gateway.core.uploads import TOUCH_AFTER
 from gateway.core.errors import ChunksMissing, FileNotFound, NotUploading, QuotaExceeded, UploadGone, VerificationFailed
 from gateway.db import in_background
 from gateway.db import uploads as uploads_db
@@ -276,3 +278,17 @@ async def test_background_work_is_counted_apart_from_requests(core, memory_store
     await core.uploads.start(alice, claim_for(os.urandom(100), "in-a-request.txt"))  # this task: a request's
     assert work.statements > after_background[0] and work.transactions > after_background[1]
     assert (work.background_statements, work.background_transactions) == after_background[2:]
+
+
+async def test_handing_out_urls_is_activity_recorded_at_most_every_few_seconds(core, memory_store, clock):
+    """A small file's one upload-urls call right after its start writes nothing; a later call keeps the upload alive."""
+    alice = await new_user(core, "alice")
+    data = os.urandom(3 * CHUNK)
+    file_id, _ = await core.uploads.start(alice, claim_for(data))
+    started = (await uploads_db.get_upload(core.db, file_id))["active_at"]
+    assert len(await core.uploads.upload_urls(alice, file_id, None)) == 3
+    assert (await uploads_db.get_upload(core.db, file_id))["active_at"] == started
+
+    clock.advance(TOUCH_AFTER + 1)
+    assert len(await core.uploads.upload_urls(alice, file_id, [1])) == 1
+    assert (await uploads_db.get_upload(core.db, file_id))["active_at"] == stamp_now(clock)

@@ -26,7 +26,7 @@ from typing import BinaryIO
 import structlog
 
 from gateway.config import Config
-from gateway.core.clock import Clock, stamp_now
+from gateway.core.clock import Clock, stamp_ago, stamp_now
 from gateway.core.content import content_key
 from gateway.core.deletion import Deletion
 from gateway.core.fairshare import FairShare
@@ -53,6 +53,9 @@ log = structlog.get_logger("gateway.uploads")
 # and of one user: the others' calls find a slot free however many one user sends.
 PRESIGN_CONCURRENCY = 4
 PRESIGN_PER_USER = 2
+# Seconds of an upload's last activity within which handing out more URLs records none (upload_urls):
+# far below what activity decides (the reconciler's grace, 30 s by default; abandonment, a day).
+TOUCH_AFTER = 5.0
 
 
 @dataclass(frozen=True)
@@ -299,17 +302,21 @@ class Uploads:
         other users' calls, not in front of them.
         """
         owned, _ = await self.permissions.owned(user_id, file_id)
-        row = await uploads_db.get_upload(self.db, file_id)
+        async with self.db.read() as conn:  # the session and its chunks: one snapshot, one round of reads
+            row = await uploads_db.get_upload(conn, file_id)
+            chunks = await files_db.get_chunks(conn, file_id) if row is not None else []
         if row is None:
             raise NotUploading(owned["status"] if owned["status"] != FileStatus.UPLOADING else FileStatus.FAILED)
         async with self._presigning.slot(user_id):
-            presigned = await self._presign(row, indexes)
-        # Handing out URLs is activity: the upload is not abandoned.
-        await uploads_db.touch(self.db, file_id, stamp_now(self.clock))
+            presigned = await self._presign(row, chunks, indexes)
+        # Handing out URLs is activity: the upload is not abandoned. A write transaction for it only when
+        # the last activity is TOUCH_AFTER old: a small file's one call comes right after its start.
+        if row["active_at"] <= stamp_ago(self.clock, TOUCH_AFTER):
+            await uploads_db.touch(self.db, file_id, stamp_now(self.clock))
         return presigned
 
-    async def _presign(self, row: UploadRow, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
-        chunks = await files_db.get_chunks(self.db, row["id"])
+    async def _presign(self, row: UploadRow, chunks: list[ChunkRow],
+                       indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
         if indexes is None:
             wanted = {c["idx"] for c in chunks if c["status"] != ChunkStatus.UPLOADED}
         else:
