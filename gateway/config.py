@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from urllib.parse import urlsplit
 
 MIB = 1024 * 1024
@@ -206,12 +206,31 @@ class Config:
     def presign_endpoint(self) -> str:
         return self.s3_public_endpoint or self.s3_endpoint
 
+    def loopback_for_others(self) -> list[str]:
+        """The settings that hand clients a loopback address while the app is served on another address:
+        a browser or dbx on another machine cannot reach them (README, "From other machines")."""
+        if is_loopback(self.public_url):
+            return []
+        given = (("GATEWAY_S3_PUBLIC_ENDPOINT", self.presign_endpoint), ("GATEWAY_CDN_URL", self.cdn_url))
+        return [name for name, url in given if is_loopback(url)]
+
     @property
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
         try:
             return tuple(ip_network(part.strip(), strict=False) for part in self.trusted_proxies.split(",") if part.strip())
         except ValueError as exc:
             raise ConfigError(f"GATEWAY_TRUSTED_PROXIES: {exc}") from exc
+
+
+def is_loopback(url: str) -> bool:
+    """Whether a URL names this machine's loopback (127.0.0.0/8, ::1, localhost)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def origin(url: str) -> str:
