@@ -49,7 +49,7 @@ def garbage_pdf() -> bytes:
     return b"%PDF-1.7\n" + bytes(range(256)) * 64
 
 
-def thumbnail_size(data: bytes) -> tuple[str, tuple[int, int]]:
+def thumbnail_size(data: bytes) -> tuple[str | None, tuple[int, int]]:
     """(format, size) of a thumbnail's bytes."""
     with Image.open(io.BytesIO(data)) as image:
         return image.format, image.size

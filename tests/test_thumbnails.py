@@ -248,7 +248,7 @@ async def test_workers_claiming_at_once_never_claim_the_same_content(gateways):
     fingerprints = await queue(gateways[0], 60)
 
     async def claim_all(core, name: str) -> list[str]:
-        got = []
+        got: list[str] = []
         while jobs := await thumbnails_db.claim(core.db, name, "2026-01-01T00:00:00.000000Z",
                                                 "2026-01-01T01:00:00.000000Z", 3):
             got.extend(job["fingerprint"] for job in jobs)
