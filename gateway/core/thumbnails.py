@@ -27,6 +27,7 @@ API puts ``thumbnail_url`` in the file objects it gives (gateway/http/views.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import signal
 import sys
@@ -215,12 +216,14 @@ class Thumbnails:
         return await decode_in_child(data, seconds=self.config.thumbnail_timeout,
                                      memory_bytes=self.config.thumbnail_memory_bytes)
 
-    async def settled(self, fingerprint: str) -> str | None:
-        """The content's state once it is no longer queued (``made``, ``none``; None: no row), waiting for
-        this process's worker to finish contents meanwhile: how a test waits for a thumbnail."""
+    async def settled(self, fingerprint: str, recheck: float = 1.0) -> str | None:
+        """The content's state once it is no longer queued (``made``, ``none``; None: no row): how a test
+        waits for a thumbnail. Looks again each time this process's worker finishes a content, and every
+        ``recheck`` seconds for the workers of other gateways."""
         async with self._finished:
             while (state := await thumbnails_db.state_of(self.db, fingerprint)) == QUEUED:
-                await self._finished.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._finished.wait(), recheck)
         return state
 
     # --- reading -------------------------------------------------------------------------------------
