@@ -113,6 +113,9 @@ def main(argv: list[str]) -> int:
     except MemoryError:
         print("out of memory (the child's limit)", file=sys.stderr)
         return NO_THUMBNAIL
+    except Exception as exc:  # noqa: BLE001 - whatever else a decoder or encoder raises: no thumbnail either
+        print(f"{type(exc).__name__}: {exc}"[:300], file=sys.stderr)
+        return NO_THUMBNAIL
     sys.stdout.buffer.write(made)
     return 0
 

@@ -95,9 +95,11 @@ async def decode_in_child(data: bytes, *, seconds: float, memory_bytes: int) -> 
     try:
         out, err = await asyncio.wait_for(process.communicate(data), seconds)
     except TimeoutError:
-        process.kill()
-        await process.wait()
         return Decoded(None, f"the decoder took more than {seconds:g} s")
+    finally:
+        if process.returncode is None:  # timed out, or this task was cancelled (the gateway stopping)
+            process.kill()
+            await process.wait()
     if process.returncode == 0 and out:
         return Decoded(out)
     return Decoded(None, child_failure(process.returncode, err))
