@@ -57,6 +57,7 @@ async def test_an_uploaded_image_or_pdf_gets_a_webp_thumbnail_in_the_store(core,
     assert thumbnail_in(memory_store, data) is None, "nothing is made on the request path"
 
     assert (await core.thumbnails.run_once())["made"] == 1
+    assert core.metrics.thumbnails.labels("made")._value.get() == 1
     made, (width, height) = thumbnail_size(thumbnail_in(memory_store, data))
     assert made == "WEBP"
     assert max(width, height) == min(EDGE, max(size))

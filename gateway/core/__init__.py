@@ -104,7 +104,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     metrics.watch_waits(waiters)
     namespace = Namespace(db, clock, waiters.wake)
     deletion = Deletion(db, store, permissions, leases, clock)
-    thumbnails = Thumbnails(config, db, store, clock)
+    thumbnails = Thumbnails(config, db, store, clock, metrics=metrics)
     uploads = Uploads(config, db, store, permissions, leases, limits, clock, namespace, deletion, metrics, thumbnails)
     tree = Tree(config, db, namespace, permissions, deletion, limits, clock)
     return Core(

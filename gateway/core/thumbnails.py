@@ -43,6 +43,7 @@ from gateway.config import Config
 from gateway.core.clock import Clock, stamp_in, stamp_now
 from gateway.core.content import content_key, thumbnail_key
 from gateway.core.downloads import thumbnail_url
+from gateway.core.metrics import Metrics
 from gateway.db import Database
 from gateway.db import thumbnails as thumbnails_db
 from gateway.db.thumbnails import MADE, NONE, QUEUED, Job
@@ -116,8 +117,9 @@ def child_failure(returncode: int | None, err: bytes) -> str:
 
 class Thumbnails:
     def __init__(self, config: Config, db: Database, store: ObjectStore, clock: Clock,
-                 decode: Decoder | None = None):
+                 decode: Decoder | None = None, metrics: Metrics | None = None):
         self.config = config
+        self.metrics = metrics or Metrics()
         self.db = db
         self.store = store
         self.clock = clock
@@ -158,6 +160,7 @@ class Thumbnails:
             counts[await self.make(job)] += 1
         if jobs:
             log.info("thumbnails", **counts)
+            self.metrics.thumbnails_done(counts)
         return counts
 
     async def drain(self) -> int:
