@@ -8,6 +8,7 @@ tests/test_thumbnails_real.py, the web app's grid in tests/test_web_thumbnails.p
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -188,6 +189,22 @@ async def test_a_decoder_that_never_ends_is_killed_at_its_time_limit(monkeypatch
     monkeypatch.setattr(thumbnails_module, "THUMBNAILER", forever)
     decoded = await decode_in_child(b"x" * 1000, seconds=0.5, memory_bytes=256 * 1024 * 1024)
     assert decoded.data is None and "took more than 0.5 s" in decoded.reason
+
+
+async def test_a_decoder_whose_worker_is_cancelled_is_killed(monkeypatch, tmp_path):
+    told = tmp_path / "pid"
+    os.mkfifo(told)
+    forever = tmp_path / "forever.py"
+    forever.write_text(f"import os, time\nwith open({str(told)!r}, 'w') as fifo:\n    fifo.write(str(os.getpid()))\n"
+                       "time.sleep(3600)\n")
+    monkeypatch.setattr(thumbnails_module, "THUMBNAILER", forever)
+    decoding = asyncio.create_task(decode_in_child(b"", seconds=3600, memory_bytes=256 * 1024 * 1024))
+    pid = int(await asyncio.to_thread(told.read_text))  # the child has started
+    decoding.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await decoding
+    with pytest.raises(ProcessLookupError):  # killed and reaped: no such process any more
+        os.kill(pid, 0)
 
 
 async def test_the_childs_memory_limit_ends_a_decoding_that_needs_more():
