@@ -137,7 +137,7 @@ def identities_json(gateway: tuple[str, str], reader: tuple[str, str], bucket: s
 
     - the gateway's: read, write and list ``bucket``, nothing else (no other
       bucket, no bucket made or removed, no bucket policy);
-    - the reader's (the CDN tier): read objects under ``bucket/content/``,
+    - the reader's (the CDN tier): read objects under ``bucket/content/`` and ``bucket/thumbnails/``,
       which also lets SeaweedFS list a known upload's parts: :func:`reader_policy`,
       applied at every start, denies that;
     - the operator's (``operator``: the launcher itself, with keys made at each
@@ -147,7 +147,7 @@ def identities_json(gateway: tuple[str, str], reader: tuple[str, str], bucket: s
         {"name": "gateway", "credentials": [{"accessKey": gateway[0], "secretKey": gateway[1]}],
          "actions": [f"Read:{bucket}", f"Write:{bucket}", f"List:{bucket}"]},
         {"name": READER, "credentials": [{"accessKey": reader[0], "secretKey": reader[1]}],
-         "actions": [f"Read:{bucket}/content/*"]},
+         "actions": [f"Read:{bucket}/content/*", f"Read:{bucket}/thumbnails/*"]},
     ]
     if operator is not None:
         identities.append({"name": "operator", "credentials": [{"accessKey": operator[0], "secretKey": operator[1]}],

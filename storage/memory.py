@@ -212,6 +212,10 @@ class InMemoryObjectStore:
         blob = self._objects.get(key)
         return None if blob is None else StoredObject(key, len(blob.data), blob.sha256_b64)
 
+    async def get_object(self, key: str) -> bytes | None:
+        self._answer()
+        return self.read_object(key)
+
     async def delete(self, key: str) -> None:
         self._answer()
         self._objects.pop(key, None)

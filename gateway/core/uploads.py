@@ -37,6 +37,7 @@ from gateway.core.limits import Limits
 from gateway.core.outcomes import Settlement
 from gateway.core.namespace import Journal, Namespace, checked_name, checked_path
 from gateway.core.permissions import Permissions
+from gateway.core.thumbnails import Thumbnails
 from gateway.db import Database
 from gateway.db import files as files_db
 from gateway.db import uploads as uploads_db
@@ -123,8 +124,10 @@ def verified_parts(chunks: list[ChunkRow], parts: list[StoredPart]) -> dict[int,
 class Uploads:
     def __init__(self, config: Config, db: Database, store: ObjectStore, permissions: Permissions,
                  leases: Leases, limits: Limits, clock: Clock, namespace: Namespace, deletion: Deletion,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, thumbnails: Thumbnails | None = None):
         self.config = config
+        # Contents of files that become uploaded are queued for a thumbnail in the same transaction.
+        self.thumbnails = thumbnails or Thumbnails(config, db, store, clock)
         self.metrics = metrics or Metrics()
         self.db = db
         self.store = store
@@ -259,6 +262,8 @@ class Uploads:
                     if stored is not None and await files_db.content_dropped(conn, claim.fingerprint):
                         await self._store_again(claim, stored)
                     await files_db.insert_file(conn, file, chunks)
+                    thumbnail = await self.thumbnails.want(conn, claim.fingerprint, claim.file_size, claim.file_type,
+                                                           destination.name)
                     _, replaced = await self.namespace.place_file(journal, file_id, destination.parent_id,
                                                                   destination.name, destination.mode, destination.replaces)
             else:
@@ -273,7 +278,7 @@ class Uploads:
                     "replaces": destination.replaces, "active_at": now,
                 })
         if status == FileStatus.UPLOADED:
-            await self._placed(journal, replaced)
+            await self._placed(journal, replaced, thumbnail)
         self.metrics.upload_started(claim.file_size)
         if status == FileStatus.UPLOADED:
             self.metrics.uploads_completed.inc()
@@ -416,19 +421,24 @@ class Uploads:
             async with self.namespace.changing(session["owner_id"], conn) as journal:
                 changed = await files_db.mark_uploaded(conn, file_id, stamp_now(self.clock))
                 if changed:
+                    thumbnail = await self.thumbnails.want(conn, session["fingerprint"], session["file_size"],
+                                                           session["file_type"], session["name"])
                     _, replaced = await self.namespace.place_file(journal, file_id, session["parent_id"] or ROOT,
                                                                   session["name"], session["mode"], session["replaces"])
         if changed:
             self.metrics.uploads_completed.inc()
             log.info("file_uploaded", file_id=file_id)
             await self.permissions.invalidate(file_id)
-            await self._placed(journal, replaced)
+            await self._placed(journal, replaced, thumbnail)
         return changed
 
-    async def _placed(self, journal: Journal, replaced: str | None) -> None:
-        """After the commit: the tree change is logged, and a replaced file's cached facts are forgotten
-        (it is a version now, and its shares went to the new file)."""
+    async def _placed(self, journal: Journal, replaced: str | None, thumbnail: bool) -> None:
+        """After the commit: the tree change is logged, a replaced file's cached facts are forgotten
+        (it is a version now, and its shares went to the new file), this gateway's thumbnail worker
+        is woken when the content was queued."""
         self.namespace.committed(journal)
+        if thumbnail:
+            self.thumbnails.nudge()
         if replaced is not None:
             await self.permissions.invalidate(replaced)
 

@@ -163,6 +163,7 @@ function render() {
   const reload = () => shown && shown.reloadOwn();
   const actions = {
     download: (file, button) => download(file, button),
+    fetchFile: (fileId) => api.file(fileId),
     share: (file) => openShareDialog(api, file),
     open: (file, files) => openPreview({
       api, files, index: Math.max(0, files.indexOf(file)), download: (shownFile, button) => download(shownFile, button),
