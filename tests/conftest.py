@@ -53,6 +53,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "real: starts a real part (store, nginx, PostgreSQL, Redis, browser, process)")
+    config.addinivalue_line("markers", "real_password_cost: passwords hashed at scrypt's real cost (conftest.py)")
     config.addinivalue_line(
         "markers", "every_engine: database behaviour can differ here (queries, migrations, concurrency, the "
                    "core's transactions): run on SQLite and on PostgreSQL")
@@ -91,6 +92,21 @@ REAL_PART_STARTERS = (
     "deploy.redis_server.LocalRedis.start", "deploy.supervisor.GatewayProcess.start",
     "cdn.nginx.nginx_binary", "tests.browser.launch_browser",
 )
+
+
+# scrypt's cost parameter for the passwords the test process hashes (gateway/core/passwords.py's N is
+# 2**14: about 70 ms of CPU a hash here). Sign-ups and logins of in-process gateways were most of the
+# fast lane's CPU time; at 2**10 a hash costs 16 times less and is the same code. Gateways started as
+# processes keep the real cost, and tests marked real_password_cost (tests/test_passwords.py) see it.
+TEST_SCRYPT_N = 2**10
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(request, monkeypatch):
+    from gateway.core import passwords
+
+    if request.node.get_closest_marker("real_password_cost") is None:
+        monkeypatch.setattr(passwords, "N", TEST_SCRYPT_N)
 
 
 @pytest.fixture(autouse=True)
