@@ -369,11 +369,12 @@ async def page_through(api: Api, path: str, limit: int) -> list[dict]:
 @contextlib.contextmanager
 def statements_run(gateway) -> Iterator[list[tuple[str, Any]]]:
     """The SQL statements the gateway runs within the block, as given to the driver, with their parameters
-    (SQLite's BEGINs left out)."""
+    (SQLite's BEGINs left out, and the change journal's tail poll, which runs in the background every
+    moment: gateway/core/changes.py)."""
     seen: list[tuple[str, Any]] = []
 
     def record(conn, cursor, statement, parameters, context, executemany) -> None:
-        if statement != "BEGIN":
+        if statement != "BEGIN" and "FROM changes" not in statement:
             seen.append((statement, parameters))
 
     engine = gateway.core.db.engine.sync_engine
