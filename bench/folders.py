@@ -22,7 +22,8 @@ the cores, and what the gateway asked of its database and the store per file
 (its own counts, gateway/core/metrics.py). ``--profile DIR`` samples the
 gateway with py-spy (on PATH, or ``PY_SPY``; only the thread holding Python's lock, so
 what it samples is Python work, not waits) during each ``dbx`` side and
-writes DIR/gateway-run-N.txt (collapsed stacks, for flame graph tools).
+writes DIR/gateway-run-N.txt (collapsed stacks, for flame graph tools); py-spy's
+own CPU then counts as the client's.
 """
 from __future__ import annotations
 
@@ -35,8 +36,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 

@@ -161,5 +161,8 @@ class Connection:
 
     def stop(self) -> None:
         """Close without waiting (SQLAlchemy's terminate of a connection it gave up on)."""
-        self._thread.submit(self.sqlite.close)
+        try:
+            self._thread.submit(self.sqlite.close)
+        except RuntimeError:  # closed already: the thread is gone
+            return
         self._thread.shutdown(wait=False)
