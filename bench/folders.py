@@ -18,16 +18,25 @@ in turns (the order rotates from run to run):
 The ratio (dbx / boto3 files per second) is taken within each run; CPU
 seconds per 1,000 files are counted per process (the client, the store, the
 gateway), which says where the time goes on a machine where all three share
-the cores.
+the cores, and what the gateway asked of its database and the store per file
+(its own counts, gateway/core/metrics.py). ``--profile DIR`` samples the
+gateway with py-spy (on PATH, or ``PY_SPY``; only the thread holding Python's lock, so
+what it samples is Python work, not waits) during each ``dbx`` side and
+writes DIR/gateway-run-N.txt (collapsed stacks, for flame graph tools); py-spy's
+own CPU then counts as the client's.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import random
+import shutil
+import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,6 +60,26 @@ def make_folder(root: Path, files: int, min_kib: int, max_kib: int, seed: int = 
     return made
 
 
+@contextlib.contextmanager
+def profiled(pid: int, output: Path | None) -> Iterator[None]:
+    """py-spy samples process ``pid`` while the block runs (nothing without ``output``)."""
+    if output is None:
+        yield
+        return
+    py_spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    if py_spy is None:
+        raise SystemExit("--profile needs py-spy (pip install py-spy; PY_SPY=path/to/py-spy)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    recorder = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+                                 "--output", str(output), "--nonblocking", "--gil"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes what it sampled, then exits
+        recorder.wait(timeout=60)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench folders", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-kib", type=int, default=64)
     parser.add_argument("--jobs", type=int, default=8, help="files in flight, both sides (default 8)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="sample the gateway with py-spy into this directory")
     args = parser.parse_args(argv)
     import boto3
     from botocore.config import Config
@@ -88,19 +118,28 @@ def main(argv: list[str] | None = None) -> None:
 
         speeds: dict[str, list[float]] = {"dbx": [], "boto3": []}
         cpu: dict[str, dict[str, list[float]]] = {side: {name: [] for name in PROCESSES} for side in speeds}
+        work: dict[str, list[float]] = {"statements": [], "transactions": [], "store": []}
+        [gateway_pid] = stack.pids("gateway")
         for run in range(args.runs):
             user = Dbx(stack, stack.root / f"home-{run}")  # made before the timing starts
             sides: list[tuple[str, Callable[[], None]]] = [("dbx", functools.partial(dbx_upload, run, user)),
                                                            ("boto3", functools.partial(boto3_put, run))]
             for side, upload in sides[run % 2:] + sides[:run % 2]:
+                counted = stack.work()
                 before = cpu_now(stack)
-                started = time.perf_counter()
-                upload()
-                seconds = time.perf_counter() - started
+                profile = args.profile / f"gateway-run-{run}.txt" if args.profile and side == "dbx" else None
+                with profiled(gateway_pid, profile):
+                    started = time.perf_counter()
+                    upload()
+                    seconds = time.perf_counter() - started
                 after = cpu_now(stack)
                 speeds[side].append(args.files / seconds)
                 for name in PROCESSES:
                     cpu[side][name].append((after[name] - before[name]) / args.files * 1000)
+                done = stack.work()
+                if side == "dbx" and counted is not None and done is not None:
+                    for name in work:
+                        work[name].append((done[name] - counted[name]) / args.files)
         pool.shutdown()
 
     per_run = ratio([mine / theirs for mine, theirs in zip(speeds["dbx"], speeds["boto3"], strict=True)])
@@ -120,6 +159,15 @@ def main(argv: list[str] | None = None) -> None:
          for side, label in (("dbx", "dbx upload -r"), ("boto3", "boto3 put_object"))],
         ("upload", *PROCESSES, "all"),
     )
+    if work["statements"]:
+        print_table(
+            f"What the gateway did per file of dbx upload -r, counted by itself (median of {args.runs} runs; "
+            "store events included)",
+            [(label, f"{Figure(work[name]).median:.1f}") for name, label in (
+                ("statements", "SQL statements"), ("transactions", "database transactions (reads and writes)"),
+                ("store", "requests to the store"))],
+            ("per file", "count"),
+        )
 
 
 if __name__ == "__main__":

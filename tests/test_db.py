@@ -309,3 +309,42 @@ async def test_listed_chunks_are_marked_in_one_statement_only_for_the_files_curr
     finally:
         await cache.close()
         await db.close()
+
+
+async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_path, monkeypatch):
+    """gateway/db/sqlite_driver.py: executing, fetching and closing a cursor are one hand-off to the
+    connection's thread (aiosqlite took four), a commit one more; rows, row counts and SQLite's own errors
+    come back as the dialect expects them, and the work runs off the event loop's thread."""
+    import threading
+
+    from gateway.db import sqlite_driver
+
+    db = await Database.open(database_url("", str(tmp_path / "one-hop.sqlite3")))
+    hops: list[str] = []
+    real_hop = sqlite_driver.Connection.hop
+
+    async def counted(self, call, *args):
+        hops.append(getattr(call, "__name__", repr(call)))
+        return await real_hop(self, call, *args)
+
+    monkeypatch.setattr(sqlite_driver.Connection, "hop", counted)
+    try:
+        assert await db.fetchval("SELECT 41 + 1") == 42
+        assert hops == ["_run", "_run", "rollback"], hops  # the read's BEGIN, the SELECT, its end
+        hops.clear()
+        async with db.transaction() as conn:
+            await conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+            changed = await conn.exec_driver_sql("INSERT INTO t VALUES ('a', 1), ('b', 2)")
+            assert changed.rowcount == 2
+        assert hops == ["_run", "_run", "_run", "commit"], hops  # BEGIN IMMEDIATE, two statements, COMMIT
+        with pytest.raises(IntegrityError):
+            await db.execute("INSERT INTO t VALUES ('a', 3)")
+        assert [row["v"] for row in await db.fetchall("SELECT v FROM t ORDER BY k")] == [1, 2]
+        on_loop = threading.get_ident()
+        seen: list[int] = []
+        async with db.read() as conn:
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.hop(lambda: seen.append(threading.get_ident()))
+        assert seen and seen[0] != on_loop
+    finally:
+        await db.close()

@@ -2,8 +2,11 @@
 "Limits and quotas").
 
 ``used_bytes`` is the sizes of the user's ``uploaded`` and ``uploading``
-files: an upload counts from its start, so starting many large uploads uses
-up the quota before a byte moves. The quota is ``users.quota_bytes`` when the
+files (versions and the trash too): an upload counts from its start, so
+starting many large uploads uses up the quota before a byte moves. It is a
+counter on the user's row (revision 0013), changed in the transaction of every
+change to their files (gateway/db/files.py), so a check reads one row instead
+of summing all their files. The quota is ``users.quota_bytes`` when the
 operator set one for the user, else ``GATEWAY_USER_QUOTA_BYTES``; 0 is
 unlimited (answered as ``quota_bytes: null``).
 

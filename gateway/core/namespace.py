@@ -253,13 +253,14 @@ class Namespace:
 
     async def first_free(self, journal: Journal, parent_id: str, names: Iterable[str], *,
                          ignore: str | None = None, stop_after: int | None = None) -> str:
-        """The first of ``names`` free in the folder, looked up a batch at a time."""
+        """The first of ``names`` free in the folder, looked up a batch at a time: the first name alone (it is
+        free nearly always, and a batch costs 32 names made and keyed), then 32 at a time."""
         batch: list[str] = []
         tried = 0
         for candidate in names:
             batch.append(candidate)
             tried += 1
-            if len(batch) < 32 and (stop_after is None or tried < stop_after):
+            if len(batch) < (32 if tried > 1 else 1) and (stop_after is None or tried < stop_after):
                 continue
             free = await self._first_free_of(journal, parent_id, batch, ignore)
             if free is not None:
@@ -271,12 +272,13 @@ class Namespace:
         raise AssertionError("free_names never ends")
 
     async def _first_free_of(self, journal: Journal, parent_id: str, batch: list[str], ignore: str | None) -> str | None:
-        taken = await nodes_db.taken_keys(journal.conn, journal.owner_id, parent_id, [name_key(n) for n in batch])
+        keys = [name_key(n) for n in batch]
+        taken = await nodes_db.taken_keys(journal.conn, journal.owner_id, parent_id, keys)
         if ignore is not None:
             own = await nodes_db.get_node(journal.conn, journal.owner_id, ignore)
             if own is not None and own["parent_id"] == parent_id:
                 taken.discard(own["name_key"])
-        return next((candidate for candidate in batch if name_key(candidate) not in taken), None)
+        return next((candidate for candidate, key in zip(batch, keys, strict=True) if key not in taken), None)
 
     # --- rename, move ---------------------------------------------------------------------------------
 

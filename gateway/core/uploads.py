@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.config import Config
 from gateway.core.clock import Clock, stamp_ago, stamp_now
@@ -150,9 +151,7 @@ class Uploads:
         place) adds nothing, so it is never refused; neither does an ``add`` of
         the content the name already holds (that file is the answer).
         """
-        destination = await self.destination(user_id, claim, target or Target())
-        claim = dataclasses.replace(claim, file_name=destination.name)
-        known = await self._known(user_id, claim, destination)
+        destination, claim, known = await self._place_and_known(user_id, claim, target or Target())
         if known is not None:
             return known
         if not claim.chunks:
@@ -173,20 +172,43 @@ class Uploads:
             await self.store.abort_multipart(key, upload_id)
             raise
 
-    async def _known(self, user_id: int, claim: UploadClaim, destination: Destination) -> tuple[str, bool] | None:
-        """(file id, created) when the start needs no new upload, looked up in one read: the user's upload of
-        this content to this place (resumed), for ``add`` this content under the name already (that file is
-        the answer), or content of the user's own the store holds verified (a deduplicated copy: no bytes
-        move). None: the bytes must be sent."""
-        async with self.db.read() as conn:
-            same = await uploads_db.resumable(conn, user_id, claim.fingerprint, destination.parent_id,
-                                              name_key(destination.name))
-            there = None
-            if same is None and destination.mode == "add":
-                there = await self.namespace.same_content_at(user_id, destination.parent_id, destination.name,
-                                                             claim.fingerprint, on=conn)
-            own = same is None and there is None and await files_db.holds_verified_content(conn, user_id,
-                                                                                           claim.fingerprint)
+    async def _place_and_known(self, user_id: int, claim: UploadClaim,
+                               target: Target) -> tuple[Destination, UploadClaim, tuple[str, bool] | None]:
+        """Where the file goes (:meth:`destination`), the claim under the name it takes there, and what
+        :meth:`_known` found. A folder named by id is checked in the same read as the lookups (one
+        read a file, not two: ``dbx upload -r`` names every file's folder by id)."""
+        if target.path is None and target.mode != "update":
+            async with self.db.read() as conn:
+                destination = await self.destination(user_id, claim, target, on=conn)
+                claim = dataclasses.replace(claim, file_name=destination.name)
+                found = await self._lookup(conn, user_id, claim, destination)
+        else:
+            destination = await self.destination(user_id, claim, target)
+            claim = dataclasses.replace(claim, file_name=destination.name)
+            async with self.db.read() as conn:
+                found = await self._lookup(conn, user_id, claim, destination)
+        return destination, claim, await self._known(user_id, claim, destination, *found)
+
+    async def _lookup(self, conn: AsyncConnection, user_id: int, claim: UploadClaim,
+                      destination: Destination) -> tuple[UploadRow | None, str | None, bool]:
+        """For :meth:`_known`, in one read: the user's upload of this content to this place, for ``add``
+        the file holding the name if it has this content, whether the user holds this content verified."""
+        same = await uploads_db.resumable(conn, user_id, claim.fingerprint, destination.parent_id,
+                                          name_key(destination.name))
+        there = None
+        if same is None and destination.mode == "add":
+            there = await self.namespace.same_content_at(user_id, destination.parent_id, destination.name,
+                                                         claim.fingerprint, on=conn)
+        own = same is None and there is None and await files_db.holds_verified_content(conn, user_id,
+                                                                                       claim.fingerprint)
+        return same, there, own
+
+    async def _known(self, user_id: int, claim: UploadClaim, destination: Destination, same: UploadRow | None,
+                     there: str | None, own: bool) -> tuple[str, bool] | None:
+        """(file id, created) when the start needs no new upload (:meth:`_lookup` found it): the user's upload
+        of this content to this place (resumed), for ``add`` this content under the name already (that file
+        is the answer), or content of the user's own the store holds verified (a deduplicated copy: no
+        bytes move). None: the bytes must be sent."""
         if same is not None:
             await self.resume(same["id"])
             return same["id"], False
@@ -200,10 +222,12 @@ class Uploads:
             # Their last copy was deleted meanwhile: the bytes must be uploaded after all.
         return None
 
-    async def destination(self, user_id: int, claim: UploadClaim, target: Target) -> Destination:
+    async def destination(self, user_id: int, claim: UploadClaim, target: Target, *,
+                          on: AsyncConnection | None = None) -> Destination:
         """Where the file goes: the folder (made along ``path`` if missing; NodeNotFound for a folder id that
         is none of the user's), the name (InvalidName), and for ``update`` a ``replaces`` that is a file
-        of the user's at that place, now or as a version (ReplacesMismatch)."""
+        of the user's at that place, now or as a version (ReplacesMismatch). ``on``: a read to check a
+        folder named by id in."""
         if target.path is not None:
             segments = checked_path(target.path)
             if not segments:
@@ -214,7 +238,7 @@ class Uploads:
             name = segments[-1]
         else:
             parent_id = target.parent_id or ROOT
-            await self.namespace.node(user_id, parent_id, FOLDER)
+            await self.namespace.node(user_id, parent_id, FOLDER, on=on)
             name = checked_name(claim.file_name)
         if target.mode == "update":
             await self.namespace.check_replaces(user_id, target.replaces or "", parent_id, name)
@@ -551,9 +575,7 @@ class Uploads:
         """
         if len(claim.chunks) != 1:
             return await self._upload_inline_parts(user_id, claim, spool, target)
-        destination = await self.destination(user_id, claim, target or Target())
-        claim = dataclasses.replace(claim, file_name=destination.name)
-        known = await self._known(user_id, claim, destination)
+        destination, claim, known = await self._place_and_known(user_id, claim, target or Target())
         if known is not None:
             return await self._finish_spooled(known[0], spool)
         spool.seek(0)

@@ -1,7 +1,9 @@
 """The metadata database: an SQLAlchemy asyncio engine on SQLite (the default) or PostgreSQL.
 
-SQLite (aiosqlite), from ``GATEWAY_DATABASE_PATH``: WAL, so readers go on
-while one writer writes. Every write transaction starts with ``BEGIN
+SQLite, from ``GATEWAY_DATABASE_PATH``: WAL, so readers go on while one
+writer writes. SQLAlchemy's aiosqlite dialect drives it, over a driver that
+hands each statement to the connection's thread once, not four times
+(gateway/db/sqlite_driver.py). Every write transaction starts with ``BEGIN
 IMMEDIATE``: it takes SQLite's writer lock at once (across processes too), so
 two writers never both read and then fail to upgrade, and whatever a write
 transaction reads stays true until it commits. Within one process the writers
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import Executable
 
+from gateway.db import sqlite_driver
 from gateway.disk import out_of_space
 
 log = structlog.get_logger("gateway.db")
@@ -185,7 +189,7 @@ class Database:
             if not database or database == ":memory:":
                 raise ValueError("the SQLite database must be a file: several connections share it")
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(sa_url)
+            engine = create_async_engine(sa_url, async_creator=functools.partial(sqlite_driver.Connection.connect, database))
             _prepare_sqlite(engine)
         else:
             # pool_pre_ping: a pooled connection is checked before use, so the connections a

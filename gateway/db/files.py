@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NotRequired, TypedDict, cast
 
-from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy import Delete, and_, bindparam, delete, exists, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value, insert_or
@@ -133,17 +133,18 @@ async def files_by_ids(on: On, file_ids: Sequence[str]) -> dict[str, FileRow]:
 async def copy_file(conn: AsyncConnection, source_id: str, file_id: str, owner_id: int, name: str, now: str) -> bool:
     """A new uploaded file of ``owner_id`` with the content of ``source_id``: rows only, no bytes move.
     False (and nothing written) when ``source_id`` is gone."""
-    copied = await conn.execute(
+    copied = [dict(row) for row in (await conn.execute(
         insert(files).from_select(
             ["id", "owner_id", "file_name", "file_size", "file_type", "fingerprint", "chunk_size", "total_chunks",
              "status", "created_at", "updated_at", "completed_at"],
             select(literal(file_id), literal(owner_id), literal(name), files.c.file_size, files.c.file_type,
                    files.c.fingerprint, files.c.chunk_size, files.c.total_chunks, literal(FileStatus.UPLOADED.value),
                    literal(now), literal(now), literal(now)).where(files.c.id == source_id),
-        )
-    )
-    if not copied.rowcount:
+        ).returning(*COUNTED)
+    )).mappings()]
+    if not copied:
         return False
+    await count_usage(conn, copied, added=True)
     await conn.execute(
         insert(chunks).from_select(
             ["file_id", "idx", "fingerprint", "size", "status", "etag"],
@@ -163,12 +164,12 @@ async def fingerprints_of(on: On, file_ids: Sequence[str]) -> list[str]:
 
 
 async def delete_files(conn: AsyncConnection, file_ids: Sequence[str]) -> list[str]:
-    """Delete these files for good (chunks, shares, links go with them); the fingerprints they had."""
+    """Delete these files for good (chunks, shares, links go with them), taken off their owners' usage; the
+    fingerprints they had, in order."""
     if not file_ids:
         return []
-    found = await fingerprints_of(conn, file_ids)
-    await change(conn, delete(files).where(files.c.id.in_(list(file_ids))))
-    return found
+    deleted = await _deleting(conn, delete(files).where(files.c.id.in_(list(file_ids))))
+    return sorted({row["fingerprint"] for row in deleted})
 
 
 CHUNKS_OF = select(*CHUNK_COLUMNS).where(chunks.c.file_id == bindparam("file_id")).order_by(chunks.c.idx)
@@ -255,25 +256,21 @@ async def unverified_chunks(on: On, file_id: str) -> int:
     return await fetch_value(on, query)
 
 
-# Built once, with a parameter: building this select and its cache key per call cost about 0.8 ms of CPU more
-# than running it (aiosqlite, measured on a 2-core VM), twice per upload start.
-LIMITS_QUERY = (
-    select(
-        users.c.quota_bytes,
-        func.coalesce(func.sum(case((files.c.status.in_(REFERENCING), files.c.file_size), else_=0)), 0)
-        .label("used_bytes"),
-        func.coalesce(func.sum(case((files.c.status == FileStatus.UPLOADING, 1), else_=0)), 0).label("uploading"),
-        func.count(files.c.id).label("files"),
-    )
-    .select_from(users.outerjoin(files, files.c.owner_id == users.c.id))
-    .where(users.c.id == bindparam("owner_id"))
-    .group_by(users.c.id, users.c.quota_bytes)
+# The user's quota setting and usage from their row (revision 0013: no sum over their files), and their uploads
+# in progress (files_by_owner_status: a range of at most GATEWAY_MAX_UPLOADS_IN_PROGRESS entries). Built once,
+# with a parameter: building a select and its cache key per call costs more CPU than running it (aiosqlite).
+UPLOADING_COUNT = (
+    select(func.count()).select_from(files)
+    .where(files.c.owner_id == users.c.id, files.c.status == FileStatus.UPLOADING).scalar_subquery()
 )
+LIMITS_QUERY = select(
+    users.c.quota_bytes, users.c.used_bytes, users.c.file_count.label("files"), UPLOADING_COUNT.label("uploading"),
+).where(users.c.id == bindparam("owner_id"))
 
 
 async def limits_of(on: On, owner_id: int) -> Row | None:
-    """The user's own quota setting (``quota_bytes``, None: the gateway's) and their usage, in one statement
-    (files_by_owner_status): ``used_bytes`` (sizes of their uploaded and uploading files), ``uploading``
+    """The user's own quota setting (``quota_bytes``, None: the gateway's) and their usage, in one statement:
+    ``used_bytes`` (sizes of their uploaded and uploading files: the counter on their row), ``uploading``
     (how many are) and ``files`` (how many files they have, failed ones too: each is a row). None when
     there is no such user."""
     row = await fetch_one(on, LIMITS_QUERY, {"owner_id": owner_id})
@@ -281,6 +278,48 @@ async def limits_of(on: On, owner_id: int) -> Row | None:
         return None
     return {"quota_bytes": row["quota_bytes"], "used_bytes": int(row["used_bytes"]),
             "uploading": int(row["uploading"]), "files": int(row["files"])}
+
+
+# --- the users' usage counters (revision 0013) ------------------------------------------------------
+
+# What a file adds to its owner's usage: its size while it holds or will hold content (REFERENCING), and one file.
+COUNTED = (files.c.owner_id, files.c.file_size, files.c.status)
+COUNT_USAGE = (
+    update(users).where(users.c.id == bindparam("owner_key"))
+    .values(used_bytes=users.c.used_bytes + bindparam("bytes_added"),
+            file_count=users.c.file_count + bindparam("files_added"))
+)
+
+
+async def count_usage(conn: AsyncConnection, rows: Iterable[Mapping[str, Any]], *, added: bool,
+                      files_too: bool = True) -> None:
+    """Add ``rows`` (COUNTED: the files inserted, deleted or failed) to their owners' usage, or take them off;
+    ``files_too``: their number as well (False: a file that stays a row, failed).
+
+    Always an addition on the row as it is (``used_bytes = used_bytes + :delta``) in the caller's transaction:
+    two gateways committing changes of one user at once add up (PostgreSQL's row lock orders the two
+    UPDATEs, the second reading the first's result), and a change that rolls back counts nothing.
+    Owners in id order: two transactions lock users rows in one order.
+    """
+    sign = 1 if added else -1
+    deltas: dict[int, list[int]] = {}
+    for row in rows:
+        delta = deltas.setdefault(row["owner_id"], [0, 0])
+        delta[0] += row["file_size"] if row["status"] in REFERENCING else 0
+        delta[1] += 1 if files_too else 0
+    params = [{"owner_key": owner, "bytes_added": sign * size, "files_added": sign * count}
+              for owner, (size, count) in sorted(deltas.items()) if size or count]
+    if params:
+        await conn.execute(COUNT_USAGE, params)
+
+
+async def _deleting(conn: AsyncConnection, statement: Delete) -> list[Row]:
+    """Run a DELETE of files, take what it deleted off their owners' usage; the rows deleted (COUNTED, and the
+    fingerprint). RETURNING says what the DELETE itself removed, as it found the rows: nothing a concurrent
+    change did between a read and the DELETE can be counted twice or missed."""
+    deleted = [dict(row) for row in (await conn.execute(statement.returning(*COUNTED, files.c.fingerprint))).mappings()]
+    await count_usage(conn, deleted, added=False)
+    return deleted
 
 
 # --- content removed from the store (gateway/core/deletion.py), what a small file's upload checks ----
@@ -307,6 +346,7 @@ async def forget_content_drops(on: On, before: str) -> int:
 async def insert_file(conn: AsyncConnection, file: Row, file_chunks: list[Row]) -> None:
     """Insert a file row (``files`` columns) and its chunks (``chunks`` columns less file_id)."""
     await conn.execute(insert(files), [file])
+    await count_usage(conn, [file], added=True)
     if file_chunks:
         await conn.execute(insert(chunks), [{"file_id": file["id"], **chunk} for chunk in file_chunks])
 
@@ -329,14 +369,28 @@ async def mark_failed(on: On, file_id: str, reason: str, now: str) -> bool:
     if isinstance(on, Database):
         async with on.transaction() as conn:
             return await mark_failed(conn, file_id, reason, now)
-    changed = await change(
-        on,
+    await lock_owner_of(on, file_id)
+    failed = (await on.execute(
         update(files).where(files.c.id == file_id, files.c.status == FileStatus.UPLOADING)
-        .values(status=FileStatus.FAILED, failure_reason=reason, updated_at=now),
-    )
-    if changed:
+        .values(status=FileStatus.FAILED, failure_reason=reason, updated_at=now).returning(*COUNTED)
+    )).mappings().all()
+    if failed:
+        # A failed file keeps its row (and counts as a file) but no longer its size.
+        await count_usage(on, [{**row, "status": FileStatus.UPLOADING} for row in failed], added=False, files_too=False)
         await change(on, delete(uploads).where(uploads.c.file_id == file_id))
-    return bool(changed)
+    return bool(failed)
+
+
+OWNER_OF_FILE = select(files.c.owner_id).where(files.c.id == bindparam("file_id")).scalar_subquery()
+LOCK_OWNER_OF_FILE = select(users.c.id).where(users.c.id == OWNER_OF_FILE).with_for_update(of=users)
+
+
+async def lock_owner_of(conn: AsyncConnection, file_id: str) -> None:
+    """Lock the row of the file's owner (PostgreSQL; SQLite's writer lock holds every row) before the file's:
+    every transaction that changes a user's files and usage takes the two in this order, so two of them
+    never wait for each other (gateway/core/namespace.py locks the owner first too)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(LOCK_OWNER_OF_FILE, {"file_id": file_id})
 
 
 async def file_for_change(conn: AsyncConnection, file_id: str) -> FileFacts | None:
@@ -351,8 +405,9 @@ async def file_for_change(conn: AsyncConnection, file_id: str) -> FileFacts | No
 
 
 async def delete_file(conn: AsyncConnection, file_id: str) -> int:
-    """Delete the row; its chunks, shares and upload session go with it (ON DELETE CASCADE)."""
-    return await change(conn, delete(files).where(files.c.id == file_id))
+    """Delete the row, taken off its owner's usage; its chunks, shares and upload session go with it
+    (ON DELETE CASCADE)."""
+    return len(await _deleting(conn, delete(files).where(files.c.id == file_id)))
 
 
 async def exists_file(on: On, file_id: str) -> bool:

@@ -59,6 +59,11 @@ users = Table(
     Column("disabled_at", Text),
     # The highest seq of this user's change journal rows pruned (revision 0010): older cursors are reset.
     Column("changes_pruned_through", BigInteger().with_variant(Integer(), "sqlite"), nullable=False, server_default="0"),
+    # The user's usage (revision 0013), kept by gateway/db/files.py in the transaction of every change to their
+    # files: the sizes of their uploading and uploaded files (versions and the trash too), and how many files
+    # they have (failed ones too).
+    Column("used_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("file_count", BigInteger, nullable=False, server_default="0"),
 )
 
 # Invitation codes for GATEWAY_SIGNUP=invite (revision 0009): the code's SHA-256 only, never the code.

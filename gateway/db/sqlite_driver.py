@@ -1,0 +1,168 @@
+"""SQLite for SQLAlchemy's asyncio engine with one thread hand-off a statement, not four.
+
+aiosqlite, which SQLAlchemy's aiosqlite dialect drives, runs each call on the
+connection's thread and hands its result back through the event loop: opening a
+cursor, executing, fetching the rows and closing the cursor are four hand-offs
+for every statement, BEGIN included. A hand-off costs about 50 us of CPU and a
+wake-up of the loop on a 2-core VM (issue 26 measured it; ``SELECT 1`` through
+aiosqlite took 223 us), and the gateway's statements are point lookups and
+small writes that SQLite itself runs in a few microseconds. Here a statement
+is one hand-off to the connection's thread, which executes it, fetches its
+rows and closes its cursor there; commit and rollback are one each.
+
+The work stays off the event loop, on a thread per connection as with
+aiosqlite: SQLite lets go of Python's lock while it works, so the loop goes on
+meanwhile (a version that ran SQLite on the loop's own thread spent less CPU a
+statement, but handled fewer requests a second on 2 cores: the database's work
+no longer ran beside the loop's). Waiting for another writer's lock
+(``busy_timeout``) happens on that thread too.
+
+:class:`Connection` has the coroutines of an aiosqlite connection that the
+dialect calls, so the dialect is used unchanged, through ``async_creator``
+(gateway/db/engine.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Parameters = Sequence[Any] | dict[str, Any]
+
+
+def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> tuple[Any, int, int | None, list[Any]]:
+    """On the connection's thread: the statement, its rows, and its cursor closed."""
+    cursor = conn.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+        rows = cursor.fetchall() if cursor.description else []
+        return cursor.description, cursor.rowcount, cursor.lastrowid, rows
+    finally:
+        cursor.close()
+
+
+class Cursor:
+    """An aiosqlite cursor's coroutines: ``execute`` is the one hand-off, the rest reads what it brought."""
+
+    def __init__(self, owner: Connection):
+        self._owner = owner
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self.arraysize = 1
+        self._rows: list[Any] = []
+
+    async def __aenter__(self) -> Cursor:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._rows = []
+
+    async def execute(self, sql: str, parameters: Parameters = ()) -> Cursor:
+        return await self._execute(sql, parameters, many=False)
+
+    async def executemany(self, sql: str, parameters: Iterable[Parameters]) -> Cursor:
+        return await self._execute(sql, list(parameters), many=True)
+
+    async def _execute(self, sql: str, parameters: Any, *, many: bool) -> Cursor:
+        self.description, self.rowcount, self.lastrowid, self._rows = await self._owner.hop(
+            _run, self._owner.sqlite, sql, parameters, many)
+        return self
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = self.arraysize if size is None else size
+        rows, self._rows = self._rows[:count], self._rows[count:]
+        return rows
+
+    async def close(self) -> None:
+        self._rows = []
+
+
+class _AtOnce:
+    """What the dialect puts a call on to set the isolation level (aiosqlite's queue to its thread): run at
+    once, while the connection is being set up and nothing else uses it."""
+
+    def put_nowait(self, item: tuple[asyncio.Future, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            future.set_result(function())
+        except Exception as exc:  # the dialect awaits the future and handles the error
+            future.set_exception(exc)
+
+
+class Connection:
+    """An aiosqlite connection's interface: a sqlite3 connection used only on its own thread."""
+
+    def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor):
+        self.sqlite = conn
+        self._thread = thread
+        self._tx = _AtOnce()
+
+    @classmethod
+    async def connect(cls, path: str) -> Connection:
+        thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
+        # check_same_thread=False: made on the connection's thread and used there, but closed by stop() too.
+        conn = await asyncio.get_running_loop().run_in_executor(
+            thread, functools.partial(sqlite3.connect, path, check_same_thread=False))
+        return cls(conn, thread)
+
+    async def hop(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` on the connection's thread: the one hand-off."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, functools.partial(call, *args))
+
+    @property
+    def _conn(self) -> sqlite3.Connection:  # what the dialect sets the isolation level on
+        return self.sqlite
+
+    @property
+    def _connection(self) -> sqlite3.Connection:  # what the dialect checks before a commit or rollback
+        return self.sqlite
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self.sqlite.isolation_level
+
+    def cursor(self) -> Cursor:
+        return Cursor(self)
+
+    async def execute(self, sql: str, parameters: Parameters = ()) -> Cursor:
+        return await self.cursor().execute(sql, parameters)
+
+    async def commit(self) -> None:
+        if self.sqlite.in_transaction:
+            await self.hop(self.sqlite.commit)
+
+    async def rollback(self) -> None:
+        # A connection goes back to the pool with a rollback after every use (SQLAlchemy's reset on return),
+        # most often with nothing to undo: no hand-off then. Nothing else runs on the connection meanwhile.
+        if self.sqlite.in_transaction:
+            await self.hop(self.sqlite.rollback)
+
+    async def create_function(self, *args: Any, **kwargs: Any) -> None:
+        await self.hop(functools.partial(self.sqlite.create_function, *args, **kwargs))
+
+    async def close(self) -> None:
+        await self.hop(self.sqlite.close)
+        self._thread.shutdown(wait=False)
+
+    def stop(self) -> None:
+        """Close without waiting (SQLAlchemy's terminate of a connection it gave up on)."""
+        try:
+            self._thread.submit(self.sqlite.close)
+        except RuntimeError:  # closed already: the thread is gone
+            return
+        self._thread.shutdown(wait=False)
