@@ -44,6 +44,7 @@ async def fetch_zip(api: Api, entries: list[str]) -> tuple[dict, zipfile.ZipFile
     return made.body, archive, headers
 
 
+@pytest.mark.every_engine  # the folder's content is one recursive query
 async def test_a_folder_zips_with_its_subfolders_and_the_right_bytes_and_nothing_trashed(alice):
     photos = await mkdir(alice, "/Photos")
     await mkdir(alice, "/Photos/2026/empty")

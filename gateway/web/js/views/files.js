@@ -2,7 +2,7 @@
 // pressed: the caller's own files and those shared with them (v1.1), or, with the tree (contract
 // v1.2), a folder's entries (folders first, each opening the folder) and search results.
 import { confirmDialog, h, nameElement, replace, showMessage } from "../ui/dom.js";
-import { formatDate, formatSize, formatType, quotedName } from "../format.js";
+import { formatDate, formatSize, formatType, quotedName, shownName } from "../format.js";
 import { href } from "../router.js";
 import { Selection } from "./selection.js";
 
@@ -33,8 +33,13 @@ export class FileSection {
     const headingId = `${id}-title`;
     this.selection = own ? new Selection({ onChange: () => this.showSelection() }) : null;
     this.selectionCount = h("span", { class: "selection-count" });
+    const downloadSelected = h("button", {
+      type: "button", class: "button small", text: "Download selected",
+      onclick: () => this.actions.downloadZip(this.selection.selected().map(({ file }) => file), downloadSelected),
+    });
     this.selectionBar = h("div", { class: "selection-bar", hidden: true },
       this.selectionCount,
+      downloadSelected,
       h("button", { type: "button", class: "button small danger", text: "Delete selected", onclick: () => this.removeSelected() }),
     );
     this.element = h("section", { class: "files", id, "aria-labelledby": headingId },
@@ -104,16 +109,13 @@ export class FileSection {
 
   row(file) {
     const status = STATUS[file.status] || file.status;
-    const download = h("button", {
-      type: "button", class: "button small", text: "Download",
-      disabled: file.status !== "uploaded",
-      onclick: () => this.actions.download(file, download),
-    });
+    const download = this.button("Download", file, () => this.actions.download(file, download));
+    download.disabled = file.status !== "uploaded";
     const buttons = [download];
     if (this.own) {
-      buttons.push(h("button", { type: "button", class: "button small", text: "Share", onclick: () => this.actions.share(file) }));
-      if (this.tree) buttons.push(...this.treeButtons(file), this.button("Versions", () => this.actions.versions(file)));
-      buttons.push(h("button", { type: "button", class: "button small danger", text: "Delete", onclick: () => this.remove(file, row) }));
+      buttons.push(this.button("Share", file, () => this.actions.share(file)));
+      if (this.tree) buttons.push(...this.treeButtons(file), this.button("Versions", file, () => this.actions.versions(file)));
+      buttons.push(this.button("Delete", file, () => this.remove(file, row), "danger"));
     }
     const detail = file.status === "uploading"
       ? `${file.uploaded_chunks} of ${file.total_chunks} chunks; pick the file again to resume`
@@ -166,19 +168,38 @@ export class FileSection {
       h("td", { class: "col-type", text: "Folder" }),
       h("td", { class: "col-date" }, h("time", { datetime: folder.modified_at || folder.created_at, text: formatDate(folder.modified_at || folder.created_at) })),
       h("td", { class: "col-status" }),
-      h("td", { class: "col-actions" }, h("div", { class: "row-actions" },
-        this.own ? [...this.treeButtons(folder), h("button", { type: "button", class: "button small danger", text: "Delete", onclick: () => this.remove(folder, row) })] : null)),
+      h("td", { class: "col-actions" }, h("div", { class: "row-actions" }, this.own ? [
+        this.zipButton(folder),
+        ...this.treeButtons(folder),
+        this.button("Delete", folder, () => this.remove(folder, row), "danger"),
+      ] : null)),
     );
     this.fileOf.set(row, folder);
     return row;
   }
 
-  button(text, onclick) {
-    return h("button", { type: "button", class: "button small", text, onclick });
+  /** A row's button: `label` shown, and for screen readers the entry's name after it ("Download
+   *  report.pdf"), so that a list of rows is not a list of identical "Download" buttons; the name
+   *  starts with the label, as the contract's names and the label-in-name rule ask. */
+  button(label, entry, onclick, kind = "") {
+    return h("button", {
+      type: "button", class: `button small${kind ? ` ${kind}` : ""}`, text: label,
+      "aria-label": `${label} ${shownName(nameOf(entry))}`, onclick,
+    });
+  }
+
+  /** A folder's Download: the folder and all it holds as one zip. */
+  zipButton(folder) {
+    const button = h("button", {
+      type: "button", class: "button small", text: "Download",
+      "aria-label": `Download ${shownName(folder.name)} as a zip`,
+      onclick: () => this.actions.downloadZip([folder], button),
+    });
+    return button;
   }
 
   treeButtons(entry) {
-    return [this.button("Rename", () => this.actions.rename(entry)), this.button("Move", () => this.actions.move(entry))];
+    return [this.button("Rename", entry, () => this.actions.rename(entry)), this.button("Move", entry, () => this.actions.move(entry))];
   }
 
   /** Where an entry is, for search results: its folder's path. */
