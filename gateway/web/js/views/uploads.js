@@ -101,7 +101,7 @@ export class UploadsPanel {
     const view = upload.view;
     const percent = upload.state === State.HASHING ? 0 : upload.percent;
     view.bar.setAttribute("aria-valuenow", String(percent));
-    view.bar.setAttribute("aria-valuetext", `${percent}%`);
+    view.bar.setAttribute("aria-valuetext", upload.stalled ? `${percent}%, waiting for the store` : `${percent}%`);
     view.fill.style.width = `${upload.state === State.HASHING ? upload.hashPercent : percent}%`;
     view.item.dataset.state = upload.state;
     replace(view.status, statusText(upload));
@@ -125,7 +125,12 @@ function statusText(upload) {
     case State.SENDING: {
       const parts = [`${formatSize(upload.sentBytes)} of ${formatSize(upload.size)}`];
       const speed = upload.speed;
-      if (speed > 0) parts.push(formatSpeed(speed), `${formatDuration(upload.secondsLeft)} left`);
+      if (upload.stalled) {
+        // Honest: no speed or time left while nothing moves; it goes on by itself once bytes do.
+        parts.push(`Waiting for the store… nothing taken for ${formatDuration(upload.stalledFor)}`);
+      } else if (speed > 0) {
+        parts.push(formatSpeed(speed), `${formatDuration(upload.secondsLeft)} left`);
+      }
       parts.push(`${upload.chunksInStore} of ${upload.total} chunks sent`);
       return [upload.message, parts.join(" · ")].filter(Boolean).join(" ");
     }
