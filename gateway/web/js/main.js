@@ -90,7 +90,7 @@ function showSignedOut(notice = null) {
     signup: state.config.signup,
     onSignedIn: (token, username) => {
       update({ session: saveSession(token.access_token, username, token.expires_in) });
-      showSignedIn();
+      showSignedIn({ focusMain: true });
     },
   }));
 }
@@ -105,7 +105,9 @@ async function logOut() {
   showSignedOut({ text: "You are logged out.", kind: "info" });
 }
 
-function showSignedIn() {
+/** focusMain: move the keyboard's focus to the main content once it is shown (after logging in, the
+ *  form that had it is gone; a screen reader then starts at the files, not at the top of the page). */
+function showSignedIn({ focusMain = false } = {}) {
   const { session } = state;
   document.title = "Files";
   replace(accountActions,
@@ -140,7 +142,10 @@ function showSignedIn() {
   });
   refreshAccount();
   shown = null;
-  detectTree().then(render);
+  detectTree().then(() => {
+    render();
+    if (focusMain) main.focus();
+  });
 }
 
 /**

@@ -31,6 +31,8 @@ export class FileSection {
     this.message = h("div", { class: "message", hidden: true });
     this.more = h("button", { type: "button", class: "button", text: "More", hidden: true, onclick: () => this.loadMore() });
     const headingId = `${id}-title`;
+    this.sort = null; // {key: "name" | "size" | "date", ascending}; null: the server's order
+    this.sortHeaders = new Map(); // key -> its th
     this.selection = own ? new Selection({ onChange: () => this.showSelection() }) : null;
     this.selectionCount = h("span", { class: "selection-count" });
     const downloadSelected = h("button", {
@@ -51,10 +53,10 @@ export class FileSection {
         h("table", { class: `file-table${own ? " selectable" : ""}`, "aria-labelledby": headingId },
           h("thead", {}, h("tr", {},
             own ? h("th", { scope: "col", class: "col-select" }, this.selection.all) : null,
-            h("th", { scope: "col", text: "Name" }),
-            h("th", { scope: "col", class: "col-size", text: "Size" }),
+            this.sortHeader("name", "Name", ""),
+            this.sortHeader("size", "Size", "col-size"),
             h("th", { scope: "col", class: "col-type", text: "Type" }),
-            h("th", { scope: "col", class: "col-date", text: "Date" }),
+            this.sortHeader("date", "Date", "col-date"),
             h("th", { scope: "col", class: "col-status", text: "Status" }),
             h("th", { scope: "col", class: "col-actions" }, h("span", { class: "visually-hidden", text: "Actions" })),
           )),
@@ -102,9 +104,44 @@ export class FileSection {
         this.more.disabled = false;
         this.more.hidden = this.done;
         this.empty.hidden = this.body.childElementCount > 0;
+        this.applySort();
         if (this.selection) this.selection.changed();
       }
     }
+  }
+
+  /** A column heading that sorts the rows shown by it: a button, with aria-sort on the heading. */
+  sortHeader(key, label, className) {
+    const th = h("th", { scope: "col", class: className || null },
+      h("button", { type: "button", class: "sort-button", text: label, onclick: () => this.sortBy(key) }));
+    this.sortHeaders.set(key, th);
+    return th;
+  }
+
+  /** Sort by `key`: ascending first (names A to Z, smallest, oldest); again reverses it. */
+  sortBy(key) {
+    this.sort = { key, ascending: this.sort && this.sort.key === key ? !this.sort.ascending : true };
+    for (const [name, th] of this.sortHeaders) {
+      if (name === key) th.setAttribute("aria-sort", this.sort.ascending ? "ascending" : "descending");
+      else th.removeAttribute("aria-sort");
+    }
+    this.applySort();
+  }
+
+  /** Put the rows shown in the chosen order, folders before files as the listing has them. Rows of
+   *  pages loaded later are sorted in as they come. */
+  applySort() {
+    if (!this.sort) return;
+    const { key, ascending } = this.sort;
+    const value = SORT_KEYS[key];
+    const rows = [...this.body.rows].map((row) => ({ row, entry: this.fileOf.get(row) })).filter(({ entry }) => entry);
+    rows.sort((a, b) => {
+      const folders = (b.entry.type === "folder") - (a.entry.type === "folder");
+      if (folders) return folders;
+      const order = compare(value(a.entry), value(b.entry)) || compare(nameOf(a.entry), nameOf(b.entry));
+      return ascending ? order : -order;
+    });
+    this.body.append(...rows.map(({ row }) => row));
   }
 
   row(file) {
@@ -151,6 +188,7 @@ export class FileSection {
     const shown = new Set([...this.body.rows].map((row) => row.dataset.fileId).filter(Boolean));
     for (const file of files) if (!shown.has(file.file_id)) this.body.append(this.row(file));
     this.empty.hidden = this.body.childElementCount > 0;
+    this.applySort();
     if (this.selection) this.selection.changed();
   }
 
@@ -275,6 +313,18 @@ export class FileSection {
     if (failed.length) showMessage(this.message, `Deleted ${deleted} of ${chosen.length}. Could not delete ${failed.join(", ")}.`);
     else showMessage(this.message, `Deleted ${deleted} ${noun === "files" && deleted === 1 ? "file" : noun === "items" && deleted === 1 ? "item" : noun}.`, "info");
   }
+}
+
+const COLLATOR = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+const SORT_KEYS = {
+  name: (entry) => nameOf(entry),
+  size: (entry) => (entry.type === "folder" ? -1 : entry.file_size ?? 0),
+  // The date each row shows: a file's upload, a folder's last change.
+  date: (entry) => Date.parse(entry.type === "folder" ? entry.modified_at || entry.created_at : entry.created_at) || 0,
+};
+
+function compare(a, b) {
+  return typeof a === "string" ? COLLATOR.compare(a, b) : a - b;
 }
 
 /** An entry's name: a folder's, or a file's (v1.1 file objects have only file_name). */
