@@ -1,6 +1,6 @@
 """Zips (gateway/core/zips.py) over HTTP, in-process on the in-memory store (tests/app_fixtures.py): what a
 zip holds and under which names, who may zip what, the size limit, the signed URL. The same with the
-real store, the browser's "Download selected" and the memory a large zip costs: tests/test_web_zips.py.
+real store, the browser's "Download selected" and the memory a large zip costs: tests/test_zips_stack.py.
 """
 from __future__ import annotations
 
@@ -144,3 +144,10 @@ def test_a_segment_is_never_a_way_out_of_its_folder(name):
 def test_top_level_names_are_unique_as_a_desktop_compares_them(names):
     unique = unique_names(names)
     assert len({name.casefold() for name in unique}) == len(unique) == len(names)
+
+
+def test_a_zip_urls_ticket_is_never_logged():
+    from gateway.http.middlewares import loggable_path
+
+    assert loggable_path("/dropbox/v1/zips/AAAA.BBBB") == "/dropbox/v1/zips/[redacted]"
+    assert loggable_path("/dropbox/v1/zips") == "/dropbox/v1/zips"
