@@ -7,11 +7,14 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from dataclasses import replace
 
+import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.core.content import content_key
 from gateway.core.zips import safe_segment, unique_names
 from tests.app_fixtures import make_app as make_gateway  # noqa: F401 - in-process
 from tests.harness import Api, make_claim
@@ -130,6 +133,19 @@ async def test_the_url_is_signed_and_expires(gateway, http, alice, app_clock):
     app_clock.advance(gateway.config.download_url_ttl + 1)
     async with http.get(made["url"]) as resp:
         assert resp.status == 403 and (await resp.json())["error"]["code"] == "zip_url_expired"
+
+
+async def test_a_store_that_fails_mid_zip_cuts_the_download_short_never_a_zip_that_looks_whole(
+        gateway, http, alice, served_memory_store):
+    data = os.urandom(3 * 1024 * 1024)
+    file = await put_file(alice, data, "big.bin")
+    made = (await alice.post(ZIPS, json={"entries": [file["file_id"]]})).body
+    key = content_key(file["fingerprint"])
+    served_memory_store._objects[key] = replace(served_memory_store._objects[key], data=data[:-1000])  # a store that lies
+    async with http.get(made["url"]) as resp:
+        assert resp.status == 200 and int(resp.headers["Content-Length"]) == made["size"]
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
 
 
 @given(st.text(max_size=300))

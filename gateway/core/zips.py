@@ -74,10 +74,10 @@ class Member:
 
 @dataclass
 class Archive:
-    """A zip ready to stream: its name, its members in order, and the ZipStream that frames them."""
+    """A zip ready to stream: its name, the ZipStream that frames its members, and the feeds that hand
+    it each file's bytes, in order."""
 
     name: str
-    members: list[Member]
     stream: ZipStream
     feeds: list[_Feed]
 
@@ -225,7 +225,7 @@ class Zips:
                 feed = _Feed(member)
                 feeds.append(feed)
                 stream.add(feed, member.name, size=member.size)
-        return Archive(name, members, stream, feeds)
+        return Archive(name, stream, feeds)
 
     # --- the bytes ----------------------------------------------------------------------------------
 
