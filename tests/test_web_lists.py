@@ -71,7 +71,7 @@ async def test_row_buttons_carry_the_name_and_the_focus_goes_to_the_files_after_
 
 
 async def test_the_uploads_panel_folds_away_and_says_what_happened(browser, web_gateway):
-    app = await WebApp.open(browser, web_gateway.url)
+    app = await WebApp.open(browser, web_gateway.url, viewport={"width": 1700, "height": 900})  # a large screen
     await app.sign_up()
     live = app.page.locator(".uploads-area [role=status]")
     await expect(live).to_have_count(1)  # in the page before the first upload
