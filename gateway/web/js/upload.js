@@ -32,7 +32,7 @@ const MIME_TYPE = /^[A-Za-z0-9][\w.+-]*\/[A-Za-z0-9][\w.+-]*$/;
 const SPEED_WINDOW_MS = 5000;
 // No byte acknowledged for this long while sending: the upload shows as stalled ("waiting for the
 // store"), not with the speed and time left it had, until bytes move again.
-export const STALL_MS = 10_000;
+const STALL_MS = 10_000;
 const STALL_CHECK_MS = 1000;
 
 /** An upload's states, named once: the engine moves between them, the views read them. */
