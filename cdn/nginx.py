@@ -131,8 +131,9 @@ def js_module() -> str:
     return found
 
 
-def main_config(state_dir: Path, workers: str, js_module_path: str) -> str:
-    """The main configuration around the rendered template (cdn/nginx.main.conf's local twin)."""
+def main_config(state_dir: Path, workers: str, js_module_path: str, *, front: bool = False) -> str:
+    """The main configuration around the rendered template (cdn/nginx.main.conf's local twin); ``front``:
+    with the server blocks of front.conf too (start_local_cdn)."""
     temp_paths = "".join(f"    {name}_temp_path {state_dir / 'temp' / name};\n" for name in TEMP_DIRS)
     # As root, nginx would run its workers as nobody, who cannot enter a private state directory.
     user = "user root;\n" if os.geteuid() == 0 else ""
@@ -152,7 +153,8 @@ def main_config(state_dir: Path, workers: str, js_module_path: str) -> str:
         "    keepalive_timeout 65;\n"
         f"{temp_paths}"
         f"    include {state_dir / 'cdn.conf'};\n"
-        "}\n"
+        + (f"    include {state_dir / 'front.conf'};\n" if front else "")
+        + "}\n"
     )
 
 
@@ -302,12 +304,13 @@ class LocalCdn(NginxServer):
 
 def start_local_cdn(
     state_dir: Path, env: dict[str, str], port: int, *, workers: str = "auto", timeout: float = 15.0,
-    template: str | None = None,
+    template: str | None = None, front: str = "",
 ) -> LocalCdn:
     """Run nginx in the foreground on 127.0.0.1:``port`` with everything under ``state_dir``.
 
     ``env`` holds the gateway's GATEWAY_* settings and the tier's SECRETS; ``template`` replaces
-    cdn/nginx.conf.template's text (a test's changed setting).
+    cdn/nginx.conf.template's text (a test's changed setting); ``front``: more server blocks for the
+    same nginx (the local stack's proxies on an address other machines use, deploy/lan.py).
     """
     state_dir = Path(state_dir).resolve()
     if not SAFE_VALUE.fullmatch(str(state_dir)):
@@ -321,5 +324,7 @@ def start_local_cdn(
         (state_dir / "temp" / name).mkdir(parents=True, exist_ok=True)
     (state_dir / "cache").mkdir(parents=True, exist_ok=True)
     (state_dir / "cdn.conf").write_text(render(values, template))
-    (state_dir / "nginx.conf").write_text(main_config(state_dir, workers, js_module()))
+    if front:
+        (state_dir / "front.conf").write_text(front)
+    (state_dir / "nginx.conf").write_text(main_config(state_dir, workers, js_module(), front=bool(front)))
     return LocalCdn(port, state_dir, nginx_env).start(timeout)

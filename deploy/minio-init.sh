@@ -120,9 +120,9 @@ create_user "$GATEWAY_S3_ACCESS_KEY" "$POLICY" <<EOF_SECRET
 $GATEWAY_S3_SECRET_KEY
 EOF_SECRET
 
-# Reading the content objects and nothing else: not even listing, so a leaked
-# CDN key reads only content whose fingerprint its holder already knows.
-log "user $CDN_S3_ACCESS_KEY that can only read $BUCKET/content/"
+# Reading the content objects and their thumbnails and nothing else: not even listing, so a
+# leaked CDN key reads only content whose fingerprint its holder already knows.
+log "user $CDN_S3_ACCESS_KEY that can only read $BUCKET/content/ and $BUCKET/thumbnails/"
 create_policy "$CDN_POLICY" <<EOF_POLICY
 {
   "Version": "2012-10-17",
@@ -130,7 +130,7 @@ create_policy "$CDN_POLICY" <<EOF_POLICY
     {
       "Effect": "Allow",
       "Action": ["s3:GetObject"],
-      "Resource": ["arn:aws:s3:::${BUCKET}/content/*"]
+      "Resource": ["arn:aws:s3:::${BUCKET}/content/*", "arn:aws:s3:::${BUCKET}/thumbnails/*"]
     }
   ]
 }

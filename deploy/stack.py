@@ -20,6 +20,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from cdn.nginx import NginxServer, start_local_cdn
+from deploy import lan
 from deploy.balancer import start_balancer
 from deploy.postgres import PostgresCluster
 from deploy.processes import spawn_group
@@ -75,6 +76,11 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
 def gateway_environment(state: Path, secrets_: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
     env.update({name: value for name, value in secrets_.items() if name.startswith("GATEWAY_")})
+    if args.address:
+        # What clients are given names the address other machines use (unless set by hand, e.g. the https
+        # addresses of a TLS proxy in front); the parts themselves stay on 127.0.0.1 (deploy/lan.py).
+        for name, value in lan.public_environment(args.address, lan_ports(args)).items():
+            env.setdefault(name, value)
     env.setdefault("GATEWAY_HOST", "127.0.0.1")
     env.setdefault("GATEWAY_PORT", str(args.gateway_port))
     env.setdefault("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{args.gateway_port}")
@@ -82,6 +88,11 @@ def gateway_environment(state: Path, secrets_: dict[str, str], args: argparse.Na
     env.setdefault("GATEWAY_S3_ENDPOINT", f"http://127.0.0.1:{args.s3_port}")
     env.setdefault("GATEWAY_CDN_URL", f"http://127.0.0.1:{args.cdn_port}")
     return env
+
+
+def lan_ports(args: argparse.Namespace) -> lan.Ports:
+    """The ports clients use: in cluster mode the balancer's is the gateway's."""
+    return lan.Ports(gateway=args.gateway_port, cdn=args.cdn_port, s3=args.s3_port)
 
 
 def open_to_postgres(state: Path) -> None:
@@ -209,6 +220,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cdn-port", type=int, default=int(os.environ.get("CDN_PORT", 8081)))
     parser.add_argument("--s3-port", type=int, default=int(os.environ.get("S3_PORT", 9000)))
     parser.add_argument("--no-wait", action="store_true", help="exit once the stack is ready (for scripts)")
+    parser.add_argument("--address", type=lan.checked_address, default=os.environ.get("STACK_ADDRESS") or None,
+                        help="an IP address of this machine that other machines use: the gateway, the CDN tier "
+                             "and the store are reachable there too, and the URLs clients are given name it "
+                             "(default: 127.0.0.1 only; STACK_ADDRESS)")
     cluster = parser.add_argument_group("cluster mode")
     cluster.add_argument("--cluster", action="store_true",
                          help="PostgreSQL, Redis and several gateways behind an nginx load balancer")
@@ -260,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         store.start()
         start = start_cluster if args.cluster else start_single
         lines = start(args, state, env, supervisor)
-        supervisor.add(nginx_component(start_local_cdn(state / "cdn", cdn_env, args.cdn_port)))
+        front = lan.front_config(args.address, lan_ports(args)) if args.address else ""
+        supervisor.add(nginx_component(start_local_cdn(state / "cdn", cdn_env, args.cdn_port, front=front)))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - report and clean up whatever started
         print(f"the local stack failed to start: {exc or 'interrupted'}", file=sys.stderr, flush=True)
         supervisor.stop_all()
@@ -272,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         + f"\n  CDN tier (nginx): http://127.0.0.1:{args.cdn_port}\n"
         f"  S3 store:         {store.endpoint}  bucket {bucket}, access key {access_key}\n"
         f"  secrets:          {state / 'stack.env'}\n"
-        "press Ctrl-C to stop"
+        + (f"  other machines:   {env['GATEWAY_PUBLIC_URL']}  (the gateway, the CDN tier and the store on "
+           f"{args.address} too)\n" if args.address else "")
+        + "press Ctrl-C to stop"
     )
     if args.no_wait:
         print(ready, flush=True)

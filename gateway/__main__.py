@@ -5,6 +5,7 @@ import gc
 import sys
 
 from aiohttp import web
+import structlog
 
 from gateway.http.app import create_app, server_options
 from gateway.config import Config, ConfigError
@@ -21,6 +22,11 @@ def main() -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level)
+    if unreachable := config.loopback_for_others():
+        # A warning, not a refusal: clients on this machine itself (dbx given the LAN name) still work.
+        structlog.get_logger("gateway").warning(
+            "loopback_addresses_for_other_machines", public_url=config.public_url, settings=unreachable,
+            hint="other machines cannot reach these; with ./dev up, start it with --address (README)")
     app = create_app(config)
     app.on_startup.append(tune_for_the_event_loop)  # after the core is built (the store's SDK models loaded)
     web.run_app(app, host=config.host, port=config.port, access_log=None, print=None, **server_options(config))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from urllib.parse import urlsplit
 
 MIB = 1024 * 1024
@@ -104,6 +104,15 @@ class Config:
     # again after new activity, or after reconcile_recheck seconds.
     reconcile_batch: int = 200
     reconcile_recheck: float = 600.0
+    # Thumbnails of images and PDFs (gateway/core/thumbnails.py), made in the background by every gateway:
+    # off, no content is queued; the worker looks every thumbnail_interval seconds (and at once after an
+    # upload through its own gateway); each decoding runs in a child process limited to
+    # thumbnail_timeout seconds and thumbnail_memory_bytes of address space; larger sources get none.
+    thumbnails: bool = True
+    thumbnail_interval: float = 10.0
+    thumbnail_timeout: float = 20.0
+    thumbnail_memory_bytes: int = 768 * MIB
+    thumbnail_max_source_bytes: int = 64 * MIB
     # Seconds the trash keeps what was deleted, and earlier versions are kept, before both are deleted
     # for good by the background rounds (contract v1.2; both in GET /dropbox/v1/config).
     trash_retention: int = 30 * 24 * 3600
@@ -194,6 +203,9 @@ class Config:
         if min(self.login_failures, self.login_address_failures, self.login_window, self.login_address_checks) < 1:
             raise ConfigError("GATEWAY_LOGIN_FAILURES, GATEWAY_LOGIN_ADDRESS_FAILURES, GATEWAY_LOGIN_WINDOW and "
                               "GATEWAY_LOGIN_ADDRESS_CHECKS must be at least 1")
+        if self.thumbnail_interval <= 0 or self.thumbnail_timeout <= 0 or self.thumbnail_memory_bytes < 64 * MIB:
+            raise ConfigError("GATEWAY_THUMBNAIL_INTERVAL and GATEWAY_THUMBNAIL_TIMEOUT must be more than 0 seconds, "
+                              "GATEWAY_THUMBNAIL_MEMORY_BYTES at least 64 MiB")
         if not 0 <= self.login_address_delay <= 60:
             raise ConfigError("GATEWAY_LOGIN_ADDRESS_DELAY must be from 0 to 60 seconds")
         self.trusted_proxy_networks  # noqa: B018 - a bad address fails at start, not on a request
@@ -210,12 +222,31 @@ class Config:
     def presign_endpoint(self) -> str:
         return self.s3_public_endpoint or self.s3_endpoint
 
+    def loopback_for_others(self) -> list[str]:
+        """The settings that hand clients a loopback address while the app is served on another address:
+        a browser or dbx on another machine cannot reach them (README, "From other machines")."""
+        if is_loopback(self.public_url):
+            return []
+        given = (("GATEWAY_S3_PUBLIC_ENDPOINT", self.presign_endpoint), ("GATEWAY_CDN_URL", self.cdn_url))
+        return [name for name, url in given if is_loopback(url)]
+
     @property
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
         try:
             return tuple(ip_network(part.strip(), strict=False) for part in self.trusted_proxies.split(",") if part.strip())
         except ValueError as exc:
             raise ConfigError(f"GATEWAY_TRUSTED_PROXIES: {exc}") from exc
+
+
+def is_loopback(url: str) -> bool:
+    """Whether a URL names this machine's loopback (127.0.0.0/8, ::1, localhost)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def origin(url: str) -> str:

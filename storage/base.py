@@ -212,6 +212,13 @@ class ObjectStore(Protocol):
         piece). Closing the iterator early (``aclose``) releases the store connection.
         """
 
+    async def get_object(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no object under ``key``.
+
+        Whole, in memory: for objects the caller knows to be small (the
+        thumbnailer reads sources up to its size cap, gateway/core/thumbnails.py).
+        """
+
     async def delete(self, key: str) -> None:
         """Remove the object. Idempotent: a missing object is not an error.
         Open multipart uploads of the key are left alone."""

@@ -137,7 +137,7 @@ def identities_json(gateway: tuple[str, str], reader: tuple[str, str], bucket: s
 
     - the gateway's: read, write and list ``bucket``, nothing else (no other
       bucket, no bucket made or removed, no bucket policy);
-    - the reader's (the CDN tier): read objects under ``bucket/content/``,
+    - the reader's (the CDN tier): read objects under ``bucket/content/`` and ``bucket/thumbnails/``,
       which also lets SeaweedFS list a known upload's parts: :func:`reader_policy`,
       applied at every start, denies that;
     - the operator's (``operator``: the launcher itself, with keys made at each
@@ -147,7 +147,7 @@ def identities_json(gateway: tuple[str, str], reader: tuple[str, str], bucket: s
         {"name": "gateway", "credentials": [{"accessKey": gateway[0], "secretKey": gateway[1]}],
          "actions": [f"Read:{bucket}", f"Write:{bucket}", f"List:{bucket}"]},
         {"name": READER, "credentials": [{"accessKey": reader[0], "secretKey": reader[1]}],
-         "actions": [f"Read:{bucket}/content/*"]},
+         "actions": [f"Read:{bucket}/content/*", f"Read:{bucket}/thumbnails/*"]},
     ]
     if operator is not None:
         identities.append({"name": "operator", "credentials": [{"accessKey": operator[0], "secretKey": operator[1]}],
@@ -230,6 +230,10 @@ class EmbeddedStore:
             # The pause (1 s in mini) lets a master steer writes to other volume servers before this
             # one stops; mini has no other, and the store is stopped after its clients. Stops 1 s sooner.
             "-volume.preStopSeconds=0",
+            # The master's HTTP API (assign, grow, vacuum, delete a collection's volumes) guards its calls by
+            # client address only, and every local user connects from 127.0.0.1: off. The parts speak to the
+            # master over gRPC (mutual TLS, store_security), so the store works the same without it.
+            "-disableHttp",
             f"-bucket={self.bucket}",
             *flags,
             *self._cors_flags(),
@@ -345,3 +349,15 @@ class EmbeddedStore:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        """Delete the Unix sockets weed left in /tmp (``seaweedfs-<part>[-grpc]-<port>.sock``, owner-only).
+
+        weed names them by its ports, which are ours, and leaves them behind: a
+        day of test runs left 3,400 in /tmp.
+        """
+        ports = {self.s3_port, *self.ports.values()}
+        for path in Path("/tmp").glob("seaweedfs-*.sock"):
+            if path.stem.rsplit("-", 1)[-1] in {str(port) for port in ports}:
+                path.unlink(missing_ok=True)

@@ -221,6 +221,10 @@ class InMemoryObjectStore:
             yield blob.data[start:start + piece_size]
             self._answer()
 
+    async def get_object(self, key: str) -> bytes | None:
+        self._answer()
+        return self.read_object(key)
+
     async def delete(self, key: str) -> None:
         self._answer()
         self._objects.pop(key, None)

@@ -331,6 +331,19 @@ class S3ObjectStore:
             # An early close (the reader went away) frees the connection for other requests.
             body.close()
 
+    async def get_object(self, key: str) -> bytes | None:
+        try:
+            return await self._call("get object", self._get_blocking, key)
+        except StoreError as exc:
+            if exc.code in NOT_FOUND_CODES:
+                return None
+            raise
+
+    def _get_blocking(self, key: str) -> bytes:
+        answer = self._client.get_object(Bucket=self.bucket, Key=key)
+        with answer["Body"] as body:
+            return body.read()
+
     async def delete(self, key: str) -> None:
         await self._call("delete object", self._client.delete_object, Bucket=self.bucket, Key=key)
 

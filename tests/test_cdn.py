@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 from cdn.nginx import SECRETS, TEMPLATE_PATH, js_module, main_config, render, secret_environment, start_local_cdn
 from gateway.core.downloads import ascii_fallback, content_type, download_url, rfc5987_name, signature
 from protocol.fingerprints import EMPTY_FINGERPRINT
-from gateway.core.content import content_key
+from gateway.core.content import content_key, thumbnail_key
 from storage.embedded import free_port
 from tests.cdn_fixtures import cdn_environment, put_content
 from tests.gates import Gate
@@ -536,7 +536,8 @@ async def test_only_get_and_head_and_only_download_paths(cached_file, cdn, http)
 
 
 async def test_the_store_refuses_the_cdn_key_everything_but_reading_objects(cached_file, store):
-    """The tier's key reads content; it cannot write, delete, list or reach another bucket."""
+    """The tier's key reads content and thumbnails; it cannot write, delete, list, read elsewhere or reach
+    another bucket."""
     fingerprint, data, _ = cached_file
     key = content_key(fingerprint)
     reader = boto3.client(
@@ -547,10 +548,16 @@ async def test_the_store_refuses_the_cdn_key_everything_but_reading_objects(cach
     writer = raw_s3(store.endpoint)  # the gateway's key
     upload_key = content_key(hashlib.sha256(os.urandom(16)).hexdigest())
     upload_id = writer.create_multipart_upload(Bucket=BUCKET, Key=upload_key)["UploadId"]
+    thumbnail, elsewhere = thumbnail_key(fingerprint), f"elsewhere/{fingerprint}"
+    for other in (thumbnail, elsewhere):
+        writer.put_object(Bucket=BUCKET, Key=other, Body=b"small")
+    assert reader.get_object(Bucket=BUCKET, Key=thumbnail)["Body"].read() == b"small"
     writer.upload_part(Bucket=BUCKET, Key=upload_key, UploadId=upload_id, PartNumber=1, Body=b"in progress")
     attempts = {
         "overwrite": lambda: reader.put_object(Bucket=BUCKET, Key=key, Body=b"evil"),
         "put": lambda: reader.put_object(Bucket=BUCKET, Key="content/new", Body=b"evil"),
+        "put a thumbnail": lambda: reader.put_object(Bucket=BUCKET, Key=thumbnail, Body=b"evil"),
+        "read elsewhere": lambda: reader.get_object(Bucket=BUCKET, Key=elsewhere),
         "delete": lambda: reader.delete_object(Bucket=BUCKET, Key=key),
         "list": lambda: reader.list_objects_v2(Bucket=BUCKET, Prefix="content/"),
         "make bucket": lambda: reader.create_bucket(Bucket="cdn-made-this"),
@@ -570,6 +577,8 @@ async def test_the_store_refuses_the_cdn_key_everything_but_reading_objects(cach
     assert reader.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data  # neither the delete nor the overwrite happened
     assert [part["PartNumber"] for part in writer.list_parts(Bucket=BUCKET, Key=upload_key, UploadId=upload_id)["Parts"]] == [1]
     writer.abort_multipart_upload(Bucket=BUCKET, Key=upload_key, UploadId=upload_id)
+    for other in (thumbnail, elsewhere):
+        writer.delete_object(Bucket=BUCKET, Key=other)
 
 
 async def test_the_store_refuses_anonymous_reads(cached_file, content_store, store, http):

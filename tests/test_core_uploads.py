@@ -1,13 +1,17 @@
 """The upload state machine on the in-memory store: start, resume, complete, fail, abandon, dedup."""
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 
 import pytest
 
+from gateway.core.clock import stamp_now
 from gateway.core.content import content_key
+from gateway.core.uploads import TOUCH_AFTER
 from gateway.core.errors import ChunksMissing, FileNotFound, NotUploading, QuotaExceeded, UploadGone, VerificationFailed
+from gateway.db import in_background
 from gateway.db import uploads as uploads_db
 from gateway.db import users as users_db
 from protocol.fingerprints import EMPTY_FINGERPRINT
@@ -253,3 +257,38 @@ async def test_an_inline_file_refused_in_its_transaction_leaves_no_object(core, 
     with pytest.raises(QuotaExceeded):
         await core.uploads.upload_inline(alice, claim_for(data, "big.txt"), io.BytesIO(data))
     assert stored(memory_store, claim_for(data).fingerprint) is None
+
+
+async def test_background_work_is_counted_apart_from_requests(core, memory_store):
+    """bench control divides the requests' statements by its requests: a background round's must not be in them."""
+    alice = await new_user(core, "alice")
+    work = core.db.work
+    before = (work.statements, work.transactions, work.background_statements, work.background_transactions)
+
+    async def background_round() -> None:
+        in_background()
+        await core.refresh_progress_once()
+        await core.uploads.start(alice, claim_for(os.urandom(100), "in-the-background.txt"))
+
+    await asyncio.create_task(background_round())
+    after_background = (work.statements, work.transactions, work.background_statements, work.background_transactions)
+    assert after_background[:2] == before[:2], "a background round counted as a request's work"
+    assert after_background[2] > before[2] and after_background[3] > before[3]
+
+    await core.uploads.start(alice, claim_for(os.urandom(100), "in-a-request.txt"))  # this task: a request's
+    assert work.statements > after_background[0] and work.transactions > after_background[1]
+    assert (work.background_statements, work.background_transactions) == after_background[2:]
+
+
+async def test_handing_out_urls_is_activity_recorded_at_most_every_few_seconds(core, memory_store, clock):
+    """A small file's one upload-urls call right after its start writes nothing; a later call keeps the upload alive."""
+    alice = await new_user(core, "alice")
+    data = os.urandom(3 * CHUNK)
+    file_id, _ = await core.uploads.start(alice, claim_for(data))
+    started = (await uploads_db.get_upload(core.db, file_id))["active_at"]
+    assert len(await core.uploads.upload_urls(alice, file_id, None)) == 3
+    assert (await uploads_db.get_upload(core.db, file_id))["active_at"] == started
+
+    clock.advance(TOUCH_AFTER + 1)
+    assert len(await core.uploads.upload_urls(alice, file_id, [1])) == 1
+    assert (await uploads_db.get_upload(core.db, file_id))["active_at"] == stamp_now(clock)

@@ -229,6 +229,36 @@ async def test_v11_files_land_in_their_owners_root_and_duplicate_names_are_numbe
         await db.close()
 
 
+async def test_existing_images_and_pdfs_are_queued_for_thumbnails_once_per_content(empty_database):
+    """Revision 0012 on a database at 0011: every uploaded image or PDF (by type or name) queues its
+    content once, however many files have it; other files, uploads in progress and failed ones none."""
+    db = await database_at(empty_database, "0011")
+    try:
+        await db.execute("INSERT INTO users (username, email, password_hash, created_at)"
+                         " VALUES ('ann', 'a@x.io', 'h', '2026-01-01T00:00:00.000000Z')")
+        owner = await db.fetchval("SELECT id FROM users")
+        files = [  # (id, name, type, fingerprint, status, size)
+            ("1", "a.jpg", "image/jpeg", "a", "uploaded", 10), ("2", "copy of a.jpg", "image/jpeg", "a", "uploaded", 10),
+            ("3", "scan", "application/pdf", "b", "uploaded", 20), ("4", "IMG_1.HEIC", "", "c", "uploaded", 30),
+            ("5", "notes.txt", "text/plain", "d", "uploaded", 40), ("6", "b.png", "image/png", "e", "uploading", 50),
+            ("7", "c.png", "image/png", "f", "failed", 60),
+        ]
+        for file_id, name, kind, fingerprint, status, size in files:
+            await db.execute(
+                "INSERT INTO files (id, owner_id, file_name, file_size, file_type, fingerprint, chunk_size, total_chunks,"
+                " status, created_at, updated_at) VALUES (:id, :owner, :name, :size, :kind, :fp, 8, 1, :status, :at, :at)",
+                {"id": file_id * 32, "owner": owner, "name": name, "size": size, "kind": kind, "fp": fingerprint * 64,
+                 "status": status, "at": "2026-01-01T00:00:00.000000Z"})
+        await upgrade_to_head(db)
+        queued = await db.fetchall("SELECT fingerprint, source_size, state, attempts, lease_token FROM thumbnails"
+                                   " ORDER BY fingerprint")
+        assert [(row["fingerprint"][0], row["source_size"], row["state"], row["attempts"], row["lease_token"])
+                for row in queued] == [("a", 10, "queued", 0, None), ("b", 20, "queued", 0, None),
+                                       ("c", 30, "queued", 0, None)]
+    finally:
+        await db.close()
+
+
 def test_the_database_setting_selects_the_engine():
     from gateway.config import Config, ConfigError
 

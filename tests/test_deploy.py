@@ -725,17 +725,18 @@ def test_the_init_script_hands_mc_no_secret_when_it_runs(tmp_path):
     for value in secrets_.values():
         assert value not in result.stdout + result.stderr
 
-    # The CDN tier's policy reads content objects and does nothing else.
+    # The CDN tier's policy reads content objects and thumbnails and does nothing else.
     policies = [argv for argv in argvs if argv[:3] == ["admin", "policy", "create"]]
     assert [argv[4] for argv in policies] == ["dropbox-gateway-bucket", "dropbox-cdn-read"]
 
 
-def test_the_cdn_policy_reads_content_only():
+def test_the_cdn_policy_reads_content_and_thumbnails_only():
     code = init_script_code()
     cdn_policy = re.search(r'create_policy "\$CDN_POLICY" <<EOF_POLICY\n(.*?)\nEOF_POLICY', code, re.S)[1]
     document = json.loads(cdn_policy.replace("${BUCKET}", "dropbox-content"))
     assert document["Statement"] == [
-        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::dropbox-content/content/*"]}
+        {"Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": ["arn:aws:s3:::dropbox-content/content/*", "arn:aws:s3:::dropbox-content/thumbnails/*"]}
     ]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,9 @@ def test_a_picked_port_taken_by_another_process_is_picked_again(tmp_path, monkey
             assert store.process is not None and store.process.poll() is None
         finally:
             store.stop()
+    ports = {str(port) for port in (store.s3_port, *store.ports.values())}
+    left = [path.name for path in Path("/tmp").glob("seaweedfs-*.sock") if path.stem.rsplit("-", 1)[-1] in ports]
+    assert left == [], "weed's sockets are left in /tmp"
 
 
 def http_status(port: int, method: str, path: str, body: bytes | None = None) -> int:
@@ -59,15 +63,24 @@ def test_only_the_s3_port_serves_anyone_without_the_stores_own_secrets(store):
     s3 = raw_s3(store.endpoint)
     s3.put_object(Bucket=store.bucket, Key="content/only-through-s3", Body=b"private bytes")
     assert s3.get_object(Bucket=store.bucket, Key="content/only-through-s3")["Body"].read() == b"private bytes"
-    filer, volume = store.ports["filer.port"], store.ports["volume.port"]
+    filer, volume, master = store.ports["filer.port"], store.ports["volume.port"], store.ports["master.port"]
     folder = f"/buckets/{store.bucket}/content/"
-    assert http_status(filer, "GET", folder) == 401, "the filer lists the bucket"
-    assert http_status(filer, "GET", folder + "only-through-s3") == 401, "the filer reads an object"
-    assert http_status(filer, "PUT", folder + "planted", b"planted") == 401, "the filer writes an object"
-    assert http_status(volume, "GET", "/1,01") == 401, "the volume server reads a blob"
-    assert http_status(volume, "POST", "/1,01", b"planted") == 401, "the volume server writes a blob"
+    refused = {
+        "the filer lists the bucket": http_status(filer, "GET", folder),
+        "the filer reads an object": http_status(filer, "GET", folder + "only-through-s3"),
+        "the filer writes an object": http_status(filer, "PUT", folder + "planted", b"planted"),
+        "the volume server reads a blob": http_status(volume, "GET", "/1,01"),
+        "the volume server writes a blob": http_status(volume, "POST", "/1,01", b"planted"),
+        # Guarded by client address only: these must not be served at all (-disableHttp).
+        "the master deletes the bucket's volumes": http_status(master, "GET", f"/col/delete?collection={store.bucket}"),
+        "the master hands out file ids and write tokens": http_status(master, "POST", "/dir/assign"),
+        "the master grows volumes": http_status(master, "GET", "/vol/grow?count=1"),
+    }
+    # 401: no token the store signed itself; 404: the HTTP API is off.
+    assert {what: status for what, status in refused.items() if status not in (401, 404)} == {}
     for port in ("filer.port.grpc", "volume.port.grpc", "master.port.grpc", "s3.port.grpc"):
         assert not speaks_plain_grpc(store.ports[port]), f"{port} takes gRPC without the store's certificate"
+    assert s3.get_object(Bucket=store.bucket, Key="content/only-through-s3")["Body"].read() == b"private bytes"
     assert "planted" not in {o["Key"] for o in s3.list_objects_v2(Bucket=store.bucket, Prefix="content/").get("Contents", [])}
 
 

@@ -291,3 +291,40 @@ def test_the_cluster_runs_two_gateways_behind_the_balancer_and_stops_on_sigterm(
         pytest.xfail("the gateway reads GATEWAY_DATABASE_URL once branch core is merged; all else passed")
     assert tables, "the gateways created no table in PostgreSQL"
     assert not (cluster_state / "gateway.sqlite3").exists(), "a gateway used SQLite"
+
+
+def listening_on(address: str) -> set[int]:
+    """The TCP ports something listens on at ``address`` (from ss)."""
+    out = subprocess.run(["ss", "-Hltn", f"src {address}"], capture_output=True, text=True).stdout
+    return {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip()}
+
+
+async def test_other_machines_use_the_stack_on_the_address_given(tmp_path, http):
+    """./dev up --address: the URLs clients get name that address, and the three ports there reach the parts.
+
+    127.0.0.2 stands in for a LAN address (this machine binds to loopback only); nothing else of the
+    stack (the store's internal ports, PostgreSQL, the gateway itself) listens there.
+    """
+    from bench.control import random_claim
+    from tests.harness import Api, upload
+
+    address = "127.0.0.2"
+    ports = {"gateway": free_port(), "cdn": free_port(), "s3": free_port()}
+    process = start_stack(tmp_path / "var", "--address", address, gateway_port=ports["gateway"],
+                          cdn_port=ports["cdn"], s3_port=ports["s3"])
+    output = StackOutput(process)
+    try:
+        assert listening_on(address) == set(ports.values())
+        user = await Api(http, f"http://{address}:{ports['gateway']}").signup()
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        uploaded = await upload(user, data, Config.chunk_size, file_name="from-another-machine.bin")
+        assert uploaded["status"] == "uploaded"
+        started = (await user.post("/dropbox/v1/files", json=random_claim(Config.chunk_size, chunks=1))).body
+        urls = (await user.post(f"/dropbox/v1/files/{started['file_id']}/upload-urls", json={"chunks": [0]})).body["urls"]
+        assert urls[0]["url"].startswith(f"http://{address}:{ports['s3']}/"), urls  # the chunks went that way
+        download_url = (await user.get(f"/dropbox/v1/files/{uploaded['file_id']}")).body["download_url"]
+        assert download_url.startswith(f"http://{address}:{ports['cdn']}/")
+        async with http.get(download_url) as answer:
+            assert answer.status == 200 and await answer.read() == data
+    finally:
+        output.stop()

@@ -240,6 +240,14 @@ async def test_an_object_is_read_in_pieces_in_order_and_a_missing_one_is_no_such
     assert missing.value.code == "NoSuchKey"
     await store.delete(key)
 
+async def test_a_whole_object_reads_back_as_stored_and_a_missing_one_is_none(subject):
+    store, key, data = subject.store, new_key(), os.urandom(70_000)
+    assert await store.get_object(key) is None
+    await store.put_object(key, data, b64sha(data))
+    assert await store.get_object(key) == data
+    await store.delete(key)
+    assert await store.get_object(key) is None
+
 
 async def test_the_bucket_is_there(subject):
     await subject.store.ensure_bucket()

@@ -354,6 +354,23 @@ async def test_on_a_plain_http_lan_address_the_slower_hasher_is_used_and_announc
         await browser.close()
 
 
+async def test_opened_by_a_lan_name_the_app_says_at_once_why_the_store_is_out_of_reach(playwright_driver,
+                                                                                        web_gateway, store):
+    """The gateway hands out URLs of the store on 127.0.0.1 (started for this machine only); the page came
+    from lan.test. The upload stops at once with what is wrong, and no chunk is sent to the loopback."""
+    port = web_gateway.config.port
+    browser = await launch_browser(playwright_driver, ["--host-resolver-rules=MAP lan.test 127.0.0.1"])
+    try:
+        app = await WebApp.open(browser, f"http://lan.test:{port}")
+        await app.sign_up()
+        await app.pick(file_payload("notes.txt", os.urandom(1000)))
+        await expect(app.page.get_by_text("is a loopback address")).to_be_visible()
+        await expect(app.page.get_by_text("./dev up --address")).to_be_visible()
+        assert app.store_puts(store.endpoint) == []
+    finally:
+        await browser.close()
+
+
 async def test_phone_width_has_no_sideways_scrolling(browser, web_gateway):
     context = await browser.new_context(viewport={"width": 360, "height": 740})
     page = await context.new_page()

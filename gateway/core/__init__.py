@@ -1,5 +1,5 @@
 """The domain: uploads (the state machine), files, the tree (folders, versions, trash, search), its change journal, zips, sharing, shared links, deletion, permissions, accounts,
-sessions, limits, store events.
+sessions, limits, store events, thumbnails.
 
 Plain classes with explicit dependencies (the metadata database, the object
 store, the cache, a clock, the settings), raising gateway/core/errors.py's
@@ -32,6 +32,7 @@ from gateway.core.reconciler import reconcile_once
 from gateway.core.sessions import Sessions
 from gateway.core.sharing import Sharing
 from gateway.core.throttle import forget_expired
+from gateway.core.thumbnails import Thumbnails
 from gateway.core.tree import Tree
 from gateway.core.uploads import Uploads
 from gateway.core.zips import Zips
@@ -60,6 +61,7 @@ class Core:
     tree: Tree
     changes: Changes
     zips: Zips
+    thumbnails: Thumbnails
     cache: ReadThrough  # the permission and token entries' way into the cache (gateway/core/cached.py)
 
     async def reconcile_once(self) -> dict[str, int]:
@@ -104,7 +106,8 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
     metrics.watch_waits(waiters)
     namespace = Namespace(db, clock, waiters.wake)
     deletion = Deletion(db, store, permissions, leases, clock)
-    uploads = Uploads(config, db, store, permissions, leases, limits, clock, namespace, deletion, metrics)
+    thumbnails = Thumbnails(config, db, store, clock, metrics=metrics)
+    uploads = Uploads(config, db, store, permissions, leases, limits, clock, namespace, deletion, metrics, thumbnails)
     tree = Tree(config, db, namespace, permissions, deletion, limits, clock)
     return Core(
         config=config,
@@ -126,5 +129,6 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         tree=tree,
         changes=Changes(config, db, tree, clock, waiters),
         zips=Zips(config, db, store, namespace, permissions, clock),
+        thumbnails=thumbnails,
         cache=entries,
     )

@@ -42,7 +42,7 @@ from gateway.config import Config
 from gateway.core.clock import Clock, stamp_ago, stamp_now
 from gateway.core.errors import CursorReset, InvalidCursor
 from gateway.core.tree import Entry, Tree
-from gateway.db import Database
+from gateway.db import Database, in_background
 from gateway.db import changes as changes_db
 from gateway.db import users as users_db
 from gateway.db.files import FileRow
@@ -261,6 +261,7 @@ class Changes:
                 await task
 
     async def _listen(self) -> None:
+        in_background()
         while True:
             lost = asyncio.Event()
             try:
@@ -273,6 +274,7 @@ class Changes:
             await asyncio.sleep(RECONNECT_DELAY)
 
     async def _poll_tail(self) -> None:
+        in_background()
         last: int | None = None
         while True:
             try:

@@ -4,11 +4,12 @@ from __future__ import annotations
 import structlog
 
 from gateway.core.clock import Clock, stamp_ago, stamp_now, system_clock
-from gateway.core.content import content_key
+from gateway.core.content import content_key, thumbnail_key
 from gateway.core.leases import Leases
 from gateway.core.permissions import Permissions, owned_for_change
 from gateway.db import Database
 from gateway.db import files as files_db
+from gateway.db import thumbnails as thumbnails_db
 from protocol.fingerprints import EMPTY_FINGERPRINT
 from protocol.states import FileStatus
 from storage import ObjectStore, StoreError
@@ -98,6 +99,10 @@ class Deletion:
           transaction, under the same lock, finds the record and stores the bytes
           again if they are gone, before its file is ``uploaded``.
 
+        The content's thumbnail (gateway/core/thumbnails.py) goes with it, row and object, in the
+        same transaction; a worker making it right now finds its claim gone when it finishes
+        (under the same lock) and removes what it wrote.
+
         Returns whether the object was removed. A store failure leaves an orphaned
         object (wasted space, never lost data) and is logged.
         """
@@ -110,7 +115,9 @@ class Deletion:
                 if await files_db.content_referenced(conn, fingerprint):
                     return False
                 await files_db.record_content_drop(conn, fingerprint, stamp_now(self.clock))
+                await thumbnails_db.forget(conn, fingerprint)
                 await self.store.delete(key)
+                await self.store.delete(thumbnail_key(fingerprint))
         except StoreError as exc:
             log.warning("content_delete_failed", key=key, error=str(exc))
             return False

@@ -1,4 +1,4 @@
-"""Signed download URLs on the CDN tier (cdn/signing.js checks them).
+"""Signed download and thumbnail URLs on the CDN tier (cdn/signing.js checks them).
 
 ``<cdn_url>/c/<fingerprint>/<name>?exp=..&ascii_name=..&type=..&sig=..``
 
@@ -32,6 +32,7 @@ UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_ASCII_NAME = 200
 # Domain separation for the shared key; cdn/signing.js's EDGE_LABEL is the same string.
 SIGNATURE_LABEL = "dropbox-cdn-download-v1"
+THUMBNAIL_URL_STEP = 600
 
 
 def download_url(
@@ -50,6 +51,24 @@ def download_url(
     # name is encoded twice there and the check sees the same bytes whatever a client did.
     url = f"{config.cdn_url.rstrip('/')}{quote(path)}?exp={expires_at}&ascii_name={ascii_name}&type={mime}&sig={sig}"
     return url, expires_at
+
+
+def thumbnail_url(config: Config, fingerprint: str, *, now: int | None = None) -> tuple[str, int]:
+    """Return (url, expires_at): a content's thumbnail on the CDN tier, ``<cdn_url>/t/<fingerprint>?exp=..&sig=..``.
+
+    Signed as a download URL is (the path, hence the kind, is in what is signed, so neither URL
+    can be turned into the other), with no name and no type: the tier answers a WebP image inline.
+    The expiry is at least ``download_url_ttl`` away, rounded up to a multiple of
+    THUMBNAIL_URL_STEP, so a page listed again within that step gets the same URLs and the
+    browser's cache keeps the images.
+    """
+    if not is_fingerprint(fingerprint):
+        raise ValueError(f"not a fingerprint: {fingerprint!r}")
+    now = int(time.time()) if now is None else now
+    expires_at = -(-(now + config.download_url_ttl) // THUMBNAIL_URL_STEP) * THUMBNAIL_URL_STEP
+    path = f"/t/{fingerprint}"
+    sig = signature(config.cdn_secret, expires_at, path, "", "")
+    return f"{config.cdn_url.rstrip('/')}{path}?exp={expires_at}&sig={sig}", expires_at
 
 
 def signature(secret: str, expires_at: int, path: str, ascii_name: str, mime: str) -> str:

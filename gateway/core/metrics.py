@@ -4,7 +4,7 @@ Every metric lives in the :class:`Metrics` object's own ``CollectorRegistry``,
 never in prometheus_client's global one: two apps in one process (the tests
 run several) count apart, and nothing correct rests on module-level state.
 The app creates it (gateway/http/app.py), the core counts into it
-(uploads, store events, the reconciler, the permission cache), the HTTP
+(uploads, store events, the reconciler, thumbnails, the permission cache), the HTTP
 layer counts requests, and ``GET /metrics`` on the metrics port renders it.
 
 Label values come from small fixed sets only: a route's path template (never
@@ -75,8 +75,8 @@ class WaitsCollector(Collector):
 
 
 class WorkCollector(Collector):
-    """What requests have asked of the database (statements, transactions) and of the store (requests by
-    operation) so far, read at scrape time: ``bench control`` prints them per request beside its figures.
+    """What requests have asked of the database (statements, transactions; background work's statements
+    apart) and of the store (requests by operation) so far, read at scrape time: ``bench control`` prints them per request beside its figures.
     A store without a count (the in-memory one) reports no store series."""
 
     def __init__(self, db: Database, store: object):
@@ -88,7 +88,10 @@ class WorkCollector(Collector):
         statements.add_metric([], self.db.work.statements)
         transactions = CounterMetricFamily("gateway_db_transactions", "Database transactions begun, reads and writes")
         transactions.add_metric([], self.db.work.transactions)
-        yield from (statements, transactions)
+        background = CounterMetricFamily("gateway_db_background_statements",
+                                         "SQL statements sent by background work (rounds, the journal's follower)")
+        background.add_metric([], self.db.work.background_statements)
+        yield from (statements, transactions, background)
         sent = getattr(self.store, "requests_sent", None)
         if sent is not None:
             requests = CounterMetricFamily("gateway_store_requests", "Requests sent to the object store, by operation",
@@ -133,6 +136,8 @@ class Metrics:
         self.reconciler_settlements = Counter("gateway_reconciler_settlements",
                                               "Uploads a reconciler round settled, by outcome", ["outcome"],
                                               registry=reg)
+        self.thumbnails = Counter("gateway_thumbnails", "Contents the thumbnail worker finished, by outcome "
+                                  "(made, none, retry, lost)", ["outcome"], registry=reg)
         self.cache_lookups = Counter("gateway_permission_cache_lookups",
                                      "Permission cache lookups, by result (hit or miss)", ["result"], registry=reg)
         for result in ("hit", "miss"):
@@ -167,6 +172,11 @@ class Metrics:
         for outcome in RECONCILER_SETTLEMENTS:
             if counts.get(outcome):
                 self.reconciler_settlements.labels(outcome).inc(counts[outcome])
+
+    def thumbnails_done(self, counts: dict[str, int]) -> None:
+        for outcome, count in counts.items():
+            if count:
+                self.thumbnails.labels(outcome).inc(count)
 
     def cache_lookup(self, hit: bool) -> None:
         self.cache_lookups.labels("hit" if hit else "miss").inc()

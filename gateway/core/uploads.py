@@ -26,7 +26,7 @@ from typing import BinaryIO
 import structlog
 
 from gateway.config import Config
-from gateway.core.clock import Clock, stamp_now
+from gateway.core.clock import Clock, stamp_ago, stamp_now
 from gateway.core.content import content_key
 from gateway.core.deletion import Deletion
 from gateway.core.fairshare import FairShare
@@ -37,6 +37,7 @@ from gateway.core.limits import Limits
 from gateway.core.outcomes import Settlement
 from gateway.core.namespace import Journal, Namespace, checked_name, checked_path
 from gateway.core.permissions import Permissions
+from gateway.core.thumbnails import Thumbnails
 from gateway.db import Database
 from gateway.db import files as files_db
 from gateway.db import uploads as uploads_db
@@ -53,6 +54,9 @@ log = structlog.get_logger("gateway.uploads")
 # and of one user: the others' calls find a slot free however many one user sends.
 PRESIGN_CONCURRENCY = 4
 PRESIGN_PER_USER = 2
+# Seconds of an upload's last activity within which handing out more URLs records none (upload_urls):
+# far below what activity decides (the reconciler's grace, 30 s by default; abandonment, a day).
+TOUCH_AFTER = 5.0
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,10 @@ def verified_parts(chunks: list[ChunkRow], parts: list[StoredPart]) -> dict[int,
 class Uploads:
     def __init__(self, config: Config, db: Database, store: ObjectStore, permissions: Permissions,
                  leases: Leases, limits: Limits, clock: Clock, namespace: Namespace, deletion: Deletion,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, thumbnails: Thumbnails | None = None):
         self.config = config
+        # Contents of files that become uploaded are queued for a thumbnail in the same transaction.
+        self.thumbnails = thumbnails or Thumbnails(config, db, store, clock)
         self.metrics = metrics or Metrics()
         self.db = db
         self.store = store
@@ -256,6 +262,8 @@ class Uploads:
                     if stored is not None and await files_db.content_dropped(conn, claim.fingerprint):
                         await self._store_again(claim, stored)
                     await files_db.insert_file(conn, file, chunks)
+                    thumbnail = await self.thumbnails.want(conn, claim.fingerprint, claim.file_size, claim.file_type,
+                                                           destination.name)
                     _, replaced = await self.namespace.place_file(journal, file_id, destination.parent_id,
                                                                   destination.name, destination.mode, destination.replaces)
             else:
@@ -270,7 +278,7 @@ class Uploads:
                     "replaces": destination.replaces, "active_at": now,
                 })
         if status == FileStatus.UPLOADED:
-            await self._placed(journal, replaced)
+            await self._placed(journal, replaced, thumbnail)
         self.metrics.upload_started(claim.file_size)
         if status == FileStatus.UPLOADED:
             self.metrics.uploads_completed.inc()
@@ -299,17 +307,21 @@ class Uploads:
         other users' calls, not in front of them.
         """
         owned, _ = await self.permissions.owned(user_id, file_id)
-        row = await uploads_db.get_upload(self.db, file_id)
+        async with self.db.read() as conn:  # the session and its chunks: one snapshot, one round of reads
+            row = await uploads_db.get_upload(conn, file_id)
+            chunks = await files_db.get_chunks(conn, file_id) if row is not None else []
         if row is None:
             raise NotUploading(owned["status"] if owned["status"] != FileStatus.UPLOADING else FileStatus.FAILED)
         async with self._presigning.slot(user_id):
-            presigned = await self._presign(row, indexes)
-        # Handing out URLs is activity: the upload is not abandoned.
-        await uploads_db.touch(self.db, file_id, stamp_now(self.clock))
+            presigned = await self._presign(row, chunks, indexes)
+        # Handing out URLs is activity: the upload is not abandoned. A write transaction for it only when
+        # the last activity is TOUCH_AFTER old: a small file's one call comes right after its start.
+        if row["active_at"] <= stamp_ago(self.clock, TOUCH_AFTER):
+            await uploads_db.touch(self.db, file_id, stamp_now(self.clock))
         return presigned
 
-    async def _presign(self, row: UploadRow, indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
-        chunks = await files_db.get_chunks(self.db, row["id"])
+    async def _presign(self, row: UploadRow, chunks: list[ChunkRow],
+                       indexes: list[int] | None) -> list[tuple[int, PresignedRequest]]:
         if indexes is None:
             wanted = {c["idx"] for c in chunks if c["status"] != ChunkStatus.UPLOADED}
         else:
@@ -409,19 +421,24 @@ class Uploads:
             async with self.namespace.changing(session["owner_id"], conn) as journal:
                 changed = await files_db.mark_uploaded(conn, file_id, stamp_now(self.clock))
                 if changed:
+                    thumbnail = await self.thumbnails.want(conn, session["fingerprint"], session["file_size"],
+                                                           session["file_type"], session["name"])
                     _, replaced = await self.namespace.place_file(journal, file_id, session["parent_id"] or ROOT,
                                                                   session["name"], session["mode"], session["replaces"])
         if changed:
             self.metrics.uploads_completed.inc()
             log.info("file_uploaded", file_id=file_id)
             await self.permissions.invalidate(file_id)
-            await self._placed(journal, replaced)
+            await self._placed(journal, replaced, thumbnail)
         return changed
 
-    async def _placed(self, journal: Journal, replaced: str | None) -> None:
-        """After the commit: the tree change is logged, and a replaced file's cached facts are forgotten
-        (it is a version now, and its shares went to the new file)."""
+    async def _placed(self, journal: Journal, replaced: str | None, thumbnail: bool) -> None:
+        """After the commit: the tree change is logged, a replaced file's cached facts are forgotten
+        (it is a version now, and its shares went to the new file), this gateway's thumbnail worker
+        is woken when the content was queued."""
         self.namespace.committed(journal)
+        if thumbnail:
+            self.thumbnails.nudge()
         if replaced is not None:
             await self.permissions.invalidate(replaced)
 

@@ -3,6 +3,7 @@
 The query modules (files, uploads, nodes, users, shares, links, ...) are the only code that writes SQL;
 gateway/core calls them with a :class:`Database` or one of its connections.
 """
-from gateway.db.engine import Database, DatabaseUnavailable, DiskFull, Row, database_url, storable_text
+from gateway.db.engine import (Database, DatabaseUnavailable, DiskFull, Row, database_url, in_background,
+                               storable_text)
 
-__all__ = ["Database", "DatabaseUnavailable", "DiskFull", "Row", "database_url", "storable_text"]
+__all__ = ["Database", "DatabaseUnavailable", "DiskFull", "Row", "database_url", "in_background", "storable_text"]

@@ -227,3 +227,19 @@ content_drops = Table(
     Column("fingerprint", Text, primary_key=True),
     Column("dropped_at", Text, nullable=False),
 )
+
+# Thumbnails (revision 0012): one row per content that should have one, the queue of those to make
+# (gateway/core/thumbnails.py). state: queued, made or none; the lease is a worker's claim on a queued row.
+thumbnails = Table(
+    "thumbnails",
+    metadata,
+    Column("fingerprint", Text, primary_key=True),
+    Column("source_size", BigInteger, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("queued_at", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_token", Text),
+    Column("lease_expires_at", Text),  # with a token: the claim's end; without: not to be tried before
+    Column("done_at", Text),
+    Column("reason", Text),  # why there is none
+)

@@ -1,4 +1,4 @@
-"""The gateway's app factory: the core built from its parts, the routes, the background reconciler.
+"""The gateway's app factory: the core built from its parts, the routes, the background reconciler and thumbnailer.
 
 ``create_app(config)`` builds everything from the settings; tests (and any
 embedding) may pass in the parts they want instead: an object store (an
@@ -22,7 +22,7 @@ from gateway.core import build_core
 from gateway.core.cached import OWED_RETRY_INTERVAL
 from gateway.core.clock import Clock, system_clock
 from gateway.core.metrics import Metrics
-from gateway.db import Database, database_url
+from gateway.db import Database, database_url, in_background
 from gateway.http import appkeys
 from gateway.http.middlewares import (
     auth_middleware,
@@ -107,6 +107,8 @@ def create_app(
                 await db.close()
 
     app.cleanup_ctx.extend([core_ctx, reconciler_ctx, owed_invalidations_ctx, changes_ctx, metrics.listener_ctx])
+    if config.thumbnails:
+        app.cleanup_ctx.append(thumbnails_ctx)
     for module in (health, openapi, users, uploads, sharing, files, tree, changes, zips, links, link_page, events, webapp):
         app.router.add_routes(module.routes)
     if config.store_part_events:
@@ -125,6 +127,15 @@ async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
         await core.housekeeping()
 
     async with every(app[appkeys.CONFIG].reconcile_interval, "reconcile", round_once):
+        yield
+
+
+async def thumbnails_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The thumbnail worker (gateway/core/thumbnails.py): whatever is queued, as soon as this gateway queued
+    something, and every ``thumbnail_interval`` seconds for what other gateways queued."""
+    thumbnails = app[appkeys.CORE].thumbnails
+    interval = app[appkeys.CONFIG].thumbnail_interval
+    async with every(interval, "thumbnails", thumbnails.drain, wait=lambda: thumbnails.wait_for_work(interval)):
         yield
 
 
@@ -148,13 +159,16 @@ async def part_lists_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def every(interval: float, name: str, round_once: Callable[[], Awaitable[object]]) -> AsyncIterator[None]:
-    """Run ``round_once`` every ``interval`` seconds in the background while the block runs."""
+async def every(interval: float, name: str, round_once: Callable[[], Awaitable[object]],
+                wait: Callable[[], Awaitable[object]] | None = None) -> AsyncIterator[None]:
+    """Run ``round_once`` every ``interval`` seconds in the background while the block runs (or each time
+    ``wait`` returns, when given: a wait that may end early)."""
 
     async def loop() -> None:
+        in_background()
         rounds = 0
         while True:
-            await asyncio.sleep(interval)
+            await (wait() if wait is not None else asyncio.sleep(interval))
             rounds += 1
             # Background work has no request; its own id keeps every log line traceable.
             structlog.contextvars.bind_contextvars(request_id=f"{name}-{rounds}")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from gateway.core import Core
+from gateway.core.thumbnails import wants_thumbnail
 from gateway.core.files import Page
 from gateway.core.tree import Entry
 from gateway.db.files import ChunkRow, FileRow
@@ -58,7 +59,29 @@ def file_json(row: FileRow, chunks: list[ChunkRow], download: tuple[str, int] | 
 async def file_response(core: Core, user_id: int, file_id: str, status: int = 200) -> web.Response:
     """The file object of a file ``user_id`` may read."""
     row, chunks = await core.files.readable(user_id, file_id)
-    return web.json_response(file_json(row, chunks, core.files.download(row)), status=status)
+    return web.json_response(await with_thumbnails(core, file_json(row, chunks, core.files.download(row))),
+                             status=status)
+
+
+async def with_thumbnails(core: Core, *bodies: dict[str, Any]) -> dict[str, Any]:
+    """``thumbnail_url`` and ``thumbnail_url_expires_at`` added to the file objects (of files the reader may
+    read, as every object given here is) whose content has a thumbnail (gateway/core/thumbnails.py), one
+    query for them all; an image or PDF whose thumbnail is not made yet has none. The first body back."""
+    candidates = [body for body in bodies if body.get("type") == "file" and body["status"] == FileStatus.UPLOADED
+                  and wants_thumbnail(body["file_type"], body["file_name"])]
+    if candidates:
+        urls = await core.thumbnails.urls(body["fingerprint"] for body in candidates)
+        for body in candidates:
+            if body["fingerprint"] in urls:
+                body["thumbnail_url"], body["thumbnail_url_expires_at"] = urls[body["fingerprint"]]
+    return bodies[0] if bodies else {}
+
+
+async def entries_json(core: Core, entries: list[Entry]) -> list[dict[str, Any]]:
+    """Folder and file objects (folder listings, search), the files' thumbnails included."""
+    bodies = [entry_json(core, entry) for entry in entries]
+    await with_thumbnails(core, *bodies)
+    return bodies
 
 
 def folder_json(node: NodeRow, path: str) -> dict[str, Any]:
@@ -84,9 +107,10 @@ def entry_json(core: Core, entry: Entry) -> dict[str, Any]:
     return listed_file_json(entry.file, entry.file["total_chunks"], core.files.download(entry.file))
 
 
-def page_response(core: Core, page: Page, cursor_of: Callable[[FileRow], str]) -> web.Response:
+async def page_response(core: Core, page: Page, cursor_of: Callable[[FileRow], str]) -> web.Response:
     """``{files, next_cursor}``; ``next_cursor`` null on the last page."""
     files = [listed_file_json(row, page.uploaded_chunks[row["id"]], core.files.download(row)) for row in page.rows]
+    await with_thumbnails(core, *files)
     next_cursor = cursor_of(page.rows[-1]) if page.more else None
     return web.json_response({"files": files, "next_cursor": next_cursor})
 

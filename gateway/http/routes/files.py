@@ -6,7 +6,7 @@ from aiohttp import web
 from gateway.http import appkeys
 from gateway.http.errors import bad_request
 from gateway.http.parsing import FILE_ID, own_cursor, page_limit
-from gateway.http.views import file_json, own_cursor_of, page_response
+from gateway.http.views import file_json, own_cursor_of, page_response, with_thumbnails
 from protocol.fingerprints import is_fingerprint
 
 routes = web.RouteTableDef()
@@ -30,14 +30,14 @@ async def list_files(request: web.Request) -> web.Response:
     before_seq = own_cursor(request.query)
     core = request.app[appkeys.CORE]
     page = await core.files.own(request[appkeys.USER].user_id, limit, before_seq=before_seq, fingerprint=fingerprint)
-    return page_response(core, page, own_cursor_of)
+    return await page_response(core, page, own_cursor_of)
 
 
 @routes.get(f"/dropbox/v1/files/{FILE_ID}")
 async def get_file(request: web.Request) -> web.Response:
     core = request.app[appkeys.CORE]
     row, chunks = await core.files.get(request[appkeys.USER].user_id, request.match_info["file_id"])
-    return web.json_response(file_json(row, chunks, core.files.download(row)))
+    return web.json_response(await with_thumbnails(core, file_json(row, chunks, core.files.download(row))))
 
 
 @routes.get(f"/dropbox/v1/files/{FILE_ID}/content")

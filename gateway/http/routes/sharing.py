@@ -93,4 +93,4 @@ async def list_shared(request: web.Request) -> web.Response:
     before = shared_cursor(request.query)
     core = request.app[appkeys.CORE]
     page = await core.files.shared_with_me(request[appkeys.USER].user_id, limit, before=before)
-    return page_response(core, page, shared_cursor_of)
+    return await page_response(core, page, shared_cursor_of)

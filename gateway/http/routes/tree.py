@@ -12,7 +12,7 @@ from gateway.http.parsing import (
     FILE_ID, FOLDER_ID, MAX_QUERY_PATH, TRASH_ID, entries_cursor, entries_cursor_after, page_limit, read_json, read_optional_json,
     require_str, trash_cursor, trash_cursor_after,
 )
-from gateway.http.views import entry_json, listed_file_json
+from gateway.http.views import entries_json, entry_json, listed_file_json, with_thumbnails
 
 routes = web.RouteTableDef()
 
@@ -28,8 +28,9 @@ def optional_bool(body: dict, name: str) -> bool:
     return value
 
 
-def entry_response(request: web.Request, entry: Entry, status: int = 200) -> web.Response:
-    return web.json_response(entry_json(request.app[appkeys.CORE], entry), status=status)
+async def entry_response(request: web.Request, entry: Entry, status: int = 200) -> web.Response:
+    core = request.app[appkeys.CORE]
+    return web.json_response(await with_thumbnails(core, entry_json(core, entry)), status=status)
 
 
 def user_of(request: web.Request) -> int:
@@ -49,13 +50,13 @@ async def create_folder(request: web.Request) -> web.Response:
         raise bad_request("give `path`, or `parent_id` and `name`", "invalid_field", field="path")
     entry, made = await request.app[appkeys.CORE].tree.make_folder(
         user_of(request), path=path, parent_id=parent_id, name=name, autorename=optional_bool(body, "autorename"))
-    return entry_response(request, entry, 201 if made else 200)
+    return await entry_response(request, entry, 201 if made else 200)
 
 
 @routes.get(f"/dropbox/v1/folders/{FOLDER_ID}")
 async def get_folder(request: web.Request) -> web.Response:
     entry = await request.app[appkeys.CORE].tree.folder(user_of(request), request.match_info["folder_id"])
-    return entry_response(request, entry)
+    return await entry_response(request, entry)
 
 
 @routes.get(f"/dropbox/v1/folders/{FOLDER_ID}/entries")
@@ -65,7 +66,7 @@ async def folder_entries(request: web.Request) -> web.Response:
     page = await core.tree.entries(user_of(request), request.match_info["folder_id"], page_limit(request.query),
                                    entries_cursor(request.query))
     cursor = entries_cursor_after(page.cursor) if page.cursor else None
-    return web.json_response({"entries": [entry_json(core, entry) for entry in page.entries], "cursor": cursor})
+    return web.json_response({"entries": await entries_json(core, page.entries), "cursor": cursor})
 
 
 @routes.patch(f"/dropbox/v1/folders/{FOLDER_ID}")
@@ -86,7 +87,7 @@ async def move(request: web.Request, node_id: str, kind: str) -> web.Response:
     parent_id = require_str(body, "parent_id", max_length=64, optional=True)
     entry = await request.app[appkeys.CORE].tree.move(
         user_of(request), node_id, kind, name=name, parent_id=parent_id, autorename=optional_bool(body, "autorename"))
-    return entry_response(request, entry)
+    return await entry_response(request, entry)
 
 
 # --- files in the tree ----------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ async def copy_file(request: web.Request) -> web.Response:
         name=require_str(body, "name", max_length=MAX_NAME, optional=True),
         autorename=optional_bool(body, "autorename"),
     )
-    return entry_response(request, entry, 201)
+    return await entry_response(request, entry, 201)
 
 
 @routes.get(f"/dropbox/v1/files/{FILE_ID}/versions")
@@ -129,7 +130,7 @@ async def metadata(request: web.Request) -> web.Response:
     if path is None or len(path) > MAX_QUERY_PATH:
         raise bad_request(f"`path` (the whole path, `/` for the root, at most {MAX_QUERY_PATH} characters) is required",
                           "invalid_field", field="path")
-    return entry_response(request, await request.app[appkeys.CORE].tree.metadata(user_of(request), path))
+    return await entry_response(request, await request.app[appkeys.CORE].tree.metadata(user_of(request), path))
 
 
 @routes.get("/dropbox/v1/search")
@@ -139,7 +140,7 @@ async def search(request: web.Request) -> web.Response:
         raise bad_request(f"`q` must be 1 to {MAX_QUERY} characters of a name", "invalid_field", field="q")
     core = request.app[appkeys.CORE]
     found = await core.tree.search(user_of(request), query, page_limit(request.query))
-    return web.json_response({"entries": [entry_json(core, entry) for entry in found]})
+    return web.json_response({"entries": await entries_json(core, found)})
 
 
 # --- the trash ------------------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ async def trash(request: web.Request) -> web.Response:
 @routes.post(f"/dropbox/v1/trash/{TRASH_ID}/restore")
 async def restore(request: web.Request) -> web.Response:
     entry = await request.app[appkeys.CORE].tree.restore(user_of(request), request.match_info["id"])
-    return entry_response(request, entry)
+    return await entry_response(request, entry)
 
 
 @routes.delete(f"/dropbox/v1/trash/{TRASH_ID}")

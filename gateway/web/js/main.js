@@ -169,6 +169,7 @@ function render() {
   const actions = {
     download: (file, button) => download(file, button),
     downloadZip: (entries, button) => downloadZip(entries, button),
+    fetchFile: (fileId) => api.file(fileId),
     share: (file) => openShareDialog(api, file),
     open: (file, files) => openPreview({
       api, files, index: Math.max(0, files.indexOf(file)), download: (shownFile, button) => download(shownFile, button),

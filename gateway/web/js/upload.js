@@ -85,6 +85,31 @@ function s3Field(xml, name) {
   return match ? match[1].trim() : "";
 }
 
+const LOOPBACK_HOST = /^(localhost|.+\.localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/**
+ * Why `target` is out of this page's reach, or "" when nothing is known to be wrong: a loopback address
+ * handed to a page that came from another address names the browser's own machine (the server was
+ * started for its own machine only), and Chromium refuses such requests anyway. Said at once, instead
+ * of half a minute of retries ending in "Cannot reach the storage server".
+ */
+export function outOfReach(page, target) {
+  let pageHost;
+  let targetUrl;
+  try {
+    pageHost = new URL(page).hostname;
+    targetUrl = new URL(target);
+  } catch {
+    return "";
+  }
+  if (LOOPBACK_HOST.test(pageHost) || !LOOPBACK_HOST.test(targetUrl.hostname)) return "";
+  return (
+    `The storage server's address, ${targetUrl.host}, is a loopback address: it names this computer, ` +
+    `not the server at ${pageHost}. The server must be started with the address other machines use ` +
+    "(./dev up --address; see the README, \"From other machines\")."
+  );
+}
+
 function hostOf(url) {
   try {
     return new URL(url).host;
@@ -386,6 +411,11 @@ export class Upload {
       if (url === NO_MORE) {
         this.pending.delete(index);
         return;
+      }
+      const wrong = outOfReach(globalThis.location?.href || "", url.url);
+      if (wrong) {
+        this.urls.clear(); // a server started again with the right address hands out new ones
+        throw new PauseError(wrong);
       }
       const answer = await this.put(index, url);
       if (answer.aborted || generation !== this.generation) return;

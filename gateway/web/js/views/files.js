@@ -5,6 +5,7 @@ import { confirmDialog, h, nameElement, replace, showMessage } from "../ui/dom.j
 import { formatDate, formatSize, formatType, quotedName, shownName } from "../format.js";
 import { href } from "../router.js";
 import { Selection } from "./selection.js";
+import { thumbnailSlot, viewSwitch } from "./thumbnails.js";
 
 const STATUS = { uploaded: "Uploaded", uploading: "Incomplete", failed: "Failed" };
 
@@ -44,8 +45,9 @@ export class FileSection {
       downloadSelected,
       h("button", { type: "button", class: "button small danger", text: "Delete selected", onclick: () => this.removeSelected() }),
     );
+    const head = h("div", { class: "files-head" }, h("h2", { id: headingId, text: title }));
     this.element = h("section", { class: "files", id, "aria-labelledby": headingId },
-      h("h2", { id: headingId, text: title }),
+      head,
       this.message,
       this.selectionBar,
       this.empty,
@@ -65,6 +67,7 @@ export class FileSection {
       ),
       h("div", { class: "more" }, this.more),
     );
+    if (own) head.append(viewSwitch()); // one per page: the caller's own files; every section follows it
     // Load the next page as "More" comes into view (scrolling), as well as on a press.
     this.observer = new IntersectionObserver((entries) => {
       if (entries.some((e) => e.isIntersecting)) this.loadMore();
@@ -161,9 +164,11 @@ export class FileSection {
     const row = h("tr", { dataset: { fileId: file.file_id, status: file.status } },
       this.own ? h("td", { class: "col-select" }, this.selection.checkbox({ file, row: () => row }, file.file_name)) : null,
       h("td", { class: "col-name" },
-        file.status === "uploaded" && this.actions.open
-          ? h("button", { type: "button", class: "name-button", onclick: () => this.actions.open(file, this.openable()) }, name)
-          : name,
+        h("span", { class: "name-line" },
+          thumbnailSlot(file, this.actions.fetchFile),
+          file.status === "uploaded" && this.actions.open
+            ? h("button", { type: "button", class: "name-button", onclick: () => this.actions.open(file, this.openable()) }, name)
+            : name),
         !this.own && file.uploaded_by ? h("span", { class: "file-owner", text: `from ${file.uploaded_by}` }) : null,
         this.where(file),
         h("span", { class: "file-meta", text: `${formatSize(file.file_size)} · ${formatDate(file.created_at)}` }),
