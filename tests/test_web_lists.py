@@ -93,3 +93,30 @@ async def test_the_uploads_panel_folds_away_and_says_what_happened(browser, web_
     box, table = await panel.bounding_box(), await app.page.locator("#my-files").bounding_box()
     assert box and table and box["x"] >= table["x"] + table["width"], (box, table)
     assert not app.problems
+
+
+async def test_move_selected_moves_files_and_folders_together(browser, web_gateway, http):
+    app = await WebApp.open(browser, web_gateway.url)
+    await app.sign_up()
+    owner = Api(http, web_gateway.url, await session_token(app.page))
+    await owner.post("/dropbox/v1/folders", json={"path": "/Archive"})
+    await owner.post("/dropbox/v1/folders", json={"path": "/Old/inside"})
+    for name in ("one.txt", "two.txt", "stays.txt"):
+        await put_inline(owner, name.encode(), file_name=name)
+    await app.page.reload()
+    section = app.page.locator("#my-files")
+    for name in ("one.txt", "two.txt", "Old"):
+        await section.get_by_role("checkbox", name=f"Select {name}", exact=True).check()
+    await section.get_by_role("button", name="Move selected").click()
+    dialog = app.page.get_by_role("dialog", name="Move 3 items")
+    await expect(dialog.get_by_role("button", name="Old", exact=True)).to_have_count(0)  # not into itself
+    await dialog.get_by_role("button", name="Archive", exact=True).click()
+    await expect(dialog).to_contain_text("/Archive")
+    await dialog.get_by_role("button", name="Move here").click()
+    await expect(dialog).to_have_count(0)
+    await expect(section.locator("tbody tr")).to_have_count(2)  # Archive and stays.txt
+    listed = await owner.get("/dropbox/v1/metadata?path=/Archive/Old/inside")
+    assert listed.status == 200, listed.body
+    for name in ("one.txt", "two.txt"):
+        assert (await owner.get(f"/dropbox/v1/metadata?path=/Archive/{name}")).status == 200
+    assert not app.problems

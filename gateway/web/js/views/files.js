@@ -36,13 +36,16 @@ export class FileSection {
     this.sortHeaders = new Map(); // key -> its th
     this.selection = own ? new Selection({ onChange: () => this.showSelection() }) : null;
     this.selectionCount = h("span", { class: "selection-count" });
+    const chosen = () => this.selection.selected().map(({ file }) => file);
     const downloadSelected = h("button", {
       type: "button", class: "button small", text: "Download selected",
-      onclick: () => this.actions.downloadZip(this.selection.selected().map(({ file }) => file), downloadSelected),
+      onclick: () => this.actions.downloadZip(chosen(), downloadSelected),
     });
     this.selectionBar = h("div", { class: "selection-bar", hidden: true },
       this.selectionCount,
       downloadSelected,
+      // The tree's entries move together: one folder picker for all of them.
+      tree ? h("button", { type: "button", class: "button small", text: "Move selected", onclick: () => this.actions.move(chosen()) }) : null,
       h("button", { type: "button", class: "button small danger", text: "Delete selected", onclick: () => this.removeSelected() }),
     );
     const head = h("div", { class: "files-head" }, h("h2", { id: headingId, text: title }));
