@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 
 
 # Settings where 0 means "off" or "at once", and nothing below 0 means anything.
-NON_NEGATIVE = ("signup_rate", "user_quota_bytes", "max_files_per_user",
+NON_NEGATIVE = ("signup_rate", "user_quota_bytes", "zip_max_size", "max_files_per_user",
                 "max_uploads_in_progress", "part_events_delay", "reconcile_recheck", "share_window")
 
 
@@ -90,6 +90,10 @@ class Config:
     inline_upload_limit: int = 32 * MIB
     upload_url_ttl: int = 3600
     download_url_ttl: int = 300
+    # The largest zip the gateway makes (a folder or a selection downloaded as one, gateway/core/zips.py),
+    # in bytes; 0: no limit. Zips are the one download the gateway carries itself: a larger tree is
+    # dbx download -r's (resumable, every file verified, through the CDN tier).
+    zip_max_size: int = 10 * GIB
 
     # An upload with no progress for this long is abandoned and its multipart aborted.
     abandon_after: int = 24 * 3600

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Protocol
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 
 class StoreError(Exception):
@@ -203,6 +203,14 @@ class ObjectStore(Protocol):
 
     async def stat(self, key: str) -> StoredObject | None:
         """The object's size and checksum, or None when there is no object under ``key``."""
+
+    def read(self, key: str, piece_size: int) -> AsyncGenerator[bytes, None]:
+        """The object's bytes in order, in pieces of at most ``piece_size`` bytes, read from the store
+        as they are asked for: a caller holds one piece at a time, however large the object.
+
+        Raises StoreError with code ``NoSuchKey`` when there is no object under ``key`` (at the first
+        piece). Closing the iterator early (``aclose``) releases the store connection.
+        """
 
     async def get_object(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is no object under ``key``.

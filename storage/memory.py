@@ -21,7 +21,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from storage.base import (
@@ -211,6 +211,15 @@ class InMemoryObjectStore:
         self._answer()
         blob = self._objects.get(key)
         return None if blob is None else StoredObject(key, len(blob.data), blob.sha256_b64)
+
+    async def read(self, key: str, piece_size: int) -> AsyncGenerator[bytes, None]:
+        self._answer()
+        blob = self._objects.get(key)
+        if blob is None:
+            raise StoreError(f"read object: the store answered NoSuchKey: {key}", "NoSuchKey")
+        for start in range(0, len(blob.data), piece_size):
+            yield blob.data[start:start + piece_size]
+            self._answer()
 
     async def get_object(self, key: str) -> bytes | None:
         self._answer()

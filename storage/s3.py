@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 import botocore.session
 from botocore.client import BaseClient
@@ -320,6 +320,16 @@ class S3ObjectStore:
                 return None
             raise
         return StoredObject(key=key, size=answer["ContentLength"], sha256_checksum=answer.get("ChecksumSHA256"))
+
+    async def read(self, key: str, piece_size: int) -> AsyncGenerator[bytes, None]:
+        answer = await self._call("read object", self._client.get_object, Bucket=self.bucket, Key=key)
+        body = answer["Body"]
+        try:
+            while piece := await self._call("read object", body.read, piece_size):
+                yield piece
+        finally:
+            # An early close (the reader went away) frees the connection for other requests.
+            body.close()
 
     async def get_object(self, key: str) -> bytes | None:
         try:

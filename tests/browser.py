@@ -67,8 +67,9 @@ class WebApp:
     username: str = ""
 
     @classmethod
-    async def open(cls, browser: Browser, base_url: str) -> WebApp:
-        context = await browser.new_context(accept_downloads=True)
+    async def open(cls, browser: Browser, base_url: str, **context_options) -> WebApp:
+        """A new tab on the app; ``context_options`` for the browser context (``viewport``, ...)."""
+        context = await browser.new_context(accept_downloads=True, **context_options)
         page = await context.new_page()
         app = cls(page, base_url)
         page.on("request", lambda request: app.requests.append(request))

@@ -25,3 +25,11 @@ def test_limits_are_read_from_the_environment_and_negative_ones_refused():
                         ("GATEWAY_RECONCILE_BATCH", "0"), ("GATEWAY_SHARE_LIMIT", "0")):
         with pytest.raises(ConfigError, match=name):
             Config.from_env({name: value}, **SECRETS)
+
+
+def test_the_zip_size_limit_is_read_defaults_to_10_gib_and_is_never_negative():
+    assert Config(**SECRETS).zip_max_size == 10 * 1024**3
+    assert Config.from_env({"GATEWAY_ZIP_MAX_SIZE": "0"}, **SECRETS).zip_max_size == 0  # no limit
+    assert Config.from_env({"GATEWAY_ZIP_MAX_SIZE": "1048576"}, **SECRETS).zip_max_size == 1024 * 1024
+    with pytest.raises(ConfigError, match="GATEWAY_ZIP_MAX_SIZE"):
+        Config.from_env({"GATEWAY_ZIP_MAX_SIZE": "-1"}, **SECRETS)

@@ -36,6 +36,8 @@ EVENTS_TOKEN_ONLY = [{"eventsToken": []}]
 # Pages for people (the shared link page and its stylesheet): they answer HTML (or CSS), errors too.
 PAGES = {"/s/{token}"}
 PAGE_MEDIA = {"text/html", "text/css"}
+# Answers that are files, not JSON (their errors are JSON as everywhere).
+FILE_ANSWERS = {("/dropbox/v1/zips/{ticket}", "200"): "application/zip"}
 
 # Status codes the contract (shared/api-contract.md) and the handlers' tests fix for each operation;
 # the document must list at least these.
@@ -87,6 +89,9 @@ CONTRACT_STATUSES = {
     ("get", "/dropbox/v1/changes"): {"200", "400", "401", "410"},
     ("get", "/dropbox/v1/changes/wait"): {"200", "400", "401", "410"},
     ("get", "/dropbox/v1/search"): {"200", "400", "401"},
+    # Beyond the contract: zips (tests/test_zips.py).
+    ("post", "/dropbox/v1/zips"): {"200", "400", "401", "404", "409", "413"},
+    ("get", "/dropbox/v1/zips/{ticket}"): {"200", "403", "404", "413"},
 }
 
 
@@ -229,6 +234,8 @@ def test_paths_and_operations_are_well_formed(document):
                 assert schema.get("$ref") == ERROR_REF or any(
                     part.get("$ref") == ERROR_REF for part in resolve(document, schema).get("allOf", [])
                 ), (where, status, "error answers have the contract's error body")
+            elif (path, status) in FILE_ANSWERS:
+                assert set(content) == {FILE_ANSWERS[path, status]}, (where, status)
             elif status.startswith("2") and status != "204":
                 assert content["application/json"]["schema"], (where, status)
             else:
@@ -360,6 +367,8 @@ def test_public_routes_are_exactly_those_the_document_marks_public(document):
         ("post", "/dropbox/v1/links/{token}/download"),
         ("get", "/s/{token}"),
         ("post", "/s/{token}"),
+        # A zip's URL: its signed ticket is the credential, as a CDN download URL's signature is.
+        ("get", "/dropbox/v1/zips/{ticket}"),
     }
     for key, operation in ops.items():
         if key not in marked_public:

@@ -226,6 +226,20 @@ async def test_put_stat_and_delete_a_whole_object(subject):
     await store.delete(key)  # idempotent
 
 
+async def test_an_object_is_read_in_pieces_in_order_and_a_missing_one_is_no_such_key(subject):
+    store, key = subject.store, new_key()
+    data = os.urandom(2 * MIB + 17)
+    await store.put_object(key, data, b64sha(data))
+    pieces = [piece async for piece in store.read(key, MIB)]
+    assert [len(piece) for piece in pieces] == [MIB, MIB, 17] and b"".join(pieces) == data
+    early = store.read(key, 1000)
+    assert await anext(early) == data[:1000]
+    await early.aclose()  # a reader that goes away early frees what it held
+    with pytest.raises(StoreError) as missing:
+        [piece async for piece in store.read(new_key(), MIB)]
+    assert missing.value.code == "NoSuchKey"
+    await store.delete(key)
+
 async def test_a_whole_object_reads_back_as_stored_and_a_missing_one_is_none(subject):
     store, key, data = subject.store, new_key(), os.urandom(70_000)
     assert await store.get_object(key) is None

@@ -364,8 +364,10 @@ async def test_opened_by_a_lan_name_the_app_says_at_once_why_the_store_is_out_of
         app = await WebApp.open(browser, f"http://lan.test:{port}")
         await app.sign_up()
         await app.pick(file_payload("notes.txt", os.urandom(1000)))
-        await expect(app.page.get_by_text("is a loopback address")).to_be_visible()
-        await expect(app.page.get_by_text("./dev up --address")).to_be_visible()
+        # In the upload's own status (the uploads panel's live region says it too, for screen readers).
+        status = app.page.locator(".upload-item .upload-status")
+        await expect(status.get_by_text("is a loopback address")).to_be_visible()
+        await expect(status.get_by_text("./dev up --address")).to_be_visible()
         assert app.store_puts(store.endpoint) == []
     finally:
         await browser.close()

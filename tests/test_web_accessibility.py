@@ -55,11 +55,11 @@ async def test_every_screen_has_no_accessibility_violation(browser, web_gateway,
     await check("share dialog with people and a link")
     await page.keyboard.press("Escape")
 
-    await app.file_row("photo.png").get_by_role("button", name="photo.png").click()
+    await app.file_row("photo.png").get_by_role("button", name="photo.png", exact=True).click()
     await expect(page.get_by_role("dialog", name="photo.png").get_by_role("img")).to_be_visible()
     await check("image preview")
     await page.keyboard.press("Escape")
-    await app.file_row("notes.txt").get_by_role("button", name="notes.txt").click()
+    await app.file_row("notes.txt").get_by_role("button", name="notes.txt", exact=True).click()
     await expect(page.get_by_role("dialog", name="notes.txt").locator("pre")).to_have_text("some notes\n")
     await check("text preview")
     await page.keyboard.press("Escape")

@@ -188,7 +188,7 @@ async def test_previews_show_files_without_ever_running_them(browser, web_gatewa
         await app.wait_uploaded(payload["name"])
     title = await app.page.title()
 
-    await app.file_row("notes.txt").get_by_role("button", name="notes.txt").click()
+    await app.file_row("notes.txt").get_by_role("button", name="notes.txt", exact=True).click()
     dialog = app.page.get_by_role("dialog", name="notes.txt")
     await expect(dialog.locator("pre")).to_have_text(text)
     assert await dialog.locator("pre script").count() == 0
@@ -212,7 +212,7 @@ async def test_previews_show_files_without_ever_running_them(browser, web_gatewa
     await app.page.keyboard.press("Escape")
     await expect(app.page.get_by_role("dialog")).to_have_count(0)
 
-    await app.file_row("photo.png").get_by_role("button", name="photo.png").click()
+    await app.file_row("photo.png").get_by_role("button", name="photo.png", exact=True).click()
     image = app.page.get_by_role("dialog", name="photo.png").get_by_role("img", name="photo.png")
     await expect(image).to_be_visible()
     await drawn(app.page, image, 30)
@@ -220,7 +220,7 @@ async def test_previews_show_files_without_ever_running_them(browser, web_gatewa
     await app.page.keyboard.press("Escape")
 
     # A hostile SVG is an image: drawn, none of its script run, here or at its URL.
-    await app.file_row("evil.svg").get_by_role("button", name="evil.svg").click()
+    await app.file_row("evil.svg").get_by_role("button", name="evil.svg", exact=True).click()
     svg = app.page.get_by_role("dialog", name="evil.svg").get_by_role("img", name="evil.svg")
     await drawn(app.page, svg, 40)
     url = await svg.get_attribute("src")
@@ -234,17 +234,17 @@ async def test_previews_show_files_without_ever_running_them(browser, web_gatewa
     await app.page.keyboard.press("Escape")
 
     # HTML is shown as its source text; an archive gets no preview; a long text file shows its first MiB.
-    await app.file_row("page.html").get_by_role("button", name="page.html").click()
+    await app.file_row("page.html").get_by_role("button", name="page.html", exact=True).click()
     html = app.page.get_by_role("dialog", name="page.html")
     await expect(html.locator("pre")).to_have_text("<script>alert(1)</script>")
     await expect(html.locator("iframe, object, embed, img, pre *")).to_have_count(0)
     await app.page.keyboard.press("Escape")
-    await app.file_row("archive.zip").get_by_role("button", name="archive.zip").click()
+    await app.file_row("archive.zip").get_by_role("button", name="archive.zip", exact=True).click()
     archive = app.page.get_by_role("dialog", name="archive.zip")
     await expect(archive).to_contain_text("no preview")
     await expect(archive.get_by_role("button", name="Download")).to_be_visible()
     await app.page.keyboard.press("Escape")
-    await app.file_row("long.log").get_by_role("button", name="long.log").click()
+    await app.file_row("long.log").get_by_role("button", name="long.log", exact=True).click()
     long_log = app.page.get_by_role("dialog", name="long.log")
     await expect(long_log).to_contain_text("The first 1.0 MB of 1.0 MB")
     assert await long_log.locator("pre").evaluate("pre => pre.textContent.length") == 1024 * 1024
@@ -252,7 +252,7 @@ async def test_previews_show_files_without_ever_running_them(browser, web_gatewa
     await app.page.keyboard.press("Escape")
 
     # Audio and video play in the browser's own players, from the CDN tier (Range requests).
-    await app.file_row("tone.wav").get_by_role("button", name="tone.wav").click()
+    await app.file_row("tone.wav").get_by_role("button", name="tone.wav", exact=True).click()
     player = app.page.get_by_role("dialog", name="tone.wav").locator("audio[controls]")
     await app.page.wait_for_function("audio => audio.readyState >= 1 && Math.abs(audio.duration - 1.5) < 0.01",
                                      arg=await player.element_handle())

@@ -1,4 +1,4 @@
-"""The domain: uploads (the state machine), files, the tree (folders, versions, trash, search), its change journal, sharing, shared links, deletion, permissions, accounts,
+"""The domain: uploads (the state machine), files, the tree (folders, versions, trash, search), its change journal, zips, sharing, shared links, deletion, permissions, accounts,
 sessions, limits, store events, thumbnails.
 
 Plain classes with explicit dependencies (the metadata database, the object
@@ -35,6 +35,7 @@ from gateway.core.throttle import forget_expired
 from gateway.core.thumbnails import Thumbnails
 from gateway.core.tree import Tree
 from gateway.core.uploads import Uploads
+from gateway.core.zips import Zips
 from gateway.db import Database
 from storage import ObjectStore
 
@@ -59,6 +60,7 @@ class Core:
     namespace: Namespace
     tree: Tree
     changes: Changes
+    zips: Zips
     thumbnails: Thumbnails
     cache: ReadThrough  # the permission and token entries' way into the cache (gateway/core/cached.py)
 
@@ -126,6 +128,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         namespace=namespace,
         tree=tree,
         changes=Changes(config, db, tree, clock, waiters),
+        zips=Zips(config, db, store, namespace, permissions, clock),
         thumbnails=thumbnails,
         cache=entries,
     )

@@ -366,3 +366,32 @@ class NoSuchUser(DomainError):
     def __init__(self, username: str):
         super().__init__(f"no user named {username!r}")
         self.username = username
+
+
+class ZipTooLarge(DomainError):
+    """A zip would be larger than the gateway's limit (GATEWAY_ZIP_MAX_SIZE)."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(
+            f"this zip would be {size} bytes, more than the {limit} this server makes in one zip; "
+            "download fewer files at a time, or a folder with the command-line client (dbx download -r)"
+        )
+        self.size = size
+        self.limit = limit
+
+    def details(self) -> dict[str, Any]:
+        return {"zip_size": self.size, "max_zip_size": self.limit}
+
+
+class ZipUrlInvalid(DomainError):
+    def __init__(self) -> None:
+        super().__init__("this zip URL is not one the gateway made (altered or cut short); make a new one")
+
+
+class ZipUrlExpired(DomainError):
+    def __init__(self, expires_at: int):
+        super().__init__("this zip URL has expired; make a new one")
+        self.expires_at = expires_at
+
+    def details(self) -> dict[str, Any]:
+        return {"expired_at": self.expires_at}

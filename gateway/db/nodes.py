@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
-from gateway.db.tables import links, nodes, shares
+from gateway.db.tables import files, links, nodes, shares
 
 On = Database | AsyncConnection
 ROOT = "root"
@@ -121,6 +121,21 @@ async def subtree_files(on: On, node_id: str) -> list[str]:
     down = _subtree(node_id)
     query = select(nodes.c.id).where(nodes.c.id.in_(select(down.c.id)), nodes.c.kind == FILE)
     return [row["id"] for row in await fetch(on, query)]
+
+
+async def live_below(on: On, owner_id: int, folder_id: str) -> list[Row]:
+    """Every live folder and file below the owner's folder (``root`` too), at any depth, each with its
+    ``parent_id`` and ``name``, and a file with its ``file_size``, ``fingerprint`` and ``status``: what a
+    zip of the folder holds. One recursive query that walks down through live nodes only, so what a
+    trashed folder holds is never reached."""
+    columns = (nodes.c.id, nodes.c.parent_id, nodes.c.kind, nodes.c.name)
+    start = select(*columns).where(nodes.c.owner_id == owner_id, nodes.c.parent_id == folder_id, LIVE) \
+        .cte("down", recursive=True)
+    down = start.union_all(select(*columns).select_from(start.join(nodes, nodes.c.parent_id == start.c.id)).where(LIVE))
+    query = select(down.c.id, down.c.parent_id, down.c.kind, down.c.name,
+                   files.c.file_size, files.c.fingerprint, files.c.status) \
+        .select_from(down.outerjoin(files, files.c.id == down.c.id))
+    return await fetch(on, query)
 
 
 def entries_query(owner_id: int, parent_id: str, kind: str, after: tuple[str, str] | None, limit: int) -> Select:

@@ -33,7 +33,7 @@ from gateway.http.middlewares import (
 )
 from gateway.http.parsing import MAX_JSON_BODY, MAX_REQUEST_LINE
 from gateway.http.routes import (
-    changes, events, files, health, link_page, links, metrics, openapi, sharing, tree, uploads, users, webapp,
+    changes, events, files, health, link_page, links, metrics, openapi, sharing, tree, uploads, users, webapp, zips,
 )
 from storage import ObjectStore, StoreError
 from storage.s3 import S3ObjectStore
@@ -109,7 +109,7 @@ def create_app(
     app.cleanup_ctx.extend([core_ctx, reconciler_ctx, owed_invalidations_ctx, changes_ctx, metrics.listener_ctx])
     if config.thumbnails:
         app.cleanup_ctx.append(thumbnails_ctx)
-    for module in (health, openapi, users, uploads, sharing, files, tree, changes, links, link_page, events, webapp):
+    for module in (health, openapi, users, uploads, sharing, files, tree, changes, zips, links, link_page, events, webapp):
         app.router.add_routes(module.routes)
     if config.store_part_events:
         # The embedded store: its webhook path, and the rounds that read the part lists its events ask for.

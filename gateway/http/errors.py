@@ -76,6 +76,10 @@ DOMAIN_ERRORS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.NoSuchUser: (404, "not_found"),
     domain.InvalidCursor: (400, "invalid_cursor"),
     domain.CursorReset: (410, "cursor_reset"),
+    domain.ZipTooLarge: (413, "zip_too_large"),
+    # As the CDN tier answers an altered or expired download URL.
+    domain.ZipUrlInvalid: (403, "invalid_zip_url"),
+    domain.ZipUrlExpired: (403, "zip_url_expired"),
 }
 # 401s that are not about the access token: they do not ask for one (WWW-Authenticate: Bearer).
 NOT_BEARER_CHALLENGES = {"password_required"}

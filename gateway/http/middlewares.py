@@ -28,9 +28,9 @@ HTTP_ERROR_CODES = {
 }
 
 
-# The path segment after these prefixes is (or may be) a shared link's token, a bearer secret:
-# the request log shows it redacted.
-LINK_TOKEN_IN_PATH = re.compile(r"^(/s/|/dropbox/v1/links/)[^/]+")
+# The path segment after these prefixes is (or may be) a shared link's token or a zip URL's ticket,
+# bearer secrets: the request log shows it redacted.
+LINK_TOKEN_IN_PATH = re.compile(r"^(/s/|/dropbox/v1/links/|/dropbox/v1/zips/)[^/]+")
 
 
 def loggable_path(path: str) -> str:

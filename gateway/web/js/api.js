@@ -167,6 +167,9 @@ export class Api {
     return this.get(`/search?${new URLSearchParams({ q, limit: String(limit) })}`);
   }
 
+  /** A zip URL for folders and files (ids, "root" for everything): {url, expires_at, name, size, files}. */
+  zip(ids) { return this.post("/zips", { entries: ids }); }
+
   share(fileId, usernames) { return this.post("/files/share", { file_id: fileId, users: usernames }); }
   shares(fileId) { return this.get(`/files/${encodeURIComponent(fileId)}/shares`); }
   unshare(fileId, username) {

@@ -1,7 +1,7 @@
 // The app: signed out (log in, sign up) or signed in, where the route (router.js) says which view
 // is shown. This module wires the parts together; what is shown lives in state.js, the views in
 // views/, the page-building helpers in ui/, and the upload engine (upload.js) runs apart from them all.
-import { Api } from "./api.js";
+import { Api, idOf } from "./api.js";
 import { webCryptoAvailable } from "./fingerprint.js";
 import { quotedName } from "./format.js";
 import { droppedFiles } from "./drop.js";
@@ -90,7 +90,7 @@ function showSignedOut(notice = null) {
     signup: state.config.signup,
     onSignedIn: (token, username) => {
       update({ session: saveSession(token.access_token, username, token.expires_in) });
-      showSignedIn();
+      showSignedIn({ focusMain: true });
     },
   }));
 }
@@ -105,7 +105,9 @@ async function logOut() {
   showSignedOut({ text: "You are logged out.", kind: "info" });
 }
 
-function showSignedIn() {
+/** focusMain: move the keyboard's focus to the main content once it is shown (after logging in, the
+ *  form that had it is gone; a screen reader then starts at the files, not at the top of the page). */
+function showSignedIn({ focusMain = false } = {}) {
   const { session } = state;
   document.title = "Files";
   replace(accountActions,
@@ -140,7 +142,10 @@ function showSignedIn() {
   });
   refreshAccount();
   shown = null;
-  detectTree().then(render);
+  detectTree().then(() => {
+    render();
+    if (focusMain) main.focus();
+  });
 }
 
 /**
@@ -163,6 +168,7 @@ function render() {
   const reload = () => shown && shown.reloadOwn();
   const actions = {
     download: (file, button) => download(file, button),
+    downloadZip: (entries, button) => downloadZip(entries, button),
     fetchFile: (fileId) => api.file(fileId),
     share: (file) => openShareDialog(api, file),
     open: (file, files) => openPreview({
@@ -199,12 +205,33 @@ async function download(file, button) {
     if (!fresh.download_url) throw new Error("The file is not completely uploaded yet.");
     window.location.assign(fresh.download_url);
   } catch (error) {
-    const section = button.closest("section");
-    const region = section && section.querySelector(".message");
-    if (region) showMessage(region, `Could not download ${quotedName(file.file_name)}: ${error.message}`);
+    sayNear(button, `Could not download ${quotedName(file.file_name)}: ${error.message}`);
   } finally {
     button.disabled = false;
   }
+}
+
+/**
+ * Download folders and files as one zip: the gateway checks them and answers a signed URL, which
+ * answers the zip (Content-Disposition: attachment) as it is built, so this page stays.
+ */
+async function downloadZip(entries, button) {
+  button.disabled = true;
+  try {
+    const made = await api.zip(entries.map(idOf));
+    window.location.assign(made.url);
+  } catch (error) {
+    sayNear(button, `Could not make the zip: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** Say what went wrong in the message region of the section holding `button`. */
+function sayNear(button, text) {
+  const section = button.closest("section");
+  const region = section && section.querySelector(".message");
+  if (region) showMessage(region, text);
 }
 
 // A new route (a link, back, forward) shows its view; the uploads panel and its uploads stay.

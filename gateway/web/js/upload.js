@@ -30,6 +30,10 @@ const POLL_TIMEOUT_MS = 600_000;
 const DIGEST_ERRORS = new Set(["BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"]);
 const MIME_TYPE = /^[A-Za-z0-9][\w.+-]*\/[A-Za-z0-9][\w.+-]*$/;
 const SPEED_WINDOW_MS = 5000;
+// No byte acknowledged for this long while sending: the upload shows as stalled ("waiting for the
+// store"), not with the speed and time left it had, until bytes move again.
+const STALL_MS = 10_000;
+const STALL_CHECK_MS = 1000;
 
 /** An upload's states, named once: the engine moves between them, the views read them. */
 export const State = Object.freeze({
@@ -149,6 +153,9 @@ export class Upload {
     this.samples = [];
     this.startedAt = 0;
     this.finishedAt = 0;
+    this.lastProgressAt = 0; // when the store (or the network on its way) last took a byte
+    this.stalled = false;
+    this.stallTimer = null;
   }
 
   // ---- what the page shows -----------------------------------------------------------
@@ -170,9 +177,9 @@ export class Upload {
     return this.size ? Math.floor((this.hashedBytes / this.size) * 100) : 100;
   }
 
-  /** Bytes per second over the last few seconds. */
+  /** Bytes per second over the last few seconds; 0 while stalled. */
   get speed() {
-    if (this.state !== State.SENDING || this.samples.length < 2) return 0;
+    if (this.state !== State.SENDING || this.stalled || this.samples.length < 2) return 0;
     const [t0, b0] = this.samples[0];
     const [t1, b1] = this.samples[this.samples.length - 1];
     return t1 > t0 ? ((b1 - b0) * 1000) / (t1 - t0) : 0;
@@ -200,7 +207,41 @@ export class Upload {
     this.state = state;
     this.message = message;
     if (state !== State.SENDING) this.samples = [];
+    this.watchForStalls(state === State.SENDING);
     this.changed();
+  }
+
+  /** A byte was taken (upload progress, or a chunk the store answered): not stalled. */
+  progressed() {
+    this.lastProgressAt = performance.now();
+    if (this.stalled) {
+      this.stalled = false;
+      this.samples = []; // the speed from here on, not averaged with the stall
+    }
+  }
+
+  /** While sending, look once a second whether bytes stopped moving for STALL_MS. */
+  watchForStalls(on) {
+    if (on && !this.stallTimer) {
+      this.lastProgressAt = performance.now();
+      this.stallTimer = setInterval(() => {
+        const stalled = performance.now() - this.lastProgressAt > STALL_MS;
+        if (stalled !== this.stalled) {
+          this.stalled = stalled;
+          this.samples = [];
+        }
+        if (stalled) this.onChange(this); // the seconds waited so far, once a second
+      }, STALL_CHECK_MS);
+    } else if (!on && this.stallTimer) {
+      clearInterval(this.stallTimer);
+      this.stallTimer = null;
+      this.stalled = false;
+    }
+  }
+
+  /** Seconds since a byte was last taken (while stalled). */
+  get stalledFor() {
+    return Math.floor((performance.now() - this.lastProgressAt) / 1000);
   }
 
   // ---- the controls ----------------------------------------------------------------
@@ -382,6 +423,7 @@ export class Upload {
         this.pending.delete(index);
         this.urls.delete(index);
         this.doneBytes += chunkLength(index, this.size, this.chunkSize);
+        this.progressed();
         this.changed();
         return;
       }
@@ -444,6 +486,7 @@ export class Upload {
       xhr.open(request.method, request.url);
       for (const [name, value] of Object.entries(request.headers)) xhr.setRequestHeader(name, value);
       xhr.upload.addEventListener("progress", (event) => {
+        if (event.loaded > entry.loaded) this.progressed();
         entry.loaded = event.loaded;
         this.changed();
       });

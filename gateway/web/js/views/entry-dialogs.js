@@ -39,19 +39,24 @@ export function openRenameDialog(api, entry, onDone) {
 }
 
 /**
- * Move `entry`: the dialog lists the folders of the folder it shows (each a button that opens it),
- * from the root; Move here moves the entry into the folder shown. onDone(updated) after the move.
+ * Move `entries` (one entry, or several selected together): the dialog lists the folders of the folder
+ * it shows (each a button that opens it), from the root; Move here moves every entry into the folder
+ * shown, one call each, and names any that could not move. onDone() after a move.
  */
-export function openMoveDialog(api, entry, onDone) {
+export function openMoveDialog(api, entries, onDone) {
+  const moving = Array.isArray(entries) ? entries : [entries];
+  const ids = new Set(moving.map(idOf));
   const message = h("div", { class: "message", hidden: true });
   const where = h("p", { class: "move-where" });
   const list = h("ul", { class: "folder-list", "aria-label": "Folders" });
   const up = h("button", { type: "button", class: "button small", text: "Up" });
   const moveHere = h("button", { type: "button", class: "button primary", text: "Move here" });
   let at = null; // the folder shown
-  const dialog = openDialog(`Move ${shownName(nameOf(entry))}`, h("div", { class: "stack" },
+  const title = moving.length === 1 ? `Move ${shownName(nameOf(moving[0]))}` : `Move ${moving.length} items`;
+  const dialog = openDialog(title, h("div", { class: "stack" },
     message, h("div", { class: "move-head" }, where, up), list,
     h("div", { class: "dialog-actions" }, moveHere)));
+  const isIn = (entry, folder) => entry.parent_id === folder.folder_id || (!folder.parent_id && entry.parent_id === "root");
 
   const show = async (folderId) => {
     try {
@@ -59,12 +64,12 @@ export function openMoveDialog(api, entry, onDone) {
       at = folder;
       replace(where, "In ", folder.path === "/" ? "All files" : nameElement(folder.path, "folder-path"));
       up.hidden = !folder.parent_id;
-      const folders = (page.entries || []).filter((item) => item.type === "folder" && idOf(item) !== idOf(entry));
+      const folders = (page.entries || []).filter((item) => item.type === "folder" && !ids.has(idOf(item)));
       replace(list, folders.map((item) => h("li", {}, h("button", {
         type: "button", class: "button subtle folder-choice", onclick: () => show(item.folder_id),
       }, nameElement(item.name, "folder-name")))));
       if (!folders.length) list.append(h("li", { class: "hint", text: "No folders here." }));
-      moveHere.disabled = entry.parent_id === folder.folder_id || (!folder.parent_id && entry.parent_id === "root");
+      moveHere.disabled = moving.every((entry) => isIn(entry, folder));
       showMessage(message, "");
     } catch (error) {
       showMessage(message, `Could not list the folders: ${error.message}`);
@@ -74,17 +79,24 @@ export function openMoveDialog(api, entry, onDone) {
   moveHere.addEventListener("click", async () => {
     if (!at) return;
     moveHere.disabled = true;
-    try {
-      const updated = await api.renameOrMove(entry, { parent_id: at.parent_id ? at.folder_id : "root" });
-      dialog.close();
-      onDone(updated);
-    } catch (error) {
-      moveHere.disabled = false;
-      const text = error.code === "name_taken" ? `This folder already holds something named ${quotedName(nameOf(entry))}.`
-        : error.code === "cycle" ? "A folder cannot be moved into itself or a folder inside it."
-          : error.message;
-      showMessage(message, text);
+    const target = at.parent_id ? at.folder_id : "root";
+    const failed = [];
+    for (const entry of moving.filter((item) => !isIn(item, at))) {
+      try {
+        await api.renameOrMove(entry, { parent_id: target });
+      } catch (error) {
+        failed.push(error.code === "name_taken" ? `${quotedName(nameOf(entry))}: this folder already holds something of that name`
+          : error.code === "cycle" ? `${quotedName(nameOf(entry))}: a folder cannot be moved into itself or a folder inside it`
+            : `${quotedName(nameOf(entry))}: ${error.message}`);
+      }
     }
+    if (failed.length < moving.length) onDone();
+    if (!failed.length) {
+      dialog.close();
+      return;
+    }
+    moveHere.disabled = false;
+    showMessage(message, moving.length === 1 ? `Could not move ${failed[0]}.` : `Could not move ${failed.join("; ")}.`);
   });
   show("root");
 }

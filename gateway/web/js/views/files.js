@@ -2,7 +2,7 @@
 // pressed: the caller's own files and those shared with them (v1.1), or, with the tree (contract
 // v1.2), a folder's entries (folders first, each opening the folder) and search results.
 import { confirmDialog, h, nameElement, replace, showMessage } from "../ui/dom.js";
-import { formatDate, formatSize, formatType, quotedName } from "../format.js";
+import { formatDate, formatSize, formatType, quotedName, shownName } from "../format.js";
 import { href } from "../router.js";
 import { Selection } from "./selection.js";
 import { thumbnailSlot, viewSwitch } from "./thumbnails.js";
@@ -32,10 +32,20 @@ export class FileSection {
     this.message = h("div", { class: "message", hidden: true });
     this.more = h("button", { type: "button", class: "button", text: "More", hidden: true, onclick: () => this.loadMore() });
     const headingId = `${id}-title`;
+    this.sort = null; // {key: "name" | "size" | "date", ascending}; null: the server's order
+    this.sortHeaders = new Map(); // key -> its th
     this.selection = own ? new Selection({ onChange: () => this.showSelection() }) : null;
     this.selectionCount = h("span", { class: "selection-count" });
+    const chosen = () => this.selection.selected().map(({ file }) => file);
+    const downloadSelected = h("button", {
+      type: "button", class: "button small", text: "Download selected",
+      onclick: () => this.actions.downloadZip(chosen(), downloadSelected),
+    });
     this.selectionBar = h("div", { class: "selection-bar", hidden: true },
       this.selectionCount,
+      downloadSelected,
+      // The tree's entries move together: one folder picker for all of them.
+      tree ? h("button", { type: "button", class: "button small", text: "Move selected", onclick: () => this.actions.move(chosen()) }) : null,
       h("button", { type: "button", class: "button small danger", text: "Delete selected", onclick: () => this.removeSelected() }),
     );
     const head = h("div", { class: "files-head" }, h("h2", { id: headingId, text: title }));
@@ -48,10 +58,10 @@ export class FileSection {
         h("table", { class: `file-table${own ? " selectable" : ""}`, "aria-labelledby": headingId },
           h("thead", {}, h("tr", {},
             own ? h("th", { scope: "col", class: "col-select" }, this.selection.all) : null,
-            h("th", { scope: "col", text: "Name" }),
-            h("th", { scope: "col", class: "col-size", text: "Size" }),
+            this.sortHeader("name", "Name", ""),
+            this.sortHeader("size", "Size", "col-size"),
             h("th", { scope: "col", class: "col-type", text: "Type" }),
-            h("th", { scope: "col", class: "col-date", text: "Date" }),
+            this.sortHeader("date", "Date", "col-date"),
             h("th", { scope: "col", class: "col-status", text: "Status" }),
             h("th", { scope: "col", class: "col-actions" }, h("span", { class: "visually-hidden", text: "Actions" })),
           )),
@@ -100,23 +110,55 @@ export class FileSection {
         this.more.disabled = false;
         this.more.hidden = this.done;
         this.empty.hidden = this.body.childElementCount > 0;
+        this.applySort();
         if (this.selection) this.selection.changed();
       }
     }
   }
 
+  /** A column heading that sorts the rows shown by it: a button, with aria-sort on the heading. */
+  sortHeader(key, label, className) {
+    const th = h("th", { scope: "col", class: className || null },
+      h("button", { type: "button", class: "sort-button", text: label, onclick: () => this.sortBy(key) }));
+    this.sortHeaders.set(key, th);
+    return th;
+  }
+
+  /** Sort by `key`: ascending first (names A to Z, smallest, oldest); again reverses it. */
+  sortBy(key) {
+    this.sort = { key, ascending: this.sort && this.sort.key === key ? !this.sort.ascending : true };
+    for (const [name, th] of this.sortHeaders) {
+      if (name === key) th.setAttribute("aria-sort", this.sort.ascending ? "ascending" : "descending");
+      else th.removeAttribute("aria-sort");
+    }
+    this.applySort();
+  }
+
+  /** Put the rows shown in the chosen order, folders before files as the listing has them. Rows of
+   *  pages loaded later are sorted in as they come. */
+  applySort() {
+    if (!this.sort) return;
+    const { key, ascending } = this.sort;
+    const value = SORT_KEYS[key];
+    const rows = [...this.body.rows].map((row) => ({ row, entry: this.fileOf.get(row) })).filter(({ entry }) => entry);
+    rows.sort((a, b) => {
+      const folders = (b.entry.type === "folder") - (a.entry.type === "folder");
+      if (folders) return folders;
+      const order = compare(value(a.entry), value(b.entry)) || compare(nameOf(a.entry), nameOf(b.entry));
+      return ascending ? order : -order;
+    });
+    this.body.append(...rows.map(({ row }) => row));
+  }
+
   row(file) {
     const status = STATUS[file.status] || file.status;
-    const download = h("button", {
-      type: "button", class: "button small", text: "Download",
-      disabled: file.status !== "uploaded",
-      onclick: () => this.actions.download(file, download),
-    });
+    const download = this.button("Download", file, () => this.actions.download(file, download));
+    download.disabled = file.status !== "uploaded";
     const buttons = [download];
     if (this.own) {
-      buttons.push(h("button", { type: "button", class: "button small", text: "Share", onclick: () => this.actions.share(file) }));
-      if (this.tree) buttons.push(...this.treeButtons(file), this.button("Versions", () => this.actions.versions(file)));
-      buttons.push(h("button", { type: "button", class: "button small danger", text: "Delete", onclick: () => this.remove(file, row) }));
+      buttons.push(this.button("Share", file, () => this.actions.share(file)));
+      if (this.tree) buttons.push(...this.treeButtons(file), this.button("Versions", file, () => this.actions.versions(file)));
+      buttons.push(this.button("Delete", file, () => this.remove(file, row), "danger"));
     }
     const detail = file.status === "uploading"
       ? `${file.uploaded_chunks} of ${file.total_chunks} chunks; pick the file again to resume`
@@ -154,6 +196,7 @@ export class FileSection {
     const shown = new Set([...this.body.rows].map((row) => row.dataset.fileId).filter(Boolean));
     for (const file of files) if (!shown.has(file.file_id)) this.body.append(this.row(file));
     this.empty.hidden = this.body.childElementCount > 0;
+    this.applySort();
     if (this.selection) this.selection.changed();
   }
 
@@ -171,19 +214,38 @@ export class FileSection {
       h("td", { class: "col-type", text: "Folder" }),
       h("td", { class: "col-date" }, h("time", { datetime: folder.modified_at || folder.created_at, text: formatDate(folder.modified_at || folder.created_at) })),
       h("td", { class: "col-status" }),
-      h("td", { class: "col-actions" }, h("div", { class: "row-actions" },
-        this.own ? [...this.treeButtons(folder), h("button", { type: "button", class: "button small danger", text: "Delete", onclick: () => this.remove(folder, row) })] : null)),
+      h("td", { class: "col-actions" }, h("div", { class: "row-actions" }, this.own ? [
+        this.zipButton(folder),
+        ...this.treeButtons(folder),
+        this.button("Delete", folder, () => this.remove(folder, row), "danger"),
+      ] : null)),
     );
     this.fileOf.set(row, folder);
     return row;
   }
 
-  button(text, onclick) {
-    return h("button", { type: "button", class: "button small", text, onclick });
+  /** A row's button: `label` shown, and for screen readers the entry's name after it ("Download
+   *  report.pdf"), so that a list of rows is not a list of identical "Download" buttons; the name
+   *  starts with the label, as the contract's names and the label-in-name rule ask. */
+  button(label, entry, onclick, kind = "") {
+    return h("button", {
+      type: "button", class: `button small${kind ? ` ${kind}` : ""}`, text: label,
+      "aria-label": `${label} ${shownName(nameOf(entry))}`, onclick,
+    });
+  }
+
+  /** A folder's Download: the folder and all it holds as one zip. */
+  zipButton(folder) {
+    const button = h("button", {
+      type: "button", class: "button small", text: "Download",
+      "aria-label": `Download ${shownName(folder.name)} as a zip`,
+      onclick: () => this.actions.downloadZip([folder], button),
+    });
+    return button;
   }
 
   treeButtons(entry) {
-    return [this.button("Rename", () => this.actions.rename(entry)), this.button("Move", () => this.actions.move(entry))];
+    return [this.button("Rename", entry, () => this.actions.rename(entry)), this.button("Move", entry, () => this.actions.move(entry))];
   }
 
   /** Where an entry is, for search results: its folder's path. */
@@ -259,6 +321,18 @@ export class FileSection {
     if (failed.length) showMessage(this.message, `Deleted ${deleted} of ${chosen.length}. Could not delete ${failed.join(", ")}.`);
     else showMessage(this.message, `Deleted ${deleted} ${noun === "files" && deleted === 1 ? "file" : noun === "items" && deleted === 1 ? "item" : noun}.`, "info");
   }
+}
+
+const COLLATOR = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+const SORT_KEYS = {
+  name: (entry) => nameOf(entry),
+  size: (entry) => (entry.type === "folder" ? -1 : entry.file_size ?? 0),
+  // The date each row shows: a file's upload, a folder's last change.
+  date: (entry) => Date.parse(entry.type === "folder" ? entry.modified_at || entry.created_at : entry.created_at) || 0,
+};
+
+function compare(a, b) {
+  return typeof a === "string" ? COLLATOR.compare(a, b) : a - b;
 }
 
 /** An entry's name: a folder's, or a file's (v1.1 file objects have only file_name). */

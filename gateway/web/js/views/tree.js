@@ -206,7 +206,7 @@ export function trashView({ api, onChanged }) {
   let cursor = null;
 
   const row = (entry) => {
-    const restore = h("button", { type: "button", class: "button small", text: "Restore" });
+    const restore = h("button", { type: "button", class: "button small", text: "Restore", "aria-label": `Restore ${shownName(nameOf(entry))}` });
     const tr = h("tr", { dataset: { id: idOf(entry) } },
       h("td", { class: "col-name" }, nameElement(nameOf(entry), "file-name"),
         h("span", { class: "file-where", text: `was ${entry.path}` })),

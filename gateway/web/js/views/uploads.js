@@ -11,14 +11,52 @@ export class UploadsPanel {
     this.onFinished = onFinished;
     this.engine = engine;
     this.uploads = new Set();
-    this.list = h("ul", { class: "upload-list" });
-    this.element = h("section", { class: "uploads", "aria-labelledby": "uploads-title", hidden: true },
+    this.collapsed = false;
+    this.list = h("ul", { class: "upload-list", id: "upload-list" });
+    this.summary = h("span", { class: "uploads-summary" });
+    this.toggle = h("button", {
+      type: "button", class: "button subtle small", text: "Hide", "aria-expanded": "true", "aria-controls": "upload-list",
+      "aria-label": "Hide uploads", onclick: () => this.setCollapsed(!this.collapsed),
+    });
+    this.section = h("section", { class: "uploads", "aria-labelledby": "uploads-title", hidden: true },
       h("div", { class: "section-head" },
         h("h2", { id: "uploads-title", text: "Uploads" }),
-        h("button", { type: "button", class: "button subtle", text: "Clear finished", onclick: () => this.clearFinished() }),
+        this.summary,
+        h("div", { class: "section-tools" },
+          h("button", { type: "button", class: "button subtle small", text: "Clear finished", onclick: () => this.clearFinished() }),
+          this.toggle),
       ),
       this.list,
     );
+    // Progress and finished uploads, said to screen readers (a few words at a time: started, each
+    // quarter, waiting for the store, done). In the page before the first upload, as live regions
+    // must be to be heard.
+    this.live = h("p", { class: "visually-hidden", role: "status" });
+    this.element = h("div", { class: "uploads-area" }, this.live, this.section);
+  }
+
+  /** Fold the panel to its heading and a one-line summary, or open it again. */
+  setCollapsed(collapsed) {
+    this.collapsed = collapsed;
+    this.list.hidden = collapsed;
+    this.section.classList.toggle("collapsed", collapsed);
+    this.toggle.setAttribute("aria-expanded", String(!collapsed));
+    this.toggle.setAttribute("aria-label", collapsed ? "Show uploads" : "Hide uploads");
+    replace(this.toggle, collapsed ? "Show" : "Hide");
+    this.renderSummary();
+  }
+
+  /** "2 uploading · 1 done": what the folded panel still tells. */
+  renderSummary() {
+    const all = [...this.uploads];
+    const working = all.filter((u) => WORKING.has(u.state)).length;
+    const done = all.filter((u) => u.state === State.DONE).length;
+    const waiting = all.filter((u) => u.stalled).length;
+    const parts = [];
+    if (working) parts.push(`${working} uploading`);
+    if (waiting) parts.push(`${waiting} waiting for the store`);
+    if (done) parts.push(`${done} done`);
+    replace(this.summary, parts.join(" · "));
   }
 
   /**
@@ -38,7 +76,7 @@ export class UploadsPanel {
       upload.view = this.createItem(upload);
       this.uploads.add(upload);
       this.list.prepend(upload.view.item);
-      this.element.hidden = false;
+      this.section.hidden = false;
       this.render(upload);
       upload.start();
     }
@@ -59,7 +97,8 @@ export class UploadsPanel {
         this.uploads.delete(upload);
       }
     }
-    this.element.hidden = this.uploads.size === 0;
+    this.section.hidden = this.uploads.size === 0;
+    this.renderSummary();
   }
 
   createItem(upload) {
@@ -101,7 +140,7 @@ export class UploadsPanel {
     const view = upload.view;
     const percent = upload.state === State.HASHING ? 0 : upload.percent;
     view.bar.setAttribute("aria-valuenow", String(percent));
-    view.bar.setAttribute("aria-valuetext", `${percent}%`);
+    view.bar.setAttribute("aria-valuetext", upload.stalled ? `${percent}%, waiting for the store` : `${percent}%`);
     view.fill.style.width = `${upload.state === State.HASHING ? upload.hashPercent : percent}%`;
     view.item.dataset.state = upload.state;
     replace(view.status, statusText(upload));
@@ -109,6 +148,35 @@ export class UploadsPanel {
     view.pause.hidden = !active;
     view.resume.hidden = upload.state !== State.PAUSED;
     view.cancel.hidden = OVER.has(upload.state);
+    this.renderSummary();
+    this.announce(upload);
+  }
+
+  /** Say what changed for a screen reader: a new state, the next quarter done, a stall and its end. */
+  announce(upload) {
+    const view = upload.view;
+    const name = shownName(upload.name);
+    let text = null;
+    if (upload.state !== view.saidState) {
+      view.saidState = upload.state;
+      text = {
+        [State.SENDING]: `Uploading ${name}.`,
+        [State.DONE]: `${name} uploaded.`,
+        [State.PAUSED]: `${name} paused. ${upload.message}`,
+        [State.FAILED]: `${name} failed. ${upload.message}`,
+        [State.CANCELLED]: `${name} cancelled.`,
+      }[upload.state] || null;
+    } else if (upload.state === State.SENDING) {
+      const quarter = Math.floor(upload.percent / 25) * 25;
+      if (upload.stalled !== Boolean(view.saidStalled)) {
+        view.saidStalled = upload.stalled;
+        text = upload.stalled ? `${name}: waiting for the store.` : `${name}: sending again.`;
+      } else if (quarter > (view.saidPercent || 0)) {
+        view.saidPercent = quarter;
+        text = `${name}: ${quarter}% sent.`;
+      }
+    }
+    if (text) replace(this.live, text);
   }
 }
 
@@ -125,7 +193,12 @@ function statusText(upload) {
     case State.SENDING: {
       const parts = [`${formatSize(upload.sentBytes)} of ${formatSize(upload.size)}`];
       const speed = upload.speed;
-      if (speed > 0) parts.push(formatSpeed(speed), `${formatDuration(upload.secondsLeft)} left`);
+      if (upload.stalled) {
+        // Honest: no speed or time left while nothing moves; it goes on by itself once bytes do.
+        parts.push(`Waiting for the store… nothing taken for ${formatDuration(upload.stalledFor)}`);
+      } else if (speed > 0) {
+        parts.push(formatSpeed(speed), `${formatDuration(upload.secondsLeft)} left`);
+      }
       parts.push(`${upload.chunksInStore} of ${upload.total} chunks sent`);
       return [upload.message, parts.join(" · ")].filter(Boolean).join(" ");
     }

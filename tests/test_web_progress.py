@@ -1,0 +1,53 @@
+"""Honest progress in the web app (issue 25), in Chromium against the real store: an upload whose chunks
+the store stops taking shows as stalled ("Waiting for the store…"), with no speed or time left, and goes
+on by itself once the store takes bytes again. A gate (tests/gates.py) holds the store's PUTs: the test
+waits on what the gate and the page say, never on the clock."""
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser import (  # noqa: F401 - fixtures
+    WEB_CHUNK_SIZE,
+    WebApp,
+    browser,
+    file_payload,
+    playwright_driver,
+)
+from tests.gates import Gate
+
+STALL_SECONDS = 10  # gateway/web/js/upload.js's STALL_MS
+
+
+@pytest.fixture
+async def store_gate(store):
+    gate = await Gate(store.endpoint, methods=("PUT",)).start()
+    yield gate
+    await gate.stop()
+
+
+async def test_a_stalled_store_shows_as_waiting_then_the_upload_goes_on_by_itself(browser, make_gateway, cdn,
+                                                                                  store_gate):
+    gateway = await make_gateway(cdn_url=cdn.url, chunk_size=WEB_CHUNK_SIZE, s3_public_endpoint=store_gate.url)
+    app = await WebApp.open(browser, gateway.url)
+    await app.sign_up()
+    store_gate.hold_after(1)  # the first chunk goes through, the other two wait at the gate
+    await app.pick(file_payload("stuck.bin", os.urandom(3 * WEB_CHUNK_SIZE)))
+    await store_gate.holding(2)
+
+    item = app.page.locator(".upload-item").filter(has_text="stuck.bin")
+    status = item.locator(".upload-status")
+    bar = item.get_by_role("progressbar", name="Upload of stuck.bin")
+    await expect(status).to_contain_text("Waiting for the store…", timeout=(STALL_SECONDS + 20) * 1000)
+    await expect(bar).to_have_attribute("aria-valuetext", re.compile(r"^\d+%, waiting for the store$"))
+    text = await status.text_content()
+    assert " left" not in text and "/s" not in text, f"no speed or time left while stalled: {text!r}"
+
+    store_gate.open()  # the held chunks reach the store now: nothing to press
+    await app.wait_uploaded("stuck.bin")
+    await expect(status).not_to_contain_text("Waiting for the store")
+    assert len(store_gate.answered) == 3 and set(store_gate.answered) == {200}
+    assert not app.problems
