@@ -278,6 +278,13 @@ class Index:
         return {key: Entry(parent, name, bool(folder), fingerprint, size)
                 for key, parent, name, folder, fingerprint, size in rows}
 
+    def local_rows(self) -> dict[str, tuple[Entry, int, bool]]:
+        """key -> (entry, mtime_ns, racy) of every node as last scanned but the top: what a partial scan starts from."""
+        rows = self.db.execute("SELECT key, parent, name, folder, fingerprint, size, mtime_ns, racy FROM local "
+                               "WHERE parent IS NOT NULL").fetchall()
+        return {key: (Entry(parent, name, bool(folder), fingerprint, size), mtime_ns, bool(racy))
+                for key, parent, name, folder, fingerprint, size, mtime_ns, racy in rows}
+
     def local_fingerprints(self) -> dict[str, tuple[int, int, str]]:
         """key -> (size, mtime_ns, fingerprint) of every file as last scanned: what a scan need not read again
         (an mtime of -1 for the racy ones, so that they are read again)."""
