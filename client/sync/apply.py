@@ -45,6 +45,7 @@ import errno
 import logging
 import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,8 @@ class PassSummary:
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     bytes_read: int = 0  # local content read to fingerprint files (0 on a pass with nothing to do)
+    files_hashed: int = 0  # local files read to fingerprint them
+    seconds: float = 0.0  # the pass, from its first journal read to agreement
 
     def line(self) -> str:
         done = ", ".join(f"{count} {action}" for action, count in sorted(self.done.items())) or "nothing to do"
@@ -305,12 +308,14 @@ class Engine:
         only those folders again and each later round only the folders its operations changed.
         """
         summary = PassSummary()
+        started = time.monotonic()
         await self.prepare()
         for round_ in range(max_rounds):
             await self.read_journal()
             await self.step("scan")
             scanned = await self.scan(changed)
             summary.bytes_read += scanned.bytes_read
+            summary.files_hashed += scanned.files_hashed
             batch = self.plan()
             for note in scanned.notes + batch.notes:
                 if note not in summary.notes:
@@ -319,6 +324,7 @@ class Engine:
                 raise MassDeletion(str(batch.mass_delete))
             if batch.done:
                 summary.rounds = round_
+                summary.seconds = time.monotonic() - started
                 log.info("%s", summary.line())
                 return summary
             if not batch.ops:

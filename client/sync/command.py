@@ -104,7 +104,8 @@ def reporter(ctx: Context):
 
 def summary_json(summary: apply.PassSummary) -> dict:
     return {"ok": True, "event": "pass", "rounds": summary.rounds, "done": summary.done,
-            "failures": summary.failures, "notes": summary.notes, "bytes_read": summary.bytes_read}
+            "failures": summary.failures, "notes": summary.notes, "bytes_read": summary.bytes_read,
+            "files_hashed": summary.files_hashed, "seconds": round(summary.seconds, 4)}
 
 
 def folders(ctx: Context) -> tuple[Path, Path]:

@@ -127,7 +127,11 @@ class Index:
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = FULL")
+        # Commits are not flushed to the disk one by one (FULL cost 5.6 ms of fsync each here, on the event
+        # loop, per file synced). A kill loses nothing either way (the WAL is in the OS); a power cut may lose
+        # the last transactions, always a suffix of them: as if the client had been killed a moment earlier,
+        # which the planner recovers from by design (observations are read again, done work is recorded).
+        self.db.execute("PRAGMA synchronous = NORMAL")
         self._depth = 0
         if not self._has_schema():
             self._create()
