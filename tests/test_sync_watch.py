@@ -272,3 +272,56 @@ async def test_real_events_name_the_folders_a_partial_scan_must_list(tmp_path: P
     full = scan(root, CHUNK, first.fingerprints())
     assert tree_of(partial) == tree_of(full)
     assert {entry.name for _, entry in tree_of(partial)} >= {"older", "new.txt", "keep.txt", "deep", "f.txt", "marker"}
+
+
+# -- the command's wait: whichever side has news first ----------------------------------------------
+
+
+class Journal:
+    """A remote whose waits answer "no news" ``quiet`` times, then news (or hang until cancelled)."""
+
+    def __init__(self, quiet: int, news: bool = True):
+        self.quiet, self.news = quiet, news
+        self.calls = 0
+        self.cancelled = asyncio.Event()
+
+    async def wait(self, cursor: str, timeout: float) -> bool:  # noqa: ASYNC109
+        self.calls += 1
+        if self.calls <= self.quiet:
+            return False
+        if self.news:
+            return True
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return False
+
+
+class EngineOf:
+    def __init__(self, remote):
+        self.remote = remote
+
+
+async def test_the_journal_s_news_ends_the_wait_after_waits_without_news(tmp_path: Path) -> None:
+    from client.sync.command import wait_for_news
+
+    journal = Journal(quiet=2)
+    watcher = LocalWatcher(tmp_path, lambda root: Source([]))
+    assert await wait_for_news(EngineOf(journal), "cursor", watcher, 60)  # type: ignore[arg-type]
+    assert journal.calls == 3
+
+
+async def test_local_news_ends_the_wait_and_the_journal_s_wait_is_dropped(tmp_path: Path) -> None:
+    from client.sync.command import wait_for_news
+
+    journal = Journal(quiet=0, news=False)
+    watcher = LocalWatcher(tmp_path, lambda root: Source([{(ADDED, str(tmp_path / "new.txt"))}]))
+    watcher.start()
+    watcher.take()
+    try:
+        assert await wait_for_news(EngineOf(journal), "cursor", watcher, 60)  # type: ignore[arg-type]
+    finally:
+        await watcher.stop()
+    assert journal.cancelled.is_set() and watcher.take().folders == {""}

@@ -48,7 +48,7 @@ def state_path(server: str, local: Path, remote_path: str, environ: Any = os.env
     return base / "dbx" / "sync" / f"{pairing}.sqlite3"
 
 
-REMOTE_RETRY = 30.0  # seconds before a pass tries a gateway that did not answer a wait again
+RETRY = 30.0  # seconds before what failed (an operation, a wait on the gateway, the watcher) is tried again
 
 
 async def remote_news(engine: apply.Engine, cursor: str) -> None:
@@ -61,7 +61,7 @@ async def remote_news(engine: apply.Engine, cursor: str) -> None:
         while not await engine.remote.wait(cursor, 120):
             pass
     except RemoteFailure:
-        await asyncio.sleep(REMOTE_RETRY)
+        await asyncio.sleep(RETRY)
 
 
 async def wait_for_news(engine: apply.Engine, cursor: str | None, watcher: watch.LocalWatcher, seconds: float) -> bool:
@@ -146,8 +146,14 @@ async def cmd_sync(ctx: Context) -> int:
             index.close()
 
 
-async def one_pass(ctx: Context, engine: apply.Engine, changed: set[str] | None) -> None:
-    """A pass, reported; :class:`SyncStopped` when it must not go on (PassFailed and RemoteFailure go up)."""
+async def one_pass(ctx: Context, engine: apply.Engine, changed: set[str] | None, *, say_idle: bool = True) -> bool:
+    """A pass, reported; whether all went well (False: some operation failed and is tried again).
+
+    ``say_idle``: a line for people even when nothing was done (watch mode says only the passes that did
+    something: its own downloads wake it once more, for nothing).
+
+    :class:`SyncStopped` when it must not go on; PassFailed and RemoteFailure go up.
+    """
     from client.sync import apply
     from client.sync.remote import RemoteFailure
     from client.sync.scan import ScanError
@@ -162,8 +168,9 @@ async def one_pass(ctx: Context, engine: apply.Engine, changed: set[str] | None)
         ctx.info(note)
     if ctx.json:
         ctx.emit(summary_json(summary))
-    else:
+    elif say_idle or summary.done or summary.failures:
         ctx.info(summary.line())
+    return not summary.failures
 
 
 async def keep_watching(ctx: Context, engine: apply.Engine, local: Path) -> int:
@@ -176,6 +183,7 @@ async def keep_watching(ctx: Context, engine: apply.Engine, local: Path) -> int:
     watcher = watch.LocalWatcher(local)
     watcher.start()  # before the first (whole) scan: nothing changed during it is missed
     full_scan_at = time.monotonic()
+    first = True
     try:
         while True:
             changed = watcher.take()
@@ -184,13 +192,15 @@ async def keep_watching(ctx: Context, engine: apply.Engine, local: Path) -> int:
             if changed.full:
                 full_scan_at = time.monotonic()
             try:
-                await one_pass(ctx, engine, changed.to_scan())
+                smooth = await one_pass(ctx, engine, changed.to_scan(), say_idle=first)
+                first = False
             except (apply.PassFailed, RemoteFailure) as exc:
                 ctx.info(f"{exc}; trying again")  # what failed is planned again next pass, from a whole scan
                 watcher.pending.merge(watch.Changed(full=True))
+                smooth = False
             timeout = ctx.args.interval - (time.monotonic() - full_scan_at)
-            if not watcher.watching:
-                timeout = min(timeout, watch.UNWATCHED_RESCAN)
+            if not watcher.watching or not smooth:  # what failed is tried again soon, news or not
+                timeout = min(timeout, RETRY)
             if not await wait_for_news(engine, engine.index.get("cursor"), watcher, max(timeout, 0.0)):
                 watcher.pending.merge(watch.Changed(full=True))  # the safety net: events can be lost unsaid
                 watcher.start()  # again, if it had stopped

@@ -16,8 +16,8 @@ cannot say is made up for by scanning the whole folder:
   changed during that scan is missed);
 - when the watcher fails or cannot start (too many folders for the system's
   inotify watches, a folder it cannot read: it says so, and scans the whole
-  folder on every pass, every :data:`UNWATCHED_RESCAN` seconds, trying to
-  start again each time);
+  folder on every pass, every 30 seconds (command.RETRY), trying to start
+  again each time);
 - when ``.dbxignore`` changes (what is synced changed everywhere);
 - every ``--interval`` seconds, as a safety net: an event queue that
   overflowed in the kernel is not reported by the backend, so events can be
@@ -46,7 +46,6 @@ log = logging.getLogger("dbx.sync")
 DEBOUNCE_MS = 1600  # the longest a burst of events is gathered before a pass
 STEP_MS = 50  # a batch is handed over once no new event came for this long
 TIMEOUT_MS = 5000  # the backend's wait returns this often, so that stopping it takes no longer
-UNWATCHED_RESCAN = 30.0  # seconds between full scans while the watcher is down
 DELETED = 3  # watchfiles.Change.deleted
 
 
