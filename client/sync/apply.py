@@ -54,7 +54,7 @@ from pathlib import Path
 from client.sync.index import Index
 from client.sync.plan import Action, Op, Plan, Side, op_counts, plan, record_for
 from client.sync.remote import CursorReset, LocalSource, Remote, RemoteFailure, SourceChanged
-from client.sync.scan import PARTIAL_PREFIX, ScanResult, local_key, local_name_problem, rescan, scan
+from client.sync.scan import PARTIAL_PREFIX, ScanResult, local_key, local_name_problem, rescan, scan, trusted
 from client.sync.trees import LOCAL_ROOT, Entry, Trees
 from protocol.paths import name_key
 
@@ -273,17 +273,16 @@ class Engine:
         ``folders``: list only these again (paths relative to the top; watch mode's events say which), the rest
         as last scanned; None: the whole folder.
         """
-        expected = self.index.get("local_root")
+        expected, known = self.index.get("local_root"), self.index.local_rows()
         if folders is None or expected is None:
-            previous = self.index.local_fingerprints()
-            result = await asyncio.to_thread(scan, self.root, self.chunk_size, previous, expected)
+            result = await asyncio.to_thread(scan, self.root, self.chunk_size, trusted(known), expected)
         else:
-            known = self.index.local_rows()
             result = await asyncio.to_thread(rescan, self.root, self.chunk_size, known, folders, expected)
         for partial in result.partials:
             os.unlink(self.root / partial)  # a download a killed client left aside
         with self.index.transaction():
-            self.index.replace_local(result.entries, result.racy)
+            if {key: (entry, mtime_ns, key in result.racy) for key, entry, mtime_ns in result.entries} != known:
+                self.index.replace_local(result.entries, result.racy)  # else unchanged: 10,000 rows not rewritten
             if self.index.get("local_root") is None:
                 self.index.put("local_root", result.root_key)
         return result

@@ -289,13 +289,6 @@ class Index:
         return {key: (Entry(parent, name, bool(folder), fingerprint, size), mtime_ns, bool(racy))
                 for key, parent, name, folder, fingerprint, size, mtime_ns, racy in rows}
 
-    def local_fingerprints(self) -> dict[str, tuple[int, int, str]]:
-        """key -> (size, mtime_ns, fingerprint) of every file as last scanned: what a scan need not read again
-        (an mtime of -1 for the racy ones, so that they are read again)."""
-        rows = self.db.execute("SELECT key, size, CASE WHEN racy THEN -1 ELSE mtime_ns END, fingerprint "
-                               "FROM local WHERE folder = 0").fetchall()
-        return {key: (size, mtime_ns, fingerprint) for key, size, mtime_ns, fingerprint in rows}
-
     def local_seen(self) -> dict[str, tuple[int, int, str]]:
         """key -> (size, mtime_ns, fingerprint) of every file exactly as the last scan saw it."""
         rows = self.db.execute("SELECT key, size, mtime_ns, fingerprint FROM local WHERE folder = 0").fetchall()

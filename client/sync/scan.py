@@ -100,7 +100,7 @@ class ScanResult:
     partials: list[str] = field(default_factory=list)  # downloads left aside by a client that was stopped
 
     def fingerprints(self) -> dict[str, tuple[int, int, str]]:
-        """What the next scan may trust: key -> (size, mtime_ns, fingerprint) (see Index.local_fingerprints)."""
+        """What the next scan may trust: key -> (size, mtime_ns, fingerprint) (as :func:`trusted` gives it)."""
         return {key: (e.size, -1 if key in self.racy else mtime, e.fingerprint)  # type: ignore[misc]
                 for key, e, mtime in self.entries if not e.folder}
 
@@ -391,7 +391,11 @@ def scan(root: Path, chunk_size: int, previous: dict[str, tuple[int, int, str]],
 def rescan(root: Path, chunk_size: int, known: Mapping[str, tuple[Entry, int, bool]], folders: Iterable[str],
            expected_root: str | None = None) -> ScanResult:
     """The local tree of ``root`` with only ``folders`` listed again (see the module's docstring)."""
-    tree = KnownTree(known)
-    previous = {key: (e.size, -1 if racy else mtime, e.fingerprint or "") for key, (e, mtime, racy) in tree.rows.items()
-                if not e.folder}
-    return Scanner(root, chunk_size, previous, expected_root).rescan(tree, folders)
+    return Scanner(root, chunk_size, trusted(known), expected_root).rescan(KnownTree(known), folders)
+
+
+def trusted(known: Mapping[str, tuple[Entry, int, bool]]) -> dict[str, tuple[int, int, str]]:
+    """What a scan need not read again, from the tree as last scanned: key -> (size, mtime_ns, fingerprint) of
+    each file (an mtime of -1 for the racy ones, so that they are read again)."""
+    return {key: (entry.size, -1 if racy else mtime_ns, entry.fingerprint or "")
+            for key, (entry, mtime_ns, racy) in known.items() if not entry.folder}
