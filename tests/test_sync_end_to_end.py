@@ -203,9 +203,9 @@ async def test_two_clients_in_watch_mode_follow_each_other(clients):
         started.append(Watching(dbx, process))
     a, b = started
     try:
-        for side in (a, b):  # each first pass (a whole scan) is over: from now on the events drive the passes
-            await side.until(lambda event: event.get("event") == "pass", "a first pass")
-        await b.until(lambda event: event.get("event") == "pass" and event.get("done"), "the first download")
+        # Both are running: the laptop's first pass uploads, the desktop downloads in its first pass or the next.
+        await a.until(op("upload", "before.txt"), "the laptop's first upload")
+        await b.until(op("download", "before.txt"), "the desktop's first download")
         assert (folder(desktop) / "before.txt").read_text() == "there before the clients started\n"
 
         (folder(laptop) / "notes").mkdir()
