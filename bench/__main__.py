@@ -2,7 +2,7 @@
 
     python -m bench                       every benchmark at full size (1 GiB transfers; several minutes)
     python -m bench --smoke               tiny sizes: checks the benchmarks run, not how fast
-    python -m bench NAME [OPTIONS]        one benchmark (transfer, folders, download, control) with its own options,
+    python -m bench NAME [OPTIONS]        one benchmark (transfer, folders, download, control, sync, ...) with its own options,
                                           e.g. python -m bench transfer --size-mib 512 --runs 5 --upload-only
     python -m bench NAME --help           those options
     python -m bench --readme [NAME ...]   run what README.md shows (or only those) and put the new figures there
@@ -26,7 +26,7 @@ from pathlib import Path
 import structlog
 
 # Each is a module of bench/ (transfer.py, ...) with a main(argv), in the order a whole run takes them.
-BENCHMARKS = ("transfer", "folders", "download", "control", "cluster", "limits", "browser", "tree", "changes")
+BENCHMARKS = ("transfer", "folders", "download", "control", "cluster", "limits", "browser", "tree", "changes", "sync")
 SMOKE = {
     "transfer": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5", "--no-warm-up"],
     "folders": ["--files", "30", "--runs", "1"],
@@ -37,6 +37,7 @@ SMOKE = {
     "browser": ["--size-mib", "12", "--runs", "1", "--chunk-mib", "5"],
     "tree": ["--files", "25", "--limit", "10", "--runs", "1"],
     "changes": ["--waits", "50", "--healthz", "20", "--rounds", "5"],
+    "sync": ["--files", "20", "--large", "2", "--large-mib", "12", "--idle-files", "200", "--changes", "5", "--runs", "1"],
 }
 
 

@@ -47,12 +47,13 @@ from bench.transfer import PROCESSES, cpu_now
 SUBFOLDERS = 10
 
 
-def make_folder(root: Path, files: int, min_kib: int, max_kib: int, seed: int = 22) -> list[Path]:
-    """``files`` files of random sizes (new random bytes each) in SUBFOLDERS subfolders of ``root``."""
+def make_folder(root: Path, files: int, min_kib: int, max_kib: int, seed: int = 22,
+                folders: int = SUBFOLDERS) -> list[Path]:
+    """``files`` files of random sizes (new random bytes each) in ``folders`` subfolders of ``root``."""
     sizes = random.Random(seed)
     made = []
     for number in range(files):
-        folder = root / f"part-{number % SUBFOLDERS:02d}"
+        folder = root / f"part-{number % folders:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"file-{number:05d}.bin"
         path.write_bytes(os.urandom(sizes.randint(min_kib * 1024, max_kib * 1024)))

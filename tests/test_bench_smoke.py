@@ -44,6 +44,11 @@ PRINTS = {
         ("sqlite: GET /healthz", "sqlite: last page (10 entries)", "postgresql: first page (10 entries)",
          "postgresql: search (one match)"),
     ),
+    "sync": (
+        ("First sync:", "Idle pass:", "Watch mode:"),
+        ("dbx sync --once (the whole command", "boto3, 4 files at a time", "dbx sync --once, the whole command",
+         "its pass (journal read, scan, plan)"),
+    ),
 }
 
 
@@ -82,6 +87,9 @@ def test_the_benchmark_prints_its_figures(name):
         counted = line_with(out, "GET /dropbox/v1/files/{id}, owner: 2 gateways").split("|")[-3:-1]
         assert all(float(count) > 0 for count in counted), counted
         assert "POST /dropbox/v1/files, 2 gateways: the 3 most frequent PostgreSQL statements" in out
+    if name == "sync":  # an idle pass reads no file content; both clients in watch mode saw every change
+        assert "| 0 bytes in 0 files" in line_with(out, "file content read"), line_with(out, "file content read")
+        assert re.search(r"\| \d[\d,]* +\| \d[\d,]* +\| \d[\d,]* +\|", line_with(out, "until it is complete on B"))
     if name == "control":  # the cached reads and both sides of the small files answered every request
         for row in ("GET /dropbox/v1/files/{id}, owner, cache on", "inline 4 KiB", "boto3 put_object, 4 KiB"):
             assert re.search(r"\| 0 +\|", line_with(out, row)), line_with(out, row)

@@ -3,11 +3,14 @@ store (SeaweedFS), on both engines. Each client is the installed `dbx` in a proc
 checkout's code first on PYTHONPATH: tests/harness.py's this_checkout_first).
 
 What is checked is the contract's promise: both folders and the user's tree end the same, nothing lost;
-a client killed (SIGKILL) in the middle of a large upload and started again converges too.
+a client killed (SIGKILL) in the middle of a large upload and started again converges too; two clients left
+running (watch mode) follow each other's changes.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import os
 import signal
 from pathlib import Path
@@ -155,3 +158,73 @@ async def test_a_client_killed_during_a_large_upload_converges_after_a_restart(g
     assert contents(folder(desktop))["big.bin"] == hashlib.sha256(big.read_bytes()).hexdigest()
     remote = await remote_contents(api)
     assert set(remote) == {"big.bin", "small.txt"}
+
+
+class Watching:
+    """A `dbx --json sync DIR` running in watch mode; its stdout read as events (one JSON object a line)."""
+
+    def __init__(self, dbx: Dbx, process):
+        self.dbx = dbx
+        self.process = process
+        self.seen: list[dict] = []
+
+    async def until(self, wanted, what: str, timeout: float = 120) -> dict:
+        """The first event (from now on) for which ``wanted(event)`` holds; fails if the client exits or hangs."""
+        async def read() -> dict:
+            while True:
+                line = await self.process.stdout.readline()
+                if not line:
+                    raise AssertionError(f"dbx sync exited ({await self.process.wait()}) waiting for {what}: "
+                                         f"{(await self.process.stderr.read()).decode()[-3000:]}")
+                event = json.loads(line)
+                self.seen.append(event)
+                if wanted(event):
+                    return event
+
+        try:
+            return await asyncio.wait_for(read(), timeout)  # a guard against a hang, not a wait for time to pass
+        except TimeoutError:
+            raise AssertionError(f"no {what} in {timeout} s; events: {self.seen[-20:]}") from None
+
+
+def op(action: str, path: str):
+    return lambda event: (event.get("event"), event.get("action"), event.get("path")) == ("op", action, path) \
+        and event.get("ok")
+
+
+async def test_two_clients_in_watch_mode_follow_each_other(clients):
+    """Both clients keep running: a change on one shows up on the other, from the file system's events on one
+    side and the change journal's wait on the other, with no pass asked for."""
+    laptop, desktop, api = clients
+    (folder(laptop) / "before.txt").write_text("there before the clients started\n")
+    started = []
+    for dbx in (laptop, desktop):
+        process = await dbx.start("--json", "sync", str(folder(dbx)))
+        started.append(Watching(dbx, process))
+    a, b = started
+    try:
+        # Both are running: the laptop's first pass uploads, the desktop downloads in its first pass or the next.
+        await a.until(op("upload", "before.txt"), "the laptop's first upload")
+        await b.until(op("download", "before.txt"), "the desktop's first download")
+        assert (folder(desktop) / "before.txt").read_text() == "there before the clients started\n"
+
+        (folder(laptop) / "notes").mkdir()
+        (folder(laptop) / "notes" / "todo.txt").write_text("written on the laptop while both watch\n")
+        await a.until(op("upload", "notes/todo.txt"), "the laptop's upload")
+        await b.until(op("download", "notes/todo.txt"), "the desktop's download")
+        assert (folder(desktop) / "notes" / "todo.txt").read_text() == "written on the laptop while both watch\n"
+
+        # The other way, and a rename: a move on the server, not a new upload.
+        (folder(desktop) / "notes" / "todo.txt").rename(folder(desktop) / "notes" / "done.txt")
+        await a.until(op("move", "notes/done.txt"), "the laptop's rename")
+        assert (folder(laptop) / "notes" / "done.txt").read_text() == "written on the laptop while both watch\n"
+        assert not (folder(laptop) / "notes" / "todo.txt").exists()
+        assert not any(event.get("action") == "upload" and event.get("path") == "notes/done.txt"
+                       for event in a.seen + b.seen)
+    finally:
+        for side in started:
+            side.process.send_signal(signal.SIGINT)
+        for side in started:
+            await side.process.wait()
+    assert contents(folder(laptop)) == contents(folder(desktop))
+    assert set(await remote_contents(api)) == {"before.txt", "notes", "notes/done.txt"}

@@ -16,7 +16,10 @@ its record, inside each call to the server) it may
 - move the clock to the next day (conflicted-copy names carry the date);
 
 and batches are carried out in a shuffled order (odd seeds: three operations
-at a time, overlapping). Then the chaos stops and the
+at a time, overlapping). Seeds 2, 5, 8, ... run as watch mode does: after a
+client's first pass (a whole scan), its passes list again only the folders
+the local changes named (as the file system's events would), never the folders
+the engine changed itself. Then the chaos stops and the
 engine must bring both sides to agreement in one pass, and then find nothing
 to do. Checked: the server's folder and the local folder hold the same paths
 with the same content, the synced tree says so too, no partial download is
@@ -106,6 +109,8 @@ class Simulation:
         self.counter = 0
         self.written: set[str] = set()  # fingerprints of content a person wrote locally
         self.destroyed: set[str] = set()  # ... and then deleted or overwrote themselves
+        self.watching = seed % 3 == 2
+        self.events: set[str] = set()  # the local folders a person changed since the last pass (relative paths)
 
     def fail(self, message: str) -> None:
         pytest.fail(f"seed {self.seed}: {message}\nreplay: SYNC_SEED={self.seed} pytest tests/test_sync_simulation.py")
@@ -148,7 +153,17 @@ class Simulation:
     def free_local(self, folder: Path, name: str) -> bool:
         return all(name_key(n) != name_key(name) for n in os.listdir(folder))
 
+    def event(self, path: Path) -> None:
+        """Note the folder of ``path`` as changed, as the file system's events would."""
+        folder = path.parent.relative_to(self.root).as_posix()
+        self.events.add("" if folder == "." else folder)
+
+    def take_events(self) -> set[str]:
+        taken, self.events = self.events, set()
+        return taken
+
     def write_local(self, path: Path, data: bytes) -> None:
+        self.event(path)
         path.write_bytes(data)
         self.written.add(fingerprint_bytes(data, CHUNK)[0])
 
@@ -167,6 +182,7 @@ class Simulation:
         elif kind == "mkdir":
             folder = self.rng.choice(folders)
             if self.free_local(folder, name):
+                self.event(folder / name)
                 (folder / name).mkdir()
         elif not files + folders[1:]:
             return
@@ -176,11 +192,14 @@ class Simulation:
             if item.is_dir() and (target == item or item in target.parents):
                 return
             if self.free_local(target, name):
+                self.event(item)
+                self.event(target / name)
                 item.rename(target / name)
         elif kind == "delete":
             item = self.rng.choice(files + folders[1:])
             for path in ([item] if item.is_file() else [p for p in item.rglob("*") if p.is_file()]):
                 self.destroyed.add(fingerprint_bytes(path.read_bytes(), CHUNK)[0])
+            self.event(item)
             shutil.rmtree(item) if item.is_dir() else item.unlink()
 
     # -- another client of the same user ---------------------------------------------------------------
@@ -228,7 +247,12 @@ class Simulation:
                 self.chaos = False
             engine = self.engine()
             try:
+                self.take_events()  # a client that starts scans the whole folder
                 await engine.sync_once()
+                while self.watching and self.rng.random() < 0.7:  # then, watching: what the events name
+                    if self.chaos:
+                        self.change_local()
+                    await engine.sync_once(changed=self.take_events())
                 if not self.chaos:
                     break
             except (Killed, PassFailed, RemoteFailure, CursorReset) as exc:

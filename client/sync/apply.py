@@ -45,6 +45,7 @@ import errno
 import logging
 import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,7 @@ from pathlib import Path
 from client.sync.index import Index
 from client.sync.plan import Action, Op, Plan, Side, op_counts, plan, record_for
 from client.sync.remote import CursorReset, LocalSource, Remote, RemoteFailure, SourceChanged
-from client.sync.scan import PARTIAL_PREFIX, ScanResult, local_key, local_name_problem, scan
+from client.sync.scan import PARTIAL_PREFIX, ScanResult, local_key, local_name_problem, rescan, scan, trusted
 from client.sync.trees import LOCAL_ROOT, Entry, Trees
 from protocol.paths import name_key
 
@@ -90,6 +91,8 @@ class PassSummary:
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     bytes_read: int = 0  # local content read to fingerprint files (0 on a pass with nothing to do)
+    files_hashed: int = 0  # local files read to fingerprint them
+    seconds: float = 0.0  # the pass, from its first journal read to agreement
 
     def line(self) -> str:
         done = ", ".join(f"{count} {action}" for action, count in sorted(self.done.items())) or "nothing to do"
@@ -104,6 +107,13 @@ class LocalFiles:
         self.root = root
         self.tree = dict(tree)
         self.seen = seen  # key -> (size, mtime_ns, fingerprint) at the scan
+        self.touched: set[str] = set()  # folders (relative paths) these operations changed: what to list again
+
+    def _touch(self, path: Path) -> Path:
+        """``path``, its folder noted as changed (before the change: an operation that fails half-way counts)."""
+        folder = path.parent.relative_to(self.root).as_posix()
+        self.touched.add("" if folder == "." else folder)
+        return path
 
     def path(self, key: str) -> Path:
         names = []
@@ -138,7 +148,7 @@ class LocalFiles:
                 raise LocalFailure(f"{folder / other} is in the way of {name}; it is kept")
 
     def mkdir(self, parent: str, name: str) -> str:
-        path = self.path(parent) / name
+        path = self._touch(self.path(parent) / name)
         self._free(path.parent, name)
         os.mkdir(path)
         key = local_key(os.lstat(path))
@@ -147,14 +157,14 @@ class LocalFiles:
 
     def move(self, key: str, parent: str, name: str) -> None:
         self._still(key)
-        source, target = self.path(key), self.path(parent) / name
+        source, target = self._touch(self.path(key)), self._touch(self.path(parent) / name)
         self._free(target.parent, name, mine=key)
         os.rename(source, target)
         self.tree[key] = Entry(parent, name, self.tree[key].folder, self.tree[key].fingerprint, self.tree[key].size)
 
     def delete(self, key: str, folder: bool) -> None:
         self._still(key)
-        path = self.path(key)
+        path = self._touch(self.path(key))
         try:
             os.rmdir(path) if folder else os.unlink(path)
         except OSError as exc:
@@ -181,7 +191,7 @@ class LocalFiles:
 
     def place(self, aside: Path, parent: str, name: str, replaces: str | None, fingerprint: str, size: int) -> str:
         """Rename a finished download into place: over ``replaces`` only if it is unchanged, else onto a free name."""
-        target = self.path(parent) / name
+        target = self._touch(self.path(parent) / name)
         self._free(target.parent, name, mine=replaces)
         if replaces is not None:
             self._still(replaces)
@@ -257,14 +267,22 @@ class Engine:
             if not page.has_more:
                 return
 
-    async def scan(self) -> ScanResult:
-        """The local folder into the index; the walk and the hashing in a thread (the loop stays free)."""
-        previous, expected = self.index.local_fingerprints(), self.index.get("local_root")
-        result = await asyncio.to_thread(scan, self.root, self.chunk_size, previous, expected)
+    async def scan(self, folders: set[str] | None = None) -> ScanResult:
+        """The local folder into the index; the walk and the hashing in a thread (the loop stays free).
+
+        ``folders``: list only these again (paths relative to the top; watch mode's events say which), the rest
+        as last scanned; None: the whole folder.
+        """
+        expected, known = self.index.get("local_root"), self.index.local_rows()
+        if folders is None or expected is None:
+            result = await asyncio.to_thread(scan, self.root, self.chunk_size, trusted(known), expected)
+        else:
+            result = await asyncio.to_thread(rescan, self.root, self.chunk_size, known, folders, expected)
         for partial in result.partials:
             os.unlink(self.root / partial)  # a download a killed client left aside
         with self.index.transaction():
-            self.index.replace_local(result.entries, result.racy)
+            if {key: (entry, mtime_ns, key in result.racy) for key, entry, mtime_ns in result.entries} != known:
+                self.index.replace_local(result.entries, result.racy)  # else unchanged: 10,000 rows not rewritten
             if self.index.get("local_root") is None:
                 self.index.put("local_root", result.root_key)
         return result
@@ -281,15 +299,22 @@ class Engine:
         return plan(self.trees(), today=self.today(), allow_mass_delete=self.allow_mass_delete,
                     local_name_ok=lambda name: local_name_problem(name) is None)
 
-    async def sync_once(self, max_rounds: int = MAX_ROUNDS) -> PassSummary:
-        """Rounds until both sides agree (the summary says what was done), or :class:`SyncStopped`."""
+    async def sync_once(self, max_rounds: int = MAX_ROUNDS, changed: set[str] | None = None) -> PassSummary:
+        """Rounds until both sides agree (the summary says what was done), or :class:`SyncStopped`.
+
+        ``changed``: the local folders that may have changed since the last scan (watch mode; see watch.py),
+        None when that is not known: every round scans the whole folder. With it, the first round lists
+        only those folders again and each later round only the folders its operations changed.
+        """
         summary = PassSummary()
+        started = time.monotonic()
         await self.prepare()
         for round_ in range(max_rounds):
             await self.read_journal()
             await self.step("scan")
-            scanned = await self.scan()
+            scanned = await self.scan(changed)
             summary.bytes_read += scanned.bytes_read
+            summary.files_hashed += scanned.files_hashed
             batch = self.plan()
             for note in scanned.notes + batch.notes:
                 if note not in summary.notes:
@@ -298,12 +323,15 @@ class Engine:
                 raise MassDeletion(str(batch.mass_delete))
             if batch.done:
                 summary.rounds = round_
+                summary.seconds = time.monotonic() - started
                 log.info("%s", summary.line())
                 return summary
             if not batch.ops:
                 raise PassFailed(f"{batch.blocked} operations wait on one another; this is a bug, please report it")
             files = LocalFiles(self.root, self.index.local_tree(), self.index.local_seen())
             succeeded = await self.run_batch(self.arrange(batch.ops), files, summary)
+            if changed is not None:
+                changed = files.touched
             if not succeeded:
                 raise PassFailed("nothing could be done in this round: " + "; ".join(summary.failures[-3:]))
         raise PassFailed(f"both sides still differ after {max_rounds} rounds")

@@ -88,6 +88,9 @@ class Side(StrEnum):
         return Side.LOCAL if self is Side.REMOTE else Side.REMOTE
 
 
+SIDES = (Side.REMOTE, Side.LOCAL)  # iterating an Enum builds a generator each time; the planner does it per node
+
+
 @dataclass(frozen=True)
 class Op:
     """One operation on one side (``side`` None: on the synced tree only).
@@ -184,7 +187,7 @@ class _Planner:
         self.blockers: list[tuple[Side | None, _Node | None]] = []  # what held a name a node needed
         self.names: dict[Side, dict[tuple[str, str], str]] = {
             side: {(e.parent, name_key(e.name)): k for k, e in self.tree(side).items() if e.parent is not None}
-            for side in Side}
+            for side in SIDES}
         self.synced_names = {(s.parent, name_key(s.name)): nid for nid, s in trees.synced.items()
                              if s.parent is not None}
 
@@ -220,7 +223,7 @@ class _Planner:
             s = synced[nid]
             node = self.synced_nodes[nid] = _Node(nid, None, None, s.folder)
             self.nodes.append(node)
-            for side in Side:
+            for side in SIDES:
                 key = s.remote if side is Side.REMOTE else s.local
                 entry = self.tree(side).get(key) if key is not None else None
                 if key is None or entry is None or entry.folder != s.folder or key in self.by[side]:
@@ -233,7 +236,7 @@ class _Planner:
         for nid in order:
             s, node = synced[nid], self.synced_nodes[nid]
             parent = self.synced_nodes[s.parent] if s.parent is not None else None
-            for side in Side:
+            for side in SIDES:
                 parent_key = parent.key(side) if parent is not None else None
                 if node.key(side) is not None or parent_key is None:
                     continue
@@ -253,7 +256,7 @@ class _Planner:
 
     def _add_new_nodes(self) -> None:
         """A node for everything on one side that no synced node claims (parents first, as keys were walked)."""
-        for side in Side:
+        for side in SIDES:
             root = self.t.remote_root if side is Side.REMOTE else self.t.local_root
             for key in self.t.descendants(side.value, root):
                 if key in self.by[side]:
@@ -314,7 +317,7 @@ class _Planner:
         node.parent, node.name = place
         if node.folder:
             return
-        content = [self.tree(side)[node.key(side)] for side in Side if node.key(side) is not None]  # type: ignore[index]
+        content = [self.tree(side)[node.key(side)] for side in SIDES if node.key(side) is not None]  # type: ignore[index]
         was_fp = self.t.synced[node.nid].fingerprint if node.nid is not None else None
         changed = [e for e in content if e.fingerprint != was_fp] or content
         if changed:
@@ -400,7 +403,7 @@ class _Planner:
         group.sort(key=lambda n: (not self._holds_name(n, Side.REMOTE, folder), not self._holds_name(n, Side.LOCAL, folder),
                                   n.order()))
         present = {side: {name_key(self.tree(side)[k].name): k for k in self.t.children(side.value, folder.key(side))}
-                   for side in Side if folder.key(side) is not None}
+                   for side in SIDES if folder.key(side) is not None}
         for loser in group[1:]:
             candidates = free_names(loser.name, folder=True) if loser.folder else \
                 conflicted_copy_names(loser.name, self.today)
@@ -426,7 +429,7 @@ class _Planner:
             if node.nid == SYNCED_ROOT:
                 continue
             if node.kept:
-                acted = [self._side_op(node, side) for side in Side]
+                acted = [self._side_op(node, side) for side in SIDES]
                 if not any(acted):
                     self._record(node)
             elif node.nid is not None:
@@ -498,7 +501,7 @@ class _Planner:
 
     def _emit(self, node: _Node, action: Action, side: Side | None, *, replaces: str | None = None,
               forget: tuple[int, ...] = (), why: str = "") -> bool:
-        keys = [(s, node.key(s)) for s in Side if node.key(s) is not None]
+        keys = [(s, node.key(s)) for s in SIDES if node.key(s) is not None]
         if any(k in self.busy for k in keys):
             return self._wait()
         self.busy.update(keys)  # type: ignore[arg-type]
@@ -554,7 +557,7 @@ class _Planner:
     def _check_mass_delete(self) -> None:
         if self.allow_mass_delete:
             return
-        for side in Side:
+        for side in SIDES:
             files = [n for n in self.by[side].values() if not n.folder]
             deleted = sum(1 for n in files if not n.kept and n.nid is not None)
             if deleted > MASS_DELETE_MIN and deleted * 2 > len(files):

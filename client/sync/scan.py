@@ -25,6 +25,18 @@ What is not synced, and why it must never look like a deletion:
 - a folder that cannot be listed stops the scan (:class:`ScanError`): reading
   it as empty would read as "everything in it was deleted". So does a synced
   folder that is gone (:class:`LocalRootMissing`).
+
+**A partial scan** (:func:`rescan`, for watch mode: watch.py says which
+folders may have changed) lists again only those folders and takes the rest of
+the tree as last scanned. A folder listed again is read exactly as a full scan
+reads it (names, twins, ignores, fingerprints by size, mtime and inode); of its
+subfolders, one that is where it was (same inode, same name, same parent) keeps
+what it held as last scanned (its own events name it if that changed), and any
+other (new, or moved in from elsewhere) is walked whole, all the way down: a
+folder moved in from outside the synced folder brings one event, not one per
+file, and events inside a renamed folder name paths under its old name. What is no
+longer reachable from the top is dropped. A second name (hard link) of a file
+found in a folder not listed again is told by the old name still being there.
 """
 from __future__ import annotations
 
@@ -32,6 +44,7 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +63,10 @@ WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10
 
 class ScanError(Exception):
     """The folder could not be read whole; nothing may be planned from a part of it."""
+
+
+class _FolderMoved(Exception):
+    """A partial scan found a folder to list gone from where it was known: the whole folder is scanned instead."""
 
 
 class LocalRootMissing(ScanError):
@@ -83,7 +100,7 @@ class ScanResult:
     partials: list[str] = field(default_factory=list)  # downloads left aside by a client that was stopped
 
     def fingerprints(self) -> dict[str, tuple[int, int, str]]:
-        """What the next scan may trust: key -> (size, mtime_ns, fingerprint) (see Index.local_fingerprints)."""
+        """What the next scan may trust: key -> (size, mtime_ns, fingerprint) (as :func:`trusted` gives it)."""
         return {key: (e.size, -1 if key in self.racy else mtime, e.fingerprint)  # type: ignore[misc]
                 for key, e, mtime in self.entries if not e.folder}
 
@@ -108,8 +125,57 @@ class Scanner:
         self.previous = previous
         self.expected_root = expected_root
         self.now_ns = time.time_ns()
+        self.known: KnownTree | None = None  # a partial scan's tree as last scanned (None: a full scan)
+        self.listed: list[str] = []  # the folders (keys) this scan listed
+        self.target: str | None = None  # the folder a partial scan lists again
+        self.seen: set[str] = set()  # keys met in this walk: a second name is a hard link
 
     def scan(self) -> ScanResult:
+        result = self._start()
+        self._walk(self.root, "", LOCAL_ROOT, result)
+        return result
+
+    def rescan(self, known: KnownTree, folders: Iterable[str]) -> ScanResult:
+        """The tree with only ``folders`` (paths relative to the root, "" the root) listed again (see the module)."""
+        result = self._start()
+        self.known = known
+        done: set[str] = set()
+        try:
+            for folder in sorted(set(folders), key=lambda path: (path.count("/"), path)):
+                key, relative = known.nearest(folder)
+                if key in done:
+                    continue  # listed already, with whatever of ``folder`` is still there
+                done.add(key)
+                self._relist(key, relative, result)
+        except _FolderMoved:
+            # Moved by something whose events are still to come (or were lost): read everything instead.
+            self.known = None
+            return self.scan()
+        result.entries = known.entries()
+        result.racy = {key for key, _, _ in result.entries if known.rows[key][2]}
+        return result
+
+    def _relist(self, key: str, relative: str, result: ScanResult) -> None:
+        """List the folder ``key`` (at ``relative``) again and put what it holds now in the known tree."""
+        assert self.known is not None
+        try:
+            there = local_key(os.lstat(self.root / relative))
+        except OSError:
+            raise _FolderMoved from None
+        if key != LOCAL_ROOT and there != key:
+            raise _FolderMoved
+        found = ScanResult(root_key=result.root_key, notes=result.notes, partials=result.partials)
+        self.listed, self.target = [], key
+        self.seen = {result.root_key}  # a folder listed again may list what an earlier listing found: no hard link
+        self._walk(self.root / relative, relative + "/" if relative else "", key, found)
+        for folder in self.listed:
+            self.known.drop_children(folder)
+        for entry_key, entry, mtime_ns in found.entries:
+            self.known.put(entry_key, entry, mtime_ns, entry_key in found.racy)
+        result.files_hashed += found.files_hashed
+        result.bytes_read += found.bytes_read
+
+    def _start(self) -> ScanResult:
         try:
             info = os.stat(self.root)
         except FileNotFoundError:
@@ -125,17 +191,21 @@ class Scanner:
                                    "state (--state) if that is what you want")
         result = ScanResult(root_key=local_key(info))
         self.ignore = load_ignore(self.root)
-        self.seen: set[str] = {result.root_key}
+        self.seen = {result.root_key}
         self.partials = result.partials
-        self._walk(self.root, "", LOCAL_ROOT, result)
         return result
 
     def _walk(self, folder: Path, relative: str, parent_key: str, result: ScanResult) -> None:
         try:
             with os.scandir(folder) as listing:
                 found = sorted(listing, key=lambda e: e.name)
+        except FileNotFoundError:
+            if self.known is not None:
+                raise _FolderMoved from None
+            raise ScanError(f"{folder} vanished while it was being scanned; nothing was changed on either side") from None
         except OSError as exc:
             raise ScanError(f"cannot list {folder}: {exc.strerror}; nothing was changed on either side") from None
+        self.listed.append(parent_key)
         taken: dict[str, str] = {}
         kept = []
         # Of names that compare equal, the one this client knew before keeps its place.
@@ -195,13 +265,17 @@ class Scanner:
         except OSError as exc:
             raise ScanError(f"cannot read {path}: {exc.strerror}; nothing was changed on either side") from None
         key = local_key(info)
-        if key in self.seen:
+        if key in self.seen or (self.known is not None and self.known.still_elsewhere(key, parent_key, self.root)):
             result.notes.append(f"{path}: another name (hard link) of a file synced under its first name; not synced")
             return
         self.seen.add(key)
         if stat.S_ISDIR(info.st_mode):
             result.entries.append((key, Entry(parent_key, item.name, True), 0))
-            self._walk(Path(item.path), path + "/", key, result)
+            # Only the listed folder's own subfolders may be kept: in a folder moved or renamed, events named
+            # paths under its old name, which no listing here follows.
+            known = self.known
+            if parent_key != self.target or known is None or not known.unmoved_folder(key, parent_key, item.name):
+                self._walk(Path(item.path), path + "/", key, result)
             return
         fingerprint, size, trusted = self._fingerprint(item.path, path, key, info, result)
         if fingerprint is not None:
@@ -241,7 +315,87 @@ class Scanner:
         return before[2], before[0], False
 
 
+class KnownTree:
+    """The local tree as last scanned, changed in place by a partial scan: key -> (entry, mtime_ns, racy)."""
+
+    def __init__(self, rows: Mapping[str, tuple[Entry, int, bool]]):
+        self.rows = dict(rows)
+        self.children: dict[str | None, dict[str, str]] = {}  # parent key -> name -> key
+        for key, (entry, _, _) in self.rows.items():
+            self.children.setdefault(entry.parent, {})[entry.name] = key
+
+    def nearest(self, relative: str) -> tuple[str, str]:
+        """(key, path) of the folder at ``relative``, or of its nearest ancestor that is a known folder."""
+        key, names = LOCAL_ROOT, []
+        for name in relative.split("/") if relative else []:
+            child = self.children.get(key, {}).get(name)
+            if child is None or not self.rows[child][0].folder:
+                break
+            key = child
+            names.append(name)
+        return key, "/".join(names)
+
+    def unmoved_folder(self, key: str, parent: str, name: str) -> bool:
+        """Whether ``key`` is a folder known as ``name`` in ``parent``: what it holds is as last scanned."""
+        row = self.rows.get(key)
+        return row is not None and row[0].folder and (row[0].parent, row[0].name) == (parent, name)
+
+    def still_elsewhere(self, key: str, parent: str, root: Path) -> bool:
+        """Whether ``key`` is known in another folder and still there under its known name (a hard link)."""
+        row = self.rows.get(key)
+        if row is None or row[0].parent == parent:
+            return False
+        try:
+            return local_key(os.lstat(root / self.path(key))) == key
+        except (OSError, KeyError):
+            return False
+
+    def path(self, key: str) -> str:
+        names = []
+        while key != LOCAL_ROOT:
+            entry = self.rows[key][0]
+            names.append(entry.name)
+            key = entry.parent  # type: ignore[assignment]
+        return "/".join(reversed(names))
+
+    def drop_children(self, folder: str) -> None:
+        for key in self.children.pop(folder, {}).values():
+            self.rows.pop(key, None)
+
+    def put(self, key: str, entry: Entry, mtime_ns: int, racy: bool) -> None:
+        old = self.rows.get(key)
+        if old is not None and self.children.get(old[0].parent, {}).get(old[0].name) == key:
+            del self.children[old[0].parent][old[0].name]
+        self.rows[key] = (entry, mtime_ns, racy)
+        self.children.setdefault(entry.parent, {})[entry.name] = key
+
+    def entries(self) -> list[tuple[str, Entry, int]]:
+        """What is reachable from the top, parents before what they hold (the rest is gone)."""
+        out: list[tuple[str, Entry, int]] = []
+        stack = [LOCAL_ROOT]
+        while stack:
+            for key in self.children.get(stack.pop(), {}).values():
+                entry, mtime_ns, _ = self.rows[key]
+                out.append((key, entry, mtime_ns))
+                if entry.folder:
+                    stack.append(key)
+        return out
+
+
 def scan(root: Path, chunk_size: int, previous: dict[str, tuple[int, int, str]],
          expected_root: str | None = None) -> ScanResult:
     """The local tree of ``root`` (see the module's docstring)."""
     return Scanner(root, chunk_size, previous, expected_root).scan()
+
+
+def rescan(root: Path, chunk_size: int, known: Mapping[str, tuple[Entry, int, bool]], folders: Iterable[str],
+           expected_root: str | None = None) -> ScanResult:
+    """The local tree of ``root`` with only ``folders`` listed again (see the module's docstring)."""
+    return Scanner(root, chunk_size, trusted(known), expected_root).rescan(KnownTree(known), folders)
+
+
+def trusted(known: Mapping[str, tuple[Entry, int, bool]]) -> dict[str, tuple[int, int, str]]:
+    """What a scan need not read again, from the tree as last scanned: key -> (size, mtime_ns, fingerprint) of
+    each file (an mtime of -1 for the racy ones, so that they are read again)."""
+    return {key: (entry.size, -1 if racy else mtime_ns, entry.fingerprint or "")
+            for key, (entry, mtime_ns, racy) in known.items() if not entry.folder}
