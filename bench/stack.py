@@ -237,7 +237,8 @@ class BenchStack:
 
     def gateway_environment(self) -> dict[str, str]:
         """The environment the launcher gives its gateway, to start more gateways like it (bench/cluster.py)."""
-        ports = argparse.Namespace(gateway_port=self.gateway_port, s3_port=self.s3_port, cdn_port=self.cdn_port)
+        ports = argparse.Namespace(gateway_port=self.gateway_port, s3_port=self.s3_port, cdn_port=self.cdn_port,
+                                   address=None)
         # Not its metrics port: that one is this gateway's (work()); another gateway would find it taken.
         ours = {name: value for name, value in self.env.items()
                 if name.startswith("GATEWAY_") and name != "GATEWAY_METRICS_PORT"}
