@@ -172,9 +172,10 @@ class BenchStack:
         raise RuntimeError(f"the local stack was not up within {timeout}s; see {self.root / 'stack.log'}")
 
     def _port_taken(self, output: str) -> bool:
-        """Whether the launcher, the gateway or the store said a port was in use (each logs it its own way)."""
+        """Whether the launcher, the gateway or the store said a port was in use (each logs it its own way:
+        weed says "Port allocation failed: port N for S3 (specified by flag s3.port) is not available")."""
         logs = [output, *(path.read_text(errors="replace")[-4000:] for path in self.state.rglob("*.log"))]
-        return any("in use" in text for text in logs)
+        return any("in use" in text or "Port allocation failed" in text for text in logs)
 
     def __exit__(self, *exc) -> None:
         """Stop the stack (the launcher stops what it started) and delete its files.

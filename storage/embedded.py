@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -287,9 +288,14 @@ class EmbeddedStore:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def _lost_a_chosen_port(self) -> bool:
+        """Whether weed failed on a port picked here: only then do fresh ports help (a port given to it, such
+        as the S3 port, is the caller's to pick again). weed names the flag of a port it could not have."""
         log = self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
         tail = log[-4000:]
-        return bool(self._chosen_ports) and ("address already in use" in tail or "Port allocation failed" in tail)
+        named = set(re.findall(r"Port allocation failed: .*? \(specified by flag (\S+?)\)", tail))
+        if named:
+            return named <= self._chosen_ports
+        return bool(self._chosen_ports) and "address already in use" in tail
 
     def _start_once(self, timeout: float) -> EmbeddedStore:
         (self.data_dir / "weed").mkdir(parents=True, exist_ok=True)

@@ -118,3 +118,17 @@ def test_the_gateways_key_is_scoped_to_its_bucket(store):
             assert refused.response["ResponseMetadata"]["HTTPStatusCode"] == 403, name
         else:
             raise AssertionError(f"the gateway's key could {name}")
+
+
+def test_a_given_port_taken_is_the_callers_to_pick_again(tmp_path):
+    """weed could not have the S3 port it was given: fresh internal ports would not help, so start() says so
+    at once (the bench stack then picks all its ports again), with weed's own words."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        store = embedded.EmbeddedStore(tmp_path, "access", "secret-" + "x" * 16, "taken-bucket", s3_port=taken)
+        with pytest.raises(RuntimeError, match=r"specified by flag s3\.port"):
+            store.start(timeout=40)
+        store.stop()
+    assert (tmp_path / "weed.log").read_text().count("Port allocation failed") == 1, "started once, not three times"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.embedded import free_port
 from tests.gates import Gate
 from tests.harness import Api
 from tests.test_client import CHUNK, MIB, PASSWORD, Dbx, write_random
@@ -195,7 +196,32 @@ def op(action: str, path: str):
 async def test_two_clients_in_watch_mode_follow_each_other(clients):
     """Both clients keep running: a change on one shows up on the other, from the file system's events on one
     side and the change journal's wait on the other, with no pass asked for."""
-    laptop, desktop, api = clients
+    await follow_each_other(*clients)
+
+
+@pytest.fixture
+async def clients_of_two_gateways(make_gateway, cdn, http, tmp_path) -> tuple[Dbx, Dbx, Api]:
+    """The laptop's gateway and the desktop's are two, on one database (cluster mode's shape): the desktop's
+    wait ends through its own gateway for a change made through the other (LISTEN/NOTIFY on PostgreSQL,
+    the journal's tail on SQLite)."""
+    first = await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url)
+    second = await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url, port=free_port())
+    api = await Api(http, first.url).signup(password=PASSWORD)
+    pair = []
+    for name, gateway in (("laptop", first), ("desktop", second)):
+        dbx = Dbx(tmp_path / name, gateway.url)
+        await dbx.login(api.username)
+        (tmp_path / name / "synced").mkdir()
+        pair.append(dbx)
+    return pair[0], pair[1], api
+
+
+async def test_two_clients_of_two_gateways_in_watch_mode_follow_each_other(clients_of_two_gateways):
+    await follow_each_other(*clients_of_two_gateways)
+
+
+async def follow_each_other(laptop: Dbx, desktop: Dbx, api: Api) -> None:
+    """Both start in watch mode; a file, a folder and a rename made on one side while both run reach the other."""
     (folder(laptop) / "before.txt").write_text("there before the clients started\n")
     started = []
     for dbx in (laptop, desktop):
