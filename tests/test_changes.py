@@ -192,6 +192,21 @@ async def test_a_wait_answers_at_once_when_something_changed_else_when_a_change_
     assert (await alice.get(f"{CHANGES}/wait?cursor={cursor}&timeout=1")).body == {"changes": False}
 
 
+async def test_a_stopping_gateway_answers_its_held_waits_at_once(gateway, alice):
+    """A long poll outlives its client (aiohttp does not cancel a handler when the client goes), so a stopping
+    gateway waited for each held wait to time out (a test's teardown took 60 s). It answers them instead."""
+    _, cursor = await read_all(alice)
+    waiting = asyncio.create_task(alice.get(f"{CHANGES}/wait?cursor={cursor}&timeout=120"))
+    waiters = gateway.core.changes.waiters
+    while not len(waiters):  # until the gateway holds the wait (an event of its own, not a time)
+        assert not waiting.done(), waiting.result()
+        await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(gateway.stop())
+    answer = await asyncio.wait_for(waiting, 30)  # well before the wait's own 120 s: the stop answered it
+    assert answer.status == 200 and answer.body == {"changes": False}
+    await stopping
+
+
 async def test_changes_older_than_the_retention_are_pruned_and_their_cursors_reset(gateway, http, alice, app_clock):
     bob = await Api(http, gateway.url).signup()
     _, alices = await read_all(alice)

@@ -84,6 +84,7 @@ class Waiters:
         # The newest seq a wake-up named for each owner with waits open: a woken wait whose cursor is older
         # answers without reading the database (2,000 waits woken at once are 2,000 reads otherwise).
         self._newest: dict[int, int] = {}
+        self.closing = False  # close()
 
     def wake(self, owner_id: int, seq: int) -> None:
         events = self._waiting.get(owner_id)
@@ -100,6 +101,14 @@ class Waiters:
         for events in self._waiting.values():
             for event in events:
                 event.set()
+
+    def close(self) -> None:
+        """The process is stopping: every open wait answers {changes: false} now, and so does every new one
+        (a client then waits again, on another gateway). Otherwise the server's shutdown waits for each
+        held wait to time out: a long poll outlives the client that closed it (aiohttp does not cancel a
+        handler when its client goes)."""
+        self.closing = True
+        self.wake_all()
 
     def __len__(self) -> int:
         return sum(len(events) for events in self._waiting.values())
@@ -217,6 +226,8 @@ class Changes:
         fields = self._read(owner_id, cursor)
         after = int(fields[-1])  # a journal cursor's seq, or the seq a listing ends at
         deadline = asyncio.get_running_loop().time() + timeout
+        if self.waiters.closing:
+            return False
         with self.waiters.waiting(owner_id) as event:
             if after < (await changes_db.pruned_through(self.db, owner_id) or 0):
                 raise CursorReset()
@@ -229,6 +240,8 @@ class Changes:
                 try:
                     await asyncio.wait_for(event.wait(), remaining)
                 except TimeoutError:
+                    return False
+                if self.waiters.closing:
                     return False
                 event.clear()
                 if self.waiters.newest(owner_id) > after:

@@ -107,6 +107,7 @@ def create_app(
                 await db.close()
 
     app.cleanup_ctx.extend([core_ctx, reconciler_ctx, owed_invalidations_ctx, changes_ctx, metrics.listener_ctx])
+    app.on_shutdown.append(end_change_waits)
     if config.thumbnails:
         app.cleanup_ctx.append(thumbnails_ctx)
     for module in (health, openapi, users, uploads, sharing, files, tree, changes, zips, links, link_page, events, webapp):
@@ -143,6 +144,12 @@ async def changes_ctx(app: web.Application) -> AsyncIterator[None]:
     """Wake this process's change waits for changes made through other gateways (gateway/core/changes.py)."""
     async with app[appkeys.CORE].changes.follow():
         yield
+
+
+async def end_change_waits(app: web.Application) -> None:
+    """On shutdown, before the server waits for the requests in flight: the held change waits answer now."""
+    if (core := app.get(appkeys.CORE)) is not None:  # not when the app failed to start
+        core.changes.waiters.close()
 
 
 async def owed_invalidations_ctx(app: web.Application) -> AsyncIterator[None]:
