@@ -34,10 +34,15 @@ async def stack(make_gateway, cdn):
 
 @pytest.fixture
 async def clients(stack, http, tmp_path) -> tuple[Dbx, Dbx, Api]:
-    api = await Api(http, stack.url).signup(password=PASSWORD)
+    return await laptop_and_desktop(http, tmp_path, stack.url, stack.url)
+
+
+async def laptop_and_desktop(http, tmp_path: Path, laptop_url: str, desktop_url: str) -> tuple[Dbx, Dbx, Api]:
+    """A user signed up through the laptop's gateway, and a dbx logged in as them on each machine."""
+    api = await Api(http, laptop_url).signup(password=PASSWORD)
     pair = []
-    for name in ("laptop", "desktop"):
-        dbx = Dbx(tmp_path / name, stack.url)
+    for name, url in (("laptop", laptop_url), ("desktop", desktop_url)):
+        dbx = Dbx(tmp_path / name, url)
         await dbx.login(api.username)
         (tmp_path / name / "synced").mkdir()
         pair.append(dbx)
@@ -127,14 +132,7 @@ async def gated_laptop(make_gateway, cdn, store, http, tmp_path):
     """
     gate = await Gate(store.endpoint, methods=("PUT",)).start()
     gateway = await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url, s3_public_endpoint=gate.url)
-    api = await Api(http, gateway.url).signup(password=PASSWORD)
-    pair = []
-    for name in ("laptop", "desktop"):
-        dbx = Dbx(tmp_path / name, gateway.url)
-        await dbx.login(api.username)
-        (tmp_path / name / "synced").mkdir()
-        pair.append(dbx)
-    yield gate, pair[0], pair[1], api
+    yield gate, *await laptop_and_desktop(http, tmp_path, gateway.url, gateway.url)
     await gate.stop()
 
 
@@ -206,14 +204,7 @@ async def clients_of_two_gateways(make_gateway, cdn, http, tmp_path) -> tuple[Db
     the journal's tail on SQLite)."""
     first = await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url)
     second = await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url, port=free_port())
-    api = await Api(http, first.url).signup(password=PASSWORD)
-    pair = []
-    for name, gateway in (("laptop", first), ("desktop", second)):
-        dbx = Dbx(tmp_path / name, gateway.url)
-        await dbx.login(api.username)
-        (tmp_path / name / "synced").mkdir()
-        pair.append(dbx)
-    return pair[0], pair[1], api
+    return await laptop_and_desktop(http, tmp_path, first.url, second.url)
 
 
 async def test_two_clients_of_two_gateways_in_watch_mode_follow_each_other(clients_of_two_gateways):
