@@ -9,7 +9,9 @@ and queries are tested on both engines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, UTC
 
@@ -134,3 +136,20 @@ async def uploaded(core: Core, store: InMemoryObjectStore, user_id: int, data: b
 
 def stored(store: InMemoryObjectStore, fingerprint: str) -> bytes | None:
     return store.read_object(content_key(fingerprint))
+
+
+@contextlib.asynccontextmanager
+async def cores_on_one_database(count: int, database_url: str, database_path, store, clock) -> AsyncIterator[list[Core]]:
+    """``count`` cores on one database, each with its own connection pool and cache (as many gateway processes)."""
+    opened, caches = [], []
+    for _ in range(count):
+        db = await Database.open(sqlalchemy_url(database_url, str(database_path)))
+        config = core_config()
+        caches.append(make_cache(config))
+        opened.append((db, build_core(config, db, store, caches[-1], clock)))
+    try:
+        yield [core for _, core in opened]
+    finally:
+        for (db, _), cache in zip(opened, caches, strict=True):
+            await cache.close()
+            await db.close()

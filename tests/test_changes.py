@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from protocol.paths import name_key
 from tests.app_fixtures import make_app as make_gateway  # noqa: F401 - in-process
 from tests.harness import Api
-from tests.test_tree import CHUNK, FOLDERS, error_of, mkdir, put_file
+from tests.test_tree import FOLDERS, error_of, mkdir, put_file
+from tests.test_tree import alice, gateway  # noqa: F401 - fixtures: a user of an in-process gateway
 
 CHANGES = "/dropbox/v1/changes"
-
-
-@pytest.fixture
-async def gateway(make_gateway):
-    return await make_gateway(chunk_size=CHUNK)
-
-
-@pytest.fixture
-async def alice(gateway, http) -> Api:
-    return await Api(http, gateway.url).signup()
 
 
 class Mirror:

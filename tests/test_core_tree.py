@@ -13,15 +13,11 @@ import random
 
 import pytest
 
-from gateway.cache import make_cache
-from gateway.core import build_core
 from gateway.core.errors import Cycle, FileNotFound, NameTaken
-from gateway.db import Database
-from gateway.db import database_url as sqlalchemy_url
 from gateway.db.nodes import FILE, FOLDER
 from protocol.paths import name_key
 from gateway.core.uploads import Target
-from tests.core_fixtures import claim_for, core_config, new_user, send_chunks, stored, uploaded
+from tests.core_fixtures import claim_for, cores_on_one_database, new_user, send_chunks, stored, uploaded
 
 pytestmark = pytest.mark.every_engine  # the core's transactions and recursive queries, on both engines
 
@@ -29,16 +25,8 @@ pytestmark = pytest.mark.every_engine  # the core's transactions and recursive q
 @pytest.fixture
 async def gateways(database_url, database_path, memory_store, clock):
     """Two cores on one database, each with its own connection pool (two gateway processes)."""
-    opened, caches = [], []
-    for _ in range(2):
-        db = await Database.open(sqlalchemy_url(database_url, str(database_path)))
-        config = core_config()
-        caches.append(make_cache(config))
-        opened.append((db, build_core(config, db, memory_store, caches[-1], clock)))
-    yield [core for _, core in opened]
-    for (db, _), cache in zip(opened, caches, strict=True):
-        await cache.close()
-        await db.close()
+    async with cores_on_one_database(2, database_url, database_path, memory_store, clock) as cores:
+        yield cores
 
 
 async def live_names(core, owner: int, folder: str = "root") -> list[str]:

@@ -17,11 +17,9 @@ from gateway.core import build_core
 from gateway.core import thumbnails as thumbnails_module
 from gateway.core.content import content_key, thumbnail_key
 from gateway.core.thumbnails import LEASE_SECONDS, MAX_ATTEMPTS, RETRY_SECONDS, Decoded, decode_in_child, wants_thumbnail
-from gateway.db import Database
-from gateway.db import database_url as sqlalchemy_url
 from gateway.db import thumbnails as thumbnails_db
 from gateway.thumbnailer import EDGE, MAX_PIXELS
-from tests.core_fixtures import claim_for, core_config, new_user, uploaded
+from tests.core_fixtures import claim_for, core_config, cores_on_one_database, new_user, uploaded
 from tests.images import encoded, garbage_pdf, png_bomb, thumbnail_size, truncated_jpeg
 
 
@@ -240,16 +238,8 @@ async def test_the_worker_is_woken_by_an_upload_through_its_own_gateway(core, me
 @pytest.fixture
 async def gateways(database_url, database_path, memory_store, clock):
     """Three cores on one database, each with its own connection pool (three gateway processes)."""
-    opened, caches = [], []
-    for _ in range(3):
-        db = await Database.open(sqlalchemy_url(database_url, str(database_path)))
-        config = core_config()
-        caches.append(make_cache(config))
-        opened.append((db, build_core(config, db, memory_store, caches[-1], clock)))
-    yield [core for _, core in opened]
-    for (db, _), cache in zip(opened, caches, strict=True):
-        await cache.close()
-        await db.close()
+    async with cores_on_one_database(3, database_url, database_path, memory_store, clock) as cores:
+        yield cores
 
 
 async def queue(core, count: int) -> list[str]:

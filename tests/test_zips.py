@@ -19,18 +19,9 @@ from gateway.core.zips import safe_segment, unique_names
 from tests.app_fixtures import make_app as make_gateway  # noqa: F401 - in-process
 from tests.harness import Api, make_claim
 from tests.test_tree import CHUNK, FILES, error_of, mkdir, put_file
+from tests.test_tree import alice, gateway  # noqa: F401 - fixtures: a user of an in-process gateway
 
 ZIPS = "/dropbox/v1/zips"
-
-
-@pytest.fixture
-async def gateway(make_gateway):
-    return await make_gateway(chunk_size=CHUNK)
-
-
-@pytest.fixture
-async def alice(gateway, http) -> Api:
-    return await Api(http, gateway.url).signup()
 
 
 async def fetch_zip(api: Api, entries: list[str]) -> tuple[dict, zipfile.ZipFile, dict]:
