@@ -32,15 +32,14 @@ class Invitation:
     expires_at: str
 
 
+@dataclass(eq=False)  # a service: compared by identity, as before
 class Admin:
-    def __init__(self, config: Config, db: Database, clock: Clock, accounts: Accounts, sessions: Sessions,
-                 limits: Limits):
-        self.config = config
-        self.db = db
-        self.clock = clock
-        self.accounts = accounts
-        self.sessions = sessions
-        self.limits = limits
+    config: Config
+    db: Database
+    clock: Clock
+    accounts: Accounts
+    sessions: Sessions
+    limits: Limits
 
     async def create_user(self, username: str, email: str, password: str, quota_bytes: int | None = None) -> Row:
         """A new user, whatever the sign-up mode; UsernameTaken."""

@@ -33,7 +33,7 @@ import struct
 import unicodedata
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from zipstream import ZipStream
@@ -144,16 +144,18 @@ def unique_names(names: Iterable[tuple[str, bool]]) -> list[str]:
     return unique
 
 
+@dataclass(eq=False)  # a service: compared by identity, as before
 class Zips:
-    def __init__(self, config: Config, db: Database, store: ObjectStore, namespace: Namespace, permissions: Permissions,
-                 clock: Clock):
-        self.config = config
-        self.clock = clock
-        self.db = db
-        self.store = store
-        self.namespace = namespace
-        self.permissions = permissions
-        self._key = hmac.new(config.jwt_secret.encode(), KEY_LABEL, hashlib.sha256).digest()
+    config: Config
+    db: Database
+    store: ObjectStore
+    namespace: Namespace
+    permissions: Permissions
+    clock: Clock
+    _key: bytes = field(init=False, repr=False)  # signs zip URLs: derived from the JWT secret, for them only
+
+    def __post_init__(self) -> None:
+        self._key = hmac.new(self.config.jwt_secret.encode(), KEY_LABEL, hashlib.sha256).digest()
 
     # --- what a zip holds ---------------------------------------------------------------------------
 
