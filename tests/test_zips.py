@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import zipfile
 from dataclasses import replace
+from datetime import datetime
 
 import aiohttp
 import pytest
@@ -36,6 +38,35 @@ async def fetch_zip(api: Api, entries: list[str]) -> tuple[dict, zipfile.ZipFile
     archive = zipfile.ZipFile(io.BytesIO(raw))
     assert archive.testzip() is None  # every member's CRC-32 matches its bytes
     return made.body, archive, headers
+
+
+def dos_date_time(stamp: str) -> tuple[int, ...]:
+    """A tree's ``modified_at`` as a zip holds it: UTC, two seconds a step."""
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second // 2 * 2
+
+
+def member_dates(archive: zipfile.ZipFile) -> dict[str, tuple[int, ...]]:
+    """Each member's date, checked to be the same in its local header and its central directory entry."""
+    dates = {}
+    for info in archive.infolist():
+        archive.fp.seek(info.header_offset)  # type: ignore[union-attr]
+        dos_time, dos_date = struct.unpack_from("<HH", archive.fp.read(30), 10)  # type: ignore[union-attr]
+        local = (dos_date >> 9) + 1980, dos_date >> 5 & 0xF, dos_date & 0x1F, dos_time >> 11, dos_time >> 5 & 0x3F, \
+            (dos_time & 0x1F) * 2
+        assert local == info.date_time, f"{info.filename}: local header {local}, central directory {info.date_time}"
+        dates[info.filename] = info.date_time
+    return dates
+
+
+async def tree_dates(api: Api, paths: dict[str, str]) -> dict[str, tuple[int, ...]]:
+    """{name in the zip: the date of the tree's entry at that path, as a zip holds it}."""
+    dates = {}
+    for name, path in paths.items():
+        found = await api.get("/dropbox/v1/metadata", params={"path": path})
+        assert found.status == 200, found.body
+        dates[name] = dos_date_time(found.body["modified_at"])
+    return dates
 
 
 @pytest.mark.every_engine  # the folder's content is one recursive query
@@ -72,6 +103,30 @@ async def test_a_selection_zips_own_and_shared_files_with_clashing_names_made_un
     assert archive.read("report (1).txt") == b"bob's" and made["name"] == "Files.zip"
     _, everything, _ = await fetch_zip(alice, ["root"])
     assert everything.namelist() == ["All files/", "All files/Report.txt", "All files/sub/", "All files/sub/report.TXT/"]
+
+
+@pytest.mark.every_engine  # the dates come with the folder's content, one recursive query
+async def test_each_member_carries_its_date_in_the_tree_not_the_hour_of_the_zip(gateway, http, alice, app_clock):
+    bob = await Api(http, gateway.url).signup()
+    app_clock.advance(600)
+    await put_file(alice, b"first", "a.txt", path="/Trip/a.txt")
+    app_clock.advance(600)
+    await put_file(alice, b"second", "b.txt", path="/Trip/Day 2/b.txt")
+    await mkdir(alice, "/Trip/Day 2/empty")
+    theirs = await put_file(bob, b"bob's", "bob.txt")
+    await bob.post(f"{FILES}/share", json={"file_id": theirs["file_id"], "users": [alice.username]})
+    app_clock.advance(600)  # zipped ten minutes after the last change (and 30 after the process's own clock)
+    trip = await alice.get("/dropbox/v1/metadata", params={"path": "/Trip"})
+
+    _, archive, _ = await fetch_zip(alice, [trip.body["folder_id"], theirs["file_id"]])
+    expected = await tree_dates(alice, {"Trip/": "/Trip", "Trip/a.txt": "/Trip/a.txt", "Trip/Day 2/": "/Trip/Day 2",
+                                        "Trip/Day 2/b.txt": "/Trip/Day 2/b.txt",
+                                        "Trip/Day 2/empty/": "/Trip/Day 2/empty"})
+    expected["bob.txt"] = dos_date_time((await bob.get(f"{FILES}/{theirs['file_id']}")).body["modified_at"])
+    assert member_dates(archive) == expected
+    assert expected["Trip/a.txt"] != expected["Trip/Day 2/b.txt"]  # ten minutes apart, each its own
+    _, everything, _ = await fetch_zip(alice, ["root"])
+    assert member_dates(everything)["All files/"] == max(expected.values())  # the root: its newest
 
 
 async def test_only_what_the_caller_may_read_and_only_uploaded_files(gateway, http, alice):

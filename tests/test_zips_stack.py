@@ -19,6 +19,7 @@ from tests.browser import (  # noqa: F401 - fixtures
 )
 from tests.harness import Api, make_claim, put_chunks
 from tests.test_web_everyday import session_token
+from tests.test_zips import member_dates, tree_dates
 
 FILES, ZIPS = "/dropbox/v1/files", "/dropbox/v1/zips"
 
@@ -54,6 +55,8 @@ async def test_a_folder_and_a_selection_download_as_zips_with_the_right_bytes(br
         assert archive.testzip() is None
         assert {name: archive.read(name) for name in archive.namelist() if not name.endswith("/")} == inside
         assert "Photos/2026/" in archive.namelist()
+        dated = {name: "/" + name.rstrip("/") for name in archive.namelist()}
+        assert member_dates(archive) == await tree_dates(owner, dated)  # each its date in the tree
 
     section = app.page.locator("#my-files")
     await section.get_by_role("checkbox", name="Select Photos", exact=True).check()

@@ -16,6 +16,11 @@ It is the one download the gateway carries, kept cheap on purpose:
 - bounded by ``zip_max_size`` (GATEWAY_ZIP_MAX_SIZE), checked when the zip URL is made and again when
   it is fetched.
 
+Dates. Each member carries the date of its file or folder in the tree (``modified_at``), so what is
+unzipped has the dates the user saw in the app, not the hour of the download. A zip's date fields are
+DOS local time with no zone; they are written in UTC, as the gateway knows no user's zone (an
+extended-timestamp field would carry the zone but change the sizes zipstream-ng computes).
+
 Who may read what. The zip URL is a capability like a CDN download URL: signed (HMAC with a key
 derived from the JWT secret), naming its user, its entries and its expiry (``download_url_ttl``),
 so a browser can fetch it by navigating, without the access token. What it holds is decided when it
@@ -32,14 +37,16 @@ import hmac
 import struct
 import unicodedata
 from collections import deque
-from collections.abc import AsyncGenerator, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
 
 import structlog
 from zipstream import ZipStream
 
 from gateway.config import Config
-from gateway.core.clock import Clock
+from gateway.core.clock import Clock, parse_stamp, stamp_now
 from gateway.core.content import content_key
 from gateway.core.errors import NodeNotFound, NotUploaded, ZipTooLarge, ZipUrlExpired, ZipUrlInvalid
 from gateway.core.namespace import Namespace
@@ -60,14 +67,19 @@ SELECTION_NAME = "Files"
 KEY_LABEL = b"dropbox-zip-urls-v1"
 TICKET_HEAD = struct.Struct(">BQQ")  # version, user id, expires_at
 TICKET_VERSION = 1
+DOS_FIRST, DOS_LAST = datetime(1980, 1, 1), datetime(2107, 12, 31, 23, 59, 58)  # what a zip's date fields hold
+LOCAL_HEADER = b"PK\x03\x04"
+LOCAL_HEADER_TIME = 10  # offset of a local header's time and date fields (two little-endian 16-bit words)
 ID_BYTES = 16  # node and file ids are 32 hex digits; root is 16 zero bytes
 
 
 @dataclass(frozen=True)
 class Member:
-    """One name in the zip: a folder (``fingerprint`` None, name ending in ``/``) or a file's content."""
+    """One name in the zip: a folder (``fingerprint`` None, name ending in ``/``) or a file's content,
+    with its date in the tree (a stamp, as the database keeps it)."""
 
     name: str
+    modified_at: str
     size: int = 0
     fingerprint: str | None = None
 
@@ -78,7 +90,7 @@ class Archive:
     it each file's bytes, in order."""
 
     name: str
-    stream: ZipStream
+    stream: DatedZipStream
     feeds: list[_Feed]
 
     @property
@@ -119,6 +131,46 @@ class _Feed:
     @property
     def waiting(self) -> bool:
         return not self.pieces and not self.ended
+
+
+class DatedZipStream(ZipStream):
+    """zipstream-ng's ZipStream with a date of ours on each member.
+
+    zipstream-ng dates a member given as bytes with the moment it is written, in the gateway's zone,
+    and takes no date for it (its issue #27). A zip holds a member's date twice: in the local header
+    that goes before its bytes and in its central directory entry at the end. The first is set in the
+    header as it goes out (two 16-bit fields overwritten: the length, which the sized stream counted,
+    stays), the second on the member's ZipInfo, from which zipstream-ng writes the central directory.
+    The pin on zipstream-ng (constraints.txt) and tests/test_zips.py keep both in step with the library.
+    """
+
+    def add_dated(self, data: Iterable[bytes] | None, name: str, moment: datetime, size: int = 0) -> None:
+        """Queue a member (a folder: ``data`` None and ``name`` ending in ``/``) dated ``moment``."""
+        self.add(data, name, size=size)
+        self._queue[-1]["date_time"] = dos_date_time(moment)
+
+    def _gen_file_entry(self, *, date_time: tuple[int, ...], **entry: Any) -> Iterator[bytes]:
+        pieces = super()._gen_file_entry(**entry)
+        header = bytearray(next(pieces))
+        if header[:len(LOCAL_HEADER)] != LOCAL_HEADER:
+            raise RuntimeError("zipstream-ng did not start a member with its local header")
+        dos_date, dos_time = _dos_words(date_time)
+        struct.pack_into("<HH", header, LOCAL_HEADER_TIME, dos_time, dos_date)
+        yield bytes(header)
+        yield from pieces
+        self._filelist[-1].date_time = date_time
+
+
+def dos_date_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
+    """A UTC moment as a zip's date_time (whole seconds; the format's range, 1980 to 2107, kept)."""
+    naive = min(max(moment.replace(tzinfo=None, microsecond=0), DOS_FIRST), DOS_LAST)
+    return naive.year, naive.month, naive.day, naive.hour, naive.minute, naive.second
+
+
+def _dos_words(date_time: tuple[int, ...]) -> tuple[int, int]:
+    """(date, time) as a zip header holds them: two seconds a step."""
+    year, month, day, hour, minute, second = date_time
+    return (year - 1980) << 9 | month << 5 | day, hour << 11 | minute << 5 | second // 2
 
 
 def safe_segment(name: str) -> str:
@@ -168,31 +220,35 @@ class Zips:
         still in progress.
         """
         picked = [await self._entry(user_id, entry_id) for entry_id in dict.fromkeys(entry_ids)]
-        tops = unique_names((name, folder) for name, folder, _ in picked)
+        tops = unique_names((entry.name, entry.fingerprint is None) for entry, _ in picked)
         members: list[Member] = []
-        for top, (_, folder, below) in zip(tops, picked, strict=True):
-            if folder:
-                members.append(Member(top + "/"))
-                members += [Member(f"{top}/{m.name}", m.size, m.fingerprint) for m in below]
+        for top, (entry, below) in zip(tops, picked, strict=True):
+            if entry.fingerprint is None:
+                members.append(replace(entry, name=top + "/"))
+                members += [replace(m, name=f"{top}/{m.name}") for m in below]
             else:
-                members.append(Member(top, below[0].size, below[0].fingerprint))
+                members.append(replace(entry, name=top))
         archive = self._frame(f"{tops[0]}.zip" if len(tops) == 1 else f"{SELECTION_NAME}.zip", members)
         limit = self.config.zip_max_size
         if limit and archive.size > limit:
             raise ZipTooLarge(archive.size, limit)
         return archive
 
-    async def _entry(self, user_id: int, entry_id: str) -> tuple[str, bool, list[Member]]:
-        """(its name in the zip's top level, whether it is a folder, what goes in the zip for it)."""
+    async def _entry(self, user_id: int, entry_id: str) -> tuple[Member, list[Member]]:
+        """(the entry as a member of the zip's top level, under its own name, a folder's without its ``/``;
+        what a folder holds)."""
         try:
             node = await self.namespace.node(user_id, entry_id, FOLDER)
         except NodeNotFound:
             row, _ = await self.permissions.readable(user_id, entry_id)
             if row["status"] != FileStatus.UPLOADED:
                 raise NotUploaded(row["status"]) from None
-            return row["file_name"], False, [Member(row["file_name"], row["file_size"], row["fingerprint"])]
+            return Member(row["file_name"], row["modified_at"], row["file_size"], row["fingerprint"]), []
         below = await self._below(user_id, entry_id)
-        return (ROOT_NAME if entry_id == ROOT else node["name"]), True, below
+        if entry_id == ROOT:  # the root has no row: it is as new as the newest thing it holds
+            newest = max((m.modified_at for m in below), default=stamp_now(self.clock))
+            return Member(ROOT_NAME, newest), below
+        return Member(node["name"], node["modified_at"]), below
 
     async def _below(self, user_id: int, folder_id: str) -> list[Member]:
         """Every live folder and uploaded file below the folder, by path, a folder before what it holds."""
@@ -210,23 +266,21 @@ class Zips:
         members = []
         for row in rows:
             if row["kind"] == FOLDER:
-                members.append(Member(path(row["id"]) + "/"))
+                members.append(Member(path(row["id"]) + "/", row["modified_at"]))
             elif row["kind"] == FILE and row["status"] == FileStatus.UPLOADED:
-                members.append(Member(path(row["id"]), row["file_size"], row["fingerprint"]))
+                members.append(Member(path(row["id"]), row["modified_at"], row["file_size"], row["fingerprint"]))
         return sorted(members, key=lambda m: m.name.rstrip("/").split("/"))
 
     @staticmethod
     def _frame(name: str, members: list[Member]) -> Archive:
         """The members framed by a sized, stored ZipStream: its length is the zip's size, known now."""
-        stream = ZipStream(sized=True)
+        stream = DatedZipStream(sized=True)
         feeds = []
         for member in members:
-            if member.fingerprint is None:
-                stream.mkdir(member.name)
-            else:
-                feed = _Feed(member)
+            feed = None if member.fingerprint is None else _Feed(member)
+            if feed is not None:
                 feeds.append(feed)
-                stream.add(feed, member.name, size=member.size)
+            stream.add_dated(feed, member.name, parse_stamp(member.modified_at), member.size)
         return Archive(name, stream, feeds)
 
     # --- the bytes ----------------------------------------------------------------------------------

@@ -125,14 +125,14 @@ async def subtree_files(on: On, node_id: str) -> list[str]:
 
 async def live_below(on: On, owner_id: int, folder_id: str) -> list[Row]:
     """Every live folder and file below the owner's folder (``root`` too), at any depth, each with its
-    ``parent_id`` and ``name``, and a file with its ``file_size``, ``fingerprint`` and ``status``: what a
-    zip of the folder holds. One recursive query that walks down through live nodes only, so what a
-    trashed folder holds is never reached."""
-    columns = (nodes.c.id, nodes.c.parent_id, nodes.c.kind, nodes.c.name)
+    ``parent_id``, ``name`` and ``modified_at``, and a file with its ``file_size``, ``fingerprint`` and
+    ``status``: what a zip of the folder holds. One recursive query that walks down through live nodes
+    only, so what a trashed folder holds is never reached."""
+    columns = (nodes.c.id, nodes.c.parent_id, nodes.c.kind, nodes.c.name, nodes.c.modified_at)
     start = select(*columns).where(nodes.c.owner_id == owner_id, nodes.c.parent_id == folder_id, LIVE) \
         .cte("down", recursive=True)
     down = start.union_all(select(*columns).select_from(start.join(nodes, nodes.c.parent_id == start.c.id)).where(LIVE))
-    query = select(down.c.id, down.c.parent_id, down.c.kind, down.c.name,
+    query = select(down.c.id, down.c.parent_id, down.c.kind, down.c.name, down.c.modified_at,
                    files.c.file_size, files.c.fingerprint, files.c.status) \
         .select_from(down.outerjoin(files, files.c.id == down.c.id))
     return await fetch(on, query)
