@@ -67,15 +67,16 @@ class WebApp:
     username: str = ""
 
     @classmethod
-    async def open(cls, browser: Browser, base_url: str, **context_options) -> WebApp:
-        """A new tab on the app; ``context_options`` for the browser context (``viewport``, ...)."""
+    async def open(cls, browser: Browser, base_url: str, path: str = "/", **context_options) -> WebApp:
+        """A new tab on the app (or another of the gateway's pages, by ``path``); ``context_options`` for the
+        browser context (``viewport``, ...)."""
         context = await browser.new_context(accept_downloads=True, **context_options)
         page = await context.new_page()
         app = cls(page, base_url)
         page.on("request", lambda request: app.requests.append(request))
         page.on("console", lambda message: app._console(message))
         page.on("pageerror", lambda error: app.problems.append(f"page error: {error}"))
-        await page.goto(base_url + "/")
+        await page.goto(base_url + path)
         return app
 
     def _console(self, message) -> None:

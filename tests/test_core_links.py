@@ -72,7 +72,7 @@ async def test_a_new_key_ends_every_link(core, memory_store, clock):
     alice = await new_user(core, "alice")
     file_id = await uploaded(core, memory_store, alice, os.urandom(100))
     token = token_of(await core.links.create(alice, file_id, None, None))
-    rotated = Links(core_config(jwt_secret="another-jwt-secret-" + "y" * 32), core.db, core.permissions, clock)
+    rotated = Links(core_config(jwt_secret="another-jwt-secret-" + "y" * 32), core.db, core.permissions, clock, core.thumbnails)
     with pytest.raises(LinkNotFound):
         await rotated.open(token)
     assert token_of((await rotated.of_file(alice, file_id))[0]) != token

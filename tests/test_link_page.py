@@ -4,10 +4,13 @@ test_links.py downloads through it on the real store and CDN tier; here is what 
 """
 from __future__ import annotations
 
+import asyncio
+import html
 import re
 
 from tests.app_fixtures import app_gateway as gateway, make_app as make_gateway  # noqa: F401 - in-process
 from tests.harness import Api, upload
+from tests.images import encoded
 
 CHUNK = 8 * 1024 * 1024  # the gateway's default
 FILES = "/dropbox/v1/files"
@@ -62,3 +65,29 @@ async def test_names_in_any_script_are_shown_as_they_are_isolated(api, http):
         status, page = await link_page(api, http, name)
         assert status == 200 and heading(page) == f"<bdi>{name}</bdi>"
         assert 'class="notice"' not in page and "\ufffd" not in page
+
+
+async def test_a_link_without_a_password_shows_the_files_thumbnail_and_one_with_a_password_does_not(gateway, api, http):
+    """The thumbnail is the one every reader of the file is given (a signed CDN URL); a link with a password
+    gives none, on the page or in the API, before or after a password: it would show the content."""
+    owner = await api.signup()
+    photo = await upload(owner, encoded("JPEG", (640, 480)), CHUNK, file_name="beach.jpg", file_type="image/jpeg")
+    notes = await upload(owner, b"no picture here", CHUNK, file_name="notes.txt", file_type="text/plain")
+    assert await asyncio.wait_for(gateway.core.thumbnails.settled(photo["fingerprint"]), 60) == "made"
+    thumbnail = (await owner.get(f"{FILES}/{photo['file_id']}")).body["thumbnail_url"]
+
+    async def shown(file: dict, form: dict | None = None, **link: object) -> tuple[dict, str, str]:
+        """(what the API says of a new link to the file, its page (POSTed with ``form``), the page's CSP)."""
+        url = (await owner.post(f"{FILES}/{file['file_id']}/links", json=link)).body["url"]
+        info = await api.get(f"/dropbox/v1/links/{url.rsplit('/', 1)[1]}")
+        async with http.request("POST" if form else "GET", url, data=form, allow_redirects=False) as page:
+            return info.body, await page.text(), page.headers["Content-Security-Policy"]
+
+    info, page, csp = await shown(photo)
+    assert info["thumbnail_url"] == thumbnail and info["thumbnail_url_expires_at"] > 0
+    assert f'<img class="link-thumb" src="{html.escape(thumbnail)}" alt="Thumbnail of beach.jpg">' in page
+    assert f"img-src 'self' {gateway.config.cdn_url};" in csp
+    for file, link, form in ((photo, {"password": "secret"}, None), (photo, {"password": "secret"}, {"password": "no"}),
+                             (notes, {}, None)):
+        info, page, _ = await shown(file, form, **link)
+        assert "thumbnail_url" not in info and "<img" not in page, (file["file_name"], link, form)

@@ -3,16 +3,21 @@ the row, once the thumbnail is made"), in a real Chromium against the real stack
 makes the thumbnail after the upload, the CDN tier serves it under the app's CSP."""
 from __future__ import annotations
 
+import asyncio
+
 from playwright.async_api import expect
 
 from tests.browser import (  # noqa: F401 - fixtures
+    WEB_CHUNK_SIZE,
     WebApp,
     browser,
     file_payload,
     playwright_driver,
     web_gateway,
 )
+from tests.harness import Api, upload
 from tests.images import encoded
+from tests.test_web_accessibility import violations
 
 
 async def loaded(image) -> bool:
@@ -53,3 +58,25 @@ async def test_a_thumbnail_appears_after_upload_and_the_grid_view_shows_it_large
     await app.page.get_by_role("button", name="List view").click()
     await expect(app.page.locator("html")).to_have_attribute("data-view", "list")
     assert not app.problems, app.problems
+
+
+async def test_a_shared_links_page_shows_the_thumbnail_when_the_link_has_no_password(browser, web_gateway, http):
+    """The page for people (``/s/<token>``), in a browser that never signed in: the image from the CDN tier
+    under the page's own CSP (no script at all), and none for a link with a password."""
+    owner = await Api(http, web_gateway.url).signup()
+    photo = await upload(owner, encoded("JPEG", (1200, 800)), WEB_CHUNK_SIZE, file_name="beach.jpg",
+                         file_type="image/jpeg")
+    assert await asyncio.wait_for(web_gateway.core.thumbnails.settled(photo["fingerprint"]), 60) == "made"
+    links = f"/dropbox/v1/files/{photo['file_id']}/links"
+    open_link, guarded = (await owner.post(links)).body, (await owner.post(links, json={"password": "secret"})).body
+
+    visitor = await WebApp.open(browser, web_gateway.url, "/s/" + open_link["url"].rsplit("/", 1)[1])
+    thumbnail = visitor.page.get_by_role("img", name="Thumbnail of beach.jpg")
+    await expect(thumbnail).to_be_visible()
+    assert await loaded(thumbnail)
+    assert (await thumbnail.get_attribute("src")).startswith(web_gateway.config.cdn_url + "/t/")
+    assert await violations(visitor.page) == []
+    await visitor.page.goto(guarded["url"])
+    await expect(visitor.page.get_by_label("Password")).to_be_visible()
+    await expect(visitor.page.get_by_role("img")).to_have_count(0)
+    assert not visitor.problems, visitor.problems

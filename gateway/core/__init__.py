@@ -118,7 +118,7 @@ def build_core(config: Config, db: Database, store: ObjectStore, cache: BaseCach
         uploads=uploads,
         files=Files(config, db, permissions, uploads, namespace),
         sharing=Sharing(config, db, permissions, clock),
-        links=Links(config, db, permissions, clock),
+        links=Links(config, db, permissions, clock, thumbnails),
         deletion=deletion,
         accounts=Accounts(config, db, clock, sessions),
         sessions=sessions,

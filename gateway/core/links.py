@@ -14,7 +14,10 @@ every access token.
 Who may do what: only the file's owner creates, lists and revokes its links
 (404 for anyone else, as for the file); anyone with the token reads the file's
 name, size and type and gets download URLs, after the password when the link
-has one. Nothing about a link is cached: deleting the file (its links go with
+has one, and sees the file's thumbnail (an image's or a PDF's, once made) when
+the link has no password: a thumbnail shows the content, which a password keeps
+for those who know it, and the page has no step after the password but the
+download itself. Nothing about a link is cached: deleting the file (its links go with
 it, ON DELETE CASCADE) or revoking the link ends it for the next request.
 
 Wrong passwords are throttled per link (gateway/core/throttle.py: counted in
@@ -46,6 +49,7 @@ from gateway.core.errors import (
 from gateway.core.passwords import hash_password, verify_password
 from gateway.core.permissions import Permissions, owned_for_change
 from gateway.core.throttle import Limit, Throttle
+from gateway.core.thumbnails import Thumbnails, wants_thumbnail
 from gateway.db import Database, Row
 from gateway.db import links as links_db
 from protocol.states import FileStatus
@@ -81,11 +85,12 @@ def link_url(config: Config, token: str) -> str:
 
 
 class Links:
-    def __init__(self, config: Config, db: Database, permissions: Permissions, clock: Clock):
+    def __init__(self, config: Config, db: Database, permissions: Permissions, clock: Clock, thumbnails: Thumbnails):
         self.config = config
         self.db = db
         self.permissions = permissions
         self.clock = clock
+        self.thumbnails = thumbnails
         self.key = link_key(config)
         self.guesses = Throttle(
             db, clock, "link-password", Limit(config.link_password_attempts, config.link_password_window)
@@ -151,6 +156,13 @@ class Links:
         if link["status"] != FileStatus.UPLOADED:  # links are made to uploaded files, which stay so; never serve else
             raise LinkNotFound()
         return link
+
+    async def thumbnail(self, link: Row) -> tuple[str, int] | None:
+        """(signed CDN URL, expiry) of the thumbnail of the file an open link (:meth:`open`) shares: only
+        when the link has no password (see the module docstring) and the content has a thumbnail."""
+        if link["password_hash"] is not None or not wants_thumbnail(link["file_type"], link["file_name"]):
+            return None
+        return (await self.thumbnails.urls([link["fingerprint"]])).get(link["fingerprint"])
 
     async def download(self, token: str, password: str | None) -> tuple[str, int]:
         """(CDN download URL, its expiry in unix seconds), counted as a download of the link.

@@ -1,7 +1,10 @@
 """``/s/{token}``: the shared link's page for people, HTML without a line of script.
 
 ``GET`` names the file and its size and shows a Download button (with a
-password field when the link has a password) in a plain form that ``POST``s
+password field when the link has a password), and the file's thumbnail when it
+is an image or a PDF that has one and the link has no password
+(gateway/core/links.py says why not then), from the CDN tier by a signed URL
+like every thumbnail in a plain form that ``POST``s
 to the same address; the ``POST`` answers 303 to a CDN download URL, so a
 browser, or any HTTP client that follows redirects, downloads without
 JavaScript. A wrong password shows the page again with a message (403),
@@ -17,8 +20,9 @@ bidirectional controls, so that ``photo<U+202E>gnp.exe`` does not read as
 ``photoexe.png``, and control characters) are each shown as the replacement
 character U+FFFD, its code point in a tooltip, and a note under the name says
 so. Every answer carries a Content-Security-Policy that allows no script at
-all, styles from this origin only, and form submissions only to this origin
-and the CDN tier (the 303's target); ``Referrer-Policy: no-referrer`` keeps
+all, styles from this origin only, images from this origin and the CDN tier
+(the thumbnail), and form submissions only to this origin and the CDN tier
+(the 303's target); ``Referrer-Policy: no-referrer`` keeps
 the token (in the page's URL) from the CDN and anyone the page links to;
 ``Cache-Control: no-store`` keeps it out of caches.
 """
@@ -62,7 +66,7 @@ REFUSALS: dict[type[DomainError], tuple[int, str, str]] = {
 def page_headers(config: Config) -> dict[str, str]:
     return {
         "Content-Security-Policy": (
-            "default-src 'none'; style-src 'self'; img-src 'self'; "
+            f"default-src 'none'; style-src 'self'; img-src 'self' {origin(config.cdn_url)}; "
             f"form-action 'self' {origin(config.cdn_url)}; frame-ancestors 'none'; base-uri 'none'"
         ),
         "Referrer-Policy": "no-referrer",
@@ -118,8 +122,9 @@ def shared_title(link: Row) -> str:
     return f"{shown_name(link['file_name'])} - shared file"
 
 
-def link_body(token: str, link: Row, message: str | None = None) -> str:
-    """The file's name, size and type, and the download form (with a password field when needed)."""
+def link_body(token: str, link: Row, message: str | None = None, thumbnail: str | None = None) -> str:
+    """The file's name, size and type, its thumbnail when given (a signed CDN URL), and the download form
+    (with a password field when needed)."""
     e = html.escape
     facts = f"{e(human_size(link['file_size']))} ({link['file_size']:,} bytes) &middot; {e(link['file_type'])}"
     if link["expires_at"]:
@@ -133,13 +138,26 @@ def link_body(token: str, link: Row, message: str | None = None) -> str:
             "<p class=\"hint\">The person who shared this file set a password for it.</p>\n</div>\n"
         )
     alert = f"<p class=\"message error\" role=\"alert\">{e(message)}</p>\n" if message else ""
+    picture = ""
+    if thumbnail is not None:
+        picture = (f"<img class=\"link-thumb\" src=\"{e(thumbnail)}\" "
+                   f"alt=\"Thumbnail of {e(shown_name(link['file_name']))}\">\n")
     return (
         "<p class=\"hint\">Someone shared a file with you</p>\n"
         f"{name_heading(link['file_name'])}"
-        f"<p class=\"file-facts\">{facts}</p>\n{alert}"
+        f"<p class=\"file-facts\">{facts}</p>\n{picture}{alert}"
         f"<form method=\"post\" action=\"/s/{e(token)}\" class=\"stack\">\n{password}"
         "<button type=\"submit\" class=\"button primary\">Download</button>\n</form>\n"
     )
+
+
+async def link_view(request: web.Request, token: str, link: Row, status: int = 200, message: str | None = None,
+                    **headers: str) -> web.Response:
+    """The link's page: what :func:`link_body` shows, with the thumbnail the link may show."""
+    config, links = request.app[appkeys.CONFIG], request.app[appkeys.CORE].links
+    thumbnail = await links.thumbnail(link)
+    body = link_body(token, link, message, thumbnail[0] if thumbnail else None)
+    return page(config, status, shared_title(link), body, **headers)
 
 
 def page(config: Config, status: int, title: str, body: str, **headers: str) -> web.Response:
@@ -163,7 +181,7 @@ async def link_page(request: web.Request) -> web.Response:
         link = await request.app[appkeys.CORE].links.open(token)
     except (LinkNotFound, LinkRevoked, LinkExpired) as exc:
         return refusal_page(config, exc)
-    return page(config, 200, shared_title(link), link_body(token, link))
+    return await link_view(request, token, link)
 
 
 @routes.post("/s/{token}")
@@ -197,20 +215,17 @@ async def form_unreadable(request: web.Request, token: str) -> web.Response:
         link = await request.app[appkeys.CORE].links.open(token)
     except (LinkNotFound, LinkRevoked, LinkExpired) as exc:
         return refusal_page(config, exc)
-    message = "The form could not be read. Reload the page and try again."
-    return page(config, 400, shared_title(link), link_body(token, link, message))
+    return await link_view(request, token, link, 400, "The form could not be read. Reload the page and try again.")
 
 
 async def password_refused(request: web.Request, token: str, exc: DomainError) -> web.Response:
     """The page again, saying what was wrong with the password (401, 403) or how long to wait (429)."""
-    config = request.app[appkeys.CONFIG]
     link = await request.app[appkeys.CORE].links.open(token)
     if isinstance(exc, TooManyAttempts):
         minutes = max(1, round(exc.retry_after / 60))
         message = (f"Too many wrong passwords were tried for this link. Try again in about {minutes} "
                    f"minute{'s' if minutes != 1 else ''}.")
-        return page(config, 429, shared_title(link), link_body(token, link, message),
-                    **{"Retry-After": str(exc.retry_after)})
+        return await link_view(request, token, link, 429, message, **{"Retry-After": str(exc.retry_after)})
     status, message = (401, "Enter the password to download this file.") if isinstance(exc, PasswordRequired) \
         else (403, "That password is not right. Try again.")
-    return page(config, status, shared_title(link), link_body(token, link, message))
+    return await link_view(request, token, link, status, message)

@@ -87,15 +87,20 @@ async def revoke_link(request: web.Request) -> web.Response:
 @routes.get("/dropbox/v1/links/{link}")
 @public
 async def link_info(request: web.Request) -> web.Response:
-    """What a link (by token) shares: 404 unknown or revoked, 410 expired."""
-    link = await request.app[appkeys.CORE].links.open(request.match_info["link"])
-    return web.json_response({
+    """What a link (by token) shares, with the thumbnail a link without a password shows: 404 unknown or
+    revoked, 410 expired."""
+    links = request.app[appkeys.CORE].links
+    link = await links.open(request.match_info["link"])
+    info = {
         "file_name": link["file_name"],
         "file_size": link["file_size"],
         "file_type": link["file_type"],
         "expires_at": link["expires_at"],
         "has_password": link["password_hash"] is not None,
-    }, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    }
+    if thumbnail := await links.thumbnail(link):
+        info["thumbnail_url"], info["thumbnail_url_expires_at"] = thumbnail
+    return web.json_response(info, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
 @routes.post("/dropbox/v1/links/{token}/download")
