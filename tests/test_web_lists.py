@@ -13,6 +13,7 @@ from tests.browser import (  # noqa: F401 - fixtures
     web_gateway,
 )
 from tests.harness import Api
+from tests.test_web_accessibility import violations
 from tests.test_web_everyday import session_token
 from tests.test_zips_stack import put_inline
 
@@ -21,16 +22,20 @@ async def shown_names(app: WebApp) -> list[str]:
     return [name.strip() for name in await app.page.locator("#my-files tbody .file-name").all_text_contents()]
 
 
-async def test_sort_by_name_size_and_date_with_folders_first(browser, web_gateway, http):
-    app = await WebApp.open(browser, web_gateway.url)
+async def files_to_sort(app: WebApp, http) -> None:
+    """Three files uploaded in one order (dates), sizes in another, names in a third; and a folder."""
     await app.sign_up()
-    owner = Api(http, web_gateway.url, await session_token(app.page))
-    # Uploaded in this order (dates), sizes in another, names in a third.
+    owner = Api(http, app.base_url, await session_token(app.page))
     for name, size in (("b 10.txt", 300), ("a.txt", 100), ("B 9.txt", 200)):
         await put_inline(owner, b"x" * size, file_name=name)
     await owner.post("/dropbox/v1/folders", json={"path": "/zeta"})
     await app.page.reload()
     await expect(app.page.locator("#my-files tbody tr")).to_have_count(4)
+
+
+async def test_sort_by_name_size_and_date_with_folders_first(browser, web_gateway, http):
+    app = await WebApp.open(browser, web_gateway.url)
+    await files_to_sort(app, http)
     section = app.page.locator("#my-files")
     headings = {key: section.get_by_role("columnheader", name=key) for key in ("Name", "Size", "Date")}
 
@@ -50,6 +55,38 @@ async def test_sort_by_name_size_and_date_with_folders_first(browser, web_gatewa
     await headings["Date"].get_by_role("button").click()  # newest first
     await expect(headings["Date"]).to_have_attribute("aria-sort", "descending")
     assert await shown_names(app) == ["zeta", "B 9.txt", "a.txt", "b 10.txt"]
+    assert not app.problems
+
+
+async def test_sort_at_a_phones_width_and_in_the_grid_view_where_no_heading_shows(browser, web_gateway, http):
+    app = await WebApp.open(browser, web_gateway.url, viewport={"width": 375, "height": 740})
+    await files_to_sort(app, http)
+    section = app.page.locator("#my-files")
+    sort = section.get_by_label("Sort by")
+    await expect(section.get_by_role("columnheader", name="Size")).to_be_hidden()
+    await expect(sort).to_be_visible()
+    assert await violations(app.page) == []
+    await sort.select_option(label="Size, largest first")
+    assert await shown_names(app) == ["zeta", "b 10.txt", "B 9.txt", "a.txt"]
+    await sort.select_option(label="Date, newest first")
+    assert await shown_names(app) == ["zeta", "B 9.txt", "a.txt", "b 10.txt"]
+
+    # A desktop's width: the list's headings sort, and say what the select chose; the grid has no headings.
+    await app.page.set_viewport_size({"width": 1280, "height": 800})
+    await expect(sort).to_be_hidden()
+    await expect(section.get_by_role("columnheader", name="Date")).to_have_attribute("aria-sort", "descending")
+    await section.get_by_role("button", name="Grid view").click()
+    await expect(sort).to_be_visible()
+    await expect(sort).to_have_value("date-descending")
+    await sort.select_option(label="Name, Z to A")
+    assert await shown_names(app) == ["zeta", "b 10.txt", "B 9.txt", "a.txt"]
+    await sort.focus()  # from the keyboard too
+    await app.page.keyboard.press("ArrowUp")  # the choice before: Name, A to Z
+    await expect(sort).to_have_value("name-ascending")
+    assert await shown_names(app) == ["zeta", "a.txt", "B 9.txt", "b 10.txt"]
+    assert await violations(app.page) == []
+    await section.get_by_role("button", name="List view").click()
+    await expect(section.get_by_role("columnheader", name="Name")).to_have_attribute("aria-sort", "ascending")
     assert not app.problems
 
 

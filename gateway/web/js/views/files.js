@@ -34,6 +34,7 @@ export class FileSection {
     const headingId = `${id}-title`;
     this.sort = null; // {key: "name" | "size" | "date", ascending}; null: the server's order
     this.sortHeaders = new Map(); // key -> its th
+    this.sortSelect = this.sortControl(id);
     this.selection = own ? new Selection({ onChange: () => this.showSelection() }) : null;
     this.selectionCount = h("span", { class: "selection-count" });
     const chosen = () => this.selection.selected().map(({ file }) => file);
@@ -48,7 +49,8 @@ export class FileSection {
       tree ? h("button", { type: "button", class: "button small", text: "Move selected", onclick: () => this.actions.move(chosen()) }) : null,
       h("button", { type: "button", class: "button small danger", text: "Delete selected", onclick: () => this.removeSelected() }),
     );
-    const head = h("div", { class: "files-head" }, h("h2", { id: headingId, text: title }));
+    const head = h("div", { class: "files-head" }, h("h2", { id: headingId, text: title }),
+      h("div", { class: "sort-choice" }, h("label", { for: this.sortSelect.id, text: "Sort by" }), this.sortSelect));
     this.element = h("section", { class: "files", id, "aria-labelledby": headingId },
       head,
       this.message,
@@ -124,13 +126,31 @@ export class FileSection {
     return th;
   }
 
-  /** Sort by `key`: ascending first (names A to Z, smallest, oldest); again reverses it. */
-  sortBy(key) {
-    this.sort = { key, ascending: this.sort && this.sort.key === key ? !this.sort.ascending : true };
+  /** "Sort by": the column headings' choice (key and direction) as one select, for where the headings
+   *  are not shown (the grid view, a phone's width: the stylesheet shows one or the other). */
+  sortControl(id) {
+    const select = h("select", { id: `${id}-sort`, class: "sort-select" },
+      h("option", { value: "", text: "As listed", disabled: true }),
+      SORT_CHOICES.map(([value, text]) => h("option", { value, text })));
+    select.value = "";
+    select.addEventListener("change", () => {
+      const [key, direction] = select.value.split("-");
+      this.sortBy(key, direction === "ascending");
+    });
+    return select;
+  }
+
+  /** Sort by `key`, in the given direction; without one, ascending first (names A to Z, smallest,
+   *  oldest), and again reverses it (a heading pressed twice). */
+  sortBy(key, ascending = null) {
+    if (ascending === null) ascending = this.sort && this.sort.key === key ? !this.sort.ascending : true;
+    this.sort = { key, ascending };
+    const direction = ascending ? "ascending" : "descending";
     for (const [name, th] of this.sortHeaders) {
-      if (name === key) th.setAttribute("aria-sort", this.sort.ascending ? "ascending" : "descending");
+      if (name === key) th.setAttribute("aria-sort", direction);
       else th.removeAttribute("aria-sort");
     }
+    this.sortSelect.value = `${key}-${direction}`;
     this.applySort();
   }
 
@@ -323,6 +343,11 @@ export class FileSection {
   }
 }
 
+const SORT_CHOICES = [
+  ["name-ascending", "Name, A to Z"], ["name-descending", "Name, Z to A"],
+  ["size-ascending", "Size, smallest first"], ["size-descending", "Size, largest first"],
+  ["date-ascending", "Date, oldest first"], ["date-descending", "Date, newest first"],
+];
 const COLLATOR = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 const SORT_KEYS = {
   name: (entry) => nameOf(entry),
