@@ -1,6 +1,7 @@
 """Make one thumbnail from one file's bytes, in a child process of its own: ``python -m gateway.thumbnailer``.
 
-The bytes come on standard input, the WebP thumbnail goes to standard output (exit 0). A file that
+The bytes come on standard input, the WebP thumbnail goes to standard output (exit 0); its longer side
+is ``EDGE`` pixels, or the edge given as a third argument (a PDF's first page for the preview, ``PAGE_EDGE``). A file that
 gets no thumbnail (not an image or PDF we read, a decompression bomb, truncated or malformed) exits
 with NO_THUMBNAIL and one line on standard error saying why. gateway/core/thumbnails.py runs it and
 kills it when it takes too long.
@@ -19,7 +20,7 @@ Limits inside (besides those of the process):
 - Only the formats named in ``IMAGE_FORMATS`` are tried; truncated images are refused
   (``LOAD_TRUNCATED_IMAGES`` stays off); an animation gives its first frame.
 - A PDF: only its first page is loaded and rendered, at a scale that makes its longer side
-  ``EDGE`` pixels; a page without a usable size is refused.
+  ``EDGE`` (or the given edge) pixels; a page without a usable size is refused.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import warnings
 
 NO_THUMBNAIL = 3
 EDGE = 256  # the longer side of a thumbnail, pixels
+PAGE_EDGE = 1400  # the longer side of a PDF's first page in the preview: an A4 page's text stays readable
 MAX_PIXELS = 64_000_000  # an image with more is a decompression bomb to us (64 MP; phones make 12-50)
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "HEIF")
 PDF_MAGIC = b"%PDF-"
@@ -48,13 +50,17 @@ def limit_self(memory_bytes: int, cpu_seconds: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def thumbnail(data: bytes) -> bytes:
+def is_pdf(data: bytes) -> bool:
+    return data[:1024].lstrip().startswith(PDF_MAGIC)
+
+
+def thumbnail(data: bytes, edge: int = EDGE) -> bytes:
     """The WebP thumbnail of an image or a PDF's first page; NoThumbnail for anything else."""
-    picture = render_pdf(data) if data[:1024].lstrip().startswith(PDF_MAGIC) else open_image(data)
+    picture = render_pdf(data, edge) if is_pdf(data) else open_image(data, edge)
     return encode(picture)
 
 
-def open_image(data: bytes):
+def open_image(data: bytes, edge: int = EDGE):
     from PIL import Image, ImageOps
     from pillow_heif import register_heif_opener
 
@@ -66,9 +72,9 @@ def open_image(data: bytes):
         if image.width * image.height > MAX_PIXELS:
             raise NoThumbnail(f"{image.width}x{image.height} pixels is more than {MAX_PIXELS}")
         image.seek(0)
-        # draft(): a JPEG is decoded at the smallest scale still at least EDGE wide (1/2 .. 1/8).
-        image.draft("RGB", (EDGE, EDGE))
-        image.thumbnail((EDGE, EDGE))
+        # draft(): a JPEG is decoded at the smallest scale still at least edge wide (1/2 .. 1/8).
+        image.draft("RGB", (edge, edge))
+        image.thumbnail((edge, edge))
         return ImageOps.exif_transpose(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise NoThumbnail(f"decompression bomb: {exc}") from exc
@@ -77,7 +83,7 @@ def open_image(data: bytes):
         raise NoThumbnail(f"unreadable image: {exc}") from exc
 
 
-def render_pdf(data: bytes):
+def render_pdf(data: bytes, edge: int = EDGE):
     import pypdfium2 as pdfium
 
     try:
@@ -88,7 +94,7 @@ def render_pdf(data: bytes):
         width, height = page.get_size()
         if not (1 <= width <= 100_000 and 1 <= height <= 100_000):
             raise NoThumbnail(f"a first page of {width}x{height} points")
-        return page.render(scale=EDGE / max(width, height)).to_pil()
+        return page.render(scale=edge / max(width, height)).to_pil()
     except pdfium.PdfiumError as exc:
         raise NoThumbnail(f"unreadable PDF: {exc}") from exc
 
@@ -103,10 +109,11 @@ def encode(picture) -> bytes:
 
 def main(argv: list[str]) -> int:
     memory_bytes, cpu_seconds = int(argv[0]), int(argv[1])
+    edge = int(argv[2]) if len(argv) > 2 else EDGE
     limit_self(memory_bytes, cpu_seconds)
     data = sys.stdin.buffer.read()
     try:
-        made = thumbnail(data)
+        made = thumbnail(data, edge)
     except NoThumbnail as exc:
         print(str(exc)[:300], file=sys.stderr)
         return NO_THUMBNAIL

@@ -15,10 +15,10 @@ import pytest
 from gateway.cache import make_cache
 from gateway.core import build_core
 from gateway.core import thumbnails as thumbnails_module
-from gateway.core.content import content_key, thumbnail_key
+from gateway.core.content import content_key, page_key, thumbnail_key
 from gateway.core.thumbnails import LEASE_SECONDS, MAX_ATTEMPTS, RETRY_SECONDS, Decoded, decode_in_child, wants_thumbnail
 from gateway.db import thumbnails as thumbnails_db
-from gateway.thumbnailer import EDGE, MAX_PIXELS
+from gateway.thumbnailer import EDGE, MAX_PIXELS, PAGE_EDGE
 from tests.core_fixtures import claim_for, core_config, cores_on_one_database, new_user, uploaded
 from tests.images import encoded, garbage_pdf, png_bomb, thumbnail_size, truncated_jpeg
 
@@ -29,6 +29,10 @@ def fingerprint_of(data: bytes) -> str:
 
 def thumbnail_in(store, data: bytes) -> bytes | None:
     return store.read_object(thumbnail_key(fingerprint_of(data)))
+
+
+def page_in(store, data: bytes) -> bytes | None:
+    return store.read_object(page_key(fingerprint_of(data)))
 
 
 class CountingDecoder:
@@ -63,6 +67,14 @@ async def test_an_uploaded_image_or_pdf_gets_a_webp_thumbnail_in_the_store(core,
     assert abs(width / height - size[0] / size[1]) < 0.05, "the aspect ratio is kept"
     urls = await core.thumbnails.urls([fingerprint_of(data)])
     assert urls[fingerprint_of(data)][0].startswith(f"{core.config.cdn_url}/t/{fingerprint_of(data)}?exp=")
+    if kind != "PDF":
+        assert page_in(memory_store, data) is None, "only a PDF's first page is made for the preview"
+        return
+    made, (width, height) = thumbnail_size(page_in(memory_store, data))
+    assert made == "WEBP" and max(width, height) == PAGE_EDGE
+    assert abs(width / height - size[0] / size[1]) < 0.05
+    page_url = core.thumbnails.page_url(fingerprint_of(data))[0]
+    assert page_url.startswith(f"{core.config.cdn_url}/t/{fingerprint_of(data)}-page?exp=")
 
 
 @pytest.mark.parametrize(("name", "data", "reason"), [
@@ -129,25 +141,25 @@ async def test_a_source_over_the_size_limit_is_not_read(core_database, memory_st
 
 async def test_the_contents_removal_takes_its_thumbnail_and_a_new_upload_queues_it_again(core, memory_store):
     alice = await new_user(core, "alice")
-    data = encoded("PNG")
-    file_id = await uploaded(core, memory_store, alice, data, "pic.png")
+    data = encoded("PDF")
+    file_id = await uploaded(core, memory_store, alice, data, "doc.pdf")
     await core.thumbnails.drain()
-    assert thumbnail_in(memory_store, data) is not None
+    assert thumbnail_in(memory_store, data) is not None and page_in(memory_store, data) is not None
 
     await core.tree.delete_file(alice, file_id)
     await core.tree.delete_for_good(alice, file_id)
     assert memory_store.read_object(content_key(fingerprint_of(data))) is None
-    assert thumbnail_in(memory_store, data) is None
+    assert thumbnail_in(memory_store, data) is None and page_in(memory_store, data) is None
     assert await core.db.fetchall("SELECT * FROM thumbnails") == []
 
-    await uploaded(core, memory_store, alice, data, "pic.png")
+    await uploaded(core, memory_store, alice, data, "doc.pdf")
     assert (await core.thumbnails.run_once())["made"] == 1
 
 
 async def test_a_thumbnail_finished_after_its_content_was_removed_is_removed_too(core, memory_store):
     alice = await new_user(core, "alice")
-    data = encoded("PNG")
-    file_id = await uploaded(core, memory_store, alice, data, "pic.png")
+    data = encoded("PDF")
+    file_id = await uploaded(core, memory_store, alice, data, "doc.pdf")
 
     async def remove_the_content() -> None:
         await core.tree.delete_file(alice, file_id)
@@ -155,8 +167,24 @@ async def test_a_thumbnail_finished_after_its_content_was_removed_is_removed_too
 
     core.thumbnails.decode = CountingDecoder(before=remove_the_content)
     assert (await core.thumbnails.run_once())["lost"] == 1
-    assert thumbnail_in(memory_store, data) is None
+    assert thumbnail_in(memory_store, data) is None and page_in(memory_store, data) is None
     assert await core.db.fetchall("SELECT * FROM thumbnails") == []
+
+
+async def test_a_pdf_whose_first_page_cannot_be_made_gets_neither_picture(core, memory_store):
+    """Both or neither: the API gives a PDF's page_url with its thumbnail_url, so one never goes without the other."""
+    alice = await new_user(core, "alice")
+    data = encoded("PDF")
+    await uploaded(core, memory_store, alice, data, "doc.pdf")
+
+    async def no_page(_: bytes) -> Decoded:
+        return Decoded(None, "the decoder ran out of memory")
+
+    core.thumbnails.decode_page = no_page
+    assert (await core.thumbnails.run_once())["none"] == 1
+    assert thumbnail_in(memory_store, data) is None and page_in(memory_store, data) is None
+    reason = await core.db.fetchval("SELECT reason FROM thumbnails")
+    assert reason == f"the first page at {PAGE_EDGE} pixels: the decoder ran out of memory"
 
 
 async def test_a_store_failure_is_tried_again_later_and_given_up_after_a_few(core, memory_store, clock):

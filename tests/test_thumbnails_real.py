@@ -12,7 +12,7 @@ import pytest
 from yarl import URL
 
 from gateway.core.thumbnails import decode_in_child
-from gateway.thumbnailer import EDGE
+from gateway.thumbnailer import EDGE, PAGE_EDGE
 from storage.embedded import free_port
 from tests.harness import Api, upload
 from tests.images import encoded, png_bomb, thumbnail_size
@@ -57,6 +57,28 @@ async def test_a_thumbnail_is_made_after_upload_and_served_by_the_cdn_to_readers
     assert status == 403 and b"invalid_thumbnail_url" in body
     as_download = seen["thumbnail_url"].replace("/t/", "/c/").replace("?", "/beach.jpg?")
     assert (await fetch(http, as_download))[0] == 403
+
+
+async def test_a_pdf_has_its_first_page_for_the_preview_and_a_photo_none(make_gateway, cdn, http):
+    gateway = await make_gateway(chunk_size=CHUNK, cdn_url=cdn.url)
+    owner = await Api(http, gateway.url).signup()
+    pdf = await upload(owner, encoded("PDF", (595, 842)), CHUNK, file_name="report.pdf", file_type="application/pdf")
+    photo = await upload(owner, encoded("PNG"), CHUNK, file_name="photo.png", file_type="image/png")
+    for file in (pdf, photo):
+        assert await asyncio.wait_for(gateway.core.thumbnails.settled(file["fingerprint"]), 60) == "made"
+
+    seen = (await owner.get(f"/dropbox/v1/files/{pdf['file_id']}")).body
+    assert seen["page_url"].startswith(f"{cdn.url}/t/{pdf['fingerprint']}-page?exp=")
+    status, body, headers = await fetch(http, seen["page_url"])
+    assert status == 200, body
+    kind, (width, height) = thumbnail_size(body)
+    assert kind == "WEBP" and height == PAGE_EDGE and abs(width - 595 * PAGE_EDGE / 842) <= 1
+    assert headers["Content-Disposition"] == "inline" and "sandbox" in headers["Content-Security-Policy"]
+    assert thumbnail_size((await fetch(http, seen["thumbnail_url"]))[1])[1][1] == EDGE  # two pictures, two sizes
+    listed = {entry["name"]: entry for entry in (await owner.get("/dropbox/v1/folders/root/entries")).body["entries"]}
+    assert listed["report.pdf"]["page_url"] == seen["page_url"] and "page_url" not in listed["photo.png"]
+    # The page's URL is signed for its own path: made into the thumbnail's, it opens nothing.
+    assert (await fetch(http, seen["page_url"].replace("-page?", "?")))[0] == 403
 
 
 async def test_a_decompression_bomb_gets_no_thumbnail_and_the_gateway_goes_on(make_gateway, cdn, http):

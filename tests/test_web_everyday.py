@@ -1,6 +1,7 @@
 """The web app for every day (issue 25, contract v1.2 "The web app, v1.2: everyday use"), in a real
 Chromium against the real stack: sessions that outlive an upload and are shared by tabs, storage used,
-who has access, previews that never run a file's content, selection."""
+who has access, previews (images, a PDF's first page, text, audio) that never run a file's content,
+selection."""
 from __future__ import annotations
 
 import io
@@ -22,8 +23,10 @@ from tests.browser import (  # noqa: F401 - fixtures
     playwright_driver,
     web_gateway,
 )
+from gateway.thumbnailer import PAGE_EDGE
 from tests.core_fixtures import FakeClock
 from tests.harness import Api
+from tests.images import encoded
 
 RENEW = "/dropbox/v1/tokens/current/renew"
 
@@ -182,6 +185,7 @@ async def test_previews_show_files_without_ever_running_them(browser, web_gatewa
         file_payload("tone.wav", wav(1.5), "audio/wav"),
         file_payload("archive.zip", b"PK\x05\x06" + bytes(18), "application/zip"),
         file_payload("long.log", b"x" * (1024 * 1024 + 5000), "text/plain"),
+        file_payload("report.pdf", encoded("PDF", (595, 842)), "application/pdf"),
     ]
     await app.pick(*files)
     for payload in files:
@@ -217,6 +221,16 @@ async def test_previews_show_files_without_ever_running_them(browser, web_gatewa
     await expect(image).to_be_visible()
     await drawn(app.page, image, 30)
     assert (await image.get_attribute("src")).startswith(web_gateway.config.cdn_url + "/c/")
+    await app.page.keyboard.press("Escape")
+
+    # A PDF shows its first page, an image the gateway's worker rendered (no PDF viewer in the page), once made.
+    await expect(app.file_row("report.pdf").locator("img")).to_be_visible(timeout=30_000)  # its thumbnail: made
+    await app.file_row("report.pdf").get_by_role("button", name="report.pdf", exact=True).click()
+    page = app.page.get_by_role("dialog", name="report.pdf").get_by_role("img", name="Page 1 of report.pdf")
+    await app.page.wait_for_function("([img, edge]) => img.complete && img.naturalHeight === edge",
+                                     arg=[await page.element_handle(), PAGE_EDGE])
+    assert (await page.get_attribute("src")).startswith(web_gateway.config.cdn_url + "/t/")
+    await expect(app.page.get_by_role("dialog", name="report.pdf")).to_contain_text("The first page")
     await app.page.keyboard.press("Escape")
 
     # A hostile SVG is an image: drawn, none of its script run, here or at its URL.

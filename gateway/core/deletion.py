@@ -4,7 +4,7 @@ from __future__ import annotations
 import structlog
 
 from gateway.core.clock import Clock, stamp_ago, stamp_now, system_clock
-from gateway.core.content import content_key, thumbnail_key
+from gateway.core.content import content_key, page_key, thumbnail_key
 from gateway.core.leases import Leases
 from gateway.core.permissions import Permissions, owned_for_change
 from gateway.db import Database
@@ -99,7 +99,7 @@ class Deletion:
           transaction, under the same lock, finds the record and stores the bytes
           again if they are gone, before its file is ``uploaded``.
 
-        The content's thumbnail (gateway/core/thumbnails.py) goes with it, row and object, in the
+        The content's thumbnail (gateway/core/thumbnails.py) goes with it, row and objects, in the
         same transaction; a worker making it right now finds its claim gone when it finishes
         (under the same lock) and removes what it wrote.
 
@@ -118,6 +118,7 @@ class Deletion:
                 await thumbnails_db.forget(conn, fingerprint)
                 await self.store.delete(key)
                 await self.store.delete(thumbnail_key(fingerprint))
+                await self.store.delete(page_key(fingerprint))
         except StoreError as exc:
             log.warning("content_delete_failed", key=key, error=str(exc))
             return False

@@ -53,8 +53,9 @@ def download_url(
     return url, expires_at
 
 
-def thumbnail_url(config: Config, fingerprint: str, *, now: int | None = None) -> tuple[str, int]:
-    """Return (url, expires_at): a content's thumbnail on the CDN tier, ``<cdn_url>/t/<fingerprint>?exp=..&sig=..``.
+def thumbnail_url(config: Config, fingerprint: str, *, page: bool = False, now: int | None = None) -> tuple[str, int]:
+    """Return (url, expires_at): a content's thumbnail on the CDN tier, ``<cdn_url>/t/<fingerprint>?exp=..&sig=..``,
+    or with ``page`` a PDF's first page for the preview, ``<cdn_url>/t/<fingerprint>-page?...``.
 
     Signed as a download URL is (the path, hence the kind, is in what is signed, so neither URL
     can be turned into the other), with no name and no type: the tier answers a WebP image inline.
@@ -66,7 +67,7 @@ def thumbnail_url(config: Config, fingerprint: str, *, now: int | None = None) -
         raise ValueError(f"not a fingerprint: {fingerprint!r}")
     now = int(time.time()) if now is None else now
     expires_at = -(-(now + config.download_url_ttl) // THUMBNAIL_URL_STEP) * THUMBNAIL_URL_STEP
-    path = f"/t/{fingerprint}"
+    path = f"/t/{fingerprint}-page" if page else f"/t/{fingerprint}"
     sig = signature(config.cdn_secret, expires_at, path, "", "")
     return f"{config.cdn_url.rstrip('/')}{path}?exp={expires_at}&sig={sig}", expires_at
 

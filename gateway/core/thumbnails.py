@@ -9,7 +9,11 @@ A worker in every gateway (gateway/http/app.py's ``thumbnails_ctx``) claims queu
 lease (gateway/db/thumbnails.py: one UPDATE, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers
 of several gateways never claim the same content), reads the content from the store, has it
 decoded in a child process with limits (gateway/thumbnailer.py says why a process), writes the
-WebP under ``thumbnails/<fingerprint>`` in the store and marks the row ``made``. A content it
+WebP under ``thumbnails/<fingerprint>`` in the store and marks the row ``made``. A PDF also gets its
+first page at a size to read (``PAGE_EDGE``), under ``thumbnails/<fingerprint>-page``, made by a second
+child before the row is ``made``: the preview shows it, as PDF viewers (and PDF.js) are too large a
+surface to open anyone's file with in the app's origin, and the CDN tier serves nothing inline that
+may script. Both or neither: a first page that cannot be made leaves the content without either. A content it
 cannot read (not an image, a decompression bomb, truncated, larger than
 ``thumbnail_max_source_bytes``, a decoder that crashed or ran out of time or memory) is marked
 ``none``: it gets no thumbnail and is never tried again. A store failure gives the claim back, to
@@ -22,7 +26,8 @@ deletes what it wrote (unless the content was queued and made again meanwhile).
 
 Thumbnails are served like downloads, by the CDN tier with signed URLs
 (gateway/core/downloads.py's ``thumbnail_url``), to whoever may read a file of that content: the
-API puts ``thumbnail_url`` in the file objects it gives (gateway/http/views.py).
+API puts ``thumbnail_url`` in the file objects it gives (gateway/http/views.py), and ``page_url`` in
+those of PDFs.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway import thumbnailer
 from gateway.config import Config
 from gateway.core.clock import Clock, stamp_in, stamp_now
-from gateway.core.content import content_key, thumbnail_key
+from gateway.core.content import content_key, page_key, thumbnail_key
 from gateway.core.downloads import thumbnail_url
 from gateway.core.metrics import Metrics
 from gateway.db import Database
@@ -57,6 +62,7 @@ log = structlog.get_logger("gateway.thumbnails")
 THUMBNAIL_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/heic", "image/heif",
                              "application/pdf"})
 THUMBNAIL_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif", ".pdf")
+PDF_TYPE, PDF_EXTENSION = "application/pdf", ".pdf"
 BATCH = 4  # rows one claim takes: a worker holds no more than it makes in a few seconds
 LEASE_SECONDS = 300  # longer than the slowest job: a read, a child's timeout, a write
 RETRY_SECONDS = 30
@@ -75,13 +81,23 @@ class Decoded:
 Decoder = Callable[[bytes], Awaitable[Decoded]]
 
 
+def essence_of(file_type: str | None) -> str:
+    return (file_type or "").split(";", 1)[0].strip().lower()
+
+
 def wants_thumbnail(file_type: str | None, file_name: str) -> bool:
-    essence = (file_type or "").split(";", 1)[0].strip().lower()
-    return essence in THUMBNAIL_TYPES or file_name.lower().endswith(THUMBNAIL_EXTENSIONS)
+    return essence_of(file_type) in THUMBNAIL_TYPES or file_name.lower().endswith(THUMBNAIL_EXTENSIONS)
 
 
-async def decode_in_child(data: bytes, *, seconds: float, memory_bytes: int) -> Decoded:
-    """Run gateway/thumbnailer.py on ``data`` in a process of its own, limited, and killed after ``seconds``.
+def is_pdf_file(file_type: str | None, file_name: str) -> bool:
+    """A PDF by its type or name: its file object gets ``page_url`` once its thumbnail is made (the worker
+    makes the page of every content whose bytes are a PDF's, so a file named .pdf that is an image has none)."""
+    return essence_of(file_type) == PDF_TYPE or file_name.lower().endswith(PDF_EXTENSION)
+
+
+async def decode_in_child(data: bytes, *, seconds: float, memory_bytes: int, edge: int = thumbnailer.EDGE) -> Decoded:
+    """Run gateway/thumbnailer.py on ``data`` in a process of its own, limited, and killed after ``seconds``;
+    the picture's longer side ``edge`` pixels.
 
     ``-I`` (isolated) and an empty environment: the child sees none of the gateway's settings or
     secrets and imports only the standard library and the decoders from the interpreter's own
@@ -89,7 +105,7 @@ async def decode_in_child(data: bytes, *, seconds: float, memory_bytes: int) -> 
     """
     cpu_seconds = max(1, int(seconds + 0.999))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", str(THUMBNAILER), str(memory_bytes), str(cpu_seconds),
+        sys.executable, "-I", str(THUMBNAILER), str(memory_bytes), str(cpu_seconds), str(edge),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={}, start_new_session=True,
     )
@@ -117,13 +133,14 @@ def child_failure(returncode: int | None, err: bytes) -> str:
 
 class Thumbnails:
     def __init__(self, config: Config, db: Database, store: ObjectStore, clock: Clock,
-                 decode: Decoder | None = None, metrics: Metrics | None = None):
+                 decode: Decoder | None = None, metrics: Metrics | None = None, decode_page: Decoder | None = None):
         self.config = config
         self.metrics = metrics or Metrics()
         self.db = db
         self.store = store
         self.clock = clock
         self.decode = decode or self._decode_in_child
+        self.decode_page = decode_page or self._decode_page_in_child
         self._wake = asyncio.Event()
         self._finished = asyncio.Condition()  # notified as this process's worker finishes a content
 
@@ -184,8 +201,15 @@ class Thumbnails:
         decoded = await self.decode(data)
         if decoded.data is None:
             return await self._finish(job, NONE, decoded.reason)
+        made = {thumbnail_key(fingerprint): decoded.data}
+        if thumbnailer.is_pdf(data):
+            page = await self.decode_page(data)
+            if page.data is None:
+                return await self._finish(job, NONE, f"the first page at {thumbnailer.PAGE_EDGE} pixels: {page.reason}")
+            made[page_key(fingerprint)] = page.data
         try:
-            await self.store.put_object(thumbnail_key(fingerprint), decoded.data, hex_to_b64(chunk_fingerprint(decoded.data)))
+            for key, picture in made.items():
+                await self.store.put_object(key, picture, hex_to_b64(chunk_fingerprint(picture)))
         except StoreError as exc:
             return await self._retry(job, exc)
         return await self._finish(job, MADE)
@@ -207,6 +231,7 @@ class Thumbnails:
                 return state
             if state == MADE and await thumbnails_db.state_of(conn, job["fingerprint"]) != MADE:
                 await self.store.delete(thumbnail_key(job["fingerprint"]))
+                await self.store.delete(page_key(job["fingerprint"]))
         log.info("thumbnail_claim_lost", fingerprint=job["fingerprint"])
         return "lost"
 
@@ -220,6 +245,10 @@ class Thumbnails:
     async def _decode_in_child(self, data: bytes) -> Decoded:
         return await decode_in_child(data, seconds=self.config.thumbnail_timeout,
                                      memory_bytes=self.config.thumbnail_memory_bytes)
+
+    async def _decode_page_in_child(self, data: bytes) -> Decoded:
+        return await decode_in_child(data, seconds=self.config.thumbnail_timeout,
+                                     memory_bytes=self.config.thumbnail_memory_bytes, edge=thumbnailer.PAGE_EDGE)
 
     async def settled(self, fingerprint: str, recheck: float = 1.0) -> str | None:
         """The content's state once it is no longer queued (``made``, ``none``; None: no row): how a test
@@ -238,4 +267,8 @@ class Thumbnails:
         contents the reader may read (files it was given)."""
         made = await thumbnails_db.made_among(self.db, fingerprints)
         return {fingerprint: thumbnail_url(self.config, fingerprint) for fingerprint in made}
+
+    def page_url(self, fingerprint: str) -> tuple[str, int]:
+        """(signed CDN URL, expiry) of a PDF content's first page, for one whose thumbnail :meth:`urls` gave."""
+        return thumbnail_url(self.config, fingerprint, page=True)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from gateway.core import Core
-from gateway.core.thumbnails import wants_thumbnail
+from gateway.core.thumbnails import is_pdf_file, wants_thumbnail
 from gateway.core.files import Page
 from gateway.core.tree import Entry
 from gateway.db.files import ChunkRow, FileRow
@@ -66,7 +66,8 @@ async def file_response(core: Core, user_id: int, file_id: str, status: int = 20
 async def with_thumbnails(core: Core, *bodies: dict[str, Any]) -> dict[str, Any]:
     """``thumbnail_url`` and ``thumbnail_url_expires_at`` added to the file objects (of files the reader may
     read, as every object given here is) whose content has a thumbnail (gateway/core/thumbnails.py), one
-    query for them all; an image or PDF whose thumbnail is not made yet has none. The first body back."""
+    query for them all; an image or PDF whose thumbnail is not made yet has none. A PDF's gets ``page_url``
+    and ``page_url_expires_at`` with it: its first page, for the preview. The first body back."""
     candidates = [body for body in bodies if body.get("type") == "file" and body["status"] == FileStatus.UPLOADED
                   and wants_thumbnail(body["file_type"], body["file_name"])]
     if candidates:
@@ -74,6 +75,8 @@ async def with_thumbnails(core: Core, *bodies: dict[str, Any]) -> dict[str, Any]
         for body in candidates:
             if body["fingerprint"] in urls:
                 body["thumbnail_url"], body["thumbnail_url_expires_at"] = urls[body["fingerprint"]]
+                if is_pdf_file(body["file_type"], body["file_name"]):
+                    body["page_url"], body["page_url_expires_at"] = core.thumbnails.page_url(body["fingerprint"])
     return bodies[0] if bodies else {}
 
 

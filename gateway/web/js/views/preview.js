@@ -6,7 +6,9 @@
 // sandbox`, so opening it can only save it. The page then shows them only in ways that cannot run
 // script: an `img` (an SVG shown as an image runs none of its script), the browser's own `audio` and
 // `video` players, or text (the first 1 MiB, fetched and put in the page as text, never as HTML).
-// Anything else (HTML, PDF, archives...) gets no preview, only Download.
+// A PDF shows its first page as an image, made by the gateway's thumbnail worker (the file object's
+// `page_url`, gateway/core/thumbnails.py): no PDF viewer opens anyone's file in this origin.
+// Anything else (HTML, archives...) gets no preview, only Download.
 import { formatSize, shownName } from "../format.js";
 import { h, nameElement, openDialog, replace } from "../ui/dom.js";
 
@@ -28,11 +30,12 @@ function extensionOf(name) {
   return match ? match[1].toLowerCase() : "";
 }
 
-/** How a file is previewed: "image", "audio", "video", "text" or null (no preview; download it). */
+/** How a file is previewed: "image", "pdf", "audio", "video", "text" or null (no preview; download it). */
 export function previewKind(file) {
   const type = String(file.file_type || "").toLowerCase().split(";")[0].trim();
   const extension = extensionOf(file.file_name);
   if (IMAGE_TYPES.has(type) || IMAGE_EXTENSIONS.has(extension)) return "image";
+  if (type === "application/pdf" || extension === "pdf") return "pdf";
   if (type.startsWith("audio/") || AUDIO_EXTENSIONS.has(extension)) return "audio";
   if (type.startsWith("video/") || VIDEO_EXTENSIONS.has(extension)) return "video";
   if (type.startsWith("text/") || TEXT_TYPES.has(type) || TEXT_EXTENSIONS.has(extension)) return "text";
@@ -104,10 +107,23 @@ async function previewOf(api, file) {
   const url = fresh.download_url;
   if (!url) throw new Error("the file is not completely uploaded yet.");
   const name = shownName(file.file_name);
+  if (kind === "pdf") return pdfPreview(fresh, name);
   if (kind === "image") return h("img", { class: "preview-image", src: url, alt: name });
   if (kind === "audio") return h("audio", { class: "preview-media", src: url, controls: true, preload: "metadata" });
   if (kind === "video") return h("video", { class: "preview-media", src: url, controls: true, preload: "metadata" });
   return textPreview(url, fresh.file_size);
+}
+
+/** A PDF's first page, as an image; until the gateway has made it (or when it cannot), words that say so. */
+function pdfPreview(file, name) {
+  if (!file.page_url) {
+    return h("p", { class: "hint", text: "There is no preview of this PDF yet. Download it to open it." });
+  }
+  const note = h("p", { class: "hint", text: "The first page. Download the PDF to read all of it." });
+  const page = h("img", { class: "preview-image preview-page", src: file.page_url, alt: `Page 1 of ${name}` });
+  page.addEventListener("error", () => replace(note, "The first page could not be shown. Download the PDF to open it."),
+    { once: true });
+  return h("div", { class: "preview-pdf" }, page, note);
 }
 
 /** The first TEXT_PREVIEW_BYTES of a text file, as text: a <pre> whose content is set as text only. */
