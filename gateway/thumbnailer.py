@@ -1,8 +1,8 @@
 """Make one thumbnail from one file's bytes, in a child process of its own: ``python -m gateway.thumbnailer``.
 
 The bytes come on standard input, the WebP thumbnail goes to standard output (exit 0); its longer side
-is ``EDGE`` pixels, or the edge given as a third argument (a PDF's first page for the preview, ``PAGE_EDGE``). A file that
-gets no thumbnail (not an image or PDF we read, a decompression bomb, truncated or malformed) exits
+is ``EDGE`` pixels, or the edge given as a third argument (a PDF's first page for the preview,
+``PAGE_EDGE``). A file that gets no thumbnail (not an image or PDF we read, a decompression bomb, truncated or malformed) exits
 with NO_THUMBNAIL and one line on standard error saying why. gateway/core/thumbnails.py runs it and
 kills it when it takes too long.
 

@@ -13,8 +13,8 @@ WebP under ``thumbnails/<fingerprint>`` in the store and marks the row ``made``.
 first page at a size to read (``PAGE_EDGE``), under ``thumbnails/<fingerprint>-page``, made by a second
 child before the row is ``made``: the preview shows it, as PDF viewers (and PDF.js) are too large a
 surface to open anyone's file with in the app's origin, and the CDN tier serves nothing inline that
-may script. Both or neither: a first page that cannot be made leaves the content without either. A content it
-cannot read (not an image, a decompression bomb, truncated, larger than
+may script. Both or neither: a first page that cannot be made leaves the content without either.
+A content it cannot read (not an image, a decompression bomb, truncated, larger than
 ``thumbnail_max_source_bytes``, a decoder that crashed or ran out of time or memory) is marked
 ``none``: it gets no thumbnail and is never tried again. A store failure gives the claim back, to
 be tried again later (``RETRY_SECONDS`` times the attempts, ``MAX_ATTEMPTS`` in all). A worker that

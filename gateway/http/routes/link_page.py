@@ -1,16 +1,15 @@
 """``/s/{token}``: the shared link's page for people, HTML without a line of script.
 
 ``GET`` names the file and its size and shows a Download button (with a
-password field when the link has a password), and the file's thumbnail when it
-is an image or a PDF that has one and the link has no password
-(gateway/core/links.py says why not then), from the CDN tier by a signed URL
-like every thumbnail in a plain form that ``POST``s
-to the same address; the ``POST`` answers 303 to a CDN download URL, so a
-browser, or any HTTP client that follows redirects, downloads without
-JavaScript. A wrong password shows the page again with a message (403),
-too many of them a page that says how long to wait (429, ``Retry-After``);
-revoked and unknown links answer 404, expired ones 410, each with words that
-say so. The page is for people, so it answers HTML for these too; the same
+password field when the link has a password) in a plain form that ``POST``s
+to the same address, and the file's thumbnail when it is an image or a PDF
+that has one and the link has no password (gateway/core/links.py says why not
+then), from the CDN tier by a signed URL like every thumbnail. The ``POST``
+answers 303 to a CDN download URL, so a browser, or any HTTP client that
+follows redirects, downloads without JavaScript. A wrong password shows the
+page again with a message (403), too many of them a page that says how long to
+wait (429, ``Retry-After``); revoked and unknown links answer 404, expired ones
+410, each with words that say so. The page is for people, so it answers HTML for these too; the same
 token works on the JSON API (gateway/http/routes/links.py).
 
 Everything the page shows that came from a user (the file name and type) is
