@@ -1,7 +1,7 @@
 """The web app for every day (issue 25, contract v1.2 "The web app, v1.2: everyday use"), in a real
 Chromium against the real stack: sessions that outlive an upload and are shared by tabs, storage used,
-who has access, previews (images, a PDF's first page, text, audio) that never run a file's content,
-selection."""
+who has access, previews (images, a PDF's first page, text, audio, video) that never run a file's
+content, selection."""
 from __future__ import annotations
 
 import io
@@ -271,6 +271,40 @@ async def test_previews_show_files_without_ever_running_them(browser, web_gatewa
     await app.page.wait_for_function("audio => audio.readyState >= 1 && Math.abs(audio.duration - 1.5) < 0.01",
                                      arg=await player.element_handle())
     assert dialogs == [] and await app.page.title() == title
+    assert not app.problems
+
+
+# A short WebM made by the browser itself (no encoder on this machine): a canvas recorded frame by frame.
+RECORD_WEBM = """async ([width, height, frames]) => {
+  const canvas = Object.assign(document.createElement("canvas"), { width, height });
+  const context = canvas.getContext("2d");
+  const recorder = new MediaRecorder(canvas.captureStream(30), { mimeType: "video/webm" });
+  const pieces = [];
+  recorder.ondataavailable = (event) => pieces.push(event.data);
+  const stopped = new Promise((resolve) => { recorder.onstop = resolve; });
+  recorder.start();
+  for (let frame = 0; frame < frames; frame++) {
+    context.fillStyle = `rgb(${frame * 8 % 256}, 90, 200)`;
+    context.fillRect(0, 0, width, height);
+    await new Promise((resolve) => requestAnimationFrame(resolve));
+  }
+  recorder.stop();
+  await stopped;
+  return Array.from(new Uint8Array(await new Blob(pieces).arrayBuffer()));
+}"""
+
+
+async def test_a_video_plays_in_the_browsers_own_player_from_the_cdn_tier(browser, web_gateway):
+    app = await WebApp.open(browser, web_gateway.url)
+    await app.sign_up()
+    video = bytes(await app.page.evaluate(RECORD_WEBM, [64, 48, 30]))
+    await app.pick(file_payload("clip.webm", video, "video/webm"))
+    await app.wait_uploaded("clip.webm")
+    await app.file_row("clip.webm").get_by_role("button", name="clip.webm", exact=True).click()
+    player = app.page.get_by_role("dialog", name="clip.webm").locator("video[controls]")
+    await app.page.wait_for_function("video => video.readyState >= 1 && video.videoWidth === 64",
+                                     arg=await player.element_handle())
+    assert (await player.get_attribute("src")).startswith(web_gateway.config.cdn_url + "/c/")
     assert not app.problems
 
 
