@@ -8,6 +8,7 @@ from playwright.async_api import expect
 
 from tests.browser import WebApp, browser, file_payload, playwright_driver, web_gateway  # noqa: F401
 from tests.harness import Api
+from tests.images import encoded
 from tests.test_web_everyday import png, session_token
 
 OPTIONS = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
@@ -38,9 +39,10 @@ async def test_every_screen_has_no_accessibility_violation(browser, web_gateway,
     await app.sign_up()
     await check("signed in, no files")
     await app.pick(file_payload("photo.png", png(20, 10), "image/png"),
-                   file_payload("notes.txt", b"some notes\n", "text/plain"))
-    await app.wait_uploaded("photo.png")
-    await app.wait_uploaded("notes.txt")
+                   file_payload("notes.txt", b"some notes\n", "text/plain"),
+                   file_payload("report.pdf", encoded("PDF", (300, 400)), "application/pdf"))
+    for name in ("photo.png", "notes.txt", "report.pdf"):
+        await app.wait_uploaded(name)
     await check("files and finished uploads")
 
     owner = Api(http, web_gateway.url, await session_token(page))
@@ -63,12 +65,17 @@ async def test_every_screen_has_no_accessibility_violation(browser, web_gateway,
     await expect(page.get_by_role("dialog", name="notes.txt").locator("pre")).to_have_text("some notes\n")
     await check("text preview")
     await page.keyboard.press("Escape")
+    await expect(app.file_row("report.pdf").locator("img")).to_be_visible(timeout=30_000)  # made: the page too
+    await app.file_row("report.pdf").get_by_role("button", name="report.pdf", exact=True).click()
+    await expect(page.get_by_role("dialog", name="report.pdf").get_by_role("img", name="Page 1 of report.pdf")).to_be_visible()
+    await check("PDF preview")
+    await page.keyboard.press("Escape")
 
     await page.locator("#my-files").get_by_role("checkbox", name="Select all").check()
     await expect(page.get_by_role("button", name="Delete selected")).to_be_visible()
     await check("files selected")
     await page.get_by_role("button", name="Delete selected").click()
-    await expect(page.get_by_role("dialog", name="Delete 2 files?")).to_be_visible()
+    await expect(page.get_by_role("dialog", name="Delete 3 files?")).to_be_visible()
     await check("delete selected, asked first")
     await page.keyboard.press("Escape")
 
