@@ -34,3 +34,17 @@ async def test_a_hash_made_at_another_cost_still_verifies():
 async def test_no_user_and_no_password_never_verify():
     assert not await verify_password("anything", None)
     assert not await verify_password("anything", "not a hash")
+
+
+async def test_an_unknown_name_is_checked_at_the_cost_of_a_users_hash(monkeypatch):
+    """The dummy hash an unknown name is checked against costs what a user's costs, whatever the cost is now."""
+    from gateway.core import passwords
+
+    costs = []
+    real = passwords._scrypt
+    monkeypatch.setattr(passwords, "_scrypt", lambda *args: costs.append(args[2:]) or real(*args))
+    assert not await verify_password("anything", None)
+    assert costs[-1] == (2**14, 8, 1)
+    monkeypatch.setattr(passwords, "N", 2**10)
+    assert not await verify_password("anything", None)
+    assert costs[-1] == (2**10, 8, 1)

@@ -39,12 +39,15 @@ async def session_token(page) -> str:
 
 
 async def test_an_upload_outlives_its_token_and_an_idle_session_still_ends(browser, make_gateway, cdn, tmp_path):
-    """Tokens of 6 s; an upload of 10 s or more at 4 MiB/s goes on through renewals; idle, the session ends."""
+    """Tokens of 6 s; an upload of 10 s or more at 4 MiB/s goes on through renewals; idle, the session ends.
+    The upload outlives its token in real time (the gateway's clock); for the idle end the page's clock
+    (Playwright's, flowing as real time until then) jumps past the token's life instead of waiting it out."""
     gateway = await make_gateway(cdn_url=cdn.url, chunk_size=WEB_CHUNK_SIZE, token_ttl=6)
     data = os.urandom(8 * WEB_CHUNK_SIZE)
     path = tmp_path / "long.iso"
     path.write_bytes(data)
     app = await WebApp.open(browser, gateway.url)
+    await app.page.clock.install()
     await app.sign_up()
     first_token = await session_token(app.page)
     cdp = await app.page.context.new_cdp_session(app.page)
@@ -61,6 +64,7 @@ async def test_an_upload_outlives_its_token_and_an_idle_session_still_ends(brows
     await cdp.send("Network.emulateNetworkConditions",
                    {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
     # Nobody uses the page now: the session is not renewed and ends, with a message.
+    await app.page.clock.fast_forward(7_000)
     await expect(app.page.get_by_role("alert")).to_contain_text("session has expired", timeout=60_000)
     await expect(app.page.get_by_role("button", name="Log in")).to_be_visible()
     assert await app.page.evaluate("localStorage.length") == 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -16,11 +17,12 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32)
 
 
-def hash_password_sync(password: str) -> str:
+def hash_password_sync(password: str, n: int | None = None) -> str:
+    n = N if n is None else n
     salt = os.urandom(16)
-    digest = _scrypt(password, salt, N, R, P)
+    digest = _scrypt(password, salt, n, R, P)
     b64 = base64.b64encode
-    return f"scrypt${N}${R}${P}${b64(salt).decode()}${b64(digest).decode()}"
+    return f"scrypt${n}${R}${P}${b64(salt).decode()}${b64(digest).decode()}"
 
 
 def verify_password_sync(password: str, stored: str) -> bool:
@@ -34,9 +36,16 @@ def verify_password_sync(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, base64.b64decode(digest))
 
 
-# A stored hash to check against when the user does not exist, so a login for
-# an unknown name costs the same time as one with a wrong password.
-DUMMY_HASH = hash_password_sync(os.urandom(8).hex())
+@functools.cache
+def dummy_hash(n: int) -> str:
+    """A stored hash at cost ``n`` to check against when the user does not exist, so a login for an
+    unknown name costs the same time as one with a wrong password. Made on first use (not at import:
+    every process would pay a hash to start) and per cost, so it always costs what a user's does."""
+    return hash_password_sync(os.urandom(8).hex(), n)
+
+
+def _verify_sync(password: str, stored: str | None, n: int) -> bool:
+    return verify_password_sync(password, stored or dummy_hash(n))
 
 
 async def hash_password(password: str) -> str:
@@ -44,5 +53,5 @@ async def hash_password(password: str) -> str:
 
 
 async def verify_password(password: str, stored: str | None) -> bool:
-    ok = await asyncio.to_thread(verify_password_sync, password, stored or DUMMY_HASH)
+    ok = await asyncio.to_thread(_verify_sync, password, stored, N)
     return ok and stored is not None
