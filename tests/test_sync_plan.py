@@ -286,14 +286,6 @@ def test_up_to_the_minimum_a_pass_may_delete_everything() -> None:
     assert plan(world.trees(), today=TODAY).mass_delete is None
 
 
-def test_a_remote_name_this_system_cannot_hold_is_reported_not_synced() -> None:
-    world = World()
-    world.remote["r9"] = Entry(REMOTE_ROOT, "a:b", False, "c1")
-    batch = plan(world.trees(), today=TODAY, local_name_ok=lambda name: ":" not in name)
-    assert batch.ops == [] and batch.done
-    assert any("a:b" in note for note in batch.notes)
-
-
 def test_the_model_catches_a_broken_promise() -> None:
     """The checks the properties rely on fail when a promise is broken: here a name taken since the plan."""
     world = synced_world((1, 0, "a", False, "c1"))

@@ -431,3 +431,79 @@ def test_a_vanished_remote_folder_is_never_read_as_everything_deleted(tmp_path: 
     with pytest.raises(RemoteRootGone):
         asyncio.run(one_pass(sim, "/laptop"))
     assert (sim.root / "kept").read_bytes() == b"precious"
+
+
+def test_what_dbxignore_names_is_synced_neither_way_and_never_deleted(tmp_path: Path) -> None:
+    """A file made on the server under an ignored name is not downloaded; were it, the next scan would miss it
+    and the engine would delete it on the server. A synced file that becomes ignored is forgotten, kept on both."""
+    sim = quiet(12, tmp_path)
+    sim.write_local(sim.root / ".dbxignore", b"*.tmp\nbuild/\n")
+    sim.write_local(sim.root / "here.tmp", b"local scratch")
+    sim.write_local(sim.root / "log.txt", b"synced, then ignored")
+    sim.server.commit(ROOT, "web.tmp", b"made on the web")
+    build = asyncio.run(sim.server.mkdir(ROOT, "build"))["folder_id"]
+    sim.server.commit(build, "out.o", b"built elsewhere")
+    first = asyncio.run(one_pass(sim))
+    assert first.done == {"upload": 2}  # .dbxignore and log.txt
+    assert sorted(sim.server.listing()) == ["/.dbxignore", "/build", "/build/out.o", "/log.txt", "/web.tmp"]
+    assert sorted(p.name for p in sim.root.iterdir()) == [".dbxignore", "here.tmp", "log.txt"]
+    assert asyncio.run(one_pass(sim)).done == {}
+
+    sim.write_local(sim.root / ".dbxignore", b"*.tmp\nbuild/\nlog.txt\n")
+    ignoring = asyncio.run(one_pass(sim))
+    assert ignoring.done == {"upload": 1, "forget": 1}  # the new .dbxignore; log.txt left alone on both sides
+    assert "/log.txt" in sim.server.listing() and (sim.root / "log.txt").exists()
+    assert sim.server.kept == {fingerprint_bytes(b"*.tmp\nbuild/\n", CHUNK)[0]}  # the old .dbxignore, a version
+    assert asyncio.run(one_pass(sim)).done == {}
+
+
+def test_server_names_this_system_cannot_hold_are_reported_never_renamed(tmp_path: Path) -> None:
+    """On Windows (its name rules, here on any system): `a:b.txt` on the server is named in a note and left as it
+    is on the server, the folder `x|y` with all it holds too; a synced file renamed on the server to such a name
+    leaves the folder (it is still on the server, under the name given there)."""
+    sim = quiet(13, tmp_path)
+    sim.server.commit(ROOT, "ok.txt", b"fine everywhere")
+    sim.server.commit(ROOT, "a:b.txt", b"not on Windows")
+    odd = asyncio.run(sim.server.mkdir(ROOT, "x|y"))["folder_id"]
+    sim.server.commit(odd, "inner.txt", b"inside")
+    server_before = sim.server.listing()
+
+    async def windows_pass():
+        engine = sim.engine()
+        engine.platform = "win32"
+        try:
+            return await engine.sync_once()
+        finally:
+            engine.index.close()
+
+    first = asyncio.run(windows_pass())
+    assert first.done == {"download": 1} and sim.local_listing() == {"/ok.txt": server_before["/ok.txt"]}
+    assert any(note.startswith("a:b.txt: on the server, but Windows does not allow") for note in first.notes)
+    assert any(note.startswith("x|y: on the server, but Windows does not allow") for note in first.notes)
+    assert not any("inner.txt" in note for note in first.notes)  # left out with its folder
+    assert sim.server.listing() == server_before and not sim.server.kept
+    assert asyncio.run(windows_pass()).done == {}
+
+    ok = sim.server.holder(ROOT, "ok.txt")
+    asyncio.run(sim.server.move(ok or "", False, ROOT, "o:k.txt"))
+    renamed = asyncio.run(windows_pass())
+    assert renamed.done == {"delete": 1} and sim.local_listing() == {}
+    assert sim.server.listing()["/o:k.txt"] == server_before["/ok.txt"] and not sim.server.kept
+    assert any(note.startswith("o:k.txt: on the server, but") for note in renamed.notes)
+
+
+def test_local_case_twins_are_reported_and_neither_is_renamed(tmp_path: Path) -> None:
+    """Two local names the server takes for one (this disk tells `Readme` from `README`): the one synced first
+    goes on syncing, the other is named in a note every pass and left as it is."""
+    sim = quiet(14, tmp_path)
+    sim.write_local(sim.root / "Readme", b"first")
+    asyncio.run(one_pass(sim))
+    sim.write_local(sim.root / "README", b"its twin")
+    sim.write_local(sim.root / "Readme", b"first, edited")
+    twin = asyncio.run(one_pass(sim))
+    assert twin.done == {"upload": 1}
+    assert sim.server.listing() == {"/Readme": fingerprint_bytes(b"first, edited", CHUNK)[0]}
+    assert any(note.startswith("README: the server cannot hold it beside Readme") for note in twin.notes)
+    assert sorted(p.name for p in sim.root.iterdir()) == ["README", "Readme"]
+    again = asyncio.run(one_pass(sim))
+    assert again.done == {} and any(note.startswith("README:") for note in again.notes)

@@ -45,6 +45,7 @@ import errno
 import logging
 import os
 import secrets
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from client.sync.index import Index
 from client.sync.plan import Action, Op, Plan, Side, op_counts, plan, record_for
 from client.sync.remote import CursorReset, LocalSource, Remote, RemoteFailure, SourceChanged
 from client.sync.scan import PARTIAL_PREFIX, ScanResult, local_key, local_name_problem, rescan, scan, trusted
-from client.sync.trees import LOCAL_ROOT, Entry, Trees
+from client.sync.trees import LOCAL_ROOT, Entry, Trees, pruned
 from protocol.paths import name_key
 
 # The standard library's logging, as in the rest of dbx: the client's output for people and scripts is the
@@ -215,7 +216,7 @@ class Engine:
                  today: Callable[[], datetime.date] = datetime.date.today, allow_mass_delete: bool = False,
                  step: Callable[[str], Awaitable[None]] | None = None,
                  arrange: Callable[[list[Op]], list[Op]] | None = None, parallel: int = 1,
-                 on_op: Callable[[Op, str | None], None] | None = None):
+                 on_op: Callable[[Op, str | None], None] | None = None, platform: str = sys.platform):
         self.index = index
         self.remote = remote
         self.root = Path(root)
@@ -227,6 +228,7 @@ class Engine:
         self.arrange = arrange or list
         self.parallel = parallel
         self.on_op = on_op  # told of each operation done (error None) or failed (the error, in words)
+        self.platform = platform  # whose file name rules the local folder follows (scan.local_name_problem)
 
     async def step(self, what: str) -> None:
         """A point between two steps (a test may stop the client here, or change either side)."""
@@ -287,17 +289,36 @@ class Engine:
                 self.index.put("local_root", result.root_key)
         return result
 
-    def trees(self) -> Trees:
+    def trees(self, scanned: ScanResult) -> tuple[Trees, list[str]]:
+        """The three trees the planner reads, and notes on what of the remote tree is not synced.
+
+        The remote tree is seen through the local folder's rules, so that neither side syncs what the
+        other leaves out: what ``.dbxignore`` names (as the scan read it) and names this system cannot
+        hold (``scan.local_name_problem``: reported, never changed) are left out with what they hold.
+        Were they not, a file made on the server under an ignored name would be downloaded, then missed
+        by the next scan, and deleted on the server as if the person had deleted it here.
+        """
         root = self.index.get("remote_root")
         assert root is not None
         if not self.index.has_remote(root):
             raise RemoteRootGone(f"the remote folder {self.remote_path} is gone (deleted or moved); nothing was "
                                  "changed on either side")
-        return Trees(self.index.remote_tree(root), root, self.index.local_tree(), self.index.synced_tree())
+        ignore = scanned.ignore
 
-    def plan(self) -> Plan:
-        return plan(self.trees(), today=self.today(), allow_mass_delete=self.allow_mass_delete,
-                    local_name_ok=lambda name: local_name_problem(name) is None)
+        def skip(path: str, entry: Entry) -> str | None:
+            if ignore is not None and ignore.match_file(path + ("/" if entry.folder else "")):
+                return ""
+            problem = local_name_problem(entry.name, self.platform)
+            return None if problem is None else f"on the server, but {problem}"
+
+        remote, notes = pruned(self.index.remote_tree(root), root, skip)
+        return Trees(remote, root, self.index.local_tree(), self.index.synced_tree()), notes
+
+    def plan(self, scanned: ScanResult) -> Plan:
+        trees, notes = self.trees(scanned)
+        batch = plan(trees, today=self.today(), allow_mass_delete=self.allow_mass_delete)
+        batch.notes[:0] = notes
+        return batch
 
     async def sync_once(self, max_rounds: int = MAX_ROUNDS, changed: set[str] | None = None) -> PassSummary:
         """Rounds until both sides agree (the summary says what was done), or :class:`SyncStopped`.
@@ -315,7 +336,7 @@ class Engine:
             scanned = await self.scan(changed)
             summary.bytes_read += scanned.bytes_read
             summary.files_hashed += scanned.files_hashed
-            batch = self.plan()
+            batch = self.plan(scanned)
             for note in scanned.notes + batch.notes:
                 if note not in summary.notes:
                     summary.notes.append(note)

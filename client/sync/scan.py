@@ -12,13 +12,19 @@ within the same clock tick): such a file is read again next time.
 What is not synced, and why it must never look like a deletion:
 
 - what ``.dbxignore`` (gitignore syntax, at the top of the folder) names, and
-  the client's own partial downloads (:data:`PARTIAL_PREFIX`);
+  the client's own partial downloads (:data:`PARTIAL_PREFIX`); the engine sees
+  the remote tree through the same ``.dbxignore`` (apply.py, ``Engine.trees``),
+  so a file made on the server under an ignored name is not downloaded (and
+  then, missed by the next scan, deleted on the server);
 - symbolic links and special files (FIFOs, sockets, devices): skipped, with a note;
 - a second hard link to a file already seen: skipped, with a note;
 - names the server refuses (``protocol.paths``: ``\\``, control characters,
   over 255 bytes) and names that differ from another in the same folder only
   by case or Unicode form (the tree compares names that way): reported, not
   renamed; of such twins the one synced before is kept;
+- the other way, names on the server this system cannot hold
+  (:func:`local_name_problem`: ``:`` and the like on Windows): reported, not
+  synced, never renamed on either side (apply.py, ``Engine.trees``);
 - a file that changes while it is being read, or cannot be read: the last
   fingerprint seen is kept (it is read again next pass), or it is left out if
   it is new;
@@ -98,6 +104,7 @@ class ScanResult:
     files_hashed: int = 0
     bytes_read: int = 0
     partials: list[str] = field(default_factory=list)  # downloads left aside by a client that was stopped
+    ignore: pathspec.PathSpec | None = None  # .dbxignore as this scan read it (the remote tree is seen through it)
 
     def fingerprints(self) -> dict[str, tuple[int, int, str]]:
         """What the next scan may trust: key -> (size, mtime_ns, fingerprint) (as :func:`trusted` gives it)."""
@@ -189,8 +196,8 @@ class Scanner:
             raise LocalRootMissing(f"{self.root} is not the folder that was synced before (another disk or a "
                                    "folder put in its place); nothing was changed on either side. Sync it with a new "
                                    "state (--state) if that is what you want")
-        result = ScanResult(root_key=local_key(info))
         self.ignore = load_ignore(self.root)
+        result = ScanResult(root_key=local_key(info), ignore=self.ignore)
         self.seen = {result.root_key}
         self.partials = result.partials
         return result
