@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -37,6 +38,7 @@ class ContractApp:
         self.uploads: dict[str, dict] = {}  # upload id -> the announced body, and the chunks the store has
         self.calls: list[str] = []  # "METHOD route" of each call, for tests to count
         self.refuse: dict[str, tuple[int, str]] = {}  # "METHOD route" -> (status, code) to answer instead
+        self.before: dict[str, Callable[[], None]] = {}  # "METHOD route" -> what happens as such a call arrives
         self.url = ""
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self.record])
         r = app.router
@@ -62,6 +64,9 @@ class ContractApp:
         self.calls.append(f"{request.method} {route.canonical if route else request.path}")
         if route is None:
             return error(404, "unknown_endpoint")
+        hook = self.before.get(self.calls[-1])
+        if hook is not None:
+            hook()
         refused = self.refuse.get(self.calls[-1])
         if refused is not None:
             return error(*refused)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from client.api import GatewayClient
 from client.cli import main
 from client.config import Credentials, CredentialStore
-from client.sync.apply import Engine, MassDeletion
+from client.sync.apply import Engine, MassDeletion, PassFailed
 from client.sync.index import Index
 from client.sync.remote import HttpRemote, RemoteFailure
 from protocol.fingerprints import fingerprint_bytes
@@ -139,6 +140,71 @@ def test_small_files_go_up_in_one_request_and_large_ones_in_chunks(tmp_path: Pat
             assert http.server.listing() == local_listing(http.root)
 
     asyncio.run(run())
+
+@pytest.fixture
+def hashing_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files the client fingerprints by the upload's own pass (client.hashing.FingerprintPass), in order."""
+    import client.hashing
+
+    passes: list[str] = []
+
+    class Counted(client.hashing.FingerprintPass):
+        def __init__(self, path: str, *args, **kwargs):
+            passes.append(Path(path).name)
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(client.hashing, "FingerprintPass", Counted)
+    return passes
+
+
+def test_a_large_file_is_read_once_to_fingerprint_it(tmp_path: Path, hashing_passes: list[str]) -> None:
+    """The scan's chunk fingerprints are the upload's: no second read. A client started again, whose scan trusts
+    what it read before (and reads nothing), reads the file once, for the upload."""
+    async def run() -> None:
+        async with Http(tmp_path) as http:
+            (http.root / "large").write_bytes(b"L" * 100)  # 7 chunks, over the inline limit; just written
+            first = await http.sync()
+            assert first.bytes_read == 100 and hashing_passes == []  # once in its pass, though it is racy
+            assert http.server.listing() == local_listing(http.root)
+
+            for name in ("large", "old"):
+                (http.root / name).write_bytes(name[0].encode() * 100)
+                os.utime(http.root / name, (1_000_000_000, 1_000_000_000))  # long unchanged: scans trust them
+            http.contract.refuse["POST /dropbox/v1/files"] = (400, "invalid_request")
+            with pytest.raises(PassFailed):
+                await http.sync()  # read by the scan; the upload refused
+            del http.contract.refuse["POST /dropbox/v1/files"]
+            again = await http.sync()  # a new engine, as after a restart
+            assert again.bytes_read == 0 and hashing_passes == ["large", "old"]
+            assert http.server.listing() == local_listing(http.root)
+
+    asyncio.run(run())
+
+
+def test_a_file_that_grows_while_it_uploads_is_not_committed_stale(tmp_path: Path, hashing_passes: list[str]) -> None:
+    """Appended to while its chunks go to the store (each chunk still the scan's bytes, so the store takes
+    them): the stat after sending sees it, nothing is committed, and the next pass uploads the whole file."""
+    async def run() -> None:
+        async with Http(tmp_path) as http:
+            log = http.root / "log"
+            log.write_bytes(b"line one\n" * 10)
+            first_pass_content = fp(log.read_bytes())
+
+            def append() -> None:
+                with log.open("ab") as f:
+                    f.write(b"line two\n")
+                del http.contract.before["PUT /store/{id}/{index}"]
+
+            http.contract.before["PUT /store/{id}/{index}"] = append
+            with pytest.raises(PassFailed, match="changed while it was being uploaded"):
+                await http.sync()
+            assert http.server.listing() == {} and http.contract.count("POST /dropbox/v1/files/{id}/complete") == 0
+            await http.sync()
+            assert http.server.listing() == {"/log": fp(b"line one\n" * 10 + b"line two\n")}
+            assert first_pass_content not in http.server.kept and hashing_passes == []
+
+    asyncio.run(run())
+
 
 def test_a_remote_subfolder_is_synced_and_made_if_missing(tmp_path: Path) -> None:
     async def run() -> None:

@@ -21,7 +21,11 @@ person did since the scan is lost:
 - a local file is deleted, replaced by a download, or uploaded only if it is
   still what the scan saw (inode, size, mtime); an upload whose bytes are not
   the scanned fingerprint any more is not committed (:class:`SourceChanged`):
-  the next pass sees the edit and uploads that;
+  the next pass sees the edit and uploads that. A file is read once to
+  fingerprint it: an upload sends the chunk fingerprints the scan read
+  (``Engine.chunks``), the store checks each chunk's bytes against them, and
+  the file is stat'ed again after its chunks are sent, before it is
+  committed (remote.py, ``HttpRemote``);
 - downloads are written aside (``scan.PARTIAL_PREFIX``, beside the target, so
   the rename is atomic) and renamed into place only then; a new file is
   placed only if the name is still free (a hard link fails if it is taken);
@@ -47,7 +51,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,10 +108,12 @@ class PassSummary:
 class LocalFiles:
     """The local side's operations; paths come from the tree as the scan saw it, kept up to date as they run."""
 
-    def __init__(self, root: Path, tree: dict[str, Entry], seen: dict[str, tuple[int, int, str]]):
+    def __init__(self, root: Path, tree: dict[str, Entry], seen: dict[str, tuple[int, int, str]],
+                 chunks: dict[str, tuple[int, int, tuple[str, ...]]] | None = None):
         self.root = root
         self.tree = dict(tree)
         self.seen = seen  # key -> (size, mtime_ns, fingerprint) at the scan
+        self.chunks = chunks or {}  # key -> (size, mtime_ns, chunk fingerprints) of the files read in this process
         self.touched: set[str] = set()  # folders (relative paths) these operations changed: what to list again
 
     def _touch(self, path: Path) -> Path:
@@ -175,9 +181,12 @@ class LocalFiles:
         del self.tree[key]
 
     def source(self, key: str) -> LocalSource:
+        """The file to upload as the scan saw it, with its chunk fingerprints if this process read them."""
         info = self._still(key)
         seen = self.seen[key]
-        return LocalSource(str(self.path(key)), seen[2], info.st_size, info.st_mtime_ns)
+        chunks = self.chunks.get(key)
+        return LocalSource(str(self.path(key)), seen[2], info.st_size, info.st_mtime_ns, key,
+                           chunks[2] if chunks is not None and chunks[:2] == seen[:2] else None)
 
     @staticmethod
     def discard(aside: Path) -> None:
@@ -229,6 +238,8 @@ class Engine:
         self.parallel = parallel
         self.on_op = on_op  # told of each operation done (error None) or failed (the error, in words)
         self.platform = platform  # whose file name rules the local folder follows (scan.local_name_problem)
+        # key -> (size, mtime_ns, chunk fingerprints) of the files scans of this process read: uploads send them
+        self.chunks: dict[str, tuple[int, int, tuple[str, ...]]] = {}
 
     async def step(self, what: str) -> None:
         """A point between two steps (a test may stop the client here, or change either side)."""
@@ -269,25 +280,34 @@ class Engine:
             if not page.has_more:
                 return
 
-    async def scan(self, folders: set[str] | None = None) -> ScanResult:
+    async def scan(self, folders: set[str] | None = None, fresh: Collection[str] = ()) -> ScanResult:
         """The local folder into the index; the walk and the hashing in a thread (the loop stays free).
 
         ``folders``: list only these again (paths relative to the top; watch mode's events say which), the rest
-        as last scanned; None: the whole folder.
+        as last scanned; None: the whole folder. ``fresh``: files read earlier in this pass (scan.trusted).
         """
         expected, known = self.index.get("local_root"), self.index.local_rows()
         if folders is None or expected is None:
-            result = await asyncio.to_thread(scan, self.root, self.chunk_size, trusted(known), expected)
+            result = await asyncio.to_thread(scan, self.root, self.chunk_size, trusted(known, fresh), expected)
         else:
-            result = await asyncio.to_thread(rescan, self.root, self.chunk_size, known, folders, expected)
+            result = await asyncio.to_thread(rescan, self.root, self.chunk_size, known, folders, expected, fresh)
         for partial in result.partials:
             os.unlink(self.root / partial)  # a download a killed client left aside
+        self._keep_chunks(result)
         with self.index.transaction():
             if {key: (entry, mtime_ns, key in result.racy) for key, entry, mtime_ns in result.entries} != known:
                 self.index.replace_local(result.entries, result.racy)  # else unchanged: 10,000 rows not rewritten
             if self.index.get("local_root") is None:
                 self.index.put("local_root", result.root_key)
         return result
+
+    def _keep_chunks(self, result: ScanResult) -> None:
+        """The chunk fingerprints the scan read, kept for uploads; those of files no longer there dropped."""
+        kept = len(self.chunks)
+        self.chunks.update(result.chunks)
+        if kept:
+            files = {key for key, entry, _ in result.entries if not entry.folder}
+            self.chunks = {key: chunks for key, chunks in self.chunks.items() if key in files}
 
     def trees(self, scanned: ScanResult) -> tuple[Trees, list[str]]:
         """The three trees the planner reads, and notes on what of the remote tree is not synced.
@@ -329,11 +349,13 @@ class Engine:
         """
         summary = PassSummary()
         started = time.monotonic()
+        read: set[str] = set()  # the files this pass's scans read
         await self.prepare()
         for round_ in range(max_rounds):
             await self.read_journal()
             await self.step("scan")
-            scanned = await self.scan(changed)
+            scanned = await self.scan(changed, read)
+            read.update(scanned.chunks)
             summary.bytes_read += scanned.bytes_read
             summary.files_hashed += scanned.files_hashed
             batch = self.plan(scanned)
@@ -349,7 +371,7 @@ class Engine:
                 return summary
             if not batch.ops:
                 raise PassFailed(f"{batch.blocked} operations wait on one another; this is a bug, please report it")
-            files = LocalFiles(self.root, self.index.local_tree(), self.index.local_seen())
+            files = LocalFiles(self.root, self.index.local_tree(), self.index.local_seen(), self.chunks)
             succeeded = await self.run_batch(self.arrange(batch.ops), files, summary)
             if changed is not None:
                 changed = files.touched
