@@ -54,7 +54,7 @@ NAMES = ["a", "B", "c.txt", "d.md", "e", "A"]
 # engine placed `A` beside it).
 FOUND = [124]
 SEEDS = [int(os.environ["SYNC_SEED"])] if os.environ.get("SYNC_SEED") else \
-    sorted({*range(int(os.environ.get("SYNC_SEEDS", 12))), *FOUND})
+    sorted({*range(int(os.environ.get("SYNC_SEEDS", 20))), *FOUND})
 
 
 class Killed(BaseException):
