@@ -1,8 +1,8 @@
 """client/sync/remote.py's HttpRemote, and the whole engine over HTTP, against the contract's routes (tests/sync_http.py).
 
-The server's tree API is not on main yet: these tests pin what the client
-sends to the contract (v1.2), so that it works once the server lands. The
-end-to-end tests against the real gateway come with it.
+These pin what the client sends to the contract (v1.2), in the fast lane; the
+same engine against the real gateway, store and CDN is tests/test_sync_end_to_end.py
+(both engines) and tests/test_sync_cluster.py (the cluster's shape).
 """
 from __future__ import annotations
 
