@@ -31,9 +31,12 @@ def error(status: int, code: str, message: str = "", **details) -> web.Response:
 
 
 class ContractApp:
-    def __init__(self, server: MemoryServer, inline_upload_limit: int = 64):
+    def __init__(self, server: MemoryServer, inline_upload_limit: int = 64, auto_complete: bool = False):
         self.server = server
         self.inline_upload_limit = inline_upload_limit
+        # Finish an upload as soon as the store holds every chunk, without `complete` (as a gateway following
+        # the store's events does).
+        self.auto_complete = auto_complete
         self.announced: list[dict] = []  # the metadata of every upload, chunked or inline
         self.uploads: dict[str, dict] = {}  # upload id -> the announced body, and the chunks the store has
         self.calls: list[str] = []  # "METHOD route" of each call, for tests to count
@@ -200,6 +203,8 @@ class ContractApp:
         if hashlib.sha256(data).hexdigest() != signed:
             return web.Response(status=400, text="<Error><Code>BadDigest</Code><Message>checksum</Message></Error>")
         up["stored"][index] = data
+        if self.auto_complete and len(up["stored"]) == len(up["chunks"]):
+            await self._commit(request.match_info["id"])
         return web.Response(status=200)
 
     async def complete(self, request: web.Request) -> web.Response:

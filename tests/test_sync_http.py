@@ -206,6 +206,31 @@ def test_a_file_that_grows_while_it_uploads_is_not_committed_stale(tmp_path: Pat
     asyncio.run(run())
 
 
+def test_a_file_that_grows_while_a_gateway_finishes_it_on_its_own_makes_no_conflict(tmp_path: Path) -> None:
+    """A gateway that follows the store's events commits the file once the store holds every chunk, before the
+    client's stat says the file grew: that version is the scan's (each chunk checked), so it is recorded as
+    synced and the next round uploads the change over it; not read as an edit on both sides (a conflict)."""
+    async def run() -> None:
+        async with Http(tmp_path) as http:
+            http.contract.auto_complete = True
+            log = http.root / "log"
+            log.write_bytes(b"line one\n" * 10)
+            scanned = fp(log.read_bytes())
+
+            def append() -> None:
+                with log.open("ab") as f:
+                    f.write(b"line two\n")
+                del http.contract.before["PUT /store/{id}/{index}"]
+
+            http.contract.before["PUT /store/{id}/{index}"] = append
+            synced = await http.sync()
+            assert synced.done == {"upload": 2} and not synced.failures  # the version scanned, then the grown one
+            assert http.server.listing() == local_listing(http.root) == {"/log": fp(log.read_bytes())}
+            assert scanned in http.server.kept  # the first version, now a version of the second
+
+    asyncio.run(run())
+
+
 def test_a_remote_subfolder_is_synced_and_made_if_missing(tmp_path: Path) -> None:
     async def run() -> None:
         async with Http(tmp_path) as http:

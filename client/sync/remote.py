@@ -31,6 +31,7 @@ from client.api import API, GatewayClient, _seg
 from client.errors import AuthRequired, ClientError, IntegrityError, NotFound
 from protocol.fingerprints import file_fingerprint, fingerprint_bytes
 from protocol.paths import ROOT_PATH
+from protocol.states import FileStatus
 
 PAGE = 1000  # changes per page
 
@@ -218,7 +219,8 @@ class HttpRemote:
         chunk against the fingerprint signed in its URL, so bytes that changed since are refused and the
         server never holds half of one version and half of another; and the file is stat'ed after the
         chunks are sent, before the file is committed: one that changed meanwhile (grown, saved again)
-        is not committed as the stale version it was, but uploaded again next pass.
+        is not committed as the stale version it was, but uploaded again next pass (unless the gateway
+        committed it on its own meanwhile: see below).
         """
         from client.upload import LocalFile, Upload, UploadOptions, claim
 
@@ -227,19 +229,30 @@ class HttpRemote:
         chunk_fps = await self._chunk_fingerprints(source, name, chunk_size, options)
         metadata = {**claim(name, source.size, source.fingerprint, chunk_size, chunk_fps, None), **tree_fields}
         fd = os.open(source.path, os.O_RDONLY | os.O_NOFOLLOW)
+        upload = Upload(self.client, LocalFile(source.path, fd, source.size, chunk_size, chunk_fps), metadata,
+                        options, before_complete=source.check_unchanged)
         try:
-            upload = Upload(self.client, LocalFile(source.path, fd, source.size, chunk_size, chunk_fps), metadata,
-                            options, before_complete=source.check_unchanged)
-            result = await upload.run()
-        except IntegrityError as exc:
-            raise SourceChanged(str(exc)) from None
-        except AuthRequired:
-            raise
-        except ClientError as exc:
-            raise _failure(exc) from exc
-        finally:
-            os.close(fd)
-        return await self._call("GET", f"{API}/files/{_seg(result.file_id)}")
+            try:
+                await upload.run()
+            except IntegrityError as exc:
+                raise SourceChanged(str(exc)) from None
+            except AuthRequired:
+                raise
+            except ClientError as exc:
+                raise _failure(exc) from exc
+            finally:
+                os.close(fd)
+        except SourceChanged:
+            if upload.result.file_id is None:
+                raise
+            # A gateway that follows the store's events finishes a file itself once the store holds every
+            # chunk, without waiting for `complete`: committed, then, with the scan's content (the store
+            # checked each chunk against it). Taken as done; the next pass uploads the change.
+            obj = await self._call("GET", f"{API}/files/{_seg(upload.result.file_id)}")
+            if obj.get("status") != FileStatus.UPLOADED:
+                raise
+            return obj
+        return await self._call("GET", f"{API}/files/{_seg(upload.result.file_id)}")
 
     @staticmethod
     async def _chunk_fingerprints(source: LocalSource, name: str, chunk_size: int, options: Any) -> list[str]:
