@@ -112,22 +112,6 @@ class Remote(Protocol):
         Raises :class:`SourceChanged` when the file's bytes are not ``source.fingerprint`` any more.
         """
 
-    @staticmethod
-    async def _chunk_fingerprints(source: LocalSource, name: str, chunk_size: int, options: Any) -> list[str]:
-        """The scan's chunk fingerprints of ``source``, or (none kept) the file's, read now on several threads."""
-        from client.hashing import FingerprintPass
-        from client.upload import fingerprint
-
-        if source.chunks is not None and file_fingerprint(source.chunks) == source.fingerprint:
-            return list(source.chunks)
-        try:
-            file_fp, chunk_fps = await fingerprint(FingerprintPass(source.path, chunk_size), name, source.size, options)
-        except (IntegrityError, NotFound) as exc:
-            raise SourceChanged(str(exc)) from None
-        if file_fp != source.fingerprint:
-            raise SourceChanged(f"{source.path} changed since it was scanned")
-        return chunk_fps
-
     async def download(self, file_id: str, fingerprint: str, size: int, target: str) -> None:
         """Write the content of ``file_id`` (verified to be ``fingerprint``) to the new file ``target``."""
 
