@@ -24,7 +24,7 @@ from protocol.fingerprints import fingerprint_bytes
 from protocol.paths import conflicted_copy_names
 from tests.sync_http import ContractApp
 from tests.sync_server import ROOT, MemoryServer
-from tests.test_sync_simulation import Simulation
+from tests.test_sync_simulation import Simulation, replay
 
 CHUNK = 16
 DAY = MemoryServer(CHUNK).today
@@ -290,9 +290,7 @@ def test_the_simulation_over_http(seed: int, tmp_path: Path) -> None:
             finally:
                 await contract.stop()
 
-    asyncio.run(run())
-
-
+    replay(sim, run())
 
 
 # -- the command -------------------------------------------------------------------------------------
