@@ -127,7 +127,11 @@ class ContractApp:
                                                         body.get("parent_id", node.parent), body.get("name", node.name)))
 
     async def delete(self, request: web.Request) -> web.Response:
-        await self.server.delete(request.match_info["id"], "/folders/" in request.path)
+        node_id = request.match_info["id"]
+        if node_id in self.uploads and node_id not in self.server.nodes:
+            del self.uploads[node_id]  # an upload in progress, in no tree yet: deleted at once
+        else:
+            await self.server.delete(node_id, "/folders/" in request.path)
         return web.Response(status=204)
 
     # -- uploads into the tree -------------------------------------------------------------------

@@ -181,27 +181,43 @@ def test_a_large_file_is_read_once_to_fingerprint_it(tmp_path: Path, hashing_pas
     asyncio.run(run())
 
 
-def test_a_file_that_grows_while_it_uploads_is_not_committed_stale(tmp_path: Path, hashing_passes: list[str]) -> None:
-    """Appended to while its chunks go to the store (each chunk still the scan's bytes, so the store takes
-    them): the stat after sending sees it, nothing is committed, and the next pass uploads the whole file."""
+FIRST = b"line one\n" * 10
+CHANGES = {  # how the file changes once its first chunk is on its way: (new content, what the pass says)
+    # appended to: every chunk still the scan's bytes, so the store takes them all; the stat after sending sees it
+    "grown": (FIRST + b"line two\n", "changed while it was being uploaded"),
+    # saved over: the store refuses the chunks read after the change (their checksum is the scan's)
+    "saved over": (FIRST.upper(), "changed since it was fingerprinted"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_file_that_changes_while_it_uploads_is_not_committed(change: str, tmp_path: Path,
+                                                               hashing_passes: list[str]) -> None:
+    """Nothing is committed (neither half of each version nor the stale one), the upload is deleted rather
+    than left in progress (counting toward the quota) for a day, and the next pass uploads the new content."""
+    content, message = CHANGES[change]
+
     async def run() -> None:
         async with Http(tmp_path) as http:
-            log = http.root / "log"
-            log.write_bytes(b"line one\n" * 10)
-            first_pass_content = fp(log.read_bytes())
+            path = http.root / "log"
+            path.write_bytes(FIRST)
 
-            def append() -> None:
-                with log.open("ab") as f:
-                    f.write(b"line two\n")
+            def write() -> None:
+                if change == "grown":
+                    with path.open("ab") as f:
+                        f.write(content[len(FIRST):])
+                else:
+                    path.write_bytes(content)
                 del http.contract.before["PUT /store/{id}/{index}"]
 
-            http.contract.before["PUT /store/{id}/{index}"] = append
-            with pytest.raises(PassFailed, match="changed while it was being uploaded"):
+            http.contract.before["PUT /store/{id}/{index}"] = write
+            with pytest.raises(PassFailed, match=message):
                 await http.sync()
             assert http.server.listing() == {} and http.contract.count("POST /dropbox/v1/files/{id}/complete") == 0
+            assert http.contract.uploads == {}
             await http.sync()
-            assert http.server.listing() == {"/log": fp(b"line one\n" * 10 + b"line two\n")}
-            assert first_pass_content not in http.server.kept and hashing_passes == []
+            assert http.server.listing() == {"/log": fp(content)}
+            assert fp(FIRST) not in http.server.kept and hashing_passes == []
 
     asyncio.run(run())
 

@@ -233,10 +233,21 @@ class HttpRemote:
             # chunk, without waiting for `complete`: committed, then, with the scan's content (the store
             # checked each chunk against it). Taken as done; the next pass uploads the change.
             obj = await self._call("GET", f"{API}/files/{_seg(upload.result.file_id)}")
-            if obj.get("status") != FileStatus.UPLOADED:
-                raise
-            return obj
+            if obj.get("status") == FileStatus.UPLOADED:
+                return obj
+            await self._abandon(upload.result.file_id)
+            raise
         return await self._call("GET", f"{API}/files/{_seg(upload.result.file_id)}")
+
+    async def _abandon(self, file_id: str) -> None:
+        """Delete an upload that will not be finished (its content changed), so that it counts toward neither
+        the quota nor the uploads in progress until the gateway abandons it (a day). Should the gateway finish
+        it in between, the delete sends that file to the trash: the next pass reads that as a deletion on
+        the server and uploads the local file again, nothing lost. Best effort: a failure is only a leftover."""
+        try:
+            await self._call("DELETE", f"{API}/files/{_seg(file_id)}", ok=(200, 204))
+        except RemoteFailure:
+            pass
 
     @staticmethod
     async def _chunk_fingerprints(source: LocalSource, name: str, chunk_size: int, options: Any) -> list[str]:
