@@ -159,6 +159,33 @@ async def test_a_client_killed_during_a_large_upload_converges_after_a_restart(g
     assert set(remote) == {"big.bin", "small.txt"}
 
 
+async def test_a_large_file_saved_over_while_it_uploads_is_uploaded_again_whole(gated_laptop):
+    """The chunks read before the save reach the store, those read after are refused by it (their checksum is
+    the scan's): nothing is committed, the stopped upload is deleted (not left in progress), the next pass
+    uploads the new content whole."""
+    gate, laptop, desktop, api = gated_laptop
+    path = folder(laptop) / "big.bin"
+    size = 12 * CHUNK + 3 * MIB
+    write_random(path, size)
+    gate.hold_after(2)
+    process = await laptop.start("sync", str(folder(laptop)), "--once")
+    try:
+        await gate.holding(4)  # every chunk worker waits at the gate with the chunk it read before the save
+        write_random(path, size)  # saved over, in place
+        gate.open()
+        _, err = await asyncio.wait_for(process.communicate(), 300)  # a guard against a hang
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 12 and "changed since it was fingerprinted" in err.decode(), err.decode()[-2000:]
+    listed = (await api.get("/dropbox/v1/files?limit=100")).body["files"]
+    assert listed == [], listed  # nothing committed, no upload left in progress
+    await converge(laptop, desktop)
+    assert contents(folder(desktop))["big.bin"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [f["status"] for f in (await api.get("/dropbox/v1/files?limit=100")).body["files"]] == ["uploaded"]
+
+
 class Watching:
     """A `dbx --json sync DIR` running in watch mode; its stdout read as events (one JSON object a line)."""
 
