@@ -3,8 +3,9 @@ store (SeaweedFS), on both engines. Each client is the installed `dbx` in a proc
 checkout's code first on PYTHONPATH: tests/harness.py's this_checkout_first).
 
 What is checked is the contract's promise: both folders and the user's tree end the same, nothing lost;
-a client killed (SIGKILL) in the middle of a large upload and started again converges too; two clients left
-running (watch mode) follow each other's changes.
+a client killed (SIGKILL) in the middle of a large upload and started again converges too, and a large file
+saved over while it uploads is uploaded again whole; two clients left running (watch mode) follow each other's
+changes.
 """
 from __future__ import annotations
 
