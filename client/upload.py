@@ -390,8 +390,10 @@ def claim(name: str, size: int, file_fp: str, chunk_size: int, chunk_fps: list[s
 class Upload:
     """One file's way into the store: announce it, send what the store lacks, finish it."""
 
-    def __init__(self, client: GatewayClient, local: LocalFile, metadata: dict, options: UploadOptions):
+    def __init__(self, client: GatewayClient, local: LocalFile, metadata: dict, options: UploadOptions,
+                 before_complete: Callable[[], None] | None = None):
         self.client = client
+        self.before_complete = before_complete  # raises to stop before the file is committed (dbx sync's stat)
         self.local = local
         self.metadata = metadata
         self.name = metadata["file_name"]
@@ -466,7 +468,7 @@ class Upload:
         bar = make_bar(local.size, short(self.name), self.options, initial=already)
         try:
             sender = ChunkSender(self.client, file_id, local, self.options, bar, self.stats)
-            return await _send_and_complete(self.client, sender, file_id, pending)
+            return await _send_and_complete(self.client, sender, file_id, pending, self.before_complete)
         finally:
             bar.close()
 
@@ -499,12 +501,18 @@ async def upload_file(client: GatewayClient, path: str, options: UploadOptions, 
     return result
 
 
-async def _send_and_complete(client: GatewayClient, sender: ChunkSender, file_id: Any, pending: list[int]) -> dict | None:
-    """Send ``pending``, then ask the gateway to finish; resend what the store still lacks."""
+async def _send_and_complete(client: GatewayClient, sender: ChunkSender, file_id: Any, pending: list[int],
+                             before_complete: Callable[[], None] | None = None) -> dict | None:
+    """Send ``pending``, then ask the gateway to finish; resend what the store still lacks.
+
+    ``before_complete`` runs after the chunks are sent, before each ``complete``: it raises to stop there.
+    """
     try:
         if pending:
             await sender.send(pending)
         for _ in range(3):
+            if before_complete is not None:
+                before_complete()
             try:
                 status, body = await client.complete(file_id)
             except Refused as exc:

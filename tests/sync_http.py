@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -30,13 +31,17 @@ def error(status: int, code: str, message: str = "", **details) -> web.Response:
 
 
 class ContractApp:
-    def __init__(self, server: MemoryServer, inline_upload_limit: int = 64):
+    def __init__(self, server: MemoryServer, inline_upload_limit: int = 64, auto_complete: bool = False):
         self.server = server
         self.inline_upload_limit = inline_upload_limit
+        # Finish an upload as soon as the store holds every chunk, without `complete` (as a gateway following
+        # the store's events does).
+        self.auto_complete = auto_complete
         self.announced: list[dict] = []  # the metadata of every upload, chunked or inline
         self.uploads: dict[str, dict] = {}  # upload id -> the announced body, and the chunks the store has
         self.calls: list[str] = []  # "METHOD route" of each call, for tests to count
         self.refuse: dict[str, tuple[int, str]] = {}  # "METHOD route" -> (status, code) to answer instead
+        self.before: dict[str, Callable[[], None]] = {}  # "METHOD route" -> what happens as such a call arrives
         self.url = ""
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self.record])
         r = app.router
@@ -62,6 +67,9 @@ class ContractApp:
         self.calls.append(f"{request.method} {route.canonical if route else request.path}")
         if route is None:
             return error(404, "unknown_endpoint")
+        hook = self.before.get(self.calls[-1])
+        if hook is not None:
+            hook()
         refused = self.refuse.get(self.calls[-1])
         if refused is not None:
             return error(*refused)
@@ -119,7 +127,11 @@ class ContractApp:
                                                         body.get("parent_id", node.parent), body.get("name", node.name)))
 
     async def delete(self, request: web.Request) -> web.Response:
-        await self.server.delete(request.match_info["id"], "/folders/" in request.path)
+        node_id = request.match_info["id"]
+        if node_id in self.uploads and node_id not in self.server.nodes:
+            del self.uploads[node_id]  # an upload in progress, in no tree yet: deleted at once
+        else:
+            await self.server.delete(node_id, "/folders/" in request.path)
         return web.Response(status=204)
 
     # -- uploads into the tree -------------------------------------------------------------------
@@ -195,6 +207,8 @@ class ContractApp:
         if hashlib.sha256(data).hexdigest() != signed:
             return web.Response(status=400, text="<Error><Code>BadDigest</Code><Message>checksum</Message></Error>")
         up["stored"][index] = data
+        if self.auto_complete and len(up["stored"]) == len(up["chunks"]):
+            await self._commit(request.match_info["id"])
         return web.Response(status=200)
 
     async def complete(self, request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 
 from protocol.paths import name_key
 from tests.app_fixtures import make_app as make_gateway  # noqa: F401 - in-process
@@ -180,6 +181,23 @@ async def test_a_wait_answers_at_once_when_something_changed_else_when_a_change_
     assert (await alice.get(f"{CHANGES}/wait?cursor={cursor}")).body == {"changes": True}
     _, cursor = await read_all(alice, cursor)
     assert (await alice.get(f"{CHANGES}/wait?cursor={cursor}&timeout=1")).body == {"changes": False}
+
+
+@pytest.mark.every_engine
+async def test_held_waits_hold_no_database_connection(gateway, alice):
+    """More waits than the database pool has connections (10 + 10 overflow on PostgreSQL): were each holding one,
+    the change below would wait for a free connection; it is made at once and wakes them all."""
+    _, cursor = await read_all(alice)
+    count = 40
+    waits = [asyncio.create_task(alice.get(f"{CHANGES}/wait?cursor={cursor}&timeout=120")) for _ in range(count)]
+    waiters = gateway.core.changes.waiters
+    while len(waiters) < count:  # until the gateway holds every wait (an event of its own, not a time)
+        assert not any(w.done() for w in waits), [w.result().body for w in waits if w.done()]
+        await asyncio.sleep(0.01)
+    made = await asyncio.wait_for(mkdir(alice, "/while-40-wait"), 10)  # a guard: a pool's timeout is 30 s
+    assert made["path"] == "/while-40-wait"
+    answers = await asyncio.wait_for(asyncio.gather(*waits), 30)
+    assert [(a.status, a.body) for a in answers] == [(200, {"changes": True})] * count
 
 
 async def test_a_stopping_gateway_answers_its_held_waits_at_once(gateway, alice):

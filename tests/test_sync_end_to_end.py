@@ -3,8 +3,9 @@ store (SeaweedFS), on both engines. Each client is the installed `dbx` in a proc
 checkout's code first on PYTHONPATH: tests/harness.py's this_checkout_first).
 
 What is checked is the contract's promise: both folders and the user's tree end the same, nothing lost;
-a client killed (SIGKILL) in the middle of a large upload and started again converges too; two clients left
-running (watch mode) follow each other's changes.
+a client killed (SIGKILL) in the middle of a large upload and started again converges too, and a large file
+saved over while it uploads is uploaded again whole; two clients left running (watch mode) follow each other's
+changes.
 """
 from __future__ import annotations
 
@@ -157,6 +158,33 @@ async def test_a_client_killed_during_a_large_upload_converges_after_a_restart(g
     assert contents(folder(desktop))["big.bin"] == hashlib.sha256(big.read_bytes()).hexdigest()
     remote = await remote_contents(api)
     assert set(remote) == {"big.bin", "small.txt"}
+
+
+async def test_a_large_file_saved_over_while_it_uploads_is_uploaded_again_whole(gated_laptop):
+    """The chunks read before the save reach the store, those read after are refused by it (their checksum is
+    the scan's): nothing is committed, the stopped upload is deleted (not left in progress), the next pass
+    uploads the new content whole."""
+    gate, laptop, desktop, api = gated_laptop
+    path = folder(laptop) / "big.bin"
+    size = 12 * CHUNK + 3 * MIB
+    write_random(path, size)
+    gate.hold_after(2)
+    process = await laptop.start("sync", str(folder(laptop)), "--once")
+    try:
+        await gate.holding(4)  # every chunk worker waits at the gate with the chunk it read before the save
+        write_random(path, size)  # saved over, in place
+        gate.open()
+        _, err = await asyncio.wait_for(process.communicate(), 300)  # a guard against a hang
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 12 and "changed since it was fingerprinted" in err.decode(), err.decode()[-2000:]
+    listed = (await api.get("/dropbox/v1/files?limit=100")).body["files"]
+    assert listed == [], listed  # nothing committed, no upload left in progress
+    await converge(laptop, desktop)
+    assert contents(folder(desktop))["big.bin"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [f["status"] for f in (await api.get("/dropbox/v1/files?limit=100")).body["files"]] == ["uploaded"]
 
 
 class Watching:

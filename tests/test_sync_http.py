@@ -1,13 +1,14 @@
 """client/sync/remote.py's HttpRemote, and the whole engine over HTTP, against the contract's routes (tests/sync_http.py).
 
-The server's tree API is not on main yet: these tests pin what the client
-sends to the contract (v1.2), so that it works once the server lands. The
-end-to-end tests against the real gateway come with it.
+These pin what the client sends to the contract (v1.2), in the fast lane; the
+same engine against the real gateway, store and CDN is tests/test_sync_end_to_end.py
+(both engines) and tests/test_sync_cluster.py (the cluster's shape).
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -16,14 +17,14 @@ import pytest
 from client.api import GatewayClient
 from client.cli import main
 from client.config import Credentials, CredentialStore
-from client.sync.apply import Engine, MassDeletion
+from client.sync.apply import Engine, MassDeletion, PassFailed
 from client.sync.index import Index
 from client.sync.remote import HttpRemote, RemoteFailure
 from protocol.fingerprints import fingerprint_bytes
 from protocol.paths import conflicted_copy_names
 from tests.sync_http import ContractApp
 from tests.sync_server import ROOT, MemoryServer
-from tests.test_sync_simulation import Simulation
+from tests.test_sync_simulation import Simulation, replay
 
 CHUNK = 16
 DAY = MemoryServer(CHUNK).today
@@ -140,6 +141,112 @@ def test_small_files_go_up_in_one_request_and_large_ones_in_chunks(tmp_path: Pat
 
     asyncio.run(run())
 
+@pytest.fixture
+def hashing_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files the client fingerprints by the upload's own pass (client.hashing.FingerprintPass), in order."""
+    import client.hashing
+
+    passes: list[str] = []
+
+    class Counted(client.hashing.FingerprintPass):
+        def __init__(self, path: str, *args, **kwargs):
+            passes.append(Path(path).name)
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(client.hashing, "FingerprintPass", Counted)
+    return passes
+
+
+def test_a_large_file_is_read_once_to_fingerprint_it(tmp_path: Path, hashing_passes: list[str]) -> None:
+    """The scan's chunk fingerprints are the upload's: no second read. A client started again, whose scan trusts
+    what it read before (and reads nothing), reads the file once, for the upload."""
+    async def run() -> None:
+        async with Http(tmp_path) as http:
+            (http.root / "large").write_bytes(b"L" * 100)  # 7 chunks, over the inline limit; just written
+            first = await http.sync()
+            assert first.bytes_read == 100 and hashing_passes == []  # once in its pass, though it is racy
+            assert http.server.listing() == local_listing(http.root)
+
+            for name in ("large", "old"):
+                (http.root / name).write_bytes(name[0].encode() * 100)
+                os.utime(http.root / name, (1_000_000_000, 1_000_000_000))  # long unchanged: scans trust them
+            http.contract.refuse["POST /dropbox/v1/files"] = (400, "invalid_request")
+            with pytest.raises(PassFailed):
+                await http.sync()  # read by the scan; the upload refused
+            del http.contract.refuse["POST /dropbox/v1/files"]
+            again = await http.sync()  # a new engine, as after a restart
+            assert again.bytes_read == 0 and hashing_passes == ["large", "old"]
+            assert http.server.listing() == local_listing(http.root)
+
+    asyncio.run(run())
+
+
+FIRST = b"line one\n" * 10
+CHANGES = {  # how the file changes once its first chunk is on its way: (new content, what the pass says)
+    # appended to: every chunk still the scan's bytes, so the store takes them all; the stat after sending sees it
+    "grown": (FIRST + b"line two\n", "changed while it was being uploaded"),
+    # saved over: the store refuses the chunks read after the change (their checksum is the scan's)
+    "saved over": (FIRST.upper(), "changed since it was fingerprinted"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_file_that_changes_while_it_uploads_is_not_committed(change: str, tmp_path: Path,
+                                                               hashing_passes: list[str]) -> None:
+    """Nothing is committed (neither half of each version nor the stale one), the upload is deleted rather
+    than left in progress (counting toward the quota) for a day, and the next pass uploads the new content."""
+    content, message = CHANGES[change]
+
+    async def run() -> None:
+        async with Http(tmp_path) as http:
+            path = http.root / "log"
+            path.write_bytes(FIRST)
+
+            def write() -> None:
+                if change == "grown":
+                    with path.open("ab") as f:
+                        f.write(content[len(FIRST):])
+                else:
+                    path.write_bytes(content)
+                del http.contract.before["PUT /store/{id}/{index}"]
+
+            http.contract.before["PUT /store/{id}/{index}"] = write
+            with pytest.raises(PassFailed, match=message):
+                await http.sync()
+            assert http.server.listing() == {} and http.contract.count("POST /dropbox/v1/files/{id}/complete") == 0
+            assert http.contract.uploads == {}
+            await http.sync()
+            assert http.server.listing() == {"/log": fp(content)}
+            assert fp(FIRST) not in http.server.kept and hashing_passes == []
+
+    asyncio.run(run())
+
+
+def test_a_file_that_grows_while_a_gateway_finishes_it_on_its_own_makes_no_conflict(tmp_path: Path) -> None:
+    """A gateway that follows the store's events commits the file once the store holds every chunk, before the
+    client's stat says the file grew: that version is the scan's (each chunk checked), so it is recorded as
+    synced and the next round uploads the change over it; not read as an edit on both sides (a conflict)."""
+    async def run() -> None:
+        async with Http(tmp_path) as http:
+            http.contract.auto_complete = True
+            log = http.root / "log"
+            log.write_bytes(b"line one\n" * 10)
+            scanned = fp(log.read_bytes())
+
+            def append() -> None:
+                with log.open("ab") as f:
+                    f.write(b"line two\n")
+                del http.contract.before["PUT /store/{id}/{index}"]
+
+            http.contract.before["PUT /store/{id}/{index}"] = append
+            synced = await http.sync()
+            assert synced.done == {"upload": 2} and not synced.failures  # the version scanned, then the grown one
+            assert http.server.listing() == local_listing(http.root) == {"/log": fp(log.read_bytes())}
+            assert scanned in http.server.kept  # the first version, now a version of the second
+
+    asyncio.run(run())
+
+
 def test_a_remote_subfolder_is_synced_and_made_if_missing(tmp_path: Path) -> None:
     async def run() -> None:
         async with Http(tmp_path) as http:
@@ -199,9 +306,7 @@ def test_the_simulation_over_http(seed: int, tmp_path: Path) -> None:
             finally:
                 await contract.stop()
 
-    asyncio.run(run())
-
-
+    replay(sim, run())
 
 
 # -- the command -------------------------------------------------------------------------------------

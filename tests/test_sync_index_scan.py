@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from client.sync.index import LIMBO, Index, InvalidTree
-from client.sync.scan import PARTIAL_PREFIX, LocalRootMissing, local_key, local_name_problem, scan
+from client.sync.scan import PARTIAL_PREFIX, LocalRootMissing, local_key, local_name_problem, scan, trusted
 from client.sync.trees import LOCAL_ROOT, SYNCED_ROOT
 from protocol.fingerprints import fingerprint_bytes
 
@@ -201,6 +201,18 @@ def test_a_file_written_within_the_racy_window_is_read_again_next_time(tmp_path:
     first = scan(tmp_path, CHUNK, {})
     assert first.racy == {first.entries[0][0]}
     assert scan(tmp_path, CHUNK, previous_of(first)).bytes_read == 5
+
+
+def test_a_racy_file_read_earlier_in_the_pass_is_not_read_again_in_it_but_stays_racy(tmp_path: Path) -> None:
+    """A later round of the same pass need not read it again (no surer than the first read), the next pass does."""
+    write(tmp_path / "a.txt", b"fresh", age=0)
+    first = scan(tmp_path, CHUNK, {})
+    key = first.entries[0][0]
+    known = {key: (entry, mtime_ns, key in first.racy) for key, entry, mtime_ns in first.entries}
+    assert first.chunks == {key: (5, first.entries[0][2], tuple(fingerprint_bytes(b"fresh", CHUNK)[1]))}
+    same_pass = scan(tmp_path, CHUNK, trusted(known, fresh={key}))
+    assert (same_pass.bytes_read, same_pass.racy, same_pass.chunks) == (0, {key}, {})
+    assert scan(tmp_path, CHUNK, trusted(known)).bytes_read == 5
 
 
 def test_what_is_not_synced_is_skipped_with_a_note(tmp_path: Path) -> None:

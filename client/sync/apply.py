@@ -21,7 +21,11 @@ person did since the scan is lost:
 - a local file is deleted, replaced by a download, or uploaded only if it is
   still what the scan saw (inode, size, mtime); an upload whose bytes are not
   the scanned fingerprint any more is not committed (:class:`SourceChanged`):
-  the next pass sees the edit and uploads that;
+  the next pass sees the edit and uploads that. A file is read once to
+  fingerprint it: an upload sends the chunk fingerprints the scan read
+  (``Engine.chunks``), the store checks each chunk's bytes against them, and
+  the file is stat'ed again after its chunks are sent, before it is
+  committed (remote.py, ``HttpRemote``);
 - downloads are written aside (``scan.PARTIAL_PREFIX``, beside the target, so
   the rename is atomic) and renamed into place only then; a new file is
   placed only if the name is still free (a hard link fails if it is taken);
@@ -45,8 +49,9 @@ import errno
 import logging
 import os
 import secrets
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +60,7 @@ from client.sync.index import Index
 from client.sync.plan import Action, Op, Plan, Side, op_counts, plan, record_for
 from client.sync.remote import CursorReset, LocalSource, Remote, RemoteFailure, SourceChanged
 from client.sync.scan import PARTIAL_PREFIX, ScanResult, local_key, local_name_problem, rescan, scan, trusted
-from client.sync.trees import LOCAL_ROOT, Entry, Trees
+from client.sync.trees import LOCAL_ROOT, Entry, Trees, pruned
 from protocol.paths import name_key
 
 # The standard library's logging, as in the rest of dbx: the client's output for people and scripts is the
@@ -103,10 +108,12 @@ class PassSummary:
 class LocalFiles:
     """The local side's operations; paths come from the tree as the scan saw it, kept up to date as they run."""
 
-    def __init__(self, root: Path, tree: dict[str, Entry], seen: dict[str, tuple[int, int, str]]):
+    def __init__(self, root: Path, tree: dict[str, Entry], seen: dict[str, tuple[int, int, str]],
+                 chunks: dict[str, tuple[int, int, tuple[str, ...]]] | None = None):
         self.root = root
         self.tree = dict(tree)
         self.seen = seen  # key -> (size, mtime_ns, fingerprint) at the scan
+        self.chunks = chunks or {}  # key -> (size, mtime_ns, chunk fingerprints) of the files read in this process
         self.touched: set[str] = set()  # folders (relative paths) these operations changed: what to list again
 
     def _touch(self, path: Path) -> Path:
@@ -174,9 +181,12 @@ class LocalFiles:
         del self.tree[key]
 
     def source(self, key: str) -> LocalSource:
+        """The file to upload as the scan saw it, with its chunk fingerprints if this process read them."""
         info = self._still(key)
         seen = self.seen[key]
-        return LocalSource(str(self.path(key)), seen[2], info.st_size, info.st_mtime_ns)
+        chunks = self.chunks.get(key)
+        return LocalSource(str(self.path(key)), seen[2], info.st_size, info.st_mtime_ns, key,
+                           chunks[2] if chunks is not None and chunks[:2] == seen[:2] else None)
 
     @staticmethod
     def discard(aside: Path) -> None:
@@ -215,7 +225,7 @@ class Engine:
                  today: Callable[[], datetime.date] = datetime.date.today, allow_mass_delete: bool = False,
                  step: Callable[[str], Awaitable[None]] | None = None,
                  arrange: Callable[[list[Op]], list[Op]] | None = None, parallel: int = 1,
-                 on_op: Callable[[Op, str | None], None] | None = None):
+                 on_op: Callable[[Op, str | None], None] | None = None, platform: str = sys.platform):
         self.index = index
         self.remote = remote
         self.root = Path(root)
@@ -227,6 +237,9 @@ class Engine:
         self.arrange = arrange or list
         self.parallel = parallel
         self.on_op = on_op  # told of each operation done (error None) or failed (the error, in words)
+        self.platform = platform  # whose file name rules the local folder follows (scan.local_name_problem)
+        # key -> (size, mtime_ns, chunk fingerprints) of the files scans of this process read: uploads send them
+        self.chunks: dict[str, tuple[int, int, tuple[str, ...]]] = {}
 
     async def step(self, what: str) -> None:
         """A point between two steps (a test may stop the client here, or change either side)."""
@@ -267,19 +280,20 @@ class Engine:
             if not page.has_more:
                 return
 
-    async def scan(self, folders: set[str] | None = None) -> ScanResult:
+    async def scan(self, folders: set[str] | None = None, fresh: Collection[str] = ()) -> ScanResult:
         """The local folder into the index; the walk and the hashing in a thread (the loop stays free).
 
         ``folders``: list only these again (paths relative to the top; watch mode's events say which), the rest
-        as last scanned; None: the whole folder.
+        as last scanned; None: the whole folder. ``fresh``: files read earlier in this pass (scan.trusted).
         """
         expected, known = self.index.get("local_root"), self.index.local_rows()
         if folders is None or expected is None:
-            result = await asyncio.to_thread(scan, self.root, self.chunk_size, trusted(known), expected)
+            result = await asyncio.to_thread(scan, self.root, self.chunk_size, trusted(known, fresh), expected)
         else:
-            result = await asyncio.to_thread(rescan, self.root, self.chunk_size, known, folders, expected)
+            result = await asyncio.to_thread(rescan, self.root, self.chunk_size, known, folders, expected, fresh)
         for partial in result.partials:
             os.unlink(self.root / partial)  # a download a killed client left aside
+        self._keep_chunks(result)
         with self.index.transaction():
             if {key: (entry, mtime_ns, key in result.racy) for key, entry, mtime_ns in result.entries} != known:
                 self.index.replace_local(result.entries, result.racy)  # else unchanged: 10,000 rows not rewritten
@@ -287,17 +301,44 @@ class Engine:
                 self.index.put("local_root", result.root_key)
         return result
 
-    def trees(self) -> Trees:
+    def _keep_chunks(self, result: ScanResult) -> None:
+        """The chunk fingerprints the scan read, kept for uploads; those of files no longer there dropped."""
+        kept = len(self.chunks)
+        self.chunks.update(result.chunks)
+        if kept:
+            files = {key for key, entry, _ in result.entries if not entry.folder}
+            self.chunks = {key: chunks for key, chunks in self.chunks.items() if key in files}
+
+    def trees(self, scanned: ScanResult) -> tuple[Trees, list[str]]:
+        """The three trees the planner reads, and notes on what of the remote tree is not synced.
+
+        The remote tree is seen through the local folder's rules, so that neither side syncs what the
+        other leaves out: what ``.dbxignore`` names (as the scan read it) and names this system cannot
+        hold (``scan.local_name_problem``: reported, never changed) are left out with what they hold.
+        Were they not, a file made on the server under an ignored name would be downloaded, then missed
+        by the next scan, and deleted on the server as if the person had deleted it here.
+        """
         root = self.index.get("remote_root")
         assert root is not None
         if not self.index.has_remote(root):
             raise RemoteRootGone(f"the remote folder {self.remote_path} is gone (deleted or moved); nothing was "
                                  "changed on either side")
-        return Trees(self.index.remote_tree(root), root, self.index.local_tree(), self.index.synced_tree())
+        ignore = scanned.ignore
 
-    def plan(self) -> Plan:
-        return plan(self.trees(), today=self.today(), allow_mass_delete=self.allow_mass_delete,
-                    local_name_ok=lambda name: local_name_problem(name) is None)
+        def skip(path: str, entry: Entry) -> str | None:
+            if ignore is not None and ignore.match_file(path + ("/" if entry.folder else "")):
+                return ""
+            problem = local_name_problem(entry.name, self.platform)
+            return None if problem is None else f"on the server, but {problem}"
+
+        remote, notes = pruned(self.index.remote_tree(root), root, skip)
+        return Trees(remote, root, self.index.local_tree(), self.index.synced_tree()), notes
+
+    def plan(self, scanned: ScanResult) -> Plan:
+        trees, notes = self.trees(scanned)
+        batch = plan(trees, today=self.today(), allow_mass_delete=self.allow_mass_delete)
+        batch.notes[:0] = notes
+        return batch
 
     async def sync_once(self, max_rounds: int = MAX_ROUNDS, changed: set[str] | None = None) -> PassSummary:
         """Rounds until both sides agree (the summary says what was done), or :class:`SyncStopped`.
@@ -308,14 +349,16 @@ class Engine:
         """
         summary = PassSummary()
         started = time.monotonic()
+        read: set[str] = set()  # the files this pass's scans read
         await self.prepare()
         for round_ in range(max_rounds):
             await self.read_journal()
             await self.step("scan")
-            scanned = await self.scan(changed)
+            scanned = await self.scan(changed, read)
+            read.update(scanned.chunks)
             summary.bytes_read += scanned.bytes_read
             summary.files_hashed += scanned.files_hashed
-            batch = self.plan()
+            batch = self.plan(scanned)
             for note in scanned.notes + batch.notes:
                 if note not in summary.notes:
                     summary.notes.append(note)
@@ -328,7 +371,7 @@ class Engine:
                 return summary
             if not batch.ops:
                 raise PassFailed(f"{batch.blocked} operations wait on one another; this is a bug, please report it")
-            files = LocalFiles(self.root, self.index.local_tree(), self.index.local_seen())
+            files = LocalFiles(self.root, self.index.local_tree(), self.index.local_seen(), self.chunks)
             succeeded = await self.run_batch(self.arrange(batch.ops), files, summary)
             if changed is not None:
                 changed = files.touched

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import datetime
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -166,19 +166,16 @@ class _Node:
         return (self.nid is None, self.nid or 0, self.r or "", self.l or "")
 
 
-def plan(trees: Trees, *, today: datetime.date, allow_mass_delete: bool = False,
-         local_name_ok: Callable[[str], bool] = lambda name: True) -> Plan:
+def plan(trees: Trees, *, today: datetime.date, allow_mass_delete: bool = False) -> Plan:
     """The next batch of operations (see the module's docstring)."""
-    return _Planner(trees, today, allow_mass_delete, local_name_ok).run()
+    return _Planner(trees, today, allow_mass_delete).run()
 
 
 class _Planner:
-    def __init__(self, trees: Trees, today: datetime.date, allow_mass_delete: bool,
-                 local_name_ok: Callable[[str], bool]):
+    def __init__(self, trees: Trees, today: datetime.date, allow_mass_delete: bool):
         self.t = trees
         self.today = today
         self.allow_mass_delete = allow_mass_delete
-        self.local_name_ok = local_name_ok
         self.result = Plan()
         self.by: dict[Side, dict[str, _Node]] = {Side.REMOTE: {}, Side.LOCAL: {}}
         self.synced_nodes: dict[int, _Node] = {}
@@ -261,13 +258,7 @@ class _Planner:
             for key in self.t.descendants(side.value, root):
                 if key in self.by[side]:
                     continue
-                entry = self.tree(side)[key]
-                if entry.parent not in self.by[side]:
-                    continue  # below something skipped
-                if side is Side.REMOTE and not self.local_name_ok(entry.name):
-                    self.result.notes.append(f"{self._side_path(side, key)}: this system cannot hold the name; not synced")
-                    continue
-                node = _Node(None, None, None, entry.folder)
+                node = _Node(None, None, None, self.tree(side)[key].folder)
                 self._claim(node, side, key)
                 self.nodes.append(node)
 
@@ -537,7 +528,7 @@ class _Planner:
                 return  # deleted with its folder
         below = list(self.t.descendants("synced", node.nid))
         if node.r is not None:
-            if any(self.by[Side.REMOTE].get(k, _KEPT).kept for k in self.t.descendants("remote", node.r)) or \
+            if any(self.by[Side.REMOTE][k].kept for k in self.t.descendants("remote", node.r)) or \
                     any(self.synced_nodes[n].kept for n in below):
                 self._wait()
                 return
@@ -645,13 +636,6 @@ def record_for(op: Op, new_key: str | None = None) -> Record:
         return Record(op.nid, {**fields, "remote": op.remote, "local": op.local})
     assert op.action in TRANSFERS and op.side is not None and new_key is not None
     return Record(op.nid, {**fields, op.side.value: new_key, op.side.other.value: op.key(op.side.other)})
-
-
-class _Kept:
-    kept = True
-
-
-_KEPT = _Kept()  # what a remote node the planner does not track (a skipped name) counts as: not to be deleted
 
 
 def op_counts(ops: Iterable[Op]) -> dict[str, int]:

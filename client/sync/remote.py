@@ -29,8 +29,9 @@ import aiohttp
 
 from client.api import API, GatewayClient, _seg
 from client.errors import AuthRequired, ClientError, IntegrityError, NotFound
-from protocol.fingerprints import fingerprint_bytes
+from protocol.fingerprints import file_fingerprint, fingerprint_bytes
 from protocol.paths import ROOT_PATH
+from protocol.states import FileStatus
 
 PAGE = 1000  # changes per page
 
@@ -61,12 +62,29 @@ class ChangesPage:
 
 @dataclass(frozen=True)
 class LocalSource:
-    """A local file to upload, and the content it must still have: the scan's fingerprint, size and mtime."""
+    """A local file to upload, and the content it must still have: the scan's fingerprint, size and mtime.
+
+    ``chunks``: its chunk fingerprints, when the scan that fingerprinted it ran in this process (None: read
+    them from the file). ``key``: the inode the scan saw (scan.local_key).
+    """
 
     path: str
     fingerprint: str
     size: int
     mtime_ns: int
+    key: str = ""
+    chunks: tuple[str, ...] | None = None
+
+    def check_unchanged(self) -> None:
+        """:class:`SourceChanged` unless the file is still what the scan saw: same inode, size and mtime (a stat)."""
+        from client.sync.scan import local_key
+
+        try:
+            info = os.lstat(self.path)
+        except OSError as exc:
+            raise SourceChanged(f"{self.path}: {exc.strerror}") from None
+        if (local_key(info), info.st_size, info.st_mtime_ns) != (self.key, self.size, self.mtime_ns):
+            raise SourceChanged(f"{self.path} changed while it was being uploaded; it is uploaded again next pass")
 
 
 class Remote(Protocol):
@@ -178,34 +196,74 @@ class HttpRemote:
         return await self._call("POST", f"{API}/files", data=form, ok=(200, 201))
 
     async def _upload_chunked(self, source: LocalSource, name: str, tree_fields: dict[str, str]) -> dict:
-        from client.hashing import FingerprintPass
-        from client.upload import LocalFile, Upload, UploadOptions, claim, fingerprint
+        """A large file by the chunked path, each chunk straight to the store.
+
+        The file is read once to fingerprint it: the scan's chunk fingerprints are sent when the scan ran
+        in this process, else (a client started again) they are read here, once. The store checks each
+        chunk against the fingerprint signed in its URL, so bytes that changed since are refused and the
+        server never holds half of one version and half of another; and the file is stat'ed after the
+        chunks are sent, before the file is committed: one that changed meanwhile (grown, saved again)
+        is not committed as the stale version it was, but uploaded again next pass (unless the gateway
+        committed it on its own meanwhile: see below).
+        """
+        from client.upload import LocalFile, Upload, UploadOptions, claim
 
         options = UploadOptions(quiet=self.quiet)
         chunk_size = int(self.config["chunk_size"])
-        hashing = FingerprintPass(source.path, chunk_size)
+        chunk_fps = await self._chunk_fingerprints(source, name, chunk_size, options)
+        metadata = {**claim(name, source.size, source.fingerprint, chunk_size, chunk_fps, None), **tree_fields}
+        fd = os.open(source.path, os.O_RDONLY | os.O_NOFOLLOW)
+        upload = Upload(self.client, LocalFile(source.path, fd, source.size, chunk_size, chunk_fps), metadata,
+                        options, before_complete=source.check_unchanged)
         try:
-            file_fp, chunk_fps = await fingerprint(hashing, name, source.size, options)
+            try:
+                await upload.run()
+            except IntegrityError as exc:
+                raise SourceChanged(str(exc)) from None
+            except AuthRequired:
+                raise
+            except ClientError as exc:
+                raise _failure(exc) from exc
+            finally:
+                os.close(fd)
+        except SourceChanged:
+            if upload.result.file_id is None:
+                raise
+            # A gateway that follows the store's events finishes a file itself once the store holds every
+            # chunk, without waiting for `complete`: committed, then, with the scan's content (the store
+            # checked each chunk against it). Taken as done; the next pass uploads the change.
+            obj = await self._call("GET", f"{API}/files/{_seg(upload.result.file_id)}")
+            if obj.get("status") == FileStatus.UPLOADED:
+                return obj
+            await self._abandon(upload.result.file_id)
+            raise
+        return await self._call("GET", f"{API}/files/{_seg(upload.result.file_id)}")
+
+    async def _abandon(self, file_id: str) -> None:
+        """Delete an upload that will not be finished (its content changed), so that it counts toward neither
+        the quota nor the uploads in progress until the gateway abandons it (a day). Should the gateway finish
+        it in between, the delete sends that file to the trash: the next pass reads that as a deletion on
+        the server and uploads the local file again, nothing lost. Best effort: a failure is only a leftover."""
+        try:
+            await self._call("DELETE", f"{API}/files/{_seg(file_id)}", ok=(200, 204))
+        except RemoteFailure:
+            pass
+
+    @staticmethod
+    async def _chunk_fingerprints(source: LocalSource, name: str, chunk_size: int, options: Any) -> list[str]:
+        """The scan's chunk fingerprints of ``source``, or (none kept) the file's, read now on several threads."""
+        from client.hashing import FingerprintPass
+        from client.upload import fingerprint
+
+        if source.chunks is not None and file_fingerprint(source.chunks) == source.fingerprint:
+            return list(source.chunks)
+        try:
+            file_fp, chunk_fps = await fingerprint(FingerprintPass(source.path, chunk_size), name, source.size, options)
         except (IntegrityError, NotFound) as exc:
             raise SourceChanged(str(exc)) from None
         if file_fp != source.fingerprint:
             raise SourceChanged(f"{source.path} changed since it was scanned")
-        metadata = {**claim(name, source.size, file_fp, chunk_size, chunk_fps, None), **tree_fields}
-        fd = os.open(source.path, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            # The store checks each chunk against the fingerprint signed in its URL: bytes that changed
-            # since hashing are refused, so the server never holds half of one version and half of another.
-            result = await Upload(self.client, LocalFile(source.path, fd, source.size, chunk_size, chunk_fps),
-                                  metadata, options).run()
-        except IntegrityError as exc:
-            raise SourceChanged(str(exc)) from None
-        except AuthRequired:
-            raise
-        except ClientError as exc:
-            raise _failure(exc) from exc
-        finally:
-            os.close(fd)
-        return await self._call("GET", f"{API}/files/{_seg(result.file_id)}")
+        return chunk_fps
 
     async def download(self, file_id: str, fingerprint: str, size: int, target: str) -> None:
         from client.download import DownloadOptions, download_file

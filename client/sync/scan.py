@@ -12,13 +12,19 @@ within the same clock tick): such a file is read again next time.
 What is not synced, and why it must never look like a deletion:
 
 - what ``.dbxignore`` (gitignore syntax, at the top of the folder) names, and
-  the client's own partial downloads (:data:`PARTIAL_PREFIX`);
+  the client's own partial downloads (:data:`PARTIAL_PREFIX`); the engine sees
+  the remote tree through the same ``.dbxignore`` (apply.py, ``Engine.trees``),
+  so a file made on the server under an ignored name is not downloaded (and
+  then, missed by the next scan, deleted on the server);
 - symbolic links and special files (FIFOs, sockets, devices): skipped, with a note;
 - a second hard link to a file already seen: skipped, with a note;
 - names the server refuses (``protocol.paths``: ``\\``, control characters,
   over 255 bytes) and names that differ from another in the same folder only
   by case or Unicode form (the tree compares names that way): reported, not
   renamed; of such twins the one synced before is kept;
+- the other way, names on the server this system cannot hold
+  (:func:`local_name_problem`: ``:`` and the like on Windows): reported, not
+  synced, never renamed on either side (apply.py, ``Engine.trees``);
 - a file that changes while it is being read, or cannot be read: the last
   fingerprint seen is kept (it is read again next pass), or it is left out if
   it is new;
@@ -44,7 +50,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +104,10 @@ class ScanResult:
     files_hashed: int = 0
     bytes_read: int = 0
     partials: list[str] = field(default_factory=list)  # downloads left aside by a client that was stopped
+    ignore: pathspec.PathSpec | None = None  # .dbxignore as this scan read it (the remote tree is seen through it)
+    # key -> (size, mtime_ns, chunk fingerprints) of each file this scan read: an upload of it sends these, the
+    # file is not read to fingerprint it twice (the store checks every chunk against them)
+    chunks: dict[str, tuple[int, int, tuple[str, ...]]] = field(default_factory=dict)
 
     def fingerprints(self) -> dict[str, tuple[int, int, str]]:
         """What the next scan may trust: key -> (size, mtime_ns, fingerprint) (as :func:`trusted` gives it)."""
@@ -174,6 +184,7 @@ class Scanner:
             self.known.put(entry_key, entry, mtime_ns, entry_key in found.racy)
         result.files_hashed += found.files_hashed
         result.bytes_read += found.bytes_read
+        result.chunks.update(found.chunks)
 
     def _start(self) -> ScanResult:
         try:
@@ -189,8 +200,8 @@ class Scanner:
             raise LocalRootMissing(f"{self.root} is not the folder that was synced before (another disk or a "
                                    "folder put in its place); nothing was changed on either side. Sync it with a new "
                                    "state (--state) if that is what you want")
-        result = ScanResult(root_key=local_key(info))
         self.ignore = load_ignore(self.root)
+        result = ScanResult(root_key=local_key(info), ignore=self.ignore)
         self.seen = {result.root_key}
         self.partials = result.partials
         return result
@@ -288,12 +299,13 @@ class Scanner:
         """(fingerprint, size, whether the next scan may trust it): from the last scan when unchanged, else read."""
         before = self.previous.get(key)
         if before is not None and before[:2] == (info.st_size, info.st_mtime_ns):
-            return before[2], info.st_size, True
+            # Trusted next time unless still within the racy window (see :func:`trusted`'s ``fresh``).
+            return before[2], info.st_size, self.now_ns - info.st_mtime_ns > RACY_NS
         try:
             fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
             try:
                 with os.fdopen(fd, "rb", closefd=False) as stream:
-                    fingerprint, _, size = fingerprint_stream(stream, self.chunk_size)
+                    fingerprint, chunks, size = fingerprint_stream(stream, self.chunk_size)
                 after = os.fstat(fd)
             finally:
                 os.close(fd)
@@ -303,6 +315,7 @@ class Scanner:
         result.bytes_read += size
         if (after.st_size, after.st_mtime_ns, local_key(after)) != (size, info.st_mtime_ns, key):
             return self._unread(path, "changed while it was being read", before, result)
+        result.chunks[key] = (size, info.st_mtime_ns, tuple(chunks))
         # A file written within the same clock tick as this scan may change again unseen: read it next time too.
         return fingerprint, size, self.now_ns - info.st_mtime_ns > RACY_NS
 
@@ -389,13 +402,18 @@ def scan(root: Path, chunk_size: int, previous: dict[str, tuple[int, int, str]],
 
 
 def rescan(root: Path, chunk_size: int, known: Mapping[str, tuple[Entry, int, bool]], folders: Iterable[str],
-           expected_root: str | None = None) -> ScanResult:
+           expected_root: str | None = None, fresh: Collection[str] = ()) -> ScanResult:
     """The local tree of ``root`` with only ``folders`` listed again (see the module's docstring)."""
-    return Scanner(root, chunk_size, trusted(known), expected_root).rescan(KnownTree(known), folders)
+    return Scanner(root, chunk_size, trusted(known, fresh), expected_root).rescan(KnownTree(known), folders)
 
 
-def trusted(known: Mapping[str, tuple[Entry, int, bool]]) -> dict[str, tuple[int, int, str]]:
+def trusted(known: Mapping[str, tuple[Entry, int, bool]], fresh: Collection[str] = ()) -> dict[str, tuple[int, int, str]]:
     """What a scan need not read again, from the tree as last scanned: key -> (size, mtime_ns, fingerprint) of
-    each file (an mtime of -1 for the racy ones, so that they are read again)."""
-    return {key: (entry.size, -1 if racy else mtime_ns, entry.fingerprint or "")
+    each file (an mtime of -1 for the racy ones, so that they are read again).
+
+    ``fresh``: racy files read moments ago, in an earlier round of the same pass; not read again in this pass
+    (a read within the same racy window proves no more than the first did) but still racy, so that the next
+    pass reads them. Without it, a large file just written would be read by every round of its pass.
+    """
+    return {key: (entry.size, -1 if racy and key not in fresh else mtime_ns, entry.fingerprint or "")
             for key, (entry, mtime_ns, racy) in known.items() if not entry.folder}

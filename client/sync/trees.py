@@ -16,7 +16,7 @@ tree; the index refuses any other state, so the planner may rely on it.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 LOCAL_ROOT = "/"
@@ -81,3 +81,33 @@ class Trees:
             child = stack.pop()
             yield child
             stack.extend(self.children(side, child))
+
+
+def pruned(tree: Mapping[str, Entry], root: str,
+           skip: Callable[[str, Entry], str | None]) -> tuple[dict[str, Entry], list[str]]:
+    """``tree`` without the nodes ``skip`` names and without what they hold, and why (notes for people).
+
+    ``skip(path, entry)`` gets each node's path below ``root`` ("a/b"), parents first: None keeps it,
+    a reason leaves it out with a note, "" leaves it out without a word.
+    """
+    children: dict[str, list[str]] = {}
+    for key, entry in tree.items():
+        if entry.parent is not None:
+            children.setdefault(entry.parent, []).append(key)
+    kept: dict[str, Entry] = {root: tree[root]}
+    notes: list[str] = []
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        for key in children.get(folder, ()):
+            entry = tree[key]
+            path = prefix + entry.name
+            why = skip(path, entry)
+            if why is not None:
+                if why:
+                    notes.append(f"{path}: {why}; not synced")
+                continue
+            kept[key] = entry
+            if entry.folder:
+                stack.append((key, path + "/"))
+    return kept, notes
