@@ -39,8 +39,10 @@ async def test_half_sent_heads_are_closed_after_the_header_timeout_and_others_ar
     try:
         # Another client meanwhile: answered at once.
         assert (await Api(http, gateway.url).get("/healthz")).status == 200
-        answers = await asyncio.gather(*(closed_by_the_gateway(reader) for reader, _ in held))
-        assert answers == [b""] * HALF_SENT_HEADS  # closed without an answer: there was no request to answer
+        answers = await asyncio.gather(*(closed_by_the_gateway(reader) for reader, _ in held), return_exceptions=True)
+        # Closed without an answer (there was no request to answer); a reset is a close too (one run at
+        # load 9 saw one among them), anything else is not.
+        assert all(answer == b"" or isinstance(answer, ConnectionResetError) for answer in answers), answers
     finally:
         for _, writer in held:
             writer.close()
