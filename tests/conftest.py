@@ -9,6 +9,7 @@ import pytest
 
 from storage.embedded import free_port
 from deploy.supervisor import GatewayProcess
+from tests import lanes
 from tests.harness import Api, Gateway, gateway_config, gateway_env, start_store
 from tests.app_fixtures import *  # noqa: F401,F403 - the gateway in-process
 from tests.cdn_fixtures import *  # noqa: F401,F403 - the CDN tier's fixtures
@@ -52,6 +53,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    lanes.FAST = config.getoption("fast")
     config.addinivalue_line("markers", "real: starts a real part (store, nginx, PostgreSQL, Redis, browser, process)")
     config.addinivalue_line("markers", "real_password_cost: passwords hashed at scrypt's real cost (conftest.py)")
     config.addinivalue_line(

@@ -21,6 +21,7 @@ from gateway.core.uploads import PRESIGN_PER_USER, UploadClaim
 from protocol.fingerprints import file_fingerprint
 from storage import PresignedRequest
 from storage.memory import InMemoryObjectStore
+from tests.lanes import examples
 from tests.core_fixtures import CHUNK, new_user
 
 
@@ -153,7 +154,7 @@ OPERATIONS = st.lists(st.tuples(st.sampled_from(["arrive", "finish", "cancel"]),
 
 
 @given(OPERATIONS, st.integers(1, 5), st.integers(1, 5))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_no_slot_stays_free_while_someone_under_their_share_waits(operations, limit, per_user):
     """Whatever arrives, finishes or is cancelled: at most ``limit`` slots, at most ``per_user``
     per user, never a free slot while a user under their share waits, and every call not

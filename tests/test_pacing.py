@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.core.pacing import Pacer
+from tests.lanes import examples
 from tests.core_fixtures import Delays
 
 
@@ -47,7 +48,7 @@ async def paced(slots: int, outcomes: list[bool]) -> tuple[list[bool], Pacer]:
     return await asyncio.gather(*calls), pacer
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.integers(1, 4), st.lists(st.booleans(), min_size=1, max_size=40))
 def test_failed_checks_are_at_most_the_slots_per_delay_and_everyone_is_answered(slots, outcomes):
     answers, pacer = asyncio.run(paced(slots, outcomes))

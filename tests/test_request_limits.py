@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from gateway.http.parsing import MAX_JSON_DEPTH, nests_deeper_than
 from gateway.http.routes import uploads
+from tests.lanes import examples
 from tests.app_fixtures import make_app as make_gateway  # noqa: F401 - the gateway in-process
 from tests.harness import EVENTS_TOKEN, Api, make_claim
 
@@ -183,7 +184,7 @@ JSON_VALUES = st.recursive(
 
 
 @given(JSON_VALUES, st.booleans())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_the_depth_scan_agrees_with_the_parser_on_every_json_text(value, ascii_only):
     raw = json.dumps(value, ensure_ascii=ascii_only).encode()
     depth = depth_of(value)
@@ -192,7 +193,7 @@ def test_the_depth_scan_agrees_with_the_parser_on_every_json_text(value, ascii_o
 
 
 @given(st.text(alphabet='[]{}"\\,:1 ', max_size=300))
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 def test_whatever_the_scan_lets_through_the_parser_reads_no_deeper(text):
     """On any text (mostly invalid JSON: unterminated strings, stray escapes), what passes the scan
     at a limit parses, if it parses at all, no deeper than that limit."""

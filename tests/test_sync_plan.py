@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from client.sync.plan import MASS_DELETE_MIN, Action, Side, plan
 from client.sync.trees import LOCAL_ROOT, SYNCED_ROOT, Entry, Synced
 from protocol.paths import conflicted_copy_names, name_key
+from tests.lanes import examples
 from tests.sync_model import REMOTE_ROOT, TODAY, Broken, World
 
 # Few names and contents, so that collisions, case-only differences (`a`/`A`, NFC/NFD `é`) and equal content
@@ -226,7 +227,7 @@ def converge(world: World, data: st.DataObject | None = None) -> int:
     return rounds
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_any_drift_converges_without_losing_content(data: st.DataObject) -> None:
     world = drifted_world(data)

@@ -22,6 +22,8 @@ from client.sync.scan import IGNORE_FILE, PARTIAL_PREFIX, rescan, scan
 from client.sync.trees import Entry
 from client.sync.watch import Changed, LocalWatcher, folders_to_list
 
+from tests.lanes import examples
+
 CHUNK = 4
 ADDED, MODIFIED, DELETED = 1, 2, 3  # watchfiles.Change
 
@@ -118,7 +120,7 @@ def tree_of(result) -> set[tuple[str, Entry]]:
     return {(key, entry) for key, entry, _ in result.entries}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(before=operations, after=operations)
 def test_listing_the_changed_folders_again_gives_the_tree_a_full_scan_gives(before, after) -> None:
     with tempfile.TemporaryDirectory() as temporary:
