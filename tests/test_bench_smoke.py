@@ -36,8 +36,9 @@ PRINTS = {
     ),
     "limits": (("Presigning off the event loop", "Listing page"), ("/healthz at rest", "/healthz during 2 upload-urls calls")),
     "browser": (
-        ("Web app:",),
-        ("upload: web app in headless Chromium", "SHA-256 in the browser: WebCrypto", "SHA-256 in the browser: JS fallback"),
+        ("Web app:", "Where the web app's upload time goes"),
+        ("upload: web app in headless Chromium", "SHA-256 in the browser: WebCrypto",
+         "SHA-256 in the browser: WebAssembly", "SHA-256 in the browser: JS fallback"),
     ),
     "tree": (
         ("A folder of 25 files:",),

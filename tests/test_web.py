@@ -12,6 +12,7 @@ import os
 import re
 
 import aiohttp
+import pytest
 from playwright.async_api import expect
 
 from gateway.http.routes import webapp
@@ -44,7 +45,8 @@ async def test_the_page_is_served_with_a_strict_policy(web_gateway, store, cdn, 
     policy = dict(
         (part.strip().split(" ", 1) + [""])[:2] for part in headers["Content-Security-Policy"].split(";")
     )
-    assert policy["script-src"] == "'self'"
+    # WebAssembly may be compiled (the plain-http SHA-256), nothing else evaluated.
+    assert policy["script-src"] == "'self' 'wasm-unsafe-eval'"
     assert policy["default-src"] == "'none'"
     assert policy["frame-ancestors"] == "'none'"
     assert set(policy["connect-src"].split()) == {"'self'", store.endpoint, cdn.url}
@@ -69,7 +71,7 @@ async def test_assets_are_cached_by_version_and_static_urls_revalidate(web_gatew
         assert resp.status == 200
         assert resp.content_type == "text/javascript"
         assert "immutable" in resp.headers["Cache-Control"]
-        assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+        assert "script-src 'self' 'wasm-unsafe-eval';" in resp.headers["Content-Security-Policy"]
     async with http.get(f"{base}/assets/0000000000000000/js/upload.js") as resp:
         assert resp.status == 200 and resp.headers["Cache-Control"] == "no-cache"
     async with http.get(f"{base}/static/style.css") as resp:
@@ -129,36 +131,37 @@ async def test_sign_up_upload_straight_to_the_store_download_and_log_out(browser
 
 
 async def test_the_fingerprint_is_the_contracts(browser, web_gateway, tmp_path):
-    """The worker's fingerprints, WebCrypto and the vendored fallback alike, are protocol/fingerprints.py's."""
-    data = os.urandom(2 * WEB_CHUNK_SIZE + 1000)
+    """The workers' fingerprints, with WebCrypto, the vendored WebAssembly and JavaScript SHA-256 alike and
+    however many workers share the chunks, are protocol/fingerprints.py's (hashlib's)."""
+    data = os.urandom(4 * WEB_CHUNK_SIZE + 1000)  # five chunks, the last one short
     expected_fp, expected_chunks, _ = fingerprint_stream(__import__("io").BytesIO(data), WEB_CHUNK_SIZE)
+    assert expected_chunks[0] == hashlib.sha256(data[:WEB_CHUNK_SIZE]).hexdigest()
     app = await WebApp.open(browser, web_gateway.url)
-    await app.page.evaluate(
-        """async (bytes) => { window.testBlob = new Blob([new Uint8Array(bytes)]); }""", list(data[:0])
-    )
     # The bytes travel as a file chosen in an input of a scratch page element (fast, no JSON).
     await app.page.evaluate("""() => {
         const input = document.createElement("input"); input.type = "file"; input.id = "scratch";
         document.body.append(input);
     }""")
     await app.page.locator("#scratch").set_input_files(file_payload("x.bin", data))
-    for engine in ("webcrypto", "fallback"):
+    for engine, workers in [("webcrypto", 1), ("webcrypto", 2), ("wasm", 1), ("wasm", 3), ("fallback", 2), ("auto", 4)]:
         result = await app.page.evaluate(
-            """async ([engine, chunkSize]) => {
+            """async ([engine, workers, chunkSize]) => {
                 const { hashFile } = await import("/static/js/hashing.js");
                 const file = document.getElementById("scratch").files[0];
-                return await hashFile(file, chunkSize, { engine });
+                return await hashFile(file, chunkSize, { engine, workers });
             }""",
-            [engine, WEB_CHUNK_SIZE],
+            [engine, workers, WEB_CHUNK_SIZE],
         )
-        assert result["engine"] == engine
-        assert result["chunks"] == expected_chunks
-        assert result["fingerprint"] == expected_fp
-    empty = await app.page.evaluate("""async () => {
-        const { hashFile } = await import("/static/js/hashing.js");
-        return await hashFile(new Blob([]), 5242880, { engine: "fallback" });
-    }""")
-    assert empty["chunks"] == [] and empty["fingerprint"] == hashlib.sha256(b"").hexdigest()
+        assert result["engine"] == ("webcrypto" if engine == "auto" else engine)
+        assert result["chunks"] == expected_chunks, (engine, workers)
+        assert result["fingerprint"] == expected_fp, (engine, workers)
+    for engine in ("wasm", "fallback"):
+        empty = await app.page.evaluate("""async (engine) => {
+            const { hashFile } = await import("/static/js/hashing.js");
+            return await hashFile(new Blob([]), 5242880, { engine });
+        }""", engine)
+        assert empty["chunks"] == [] and empty["fingerprint"] == hashlib.sha256(b"").hexdigest()
+    assert not app.problems  # compiling the WebAssembly broke no rule of the page's policy
 
 
 async def test_an_upload_resumes_after_a_reload_sending_only_missing_chunks(browser, web_gateway, store, tmp_path):
@@ -328,13 +331,19 @@ async def test_errors_a_person_can_act_on_when_logging_in(browser, web_gateway):
     assert "{" not in alert and "error" not in alert
 
 
-async def test_on_a_plain_http_lan_address_the_slower_hasher_is_used_and_announced(playwright_driver, web_gateway):
-    """crypto.subtle exists only in secure contexts; lan.test (mapped to 127.0.0.1) is not one."""
+@pytest.mark.parametrize(("flags", "hasher"), [([], "wasm"), (["--js-flags=--jitless"], "fallback")],
+                         ids=["webassembly", "no-webassembly"])
+async def test_on_a_plain_http_lan_address_the_slower_hasher_is_used_and_announced(playwright_driver, web_gateway,
+                                                                                   flags, hasher):
+    """crypto.subtle exists only in secure contexts; lan.test (mapped to 127.0.0.1) is not one. There the
+    WebAssembly SHA-256 hashes, or, in a browser without WebAssembly (V8 without its JIT, as hardened browser
+    modes run it), the JavaScript one."""
     port = web_gateway.config.port
-    browser = await launch_browser(playwright_driver, ["--host-resolver-rules=MAP lan.test 127.0.0.1"])
+    browser = await launch_browser(playwright_driver, ["--host-resolver-rules=MAP lan.test 127.0.0.1", *flags])
     try:
         app = await WebApp.open(browser, f"http://lan.test:{port}")
         assert await app.page.evaluate("window.isSecureContext") is False
+        assert await app.page.evaluate("typeof WebAssembly") == ("object" if hasher == "wasm" else "undefined")
         await app.sign_up()
         await expect(app.page.get_by_role("note")).to_contain_text("slower built-in hasher")
         data = os.urandom(WEB_CHUNK_SIZE + 10)
@@ -348,8 +357,9 @@ async def test_on_a_plain_http_lan_address_the_slower_hasher_is_used_and_announc
             const { hashFile } = await import("/static/js/hashing.js");
             return await hashFile(document.getElementById("scratch").files[0], chunkSize);
         }""", WEB_CHUNK_SIZE)
-        assert result["engine"] == "fallback"
+        assert result["engine"] == hasher
         assert (result["fingerprint"], result["chunks"]) == (expected, chunks)
+        assert not app.problems
     finally:
         await browser.close()
 

@@ -88,12 +88,16 @@ INDEX = _asset(
 
 def content_security_policy(config: Config) -> str:
     """No inline script, no eval, no framing; fetch/XHR only to us, the store (chunk PUTs) and the CDN;
-    images, audio and video of previews from the CDN (gateway/web/js/views/preview.js)."""
+    images, audio and video of previews from the CDN (gateway/web/js/views/preview.js).
+
+    'wasm-unsafe-eval' lets the page compile WebAssembly (the SHA-256 of plain-http addresses,
+    gateway/web/js/fingerprint.js) and nothing else: no eval, no new Function, no inline script.
+    """
     cdn = origin(config.cdn_url)
     connect = " ".join(dict.fromkeys(["'self'", origin(config.presign_endpoint), cdn]))
     return (
-        f"default-src 'none'; script-src 'self'; worker-src 'self'; style-src 'self'; img-src 'self' {cdn}; "
-        f"media-src {cdn}; connect-src {connect}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        f"default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; style-src 'self'; "
+        f"img-src 'self' {cdn}; media-src {cdn}; connect-src {connect}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
 
 
