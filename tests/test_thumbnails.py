@@ -21,6 +21,7 @@ from gateway.db import thumbnails as thumbnails_db
 from gateway.thumbnailer import EDGE, MAX_PIXELS, PAGE_EDGE
 from tests.core_fixtures import claim_for, core_config, cores_on_one_database, new_user, uploaded
 from tests.images import encoded, garbage_pdf, png_bomb, thumbnail_size, truncated_jpeg
+from tests.test_db import database_at, empty_database, upgrade_to_head  # noqa: F401 (empty_database: a fixture)
 
 
 def fingerprint_of(data: bytes) -> str:
@@ -331,3 +332,34 @@ async def test_workers_of_several_gateways_make_every_upload_once(gateways, memo
 def test_lease_outlasts_the_slowest_job():
     config = core_config()
     assert LEASE_SECONDS > config.thumbnail_timeout * 3
+
+
+@pytest.mark.every_engine
+async def test_the_migration_queues_again_the_pdfs_made_before_their_first_page(empty_database):
+    """Revision 0015 on a database at 0014: a PDF content (by type or name) whose thumbnail was made is queued
+    again, for its first page; an image's, a PDF given up on, and one still queued stay as they were."""
+    db = await database_at(empty_database, "0014")
+    try:
+        await db.execute("INSERT INTO users (username, email, password_hash, created_at)"
+                         " VALUES ('ann', 'a@x.io', 'h', '2026-01-01T00:00:00.000000Z')")
+        owner = (await db.fetchall("SELECT id FROM users"))[0]["id"]
+        contents = {"a" * 64: ("report.pdf", "application/octet-stream", "made"),
+                    "b" * 64: ("scan", "application/pdf", "made"),
+                    "c" * 64: ("photo.png", "image/png", "made"),
+                    "d" * 64: ("broken.pdf", "application/pdf", "none"),
+                    "e" * 64: ("new.pdf", "application/pdf", "queued")}
+        for n, (fingerprint, (name, file_type, state)) in enumerate(contents.items()):
+            await db.execute(
+                "INSERT INTO files (id, owner_id, file_name, file_size, file_type, fingerprint, chunk_size, total_chunks,"
+                " status, created_at, updated_at) VALUES (:id, :owner, :name, 5, :type, :fp, 8, 1, 'uploaded', 't', 't')",
+                {"id": str(n) * 32, "owner": owner, "name": name, "type": file_type, "fp": fingerprint})
+            await db.execute(
+                "INSERT INTO thumbnails (fingerprint, source_size, state, queued_at, attempts, done_at)"
+                " VALUES (:fp, 5, :state, '2026-01-01T00:00:00.000000Z', 1, :done)",
+                {"fp": fingerprint, "state": state, "done": None if state == "queued" else "2026-01-02T00:00:00.000000Z"})
+        await upgrade_to_head(db)
+        rows = await db.fetchall("SELECT fingerprint, state, attempts, done_at FROM thumbnails ORDER BY fingerprint")
+        assert [(row["state"], row["attempts"], row["done_at"] is None) for row in rows] == [
+            ("queued", 0, True), ("queued", 0, True), ("made", 1, False), ("none", 1, False), ("queued", 1, True)]
+    finally:
+        await db.close()
