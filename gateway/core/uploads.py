@@ -371,11 +371,15 @@ class Uploads:
         calls holds at most PRESIGN_PER_USER of them and waits its turn behind
         other users' calls, not in front of them.
         """
-        owned, _ = await self.permissions.owned(user_id, file_id)
-        async with self.db.read() as conn:  # the session and its chunks: one snapshot, one round of reads
+        # The session and its chunks: one snapshot, one read. The session names its owner, so the upload of
+        # the caller's own is all it takes; anything else is answered as the permissions say (FileNotFound
+        # unless the caller owns the file, NotUploading if they do).
+        async with self.db.read() as conn:
             row = await uploads_db.get_upload(conn, file_id)
-            chunks = await files_db.get_chunks(conn, file_id) if row is not None else []
-        if row is None:
+            ours = row is not None and row["owner_id"] == user_id
+            chunks = await files_db.get_chunks(conn, file_id) if ours else []
+        if row is None or not ours:
+            owned, _ = await self.permissions.owned(user_id, file_id)
             raise NotUploading(owned["status"] if owned["status"] != FileStatus.UPLOADING else FileStatus.FAILED)
         async with self._presigning.slot(user_id):
             presigned = await self._presign(row, chunks, indexes)
