@@ -2,9 +2,10 @@
 
 SQLite, from ``GATEWAY_DATABASE_PATH``: WAL, so readers go on while one
 writer writes. SQLAlchemy's aiosqlite dialect drives it, over a driver that
-hands each statement to the connection's thread once, not four times
-(gateway/db/sqlite_driver.py). Every write transaction starts with ``BEGIN
-IMMEDIATE``: it takes SQLite's writer lock at once (across processes too), so
+hands each statement to the connection's thread once, not four times, and a
+transaction's BEGIN with its first statement (gateway/db/sqlite_driver.py).
+Every write transaction starts with ``BEGIN IMMEDIATE``, before its first
+statement: it takes SQLite's writer lock at once (across processes too), so
 two writers never both read and then fail to upgrade, and whatever a write
 transaction reads stays true until it commits. Within one process the writers
 also queue on an asyncio lock, so they wait their turn instead of spinning on
@@ -121,8 +122,9 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection) -> None:
+        # Run by the driver with the transaction's first statement, in its hand-off (gateway/db/sqlite_driver.py).
         write = connection.get_execution_options().get("write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        connection.connection.driver_connection.begin_with_next("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 # Set in the tasks that work in the background (the app's periodic rounds, the journal's follower):
@@ -137,7 +139,8 @@ def in_background() -> None:
 
 class DatabaseWork:
     """What the gateway has asked of the database so far: statements sent (each a round trip to the
-    driver's thread or the server; an executemany is one; SQLite's BEGINs count) and transactions begun
+    driver's thread or the server; an executemany is one; a BEGIN is not one: SQLite's goes with the first
+    statement, PostgreSQL's is asyncpg's own) and transactions begun
     (reads and writes), for requests and for background work (in_background) apart. Read by the metrics
     (gateway/core/metrics.py): ``bench control`` divides the requests' by the requests it made; with the
     background's in the same count, a polling round landing in a short run showed as part of every

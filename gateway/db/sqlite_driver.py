@@ -8,7 +8,11 @@ wake-up of the loop on a 2-core VM (issue 26 measured it; ``SELECT 1`` through
 aiosqlite took 223 us), and the gateway's statements are point lookups and
 small writes that SQLite itself runs in a few microseconds. Here a statement
 is one hand-off to the connection's thread, which executes it, fetches its
-rows and closes its cursor there; commit and rollback are one each.
+rows and closes its cursor there; commit and rollback are one each. A
+transaction's ``BEGIN`` (or ``BEGIN IMMEDIATE``) is not a hand-off of its own:
+it is kept (:meth:`Connection.begin_with_next`) and run on the thread just
+before the transaction's first statement, in that statement's hand-off; a
+transaction that ran no statement commits or rolls back without one.
 
 The work stays off the event loop, on a thread per connection as with
 aiosqlite: SQLite lets go of Python's lock while it works, so the loop goes on
@@ -34,8 +38,12 @@ T = TypeVar("T")
 Parameters = Sequence[Any] | dict[str, Any]
 
 
-def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> tuple[Any, int, int | None, list[Any]]:
-    """On the connection's thread: the statement, its rows, and its cursor closed."""
+def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool,
+         begin: str | None) -> tuple[Any, int, int | None, list[Any]]:
+    """On the connection's thread: the transaction's ``begin`` if it is the first statement, the statement,
+    its rows, and its cursor closed."""
+    if begin is not None:
+        conn.execute(begin)
     cursor = conn.cursor()
     try:
         if many:
@@ -73,7 +81,7 @@ class Cursor:
 
     async def _execute(self, sql: str, parameters: Any, *, many: bool) -> Cursor:
         self.description, self.rowcount, self.lastrowid, self._rows = await self._owner.hop(
-            _run, self._owner.sqlite, sql, parameters, many)
+            _run, self._owner.sqlite, sql, parameters, many, self._owner.take_begin())
         return self
 
     async def fetchall(self) -> list[Any]:
@@ -111,6 +119,7 @@ class Connection:
         self.sqlite = conn
         self._thread = thread
         self._tx = _AtOnce()
+        self._begin: str | None = None  # the BEGIN the next statement runs first (begin_with_next)
 
     @classmethod
     async def connect(cls, path: str) -> Connection:
@@ -119,6 +128,14 @@ class Connection:
         conn = await asyncio.get_running_loop().run_in_executor(
             thread, functools.partial(sqlite3.connect, path, check_same_thread=False))
         return cls(conn, thread)
+
+    def begin_with_next(self, begin: str) -> None:
+        """Begin a transaction with ``begin`` (``BEGIN``, ``BEGIN IMMEDIATE``) in the next statement's hand-off."""
+        self._begin = begin
+
+    def take_begin(self) -> str | None:
+        begin, self._begin = self._begin, None
+        return begin
 
     async def hop(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` on the connection's thread: the one hand-off."""
@@ -143,12 +160,14 @@ class Connection:
         return await self.cursor().execute(sql, parameters)
 
     async def commit(self) -> None:
+        self._begin = None  # a transaction that ran no statement: nothing began
         if self.sqlite.in_transaction:
             await self.hop(self.sqlite.commit)
 
     async def rollback(self) -> None:
         # A connection goes back to the pool with a rollback after every use (SQLAlchemy's reset on return),
         # most often with nothing to undo: no hand-off then. Nothing else runs on the connection meanwhile.
+        self._begin = None
         if self.sqlite.in_transaction:
             await self.hop(self.sqlite.rollback)
 
