@@ -331,7 +331,12 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
     monkeypatch.setattr(sqlite_driver.Connection, "hop", counted)
     try:
         assert await db.fetchval("SELECT 41 + 1") == 42
-        assert hops == ["_run", "rollback"], hops  # the read's BEGIN with the SELECT, its end
+        assert hops == ["_run"], hops  # a statement alone: SQLite's own transaction, no BEGIN, nothing to end
+        hops.clear()
+        async with db.read() as conn:
+            assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
+            assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
+        assert hops == ["_run", "_run", "rollback"], hops  # the read's BEGIN with its first SELECT, its end
         hops.clear()
         async with db.transaction() as conn:
             await conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")

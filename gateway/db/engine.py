@@ -123,8 +123,10 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection) -> None:
         # Run by the driver with the transaction's first statement, in its hand-off (gateway/db/sqlite_driver.py).
-        write = connection.get_execution_options().get("write", False)
-        connection.connection.driver_connection.begin_with_next("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get("alone"):
+            return  # one statement, which SQLite runs as a transaction of its own (Database.read)
+        connection.connection.driver_connection.begin_with_next("BEGIN IMMEDIATE" if options.get("write") else "BEGIN")
 
 
 # Set in the tasks that work in the background (the app's periodic rounds, the journal's follower):
@@ -212,9 +214,16 @@ class Database:
         await self.engine.dispose()
 
     @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for a few reads that see one snapshot; released (and the snapshot with it) at the end."""
+    async def read(self, *, alone: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection for a few reads that see one snapshot; released (and the snapshot with it) at the end.
+
+        ``alone``: for exactly one statement, which both engines run as a transaction of its own (its own
+        snapshot), so no BEGIN and no ROLLBACK go with it: a hand-off to SQLite's thread instead of two,
+        a round trip to PostgreSQL instead of three (asyncpg's autocommit)."""
         async with self._connection() as conn:
+            if alone:
+                conn = await conn.execution_options(
+                    **({"alone": True} if self.dialect == "sqlite" else {"isolation_level": "AUTOCOMMIT"}))
             yield conn
 
     @contextlib.asynccontextmanager
@@ -304,9 +313,10 @@ def insert_or(dialect: str, table: Table):
 
 
 async def fetch(on: Database | AsyncConnection, statement: Executable, params: Params = None) -> list[Row]:
-    """The rows of a query as dicts: on a connection (inside its transaction), or a short read of its own."""
+    """The rows of a query as dicts: on a connection (inside its transaction), or a read of its own (of this
+    statement alone: Database.read)."""
     if isinstance(on, Database):
-        async with on.read() as conn:
+        async with on.read(alone=True) as conn:
             return await fetch(conn, statement, params)
     result = await on.execute(statement, params or {})
     return [dict(row._mapping) for row in result]
