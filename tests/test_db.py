@@ -313,8 +313,8 @@ async def test_listed_chunks_are_marked_in_one_statement_only_for_the_files_curr
 
 async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_path, monkeypatch):
     """gateway/db/sqlite_driver.py: executing, fetching and closing a cursor are one hand-off to the
-    connection's thread (aiosqlite took four), a transaction's BEGIN goes with its first statement, a commit
-    is one more; rows, row counts and SQLite's own errors come back as the dialect expects them, and the
+    connection's thread (aiosqlite took four), a transaction's BEGIN goes with its first statement, a write
+    transaction's later statements take none, a commit is one more; rows, row counts and SQLite's own errors come back as the dialect expects them, and the
     work runs off the event loop's thread."""
     import threading
 
@@ -342,7 +342,8 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
             await conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
             changed = await conn.exec_driver_sql("INSERT INTO t VALUES ('a', 1), ('b', 2)")
             assert changed.rowcount == 2
-        assert hops == ["_run", "_run", "commit"], hops  # BEGIN IMMEDIATE with the first statement, COMMIT
+        # BEGIN IMMEDIATE with the first statement, the second on the loop (the writer's lock held), COMMIT
+        assert hops == ["_run", "commit"], hops
         hops.clear()
         async with db.transaction():
             pass

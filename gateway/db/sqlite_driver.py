@@ -12,9 +12,11 @@ rows and closes its cursor there; commit and rollback are one each. A
 transaction's ``BEGIN`` (or ``BEGIN IMMEDIATE``) is not a hand-off of its own:
 it is kept (:meth:`Connection.begin_with_next`) and run on the thread just
 before the transaction's first statement, in that statement's hand-off; a
-transaction that ran no statement commits or rolls back without one.
+transaction that ran no statement commits or rolls back without one. The
+statements of a write transaction after its first run on the event loop's
+thread, without a hand-off (:meth:`Connection.holds_write_lock` says why).
 
-The work stays off the event loop, on a thread per connection as with
+Other work stays off the event loop, on a thread per connection as with
 aiosqlite: SQLite lets go of Python's lock while it works, so the loop goes on
 meanwhile (a version that ran SQLite on the loop's own thread spent less CPU a
 statement, but handled fewer requests a second on 2 cores: the database's work
@@ -80,8 +82,13 @@ class Cursor:
         return await self._execute(sql, list(parameters), many=True)
 
     async def _execute(self, sql: str, parameters: Any, *, many: bool) -> Cursor:
-        self.description, self.rowcount, self.lastrowid, self._rows = await self._owner.hop(
-            _run, self._owner.sqlite, sql, parameters, many, self._owner.take_begin())
+        owner = self._owner
+        if owner.holds_write_lock():  # nothing to wait for: run it here (Connection.holds_write_lock)
+            self.description, self.rowcount, self.lastrowid, self._rows = _run(owner.sqlite, sql, parameters,
+                                                                                 many, None)
+        else:
+            self.description, self.rowcount, self.lastrowid, self._rows = await owner.hop(
+                _run, owner.sqlite, sql, parameters, many, owner.take_begin())
         return self
 
     async def fetchall(self) -> list[Any]:
@@ -120,6 +127,7 @@ class Connection:
         self._thread = thread
         self._tx = _AtOnce()
         self._begin: str | None = None  # the BEGIN the next statement runs first (begin_with_next)
+        self._writing = False  # the transaction under way began with BEGIN IMMEDIATE
 
     @classmethod
     async def connect(cls, path: str) -> Connection:
@@ -132,6 +140,20 @@ class Connection:
     def begin_with_next(self, begin: str) -> None:
         """Begin a transaction with ``begin`` (``BEGIN``, ``BEGIN IMMEDIATE``) in the next statement's hand-off."""
         self._begin = begin
+        self._writing = begin == "BEGIN IMMEDIATE"
+
+    def holds_write_lock(self) -> bool:
+        """Whether a write transaction has begun here, so it holds SQLite's writer lock (BEGIN IMMEDIATE).
+
+        Its statements up to the commit then run on the event loop's thread, without a hand-off: they
+        cannot wait for another connection (the lock is held; in WAL, readers never block a writer, and
+        the pages it changes go to the WAL only at the commit) and take microseconds of CPU, while a
+        hand-off costs more than that and, on a busy 2-core machine, a wait for the connection's thread
+        to be scheduled, every one of them inside the writers' turn (gateway/db/engine.py), which all the
+        process's writes queue for. The BEGIN IMMEDIATE itself (which may wait for another process's
+        writer, up to busy_timeout) and the commit (which may checkpoint the WAL: disk writes and an
+        fsync) stay on the connection's thread."""
+        return self._writing and self._begin is None and self.sqlite.in_transaction
 
     def take_begin(self) -> str | None:
         begin, self._begin = self._begin, None
@@ -160,14 +182,14 @@ class Connection:
         return await self.cursor().execute(sql, parameters)
 
     async def commit(self) -> None:
-        self._begin = None  # a transaction that ran no statement: nothing began
+        self._begin, self._writing = None, False  # a transaction that ran no statement: nothing began
         if self.sqlite.in_transaction:
             await self.hop(self.sqlite.commit)
 
     async def rollback(self) -> None:
         # A connection goes back to the pool with a rollback after every use (SQLAlchemy's reset on return),
         # most often with nothing to undo: no hand-off then. Nothing else runs on the connection meanwhile.
-        self._begin = None
+        self._begin, self._writing = None, False
         if self.sqlite.in_transaction:
             await self.hop(self.sqlite.rollback)
 
