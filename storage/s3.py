@@ -187,6 +187,7 @@ class S3ObjectStore:
         self._timeout = aiohttp.ClientTimeout(total=None, connect=3.0, sock_read=timeout)
         self._attempts = 3
         self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         make = functools.partial(
             s3_client, access_key=access_key, secret_key=secret_key, region=region, timeout=timeout
         )
@@ -237,8 +238,11 @@ class S3ObjectStore:
         raise failure
 
     def _http(self) -> aiohttp.ClientSession:
-        """The session _send uses, made on first use in the running loop (the store may be made outside one)."""
-        if self._session is None or self._session.closed:
+        """The session _send uses, made on first use in the running loop (the store may be made outside one),
+        and made again in another loop (a session belongs to the loop it was made in)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._session_loop = loop
             connector = aiohttp.TCPConnector(limit=self._max_connections)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
                                                   skip_auto_headers=("Content-Type",))
@@ -424,7 +428,7 @@ class S3ObjectStore:
         )
 
     async def close(self) -> None:
-        if self._session is not None:
+        if self._session is not None and self._session_loop is asyncio.get_running_loop():
             await self._session.close()
         self._signing.shutdown(wait=False, cancel_futures=True)
         self._requests.shutdown(wait=False, cancel_futures=True)
