@@ -167,9 +167,9 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
     rows = []
     for name, (base_row, base_rps, _, _), (cluster_row, cluster_rps, counted, _) in zip(SCENARIOS, single, cluster,
                                                                                        strict=True):
-        # The rows less bench/control.py's own count of work (the servers' counts stand here instead).
-        rows.append((f"{name}: 1 gateway, SQLite", *base_row[1:-1], "1.00x", "-", "-"))
-        rows.append((f"{name}: 2 gateways, PostgreSQL, balancer", *cluster_row[1:-1],
+        # The rows less bench/control.py's own counts of work and CPU (the servers' counts stand here instead).
+        rows.append((f"{name}: 1 gateway, SQLite", *base_row[1:-2], "1.00x", "-", "-"))
+        rows.append((f"{name}: 2 gateways, PostgreSQL, balancer", *cluster_row[1:-2],
                      f"{cluster_rps.median / base_rps.median:.2f}x", *counted))
     print_table(
         f"Control path at scale: 1 gateway on SQLite vs 2 gateways on PostgreSQL + Redis behind nginx, "

@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from types import SimpleNamespace
 
 import aiohttp
 
-from bench.stack import BenchStack, Figure, print_table, ratio, signup
+from bench.stack import BenchStack, Figure, print_table, profiled, ratio, signup
 from deploy.postgres import PostgresCluster
 from protocol.fingerprints import file_fingerprint
 
@@ -100,22 +101,30 @@ def run_program(program: str, scenario: dict, env: dict[str, str] | None = None)
 
 
 def run_load(requests: list[dict], concurrency: int, seconds: float, max_requests: int | None = None,
-             stack: BenchStack | None = None) -> dict:
+             stack: BenchStack | None = None, profile: Path | None = None) -> dict:
     """One load run; with ``stack``, also what each request asked of its gateway's database and store
-    (``work``: SQL statements, transactions, store requests per request; None if that gateway does not count)."""
+    (``work``: SQL statements, transactions, store requests per request; None if that gateway does not count)
+    and the gateway's CPU milliseconds per request (``cpu_ms``, from /proc: any checkout's gateway has it);
+    with ``profile``, a py-spy sample of the gateway during the run written there (bench/stack.py's profiled)."""
     scenario = {"requests": requests, "concurrency": concurrency, "seconds": seconds}
     if max_requests:
         scenario["max_requests"] = max_requests
     before = stack.work() if stack else None
-    result = run_program("bench.loadgen", scenario)
+    cpu_before = stack.cpu_seconds("gateway") if stack else None
+    with profiled(stack.pids("gateway")[0] if stack and profile else 0, profile):
+        result = run_program("bench.loadgen", scenario)
     after = stack.work() if stack else None
     result["work"] = None
+    result["cpu_ms"] = None
+    if stack and cpu_before is not None and result["requests"]:
+        result["cpu_ms"] = (stack.cpu_seconds("gateway") - cpu_before) * 1000 / result["requests"]
     if before is not None and after is not None and result["requests"]:
         result["work"] = {name: (after[name] - before[name]) / result["requests"] for name in before}
     return result
 
 
 WORK_HEADER = "per request: SQL statements / transactions / store requests"
+CPU_HEADER = "gateway CPU ms per request"
 
 
 def work_of(results: list[dict]) -> str:
@@ -127,11 +136,18 @@ def work_of(results: list[dict]) -> str:
                       for name in ("statements", "transactions", "store"))
 
 
+def cpu_of(results: list[dict]) -> str:
+    """The gateway's CPU milliseconds per request (median of the runs), or n/a."""
+    counted = [r["cpu_ms"] for r in results if r.get("cpu_ms") is not None]
+    return f"{Figure(counted).median:.2f}" if counted else "n/a"
+
+
 def row_of(name: str, results: list[dict]) -> tuple[str, ...]:
     """A table row: requests/second, p50 and p99 (median, min, max of the runs), the errors in all, and
     what a request asked of the database and the store."""
     return (name, str(Figure([r["rps"] for r in results])), str(Figure([r["p50_ms"] for r in results])),
-            str(Figure([r["p99_ms"] for r in results])), str(sum(r["errors"] for r in results)), work_of(results))
+            str(Figure([r["p99_ms"] for r in results])), str(sum(r["errors"] for r in results)), work_of(results),
+            cpu_of(results))
 
 
 def measure_small_files(targets: list[Target], args) -> list[tuple[str, ...]]:
@@ -148,16 +164,17 @@ def measure_small_files(targets: list[Target], args) -> list[tuple[str, ...]]:
               "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"]}
     s3_scenario = {"bucket": stack.bucket, "size": size, "concurrency": args.concurrency, "seconds": args.seconds}
 
-    def inline(target: Target) -> dict:
+    def inline(target: Target, run: int) -> dict:
         upload = {"method": "POST", "url": f"{target.stack.gateway_url}/dropbox/v1/files",
                   "headers": {"Authorization": f"Bearer {target.data['owner']}"}, "inline": size}
-        return run_load([upload], args.concurrency, args.seconds, stack=target.stack)
+        return run_load([upload], args.concurrency, args.seconds, stack=target.stack,
+                        profile=profile_path(args, f"inline {args.small_kib} KiB", target, run))
 
     sides: list[Target | None] = [None, *targets]  # None: boto3
     results: dict[Target | None, list[dict]] = {side: [] for side in sides}
     for run in range(args.runs):
         for side in sides[run % len(sides):] + sides[:run % len(sides)]:
-            results[side].append(inline(side) if side else run_program("bench.s3load", s3_scenario, s3_env))
+            results[side].append(inline(side, run) if side else run_program("bench.s3load", s3_scenario, s3_env))
     for side, figures in results.items():
         if any(r["errors"] for r in figures):
             print(f"small files, {side.label if side else 'boto3'}: answers by status "
@@ -167,6 +184,14 @@ def measure_small_files(targets: list[Target], args) -> list[tuple[str, ...]]:
                    results[target]), per_run(results[target], results[None])) for target in targets),
         (*row_of(f"boto3 put_object, {args.small_kib} KiB, straight to the store", results[None]), "1.00x"),
     ]
+
+
+def profile_path(args, name: str, target: Target, run: int) -> Path | None:
+    """Where ``--profile`` puts the sample of ``target``'s gateway during one run of the load ``name``."""
+    if not args.profile:
+        return None
+    slug = "-".join(re.findall(r"[a-z0-9]+", (name + target.suffix).lower()))
+    return args.profile / f"{slug}-run-{run}.txt"
 
 
 def per_run(mine: list[dict], theirs: list[dict]) -> str:
@@ -185,7 +210,7 @@ def compare(name: str, targets: list[Target], batches: Callable[[Target], list[l
         for target in targets[run % len(targets):] + targets[:run % len(targets)]:
             batch = loads[target][run]
             results[target].append(run_load(batch, args.concurrency, args.seconds, len(batch) if bounded else None,
-                                            target.stack))
+                                            target.stack, profile_path(args, name, target, run)))
     rows = []
     for target in targets:
         if any(r["errors"] for r in results[target]):
@@ -233,6 +258,9 @@ def control_options(description: str) -> argparse.ArgumentParser:
                         help="also run the stack of another checkout of this repository (DIR; its launcher, gateway "
                              "and CDN tier) and time the same requests against it in the same runs, in turns: a "
                              "before/after comparison that the machine's load cannot skew; may be repeated")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="sample each gateway with py-spy (on PATH, or PY_SPY) during every run into DIR, one "
+                             "file of collapsed stacks per load and run (only the thread holding Python's lock)")
     return parser
 
 
@@ -291,14 +319,15 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
         f"{args.concurrency} connections, median of {args.runs} runs of {args.seconds:g}s (min, max)"
         + ("; ratios within each run" if others else ""),
         rows,
-        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, *(("req/s to this checkout",) if others else ())),
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, CPU_HEADER,
+         *(("req/s to this checkout",) if others else ())),
     )
     print_table("Permission and metadata cache", ratios, ("requests/second", "ratio"))
     print_table(
         f"Small files: inline uploads against boto3 put_object of the same size, {args.concurrency} at a time, "
         f"median of {args.runs} runs of {args.seconds:g}s (min, max); ratio within each run",
         small,
-        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, "req/s to boto3"),
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, CPU_HEADER, "req/s to boto3"),
     )
     return rows
 

@@ -28,20 +28,16 @@ own CPU then counts as the client's.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import random
-import shutil
-import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.dbx import Dbx
-from bench.stack import BenchStack, Figure, print_table, ratio
+from bench.stack import BenchStack, Figure, print_table, profiled, ratio
 from bench.transfer import PROCESSES, cpu_now
 
 SUBFOLDERS = 10
@@ -59,26 +55,6 @@ def make_folder(root: Path, files: int, min_kib: int, max_kib: int, seed: int = 
         path.write_bytes(os.urandom(sizes.randint(min_kib * 1024, max_kib * 1024)))
         made.append(path)
     return made
-
-
-@contextlib.contextmanager
-def profiled(pid: int, output: Path | None) -> Iterator[None]:
-    """py-spy samples process ``pid`` while the block runs (nothing without ``output``)."""
-    if output is None:
-        yield
-        return
-    py_spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
-    if py_spy is None:
-        raise SystemExit("--profile needs py-spy (pip install py-spy; PY_SPY=path/to/py-spy)")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    recorder = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
-                                 "--output", str(output), "--nonblocking", "--gil"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield
-    finally:
-        recorder.send_signal(signal.SIGINT)  # py-spy writes what it sampled, then exits
-        recorder.wait(timeout=60)
 
 
 def main(argv: list[str] | None = None) -> None:

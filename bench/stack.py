@@ -11,6 +11,7 @@ variables, as they would for ``./dev up``. The gateway's CPU time is read from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,3 +285,23 @@ def signup(gateway_url: str, username: str | None = None, password: str = "bench
     api_post(gateway_url, "/dropbox/v1/users",
              {"username": username, "email": f"{username}@example.com", "password": password})
     return username, api_post(gateway_url, "/dropbox/v1/tokens", {"username": username, "password": password})["access_token"]
+
+
+@contextlib.contextmanager
+def profiled(pid: int, output: Path | None) -> Iterator[None]:
+    """py-spy samples process ``pid`` while the block runs (nothing without ``output``)."""
+    if output is None:
+        yield
+        return
+    py_spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    if py_spy is None:
+        raise SystemExit("--profile needs py-spy (pip install py-spy; PY_SPY=path/to/py-spy)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    recorder = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+                                 "--output", str(output), "--nonblocking", "--gil"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes what it sampled, then exits
+        recorder.wait(timeout=60)

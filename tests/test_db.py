@@ -313,8 +313,9 @@ async def test_listed_chunks_are_marked_in_one_statement_only_for_the_files_curr
 
 async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_path, monkeypatch):
     """gateway/db/sqlite_driver.py: executing, fetching and closing a cursor are one hand-off to the
-    connection's thread (aiosqlite took four), a commit one more; rows, row counts and SQLite's own errors
-    come back as the dialect expects them, and the work runs off the event loop's thread."""
+    connection's thread (aiosqlite took four), a transaction's BEGIN goes with its first statement, a write
+    transaction's later statements take none, a commit is one more; rows, row counts and SQLite's own errors come back as the dialect expects them, and the
+    work runs off the event loop's thread."""
     import threading
 
     from gateway.db import sqlite_driver
@@ -330,13 +331,23 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
     monkeypatch.setattr(sqlite_driver.Connection, "hop", counted)
     try:
         assert await db.fetchval("SELECT 41 + 1") == 42
-        assert hops == ["_run", "_run", "rollback"], hops  # the read's BEGIN, the SELECT, its end
+        assert hops == ["_run"], hops  # a statement alone: SQLite's own transaction, no BEGIN, nothing to end
+        hops.clear()
+        async with db.read() as conn:
+            assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
+            assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
+        assert hops == ["_run", "_run", "rollback"], hops  # the read's BEGIN with its first SELECT, its end
         hops.clear()
         async with db.transaction() as conn:
             await conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
             changed = await conn.exec_driver_sql("INSERT INTO t VALUES ('a', 1), ('b', 2)")
             assert changed.rowcount == 2
-        assert hops == ["_run", "_run", "_run", "commit"], hops  # BEGIN IMMEDIATE, two statements, COMMIT
+        # BEGIN IMMEDIATE with the first statement, the second on the loop (the writer's lock held), COMMIT
+        assert hops == ["_run", "commit"], hops
+        hops.clear()
+        async with db.transaction():
+            pass
+        assert hops == [], hops  # nothing began: nothing to end
         with pytest.raises(IntegrityError):
             await db.execute("INSERT INTO t VALUES ('a', 3)")
         assert [row["v"] for row in await db.fetchall("SELECT v FROM t ORDER BY k")] == [1, 2]

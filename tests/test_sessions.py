@@ -275,3 +275,24 @@ async def test_the_token_state_is_cached_and_dropped_on_every_change(make_gatewa
     assert await cache.get(key) is None, "a password change drops the entry"
     assert_revoked(await alice.get(ME))
     assert (await cache.get(key))["gen"] == 1
+
+
+def test_a_token_checked_before_still_expires_and_a_changed_one_is_still_refused(monkeypatch):
+    """gateway/core/tokens.py remembers a token's whole check: its expiry is checked again every time,
+    and any other string (one character changed) is checked whole."""
+    from gateway.core import tokens
+    from gateway.core.errors import InvalidToken, TokenExpired
+
+    secret = "a-test-secret-" + "x" * 32
+    token = tokens.issue_token(secret, 7, "alice", 0, ttl=60)
+    assert tokens.verify_token(secret, token).user_id == 7
+    assert tokens.verify_token(secret, token).user_id == 7  # remembered
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(InvalidToken):
+        tokens.verify_token(secret, tampered)
+    with pytest.raises(InvalidToken):
+        tokens.verify_token("another-secret-" + "y" * 32, token)
+    later = token_time() + 60
+    monkeypatch.setattr(tokens, "token_time", lambda: later)
+    with pytest.raises(TokenExpired):
+        tokens.verify_token(secret, token)

@@ -41,10 +41,12 @@ SLOT_RETRY_AFTER = 30
 
 @dataclass(frozen=True)
 class Room:
-    """A user's quota as one check found it: what a file being received may still grow to."""
+    """A user's quota as one check found it: what a file being received may still grow to; and their name
+    from the same row (a new file's ``uploaded_by``: the answer to an upload is made without reading it again)."""
 
     quota_bytes: int | None  # None: unlimited
     used_bytes: int
+    owner_name: str
 
     def check(self, file_size: int) -> None:
         """QuotaExceeded if a file of ``file_size`` bytes does not fit."""
@@ -69,28 +71,30 @@ class Limits:
             raise UnknownUser()
         return {"quota_bytes": self.quota_of(found["quota_bytes"]), "used_bytes": found["used_bytes"]}
 
-    async def check_start(self, conn: AsyncConnection, user_id: int, file_size: int, *, uploading: bool) -> None:
+    async def check_start(self, conn: AsyncConnection, user_id: int, file_size: int, *, uploading: bool) -> Room:
         """Inside the transaction that inserts the file: lock the user's row, then refuse
         (QuotaExceeded, TooManyFiles, TooManyUploads) if the file does not fit. The lock holds until commit."""
         await users_db.lock_user(conn, user_id)
-        await self._check(conn, user_id, file_size, uploading=uploading)
+        return await self._check(conn, user_id, file_size, uploading=uploading)
 
-    async def check_locked(self, conn: AsyncConnection, user_id: int, file_size: int) -> None:
+    async def check_locked(self, conn: AsyncConnection, user_id: int, file_size: int) -> Room:
         """The same refusal for a file that needs no upload slot, inside a transaction that already holds
         the lock on the user's row (gateway/core/namespace.py's ``changing``)."""
-        await self._check(conn, user_id, file_size, uploading=False)
+        return await self._check(conn, user_id, file_size, uploading=False)
 
-    async def precheck(self, user_id: int, file_size: int, *, uploading: bool) -> Room:
+    async def precheck(self, user_id: int, file_size: int, *, uploading: bool,
+                       on: AsyncConnection | None = None) -> Room:
         """The same refusal, early and without a lock: before any work in the store, or before the
-        bytes of an inline upload are read. The answer says how large the file may still grow."""
-        return await self._check(self.db, user_id, file_size, uploading=uploading)
+        bytes of an inline upload are read. The answer says how large the file may still grow.
+        ``on``: a read the caller holds (one read for the lookups and this check, not two)."""
+        return await self._check(on or self.db, user_id, file_size, uploading=uploading)
 
     async def _check(self, on: Database | AsyncConnection, user_id: int, file_size: int, *, uploading: bool) -> Room:
         usage = await files_db.limits_of(on, user_id)  # the user's quota setting and usage, one statement
         if usage is None:
             raise UnknownUser()
         # The quotas first: waiting does not help with them, so the client should hear of them first.
-        room = Room(self.quota_of(usage["quota_bytes"]), usage["used_bytes"])
+        room = Room(self.quota_of(usage["quota_bytes"]), usage["used_bytes"], usage["username"])
         room.check(file_size)
         most_files = self.config.max_files_per_user
         if most_files and usage["files"] >= most_files:

@@ -177,12 +177,12 @@ class Namespace:
         found[ROOT] = paths.ROOT_PATH
         return found
 
-    async def with_paths(self, rows: list[FileRow], viewer: int) -> list[FileRow]:
+    async def with_paths(self, rows: list[FileRow], viewer: int, *, on: AsyncConnection | None = None) -> list[FileRow]:
         """Each file row with its ``path``: where it is, or where it is headed while uploading (None: a failed
         upload). Only for the owner: a reader of a shared file learns nothing of the owner's folders (its
-        ``path`` and ``parent_id`` are None)."""
+        ``path`` and ``parent_id`` are None). ``on``: the transaction that just wrote the rows."""
         own = [row for row in rows if row["owner_id"] == viewer]
-        found = await self.paths_of(row["parent_id"] for row in own if row["parent_id"])
+        found = await self.paths_of((row["parent_id"] for row in own if row["parent_id"]), on=on)
         for row in rows:
             parent = row["parent_id"] if row["owner_id"] == viewer else None
             row["path"] = paths.join_path(found[parent], row["file_name"]) if parent in found else None

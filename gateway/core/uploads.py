@@ -42,7 +42,7 @@ from gateway.core.thumbnails import Thumbnails
 from gateway.db import Database
 from gateway.db import files as files_db
 from gateway.db import uploads as uploads_db
-from gateway.db.files import ChunkRow
+from gateway.db.files import ChunkRow, FileRow
 from gateway.db.nodes import FOLDER, ROOT
 from gateway.db.uploads import UploadRow
 from protocol.paths import name_key
@@ -94,6 +94,19 @@ class Destination:
     replaces: str | None = None
 
 
+@dataclass(frozen=True)
+class Started:
+    """What a start or an inline upload did: the file, whether it is new, and when this call wrote it, the
+    file as its transaction left it (``row`` with its path, and ``chunks``: what a read after the commit
+    would give, so the answer is made without one). ``row`` None: an existing file (resumed, already
+    there, sent in parts): read it."""
+
+    file_id: str
+    created: bool
+    row: FileRow | None = None
+    chunks: list[ChunkRow] | None = None
+
+
 def new_file_id() -> str:
     # Hex: safe in paths and on command lines (a leading "-" would read as an option).
     return secrets.token_hex(16)
@@ -143,51 +156,73 @@ class Uploads:
     # --- starting -----------------------------------------------------------------------------------
 
     async def start(self, user_id: int, claim: UploadClaim, target: Target | None = None) -> tuple[str, bool]:
-        """Start (or resume) an upload; return (file id, created).
+        """Start (or resume) an upload; return (file id, created). See :meth:`begin`."""
+        started = await self.begin(user_id, claim, target)
+        return started.file_id, started.created
+
+    async def begin(self, user_id: int, claim: UploadClaim, target: Target | None = None) -> Started:
+        """Start (or resume) an upload: the file, whether it is new, and the file as written when it is.
 
         A new file must fit the user's limits (gateway/core/limits.py):
-        QuotaExceeded, or TooManyUploads for one that needs an upload. Resuming
-        an upload the user already has (the same content headed for the same
-        place) adds nothing, so it is never refused; neither does an ``add`` of
-        the content the name already holds (that file is the answer).
+        QuotaExceeded, or TooManyUploads for one that needs an upload, checked
+        in the read that looks for the file first, before any work in the
+        store, and again when it is written. Resuming an upload the user
+        already has (the same content headed for the same place) adds nothing,
+        so it is never refused; neither does an ``add`` of the content the name
+        already holds (that file is the answer).
         """
-        destination, claim, known = await self._place_and_known(user_id, claim, target or Target())
+        destination, claim, known, checked = await self._place_and_known(user_id, claim, target or Target(),
+                                                                         precheck=True)
         if known is not None:
             return known
         if not claim.chunks:
             await self._store_empty_content()
-            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED, upload_id=None)
-            assert file_id is not None, "only a copy of own content is ever refused"
-            return file_id, True
-        await self.limits.precheck(user_id, claim.file_size, uploading=True)  # before any work in the store
+            started = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED,
+                                              upload_id=None)
+            assert started is not None, "only a copy of own content is ever refused"
+            return started
+        if not checked:  # a copy of own content that was refused after all
+            await self.limits.precheck(user_id, claim.file_size, uploading=True)  # before any work in the store
         key = content_key(claim.fingerprint)
         upload_id = await self.store.start_multipart(key)
         try:
-            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADING,
+            started = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADING,
                                               upload_id=upload_id)
-            assert file_id is not None, "only a copy of own content is ever refused"
-            return file_id, True
+            assert started is not None, "only a copy of own content is ever refused"
+            return started
         except Exception:
             # Refused after all (a concurrent start took the last slot), or the insert failed.
             await self.store.abort_multipart(key, upload_id)
             raise
 
-    async def _place_and_known(self, user_id: int, claim: UploadClaim,
-                               target: Target) -> tuple[Destination, UploadClaim, tuple[str, bool] | None]:
-        """Where the file goes (:meth:`destination`), the claim under the name it takes there, and what
-        :meth:`_known` found. A folder named by id is checked in the same read as the lookups (one
-        read a file, not two: ``dbx upload -r`` names every file's folder by id)."""
+    async def _place_and_known(self, user_id: int, claim: UploadClaim, target: Target, *,
+                               precheck: bool) -> tuple[Destination, UploadClaim, Started | None, bool]:
+        """Where the file goes (:meth:`destination`), the claim under the name it takes there, what
+        :meth:`_known` found, and whether the user's limits were checked for a new upload. A folder named
+        by id is checked in the same read as the lookups (one read a file, not two: ``dbx upload -r``
+        names every file's folder by id); with ``precheck``, so are the limits when the bytes must be sent."""
         if target.path is None and target.mode != "update":
             async with self.db.read() as conn:
                 destination = await self.destination(user_id, claim, target, on=conn)
                 claim = dataclasses.replace(claim, file_name=destination.name)
                 found = await self._lookup(conn, user_id, claim, destination)
+                checked = precheck and await self._precheck_new(conn, user_id, claim, *found)
         else:
             destination = await self.destination(user_id, claim, target)
             claim = dataclasses.replace(claim, file_name=destination.name)
             async with self.db.read() as conn:
                 found = await self._lookup(conn, user_id, claim, destination)
-        return destination, claim, await self._known(user_id, claim, destination, *found)
+                checked = precheck and await self._precheck_new(conn, user_id, claim, *found)
+        return destination, claim, await self._known(user_id, claim, destination, *found), checked
+
+    async def _precheck_new(self, conn: AsyncConnection, user_id: int, claim: UploadClaim, same: UploadRow | None,
+                            there: str | None, own: bool) -> bool:
+        """The user's limits (Limits.precheck) in the read ``conn`` when :meth:`_lookup` found nothing and the
+        file has bytes to send: a new upload. Whether it checked."""
+        if same is not None or there is not None or own or not claim.chunks:
+            return False
+        await self.limits.precheck(user_id, claim.file_size, uploading=True, on=conn)
+        return True
 
     async def _lookup(self, conn: AsyncConnection, user_id: int, claim: UploadClaim,
                       destination: Destination) -> tuple[UploadRow | None, str | None, bool]:
@@ -204,21 +239,21 @@ class Uploads:
         return same, there, own
 
     async def _known(self, user_id: int, claim: UploadClaim, destination: Destination, same: UploadRow | None,
-                     there: str | None, own: bool) -> tuple[str, bool] | None:
-        """(file id, created) when the start needs no new upload (:meth:`_lookup` found it): the user's upload
-        of this content to this place (resumed), for ``add`` this content under the name already (that file
-        is the answer), or content of the user's own the store holds verified (a deduplicated copy: no
-        bytes move). None: the bytes must be sent."""
+                     there: str | None, own: bool) -> Started | None:
+        """The file when the start needs no new upload (:meth:`_lookup` found it): the user's upload of this
+        content to this place (resumed), for ``add`` this content under the name already (that file is the
+        answer), or content of the user's own the store holds verified (a deduplicated copy: no bytes
+        move). None: the bytes must be sent."""
         if same is not None:
             await self.resume(same["id"])
-            return same["id"], False
+            return Started(same["id"], False)
         if there is not None:
-            return there, False
+            return Started(there, False)
         if own:
-            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED,
+            started = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED,
                                               upload_id=None, copy_of_own_content=True)
-            if file_id is not None:
-                return file_id, True
+            if started is not None:
+                return started
             # Their last copy was deleted meanwhile: the bytes must be uploaded after all.
         return None
 
@@ -246,9 +281,10 @@ class Uploads:
 
     async def _create_file(self, user_id: int, claim: UploadClaim, destination: Destination, *, status: FileStatus,
                            upload_id: str | None, copy_of_own_content: bool = False,
-                           stored: bytes | None = None) -> str | None:
+                           stored: bytes | None = None) -> Started | None:
         """Insert the file and its chunks, and the session of an upload (``upload_id``: the store's); a file
-        ``uploaded`` at once takes its place in the tree in the same transaction.
+        ``uploaded`` at once takes its place in the tree in the same transaction. The file as written, with
+        its path (:class:`Started`).
 
         Checked against the user's limits in the same transaction, under a lock
         on the user's row (gateway/core/limits.py).
@@ -272,42 +308,47 @@ class Uploads:
             "created_at": now, "updated_at": now, "completed_at": now if status == FileStatus.UPLOADED else None,
         }
         chunks = [
-            {"idx": index, "fingerprint": fp, "size": chunk_length(index, claim.file_size, claim.chunk_size),
-             "status": chunk_status}
+            ChunkRow(idx=index, fingerprint=fp, size=chunk_length(index, claim.file_size, claim.chunk_size),
+                     status=chunk_status, etag=None)
             for index, fp in enumerate(claim.chunks)
         ]
         async with self.db.transaction() as conn:
             if status == FileStatus.UPLOADED:  # no upload to wait for: it takes its place now
                 async with self.namespace.changing(user_id, conn) as journal:  # the user's row locked
-                    await self.limits.check_locked(conn, user_id, claim.file_size)
+                    room = await self.limits.check_locked(conn, user_id, claim.file_size)
                     await self.db.lock_content(conn, claim.fingerprint)
                     if copy_of_own_content and not await files_db.holds_verified_content(conn, user_id, claim.fingerprint):
                         return None
                     if stored is not None and await files_db.content_dropped(conn, claim.fingerprint):
                         await self._store_again(claim, stored)
-                    await files_db.insert_file(conn, file, chunks)
+                    seq = await files_db.insert_file(conn, file, chunks)
                     thumbnail = await self.thumbnails.want(conn, claim.fingerprint, claim.file_size, claim.file_type,
                                                            destination.name)
-                    _, replaced = await self.namespace.place_file(journal, file_id, destination.parent_id,
-                                                                  destination.name, destination.mode, destination.replaces)
+                    node, replaced = await self.namespace.place_file(journal, file_id, destination.parent_id,
+                                                                     destination.name, destination.mode,
+                                                                     destination.replaces)
+                row = files_db.inserted_row(file, seq, room.owner_name, node["parent_id"], node["name"],
+                                            node["modified_at"])
             else:
                 assert upload_id is not None, "an upload in progress has the store's multipart upload"
-                await self.limits.check_start(conn, user_id, claim.file_size, uploading=True)
+                room = await self.limits.check_start(conn, user_id, claim.file_size, uploading=True)
                 await self.db.lock_content(conn, claim.fingerprint)
-                await files_db.insert_file(conn, file, chunks)
+                seq = await files_db.insert_file(conn, file, chunks)
                 await uploads_db.insert_upload(conn, {
                     "file_id": file_id, "owner_id": user_id, "upload_id": upload_id,
                     "parent_id": destination.parent_id, "name": destination.name,
                     "name_key": name_key(destination.name), "mode": destination.mode,
                     "replaces": destination.replaces, "active_at": now,
                 })
+                row = files_db.inserted_row(file, seq, room.owner_name, destination.parent_id, claim.file_name, now)
+            await self.namespace.with_paths([row], user_id, on=conn)
         if status == FileStatus.UPLOADED:
             await self._placed(journal, replaced, thumbnail)
         self.metrics.upload_started(claim.file_size)
         if status == FileStatus.UPLOADED:
             self.metrics.uploads_completed.inc()
         log.info("file_created", file_id=file_id, status=status, size=claim.file_size, chunks=len(claim.chunks))
-        return file_id
+        return Started(file_id, True, row, chunks)
 
     async def _store_empty_content(self) -> None:
         """An empty file has no parts to upload: the gateway writes the empty object itself."""
@@ -330,11 +371,15 @@ class Uploads:
         calls holds at most PRESIGN_PER_USER of them and waits its turn behind
         other users' calls, not in front of them.
         """
-        owned, _ = await self.permissions.owned(user_id, file_id)
-        async with self.db.read() as conn:  # the session and its chunks: one snapshot, one round of reads
+        # The session and its chunks: one snapshot, one read. The session names its owner, so the upload of
+        # the caller's own is all it takes; anything else is answered as the permissions say (FileNotFound
+        # unless the caller owns the file, NotUploading if they do).
+        async with self.db.read() as conn:
             row = await uploads_db.get_upload(conn, file_id)
-            chunks = await files_db.get_chunks(conn, file_id) if row is not None else []
-        if row is None:
+            ours = row is not None and row["owner_id"] == user_id
+            chunks = await files_db.get_chunks(conn, file_id) if ours else []
+        if row is None or not ours:
+            owned, _ = await self.permissions.owned(user_id, file_id)
             raise NotUploading(owned["status"] if owned["status"] != FileStatus.UPLOADING else FileStatus.FAILED)
         async with self._presigning.slot(user_id):
             presigned = await self._presign(row, chunks, indexes)
@@ -562,7 +607,13 @@ class Uploads:
     # --- inline uploads -----------------------------------------------------------------------------
 
     async def upload_inline(self, user_id: int, claim: UploadClaim, spool: BinaryIO, target: Target | None = None) -> str:
-        """A small file whose bytes the gateway holds (``spool``) and fingerprinted itself.
+        """A small file whose bytes the gateway holds (``spool``); its id. See :meth:`store_inline`."""
+        return (await self.store_inline(user_id, claim, spool, target)).file_id
+
+    async def store_inline(self, user_id: int, claim: UploadClaim, spool: BinaryIO,
+                           target: Target | None = None) -> Started:
+        """A small file whose bytes the gateway holds (``spool``) and fingerprinted itself; the file, as
+        written when this call wrote it.
 
         One chunk: stored whole with one PutObject that carries the bytes' SHA-256 (the chunk's
         fingerprint), which the store checks against the bytes it receives (S3, MinIO and SeaweedFS
@@ -574,21 +625,23 @@ class Uploads:
         refused there leaves no object behind that nothing refers to.
         """
         if len(claim.chunks) != 1:
-            return await self._upload_inline_parts(user_id, claim, spool, target)
-        destination, claim, known = await self._place_and_known(user_id, claim, target or Target())
+            return Started(await self._upload_inline_parts(user_id, claim, spool, target), True)
+        destination, claim, known, _ = await self._place_and_known(user_id, claim, target or Target(),
+                                                                   precheck=False)
         if known is not None:
-            return await self._finish_spooled(known[0], spool)
+            return known if known.row is not None else Started(await self._finish_spooled(known.file_id, spool),
+                                                               known.created)
         spool.seek(0)
         data = spool.read()
         await self.store.put_object(content_key(claim.fingerprint), data, hex_to_b64(claim.chunks[0]))
         try:
-            file_id = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED,
+            started = await self._create_file(user_id, claim, destination, status=FileStatus.UPLOADED,
                                               upload_id=None, stored=data)
         except BaseException:
             await self.deletion.drop_unreferenced_content(claim.fingerprint)
             raise
-        assert file_id is not None, "only a copy of own content is ever refused"
-        return file_id
+        assert started is not None, "only a copy of own content is ever refused"
+        return started
 
     async def _store_again(self, claim: UploadClaim, data: bytes) -> None:
         """Under the content lock: put the one-chunk file's bytes back if a removal of the content took them."""

@@ -2,9 +2,10 @@
 
 SQLite, from ``GATEWAY_DATABASE_PATH``: WAL, so readers go on while one
 writer writes. SQLAlchemy's aiosqlite dialect drives it, over a driver that
-hands each statement to the connection's thread once, not four times
-(gateway/db/sqlite_driver.py). Every write transaction starts with ``BEGIN
-IMMEDIATE``: it takes SQLite's writer lock at once (across processes too), so
+hands each statement to the connection's thread once, not four times, and a
+transaction's BEGIN with its first statement (gateway/db/sqlite_driver.py).
+Every write transaction starts with ``BEGIN IMMEDIATE``, before its first
+statement: it takes SQLite's writer lock at once (across processes too), so
 two writers never both read and then fail to upgrade, and whatever a write
 transaction reads stays true until it commits. Within one process the writers
 also queue on an asyncio lock, so they wait their turn instead of spinning on
@@ -121,8 +122,11 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection) -> None:
-        write = connection.get_execution_options().get("write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Run by the driver with the transaction's first statement, in its hand-off (gateway/db/sqlite_driver.py).
+        options = connection.get_execution_options()
+        if options.get("alone"):
+            return  # one statement, which SQLite runs as a transaction of its own (Database.read)
+        connection.connection.driver_connection.begin_with_next("BEGIN IMMEDIATE" if options.get("write") else "BEGIN")
 
 
 # Set in the tasks that work in the background (the app's periodic rounds, the journal's follower):
@@ -137,7 +141,8 @@ def in_background() -> None:
 
 class DatabaseWork:
     """What the gateway has asked of the database so far: statements sent (each a round trip to the
-    driver's thread or the server; an executemany is one; SQLite's BEGINs count) and transactions begun
+    driver's thread or the server; an executemany is one; a BEGIN is not one: SQLite's goes with the first
+    statement, PostgreSQL's is asyncpg's own) and transactions begun
     (reads and writes), for requests and for background work (in_background) apart. Read by the metrics
     (gateway/core/metrics.py): ``bench control`` divides the requests' by the requests it made; with the
     background's in the same count, a polling round landing in a short run showed as part of every
@@ -209,9 +214,16 @@ class Database:
         await self.engine.dispose()
 
     @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for a few reads that see one snapshot; released (and the snapshot with it) at the end."""
+    async def read(self, *, alone: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection for a few reads that see one snapshot; released (and the snapshot with it) at the end.
+
+        ``alone``: for exactly one statement, which both engines run as a transaction of its own (its own
+        snapshot), so no BEGIN and no ROLLBACK go with it: a hand-off to SQLite's thread instead of two,
+        a round trip to PostgreSQL instead of three (asyncpg's autocommit)."""
         async with self._connection() as conn:
+            if alone:
+                conn = await conn.execution_options(
+                    **({"alone": True} if self.dialect == "sqlite" else {"isolation_level": "AUTOCOMMIT"}))
             yield conn
 
     @contextlib.asynccontextmanager
@@ -301,9 +313,10 @@ def insert_or(dialect: str, table: Table):
 
 
 async def fetch(on: Database | AsyncConnection, statement: Executable, params: Params = None) -> list[Row]:
-    """The rows of a query as dicts: on a connection (inside its transaction), or a short read of its own."""
+    """The rows of a query as dicts: on a connection (inside its transaction), or a read of its own (of this
+    statement alone: Database.read)."""
     if isinstance(on, Database):
-        async with on.read() as conn:
+        async with on.read(alone=True) as conn:
             return await fetch(conn, statement, params)
     result = await on.execute(statement, params or {})
     return [dict(row._mapping) for row in result]

@@ -97,6 +97,22 @@ class FileFacts(TypedDict):
     deleted_at: str | None  # in the trash: no change but restoring or deleting it for good
 
 
+def inserted_row(file: Mapping[str, Any], seq: int, owner_name: str, parent_id: str, name: str,
+                 modified_at: str) -> FileRow:
+    """A file just inserted (``file``: its ``files`` columns, as insert_file took them) as FILE_COLUMNS would read
+    it back after the commit, from what its transaction wrote: the owner's name, where it is (its node's folder,
+    name and time once placed; where its upload is headed before), no failure, not a version, not in the trash.
+    The answer to an upload is made from it instead of reading the file again."""
+    return FileRow(
+        id=file["id"], seq=seq, owner_id=file["owner_id"], owner_name=owner_name, file_name=name,
+        file_size=file["file_size"], file_type=file["file_type"], fingerprint=file["fingerprint"],
+        chunk_size=file["chunk_size"], total_chunks=file["total_chunks"], status=FileStatus(file["status"]),
+        failure_reason=None, created_at=file["created_at"], updated_at=file["updated_at"],
+        completed_at=file["completed_at"], parent_id=parent_id, modified_at=modified_at, replaced_by=None,
+        deleted_at=None, deleted_path=None,
+    )
+
+
 def file_row(values: Mapping[str, Any]) -> FileRow:
     """A copy of a FileRow kept elsewhere (the permission cache), its status a member again (ValueError if none):
     a JSON cache gives strings back."""
@@ -264,19 +280,20 @@ UPLOADING_COUNT = (
     .where(files.c.owner_id == users.c.id, files.c.status == FileStatus.UPLOADING).scalar_subquery()
 )
 LIMITS_QUERY = select(
-    users.c.quota_bytes, users.c.used_bytes, users.c.file_count.label("files"), UPLOADING_COUNT.label("uploading"),
+    users.c.username, users.c.quota_bytes, users.c.used_bytes, users.c.file_count.label("files"),
+    UPLOADING_COUNT.label("uploading"),
 ).where(users.c.id == bindparam("owner_id"))
 
 
 async def limits_of(on: On, owner_id: int) -> Row | None:
     """The user's own quota setting (``quota_bytes``, None: the gateway's) and their usage, in one statement:
     ``used_bytes`` (sizes of their uploaded and uploading files: the counter on their row), ``uploading``
-    (how many are) and ``files`` (how many files they have, failed ones too: each is a row). None when
-    there is no such user."""
+    (how many are) and ``files`` (how many files they have, failed ones too: each is a row); and their
+    ``username`` (a new file's ``uploaded_by``, from the same row). None when there is no such user."""
     row = await fetch_one(on, LIMITS_QUERY, {"owner_id": owner_id})
     if row is None:
         return None
-    return {"quota_bytes": row["quota_bytes"], "used_bytes": int(row["used_bytes"]),
+    return {"username": row["username"], "quota_bytes": row["quota_bytes"], "used_bytes": int(row["used_bytes"]),
             "uploading": int(row["uploading"]), "files": int(row["files"])}
 
 
@@ -343,12 +360,16 @@ async def forget_content_drops(on: On, before: str) -> int:
 
 # --- writing --------------------------------------------------------------------------------------
 
-async def insert_file(conn: AsyncConnection, file: Row, file_chunks: list[Row]) -> None:
-    """Insert a file row (``files`` columns) and its chunks (``chunks`` columns less file_id)."""
-    await conn.execute(insert(files), [file])
+FILE_INSERT = insert(files).returning(files.c.seq)
+
+
+async def insert_file(conn: AsyncConnection, file: Row, file_chunks: Sequence[Mapping[str, Any]]) -> int:
+    """Insert a file row (``files`` columns) and its chunks (``chunks`` columns less file_id); the file's seq."""
+    seq = (await conn.execute(FILE_INSERT, file)).scalar_one()
     await count_usage(conn, [file], added=True)
     if file_chunks:
         await conn.execute(insert(chunks), [{"file_id": file["id"], **chunk} for chunk in file_chunks])
+    return seq
 
 
 async def mark_uploaded(conn: AsyncConnection, file_id: str, now: str) -> bool:

@@ -8,9 +8,15 @@ wake-up of the loop on a 2-core VM (issue 26 measured it; ``SELECT 1`` through
 aiosqlite took 223 us), and the gateway's statements are point lookups and
 small writes that SQLite itself runs in a few microseconds. Here a statement
 is one hand-off to the connection's thread, which executes it, fetches its
-rows and closes its cursor there; commit and rollback are one each.
+rows and closes its cursor there; commit and rollback are one each. A
+transaction's ``BEGIN`` (or ``BEGIN IMMEDIATE``) is not a hand-off of its own:
+it is kept (:meth:`Connection.begin_with_next`) and run on the thread just
+before the transaction's first statement, in that statement's hand-off; a
+transaction that ran no statement commits or rolls back without one. The
+statements of a write transaction after its first run on the event loop's
+thread, without a hand-off (:meth:`Connection.holds_write_lock` says why).
 
-The work stays off the event loop, on a thread per connection as with
+Other work stays off the event loop, on a thread per connection as with
 aiosqlite: SQLite lets go of Python's lock while it works, so the loop goes on
 meanwhile (a version that ran SQLite on the loop's own thread spent less CPU a
 statement, but handled fewer requests a second on 2 cores: the database's work
@@ -34,8 +40,12 @@ T = TypeVar("T")
 Parameters = Sequence[Any] | dict[str, Any]
 
 
-def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> tuple[Any, int, int | None, list[Any]]:
-    """On the connection's thread: the statement, its rows, and its cursor closed."""
+def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool,
+         begin: str | None) -> tuple[Any, int, int | None, list[Any]]:
+    """On the connection's thread: the transaction's ``begin`` if it is the first statement, the statement,
+    its rows, and its cursor closed."""
+    if begin is not None:
+        conn.execute(begin)
     cursor = conn.cursor()
     try:
         if many:
@@ -72,8 +82,13 @@ class Cursor:
         return await self._execute(sql, list(parameters), many=True)
 
     async def _execute(self, sql: str, parameters: Any, *, many: bool) -> Cursor:
-        self.description, self.rowcount, self.lastrowid, self._rows = await self._owner.hop(
-            _run, self._owner.sqlite, sql, parameters, many)
+        owner = self._owner
+        if owner.holds_write_lock():  # nothing to wait for: run it here (Connection.holds_write_lock)
+            self.description, self.rowcount, self.lastrowid, self._rows = _run(owner.sqlite, sql, parameters,
+                                                                                 many, None)
+        else:
+            self.description, self.rowcount, self.lastrowid, self._rows = await owner.hop(
+                _run, owner.sqlite, sql, parameters, many, owner.take_begin())
         return self
 
     async def fetchall(self) -> list[Any]:
@@ -111,6 +126,8 @@ class Connection:
         self.sqlite = conn
         self._thread = thread
         self._tx = _AtOnce()
+        self._begin: str | None = None  # the BEGIN the next statement runs first (begin_with_next)
+        self._writing = False  # the transaction under way began with BEGIN IMMEDIATE
 
     @classmethod
     async def connect(cls, path: str) -> Connection:
@@ -119,6 +136,28 @@ class Connection:
         conn = await asyncio.get_running_loop().run_in_executor(
             thread, functools.partial(sqlite3.connect, path, check_same_thread=False))
         return cls(conn, thread)
+
+    def begin_with_next(self, begin: str) -> None:
+        """Begin a transaction with ``begin`` (``BEGIN``, ``BEGIN IMMEDIATE``) in the next statement's hand-off."""
+        self._begin = begin
+        self._writing = begin == "BEGIN IMMEDIATE"
+
+    def holds_write_lock(self) -> bool:
+        """Whether a write transaction has begun here, so it holds SQLite's writer lock (BEGIN IMMEDIATE).
+
+        Its statements up to the commit then run on the event loop's thread, without a hand-off: they
+        cannot wait for another connection (the lock is held; in WAL, readers never block a writer, and
+        the pages it changes go to the WAL only at the commit) and take microseconds of CPU, while a
+        hand-off costs more than that and, on a busy 2-core machine, a wait for the connection's thread
+        to be scheduled, every one of them inside the writers' turn (gateway/db/engine.py), which all the
+        process's writes queue for. The BEGIN IMMEDIATE itself (which may wait for another process's
+        writer, up to busy_timeout) and the commit (which may checkpoint the WAL: disk writes and an
+        fsync) stay on the connection's thread."""
+        return self._writing and self._begin is None and self.sqlite.in_transaction
+
+    def take_begin(self) -> str | None:
+        begin, self._begin = self._begin, None
+        return begin
 
     async def hop(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` on the connection's thread: the one hand-off."""
@@ -143,12 +182,14 @@ class Connection:
         return await self.cursor().execute(sql, parameters)
 
     async def commit(self) -> None:
+        self._begin, self._writing = None, False  # a transaction that ran no statement: nothing began
         if self.sqlite.in_transaction:
             await self.hop(self.sqlite.commit)
 
     async def rollback(self) -> None:
         # A connection goes back to the pool with a rollback after every use (SQLAlchemy's reset on return),
         # most often with nothing to undo: no hand-off then. Nothing else runs on the connection meanwhile.
+        self._begin, self._writing = None, False
         if self.sqlite.in_transaction:
             await self.hop(self.sqlite.rollback)
 

@@ -10,6 +10,7 @@ from gateway.core import Core
 from gateway.core.thumbnails import is_pdf_file, wants_thumbnail
 from gateway.core.files import Page
 from gateway.core.tree import Entry
+from gateway.core.uploads import Started
 from gateway.db.files import ChunkRow, FileRow
 from gateway.db.nodes import NodeRow
 from gateway.http.parsing import own_cursor_after, shared_cursor_after
@@ -59,8 +60,20 @@ def file_json(row: FileRow, chunks: list[ChunkRow], download: tuple[str, int] | 
 async def file_response(core: Core, user_id: int, file_id: str, status: int = 200) -> web.Response:
     """The file object of a file ``user_id`` may read."""
     row, chunks = await core.files.readable(user_id, file_id)
+    return await file_object_response(core, row, chunks, status)
+
+
+async def file_object_response(core: Core, row: FileRow, chunks: list[ChunkRow], status: int = 200) -> web.Response:
+    """The file object of ``row`` (its path filled in) and ``chunks``."""
     return web.json_response(await with_thumbnails(core, file_json(row, chunks, core.files.download(row))),
                              status=status)
+
+
+async def started_response(core: Core, user_id: int, started: Started, status: int) -> web.Response:
+    """The answer to an upload: the file as the upload wrote it, or as a read finds it (an existing file)."""
+    if started.row is not None and started.chunks is not None:
+        return await file_object_response(core, started.row, started.chunks, status)
+    return await file_response(core, user_id, started.file_id, status)
 
 
 async def with_thumbnails(core: Core, *bodies: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from gateway.core.uploads import Target, UploadClaim
 from gateway.http import appkeys
 from gateway.http.errors import ApiError, bad_request
 from gateway.http.parsing import FILE_ID, as_integer, decode_json, read_body, read_json, require_int, require_str
-from gateway.http.views import file_response
+from gateway.http.views import file_response, started_response
 from protocol.fingerprints import chunk_count, file_fingerprint, fingerprint_stream, is_fingerprint
 from storage import PresignedRequest
 
@@ -115,8 +115,8 @@ async def create_file(request: web.Request) -> web.Response:
     user_id = request[appkeys.USER].user_id
     body = await read_json(request)
     claim = parse_claim(body, request.app[appkeys.CONFIG])
-    file_id, created = await core.uploads.start(user_id, claim, parse_target(body))
-    return await file_response(core, user_id, file_id, status=201 if created else 200)
+    started = await core.uploads.begin(user_id, claim, parse_target(body))
+    return await started_response(core, user_id, started, status=201 if started.created else 200)
 
 
 @routes.post(f"/dropbox/v1/files/{FILE_ID}/upload-urls")
@@ -197,8 +197,8 @@ async def inline_upload(request: web.Request) -> web.Response:
         else:
             fingerprint, chunks, size = await asyncio.to_thread(fingerprint_stream, spool, config.chunk_size)
         claim = UploadClaim(name, size, file_type, fingerprint, config.chunk_size, chunks)
-        file_id = await core.uploads.upload_inline(user_id, claim, spool, target)
-    return await file_response(core, user_id, file_id, status=201)
+        started = await core.uploads.store_inline(user_id, claim, spool, target)
+    return await started_response(core, user_id, started, status=201)
 
 
 # What a form holds besides the file's bytes: the `file_metadata` part (at most MAX_METADATA) and
