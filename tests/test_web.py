@@ -133,9 +133,10 @@ async def test_sign_up_upload_straight_to_the_store_download_and_log_out(browser
 async def test_the_fingerprint_is_the_contracts(browser, web_gateway, tmp_path):
     """The workers' fingerprints, with WebCrypto, the vendored WebAssembly and JavaScript SHA-256 alike and
     however many workers share the chunks, are protocol/fingerprints.py's (hashlib's)."""
-    data = os.urandom(4 * WEB_CHUNK_SIZE + 1000)  # five chunks, the last one short
-    expected_fp, expected_chunks, _ = fingerprint_stream(__import__("io").BytesIO(data), WEB_CHUNK_SIZE)
-    assert expected_chunks[0] == hashlib.sha256(data[:WEB_CHUNK_SIZE]).hexdigest()
+    chunk_size = 256 * 1024  # the hashing takes any chunk size: small ones keep the slowest engine quick
+    data = os.urandom(4 * chunk_size + 1000)  # five chunks, the last one short
+    expected_fp, expected_chunks, _ = fingerprint_stream(__import__("io").BytesIO(data), chunk_size)
+    assert expected_chunks[0] == hashlib.sha256(data[:chunk_size]).hexdigest()
     app = await WebApp.open(browser, web_gateway.url)
     # The bytes travel as a file chosen in an input of a scratch page element (fast, no JSON).
     await app.page.evaluate("""() => {
@@ -150,7 +151,7 @@ async def test_the_fingerprint_is_the_contracts(browser, web_gateway, tmp_path):
                 const file = document.getElementById("scratch").files[0];
                 return await hashFile(file, chunkSize, { engine, workers });
             }""",
-            [engine, workers, WEB_CHUNK_SIZE],
+            [engine, workers, chunk_size],
         )
         assert result["engine"] == ("webcrypto" if engine == "auto" else engine)
         assert result["chunks"] == expected_chunks, (engine, workers)
@@ -346,8 +347,9 @@ async def test_on_a_plain_http_lan_address_the_slower_hasher_is_used_and_announc
         assert await app.page.evaluate("typeof WebAssembly") == ("object" if hasher == "wasm" else "undefined")
         await app.sign_up()
         await expect(app.page.get_by_role("note")).to_contain_text("slower built-in hasher")
-        data = os.urandom(WEB_CHUNK_SIZE + 10)
-        expected, chunks, _ = fingerprint_stream(__import__("io").BytesIO(data), WEB_CHUNK_SIZE)
+        chunk_size = 256 * 1024  # which hasher runs is the point here: few bytes keep the one without a JIT quick
+        data = os.urandom(chunk_size + 10)
+        expected, chunks, _ = fingerprint_stream(__import__("io").BytesIO(data), chunk_size)
         await app.page.evaluate("""() => {
             const input = document.createElement("input"); input.type = "file"; input.id = "scratch";
             document.body.append(input);
@@ -356,7 +358,7 @@ async def test_on_a_plain_http_lan_address_the_slower_hasher_is_used_and_announc
         result = await app.page.evaluate("""async (chunkSize) => {
             const { hashFile } = await import("/static/js/hashing.js");
             return await hashFile(document.getElementById("scratch").files[0], chunkSize);
-        }""", WEB_CHUNK_SIZE)
+        }""", chunk_size)
         assert result["engine"] == hasher
         assert (result["fingerprint"], result["chunks"]) == (expected, chunks)
         assert not app.problems
