@@ -238,7 +238,8 @@ class Changes:
                 if remaining <= 0:
                     return False
                 try:
-                    await asyncio.wait_for(event.wait(), remaining)
+                    async with asyncio.timeout(remaining):  # not wait_for, which can swallow a cancel (3.11)
+                        await event.wait()
                 except TimeoutError:
                     return False
                 if self.waiters.closing:

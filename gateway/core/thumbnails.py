@@ -160,7 +160,10 @@ class Thumbnails:
     async def wait_for_work(self, seconds: float) -> None:
         """Until :meth:`nudge` or ``seconds`` (other gateways' uploads are found then)."""
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a cancel that comes as the
+            # wake-up does, and the worker's stop then waits for ever (gateway/http/app.py's every()).
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         except TimeoutError:
             pass
         self._wake.clear()

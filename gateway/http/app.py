@@ -165,6 +165,12 @@ async def part_lists_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def current_task_cancelling() -> bool:
+    """Whether a cancel of the running task was asked for and not yet taken back (Task.cancelling)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 @contextlib.asynccontextmanager
 async def every(interval: float, name: str, round_once: Callable[[], Awaitable[object]],
                 wait: Callable[[], Awaitable[object]] | None = None) -> AsyncIterator[None]:
@@ -176,6 +182,11 @@ async def every(interval: float, name: str, round_once: Callable[[], Awaitable[o
         rounds = 0
         while True:
             await (wait() if wait is not None else asyncio.sleep(interval))
+            if current_task_cancelling():
+                # The stop's cancel came as the wait ended and the wait swallowed it (Python 3.11's
+                # asyncio.wait_for returns a result that is ready instead of raising): stop now, or the
+                # stop below waits for ever (a test's teardown hung on it).
+                raise asyncio.CancelledError
             rounds += 1
             # Background work has no request; its own id keeps every log line traceable.
             structlog.contextvars.bind_contextvars(request_id=f"{name}-{rounds}")
