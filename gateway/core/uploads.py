@@ -201,18 +201,15 @@ class Uploads:
         :meth:`_known` found, and whether the user's limits were checked for a new upload. A folder named
         by id is checked in the same read as the lookups (one read a file, not two: ``dbx upload -r``
         names every file's folder by id); with ``precheck``, so are the limits when the bytes must be sent."""
-        if target.path is None and target.mode != "update":
-            async with self.db.read() as conn:
+        # A path may make folders and ``update`` checks what it replaces: those are placed before the read.
+        by_id = target.path is None and target.mode != "update"
+        destination = None if by_id else await self.destination(user_id, claim, target)
+        async with self.db.read() as conn:
+            if destination is None:
                 destination = await self.destination(user_id, claim, target, on=conn)
-                claim = dataclasses.replace(claim, file_name=destination.name)
-                found = await self._lookup(conn, user_id, claim, destination)
-                checked = precheck and await self._precheck_new(conn, user_id, claim, *found)
-        else:
-            destination = await self.destination(user_id, claim, target)
             claim = dataclasses.replace(claim, file_name=destination.name)
-            async with self.db.read() as conn:
-                found = await self._lookup(conn, user_id, claim, destination)
-                checked = precheck and await self._precheck_new(conn, user_id, claim, *found)
+            found = await self._lookup(conn, user_id, claim, destination)
+            checked = precheck and await self._precheck_new(conn, user_id, claim, *found)
         return destination, claim, await self._known(user_id, claim, destination, *found), checked
 
     async def _precheck_new(self, conn: AsyncConnection, user_id: int, claim: UploadClaim, same: UploadRow | None,
