@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from client.sync.scan import IGNORE_FILE, PARTIAL_PREFIX, rescan, scan
@@ -127,6 +127,9 @@ def tree_of(result) -> set[tuple[str, Entry]]:
 
 @settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(before=operations, after=operations)
+# Docs0 holding a0 renamed to "a", removed, and made again as Docs0: it gets its inode back (most times).
+@example(before=[("mkdir", 0, 0, "Docs"), ("file", 1, 0, "a")],
+         after=[("move", 0, 0, "a"), ("delete", 0, 0, "a"), ("mkdir", 0, 0, "Docs")])
 def test_listing_the_changed_folders_again_gives_the_tree_a_full_scan_gives(before, after) -> None:
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
@@ -178,6 +181,30 @@ def test_a_folder_moved_away_before_it_is_listed_means_a_full_scan(tmp_path: Pat
     (tmp_path / "a" / "b" / "new.txt").write_bytes(b"x")
     (tmp_path / "a").rename(tmp_path / "z")  # its event not seen yet: only a/b's is
     partial = rescan(tmp_path, CHUNK, known_rows(first), {"a/b"})
+    assert tree_of(partial) == tree_of(scan(tmp_path, CHUNK, first.fingerprints()))
+
+
+def test_a_folder_whose_mtime_changed_is_listed_again_though_no_event_named_it(tmp_path: Path) -> None:
+    """A folder renamed, removed and made again where it was may get its inode back: the mtime tells it."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a0").write_bytes(b"")
+    os.utime(tmp_path / "d", (1, 1))  # long ago: its listing is trusted next time
+    first = scan(tmp_path, CHUNK, {})
+    assert not first.racy & {key for key, entry, _ in first.entries if entry.folder}
+    (tmp_path / "d" / "a0").unlink()  # as the new folder in its place: the same inode, name and parent
+    partial = rescan(tmp_path, CHUNK, known_rows(first), {""})
+    assert tree_of(partial) == tree_of(scan(tmp_path, CHUNK, first.fingerprints()))
+
+
+def test_a_folder_seen_within_the_racy_window_is_listed_again_whatever_its_mtime(tmp_path: Path) -> None:
+    """The new folder's mtime may fall in the clock tick of the old one's: a recent mtime proves nothing."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a0").write_bytes(b"")
+    first = scan(tmp_path, CHUNK, {})
+    mtime = (tmp_path / "d").stat().st_mtime_ns
+    (tmp_path / "d" / "a0").unlink()
+    os.utime(tmp_path / "d", ns=(mtime, mtime))  # the same tick
+    partial = rescan(tmp_path, CHUNK, known_rows(first), {""})
     assert tree_of(partial) == tree_of(scan(tmp_path, CHUNK, first.fingerprints()))
 
 

@@ -265,7 +265,7 @@ class Index:
     def replace_local(self, entries: Iterable[tuple[str, Entry, int]], racy: Iterable[str] = ()) -> None:
         """The local tree as just scanned: (key, entry, mtime_ns), parents before what they hold.
 
-        ``racy``: files whose fingerprint the next scan must not trust (see scan.RACY_NS).
+        ``racy``: files whose fingerprint and folders whose listing the next scan must not trust (see scan.RACY_NS).
         """
         racy = set(racy)
         with self.transaction() as db:

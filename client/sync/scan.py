@@ -36,13 +36,19 @@ What is not synced, and why it must never look like a deletion:
 folders may have changed) lists again only those folders and takes the rest of
 the tree as last scanned. A folder listed again is read exactly as a full scan
 reads it (names, twins, ignores, fingerprints by size, mtime and inode); of its
-subfolders, one that is where it was (same inode, same name, same parent) keeps
-what it held as last scanned (its own events name it if that changed), and any
-other (new, or moved in from elsewhere) is walked whole, all the way down: a
+subfolders, one that is where it was (same inode, same name, same parent, same
+mtime) keeps what it held as last scanned (its own events name it if that
+changed), and any other (new, or moved in from elsewhere) is walked whole, all
+the way down: a
 folder moved in from outside the synced folder brings one event, not one per
 file, and events inside a renamed folder name paths under its old name. What is no
 longer reachable from the top is dropped. A second name (hard link) of a file
 found in a folder not listed again is told by the old name still being there.
+The mtime is what tells a folder from a new one made where it was: a folder
+renamed, removed and made again under its old name often gets its inode back,
+and the events of its removal named it under the new name. A folder whose mtime
+was within :data:`RACY_NS` of the scan that saw it is walked whole as well,
+since the new one's mtime may fall in the same clock tick.
 """
 from __future__ import annotations
 
@@ -99,7 +105,7 @@ def local_name_problem(name: str, platform: str = sys.platform) -> str | None:
 class ScanResult:
     root_key: str
     entries: list[tuple[str, Entry, int]] = field(default_factory=list)  # (key, entry, mtime_ns), parents first
-    racy: set[str] = field(default_factory=set)  # files whose fingerprint must not be trusted next time
+    racy: set[str] = field(default_factory=set)  # files whose fingerprint, folders whose listing, must not be trusted next time
     notes: list[str] = field(default_factory=list)
     files_hashed: int = 0
     bytes_read: int = 0
@@ -169,11 +175,12 @@ class Scanner:
         """List the folder ``key`` (at ``relative``) again and put what it holds now in the known tree."""
         assert self.known is not None
         try:
-            there = local_key(os.lstat(self.root / relative))
+            info = os.lstat(self.root / relative)
         except OSError:
             raise _FolderMoved from None
-        if key != LOCAL_ROOT and there != key:
+        if key != LOCAL_ROOT and local_key(info) != key:
             raise _FolderMoved
+        self.known.restat(key, info.st_mtime_ns, self._racy(info))
         found = ScanResult(root_key=result.root_key, notes=result.notes, partials=result.partials)
         self.listed, self.target = [], key
         self.seen = {result.root_key}  # a folder listed again may list what an earlier listing found: no hard link
@@ -281,11 +288,15 @@ class Scanner:
             return
         self.seen.add(key)
         if stat.S_ISDIR(info.st_mode):
-            result.entries.append((key, Entry(parent_key, item.name, True), 0))
+            # Its mtime, read before it is listed: a change made while it is listed makes it differ next time.
+            result.entries.append((key, Entry(parent_key, item.name, True), info.st_mtime_ns))
+            if self._racy(info):
+                result.racy.add(key)
             # Only the listed folder's own subfolders may be kept: in a folder moved or renamed, events named
             # paths under its old name, which no listing here follows.
             known = self.known
-            if parent_key != self.target or known is None or not known.unmoved_folder(key, parent_key, item.name):
+            if (parent_key != self.target or known is None
+                    or not known.unmoved_folder(key, parent_key, item.name, info.st_mtime_ns)):
                 self._walk(Path(item.path), path + "/", key, result)
             return
         fingerprint, size, trusted = self._fingerprint(item.path, path, key, info, result)
@@ -300,7 +311,7 @@ class Scanner:
         before = self.previous.get(key)
         if before is not None and before[:2] == (info.st_size, info.st_mtime_ns):
             # Trusted next time unless still within the racy window (see :func:`trusted`'s ``fresh``).
-            return before[2], info.st_size, self.now_ns - info.st_mtime_ns > RACY_NS
+            return before[2], info.st_size, not self._racy(info)
         try:
             fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
             try:
@@ -317,7 +328,11 @@ class Scanner:
             return self._unread(path, "changed while it was being read", before, result)
         result.chunks[key] = (size, info.st_mtime_ns, tuple(chunks))
         # A file written within the same clock tick as this scan may change again unseen: read it next time too.
-        return fingerprint, size, self.now_ns - info.st_mtime_ns > RACY_NS
+        return fingerprint, size, not self._racy(info)
+
+    def _racy(self, info: os.stat_result) -> bool:
+        """Whether ``info``'s mtime is too close to this scan to tell a later change by (see RACY_NS)."""
+        return self.now_ns - info.st_mtime_ns <= RACY_NS
 
     def _unread(self, path: str, why: str, before: tuple[int, int, str] | None,
                 result: ScanResult) -> tuple[str | None, int, bool]:
@@ -348,10 +363,18 @@ class KnownTree:
             names.append(name)
         return key, "/".join(names)
 
-    def unmoved_folder(self, key: str, parent: str, name: str) -> bool:
-        """Whether ``key`` is a folder known as ``name`` in ``parent``: what it holds is as last scanned."""
+    def unmoved_folder(self, key: str, parent: str, name: str, mtime_ns: int) -> bool:
+        """Whether ``key`` is a folder known as ``name`` in ``parent`` with this mtime, not racy when it was
+        seen: what it holds is as last scanned (see the module's docstring)."""
         row = self.rows.get(key)
-        return row is not None and row[0].folder and (row[0].parent, row[0].name) == (parent, name)
+        return (row is not None and row[0].folder and (row[0].parent, row[0].name) == (parent, name)
+                and row[1] == mtime_ns and not row[2])
+
+    def restat(self, key: str, mtime_ns: int, racy: bool) -> None:
+        """A known folder listed again: its mtime as read before the listing."""
+        row = self.rows.get(key)
+        if row is not None:
+            self.rows[key] = (row[0], mtime_ns, racy)
 
     def still_elsewhere(self, key: str, parent: str, root: Path) -> bool:
         """Whether ``key`` is known in another folder and still there under its known name (a hard link)."""
