@@ -12,6 +12,11 @@ time goes comes from the page's Resource Timing: fingerprinting (until the
 look-up of the fingerprint), announcing (until the first chunk PUT), sending
 (until the last PUT is answered), finishing (complete, verification, drawn).
 
+CPU seconds per upload, counted from /proc because this machine's load is shared and moves: what
+each upload cost the client (Chromium's processes, all of them; the `dbx` command), the store and
+the gateway. On a busy machine CPU seconds are time, and they move far less from run to run than
+the time does.
+
 Also SHA-256 throughput in the browser: WebCrypto (what the app uses on https
 or localhost), the vendored WebAssembly and JavaScript SHA-256 (plain-http LAN
 addresses), in the app's workers, and Python's hashlib as a yardstick.
@@ -27,6 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
+import resource
 import statistics
 import time
 from contextlib import ExitStack
@@ -35,12 +42,13 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, async_playwright
 
-from bench.stack import BenchStack, Figure, print_table, ratio
+from bench.stack import CLOCK_TICKS, BenchStack, Figure, children, command_line, print_table, ratio
 from bench.dbx import MIB, Dbx, make_file
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, WebApp
 
 ENGINES = {"webcrypto": "WebCrypto", "wasm": "WebAssembly (hash-wasm)", "fallback": "JS fallback (@noble/hashes)"}
 PHASES = ("fingerprinting", "announcing", "sending", "finishing")
+PROCESSES = ("client", "store", "gateway")
 
 # Resolves window.benchDone with performance.now() when the upload's bar reads 100: the page's own
 # clock, not a poll from outside that lands some time after it.
@@ -82,24 +90,67 @@ TIMELINE = """async (t0) => {
 class WebUpload:
     seconds: float
     phases: dict[str, float]
+    cpu: dict[str, float]  # CPU seconds of the upload, by PROCESSES
+
+
+def chromium_cpu() -> dict[int, float]:
+    """CPU seconds so far of each of this benchmark's Chromium processes (descendants of this process): a
+    tab's renderer ends with its context, so it is read while the tab is open."""
+    found: dict[int, float] = {}
+    waiting = [os.getpid()]
+    while waiting:
+        for pid in children(waiting.pop()):
+            waiting.append(pid)
+            if is_chromium(command_line(pid)):
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # ended meanwhile
+                found[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+def is_chromium(argv: list[str]) -> bool:
+    """/usr/bin/chromium is a script that starts /usr/lib/chromium/chromium, whose children rewrite their
+    command line (``/usr/lib/chromium/chromium --type=renderer ...`` as one string)."""
+    return bool(argv) and Path(argv[0].split(" ", 1)[0]).name == "chromium"
+
+
+def cpu_now(stack: BenchStack, client: float) -> dict[str, float]:
+    return {"client": client, "store": stack.cpu_seconds("store"), "gateway": stack.cpu_seconds("gateway")}
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in PROCESSES}
+
+
+def commands_cpu() -> float:
+    """CPU seconds of this process's children that ended (the `dbx` commands)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def browser_upload(browser: Browser, stack: BenchStack, path: Path, timeout_ms: float) -> WebUpload:
-    """A new user of the web app uploads ``path``: seconds from choosing it to the bar at 100, and its phases."""
+    """A new user of the web app uploads ``path``: seconds from choosing it to the bar at 100, its phases and
+    the CPU seconds it cost."""
     app = await WebApp.open(browser, stack.gateway_url)
     try:
         await app.sign_up()
         page = app.page
         started = await page.evaluate(WATCH_BAR, f"Upload of {path.name}")
+        chromium = chromium_cpu()
+        before = cpu_now(stack, 0.0)
         await page.get_by_label("Upload files").set_input_files(str(path))
         times = await asyncio.wait_for(page.evaluate(TIMELINE, started), timeout_ms / 1000)
+        spent = sum(seconds - chromium.get(pid, 0.0) for pid, seconds in chromium_cpu().items())
+        cpu = cpu_spent(before, cpu_now(stack, spent))
         phases = {
             "fingerprinting": times["hashed"],
             "announcing": times["first_put"] - times["hashed"],
             "sending": times["last_put"] - times["first_put"],
             "finishing": times["done"] - times["last_put"],
         }
-        return WebUpload(times["done"], phases)
+        return WebUpload(times["done"], phases, cpu)
     finally:
         await app.page.context.close()
 
@@ -142,11 +193,12 @@ class Figures:
 
     web: dict[str, list[WebUpload]]
     dbx: list[float]
+    dbx_cpu: list[dict[str, float]]
     hashing: dict[str, list[float]]
 
 
 async def measure(stacks: dict[str, BenchStack], source: Path, runs: int, chunk_size: int) -> Figures:
-    figures = Figures({name: [] for name in stacks}, [], {engine: [] for engine in (*ENGINES, "python")})
+    figures = Figures({name: [] for name in stacks}, [], [], {engine: [] for engine in (*ENGINES, "python")})
     here = next(iter(stacks.values()))
     async with async_playwright() as driver:
         browser = await driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -156,8 +208,10 @@ async def measure(stacks: dict[str, BenchStack], source: Path, runs: int, chunk_
                 for turn in turns if run % 2 == 0 else turns[::-1]:
                     if turn == "dbx":
                         client = await asyncio.to_thread(Dbx, here, here.root / f"home-{run}")
+                        before = cpu_now(here, commands_cpu())
                         seconds, _, _ = await asyncio.to_thread(client, "upload", str(source), "--parallel", "4")
                         figures.dbx.append(seconds)
+                        figures.dbx_cpu.append(cpu_spent(before, cpu_now(here, commands_cpu())))
                     else:
                         figures.web[turn].append(await browser_upload(browser, stacks[turn], source, 600_000))
                 app = await WebApp.open(browser, here.gateway_url)
@@ -210,6 +264,17 @@ def report(figures: Figures, mib: float, args: argparse.Namespace) -> None:
             phase_rows.append((f"{who}: {phase}", seconds_figure(values), f"{share:.0%}"))
     phase_rows.append(("dbx upload, the whole command", seconds_figure(dbx), ""))
     print_table("Where the web app's upload time goes (seconds)", phase_rows, ("phase", "seconds", "share"))
+    cpu_rows = [cpu_row("web app" if name == "this" else f"web app, {name}", [u.cpu for u in uploads])
+                for name, uploads in figures.web.items()]
+    cpu_rows.append(cpu_row("dbx", figures.dbx_cpu))
+    print_table("CPU seconds per upload, median (client: Chromium's processes, or the dbx command)", cpu_rows,
+                ("upload", *PROCESSES, "total"))
+
+
+def cpu_row(label: str, runs: list[dict[str, float]]) -> tuple[str, ...]:
+    medians = [statistics.median(run[name] for run in runs) for name in PROCESSES]
+    total = statistics.median(sum(run.values()) for run in runs)
+    return (label, *(f"{value:.2f}" for value in medians), f"{total:.2f}")
 
 
 def main(argv: list[str] | None = None) -> None:

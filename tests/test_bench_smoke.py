@@ -36,7 +36,7 @@ PRINTS = {
     ),
     "limits": (("Presigning off the event loop", "Listing page"), ("/healthz at rest", "/healthz during 2 upload-urls calls")),
     "browser": (
-        ("Web app:", "Where the web app's upload time goes"),
+        ("Web app:", "Where the web app's upload time goes", "CPU seconds per upload"),
         ("upload: web app in headless Chromium", "SHA-256 in the browser: WebCrypto",
          "SHA-256 in the browser: WebAssembly", "SHA-256 in the browser: JS fallback"),
     ),
@@ -91,6 +91,12 @@ def test_the_benchmark_prints_its_figures(name):
     if name == "sync":  # an idle pass reads no file content; both clients in watch mode saw every change
         assert "| 0 bytes in 0 files" in line_with(out, "file content read"), line_with(out, "file content read")
         assert re.search(r"\| \d[\d,]* +\| \d[\d,]* +\| \d[\d,]* +\|", line_with(out, "until it is complete on B"))
+    if name == "browser":  # each upload's client was found and counted: Chromium's processes, the dbx command
+        for who in ("web app", "dbx"):
+            row = re.search(rf"^\| {who} +\|(.*)\|$", out, re.MULTILINE)
+            assert row is not None, f"no CPU row for {who} in:\n{out}"
+            client, store, gateway, total = (float(cell) for cell in row[1].split("|"))
+            assert client > 0 and store > 0 and total > 0, row[0]
     if name == "control":  # the cached reads and both sides of the small files answered every request
         for row in ("GET /dropbox/v1/files/{id}, owner, cache on", "inline 4 KiB", "boto3 put_object, 4 KiB"):
             assert re.search(r"\| 0 +\|", line_with(out, row)), line_with(out, row)

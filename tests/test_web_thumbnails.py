@@ -18,6 +18,7 @@ from tests.browser import (  # noqa: F401 - fixtures
 from tests.harness import Api, upload
 from tests.images import encoded
 from tests.test_web_accessibility import violations
+from tests.test_web_tree import new_folder
 
 
 async def loaded(image) -> bool:
@@ -80,3 +81,43 @@ async def test_a_shared_links_page_shows_the_thumbnail_when_the_link_has_no_pass
     await expect(visitor.page.get_by_label("Password")).to_be_visible()
     await expect(visitor.page.get_by_role("img")).to_have_count(0)
     assert not visitor.problems, visitor.problems
+
+
+def overlap(a: dict, b: dict) -> bool:
+    """Whether two bounding boxes share any area (touching edges do not)."""
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
+def inside(a: dict, b: dict) -> bool:
+    """Whether box a lies within box b (to a pixel's rounding)."""
+    return (a["x"] >= b["x"] - 1 and a["y"] >= b["y"] - 1 and a["x"] + a["width"] <= b["x"] + b["width"] + 1
+            and a["y"] + a["height"] <= b["y"] + b["height"] + 1)
+
+
+async def test_a_tiles_checkbox_covers_neither_the_folder_icon_nor_the_thumbnail(browser, web_gateway):
+    """In the grid, each tile's `Select <name>` checkbox sits beside what the tile shows, not on it: a folder's
+    icon, a picture's thumbnail, the extension box of a file without one; at a desktop's and a phone's width."""
+    app = await WebApp.open(browser, web_gateway.url, viewport={"width": 1280, "height": 800})
+    await app.sign_up()
+    await new_folder(app, "Holidays")
+    await app.pick(file_payload("beach.jpg", encoded("JPEG", (1200, 800)), "image/jpeg"),
+                   file_payload("notes.txt", b"no picture here\n", "text/plain"))
+    for name in ("beach.jpg", "notes.txt"):
+        await app.wait_uploaded(name)
+    await expect(app.file_row("beach.jpg").locator("img")).to_be_visible(timeout=30_000)
+    await app.page.get_by_role("button", name="Grid view").click()
+    shown = {"Holidays": ".folder-icon", "beach.jpg": ".thumb", "notes.txt": ".thumb"}
+
+    for width, height in ((1280, 800), (360, 740)):
+        await app.page.set_viewport_size({"width": width, "height": height})
+        for name, picture in shown.items():
+            tile = app.file_row(name)
+            box = await tile.get_by_role("checkbox", name=f"Select {name}", exact=True).bounding_box()
+            drawn = await tile.locator(picture).bounding_box()
+            whole = await tile.bounding_box()
+            assert box and drawn and whole, (width, name)
+            assert not overlap(box, drawn), (width, name, box, drawn)
+            assert inside(box, whole) and inside(drawn, whole), (width, name)  # both are the tile's own
+    assert await violations(app.page) == []
+    assert not app.problems, app.problems
