@@ -10,9 +10,9 @@ Range GET after another on one connection, as a miss asks for them: what the
 store's cost per request takes from a miss before nginx does anything), the
 first GET of the file's download URL through the CDN tier (a miss: the content
 is new) and a second one (a hit). Direct GETs and misses go in turns (the order
-rotates from run to run). Prints MiB/s as median, min and
-max, and each against the direct GET of its run (median, min and max of the
-runs' ratios). Only public interfaces: the HTTP API, the S3 API and ``dbx``.
+rotates from run to run). Prints MiB/s as median, min and max, and each against
+the direct GET of its run (median, min and max of the runs' ratios). Only public
+interfaces: the HTTP API, the S3 API and ``dbx``.
 
 ``--other-cdn DIR``: also the CDN tier of another checkout (its nginx template
 and njs, run by this checkout's launcher on the same store, with a cache of its
