@@ -5,11 +5,14 @@
 Starts the local stack, then, run after run: uploads new random content with
 ``dbx`` (so the CDN tier has never seen it) and the same bytes with boto3 under
 a key of the benchmark's own, and times a direct presigned GET of those bytes
-from the store, the first GET of the file's download URL through the CDN tier
-(a miss: the content is new) and a second one (a hit). Direct GET and misses go
-in turns (the order rotates from run to run). Prints MiB/s as median, min and
-max, and each against the direct GET of its run (median, min and max of the
-runs' ratios). Only public interfaces: the HTTP API, the S3 API and ``dbx``.
+from the store, the same bytes from the store in the CDN tier's slices (one
+Range GET after another on one connection, as a miss asks for them: what the
+store's cost per request takes from a miss before nginx does anything), the
+first GET of the file's download URL through the CDN tier (a miss: the content
+is new) and a second one (a hit). Direct GETs and misses go in turns (the order
+rotates from run to run). Prints MiB/s as median, min and max, and each against
+the direct GET of its run (median, min and max of the runs' ratios). Only public
+interfaces: the HTTP API, the S3 API and ``dbx``.
 
 ``--other-cdn DIR``: also the CDN tier of another checkout (its nginx template
 and njs, run by this checkout's launcher on the same store, with a cache of its
@@ -23,6 +26,7 @@ import contextlib
 import hashlib
 import http.client
 import json
+import re
 import statistics
 import sys
 import time
@@ -33,8 +37,16 @@ from urllib.parse import urlsplit
 
 from bench.dbx import MIB, Dbx, file_sha256, make_file
 from bench.stack import BenchStack, print_table, ratio
-from cdn.nginx import LocalCdn, start_local_cdn
+from cdn.nginx import TEMPLATE_PATH, LocalCdn, start_local_cdn
 from storage.embedded import free_port
+
+
+def slice_size(template: str) -> int:
+    """The size of the slices the CDN tier asks the store for (its download location's ``slice``)."""
+    match = re.search(r"^\s*slice (\d+)m;", template, re.M)
+    if match is None:
+        raise ValueError("the CDN template names no slice size in megabytes")
+    return int(match[1]) * MIB
 
 
 def fetch(url: str, digest: hashlib._Hash | None = None) -> tuple[int, float]:
@@ -55,6 +67,30 @@ def fetch(url: str, digest: hashlib._Hash | None = None) -> tuple[int, float]:
             received += count
             if digest is not None:
                 digest.update(buffer[:count])
+        return received, time.perf_counter() - started
+    finally:
+        connection.close()
+
+
+def fetch_in_slices(url: str, size: int, step: int) -> tuple[int, float]:
+    """GET ``url`` as ``step``-byte Range requests one after another on one connection (as a CDN miss
+    asks the store for its slices); return (bytes, seconds). Raises unless each answers 206."""
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError(f"no host in {url!r}")
+    buffer = memoryview(bytearray(MIB))
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    try:
+        received = 0
+        for start in range(0, size, step):
+            connection.request("GET", f"{parts.path}?{parts.query}",
+                               headers={"Range": f"bytes={start}-{min(start + step, size) - 1}"})
+            response = connection.getresponse()
+            if response.status != 206:
+                raise RuntimeError(f"a Range GET of {parts.path} answered {response.status}")
+            while count := response.readinto(buffer):
+                received += count
         return received, time.perf_counter() - started
     finally:
         connection.close()
@@ -100,8 +136,9 @@ def other_tier(stack: BenchStack, checkout: Path) -> Iterator[LocalCdn]:
 def run(size: int, runs: int, others: list[Path]) -> dict:
     import boto3
 
-    labels = ["direct", "miss", "hit", *(f"{kind} {checkout}" for checkout in others for kind in ("miss", "hit"))]
+    labels = ["direct", "slices", "miss", "hit", *(f"{kind} {checkout}" for checkout in others for kind in ("miss", "hit"))]
     speeds: dict[str, list[float]] = {label: [] for label in labels}
+    step = slice_size(TEMPLATE_PATH.read_text())
     with BenchStack() as stack, contextlib.ExitStack() as tiers:
         s3 = boto3.client("s3", **stack.s3_credentials())
         dbx = Dbx(stack, stack.root / "home")
@@ -118,12 +155,12 @@ def run(size: int, runs: int, others: list[Path]) -> dict:
             urls = {"": cdn, **{f" {checkout}": url + cdn[len(stack.cdn_url):] for checkout, url in other_urls.items()}}
 
             def timed(kind: str, url: str) -> None:
-                received, seconds = fetch(url)
+                received, seconds = fetch_in_slices(url, size, step) if kind == "slices" else fetch(url)
                 if received != size:
                     raise RuntimeError(f"{kind}: got {received} bytes of {size}")
                 speeds[kind].append(size / MIB / seconds)
 
-            firsts = [("direct", direct), *((f"miss{suffix}", url) for suffix, url in urls.items())]
+            firsts = [("direct", direct), ("slices", direct), *((f"miss{suffix}", url) for suffix, url in urls.items())]
             for kind, url in firsts[number % len(firsts):] + firsts[:number % len(firsts)]:
                 timed(kind, url)
             for suffix, url in urls.items():
@@ -136,6 +173,7 @@ def run(size: int, runs: int, others: list[Path]) -> dict:
 
     return {
         "size_mib": round(size / MIB, 3),
+        "slice_mib": round(step / MIB, 3),
         "runs": runs,
         **{kind: summary(values, speeds["direct"]) for kind, values in speeds.items()},
     }
@@ -157,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    labels = {"direct": "direct store GET", "miss": "CDN miss", "hit": "CDN hit",
+    labels = {"direct": "direct store GET", "slices": f"store GET in {result['slice_mib']:g} MiB ranges, one by one",
+              "miss": "CDN miss", "hit": "CDN hit",
               **{f"{kind} {checkout}": f"CDN {kind}, tier of {checkout}" for checkout in args.other_cdn
                  for kind in ("miss", "hit")}}
     print_table(

@@ -35,7 +35,7 @@ def test_blocks_are_found_by_their_markers_only():
     from bench.__main__ import BENCHMARKS
 
     assert {command.split()[0] for command in blocks(README.read_text())} <= set(BENCHMARKS)
-    assert "download --size 256 --runs 5 --other-cdn {581ab1d}" in blocks(README.read_text())
+    assert "download --size 256 --runs 5 --other-cdn {702aa0c}" in blocks(README.read_text())
 
 
 def test_a_revision_is_exported_for_the_run_and_removed_after():
