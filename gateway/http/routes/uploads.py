@@ -7,7 +7,7 @@ import re
 import tempfile
 from typing import BinaryIO
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.config import MAX_CHUNKS, Config
@@ -107,9 +107,17 @@ def parse_claim(body: dict, config: Config) -> UploadClaim:
     return UploadClaim(name, file_size, file_type, fingerprint, chunk_size, chunks)
 
 
+def is_form(request: web.Request) -> bool:
+    """Whether the body is ``multipart/form-data`` (an inline upload), from the header's media type alone:
+    ``request.content_type`` parses the whole header with the email package, which took 2.5% of the
+    gateway's Python time in bench folders (one small file a request)."""
+    media_type = request.headers.get(hdrs.CONTENT_TYPE, "").partition(";")[0]
+    return media_type.strip().lower() == "multipart/form-data"
+
+
 @routes.post("/dropbox/v1/files")
 async def create_file(request: web.Request) -> web.Response:
-    if request.content_type == "multipart/form-data":
+    if is_form(request):
         return await inline_upload(request)
     core = request.app[appkeys.CORE]
     user_id = request[appkeys.USER].user_id
