@@ -336,7 +336,10 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
         async with db.read() as conn:
             assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
             assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
-        assert hops == ["_run", "_run", "rollback"], hops  # the read's BEGIN with its first SELECT, its end
+            read = (await conn.get_raw_connection()).driver_connection.sqlite
+            assert read.in_transaction
+        assert hops == ["_run", "_run"], hops  # the read's BEGIN with its first SELECT; its end on the loop
+        assert not read.in_transaction  # ended all the same: its snapshot is let go
         hops.clear()
         async with db.transaction() as conn:
             await conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
@@ -350,6 +353,13 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
         assert hops == [], hops  # nothing began: nothing to end
         with pytest.raises(IntegrityError):
             await db.execute("INSERT INTO t VALUES ('a', 3)")
+        assert [row["v"] for row in await db.fetchall("SELECT v FROM t ORDER BY k")] == [1, 2]
+        hops.clear()
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as conn:
+                await conn.exec_driver_sql("INSERT INTO t VALUES ('c', 3)")
+                raise RuntimeError("undo it")
+        assert hops == ["_run", "rollback"], hops  # a write transaction's rollback: on the connection's thread
         assert [row["v"] for row in await db.fetchall("SELECT v FROM t ORDER BY k")] == [1, 2]
         on_loop = threading.get_ident()
         seen: list[int] = []
