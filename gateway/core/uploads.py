@@ -205,7 +205,7 @@ class Uploads:
         # A path may make folders and ``update`` checks what it replaces: those are placed before the read.
         by_id = target.path is None and target.mode != "update"
         destination = None if by_id else await self.destination(user_id, claim, target)
-        async with self.db.read() as conn:
+        async with self.db.read(point=True) as conn:  # the folder, the limits, the lookups: each by key
             if destination is None:
                 destination = await self.destination(user_id, claim, target, on=conn)
             claim = dataclasses.replace(claim, file_name=destination.name)
