@@ -108,6 +108,11 @@ def apply_one(root: Path, op: tuple[str, int, int, str], touched: set[str]) -> N
         source.rename(target)
     elif kind == "delete" and every:
         target = every[i % len(every)]
+        # A folder's removal removes what it holds first, and each of those removals' events names the
+        # folder it was in. Without them, a folder made again at once with the same name may get the
+        # removed one's inode back, and look unchanged to a partial scan (found by a run of this test).
+        for inside in target.rglob("*") if target.is_dir() else ():
+            touch(inside)
         touch(target)
         shutil.rmtree(target) if target.is_dir() else target.unlink()
 
