@@ -13,7 +13,7 @@ import pytest
 from gateway.core.content import content_key
 from storage.embedded import free_port
 from storage.events import MalformedEvent, StoreEvent, parse_minio, parse_seaweedfs
-from tests.harness import BUCKET, EVENTS_TOKEN, Api, make_claim, put_chunks
+from tests.harness import BUCKET, EVENTS_TOKEN, Api, make_claim, put_chunks, upload
 
 MIB = 1024 * 1024
 CHUNK = 5 * MIB
@@ -142,7 +142,8 @@ async def test_upload_turns_uploaded_without_complete_with_progress_from_events(
 
 async def test_the_event_of_an_inline_upload_is_answered_without_a_look(make_gateway, http):
     """The real store's event for the object an inline upload wrote (a PutObject) says it was written whole:
-    the gateway, which recorded the file in the upload's own request, looks nothing up for it."""
+    the gateway, which recorded the file in the upload's own request, looks nothing up for it. The event of
+    a multipart upload's completion says it is one, and is looked at."""
     import aiohttp
 
     from gateway.http.appkeys import METRICS
@@ -161,6 +162,15 @@ async def test_the_event_of_an_inline_upload_is_answered_without_a_look(make_gat
 
     await wait_for(answered)
     assert (await user.get(f"/dropbox/v1/files/{response.body['file_id']}")).body["status"] == "uploaded"
+
+    # A multipart upload's completion (the gateway's own, on the client's complete) says it is one: looked at.
+    assert (await upload(user, os.urandom(CHUNK + 10), CHUNK))["status"] == "uploaded"
+
+    async def both_came() -> bool:
+        return registry.get_sample_value("gateway_store_events_received_total", {"kind": "object_created"}) == 2
+
+    await wait_for(both_came)
+    assert registry.get_sample_value("gateway_store_events_ignored_total", {"outcome": "written_whole"}) == 1
 
 
 async def test_reconciliation_finishes_an_upload_whose_events_never_came(make_gateway, http):
