@@ -24,10 +24,16 @@ gateway with py-spy (on PATH, or ``PY_SPY``; only the thread holding Python's lo
 what it samples is Python work, not waits) during each ``dbx`` side and
 writes DIR/gateway-run-N.txt (collapsed stacks, for flame graph tools); py-spy's
 own CPU then counts as the client's.
+
+``--other-gateway DIR`` (may be repeated) also starts the stack of another
+checkout of this repository (its launcher, store and gateway) and times this
+checkout's ``dbx upload -r`` against it in the same runs, in turns with the
+other sides: a before/after of the gateway that the machine's load cannot skew.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import random
@@ -36,6 +42,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.control import checkout_label
 from bench.dbx import Dbx
 from bench.stack import BenchStack, Figure, print_table, profiled, ratio
 from bench.transfer import PROCESSES, cpu_now
@@ -66,11 +73,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=8, help="files in flight, both sides (default 8)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="sample the gateway with py-spy into this directory")
+    parser.add_argument("--other-gateway", metavar="DIR", action="append", default=[],
+                        help="also time dbx upload -r against the stack of another checkout (DIR) in the same runs")
     args = parser.parse_args(argv)
     import boto3
     from botocore.config import Config
 
-    with BenchStack() as stack:
+    with contextlib.ExitStack() as stacks:
+        stack = stacks.enter_context(BenchStack())
+        others = [(checkout_label(Path(other)), stacks.enter_context(BenchStack(checkout=Path(other))))
+                  for other in args.other_gateway]
         source = stack.root / "photos"
         files = make_folder(source, args.files, args.min_kib, args.max_kib)
         total = sum(path.stat().st_size for path in files)
@@ -84,66 +96,77 @@ def main(argv: list[str] | None = None) -> None:
                               Body=path.read_bytes())
             list(pool.map(put, files))
 
-        summaries: list[dict] = []
-
         def dbx_upload(run: int, user: Dbx) -> None:
             _, last, _ = user("upload", "-r", str(source), "--to", f"/run-{run}", "-j", str(args.jobs))
             summary = last.get("summary") or {}
             if summary.get("done") != args.files:
                 raise RuntimeError(f"dbx upload -r uploaded {summary.get('done')} of {args.files} files: {last}")
-            summaries.append(summary)
 
-        speeds: dict[str, list[float]] = {"dbx": [], "boto3": []}
-        cpu: dict[str, dict[str, list[float]]] = {side: {name: [] for name in PROCESSES} for side in speeds}
-        work: dict[str, list[float]] = {"statements": [], "transactions": [], "store": []}
-        [gateway_pid] = stack.pids("gateway")
+        # The sides, each with the stack it uploads to: dbx to this checkout's gateway ("dbx"), to each other
+        # checkout's (its label), boto3 to this checkout's store.
+        targets: dict[str, BenchStack] = {"dbx": stack, **dict(others), "boto3": stack}
+        speeds: dict[str, list[float]] = {side: [] for side in targets}
+        cpu: dict[str, dict[str, list[float]]] = {side: {name: [] for name in PROCESSES} for side in targets}
+        work: dict[str, dict[str, list[float]]] = {side: {"statements": [], "transactions": [], "store": []}
+                                                   for side in targets if side != "boto3"}
         for run in range(args.runs):
-            user = Dbx(stack, stack.root / f"home-{run}")  # made before the timing starts
-            sides: list[tuple[str, Callable[[], None]]] = [("dbx", functools.partial(dbx_upload, run, user)),
-                                                           ("boto3", functools.partial(boto3_put, run))]
-            for side, upload in sides[run % 2:] + sides[:run % 2]:
-                counted = stack.work()
-                before = cpu_now(stack)
+            uploads: dict[str, Callable[[], None]] = {
+                side: functools.partial(dbx_upload, run, Dbx(target, target.root / f"home-{run}"))  # made untimed
+                for side, target in targets.items() if side != "boto3"}
+            uploads["boto3"] = functools.partial(boto3_put, run)
+            sides = list(uploads.items())
+            for side, upload in sides[run % len(sides):] + sides[:run % len(sides)]:
+                target = targets[side]
+                counted = target.work()
+                before = cpu_now(target)
                 profile = args.profile / f"gateway-run-{run}.txt" if args.profile and side == "dbx" else None
-                with profiled(gateway_pid, profile):
+                with profiled(target.pids("gateway")[0], profile):
                     started = time.perf_counter()
                     upload()
                     seconds = time.perf_counter() - started
-                after = cpu_now(stack)
+                after = cpu_now(target)
                 speeds[side].append(args.files / seconds)
                 for name in PROCESSES:
                     cpu[side][name].append((after[name] - before[name]) / args.files * 1000)
-                done = stack.work()
-                if side == "dbx" and counted is not None and done is not None:
-                    for name in work:
-                        work[name].append((done[name] - counted[name]) / args.files)
+                done = target.work()
+                if side in work and counted is not None and done is not None:
+                    for name in work[side]:
+                        work[side][name].append((done[name] - counted[name]) / args.files)
         pool.shutdown()
 
-    per_run = ratio([mine / theirs for mine, theirs in zip(speeds["dbx"], speeds["boto3"], strict=True)])
+    labels = {"dbx": "dbx upload -r (the whole command: start, folders, files)",
+              **{label: f"dbx upload -r, gateway of {label}" for label, _ in others},
+              "boto3": "boto3 put_object from threads, in this process"}
+
+    def to_boto3(side: str) -> str:
+        return ratio([mine / theirs for mine, theirs in zip(speeds[side], speeds["boto3"], strict=True)]) \
+            if side != "boto3" else ""
+
     print_table(
         f"Many small files: {args.files} files of {args.min_kib}-{args.max_kib} KiB ({total / 1024 / 1024:.0f} MiB "
         f"in all, {SUBFOLDERS} folders), {args.jobs} at a time, median of {args.runs} runs (min, max); ratio "
         "within each run",
-        [("dbx upload -r (the whole command: start, folders, files)", f"{Figure(speeds['dbx'])} files/s", per_run),
-         ("boto3 put_object from threads, in this process", f"{Figure(speeds['boto3'])} files/s", "")],
+        [(labels[side], f"{Figure(speeds[side])} files/s", to_boto3(side)) for side in targets],
         ("upload", "figure", "to boto3"),
     )
     print_table(
         f"CPU seconds per 1,000 files, by process (median of {args.runs} runs; all share this machine's "
         f"{os.cpu_count()} cores)",
-        [(label, *(f"{Figure(cpu[side][name]).median:.2f}" for name in PROCESSES),
-          f"{sum(Figure(cpu[side][name]).median for name in PROCESSES):.2f}")
-         for side, label in (("dbx", "dbx upload -r"), ("boto3", "boto3 put_object"))],
+        [(labels[side].split(" (")[0].replace(" from threads, in this process", ""),
+          *(f"{Figure(cpu[side][name]).median:.2f}" for name in PROCESSES),
+          f"{sum(Figure(cpu[side][name]).median for name in PROCESSES):.2f}") for side in targets],
         ("upload", *PROCESSES, "all"),
     )
-    if work["statements"]:
+    counted_sides = [side for side in work if work[side]["statements"]]
+    if counted_sides:
         print_table(
             f"What the gateway did per file of dbx upload -r, counted by itself (median of {args.runs} runs; "
             "store events included)",
-            [(label, f"{Figure(work[name]).median:.1f}") for name, label in (
-                ("statements", "SQL statements"), ("transactions", "database transactions (reads and writes)"),
-                ("store", "requests to the store"))],
-            ("per file", "count"),
+            [(label, *(f"{Figure(work[side][name]).median:.1f}" for side in counted_sides))
+             for name, label in (("statements", "SQL statements"),
+                                 ("transactions", "database transactions (reads and writes)"),
+                                 ("store", "requests to the store"))],
+            ("per file", *("this checkout" if side == "dbx" else f"gateway of {side}" for side in counted_sides)),
         )
 
 

@@ -12,6 +12,12 @@ EventKind = Literal["part_uploaded", "object_created", "object_removed"]
 
 # SeaweedFS keeps multipart parts at /buckets/<bucket>/.uploads/<upload id>/<NNNN>_<uuid>.part
 SEAWEED_PART = re.compile(r"^/buckets/(?P<bucket>[^/]+)/\.uploads/(?P<upload_id>[^/]+)/(?P<number>\d{4,})_[^/]*\.part$")
+# MinIO's (and S3's) names for how an object was created: a multipart upload's completion, or whole in one request.
+MINIO_COMPLETION = {"s3:ObjectCreated:CompleteMultipartUpload": True, "s3:ObjectCreated:Put": False,
+                    "s3:ObjectCreated:Post": False, "s3:ObjectCreated:Copy": False}
+# SeaweedFS marks the entry of a completed multipart upload with its upload's id (in ``extended``, base64 values);
+# an object written whole by PutObject has ``extended`` (its ETag, its owner) without it.
+SEAWEED_UPLOAD_ID = "X-Seaweedfs-Upload-Id"
 SEAWEED_OBJECT = re.compile(r"^/buckets/(?P<bucket>[^/.][^/]*)/(?P<key>(?!\.uploads/)(?!\.system/).+)$")
 
 
@@ -28,6 +34,9 @@ class StoreEvent:
     part_number: int | None = None
     size: int | None = None
     source: str = ""  # the store's own event name, for the logs
+    # For ``object_created``: whether the store says the object is a multipart upload's completion (True),
+    # or was written whole by one request, a PutObject or a copy (False); None when the event does not say.
+    completion: bool | None = None
 
 
 def parse_minio(body: Any) -> list[StoreEvent]:
@@ -53,7 +62,8 @@ def parse_minio(body: Any) -> list[StoreEvent]:
         else:
             continue  # other notifications (access, replication) are not ours to act on
         size = obj.get("size")
-        events.append(StoreEvent(kind, bucket, key=key, size=size if isinstance(size, int) else None, source=name))
+        events.append(StoreEvent(kind, bucket, key=key, size=size if isinstance(size, int) else None, source=name,
+                                 completion=MINIO_COMPLETION.get(name) if kind == "object_created" else None))
     return events
 
 
@@ -91,7 +101,9 @@ def parse_seaweedfs(body: Any) -> list[StoreEvent]:
     if not obj:
         return []
     kind: EventKind = "object_removed" if event_type == "delete" else "object_created"
-    return [StoreEvent(kind, obj["bucket"], key=obj["key"], size=size, source=source)]
+    extended = entry.get("extended")
+    completion = SEAWEED_UPLOAD_ID in extended if kind == "object_created" and isinstance(extended, dict) else None
+    return [StoreEvent(kind, obj["bucket"], key=obj["key"], size=size, source=source, completion=completion)]
 
 
 PARSERS = {"minio": parse_minio, "seaweedfs": parse_seaweedfs}

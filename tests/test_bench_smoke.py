@@ -24,6 +24,10 @@ PRINTS = {
          "client peak memory"),
     ),
     "download": (("Download of a", "CDN hit", "CDN miss", "direct store GET"), ()),
+    "folders": (
+        ("Many small files:", "CPU seconds per 1,000 files", "What the gateway did per file"),
+        ("dbx upload -r (the whole command", "boto3 put_object from threads"),
+    ),
     "control": (
         ("Control path:", "Permission and metadata cache", "Small files:"),
         ("POST /dropbox/v1/files", "POST .../upload-urls", "GET /dropbox/v1/files/{id}, owner, cache off",
@@ -129,3 +133,12 @@ def test_the_download_benchmark_times_another_checkouts_cdn_tier_in_the_same_run
     assert result.returncode == 0, result.stderr[-3000:]
     for kind in ("miss", "hit"):
         assert re.search(r"\| \d\.\d\dx \(min", line_with(result.stdout, f"CDN {kind}, tier of {REPO}"))
+
+
+def test_the_folders_benchmark_times_another_checkouts_gateway_in_the_same_runs():
+    result = subprocess.run([sys.executable, "-m", "bench", "folders", "--files", "20", "--runs", "2",
+                             "--other-gateway", str(REPO)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"\| \d\.\d\dx \(min", line_with(result.stdout, f"dbx upload -r, gateway of {REPO}"))
+    # Both gateways' own counts, side by side.
+    assert re.search(r"\| SQL statements +\| [1-9][0-9.]* +\| [1-9][0-9.]* +\|", result.stdout), result.stdout

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.cache import make_cache
 from gateway.core import build_core
+from gateway.core.content import content_key
 from gateway.db import files as files_db
 from gateway.db import uploads as uploads_db
 from storage import StoredPart
@@ -106,6 +107,30 @@ async def test_a_part_event_for_parts_the_store_does_not_hold_changes_nothing(ma
     await core.db.execute("UPDATE chunks SET status = 'uploaded' WHERE file_id = :id", {"id": mine})
     assert await core.uploads.abandon(mine) is True
     assert (await files_db.get_file(core.db, mine))["status"] == "failed"
+
+
+async def test_an_object_written_whole_settles_no_upload_and_costs_no_statement(make_core, memory_store):
+    """The event of an object the store says was written whole (a PutObject: an inline upload's, one a small
+    file) is no upload's completion: answered without a look in the database. A completion's event, or one
+    that does not say, settles the uploads of the content as before."""
+    core = make_core()
+    alice = await new_user(core, "alice")
+    data = os.urandom(CHUNK + 1)
+    file_id, _ = await core.uploads.start(alice, claim_for(data))
+    await send_chunks(core, memory_store, alice, file_id, data)  # every part in the store, nobody completed it
+    key = content_key(claim_for(data).fingerprint)
+
+    def created(completion: bool | None) -> StoreEvent:
+        return StoreEvent("object_created", core.config.s3_bucket, key=key, size=len(data), completion=completion)
+
+    statements = core.db.work.statements
+    assert await core.events.handle(created(False)) == "written_whole"
+    assert core.db.work.statements == statements
+    assert (await files_db.get_file(core.db, file_id))["status"] == "uploading"
+    assert await core.events.handle(created(True)) == "uploads:uploaded"  # a look, which finds every part
+    assert (await files_db.get_file(core.db, file_id))["status"] == "uploaded"
+    assert await core.events.handle(created(None)) == "nothing_uploading"  # a look too
+    assert core.db.work.statements > statements
 
 
 async def test_the_reconciler_looks_at_a_batch_per_round_oldest_first_and_not_every_round(make_core, memory_store, clock):

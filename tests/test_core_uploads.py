@@ -228,6 +228,37 @@ async def test_a_small_inline_file_is_one_verified_put_and_one_write_transaction
     assert (await memory_store.stat(content_key(row["fingerprint"]))).sha256_checksum == sha256_b64(data)
 
 
+async def test_a_small_inline_file_checked_in_its_lookups_read_is_refused_before_its_bytes_are_stored(
+        core, memory_store, monkeypatch):
+    """``precheck`` (a small body the route read before any check): the user's limits are checked in the
+    read that looks for the file, not in a read of its own: still one read and one write transaction, and
+    a file that does not fit is refused before the store is asked to hold it. No upload slot is needed."""
+    alice = await new_user(core, "alice")
+    data = os.urandom(4096)
+    work = (core.db.work.transactions, core.db.work.statements)
+    started = await core.uploads.store_inline(alice, claim_for(data, "small.txt"), io.BytesIO(data), precheck=True)
+    assert (core.db.work.transactions - work[0], started.row and started.row["status"]) == (2, "uploaded")
+    assert core.db.work.statements - work[1] <= 16
+
+    puts = []
+    put = memory_store.put_object
+
+    async def counted(key, body, checksum):
+        puts.append(key)
+        await put(key, body, checksum)
+
+    monkeypatch.setattr(memory_store, "put_object", counted)
+    await users_db.set_quota(core.db, "alice", 4096 + 100)
+    other = os.urandom(1000)
+    with pytest.raises(QuotaExceeded):
+        await core.uploads.store_inline(alice, claim_for(other, "over.txt"), io.BytesIO(other), precheck=True)
+    assert puts == [] and stored(memory_store, claim_for(other).fingerprint) is None
+    # Without it (the route checked before reading), the transaction still refuses, after the put.
+    with pytest.raises(QuotaExceeded):
+        await core.uploads.store_inline(alice, claim_for(other, "over.txt"), io.BytesIO(other))
+    assert len(puts) == 1 and stored(memory_store, claim_for(other).fingerprint) is None
+
+
 async def test_content_removed_between_the_put_and_the_record_is_stored_again(core, memory_store, monkeypatch):
     """The last other file with the same content deleted for good between this upload's PUT and its
     transaction: the removal is recorded under the content lock, and the upload puts the bytes back."""

@@ -311,6 +311,39 @@ async def test_listed_chunks_are_marked_in_one_statement_only_for_the_files_curr
         await db.close()
 
 
+async def test_a_sqlite_read_of_point_lookups_sees_one_snapshot_with_its_statements_on_the_loop(tmp_path,
+                                                                                            monkeypatch):
+    """Database.read(point=True): the statements after the first run on the event loop's thread and still
+    see the snapshot the first took, whatever commits meanwhile; the next read sees the commit."""
+    import threading
+
+    from gateway.db import sqlite_driver
+
+    db = await Database.open(database_url("", str(tmp_path / "point.sqlite3")))
+    try:
+        await db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+        await db.execute("INSERT INTO t VALUES ('a', 1)")
+        threads: list[int] = []
+        real_run = sqlite_driver._run
+
+        def run(*args):
+            threads.append(threading.get_ident())
+            return real_run(*args)
+
+        monkeypatch.setattr(sqlite_driver, "_run", run)
+        async with db.read(point=True) as conn:
+            assert (await conn.exec_driver_sql("SELECT v FROM t WHERE k = 'a'")).scalar() == 1
+            await db.execute("UPDATE t SET v = 2 WHERE k = 'a'")  # another connection commits
+            assert (await conn.exec_driver_sql("SELECT v FROM t WHERE k = 'a'")).scalar() == 1
+            assert (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar() == 1
+        on_loop = threading.get_ident()
+        # The point read's first statement on the connection's thread, the other two here; the update between.
+        assert threads[0] != on_loop and threads[-2:] == [on_loop, on_loop], threads
+        assert await db.fetchval("SELECT v FROM t WHERE k = 'a'") == 2
+    finally:
+        await db.close()
+
+
 async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_path, monkeypatch):
     """gateway/db/sqlite_driver.py: executing, fetching and closing a cursor are one hand-off to the
     connection's thread (aiosqlite took four), a transaction's BEGIN goes with its first statement, a write
@@ -336,7 +369,21 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
         async with db.read() as conn:
             assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
             assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
-        assert hops == ["_run", "_run", "rollback"], hops  # the read's BEGIN with its first SELECT, its end
+            read = (await conn.get_raw_connection()).driver_connection.sqlite
+            assert read.in_transaction
+        assert hops == ["_run", "_run"], hops  # the read's BEGIN with its first SELECT; its end on the loop
+        assert not read.in_transaction  # ended all the same: its snapshot is let go
+        hops.clear()
+        async with db.read(point=True) as conn:
+            assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
+            assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
+            assert (await conn.exec_driver_sql("SELECT 3")).scalar() == 3
+        assert hops == ["_run"], hops  # point lookups: the first takes the snapshot, the rest on the loop
+        hops.clear()
+        async with db.read() as conn:  # the next read on the (pooled) connection is not one of them
+            assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
+            assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
+        assert hops == ["_run", "_run"], hops
         hops.clear()
         async with db.transaction() as conn:
             await conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
@@ -350,6 +397,13 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
         assert hops == [], hops  # nothing began: nothing to end
         with pytest.raises(IntegrityError):
             await db.execute("INSERT INTO t VALUES ('a', 3)")
+        assert [row["v"] for row in await db.fetchall("SELECT v FROM t ORDER BY k")] == [1, 2]
+        hops.clear()
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as conn:
+                await conn.exec_driver_sql("INSERT INTO t VALUES ('c', 3)")
+                raise RuntimeError("undo it")
+        assert hops == ["_run", "rollback"], hops  # a write transaction's rollback: on the connection's thread
         assert [row["v"] for row in await db.fetchall("SELECT v FROM t ORDER BY k")] == [1, 2]
         on_loop = threading.get_ident()
         seen: list[int] = []

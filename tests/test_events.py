@@ -13,7 +13,7 @@ import pytest
 from gateway.core.content import content_key
 from storage.embedded import free_port
 from storage.events import MalformedEvent, StoreEvent, parse_minio, parse_seaweedfs
-from tests.harness import BUCKET, EVENTS_TOKEN, Api, make_claim, put_chunks
+from tests.harness import BUCKET, EVENTS_TOKEN, Api, make_claim, put_chunks, upload
 
 MIB = 1024 * 1024
 CHUNK = 5 * MIB
@@ -43,8 +43,10 @@ async def wait_for(check, timeout: float = 20.0, interval: float = 0.2):
 def test_minio_records_parse_into_store_events():
     key = content_key("ab" * 32)
     created = parse_minio(minio_payload("complete_multipart_upload", key, 123))
-    assert created == [StoreEvent("object_created", BUCKET, key=key, size=123, source="s3:ObjectCreated:CompleteMultipartUpload")]
-    assert parse_minio(minio_payload("put", key, 5))[0].kind == "object_created"
+    assert created == [StoreEvent("object_created", BUCKET, key=key, size=123,
+                                  source="s3:ObjectCreated:CompleteMultipartUpload", completion=True)]
+    put = parse_minio(minio_payload("put", key, 5))[0]
+    assert put.kind == "object_created" and put.completion is False  # written whole: no upload's completion
     removed = parse_minio(minio_payload("removed", key))
     assert removed[0].kind == "object_removed" and removed[0].key == key
     with pytest.raises(MalformedEvent):
@@ -64,8 +66,16 @@ def test_seaweedfs_filer_events_parse_into_store_events():
     ]
     obj = {"event_type": "create", "key": "/buckets/b1/content/abc", "message": {"new_entry": {"attributes": {"file_size": 9}}}}
     assert parse_seaweedfs(obj)[0] == StoreEvent("object_created", "b1", key="content/abc", size=9, source="seaweedfs:create")
+    # As SeaweedFS 4.48 sends them (values base64): a PutObject's entry, and a completed multipart upload's,
+    # which names its upload; an entry without `extended` does not say.
+    put = {"event_type": "create", "key": "/buckets/b1/content/abc", "message": {"new_entry": {
+        "attributes": {"file_size": 9}, "extended": {"Seaweed-X-Amz-ETag": "Zjg4NA==", "Seaweed-X-Amz-Owner": "YWRtaW4="}}}}
+    completed = {"event_type": "update", "key": "/buckets/b1/content/abc", "message": {"new_entry": {
+        "attributes": {"file_size": 9}, "extended": {"X-Seaweedfs-Multipart-Parts-Count": "MQ==",
+                                                     "X-Seaweedfs-Upload-Id": "MmZjMGJkZTY4"}}}}
+    assert [parse_seaweedfs(e)[0].completion for e in (put, completed, obj)] == [False, True, None]
     gone = {"event_type": "delete", "key": "/buckets/b1/content/abc", "message": {"old_entry": {"attributes": {}}}}
-    assert parse_seaweedfs(gone)[0].kind == "object_removed"
+    assert parse_seaweedfs(gone)[0].kind == "object_removed" and parse_seaweedfs(gone)[0].completion is None
     directory = {"event_type": "create", "key": "/buckets/b1/.uploads", "message": {"new_entry": {"is_directory": True}}}
     system = {"event_type": "create", "key": "/buckets/.system/x", "message": {"new_entry": {}}}
     part_removed = {**part, "event_type": "delete", "message": {"old_entry": part["message"]["new_entry"]}}
@@ -128,6 +138,39 @@ async def test_upload_turns_uploaded_without_complete_with_progress_from_events(
 
     body = await wait_for(uploaded)  # no POST .../complete was sent
     assert body["uploaded_chunks"] == 3
+
+
+async def test_the_event_of_an_inline_upload_is_answered_without_a_look(make_gateway, http):
+    """The real store's event for the object an inline upload wrote (a PutObject) says it was written whole:
+    the gateway, which recorded the file in the upload's own request, looks nothing up for it. The event of
+    a multipart upload's completion says it is one, and is looked at."""
+    import aiohttp
+
+    from gateway.http.appkeys import METRICS
+
+    gateway = await make_gateway(chunk_size=CHUNK)  # on the port the store's webhook posts to
+    user = await Api(http, gateway.url).signup()
+    form = aiohttp.FormData()
+    form.add_field("file_metadata", '{"file_name": "small.bin"}', content_type="application/json")
+    form.add_field("file", os.urandom(20_000), filename="small.bin", content_type="application/octet-stream")
+    response = await user.post("/dropbox/v1/files", data=form)
+    assert response.status == 201 and response.body["status"] == "uploaded"
+    registry = gateway.app[METRICS].registry
+
+    async def answered() -> bool:
+        return bool(registry.get_sample_value("gateway_store_events_ignored_total", {"outcome": "written_whole"}))
+
+    await wait_for(answered)
+    assert (await user.get(f"/dropbox/v1/files/{response.body['file_id']}")).body["status"] == "uploaded"
+
+    # A multipart upload's completion (the gateway's own, on the client's complete) says it is one: looked at.
+    assert (await upload(user, os.urandom(CHUNK + 10), CHUNK))["status"] == "uploaded"
+
+    async def both_came() -> bool:
+        return registry.get_sample_value("gateway_store_events_received_total", {"kind": "object_created"}) == 2
+
+    await wait_for(both_came)
+    assert registry.get_sample_value("gateway_store_events_ignored_total", {"outcome": "written_whole"}) == 1
 
 
 async def test_reconciliation_finishes_an_upload_whose_events_never_came(make_gateway, http):
@@ -214,8 +257,10 @@ async def test_a_completion_event_before_the_parts_changes_nothing(make_gateway,
 async def test_unknown_objects_are_acknowledged_and_malformed_bodies_refused(gateway, http):
     api = Api(http, gateway.url)
     auth = {"Authorization": f"Bearer {EVENTS_TOKEN}"}
-    for key, outcome in ((content_key("cd" * 32), "nothing_uploading"), ("elsewhere/file.txt", "ignored_not_content")):
-        response = await api.post("/dropbox/v1/events", json=minio_payload("put", key, 1), headers=auth)
+    for name, key, outcome in (("complete_multipart_upload", content_key("cd" * 32), "nothing_uploading"),
+                               ("put", content_key("cd" * 32), "written_whole"),
+                               ("put", "elsewhere/file.txt", "ignored_not_content")):
+        response = await api.post("/dropbox/v1/events", json=minio_payload(name, key, 1), headers=auth)
         assert response.status == 200 and response.body["outcomes"] == [outcome]
     other_bucket = await api.post("/dropbox/v1/events", json=minio_payload("put", "x", 1, bucket="not-ours"), headers=auth)
     assert other_bucket.body["outcomes"] == ["ignored_other_bucket"]

@@ -87,7 +87,7 @@ async def test_an_upload_through_the_real_stack_moves_the_counters(make_gateway,
     assert value(samples, "gateway_store_events_received_total", kind="object_created") >= 1
     assert label_values(samples, "gateway_store_events_ignored_total", "outcome") <= {
         "ignored_other_bucket", "ignored_not_content", "unknown_upload", "upload_gone", "still_present",
-        "nothing_uploading", "not_completed"}
+        "nothing_uploading", "not_completed", "written_whole"}
 
 
 async def test_ids_and_tokens_never_become_label_values(make_gateway, http):

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.core.content import content_key
 from gateway.http.parsing import MAX_JSON_DEPTH, nests_deeper_than
 from gateway.http.routes import uploads
 from tests.lanes import examples
@@ -299,9 +300,34 @@ async def test_the_users_limits_are_checked_before_an_inline_body_is_read(make_g
     status, headers, body = await answer_to_head(gateway.url, FILES, 300 * KIB, head(slots_user))
     assert (status, body["error"]["code"]) == (429, "too_many_uploads") and int(headers["retry-after"]) > 0
     # Any file at all is one too many for this user.
-    status, _, body = await answer_to_head(gateway.url, FILES, 200, head(files_user))
+    status, _, body = await answer_to_head(gateway.url, FILES, 200 * KIB, head(files_user))
     assert (status, body["error"]["code"]) == (403, "quota_exceeded") and body["error"]["max_files_per_user"] == 2
     assert spools == []  # not a byte was spooled
+
+
+async def test_a_small_inline_body_is_read_first_and_refused_before_its_bytes_are_stored(make_gateway, http, spools):
+    """A body declared at most FORM_ALLOWANCE (nothing it must hold at the least) has its limits checked in the
+    read that looks for the file, once it is read: refused all the same, and never stored."""
+    gateway = await make_gateway(chunk_size=CHUNK, inline_upload_limit=4 * MIB, user_quota_bytes=MIB,
+                                 max_files_per_user=2)
+    api = Api(http, gateway.url)
+    quota_user, files_user = await api.signup(), await api.signup()
+    for name in ("a.txt", "b.txt"):
+        assert (await files_user.post(FILES, json=make_claim(b"", CHUNK, file_name=name))).status == 201
+    almost = make_claim(os.urandom(MIB - 10 * KIB), CHUNK, file_name="a.bin")
+    assert (await quota_user.post(FILES, json=almost)).status == 201  # counts from its start
+    quota_user_files = (await quota_user.get(FILES)).body["files"]
+    for user, size, limit in ((files_user, 100, "max_files_per_user"), (quota_user, 20 * KIB, "quota_bytes")):
+        data = os.urandom(size)
+        body = form(("file_metadata", b'{"file_name": "small.bin"}', None), ("file", data, None))
+        assert len(body) <= uploads.FORM_ALLOWANCE  # declared small
+        spooled = len(spools)
+        answer = await user.post(FILES, data=body, headers=FORM_TYPE)
+        assert answer.status == 403 and answer.body["error"]["code"] == "quota_exceeded", answer.body
+        assert limit in answer.body["error"]
+        assert len(spools) == spooled + 1  # read first
+        assert await gateway.store.stat(content_key(make_claim(data, CHUNK)["fingerprint"])) is None
+    assert (await quota_user.get(FILES)).body["files"] == quota_user_files
 
 
 async def test_the_quota_is_checked_as_an_inline_body_arrives_and_the_spool_holds_no_more(make_gateway, http, spools):

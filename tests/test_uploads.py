@@ -204,6 +204,18 @@ async def test_inline_upload_with_curl_style_form(make_gateway, http):
     assert refused.status == 413 and refused.body["error"]["code"] == "inline_upload_too_large"
 
 
+@pytest.mark.parametrize("header", ["multipart/form-data; boundary=x", "Multipart/Form-Data;boundary=x",
+                                    " multipart/form-data ", "application/json", "", "multipart/form-datax",
+                                    "multipart/mixed; boundary=x", "application/json; charset=utf-8"])
+def test_an_inline_upload_is_told_by_its_media_type_as_aiohttp_reads_it(header):
+    from aiohttp.test_utils import make_mocked_request
+
+    from gateway.http.routes.uploads import is_form
+
+    request = make_mocked_request("POST", "/dropbox/v1/files", headers={"Content-Type": header} if header else {})
+    assert is_form(request) == (request.content_type == "multipart/form-data")
+
+
 async def test_an_inline_upload_without_a_file_part_is_refused(make_gateway, http):
     import aiohttp
 

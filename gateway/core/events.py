@@ -52,6 +52,8 @@ class StoreEvents:
         if not (event.key or "").startswith(CONTENT_PREFIX) or not is_fingerprint(fingerprint):
             return "ignored_not_content"
         if event.kind == "object_created":
+            if event.completion is False:
+                return "written_whole"  # see _content_created
             return await self._content_created(fingerprint)
         return await self._content_removed(fingerprint)
 
@@ -99,9 +101,17 @@ class StoreEvents:
         return await self.uploads.complete(file_id, strict=False) == FileStatus.UPLOADED
 
     async def _content_created(self, fingerprint: str) -> str:
-        # Our own CompleteMultipartUpload (or a PutObject) landed: settle the uploads of
-        # this content. An object another user's upload wrote settles nothing here,
-        # because each upload is finished only from its own parts.
+        """A multipart upload's completion landed (our own CompleteMultipartUpload), or the event does not
+        say how the object was written: settle the uploads of this content.
+
+        An object another user's upload wrote settles nothing here, because each upload is finished only
+        from its own parts; and an object the event says was written whole (a PutObject: an inline upload's
+        bytes, which the gateway recorded in the same request, or anyone's) is no upload's completion, so
+        :meth:`handle` answers ``written_whole`` without a look in the database (one event a small file:
+        the read was most of what handling it cost). An upload whose parts are all in the store is still
+        completed by its own completion's event, its part events' reads, the client's complete, or the
+        reconciler.
+        """
         file_ids = await uploads_db.uploading_with_content(self.db, fingerprint)
         if not file_ids:
             return "nothing_uploading"

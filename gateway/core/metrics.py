@@ -32,7 +32,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # A store event's outcome that changed nothing (gateway/core/events.py); the rest did something.
 IGNORED_OUTCOMES = frozenset({
     "ignored_other_bucket", "ignored_not_content", "unknown_upload", "upload_gone", "still_present",
-    "nothing_uploading", "not_completed",
+    "nothing_uploading", "not_completed", "written_whole",
 })
 RECONCILER_SETTLEMENTS = (Settlement.COMPLETED, Settlement.ABANDONED)
 

@@ -195,30 +195,31 @@ class Uploads:
             await self.store.abort_multipart(key, upload_id)
             raise
 
-    async def _place_and_known(self, user_id: int, claim: UploadClaim, target: Target, *,
-                               precheck: bool) -> tuple[Destination, UploadClaim, Started | None, bool]:
+    async def _place_and_known(self, user_id: int, claim: UploadClaim, target: Target, *, precheck: bool,
+                               slot: bool = True) -> tuple[Destination, UploadClaim, Started | None, bool]:
         """Where the file goes (:meth:`destination`), the claim under the name it takes there, what
         :meth:`_known` found, and whether the user's limits were checked for a new upload. A folder named
         by id is checked in the same read as the lookups (one read a file, not two: ``dbx upload -r``
-        names every file's folder by id); with ``precheck``, so are the limits when the bytes must be sent."""
+        names every file's folder by id); with ``precheck``, so are the limits when the bytes must be sent
+        (``slot``: an upload slot among them, which a file stored whole in one request does not take)."""
         # A path may make folders and ``update`` checks what it replaces: those are placed before the read.
         by_id = target.path is None and target.mode != "update"
         destination = None if by_id else await self.destination(user_id, claim, target)
-        async with self.db.read() as conn:
+        async with self.db.read(point=True) as conn:  # the folder, the limits, the lookups: each by key
             if destination is None:
                 destination = await self.destination(user_id, claim, target, on=conn)
             claim = dataclasses.replace(claim, file_name=destination.name)
             found = await self._lookup(conn, user_id, claim, destination)
-            checked = precheck and await self._precheck_new(conn, user_id, claim, *found)
+            checked = precheck and await self._precheck_new(conn, user_id, claim, *found, slot=slot)
         return destination, claim, await self._known(user_id, claim, destination, *found), checked
 
     async def _precheck_new(self, conn: AsyncConnection, user_id: int, claim: UploadClaim, same: UploadRow | None,
-                            there: str | None, own: bool) -> bool:
-        """The user's limits (Limits.precheck) in the read ``conn`` when :meth:`_lookup` found nothing and the
-        file has bytes to send: a new upload. Whether it checked."""
+                            there: str | None, own: bool, *, slot: bool = True) -> bool:
+        """The user's limits (Limits.precheck; ``slot``: the uploads in progress too) in the read ``conn`` when
+        :meth:`_lookup` found nothing and the file has bytes to send: a new upload. Whether it checked."""
         if same is not None or there is not None or own or not claim.chunks:
             return False
-        await self.limits.precheck(user_id, claim.file_size, uploading=True, on=conn)
+        await self.limits.precheck(user_id, claim.file_size, uploading=slot, on=conn)
         return True
 
     async def _lookup(self, conn: AsyncConnection, user_id: int, claim: UploadClaim,
@@ -608,7 +609,7 @@ class Uploads:
         return (await self.store_inline(user_id, claim, spool, target)).file_id
 
     async def store_inline(self, user_id: int, claim: UploadClaim, spool: BinaryIO,
-                           target: Target | None = None) -> Started:
+                           target: Target | None = None, *, precheck: bool = False) -> Started:
         """A small file whose bytes the gateway holds (``spool``) and fingerprinted itself; the file, as
         written when this call wrote it.
 
@@ -618,13 +619,14 @@ class Uploads:
         recorded, ``uploaded`` and in its place, in one transaction (:meth:`_create_file`). Larger
         files, and an upload of the same content to the same place already under way, go through the
         multipart path as any client's chunks do. The user's limits were checked before the bytes
-        were read (gateway/http/routes/uploads.py) and are checked again in the transaction; a file
-        refused there leaves no object behind that nothing refers to.
+        were read (gateway/http/routes/uploads.py), or with ``precheck`` (a small body, read first) in
+        the read that looks for the file, before the bytes are stored; and they are checked again in
+        the transaction; a file refused there leaves no object behind that nothing refers to.
         """
         if len(claim.chunks) != 1:
             return Started(await self._upload_inline_parts(user_id, claim, spool, target), True)
         destination, claim, known, _ = await self._place_and_known(user_id, claim, target or Target(),
-                                                                   precheck=False)
+                                                                   precheck=precheck, slot=False)
         if known is not None:
             return known if known.row is not None else Started(await self._finish_spooled(known.file_id, spool),
                                                                known.created)

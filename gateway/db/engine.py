@@ -126,7 +126,11 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
         options = connection.get_execution_options()
         if options.get("alone"):
             return  # one statement, which SQLite runs as a transaction of its own (Database.read)
-        connection.connection.driver_connection.begin_with_next("BEGIN IMMEDIATE" if options.get("write") else "BEGIN")
+        driver = connection.connection.driver_connection
+        if options.get("write"):
+            driver.begin_with_next("BEGIN IMMEDIATE")
+        else:
+            driver.begin_with_next("BEGIN", point=bool(options.get("point")))
 
 
 # Set in the tasks that work in the background (the app's periodic rounds, the journal's follower):
@@ -214,16 +218,22 @@ class Database:
         await self.engine.dispose()
 
     @contextlib.asynccontextmanager
-    async def read(self, *, alone: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def read(self, *, alone: bool = False, point: bool = False) -> AsyncIterator[AsyncConnection]:
         """A connection for a few reads that see one snapshot; released (and the snapshot with it) at the end.
 
         ``alone``: for exactly one statement, which both engines run as a transaction of its own (its own
         snapshot), so no BEGIN and no ROLLBACK go with it: a hand-off to SQLite's thread instead of two,
-        a round trip to PostgreSQL instead of three (asyncpg's autocommit)."""
+        a round trip to PostgreSQL instead of three (asyncpg's autocommit).
+
+        ``point``: every statement is a point lookup (a few rows by key, through an index): on SQLite the
+        statements after the first run on the event loop's thread, without a hand-off each
+        (gateway/db/sqlite_driver.py, Connection.runs_here). Never for a read that may scan."""
         async with self._connection() as conn:
             if alone:
                 conn = await conn.execution_options(
                     **({"alone": True} if self.dialect == "sqlite" else {"isolation_level": "AUTOCOMMIT"}))
+            elif point and self.dialect == "sqlite":
+                conn = await conn.execution_options(point=True)
             yield conn
 
     @contextlib.asynccontextmanager

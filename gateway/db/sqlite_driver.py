@@ -14,7 +14,9 @@ it is kept (:meth:`Connection.begin_with_next`) and run on the thread just
 before the transaction's first statement, in that statement's hand-off; a
 transaction that ran no statement commits or rolls back without one. The
 statements of a write transaction after its first run on the event loop's
-thread, without a hand-off (:meth:`Connection.holds_write_lock` says why).
+thread, without a hand-off (:meth:`Connection.holds_write_lock` says why), and
+so do those of a read of point lookups after its first (:meth:`Connection.runs_here`)
+and the end of a read's transaction (:meth:`Connection.rollback`).
 
 Other work stays off the event loop, on a thread per connection as with
 aiosqlite: SQLite lets go of Python's lock while it works, so the loop goes on
@@ -83,7 +85,7 @@ class Cursor:
 
     async def _execute(self, sql: str, parameters: Any, *, many: bool) -> Cursor:
         owner = self._owner
-        if owner.holds_write_lock():  # nothing to wait for: run it here (Connection.holds_write_lock)
+        if owner.runs_here():  # nothing to wait for: run it here (Connection.runs_here)
             self.description, self.rowcount, self.lastrowid, self._rows = _run(owner.sqlite, sql, parameters,
                                                                                  many, None)
         else:
@@ -128,6 +130,7 @@ class Connection:
         self._tx = _AtOnce()
         self._begin: str | None = None  # the BEGIN the next statement runs first (begin_with_next)
         self._writing = False  # the transaction under way began with BEGIN IMMEDIATE
+        self._point = False  # the transaction under way is a read of point lookups (begin_with_next)
 
     @classmethod
     async def connect(cls, path: str) -> Connection:
@@ -137,10 +140,25 @@ class Connection:
             thread, functools.partial(sqlite3.connect, path, check_same_thread=False))
         return cls(conn, thread)
 
-    def begin_with_next(self, begin: str) -> None:
-        """Begin a transaction with ``begin`` (``BEGIN``, ``BEGIN IMMEDIATE``) in the next statement's hand-off."""
+    def begin_with_next(self, begin: str, *, point: bool = False) -> None:
+        """Begin a transaction with ``begin`` (``BEGIN``, ``BEGIN IMMEDIATE``) in the next statement's hand-off;
+        ``point``: a read of point lookups (:meth:`runs_here`)."""
         self._begin = begin
         self._writing = begin == "BEGIN IMMEDIATE"
+        self._point = point and not self._writing
+
+    def runs_here(self) -> bool:
+        """Whether the next statement runs on the event loop's thread, without a hand-off: in a write
+        transaction that holds the writer's lock (:meth:`holds_write_lock`), or in a read of point lookups
+        (``Database.read(point=True)``: a few rows by key through an index, microseconds each) once its
+        first statement has taken its snapshot. In WAL a read that holds its snapshot waits for no lock,
+        so its later statements cannot wait either, and each costs less than a hand-off (on a busy 2-core
+        machine a wake-up of the connection's thread and one of the loop, which queue behind everything
+        else). A read that may scan (a listing, a search) keeps every statement on the connection's
+        thread, where SQLite works without holding up the loop."""
+        if self._point and self._begin is None and self.sqlite.in_transaction:
+            return True
+        return self.holds_write_lock()
 
     def holds_write_lock(self) -> bool:
         """Whether a write transaction has begun here, so it holds SQLite's writer lock (BEGIN IMMEDIATE).
@@ -182,16 +200,27 @@ class Connection:
         return await self.cursor().execute(sql, parameters)
 
     async def commit(self) -> None:
-        self._begin, self._writing = None, False  # a transaction that ran no statement: nothing began
+        self._begin, self._writing, self._point = None, False, False  # one that ran no statement: nothing began
         if self.sqlite.in_transaction:
             await self.hop(self.sqlite.commit)
 
     async def rollback(self) -> None:
-        # A connection goes back to the pool with a rollback after every use (SQLAlchemy's reset on return),
-        # most often with nothing to undo: no hand-off then. Nothing else runs on the connection meanwhile.
-        self._begin, self._writing = None, False
-        if self.sqlite.in_transaction:
+        """End the transaction under way, undoing what it wrote.
+
+        A connection goes back to the pool with a rollback after every use (SQLAlchemy's reset on return),
+        most often with nothing to undo: no hand-off then. A read's transaction (begun with ``BEGIN``, never
+        ``BEGIN IMMEDIATE``) ends on the event loop's thread too: ending it lets go of its snapshot and
+        waits for nothing, in microseconds, while a hand-off costs more than that (the end of every read
+        of several statements, one a file in ``dbx upload -r``). A write transaction's rollback stays on
+        the connection's thread. Nothing else runs on the connection meanwhile."""
+        writing = self._writing
+        self._begin, self._writing, self._point = None, False, False
+        if not self.sqlite.in_transaction:
+            return
+        if writing:
             await self.hop(self.sqlite.rollback)
+        else:
+            self.sqlite.rollback()
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
         await self.hop(functools.partial(self.sqlite.create_function, *args, **kwargs))
