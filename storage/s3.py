@@ -1,21 +1,22 @@
 """The ObjectStore for any S3-compatible server, on botocore's public S3 API.
 
 Requests are botocore client calls (UploadPart, ListParts,
-CompleteMultipartUpload with per-part ChecksumSHA256, ...) and every presigned
-URL comes from ``generate_presigned_url``: botocore builds, signs and parses
-the wire format. The two requests every upload makes, CreateMultipartUpload
-(with ChecksumAlgorithm=SHA256) and the PutObject of a small file sent whole,
-are signed by botocore's SigV4 signer too, but sent from the event loop with
-aiohttp (:meth:`S3ObjectStore._send`): botocore's request pipeline (its
-events, serialising, urllib3, parsing) and the hop to its thread and back
-cost about 2 ms of CPU a request on a 2-core VM, more than the gateway's own
-work on a small file (issue 26, ``bench control --profile``); signing one
-request costs 0.16 ms. Their errors are mapped by the same rules
-(:func:`answer_error`).
+CompleteMultipartUpload with per-part ChecksumSHA256, ...). The two requests
+every upload makes, CreateMultipartUpload (with ChecksumAlgorithm=SHA256) and
+the PutObject of a small file sent whole, are signed by botocore's SigV4
+signer too, but sent from the event loop with aiohttp
+(:meth:`S3ObjectStore._send`): botocore's request pipeline (its events,
+serialising, urllib3, parsing) and the hop to its thread and back cost about
+2 ms of CPU a request on a 2-core VM, more than the gateway's own work on a
+small file (issue 26, ``bench control --profile``); signing one request costs
+0.16 ms. Their errors are mapped by the same rules (:func:`answer_error`).
+Presigned part URLs, one for every chunk of every upload, are signed by
+storage/sigv4.py on the event loop: botocore's ``generate_presigned_url`` took
+0.4 ms of CPU a URL on a thread of its own, that module 0.02 ms, the very same
+URL (its docstring says how, and why it is not botocore's).
 
 Why botocore's blocking client in bounded thread pools rather than aiobotocore:
-botocore documents its clients as thread-safe; presigning is CPU work that
-must run off the event loop whichever client we use; aiobotocore pins botocore
+botocore documents its clients as thread-safe; aiobotocore pins botocore
 to a narrow range per release (boto3 in the tests would be pinned with it) and
 its clients must be entered as async context managers inside the running loop.
 The cost is one thread hop per store request, small beside the request.
@@ -45,6 +46,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from yarl import URL
 
+from storage.sigv4 import QuerySigner
 from storage.base import (
     ChecksumMismatch,
     CompletedPart,
@@ -63,8 +65,8 @@ T = TypeVar("T")
 # InvalidDigest (a malformed checksum), InvalidPart (MinIO and S3 at completion).
 CHECKSUM_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "InvalidPart"})
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
-# Parts presigned per job of the signing thread: small enough that concurrent
-# calls interleave (a 3-part request is not queued behind a 5,120-part one).
+# Parts presigned between two turns of the event loop (about 1.5 ms of CPU): a 5,120-part call lets other
+# requests in every 64 URLs, and a 3-part one is not queued behind it.
 PRESIGN_BATCH = 64
 
 
@@ -173,8 +175,6 @@ class S3ObjectStore:
         docker-compose, and the host name is part of the signature).
 
         Store requests run on ``max_connections`` threads, one connection each.
-        Presigning runs on a single thread of its own: it is CPU work, and one
-        thread holding the GIL at a time leaves the event loop its turn.
         """
         self.bucket = bucket
         self.endpoint = endpoint.rstrip("/")
@@ -188,15 +188,12 @@ class S3ObjectStore:
         self._attempts = 3
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
-        make = functools.partial(
-            s3_client, access_key=access_key, secret_key=secret_key, region=region, timeout=timeout
-        )
-        self._client = make(self.endpoint, max_connections=max_connections)
-        self._public = self._client if self.public_endpoint == self.endpoint else make(self.public_endpoint)
+        self._client = s3_client(self.endpoint, access_key, secret_key, region=region, timeout=timeout,
+                                 max_connections=max_connections)
+        self._presigner = QuerySigner(self.public_endpoint, access_key, secret_key, region)
         self._requests = ThreadPoolExecutor(max_connections, thread_name_prefix="s3-request")
         # Requests sent, by botocore operation (put_object, upload_part, ...): the gateway's metrics read it.
         self.requests_sent: Counter[str] = Counter()
-        self._signing = ThreadPoolExecutor(1, thread_name_prefix="s3-presign")
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking botocore call on the request threads, with errors mapped."""
@@ -279,42 +276,27 @@ class S3ObjectStore:
     async def presign_upload_parts(
         self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], expires: int
     ) -> list[PresignedRequest]:
-        """Presign on the signing thread, PRESIGN_BATCH parts per job (see the module docs)."""
-        loop = asyncio.get_running_loop()
-        wanted = list(parts)
+        """Presign on the event loop, PRESIGN_BATCH parts between two of its turns (see the module docs)."""
         presigned: list[PresignedRequest] = []
-        for start in range(0, len(wanted), PRESIGN_BATCH):
-            batch = wanted[start : start + PRESIGN_BATCH]
-            presigned += await loop.run_in_executor(
-                self._signing, self._presign_batch, key, upload_id, batch, expires
-            )
+        for start in range(0, len(parts), PRESIGN_BATCH):
+            if start:
+                await asyncio.sleep(0)
+            presigned += self._presign_batch(key, upload_id, parts[start : start + PRESIGN_BATCH], expires)
         return presigned
 
     def _presign_batch(
         self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], expires: int
     ) -> list[PresignedRequest]:
-        # Taken before signing: the URLs' own expiry (signing time + expires) is never earlier.
-        expires_at = int(time.time()) + expires
+        # One time for the batch: the URLs' expiry (their X-Amz-Date + expires) is exactly expires_at.
+        now = int(time.time())
+        # The checksum is a signed header: the store takes the part only with this SHA-256.
         return [
             PresignedRequest(
                 "PUT",
-                # The checksum becomes a signed header: ChecksumAlgorithm stays out of the
-                # presign, and request_checksum_calculation="when_required" adds no CRC of
-                # botocore's own.
-                self._public.generate_presigned_url(
-                    "upload_part",
-                    Params={
-                        "Bucket": self.bucket,
-                        "Key": key,
-                        "UploadId": upload_id,
-                        "PartNumber": number,
-                        "ChecksumSHA256": sha256_b64,
-                    },
-                    ExpiresIn=expires,
-                    HttpMethod="PUT",
-                ),
+                self._presigner.presign("PUT", self.bucket, key, (("uploadId", upload_id), ("partNumber", str(number))),
+                                        {"x-amz-checksum-sha256": sha256_b64}, expires, now),
                 {"x-amz-checksum-sha256": sha256_b64},
-                expires_at,
+                now + expires,
             )
             for number, sha256_b64 in parts
         ]
@@ -430,8 +412,5 @@ class S3ObjectStore:
     async def close(self) -> None:
         if self._session is not None and self._session_loop is asyncio.get_running_loop():
             await self._session.close()
-        self._signing.shutdown(wait=False, cancel_futures=True)
         self._requests.shutdown(wait=False, cancel_futures=True)
         self._client.close()
-        if self._public is not self._client:
-            self._public.close()
