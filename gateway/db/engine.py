@@ -58,6 +58,12 @@ CONNECT_TIMEOUT = 5
 # an administrator's or a crash's shutdown, a server still starting (57P01-57P03), no connection slot left.
 UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 POSTGRES_DISK_FULL = "53100"
+# Connections to SQLite the pool keeps (and as many more it makes while they are all out, closed on their
+# return). A connection made for one checkout and closed after it costs about 2 ms of CPU (its thread,
+# the open, the pragmas), more than the request's own statements: at 32 requests at a time, a pool of
+# SQLAlchemy's default 5 made and closed one every few requests (issue 26, bench control). An idle one
+# costs a thread waiting and SQLite's page cache.
+SQLITE_POOL_SIZE = 32
 SQLITE_FULL = 13  # "database or disk is full": no room for the write (a full disk, or max_page_count)
 
 
@@ -194,7 +200,8 @@ class Database:
             if not database or database == ":memory:":
                 raise ValueError("the SQLite database must be a file: several connections share it")
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(sa_url, async_creator=functools.partial(sqlite_driver.Connection.connect, database))
+            engine = create_async_engine(sa_url, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE,
+                                         async_creator=functools.partial(sqlite_driver.Connection.connect, database))
             _prepare_sqlite(engine)
         else:
             # pool_pre_ping: a pooled connection is checked before use, so the connections a
