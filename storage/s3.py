@@ -3,17 +3,17 @@
 Requests are botocore client calls (UploadPart, ListParts,
 CompleteMultipartUpload with per-part ChecksumSHA256, ...). The two requests
 every upload makes, CreateMultipartUpload (with ChecksumAlgorithm=SHA256) and
-the PutObject of a small file sent whole, are signed by botocore's SigV4
-signer too, but sent from the event loop with aiohttp
-(:meth:`S3ObjectStore._send`): botocore's request pipeline (its events,
-serialising, urllib3, parsing) and the hop to its thread and back cost about
-2 ms of CPU a request on a 2-core VM, more than the gateway's own work on a
-small file (issue 26, ``bench control --profile``); signing one request costs
-0.16 ms. Their errors are mapped by the same rules (:func:`answer_error`).
-Presigned part URLs, one for every chunk of every upload, are signed by
-storage/sigv4.py on the event loop: botocore's ``generate_presigned_url`` took
-0.4 ms of CPU a URL on a thread of its own, that module 0.02 ms, the very same
-URL (its docstring says how, and why it is not botocore's).
+the PutObject of a small file sent whole, are sent from the event loop with
+aiohttp instead (:meth:`S3ObjectStore._send`): botocore's request pipeline
+(its events, serialising, urllib3, parsing) and the hop to its thread and back
+cost about 2 ms of CPU a request on a 2-core VM, more than the gateway's own
+work on a small file (issue 26, ``bench control --profile``). Their errors are
+mapped by the same rules (:func:`answer_error`). Those two requests, and the
+presigned part URLs (one for every chunk of every upload), are signed on the
+event loop by storage/sigv4.py: botocore's ``generate_presigned_url`` took
+0.4 ms of CPU a URL on a thread of its own and its SigV4 signer 0.15 ms a
+request, that module 0.02 ms for either, the very same URL and headers (its
+docstring says how, and why it is not botocore's).
 
 Why botocore's blocking client in bounded thread pools rather than aiobotocore:
 botocore documents its clients as thread-safe; aiobotocore pins botocore
@@ -33,20 +33,16 @@ import xml.etree.ElementTree as ET  # noqa: N817, S405 - the store's own answers
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import quote
 from collections.abc import AsyncGenerator, Callable, Sequence
 
 import aiohttp
 import botocore.session
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.client import BaseClient
 from botocore.config import Config as BotoConfig
-from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from yarl import URL
 
-from storage.sigv4 import QuerySigner
+from storage.sigv4 import Signer, object_path
 from storage.base import (
     ChecksumMismatch,
     CompletedPart,
@@ -181,8 +177,7 @@ class S3ObjectStore:
         self.public_endpoint = (public_endpoint or endpoint).rstrip("/")
         self._list_page_size = list_page_size
         # What _send signs and sends with: the client's credentials and region, its limits.
-        self._credentials = Credentials(access_key, secret_key)
-        self._region = region
+        self._signer = Signer(self.endpoint, access_key, secret_key, region)
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=None, connect=3.0, sock_read=timeout)
         self._attempts = 3
@@ -190,7 +185,7 @@ class S3ObjectStore:
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._client = s3_client(self.endpoint, access_key, secret_key, region=region, timeout=timeout,
                                  max_connections=max_connections)
-        self._presigner = QuerySigner(self.public_endpoint, access_key, secret_key, region)
+        self._presigner = Signer(self.public_endpoint, access_key, secret_key, region)
         self._requests = ThreadPoolExecutor(max_connections, thread_name_prefix="s3-request")
         # Requests sent, by botocore operation (put_object, upload_part, ...): the gateway's metrics read it.
         self.requests_sent: Counter[str] = Counter()
@@ -208,14 +203,12 @@ class S3ObjectStore:
 
     async def _send(self, what: str, operation: str, method: str, key: str, *, query: str = "",
                     headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
-        """One request on the event loop (see the module docs): signed with botocore's SigV4 signer, sent with
+        """One request on the event loop (see the module docs): signed by storage/sigv4.py, sent with
         aiohttp on this store's own session, its answer's body back. Tried again, as botocore's standard mode
         does, when the store fails or cannot be reached (StoreUnavailable, after the last attempt); any other
         error answer is mapped at once (:func:`error_of`)."""
-        url = f"{self.endpoint}/{self.bucket}/{quote(key, safe='/~')}" + (f"?{query}" if query else "")
-        request = AWSRequest(method, url, headers=headers or {}, data=body)
-        S3SigV4Auth(self._credentials, "s3", self._region).add_auth(request)
-        signed = dict(request.headers.items())
+        url = self.endpoint + object_path(self.bucket, key) + (f"?{query}" if query else "")
+        signed = self._signer.sign(method, self.bucket, key, query, headers or {}, body)
         self.requests_sent[operation] += 1
         failure: StoreError = StoreUnavailable(what)
         for attempt in range(self._attempts):

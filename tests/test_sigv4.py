@@ -1,10 +1,11 @@
-"""storage/sigv4.py gives the very URL botocore's ``generate_presigned_url`` gives for the same part upload.
+"""storage/sigv4.py gives the very URL botocore's ``generate_presigned_url`` gives for the same part upload,
+and the very headers its SigV4 signer gives a request.
 
 The same inputs (endpoint, credentials, region, bucket, key, upload id, part number, checksum,
-expiry) and the same moment, botocore's clock frozen there: byte for byte the same URL, for keys
-with anything UTF-8 can hold (spaces, slashes, ``+``, ``%``, ``?``, accents). That the store takes
-these URLs is tested against the real store (tests/test_store_contract.py's presigned parts, and
-every upload of the real-parts tests).
+expiry; a request's method, query, headers and body) and the same moment, botocore's clock frozen
+there: byte for byte the same, for keys with anything UTF-8 can hold (spaces, slashes, ``+``,
+``%``, ``?``, accents). That the store takes them is tested against the real store
+(tests/test_store_contract.py, and every upload of the real-parts tests).
 """
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from unittest import mock
 
 import botocore.auth
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.s3 import S3ObjectStore, s3_client
-from storage.sigv4 import QuerySigner
+from storage.sigv4 import Signer, object_path
 from tests.lanes import examples
 
 # Text UTF-8 can hold (no lone surrogates), of any other kind.
@@ -52,7 +56,7 @@ def botocore_url(endpoint: str, access_key: str, secret_key: str, region: str, b
 
 def ours(endpoint: str, access_key: str, secret_key: str, region: str, bucket: str, key: str, upload_id: str,
          part: int, checksum: str, expires: int, now: float) -> str:
-    signer = QuerySigner(endpoint, access_key, secret_key, region)
+    signer = Signer(endpoint, access_key, secret_key, region)
     return signer.presign("PUT", bucket, key, [("uploadId", upload_id), ("partNumber", str(part))],
                           {"x-amz-checksum-sha256": checksum}, expires, now)
 
@@ -84,7 +88,7 @@ def test_endpoints_host_and_port_and_prefix_are_signed_as_botocore_does(endpoint
 def test_the_signing_key_is_derived_again_when_the_date_changes():
     """The key of one date is kept; a URL of the next day has that day's key, as botocore signs it."""
     args = ("http://127.0.0.1:8333", "bench", "secret", "us-east-1", "b", "k", "u", 1, checksum_of(b""), 60)
-    signer = QuerySigner(*args[:4])
+    signer = Signer(*args[:4])
     for now in (1764892800 - 1, 1764892800, 1764892800 + 86399, 1764892800 + 86400):  # either side of midnights
         url = signer.presign("PUT", "b", "k", [("uploadId", "u"), ("partNumber", "1")],
                              {"x-amz-checksum-sha256": checksum_of(b"")}, 60, now)
@@ -106,3 +110,33 @@ async def test_the_store_presigns_each_part_with_its_checksum_and_one_expiry():
         now = request.expires_at - 600
         assert request.url == botocore_url("https://files.example", "bench", "secret", "us-east-1", "content",
                                            "content/ab/cd", "upload-1", number, checksum, 600, now)
+
+
+def botocore_headers(endpoint: str, access_key: str, secret_key: str, region: str, method: str, bucket: str,
+                     key: str, query: str, headers: dict[str, str], body: bytes, now: int) -> dict[str, str]:
+    """The headers botocore's S3 SigV4 signer gives the request at ``now`` (its clock frozen there)."""
+    url = endpoint.rstrip("/") + object_path(bucket, key) + (f"?{query}" if query else "")
+    request = AWSRequest(method, url, headers=headers, data=body)
+    moment = datetime.datetime.fromtimestamp(now, datetime.UTC).replace(tzinfo=None)
+    with mock.patch.object(botocore.auth, "get_current_datetime", lambda: moment):
+        S3SigV4Auth(Credentials(access_key, secret_key), "s3", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+# Header values as the store requests have them (checksums, a type) and any printable text with runs of spaces.
+HEADER_VALUES = st.one_of(st.sampled_from(["SHA256", "COMPOSITE", "application/octet-stream"]),
+                          st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=20))
+HEADER_NAMES = st.sampled_from(["x-amz-checksum-sha256", "x-amz-checksum-algorithm", "Content-Type", "X-Amz-Meta-Note"])
+QUERIES = st.sampled_from(["", "uploads", "uploadId=a%2Bb&partNumber=3", "tagging"])
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(method=st.sampled_from(["PUT", "POST", "GET", "DELETE"]), key=KEYS, query=QUERIES,
+       headers=st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=3), body=st.binary(max_size=64), now=MOMENTS,
+       region=st.sampled_from(["us-east-1", "garage"]), credentials=CREDENTIALS,
+       endpoint=st.sampled_from(["http://127.0.0.1:8333", "https://s3.example.com", "http://store:9000/prefix"]))
+def test_a_signed_request_has_botocores_headers_byte_for_byte(method, key, query, headers, body, now, region,
+                                                             credentials, endpoint):
+    ours = Signer(endpoint, *credentials, region).sign(method, "content", key, query, headers, body, now)
+    theirs = botocore_headers(endpoint, *credentials, region, method, "content", key, query, headers, body, now)
+    assert list(ours.items()) == list(theirs.items())
