@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql import Executable
 
 from gateway.db import sqlite_driver
+from gateway.db.plain import Plain
 from gateway.disk import out_of_space
 
 log = structlog.get_logger("gateway.db")
@@ -321,17 +322,19 @@ def insert_or(dialect: str, table: Table):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-async def fetch(on: Database | AsyncConnection, statement: Executable, params: Params = None) -> list[Row]:
+async def fetch(on: Database | AsyncConnection, statement: Executable | Plain, params: Params = None) -> list[Row]:
     """The rows of a query as dicts: on a connection (inside its transaction), or a read of its own (of this
-    statement alone: Database.read)."""
+    statement alone: Database.read). A :class:`~gateway.db.plain.Plain` read runs on the driver itself."""
     if isinstance(on, Database):
         async with on.read(alone=True) as conn:
             return await fetch(conn, statement, params)
+    if isinstance(statement, Plain):
+        return await statement.rows(on, params or {})
     result = await on.execute(statement, params or {})
     return [dict(row._mapping) for row in result]
 
 
-async def fetch_one(on: Database | AsyncConnection, statement: Executable, params: Params = None) -> Row | None:
+async def fetch_one(on: Database | AsyncConnection, statement: Executable | Plain, params: Params = None) -> Row | None:
     found = await fetch(on, statement, params)
     return found[0] if found else None
 
