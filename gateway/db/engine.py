@@ -15,6 +15,10 @@ PostgreSQL (asyncpg), from ``GATEWAY_DATABASE_URL=postgresql://...``: READ
 COMMITTED transactions; what must not change under a transaction is locked
 explicitly (``SELECT ... FOR UPDATE`` and :meth:`Database.lock_content`).
 
+The few reads every request makes run on the driver itself, their SQL written by SQLAlchemy
+(gateway/db/plain.py: SQLAlchemy's execution cost more CPU than the statements); everything else goes
+through SQLAlchemy Core.
+
 Reads run start to finish on a connection checked out for them alone: a read
 left open across awaits would pin its snapshot, and later reads would miss rows
 other requests committed since.
