@@ -61,9 +61,10 @@ T = TypeVar("T")
 # InvalidDigest (a malformed checksum), InvalidPart (MinIO and S3 at completion).
 CHECKSUM_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "InvalidPart"})
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
-# Parts presigned between two turns of the event loop (about 1.5 ms of CPU): a 5,120-part call lets other
-# requests in every 64 URLs, and a 3-part one is not queued behind it.
-PRESIGN_BATCH = 64
+# Parts presigned between two turns of the event loop (about 0.35 ms of CPU): a 5,120-part call lets other
+# requests in every 16 URLs, and a 3-part one is not queued behind it. With 64 (1.4 ms), /healthz waited
+# 12.9 ms at the median during 40 such calls at once (bench/limits.py's load), with 16 3.9 ms.
+PRESIGN_BATCH = 16
 
 
 def s3_client(
