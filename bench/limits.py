@@ -2,7 +2,7 @@
 
     python -m bench.limits [--uploads 40] [--chunks 5120] [--files 1000] [--runs 3]
 
-1. Presigning never blocks the event loop: ``/healthz`` latency while
+1. Presigning never holds the event loop for long: ``/healthz`` latency while
    ``--uploads`` concurrent ``upload-urls`` calls run, each for every chunk of
    a ``--chunks``-chunk upload (5,120 chunks of 8 MiB: the 40 GiB maximum),
    against ``/healthz`` latency at rest, measured in the same run. A separate
@@ -126,7 +126,7 @@ async def measure_presigning(stack: BenchStack, args) -> list[tuple[str, ...]]:
     ratio = statistics.median(statistics.median(run) for run in loaded) / statistics.median(statistics.median(run) for run in rest)
     rows.append(("p50 under load / at rest", f"{ratio:.2f}x", "", ""))
     print_table(
-        f"Presigning off the event loop: {args.uploads} concurrent upload-urls calls of {args.chunks} chunks each "
+        f"Presigning beside other requests: {args.uploads} concurrent upload-urls calls of {args.chunks} chunks each "
         f"(all {args.uploads * args.chunks:,} URLs in {Figure(walls)} s, {Figure(per_second)} URLs/s), "
         f"median of {args.runs} runs (min, max)",
         rows,

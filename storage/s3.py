@@ -1,21 +1,22 @@
 """The ObjectStore for any S3-compatible server, on botocore's public S3 API.
 
 Requests are botocore client calls (UploadPart, ListParts,
-CompleteMultipartUpload with per-part ChecksumSHA256, ...) and every presigned
-URL comes from ``generate_presigned_url``: botocore builds, signs and parses
-the wire format. The two requests every upload makes, CreateMultipartUpload
-(with ChecksumAlgorithm=SHA256) and the PutObject of a small file sent whole,
-are signed by botocore's SigV4 signer too, but sent from the event loop with
-aiohttp (:meth:`S3ObjectStore._send`): botocore's request pipeline (its
-events, serialising, urllib3, parsing) and the hop to its thread and back
+CompleteMultipartUpload with per-part ChecksumSHA256, ...). The two requests
+every upload makes, CreateMultipartUpload (with ChecksumAlgorithm=SHA256) and
+the PutObject of a small file sent whole, are sent from the event loop with
+aiohttp instead (:meth:`S3ObjectStore._send`): botocore's request pipeline
+(its events, serialising, urllib3, parsing) and the hop to its thread and back
 cost about 2 ms of CPU a request on a 2-core VM, more than the gateway's own
-work on a small file (issue 26, ``bench control --profile``); signing one
-request costs 0.16 ms. Their errors are mapped by the same rules
-(:func:`answer_error`).
+work on a small file (issue 26, ``bench control --profile``). Their errors are
+mapped by the same rules (:func:`answer_error`). Those two requests, and the
+presigned part URLs (one for every chunk of every upload), are signed on the
+event loop by storage/sigv4.py: botocore's ``generate_presigned_url`` took
+0.4 ms of CPU a URL on a thread of its own and its SigV4 signer 0.15 ms a
+request, that module 0.02 ms for either, the very same URL and headers (its
+docstring says how, and why it is not botocore's).
 
 Why botocore's blocking client in bounded thread pools rather than aiobotocore:
-botocore documents its clients as thread-safe; presigning is CPU work that
-must run off the event loop whichever client we use; aiobotocore pins botocore
+botocore documents its clients as thread-safe; aiobotocore pins botocore
 to a narrow range per release (boto3 in the tests would be pinned with it) and
 its clients must be entered as async context managers inside the running loop.
 The cost is one thread hop per store request, small beside the request.
@@ -32,19 +33,16 @@ import xml.etree.ElementTree as ET  # noqa: N817, S405 - the store's own answers
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import quote
 from collections.abc import AsyncGenerator, Callable, Sequence
 
 import aiohttp
 import botocore.session
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.client import BaseClient
 from botocore.config import Config as BotoConfig
-from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from yarl import URL
 
+from storage.sigv4 import Signer, object_path
 from storage.base import (
     ChecksumMismatch,
     CompletedPart,
@@ -63,9 +61,10 @@ T = TypeVar("T")
 # InvalidDigest (a malformed checksum), InvalidPart (MinIO and S3 at completion).
 CHECKSUM_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "InvalidPart"})
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
-# Parts presigned per job of the signing thread: small enough that concurrent
-# calls interleave (a 3-part request is not queued behind a 5,120-part one).
-PRESIGN_BATCH = 64
+# Parts presigned between two turns of the event loop (about 0.35 ms of CPU): a 5,120-part call lets other
+# requests in every 16 URLs, and a 3-part one is not queued behind it. With 64 (1.4 ms), /healthz waited
+# 12.9 ms at the median during 40 such calls at once (bench/limits.py's load), with 16 3.9 ms.
+PRESIGN_BATCH = 16
 
 
 def s3_client(
@@ -173,30 +172,24 @@ class S3ObjectStore:
         docker-compose, and the host name is part of the signature).
 
         Store requests run on ``max_connections`` threads, one connection each.
-        Presigning runs on a single thread of its own: it is CPU work, and one
-        thread holding the GIL at a time leaves the event loop its turn.
         """
         self.bucket = bucket
         self.endpoint = endpoint.rstrip("/")
         self.public_endpoint = (public_endpoint or endpoint).rstrip("/")
         self._list_page_size = list_page_size
         # What _send signs and sends with: the client's credentials and region, its limits.
-        self._credentials = Credentials(access_key, secret_key)
-        self._region = region
+        self._signer = Signer(self.endpoint, access_key, secret_key, region)
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=None, connect=3.0, sock_read=timeout)
         self._attempts = 3
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
-        make = functools.partial(
-            s3_client, access_key=access_key, secret_key=secret_key, region=region, timeout=timeout
-        )
-        self._client = make(self.endpoint, max_connections=max_connections)
-        self._public = self._client if self.public_endpoint == self.endpoint else make(self.public_endpoint)
+        self._client = s3_client(self.endpoint, access_key, secret_key, region=region, timeout=timeout,
+                                 max_connections=max_connections)
+        self._presigner = Signer(self.public_endpoint, access_key, secret_key, region)
         self._requests = ThreadPoolExecutor(max_connections, thread_name_prefix="s3-request")
         # Requests sent, by botocore operation (put_object, upload_part, ...): the gateway's metrics read it.
         self.requests_sent: Counter[str] = Counter()
-        self._signing = ThreadPoolExecutor(1, thread_name_prefix="s3-presign")
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking botocore call on the request threads, with errors mapped."""
@@ -211,14 +204,12 @@ class S3ObjectStore:
 
     async def _send(self, what: str, operation: str, method: str, key: str, *, query: str = "",
                     headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
-        """One request on the event loop (see the module docs): signed with botocore's SigV4 signer, sent with
+        """One request on the event loop (see the module docs): signed by storage/sigv4.py, sent with
         aiohttp on this store's own session, its answer's body back. Tried again, as botocore's standard mode
         does, when the store fails or cannot be reached (StoreUnavailable, after the last attempt); any other
         error answer is mapped at once (:func:`error_of`)."""
-        url = f"{self.endpoint}/{self.bucket}/{quote(key, safe='/~')}" + (f"?{query}" if query else "")
-        request = AWSRequest(method, url, headers=headers or {}, data=body)
-        S3SigV4Auth(self._credentials, "s3", self._region).add_auth(request)
-        signed = dict(request.headers.items())
+        url = self.endpoint + object_path(self.bucket, key) + (f"?{query}" if query else "")
+        signed = self._signer.sign(method, self.bucket, key, query, headers or {}, body)
         self.requests_sent[operation] += 1
         failure: StoreError = StoreUnavailable(what)
         for attempt in range(self._attempts):
@@ -279,42 +270,27 @@ class S3ObjectStore:
     async def presign_upload_parts(
         self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], expires: int
     ) -> list[PresignedRequest]:
-        """Presign on the signing thread, PRESIGN_BATCH parts per job (see the module docs)."""
-        loop = asyncio.get_running_loop()
-        wanted = list(parts)
+        """Presign on the event loop, PRESIGN_BATCH parts between two of its turns (see the module docs)."""
         presigned: list[PresignedRequest] = []
-        for start in range(0, len(wanted), PRESIGN_BATCH):
-            batch = wanted[start : start + PRESIGN_BATCH]
-            presigned += await loop.run_in_executor(
-                self._signing, self._presign_batch, key, upload_id, batch, expires
-            )
+        for start in range(0, len(parts), PRESIGN_BATCH):
+            if start:
+                await asyncio.sleep(0)
+            presigned += self._presign_batch(key, upload_id, parts[start : start + PRESIGN_BATCH], expires)
         return presigned
 
     def _presign_batch(
         self, key: str, upload_id: str, parts: Sequence[tuple[int, str]], expires: int
     ) -> list[PresignedRequest]:
-        # Taken before signing: the URLs' own expiry (signing time + expires) is never earlier.
-        expires_at = int(time.time()) + expires
+        # One time for the batch: the URLs' expiry (their X-Amz-Date + expires) is exactly expires_at.
+        now = int(time.time())
+        # The checksum is a signed header: the store takes the part only with this SHA-256.
         return [
             PresignedRequest(
                 "PUT",
-                # The checksum becomes a signed header: ChecksumAlgorithm stays out of the
-                # presign, and request_checksum_calculation="when_required" adds no CRC of
-                # botocore's own.
-                self._public.generate_presigned_url(
-                    "upload_part",
-                    Params={
-                        "Bucket": self.bucket,
-                        "Key": key,
-                        "UploadId": upload_id,
-                        "PartNumber": number,
-                        "ChecksumSHA256": sha256_b64,
-                    },
-                    ExpiresIn=expires,
-                    HttpMethod="PUT",
-                ),
+                self._presigner.presign("PUT", self.bucket, key, (("uploadId", upload_id), ("partNumber", str(number))),
+                                        {"x-amz-checksum-sha256": sha256_b64}, expires, now),
                 {"x-amz-checksum-sha256": sha256_b64},
-                expires_at,
+                now + expires,
             )
             for number, sha256_b64 in parts
         ]
@@ -430,8 +406,5 @@ class S3ObjectStore:
     async def close(self) -> None:
         if self._session is not None and self._session_loop is asyncio.get_running_loop():
             await self._session.close()
-        self._signing.shutdown(wait=False, cancel_futures=True)
         self._requests.shutdown(wait=False, cancel_futures=True)
         self._client.close()
-        if self._public is not self._client:
-            self._public.close()

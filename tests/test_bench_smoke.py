@@ -38,7 +38,7 @@ PRINTS = {
         ("GET /dropbox/v1/files/{id}, owner: 1 gateway, SQLite",
          "GET /dropbox/v1/files/{id}, owner: 2 gateways, PostgreSQL, balancer"),
     ),
-    "limits": (("Presigning off the event loop", "Listing page"), ("/healthz at rest", "/healthz during 2 upload-urls calls")),
+    "limits": (("Presigning beside other requests", "Listing page"), ("/healthz at rest", "/healthz during 2 upload-urls calls")),
     "browser": (
         ("Web app:", "Where the web app's upload time goes", "CPU seconds per upload"),
         ("upload: web app in headless Chromium", "SHA-256 in the browser: WebCrypto",

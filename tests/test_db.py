@@ -413,3 +413,77 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
         assert seen and seen[0] != on_loop
     finally:
         await db.close()
+
+
+async def test_plain_reads_give_sqlalchemys_rows_in_the_connections_transaction(core, memory_store):
+    """gateway/db/plain.py, each engine: every Plain read gives the rows SQLAlchemy gives for its statement (names,
+    values, statuses as members), begins the transaction SQLAlchemy would begin and is counted as a statement
+    of it, sees what its transaction wrote before, and raises the driver's errors as SQLAlchemy's."""
+    from sqlalchemy import Column, MetaData, Table, Text, select
+    from sqlalchemy.exc import DBAPIError
+
+    from gateway.db import files as files_db, nodes as nodes_db, shares as shares_db, tokens as tokens_db
+    from gateway.db import uploads as uploads_db
+    from gateway.db.engine import fetch
+    from gateway.db.plain import Plain
+    from protocol.paths import name_key
+    from protocol.states import FileStatus
+    from tests.core_fixtures import claim_for, new_user, uploaded
+
+    db = core.db
+    owner, reader = await new_user(core, "plainowner"), await new_user(core, "plainreader")
+    done = await uploaded(core, memory_store, owner, b"kept whole", "done.txt")
+    await core.sharing.share(owner, done, ["plainreader"])
+    going, _ = await core.uploads.start(owner, claim_for(secrets.token_bytes(3 * 1024 * 1024), "going.bin"))
+    session = await uploads_db.get_upload(db, going)
+    fingerprint = (await files_db.get_file(db, done))["fingerprint"]
+    reads = [
+        (uploads_db.UPLOAD_BY_ID, {"file_id": going}),
+        (uploads_db.RESUMABLE, {"owner_id": owner, "parent_id": session["parent_id"], "name_key": name_key("going.bin"),
+                                "fingerprint": session["fingerprint"]}),
+        (nodes_db.LIVE_CHILD, {"owner_id": owner, "parent_id": session["parent_id"], "name_key": name_key("done.txt")}),
+        (files_db.CHUNKS_OF, {"file_id": going}),
+        (files_db.FILE_BY_ID, {"file_id": done}),
+        (files_db.FILE_BY_ID, {"file_id": "no-such-file"}),
+        (files_db.VERIFIED_CONTENT, {"owner_id": owner, "fingerprint": fingerprint}),
+        (files_db.LIMITS_QUERY, {"owner_id": owner}),
+        (shares_db.READERS, {"file_id": done}),
+        (tokens_db.TOKEN_FACTS, {"user_id": owner, "now": "2000-01-01T00:00:00.000000Z"}),
+    ]
+    async with db.read() as conn:
+        for plain, params in reads:
+            theirs = [dict(row._mapping) for row in await conn.execute(plain.statement, params)]
+            assert bool(theirs) == (params.get("file_id") != "no-such-file"), plain.statement  # rows to compare
+            assert await plain.rows(conn, params) == theirs, plain.statement
+            assert [type(v) for row in await plain.rows(conn, params) for v in row.values()] == \
+                   [type(v) for row in theirs for v in row.values()]
+    assert (await files_db.get_file(db, done))["status"] is FileStatus.UPLOADED
+
+    # As a read's first statement: the transaction begins (counted once), the statement is counted.
+    before = (db.work.statements, db.work.transactions)
+    async with db.read() as conn:
+        assert await files_db.get_chunks(conn, going) and conn.in_transaction()
+        assert await uploads_db.get_upload(conn, going)
+    assert (db.work.statements - before[0], db.work.transactions - before[1]) == (2, 1)
+
+    # Inside a write transaction: what it wrote before is read; rolled back, it is gone.
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo):
+        async with db.transaction() as conn:
+            await conn.exec_driver_sql(f"DELETE FROM shares WHERE file_id = '{done}'")
+            assert await shares_db.readers(conn, done) == []
+            raise Undo
+    assert await shares_db.readers(db, done) == [reader]
+
+    # The driver's errors as SQLAlchemy's: a read of a table that is gone.
+    gone = Table("plain_gone", MetaData(), Column("k", Text))
+    async with db.transaction() as conn:
+        await conn.run_sync(gone.create)
+    async with db.transaction() as conn:
+        await conn.run_sync(gone.drop)
+    with pytest.raises(DBAPIError) as raised:
+        await fetch(db, Plain(select(gone.c.k)))
+    assert raised.value.orig is not None
+    assert await fetch(db, Plain(select(files_db.files.c.id).where(files_db.files.c.id == done))) == [{"id": done}]

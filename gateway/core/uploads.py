@@ -360,9 +360,9 @@ class Uploads:
         """Presigned PUTs for the chunks asked for (default: every chunk the store does not hold yet).
 
         At most PRESIGN_CONCURRENCY calls of this process do their work at a
-        time; the others wait their turn, suspended. Presigning runs on one
-        signing thread anyway, but each call also reads and shapes its chunk rows
-        on the event loop (5,120 of them for a 40 GiB file): forty such calls
+        time; the others wait their turn, suspended. Each call reads, shapes and
+        presigns its chunk rows on the event loop (5,120 of them for a 40 GiB
+        file; the store lets other requests in between batches): forty such calls
         ready at once would keep every other request waiting behind all of them
         (bench/limits.py measures /healthz meanwhile). The turns are shared
         fairly between users (gateway/core/fairshare.py): one user's burst of

@@ -15,6 +15,10 @@ PostgreSQL (asyncpg), from ``GATEWAY_DATABASE_URL=postgresql://...``: READ
 COMMITTED transactions; what must not change under a transaction is locked
 explicitly (``SELECT ... FOR UPDATE`` and :meth:`Database.lock_content`).
 
+The few reads every request makes run on the driver itself, their SQL written by SQLAlchemy
+(gateway/db/plain.py: SQLAlchemy's execution cost more CPU than the statements); everything else goes
+through SQLAlchemy Core.
+
 Reads run start to finish on a connection checked out for them alone: a read
 left open across awaits would pin its snapshot, and later reads would miss rows
 other requests committed since.
@@ -45,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql import Executable
 
 from gateway.db import sqlite_driver
+from gateway.db.plain import Plain
 from gateway.disk import out_of_space
 
 log = structlog.get_logger("gateway.db")
@@ -58,6 +63,12 @@ CONNECT_TIMEOUT = 5
 # an administrator's or a crash's shutdown, a server still starting (57P01-57P03), no connection slot left.
 UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 POSTGRES_DISK_FULL = "53100"
+# Connections to SQLite the pool keeps (and as many more it makes while they are all out, closed on their
+# return). A connection made for one checkout and closed after it costs about 2 ms of CPU (its thread,
+# the open, the pragmas), more than the request's own statements: at 32 requests at a time, a pool of
+# SQLAlchemy's default 5 made and closed one every few requests (issue 26, bench control). An idle one
+# costs a thread waiting and SQLite's page cache.
+SQLITE_POOL_SIZE = 32
 SQLITE_FULL = 13  # "database or disk is full": no room for the write (a full disk, or max_page_count)
 
 
@@ -181,6 +192,12 @@ class Database:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self.dialect: str = engine.dialect.name  # "sqlite" or "postgresql"
+        # The same pool with the options of a read of one statement and of a write transaction, set once here
+        # rather than on each connection checked out (an awaited call of its own, about 30 us of CPU each).
+        self._alone = engine.execution_options(
+            **({"alone": True} if self.dialect == "sqlite" else {"isolation_level": "AUTOCOMMIT"}))
+        self._writing = engine.execution_options(write=True)
+        self._point = engine.execution_options(point=True) if self.dialect == "sqlite" else engine
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         # What the last write transaction found when the disk was full; None since one committed.
         self.out_of_space: str | None = None
@@ -198,7 +215,8 @@ class Database:
             if not database or database == ":memory:":
                 raise ValueError("the SQLite database must be a file: several connections share it")
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(sa_url, async_creator=functools.partial(sqlite_driver.Connection.connect, database))
+            engine = create_async_engine(sa_url, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE,
+                                         async_creator=functools.partial(sqlite_driver.Connection.connect, database))
             _prepare_sqlite(engine)
         else:
             # pool_pre_ping: a pooled connection is checked before use, so the connections a
@@ -228,20 +246,14 @@ class Database:
         ``point``: every statement is a point lookup (a few rows by key, through an index): on SQLite the
         statements after the first run on the event loop's thread, without a hand-off each
         (gateway/db/sqlite_driver.py, Connection.runs_here). Never for a read that may scan."""
-        async with self._connection() as conn:
-            if alone:
-                conn = await conn.execution_options(
-                    **({"alone": True} if self.dialect == "sqlite" else {"isolation_level": "AUTOCOMMIT"}))
-            elif point and self.dialect == "sqlite":
-                conn = await conn.execution_options(point=True)
+        async with self._connection(self._alone if alone else self._point if point else self.engine) as conn:
             yield conn
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction, committed at the end or rolled back if the block raises."""
         try:
-            async with self._writer_turn(), self._connection() as conn:
-                conn = await conn.execution_options(write=True)
+            async with self._writer_turn(), self._connection(self._writing) as conn:
                 async with conn.begin():
                     yield conn
         except DiskFull as exc:
@@ -250,11 +262,12 @@ class Database:
         self.out_of_space = None
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection; the database's absence or a full disk raise DatabaseUnavailable or DiskFull."""
+    async def _connection(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection of ``engine`` (this database's, or one with options); the database's absence or a
+        full disk raise DatabaseUnavailable or DiskFull."""
         connected = False
         try:
-            async with self.engine.connect() as conn:
+            async with engine.connect() as conn:
                 connected = True
                 yield conn
         except Exception as exc:
@@ -322,17 +335,19 @@ def insert_or(dialect: str, table: Table):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-async def fetch(on: Database | AsyncConnection, statement: Executable, params: Params = None) -> list[Row]:
+async def fetch(on: Database | AsyncConnection, statement: Executable | Plain, params: Params = None) -> list[Row]:
     """The rows of a query as dicts: on a connection (inside its transaction), or a read of its own (of this
-    statement alone: Database.read)."""
+    statement alone: Database.read). A :class:`~gateway.db.plain.Plain` read runs on the driver itself."""
     if isinstance(on, Database):
         async with on.read(alone=True) as conn:
             return await fetch(conn, statement, params)
+    if isinstance(statement, Plain):
+        return await statement.rows(on, params or {})
     result = await on.execute(statement, params or {})
     return [dict(row._mapping) for row in result]
 
 
-async def fetch_one(on: Database | AsyncConnection, statement: Executable, params: Params = None) -> Row | None:
+async def fetch_one(on: Database | AsyncConnection, statement: Executable | Plain, params: Params = None) -> Row | None:
     found = await fetch(on, statement, params)
     return found[0] if found else None
 

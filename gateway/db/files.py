@@ -17,6 +17,7 @@ from typing import Any, NotRequired, TypedDict, cast
 from sqlalchemy import Delete, and_, bindparam, delete, exists, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.db.plain import Plain
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value, insert_or
 from gateway.db.tables import chunks, content_drops, files, nodes, shares, uploads, users
 from protocol.states import ChunkStatus, FileStatus
@@ -131,7 +132,7 @@ def chunk_rows(values: list[dict[str, Any]]) -> list[ChunkRow]:
 
 # The statements every request runs, built once with parameters (building one per call, and its cache key,
 # cost about 0.2 ms of CPU each on a 2-core VM: bench control's figures are per statement).
-FILE_BY_ID = FILE_SELECT.where(files.c.id == bindparam("file_id"))
+FILE_BY_ID = Plain(FILE_SELECT.where(files.c.id == bindparam("file_id")))
 
 
 async def get_file(on: On, file_id: str) -> FileRow | None:
@@ -188,7 +189,7 @@ async def delete_files(conn: AsyncConnection, file_ids: Sequence[str]) -> list[s
     return sorted({row["fingerprint"] for row in deleted})
 
 
-CHUNKS_OF = select(*CHUNK_COLUMNS).where(chunks.c.file_id == bindparam("file_id")).order_by(chunks.c.idx)
+CHUNKS_OF = Plain(select(*CHUNK_COLUMNS).where(chunks.c.file_id == bindparam("file_id")).order_by(chunks.c.idx))
 
 
 async def get_chunks(on: On, file_id: str) -> list[ChunkRow]:
@@ -237,10 +238,10 @@ async def shared_files_page(on: On, user_id: int, limit: int, *,
     return cast(list[FileRow], await fetch(on, query))
 
 
-VERIFIED_CONTENT = select(files.c.seq).where(
+VERIFIED_CONTENT = Plain(select(files.c.seq).where(
     files.c.owner_id == bindparam("owner_id"), files.c.fingerprint == bindparam("fingerprint"),
     files.c.status == FileStatus.UPLOADED,
-).limit(1)
+).limit(1))
 
 
 async def holds_verified_content(on: On, owner_id: int, fingerprint: str) -> bool:
@@ -279,10 +280,10 @@ UPLOADING_COUNT = (
     select(func.count()).select_from(files)
     .where(files.c.owner_id == users.c.id, files.c.status == FileStatus.UPLOADING).scalar_subquery()
 )
-LIMITS_QUERY = select(
+LIMITS_QUERY = Plain(select(
     users.c.username, users.c.quota_bytes, users.c.used_bytes, users.c.file_count.label("files"),
     UPLOADING_COUNT.label("uploading"),
-).where(users.c.id == bindparam("owner_id"))
+).where(users.c.id == bindparam("owner_id")))
 
 
 async def limits_of(on: On, owner_id: int) -> Row | None:

@@ -18,6 +18,7 @@ from sqlalchemy import Select, and_, bindparam, delete, exists, insert, literal,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.db.plain import Plain
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
 from gateway.db.tables import files, links, nodes, shares
 
@@ -57,8 +58,8 @@ class NodeRow(TypedDict):
 
 # Built once with parameters: every upload and path lookup runs them.
 NODE_BY_ID = NODE_SELECT.where(nodes.c.id == bindparam("node_id"), nodes.c.owner_id == bindparam("owner_id"))
-LIVE_CHILD = NODE_SELECT.where(nodes.c.owner_id == bindparam("owner_id"), nodes.c.parent_id == bindparam("parent_id"),
-                               nodes.c.name_key == bindparam("name_key"), LIVE)
+LIVE_CHILD = Plain(NODE_SELECT.where(nodes.c.owner_id == bindparam("owner_id"), nodes.c.parent_id == bindparam("parent_id"),
+                                     nodes.c.name_key == bindparam("name_key"), LIVE))
 
 
 async def get_node(on: On, owner_id: int, node_id: str) -> NodeRow | None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.db.plain import Plain
 from gateway.db.engine import Database, change, fetch, insert_or
 from gateway.db.tables import shares, users
 
@@ -33,7 +34,7 @@ async def shared_with(on: On, file_id: str) -> list[str]:
     return [row["username"] for row in await fetch(on, query)]
 
 
-READERS = select(shares.c.user_id).where(shares.c.file_id == bindparam("file_id")).order_by(shares.c.user_id)
+READERS = Plain(select(shares.c.user_id).where(shares.c.file_id == bindparam("file_id")).order_by(shares.c.user_id))
 
 
 async def readers(on: On, file_id: str) -> list[int]:

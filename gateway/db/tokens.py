@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from sqlalchemy import and_, bindparam, delete, select
 
+from gateway.db.plain import Plain
 from gateway.db.engine import Database, Row, change, fetch, insert_or
 from gateway.db.tables import revoked_tokens, users
 
 
 # Built once (every request with an uncached token runs it).
-TOKEN_FACTS = (
+TOKEN_FACTS = Plain(
     select(users.c.token_generation, revoked_tokens.c.jti)
     .select_from(users.outerjoin(
         revoked_tokens, and_(revoked_tokens.c.user_id == users.c.id, revoked_tokens.c.expires_at > bindparam("now"))))

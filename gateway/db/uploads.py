@@ -14,6 +14,7 @@ from typing import cast
 from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.db.plain import Plain
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value
 from gateway.db.files import FILE_COLUMNS, FILE_FROM, FileRow
 from gateway.db.tables import chunks, files, uploads
@@ -49,8 +50,8 @@ class UploadRow(FileRow):
 # --- reading --------------------------------------------------------------------------------------
 
 # Built once with parameters: every upload start and completion runs them.
-UPLOAD_BY_ID = UPLOAD_SELECT.where(uploads.c.file_id == bindparam("file_id"))
-RESUMABLE = (
+UPLOAD_BY_ID = Plain(UPLOAD_SELECT.where(uploads.c.file_id == bindparam("file_id")))
+RESUMABLE = Plain(
     UPLOAD_SELECT
     .where(uploads.c.owner_id == bindparam("owner_id"), uploads.c.parent_id == bindparam("parent_id"),
            uploads.c.name_key == bindparam("name_key"), files.c.fingerprint == bindparam("fingerprint"))
