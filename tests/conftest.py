@@ -55,6 +55,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     lanes.FAST = config.getoption("fast")
     config.addinivalue_line("markers", "real: starts a real part (store, nginx, PostgreSQL, Redis, browser, process)")
+    config.addinivalue_line("markers", "long: runs for many seconds; started first (pytest_collection_modifyitems)")
     config.addinivalue_line("markers", "real_password_cost: passwords hashed at scrypt's real cost (conftest.py)")
     config.addinivalue_line(
         "markers", "every_engine: database behaviour can differ here (queries, migrations, concurrency, the "
@@ -85,6 +86,9 @@ def pytest_collection_modifyitems(config, items):
     if config.getoption("fast") and real:
         config.hook.pytest_deselected(items=real)
         items[:] = [item for item in items if item.get_closest_marker("real") is None]
+    # The longest first (the rest keep their order): with `./dev test`'s small scheduling chunks, the other
+    # worker runs the short tests beside them, instead of one worker finishing a long one alone at the end.
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 # What starts each real part; in the fast lane each of them fails the test that calls it, so

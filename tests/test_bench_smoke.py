@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.real  # every benchmark starts stacks of its own
+pytestmark = [pytest.mark.real, pytest.mark.long]  # every benchmark starts stacks of its own
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURE = re.compile(r"([\d,]+\.\d) \(min ([\d,]+\.\d), max ([\d,]+\.\d)\)")

@@ -20,6 +20,8 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 import gateway
 from gateway.http.routes.openapi import with_settings
 from tests.app_fixtures import make_app as make_gateway  # noqa: F401 - in-process
@@ -29,12 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "tests" / "schemathesis.toml"
 PASSWORD = "schemathesis password"
 MAX_EXAMPLES = 12
-# The fast lane (`--fast`) still sends every operation its examples, coverage cases and a few fuzzed
-# and stateful ones: a change to the interface's shape shows within its minute; the full suite fuzzes more.
+# The fast lane (`--fast`) still sends every operation its examples and a few fuzzed and stateful
+# ones: a change to the interface's shape shows within its minute. The full suite fuzzes more and adds
+# the coverage phase (every boundary of every parameter: two thirds of the fast lane's schemathesis time).
 FAST_LANE_MAX_EXAMPLES = 2
+FAST_LANE_PHASES = "examples,fuzzing,stateful"
 SEED = 20261125
 
 
+@pytest.mark.long
 async def test_schemathesis_finds_nothing(make_gateway, http, tmp_path, pytestconfig):
     # One client address sends every request: no address slowdown, and the fuzzed password
     # changes (always with a wrong current password) must not lock the user out of its token.
@@ -44,6 +49,7 @@ async def test_schemathesis_finds_nothing(make_gateway, http, tmp_path, pytestco
                                  store_part_events=True)
     user = await Api(http, gateway.url).signup(password=PASSWORD)
     schemathesis = Path(sys.executable).parent / "schemathesis"
+    fast = pytestconfig.getoption("fast")
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -55,8 +61,8 @@ async def test_schemathesis_finds_nothing(make_gateway, http, tmp_path, pytestco
     }
     process = await asyncio.create_subprocess_exec(
         str(schemathesis), "--config-file", str(CONFIG), "--no-color", "run", f"{gateway.url}/dropbox/v1/openapi.json",
-        "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
-        "--max-examples", str(FAST_LANE_MAX_EXAMPLES if pytestconfig.getoption("fast") else MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
+        "--checks", "all", "--phases", FAST_LANE_PHASES if fast else ",".join(PHASES),
+        "--max-examples", str(FAST_LANE_MAX_EXAMPLES if fast else MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
         "--report", "junit", "--report-dir", str(tmp_path / "report"), "--output-sanitize", "false",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )

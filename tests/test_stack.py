@@ -28,7 +28,7 @@ from deploy.supervisor import wait_http_ok
 from gateway.config import Config
 from storage.embedded import free_port
 
-pytestmark = pytest.mark.real  # starts the whole local stack as processes
+pytestmark = [pytest.mark.real, pytest.mark.long]  # starts the whole local stack as processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
