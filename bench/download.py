@@ -49,19 +49,24 @@ def slice_size(template: str) -> int:
     return int(match[1]) * MIB
 
 
-def fetch(url: str, digest: hashlib._Hash | None = None) -> tuple[int, float]:
-    """GET ``url`` into a reused buffer; return (bytes, seconds). Raises unless 200."""
+def connect(url: str) -> tuple[http.client.HTTPConnection, str]:
+    """A connection to ``url``'s host (not opened yet) and the path with query to ask it for."""
     parts = urlsplit(url)
     if parts.hostname is None:
         raise ValueError(f"no host in {url!r}")
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=120), f"{parts.path}?{parts.query}"
+
+
+def fetch(url: str, digest: hashlib._Hash | None = None) -> tuple[int, float]:
+    """GET ``url`` into a reused buffer; return (bytes, seconds). Raises unless 200."""
     buffer = memoryview(bytearray(MIB))
     started = time.perf_counter()
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    connection, target = connect(url)
     try:
-        connection.request("GET", f"{parts.path}?{parts.query}")
+        connection.request("GET", target)
         response = connection.getresponse()
         if response.status != 200:
-            raise RuntimeError(f"GET {parts.path} answered {response.status}: {response.read()[:300]!r}")
+            raise RuntimeError(f"GET {target.split('?')[0]} answered {response.status}: {response.read()[:300]!r}")
         received = 0
         while count := response.readinto(buffer):
             received += count
@@ -75,20 +80,16 @@ def fetch(url: str, digest: hashlib._Hash | None = None) -> tuple[int, float]:
 def fetch_in_slices(url: str, size: int, step: int) -> tuple[int, float]:
     """GET ``url`` as ``step``-byte Range requests one after another on one connection (as a CDN miss
     asks the store for its slices); return (bytes, seconds). Raises unless each answers 206."""
-    parts = urlsplit(url)
-    if parts.hostname is None:
-        raise ValueError(f"no host in {url!r}")
     buffer = memoryview(bytearray(MIB))
     started = time.perf_counter()
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    connection, target = connect(url)
     try:
         received = 0
         for start in range(0, size, step):
-            connection.request("GET", f"{parts.path}?{parts.query}",
-                               headers={"Range": f"bytes={start}-{min(start + step, size) - 1}"})
+            connection.request("GET", target, headers={"Range": f"bytes={start}-{min(start + step, size) - 1}"})
             response = connection.getresponse()
             if response.status != 206:
-                raise RuntimeError(f"a Range GET of {parts.path} answered {response.status}")
+                raise RuntimeError(f"a Range GET of {target.split('?')[0]} answered {response.status}")
             while count := response.readinto(buffer):
                 received += count
         return received, time.perf_counter() - started
