@@ -166,8 +166,13 @@ async def run(args: tuple[str, ...], env: dict[str, str], cwd: str, stdin: bytes
         sock.connect(Server.path(env))
         request = {"args": list(args), "env": env, "cwd": cwd}
         socket.send_fds(sock, [json.dumps(request).encode()], [in_r, out_w, err_w])
+    except BaseException:
+        for fd in (in_w, out_r, err_r):  # our ends too: no run will use them
+            os.close(fd)
+        sock.close()
+        raise
     finally:
-        for fd in (in_r, out_w, err_w):
+        for fd in (in_r, out_w, err_w):  # the child's ends: it has its own copies now
             os.close(fd)
     sock.setblocking(False)
     pid = json.loads(await loop.sock_recv(sock, 4096))["pid"]
