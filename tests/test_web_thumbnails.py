@@ -21,9 +21,16 @@ from tests.test_web_accessibility import violations
 from tests.test_web_tree import new_folder
 
 
+LOADED = """img => img.complete ? img.naturalWidth > 0 : new Promise((resolve) => {
+    img.addEventListener("load", () => resolve(img.naturalWidth > 0), { once: true });
+    img.addEventListener("error", () => resolve(false), { once: true });
+})"""
+
+
 async def loaded(image) -> bool:
-    """Whether the img's picture arrived and decoded (an answer the browser could not show has no width)."""
-    return await image.evaluate("img => img.complete && img.naturalWidth > 0")
+    """Whether the img's picture arrives and decodes (an answer the browser could not show has no width).
+    Waits for the img's own load or error event: a visible img may still be fetching its picture."""
+    return await asyncio.wait_for(image.evaluate(LOADED), 30)
 
 
 async def test_a_thumbnail_appears_after_upload_and_the_grid_view_shows_it_large(browser, web_gateway):
