@@ -58,9 +58,9 @@ def ratio(values: list[float]) -> str:
     return f"{statistics.median(values):.2f}x (min {min(values):.2f}, max {max(values):.2f})"
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``, from /proc."""
-    found = []
+def parents() -> dict[int, int]:
+    """Every process's parent, from /proc: one pass (a few hundred reads, up to 0.1 s on a busy machine)."""
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -68,8 +68,25 @@ def children(pid: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry))
+        found[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return found
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    return [child for child, parent in parents().items() if parent == pid]
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, theirs, and so on, from one pass over /proc."""
+    tree = parents()
+    found: list[int] = []
+    waiting = [pid]
+    while waiting:
+        parent = waiting.pop()
+        below = [child for child, its in tree.items() if its == parent]
+        found += below
+        waiting += below
     return found
 
 
