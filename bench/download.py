@@ -138,6 +138,12 @@ def cpu_spent(store: int, cdn: int | None) -> Iterator[dict[str, float]]:
         spent["nginx"] = tree_cpu_seconds(cdn) - before[1]
 
 
+def master_pid(tier: LocalCdn) -> int:
+    if tier.process is None:
+        raise RuntimeError(f"the CDN tier on {tier.url} is not running")
+    return tier.process.pid
+
+
 @contextlib.contextmanager
 def other_tier(stack: BenchStack, checkout: Path) -> Iterator[LocalCdn]:
     """The CDN tier of another checkout (its template and signing.js) on this stack's store, on a port
@@ -174,8 +180,7 @@ def run(size: int, runs: int, others: list[Path]) -> dict:
         [master] = stack.pids("cdn")
         masters: dict[str, int | None] = {
             "direct": None, "slices": None, "miss": master, "hit": master,
-            **{f"{kind} {checkout}": tier.process.pid for checkout, tier in other.items() if tier.process
-               for kind in ("miss", "hit")}}
+            **{f"{kind} {checkout}": master_pid(tier) for checkout, tier in other.items() for kind in ("miss", "hit")}}
         for number in range(runs):
             source = make_file(stack.root / f"source-{number}.bin", size)
             _, uploaded, _ = dbx("upload", str(source))
