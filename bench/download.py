@@ -4,8 +4,8 @@
 
 Starts the local stack, then, run after run: uploads new random content with
 ``dbx`` (so the CDN tier has never seen it) and the same bytes with boto3 under
-a key of the benchmark's own, and times a direct presigned GET of those bytes
-from the store, the same bytes from the store in the CDN tier's slices (one
+two keys of the benchmark's own, and times a direct presigned GET of those bytes
+from the store, the same bytes under the other key in the CDN tier's slices (one
 Range GET after another on one connection, as a miss asks for them: what the
 store's cost per request takes from a miss before nginx does anything), the
 first GET of the file's download URL through the CDN tier (a miss: the content
@@ -184,10 +184,13 @@ def run(size: int, runs: int, others: list[Path]) -> dict:
         for number in range(runs):
             source = make_file(stack.root / f"source-{number}.bin", size)
             _, uploaded, _ = dbx("upload", str(source))
-            key = f"bench/direct-{number}"
-            s3.upload_file(str(source), stack.bucket, key)
-            direct = s3.generate_presigned_url("get_object", Params={"Bucket": stack.bucket, "Key": key},
-                                               ExpiresIn=3600)
+            # A key of its own for the GET in slices too: each kind reads bytes the store has not read yet.
+            store_urls = {}
+            for kind in ("direct", "slices"):
+                key = f"bench/{kind}-{number}"
+                s3.upload_file(str(source), stack.bucket, key)
+                store_urls[kind] = s3.generate_presigned_url("get_object", Params={"Bucket": stack.bucket, "Key": key},
+                                                             ExpiresIn=3600)
             cdn = download_url(stack.gateway_url, dbx.token, uploaded["file_id"])
             # The same signed URL on another tier: the edge signature covers the path and query, not the host.
             urls = {"": cdn, **{f" {checkout}": url + cdn[len(stack.cdn_url):] for checkout, url in other_urls.items()}}
@@ -200,7 +203,7 @@ def run(size: int, runs: int, others: list[Path]) -> dict:
                 speeds[kind].append(size / MIB / seconds)
                 cpu[kind].append(spent)
 
-            firsts = [("direct", direct), ("slices", direct), *((f"miss{suffix}", url) for suffix, url in urls.items())]
+            firsts = [*store_urls.items(), *((f"miss{suffix}", url) for suffix, url in urls.items())]
             for kind, url in firsts[number % len(firsts):] + firsts[:number % len(firsts)]:
                 timed(kind, url)
             for suffix, url in urls.items():
