@@ -90,6 +90,15 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` (all its threads) has used so far; 0 once it has ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def command_line(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
@@ -220,15 +229,17 @@ class BenchStack:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def pids(self, process: str) -> list[int]:
-        """The pid of one of the stack's processes, ``gateway`` or ``store``, once the stack is up (none before)."""
-        is_it = {"gateway": lambda argv: "gateway" in argv, "store": lambda argv: Path(argv[0]).name == "weed"}[process]
+        """The pid of one of the stack's processes, ``gateway``, ``store`` or ``cdn`` (nginx's master), once the
+        stack is up (none before)."""
+        is_it = {"gateway": lambda argv: "gateway" in argv, "store": lambda argv: Path(argv[0]).name == "weed",
+                 # nginx names its master "nginx: master process /usr/sbin/nginx ..." (one argument).
+                 "cdn": lambda argv: argv[0].startswith("nginx")}[process]
         return [pid for pid in self.started if is_it(command_line(pid))]
 
     def cpu_seconds(self, process: str) -> float:
         """User + system CPU time one of the stack's processes has used so far: ``gateway`` or ``store``."""
         [pid] = self.pids(process)
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return process_cpu_seconds(pid)
 
     def work(self) -> dict[str, float] | None:
         """The gateway's counts of its work so far (gateway/core/metrics.py's WorkCollector): ``statements``,
