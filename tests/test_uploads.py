@@ -204,6 +204,20 @@ async def test_inline_upload_with_curl_style_form(make_gateway, http):
     assert refused.status == 413 and refused.body["error"]["code"] == "inline_upload_too_large"
 
 
+async def test_a_batch_of_small_files_is_stored_whole_and_checked_by_the_real_store(make_gateway, http):
+    """POST /dropbox/v1/files/batch (beyond the contract; its HTTP shape is in tests/test_batches.py): each
+    file's bytes are in the store under its content, as one inline upload's are."""
+    from tests.test_batches import send
+
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    files = [({"file_name": f"small-{i}.bin"}, os.urandom(4096 * (i + 1))) for i in range(6)]
+    entries = await send(user, files)
+    assert [entry["status"] for entry in entries] == [201] * 6
+    for (_, data), entry in zip(files, entries, strict=True):
+        assert await stored_bytes(gateway, entry["file"]["fingerprint"]) == data
+
+
 @pytest.mark.parametrize("header", ["multipart/form-data; boundary=x", "Multipart/Form-Data;boundary=x",
                                     " multipart/form-data ", "application/json", "", "multipart/form-datax",
                                     "multipart/mixed; boundary=x", "application/json; charset=utf-8"])

@@ -234,6 +234,14 @@ async def insert_node(conn: AsyncConnection, node: Row) -> None:
         raise NameInUse(node["name"]) from exc
 
 
+async def insert_nodes(conn: AsyncConnection, new: Sequence[Row]) -> None:
+    """Several new live nodes in one statement, as insert_node inserts one (NameInUse: its transaction ends)."""
+    try:
+        await conn.execute(insert(nodes), list(new))
+    except IntegrityError as exc:
+        raise NameInUse(", ".join(node["name"] for node in new)) from exc
+
+
 async def place(conn: AsyncConnection, node_id: str, parent_id: str, name: str, key: str, now: str) -> None:
     """Rename and/or move a node; NameInUse when the name is taken in the folder."""
     statement = update(nodes).where(nodes.c.id == node_id).values(
