@@ -5,7 +5,10 @@ import asyncio
 import hashlib
 import os
 
+import warnings
+
 import pytest
+from hypothesis import given, strategies as st
 
 from gateway.core.content import content_key
 from tests.harness import Api, make_claim, put_chunks, upload
@@ -228,6 +231,26 @@ def test_an_inline_upload_is_told_by_its_media_type_as_aiohttp_reads_it(header):
 
     request = make_mocked_request("POST", "/dropbox/v1/files", headers={"Content-Type": header} if header else {})
     assert is_form(request) == (request.content_type == "multipart/form-data")
+
+
+HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)  # what a header line holds
+
+
+@given(name=HEADER_TEXT, filename=st.none() | HEADER_TEXT, spaces=st.sampled_from(["", " "]),
+       quote=st.sampled_from(['"', ""]))
+def test_a_form_part_is_named_as_aiohttp_names_it(name, filename, spaces, quote):
+    from aiohttp import BodyPartReader
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from gateway.http.routes.uploads import part_name
+
+    header = f"form-data;{spaces} name={quote}{name}{quote}" + (
+        "" if filename is None else f'; filename="{filename}"')
+    headers = CIMultiDictProxy(CIMultiDict({"Content-Disposition": header}))
+    part = BodyPartReader(b"--x", headers, None)  # type: ignore[arg-type] - only its headers are read
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # aiohttp warns of the headers it does not take
+        assert part_name(part) == BodyPartReader(b"--x", headers, None).name  # type: ignore[arg-type]
 
 
 async def test_an_inline_upload_without_a_file_part_is_refused(make_gateway, http):

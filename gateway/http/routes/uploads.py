@@ -118,6 +118,19 @@ def is_form(request: web.Request) -> bool:
     return media_type.strip().lower() == "multipart/form-data"
 
 
+# The Content-Disposition of a form part as aiohttp's client, curl and browsers write it: the part's name
+# quoted, then perhaps a file name quoted, nothing escaped.
+PLAIN_DISPOSITION = re.compile(r'form-data; name="([^"\\]*)"(?:; filename="[^"\\]*")?')
+
+
+def part_name(part: BodyPartReader) -> str | None:
+    """The form part's name, as ``part.name`` gives it. A plain Content-Disposition is read here; aiohttp's
+    parser, which ``part.name`` runs, took 13% of the gateway's Python time in bench folders (two parts a
+    small file; it escapes all of ASCII again on every call), and reads anything else."""
+    plain = PLAIN_DISPOSITION.fullmatch(part.headers.get(hdrs.CONTENT_DISPOSITION, ""))
+    return plain.group(1) if plain else part.name
+
+
 @routes.post("/dropbox/v1/files")
 async def create_file(request: web.Request) -> web.Response:
     if is_form(request):
@@ -270,13 +283,14 @@ async def _read_form(request: web.Request, spool: BinaryIO, limit: int,
         check_body()
         if not isinstance(part, BodyPartReader):
             raise bad_request("nested multipart bodies are not supported", "invalid_multipart")
-        if part.name not in ("file", "file_metadata"):
-            raise bad_request(f"unexpected form part {part.name!r}; send `file` and `file_metadata`", "invalid_multipart")
-        if part.name in seen:
-            raise bad_request(f"a second {part.name!r} part; send one `file` part and at most one `file_metadata` part",
+        name = part_name(part)
+        if name not in ("file", "file_metadata"):
+            raise bad_request(f"unexpected form part {name!r}; send `file` and `file_metadata`", "invalid_multipart")
+        if name in seen:
+            raise bad_request(f"a second {name!r} part; send one `file` part and at most one `file_metadata` part",
                               "invalid_multipart")
-        seen.add(part.name)
-        if part.name == "file_metadata":
+        seen.add(name)
+        if name == "file_metadata":
             metadata = parse_metadata(await part.read(decode=True))
             continue
         size = 0
@@ -394,14 +408,15 @@ async def read_batch(request: web.Request, limit: int) -> list[tuple[dict, bytes
             raise batch_too_large()
         if not isinstance(part, BodyPartReader):
             raise bad_request("nested multipart bodies are not supported", "invalid_multipart")
-        if part.name == "file_metadata" and metadata is None:
+        name = part_name(part)
+        if name == "file_metadata" and metadata is None:
             metadata = parse_metadata(await part.read(decode=True))
             if "file_name" not in metadata:
                 raise bad_request(f"file {len(sent)} of the batch: `file_metadata` must give `file_name`",
                                   "invalid_multipart", index=len(sent))
             continue
-        if part.name != "file" or metadata is None:
-            raise bad_request(f"part {part.name!r} out of place: send, for each file, a `file_metadata` part and "
+        if name != "file" or metadata is None:
+            raise bad_request(f"part {name!r} out of place: send, for each file, a `file_metadata` part and "
                               "then its `file` part", "invalid_multipart", index=len(sent))
         if len(sent) == BATCH_MAX_FILES:
             raise batch_too_large()
