@@ -98,6 +98,20 @@ async def test_names_taken_and_content_already_there_are_answered_as_alone(gatew
     assert sorted(await names_in(user, docs)) == ["a (1).txt", "a.txt", "b (1).txt", "b.txt"]
 
 
+async def test_an_upload_under_way_of_the_same_file_is_finished_by_the_batch(gateway, http):
+    """As one inline upload does: the user's upload of this content to this place, started and not finished,
+    is resumed with the bytes sent (200, the same file id), and the files after it are placed after it."""
+    user = await Api(http, gateway.url).signup()
+    data = os.urandom(700)
+    started = await user.post("/dropbox/v1/files", json=make_claim(data, DEFAULT_CHUNK, file_name="half.bin"))
+    assert started.status == 201 and started.body["status"] == "uploading"
+    entries = await send(user, [({"file_name": "before.bin"}, b"1"), ({"file_name": "half.bin"}, data),
+                                ({"file_name": "after.bin"}, b"2")])
+    assert [entry["status"] for entry in entries] == [201, 200, 201]
+    assert entries[1]["file"]["file_id"] == started.body["file_id"] and entries[1]["file"]["status"] == "uploaded"
+    assert sorted(await names_in(user, "root")) == ["after.bin", "before.bin", "half.bin"]
+
+
 async def test_overwrite_update_and_paths_in_a_batch(gateway, http):
     user = await Api(http, gateway.url).signup()
     docs = await folder(user, "/docs")

@@ -43,6 +43,7 @@ from gateway.core.permissions import Permissions
 from gateway.core.thumbnails import Thumbnails
 from gateway.db import Database
 from gateway.db import files as files_db
+from gateway.db import nodes as nodes_db
 from gateway.db import uploads as uploads_db
 from gateway.db.files import ChunkRow, FileRow
 from gateway.db.nodes import FOLDER, ROOT
@@ -733,7 +734,8 @@ class Uploads:
                           results: list) -> tuple[list[tuple[int, Destination]], list[int]]:
         """In one read: the files that take the batch's way (their index and destination) and the indexes
         of those that go alone (:meth:`store_batch`); a file whose folder or name is refused gets that
-        refusal as its result.
+        refusal as its result. Each folder is checked once, and :meth:`_lookup`'s lookups are made for
+        all the files together, a query for each kind (:meth:`_found_in_batch`).
 
         The first file that goes alone and may take a name (any but one whose name already holds its
         content) sends every file after it alone too: the batch's files are placed before those that go
@@ -742,22 +744,18 @@ class Uploads:
         alone: list[int] = []
         places: set[tuple[str, str]] = set()
         async with self.db.read(point=True) as conn:
-            for index, item in enumerate(batch):
-                if item.target.path is not None or item.target.mode == "update" or len(item.claim.chunks) != 1:
+            placed = await self._places_in_batch(conn, user_id, batch, results)
+            found = await self._found_in_batch(conn, user_id, batch, placed)
+            for index, destination in placed.items():
+                if destination is None:
                     alone += range(index, len(batch))
                     break
-                try:
-                    destination = await self.destination(user_id, item.claim, item.target, on=conn)
-                except DomainError as exc:
-                    results[index] = exc
-                    continue
-                claim = dataclasses.replace(item.claim, file_name=destination.name)
-                same, there, own = await self._lookup(conn, user_id, claim, destination)
+                kind = found.get(index)
                 place = (destination.parent_id, name_key(destination.name))
-                if there is not None:
+                if kind == "there":
                     alone.append(index)
                     continue
-                if same is not None or own or place in places:
+                if kind is not None or place in places:
                     alone += range(index, len(batch))
                     break
                 places.add(place)
@@ -770,6 +768,64 @@ class Uploads:
                     alone += [index for index, _ in fast]
                     fast = []
         return fast, alone
+
+    async def _places_in_batch(self, conn: AsyncConnection, user_id: int, batch: list[InlineFile],
+                               results: list) -> dict[int, Destination | None]:
+        """Index -> where the file goes (:meth:`destination` for a folder named by id, each folder checked once
+        in ``conn``), in order; None for a file that can only go alone (a path, ``update``, several chunks).
+        A file whose folder or name is refused gets that refusal as its result and no entry."""
+        folders: dict[str, DomainError | None] = {}
+        placed: dict[int, Destination | None] = {}
+        for index, item in enumerate(batch):
+            target = item.target
+            if target.path is not None or target.mode == "update" or len(item.claim.chunks) != 1:
+                placed[index] = None
+                continue
+            parent_id = target.parent_id or ROOT
+            if parent_id not in folders:
+                try:
+                    await self.namespace.node(user_id, parent_id, FOLDER, on=conn)
+                    folders[parent_id] = None
+                except DomainError as exc:
+                    folders[parent_id] = exc
+            refusal = folders[parent_id]
+            if refusal is not None:
+                results[index] = refusal
+                continue
+            try:
+                placed[index] = Destination(parent_id, checked_name(item.claim.file_name), target.mode)
+            except DomainError as exc:
+                results[index] = exc
+        return placed
+
+    async def _found_in_batch(self, conn: AsyncConnection, user_id: int, batch: list[InlineFile],
+                              placed: dict[int, Destination | None]) -> dict[int, str]:
+        """What :meth:`_lookup` finds for each file placed, in ``conn``, a query for each kind of lookup rather
+        than for each file: index -> ``under_way`` (the user's upload of this content to this place),
+        ``there`` (for ``add``: the name holds this content), ``own`` (the user holds the content verified);
+        no entry where it finds nothing."""
+        wanted = {index: destination for index, destination in placed.items() if destination is not None}
+        fingerprints = [batch[index].claim.fingerprint for index in wanted]
+        if not wanted:
+            return {}
+        under_way = await uploads_db.uploading_places(conn, user_id, fingerprints)
+        named: dict[str, dict[str, tuple[str, str]]] = {}
+        for destination in wanted.values():
+            if destination.mode == "add" and destination.parent_id not in named:
+                keys = [name_key(d.name) for d in wanted.values() if d.parent_id == destination.parent_id]
+                named[destination.parent_id] = await nodes_db.files_named(conn, user_id, destination.parent_id, keys)
+        own = await files_db.verified_contents(conn, user_id, fingerprints)
+        found = {}
+        for index, destination in wanted.items():
+            fingerprint, key = batch[index].claim.fingerprint, name_key(destination.name)
+            holder = named.get(destination.parent_id, {}).get(key) if destination.mode == "add" else None
+            if (fingerprint, destination.parent_id, key) in under_way:
+                found[index] = "under_way"
+            elif holder is not None and holder[1] == fingerprint:
+                found[index] = "there"
+            elif fingerprint in own:
+                found[index] = "own"
+        return found
 
     async def _store_fast(self, user_id: int, batch: list[InlineFile], fast: list[tuple[int, Destination]],
                           results: list) -> list[int]:

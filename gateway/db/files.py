@@ -248,6 +248,19 @@ async def holds_verified_content(on: On, owner_id: int, fingerprint: str) -> boo
     return await fetch_one(on, VERIFIED_CONTENT, {"owner_id": owner_id, "fingerprint": fingerprint}) is not None
 
 
+# holds_verified_content for many contents at once (a batch of small files' lookups).
+VERIFIED_AMONG = select(files.c.fingerprint).distinct().where(
+    files.c.owner_id == bindparam("owner_id"), files.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
+    files.c.status == FileStatus.UPLOADED,
+)
+
+
+async def verified_contents(on: On, owner_id: int, fingerprints: Iterable[str]) -> set[str]:
+    """Which of these contents the owner holds verified (holds_verified_content, for a batch)."""
+    params = {"owner_id": owner_id, "fingerprints": sorted(set(fingerprints))}
+    return {row["fingerprint"] for row in await fetch(on, VERIFIED_AMONG, params)}
+
+
 async def content_referenced(on: On, fingerprint: str, statuses: Iterable[FileStatus] = REFERENCING) -> bool:
     """Whether any file of anyone with this fingerprint is in one of ``statuses``."""
     query = select(files.c.seq).where(files.c.fingerprint == fingerprint, files.c.status.in_(list(statuses))).limit(1)
