@@ -204,16 +204,18 @@ async def test_a_batch_needs_an_access_token(gateway, http):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(names=st.lists(st.sampled_from(["a.txt", "A.txt", "b.txt", "a (1).txt", "c"]), min_size=1, max_size=8),
+@given(names=st.lists(st.tuples(st.sampled_from(["a.txt", "A.txt", "b.txt", "a (1).txt", "c"]),
+                                 st.sampled_from(["add", "add", "overwrite"])), min_size=1, max_size=8),
        existing=st.lists(st.sampled_from(["a.txt", "b.txt", "a (1).txt"]), unique=True, max_size=3))
 async def test_a_batch_names_files_as_the_same_files_sent_one_by_one_would_be(gateway, http, names, existing):
-    """Property: whatever names a batch holds and its folder holds already, the folder ends with the names that
-    sending the same files alone, in order, gives (each with new content: no file is the answer of another)."""
+    """Property: whatever names (and modes) a batch holds and its folder holds already, the folder ends with the
+    names that sending the same files alone, in order, gives (each with new content: no file is the answer
+    of another)."""
     by_batch, one_by_one = await Api(http, gateway.url).signup(), await Api(http, gateway.url).signup()
     for user in (by_batch, one_by_one):
         for name in existing:
             await upload(user, os.urandom(8), DEFAULT_CHUNK, file_name=name)
-    files = [({"file_name": name}, os.urandom(16)) for name in names]
+    files = [({"file_name": name, "mode": mode}, os.urandom(16)) for name, mode in names]
     batched = await send(by_batch, files)
     alone = [(await send(one_by_one, [file]))[0] for file in files]
     assert [entry["file"]["name"] for entry in batched] == [entry["file"]["name"] for entry in alone]

@@ -46,7 +46,7 @@ from gateway.db import files as files_db
 from gateway.db import nodes as nodes_db
 from gateway.db import uploads as uploads_db
 from gateway.db.files import ChunkRow, FileRow
-from gateway.db.nodes import FOLDER, ROOT
+from gateway.db.nodes import FOLDER, ROOT, NodeRow
 from gateway.db.uploads import UploadRow
 from protocol.paths import name_key
 from protocol.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_checksum, hex_to_b64
@@ -861,9 +861,9 @@ class Uploads:
     async def _create_files(self, user_id: int, new: list[tuple[UploadClaim, Destination, bytes]]) -> list[Started]:
         """What :meth:`_create_file` does for one file just stored whole, for several in one transaction:
         the user's limits checked for them together under the lock on their row, the content locks, the
-        rows inserted with one statement a table, the files placed in the tree (those in mode ``add`` by
-        Namespace.place_new_files, with one statement for their nodes and one for their journal records),
-        the paths read once. Bytes a removal of the content took since they were stored are stored again."""
+        rows inserted with one statement a table, the files placed in the tree in order (each run of files
+        in mode ``add`` by Namespace.place_new_files, one statement for their nodes and one for their
+        journal records), the paths read once. Bytes a removal of the content took since they were stored are stored again."""
         now = stamp_now(self.clock)
         rows = [new_file(user_id, claim, FileStatus.UPLOADED, now) for claim, _, _ in new]
         replaced: list[str] = []
@@ -882,14 +882,18 @@ class Uploads:
                 for claim, destination, _ in new:
                     thumbnail = await self.thumbnails.want(conn, claim.fingerprint, claim.file_size, claim.file_type,
                                                            destination.name) or thumbnail
-                added = [(file["id"], destination.parent_id, destination.name)
-                         for (file, _), (_, destination, _) in zip(rows, new, strict=True) if destination.mode == "add"]
-                nodes = {node["id"]: node for node in await self.namespace.place_new_files(journal, added)}
+                nodes: dict[str, NodeRow] = {}
+                added: list[tuple[str, str, str]] = []  # files in mode add not placed yet: placed together
                 for (file, _), (_, destination, _) in zip(rows, new, strict=True):
-                    if destination.mode != "add":
-                        nodes[file["id"]], was = await self.namespace.place_file(
-                            journal, file["id"], destination.parent_id, destination.name, destination.mode, None)
-                        replaced += [was] if was is not None else []
+                    if destination.mode == "add":
+                        added.append((file["id"], destination.parent_id, destination.name))
+                        continue
+                    nodes.update((node["id"], node) for node in await self.namespace.place_new_files(journal, added))
+                    added = []
+                    nodes[file["id"]], was = await self.namespace.place_file(
+                        journal, file["id"], destination.parent_id, destination.name, destination.mode, None)
+                    replaced += [was] if was is not None else []
+                nodes.update((node["id"], node) for node in await self.namespace.place_new_files(journal, added))
             written = [files_db.inserted_row(file, seq, room.owner_name, nodes[file["id"]]["parent_id"],
                                              nodes[file["id"]]["name"], nodes[file["id"]]["modified_at"])
                        for (file, _), seq in zip(rows, seqs, strict=True)]
