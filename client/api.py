@@ -461,7 +461,7 @@ class GatewayClient:
             raise ServerError(f"the gateway answered a batch of {len(files)} files with something else; "
                               "tell its operator")
         return [entry["file"] if isinstance(entry.get("file"), dict) else
-                self._error("POST", path, int(entry.get("status") or 500), entry, None,
+                self._error("POST", path, entry["status"] if isinstance(entry.get("status"), int) else 500, entry, None,
                             metadata.get("path") or metadata.get("parent_id"), hint=TREE_HINT)
                 for (metadata, _), entry in zip(files, entries, strict=True)]
 
