@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,24 @@ def http_status(port: int, method: str, path: str, body: bytes | None = None) ->
         return refused.code
 
 
+def listening(port: int, timeout: float = 60.0) -> socket.socket:
+    """A connection to ``port`` once it listens. The store is ready when S3 answers (EmbeddedStore.wait_ready);
+    weed opens its gRPC servers on their own goroutines, and on a loaded machine one may still be starting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=10)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # polls a port: there is no event to wait on
+
+
 def speaks_plain_grpc(port: int) -> bool:
     """Whether the port answers an HTTP/2 connection in clear (what a gRPC client without TLS opens)
     with its SETTINGS frame; a TLS-only server reads the preface as a broken handshake instead."""
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with listening(port) as sock:
         sock.sendall(preface)
         try:
             header = sock.recv(9)
