@@ -23,7 +23,12 @@ aiosqlite: SQLite lets go of Python's lock while it works, so the loop goes on
 meanwhile (a version that ran SQLite on the loop's own thread spent less CPU a
 statement, but handled fewer requests a second on 2 cores: the database's work
 no longer ran beside the loop's). Waiting for another writer's lock
-(``busy_timeout``) happens on that thread too.
+(``busy_timeout``) happens on that thread too. A hand-off is a queue the thread
+waits on and a future of the loop's (:class:`Thread`), not ``run_in_executor``:
+a thread pool's submit, its two futures chained across threads and its idle
+semaphore took 31-38 us of the loop's CPU a hand-off on this 2-core VM, this
+11-12 us (14% of the gateway's samples were in ``ThreadPoolExecutor.submit`` when
+upload starts were profiled, issue 26).
 
 :class:`Connection` has the coroutines of an aiosqlite connection that the
 dialect calls, so the dialect is used unchanged, through ``async_creator``
@@ -33,9 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -58,6 +64,61 @@ def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool,
         return cursor.description, cursor.rowcount, cursor.lastrowid, rows
     finally:
         cursor.close()
+
+
+class Thread:
+    """A connection's thread: runs the calls handed to it one after another, each call's result set on the
+    loop's future (:meth:`Connection.hop`). A call whose future was cancelled before it began is skipped, as
+    ``run_in_executor`` skips a call cancelled while queued."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._calls: queue.SimpleQueue[tuple[asyncio.Future, Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
+        self._thread.start()
+
+    def run(self, call: Callable[[], T]) -> asyncio.Future[T]:
+        """``call()`` on the thread; the future of its result (or its exception). RuntimeError once stopped."""
+        if self._stopped:
+            raise RuntimeError("the connection's thread has stopped")
+        future = self._loop.create_future()
+        self._calls.put((future, call))
+        return future
+
+    def stop(self) -> None:
+        """No more calls: the thread ends after those already queued."""
+        if not self._stopped:
+            self._stopped = True
+            self._calls.put(None)
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, call = item
+            if future.cancelled():  # read across threads: at worst a cancelled call still runs
+                continue
+            try:
+                result = call()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, as run_in_executor does
+                self._deliver(future, None, exc)
+            else:
+                self._deliver(future, result, None)
+
+    def _deliver(self, future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+        try:
+            self._loop.call_soon_threadsafe(_settle, future, result, exc)
+        except RuntimeError:  # the loop is closed: no one waits any more
+            pass
+
+
+def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    """On the loop: the hand-off's future done, unless its waiter gave up on it (cancelled)."""
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 class Cursor:
@@ -124,7 +185,7 @@ class _AtOnce:
 class Connection:
     """An aiosqlite connection's interface: a sqlite3 connection used only on its own thread."""
 
-    def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor):
+    def __init__(self, conn: sqlite3.Connection, thread: Thread):
         self.sqlite = conn
         self._thread = thread
         self._tx = _AtOnce()
@@ -134,10 +195,13 @@ class Connection:
 
     @classmethod
     async def connect(cls, path: str) -> Connection:
-        thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
+        thread = Thread(asyncio.get_running_loop())
         # check_same_thread=False: made on the connection's thread and used there, but closed by stop() too.
-        conn = await asyncio.get_running_loop().run_in_executor(
-            thread, functools.partial(sqlite3.connect, path, check_same_thread=False))
+        try:
+            conn = await thread.run(functools.partial(sqlite3.connect, path, check_same_thread=False))
+        except BaseException:
+            thread.stop()
+            raise
         return cls(conn, thread)
 
     def begin_with_next(self, begin: str, *, point: bool = False) -> None:
@@ -179,7 +243,7 @@ class Connection:
 
     async def hop(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` on the connection's thread: the one hand-off."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, functools.partial(call, *args))
+        return await self._thread.run(functools.partial(call, *args))
 
     @property
     def _conn(self) -> sqlite3.Connection:  # what the dialect sets the isolation level on
@@ -226,13 +290,15 @@ class Connection:
         await self.hop(functools.partial(self.sqlite.create_function, *args, **kwargs))
 
     async def close(self) -> None:
-        await self.hop(self.sqlite.close)
-        self._thread.shutdown(wait=False)
+        try:
+            await self.hop(self.sqlite.close)
+        finally:
+            self._thread.stop()
 
     def stop(self) -> None:
         """Close without waiting (SQLAlchemy's terminate of a connection it gave up on)."""
         try:
-            self._thread.submit(self.sqlite.close)
+            self._thread.run(self.sqlite.close)
         except RuntimeError:  # closed already: the thread is gone
             return
-        self._thread.shutdown(wait=False)
+        self._thread.stop()
