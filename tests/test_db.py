@@ -347,8 +347,9 @@ async def test_a_sqlite_read_of_point_lookups_sees_one_snapshot_with_its_stateme
 async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_path, monkeypatch):
     """gateway/db/sqlite_driver.py: executing, fetching and closing a cursor are one hand-off to the
     connection's thread (aiosqlite took four), a transaction's BEGIN goes with its first statement, a write
-    transaction's later statements take none, a commit is one more; rows, row counts and SQLite's own errors come back as the dialect expects them, and the
-    work runs off the event loop's thread."""
+    transaction takes none from its BEGIN IMMEDIATE to its COMMIT (gateway/db/sqlite_driver.py's write_here); rows,
+    row counts and SQLite's own errors come back as the dialect expects them, and a hand-off's work runs off the
+    event loop's thread."""
     import threading
 
     from gateway.db import sqlite_driver
@@ -389,8 +390,8 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
             await conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
             changed = await conn.exec_driver_sql("INSERT INTO t VALUES ('a', 1), ('b', 2)")
             assert changed.rowcount == 2
-        # BEGIN IMMEDIATE with the first statement, the second on the loop (the writer's lock held), COMMIT
-        assert hops == ["_run", "commit"], hops
+        # BEGIN IMMEDIATE, both statements and the COMMIT on the loop: the writer's lock was free
+        assert hops == [], hops
         hops.clear()
         async with db.transaction():
             pass
@@ -403,7 +404,7 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
             async with db.transaction() as conn:
                 await conn.exec_driver_sql("INSERT INTO t VALUES ('c', 3)")
                 raise RuntimeError("undo it")
-        assert hops == ["_run", "rollback"], hops  # a write transaction's rollback: on the connection's thread
+        assert hops == [], hops  # a write transaction's rollback: on the loop too
         assert [row["v"] for row in await db.fetchall("SELECT v FROM t ORDER BY k")] == [1, 2]
         on_loop = threading.get_ident()
         seen: list[int] = []
@@ -411,6 +412,79 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
             raw = await conn.get_raw_connection()
             await raw.driver_connection.hop(lambda: seen.append(threading.get_ident()))
         assert seen and seen[0] != on_loop
+    finally:
+        await db.close()
+
+
+async def test_a_sqlite_write_waits_on_its_connections_thread_for_another_processs_writer(tmp_path, monkeypatch):
+    """gateway/db/sqlite_driver.py's write_here: while another connection (another process: the admin command, a
+    migration) holds SQLite's writer lock, a write transaction's BEGIN IMMEDIATE does not wait on the event loop
+    (which goes on serving) but on its connection's thread, and goes through once the lock is let go."""
+    from gateway.db import sqlite_driver
+
+    path = tmp_path / "busy.sqlite3"
+    db = await Database.open(database_url("", str(path)))
+    hopped = asyncio.Event()
+    real_hop = sqlite_driver.Connection.hop
+
+    async def watched(self, call, *args):
+        if args and args[-1] == sqlite_driver.BEGIN_WRITE:
+            hopped.set()
+        return await real_hop(self, call, *args)
+
+    monkeypatch.setattr(sqlite_driver.Connection, "hop", watched)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await db.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES ('theirs')")
+        write = asyncio.create_task(db.execute("INSERT INTO t VALUES ('ours')"))
+        await hopped.wait()  # waiting on the connection's thread, the loop free: a read goes through meanwhile
+        assert await db.fetchval("SELECT count(*) FROM t") == 0 and not write.done()
+        other.execute("COMMIT")
+        assert await write == 1
+        assert sorted(row["k"] for row in await db.fetchall("SELECT k FROM t")) == ["ours", "theirs"]
+    finally:
+        other.close()
+        await db.close()
+
+
+async def test_sqlite_checkpoints_run_on_a_thread_of_their_own_every_so_many_writes(tmp_path, monkeypatch):
+    """gateway/db/sqlite_driver.py's Checkpointer: no commit checkpoints the WAL (the database file alone lacks
+    what was committed) until CHECKPOINT_EVERY write transactions have committed; then a checkpoint moves it
+    into the database file."""
+    from gateway.db import sqlite_driver
+
+    monkeypatch.setattr(sqlite_driver, "CHECKPOINT_EVERY", 3)
+    checkpoints: list[int] = []
+    real_checkpoint = sqlite_driver.Checkpointer.checkpoint
+
+    def counted(self):
+        checkpoints.append(1)
+        return real_checkpoint(self)
+
+    monkeypatch.setattr(sqlite_driver.Checkpointer, "checkpoint", counted)
+    path = tmp_path / "wal.sqlite3"
+    db = await Database.open(database_url("", str(path)), migrate=False)
+
+    def in_the_file_alone() -> list[str]:
+        """The table's rows as the database file holds them, without its WAL (a copy of the file alone)."""
+        copy = tmp_path / "copy.sqlite3"
+        copy.write_bytes(path.read_bytes())
+        with sqlite3.connect(copy) as conn:
+            try:
+                return [k for (k,) in conn.execute("SELECT k FROM t ORDER BY k")]
+            except sqlite3.OperationalError:  # no such table
+                return []
+
+    try:
+        await db.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+        await db.execute("INSERT INTO t VALUES ('a')")
+        assert checkpoints == [] and in_the_file_alone() == []
+        await db.execute("INSERT INTO t VALUES ('b')")  # the third write transaction
+        assert len(checkpoints) == 1
+        await db._checkpointer._running  # type: ignore[union-attr]  # a task of its own: the commit did not wait
+        assert in_the_file_alone() == ["a", "b"]
     finally:
         await db.close()
 
@@ -487,3 +561,4 @@ async def test_plain_reads_give_sqlalchemys_rows_in_the_connections_transaction(
         await fetch(db, Plain(select(gone.c.k)))
     assert raised.value.orig is not None
     assert await fetch(db, Plain(select(files_db.files.c.id).where(files_db.files.c.id == done))) == [{"id": done}]
+

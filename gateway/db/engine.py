@@ -119,17 +119,8 @@ def database_url(url: str, path: str) -> str:
 
 
 def _prepare_sqlite(engine: AsyncEngine) -> None:
-    """Our own BEGINs (IMMEDIATE for writes) instead of the driver's, and the pragmas every connection needs."""
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def on_connect(dbapi_connection, _record) -> None:
-        dbapi_connection.isolation_level = None  # the driver issues no BEGIN/COMMIT of its own
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode = WAL")  # a property of the file; a no-op once set
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA busy_timeout = 5000")
-        cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no committed data
-        cursor.close()
+    """Our own BEGINs (IMMEDIATE for writes) instead of the driver's (every connection is set up by
+    gateway/db/sqlite_driver.py's ``configure``: WAL, foreign keys, no BEGIN of the driver's own)."""
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection) -> None:
@@ -189,8 +180,9 @@ class DatabaseWork:
 class Database:
     """The engine, and the two ways in: a short read, or a write transaction."""
 
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, checkpointer: sqlite_driver.Checkpointer | None = None):
         self.engine = engine
+        self._checkpointer = checkpointer  # SQLite's WAL checkpoints (gateway/db/sqlite_driver.py)
         self.dialect: str = engine.dialect.name  # "sqlite" or "postgresql"
         # The same pool with the options of a read of one statement and of a write transaction, set once here
         # rather than on each connection checked out (an awaited call of its own, about 30 us of CPU each).
@@ -210,20 +202,23 @@ class Database:
         from gateway.db.migrate import upgrade
 
         sa_url = make_url(url)
+        checkpointer = None
         if sa_url.get_backend_name() == "sqlite":
             database = sa_url.database or ""
             if not database or database == ":memory:":
                 raise ValueError("the SQLite database must be a file: several connections share it")
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            checkpointer = sqlite_driver.Checkpointer(database)
             engine = create_async_engine(sa_url, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE,
-                                         async_creator=functools.partial(sqlite_driver.Connection.connect, database))
+                                         async_creator=functools.partial(sqlite_driver.Connection.connect, database,
+                                                                         checkpointer))
             _prepare_sqlite(engine)
         else:
             # pool_pre_ping: a pooled connection is checked before use, so the connections a
             # restarted server ended are replaced instead of failing the next requests.
             engine = create_async_engine(sa_url, pool_size=10, max_overflow=10, pool_pre_ping=True,
                                          connect_args={"timeout": CONNECT_TIMEOUT})
-        db = cls(engine)
+        db = cls(engine, checkpointer)
         if migrate:
             try:
                 await upgrade(db)
@@ -234,6 +229,8 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
 
     @contextlib.asynccontextmanager
     async def read(self, *, alone: bool = False, point: bool = False) -> AsyncIterator[AsyncConnection]:
