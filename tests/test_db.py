@@ -562,3 +562,33 @@ async def test_plain_reads_give_sqlalchemys_rows_in_the_connections_transaction(
     assert raised.value.orig is not None
     assert await fetch(db, Plain(select(files_db.files.c.id).where(files_db.files.c.id == done))) == [{"id": done}]
 
+
+async def test_plain_writes_return_count_and_run_many_as_sqlalchemy_does(core):
+    """gateway/db/plain.py's writes, each engine: an INSERT ... RETURNING gives its rows, an UPDATE the rows it
+    changed, executemany every parameter set, all in the connection's transaction (a rollback undoes them) and
+    counted as statements; a constraint's error is SQLAlchemy's IntegrityError."""
+    from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text, bindparam, insert, select, update
+
+    from gateway.db.plain import Plain
+
+    db = core.db
+    table = Table("plain_writes", MetaData(), Column("k", Text, primary_key=True), Column("v", Integer),
+                  Column("n", BigInteger, server_default="7"))
+    async with db.transaction() as conn:
+        await conn.run_sync(table.create)
+    add = Plain(insert(table).returning(table.c.k, table.c.n), keys=("k", "v"))
+    add_many = Plain(insert(table), keys=("k", "v"))
+    bump = Plain(update(table).where(table.c.v >= bindparam("least")).values(v=table.c.v + 1))
+    before = db.work.statements
+    async with db.transaction() as conn:
+        assert await add.rows(conn, {"k": "a", "v": 1}) == [{"k": "a", "n": 7}]  # the server's default came back
+        await add_many.run_many(conn, [{"k": "b", "v": 2}, {"k": "c", "v": 3}])
+        assert await bump.count(conn, {"least": 2}) == 2
+    assert db.work.statements - before == 3
+    rows = await db.fetchall(select(table.c.k, table.c.v).order_by(table.c.k))
+    assert [(row["k"], row["v"]) for row in rows] == [("a", 1), ("b", 3), ("c", 4)]
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as conn:
+            await add_many.run_many(conn, [{"k": "d", "v": 5}])
+            await add.rows(conn, {"k": "a", "v": 9})  # taken: the whole transaction rolls back
+    assert await db.fetchval(select(table.c.v).where(table.c.k == "d")) is None
