@@ -311,6 +311,30 @@ async def test_listed_chunks_are_marked_in_one_statement_only_for_the_files_curr
         await db.close()
 
 
+async def test_postgresqls_pool_holds_the_connections_the_setting_asks_for(engine, database_url, tmp_path):
+    """GATEWAY_DATABASE_POOL_SIZE (Database.open's pool_size): PostgreSQL's pool keeps that many connections
+    and opens as many more while they are all in use; SQLite's pool is its own, whatever the setting."""
+    import contextlib
+
+    from gateway.db import database_url as sqlalchemy_url
+
+    db = await Database.open(sqlalchemy_url(database_url, str(tmp_path / "pool.sqlite3")), pool_size=2)
+    pool = db.engine.pool
+    try:
+        if engine == "sqlite":
+            assert pool.size() == 32  # type: ignore[attr-defined]
+            return
+        assert pool.size() == 2  # type: ignore[attr-defined]
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(4):
+                conn = await held.enter_async_context(db.read())
+                assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
+            assert (pool.checkedout(), pool.overflow()) == (4, 2)  # type: ignore[attr-defined]
+        assert pool.checkedin() == 2  # type: ignore[attr-defined]  # the two more were closed on their return
+    finally:
+        await db.close()
+
+
 async def test_a_sqlite_read_of_point_lookups_sees_one_snapshot_with_its_statements_on_the_loop(tmp_path,
                                                                                             monkeypatch):
     """Database.read(point=True): the statements after the first run on the event loop's thread and still

@@ -69,6 +69,8 @@ POSTGRES_DISK_FULL = "53100"
 # SQLAlchemy's default 5 made and closed one every few requests (issue 26, bench control). An idle one
 # costs a thread waiting and SQLite's page cache.
 SQLITE_POOL_SIZE = 32
+# PostgreSQL's pool when the settings say nothing (gateway/config.py's database_pool_size).
+POSTGRES_POOL_SIZE = 10
 SQLITE_FULL = 13  # "database or disk is full": no room for the write (a full disk, or max_page_count)
 
 
@@ -197,8 +199,9 @@ class Database:
         self.work.watch(engine)
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True) -> Database:
-        """Connect and bring the schema up to date (gateway/db/migrate.py)."""
+    async def open(cls, url: str, *, migrate: bool = True, pool_size: int = POSTGRES_POOL_SIZE) -> Database:
+        """Connect and bring the schema up to date (gateway/db/migrate.py). ``pool_size``: PostgreSQL's
+        connections kept open, and as many more opened while all are in use (``GATEWAY_DATABASE_POOL_SIZE``)."""
         from gateway.db.migrate import upgrade
 
         sa_url = make_url(url)
@@ -216,7 +219,7 @@ class Database:
         else:
             # pool_pre_ping: a pooled connection is checked before use, so the connections a
             # restarted server ended are replaced instead of failing the next requests.
-            engine = create_async_engine(sa_url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+            engine = create_async_engine(sa_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
                                          connect_args={"timeout": CONNECT_TIMEOUT})
         db = cls(engine, checkpointer)
         if migrate:
