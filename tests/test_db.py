@@ -337,8 +337,8 @@ async def test_postgresqls_pool_holds_the_connections_the_setting_asks_for(engin
 
 async def test_a_sqlite_read_of_point_lookups_sees_one_snapshot_with_its_statements_on_the_loop(tmp_path,
                                                                                             monkeypatch):
-    """Database.read(point=True): the statements after the first run on the event loop's thread and still
-    see the snapshot the first took, whatever commits meanwhile; the next read sees the commit."""
+    """Database.read(point=True): the statements run on the event loop's thread and see the snapshot the
+    first took, whatever commits meanwhile; the next read sees the commit."""
     import threading
 
     from gateway.db import sqlite_driver
@@ -361,8 +361,8 @@ async def test_a_sqlite_read_of_point_lookups_sees_one_snapshot_with_its_stateme
             assert (await conn.exec_driver_sql("SELECT v FROM t WHERE k = 'a'")).scalar() == 1
             assert (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar() == 1
         on_loop = threading.get_ident()
-        # The point read's first statement on the connection's thread, the other two here; the update between.
-        assert threads[0] != on_loop and threads[-2:] == [on_loop, on_loop], threads
+        # The point read's three statements here (the first too: no lock to wait for); the update between.
+        assert threads[0] == threads[-2] == threads[-1] == on_loop, threads
         assert await db.fetchval("SELECT v FROM t WHERE k = 'a'") == 2
     finally:
         await db.close()
@@ -391,6 +391,13 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
         assert await db.fetchval("SELECT 41 + 1") == 42
         assert hops == ["_run"], hops  # a statement alone: SQLite's own transaction, no BEGIN, nothing to end
         hops.clear()
+        async with db.read(alone=True, point=True) as conn:
+            assert (await conn.exec_driver_sql("SELECT 41 + 2")).scalar() == 43
+            assert not (await conn.get_raw_connection()).driver_connection.sqlite.in_transaction
+        assert hops == [], hops  # a point lookup alone: on the loop, and still no transaction
+        assert await db.fetchval("SELECT 41 + 1") == 42
+        assert hops == ["_run"], hops  # the next statement alone on that connection is no lookup of its own
+        hops.clear()
         async with db.read() as conn:
             assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
             assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
@@ -403,7 +410,7 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
             assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
             assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
             assert (await conn.exec_driver_sql("SELECT 3")).scalar() == 3
-        assert hops == ["_run"], hops  # point lookups: the first takes the snapshot, the rest on the loop
+        assert hops == [], hops  # point lookups: all on the loop, the first taking the snapshot
         hops.clear()
         async with db.read() as conn:  # the next read on the (pooled) connection is not one of them
             assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
@@ -470,6 +477,42 @@ async def test_a_sqlite_write_waits_on_its_connections_thread_for_another_proces
         assert sorted(row["k"] for row in await db.fetchall("SELECT k FROM t")) == ["ours", "theirs"]
     finally:
         other.close()
+        await db.close()
+
+
+async def test_a_sqlite_point_lookup_that_would_wait_for_a_lock_waits_on_its_connections_thread(tmp_path,
+                                                                                             monkeypatch):
+    """gateway/db/sqlite_driver.py's first_lookup: a point read's first statement runs on the event loop unless
+    SQLite answers busy there (busy_timeout 0; made to here, as a WAL read is busy only while another connection
+    recovers or restarts the WAL); then it runs again on the connection's thread, in the transaction begun."""
+    import threading
+
+    from gateway.db import sqlite_driver
+
+    db = await Database.open(database_url("", str(tmp_path / "busy-read.sqlite3")))
+    real_run = sqlite_driver._run
+    busy_once: list[int] = []
+    threads: list[int] = []
+
+    def run(conn, sql, *args):
+        threads.append(threading.get_ident())
+        if sql.startswith("SELECT k") and not busy_once:
+            busy_once.append(1)
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite_driver.SQLITE_BUSY  # type: ignore[attr-defined]
+            raise busy
+        return real_run(conn, sql, *args)
+
+    try:
+        await db.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+        await db.execute("INSERT INTO t VALUES ('a')")
+        monkeypatch.setattr(sqlite_driver, "_run", run)
+        async with db.read(point=True) as conn:
+            assert (await conn.exec_driver_sql("SELECT k FROM t")).scalar() == "a"
+            assert (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar() == 1
+        on_loop = threading.get_ident()
+        assert threads[0] == on_loop and threads[1] != on_loop and threads[2] == on_loop, threads
+    finally:
         await db.close()
 
 

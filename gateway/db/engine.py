@@ -128,9 +128,11 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
     def on_begin(connection) -> None:
         # Run by the driver with the transaction's first statement, in its hand-off (gateway/db/sqlite_driver.py).
         options = connection.get_execution_options()
-        if options.get("alone"):
-            return  # one statement, which SQLite runs as a transaction of its own (Database.read)
         driver = connection.connection.driver_connection
+        if options.get("alone"):  # one statement, which SQLite runs as a transaction of its own (Database.read)
+            if options.get("point"):
+                driver.lookup_alone()
+            return
         if options.get("write"):
             driver.begin_with_next("BEGIN IMMEDIATE")
         else:
@@ -192,6 +194,7 @@ class Database:
             **({"alone": True} if self.dialect == "sqlite" else {"isolation_level": "AUTOCOMMIT"}))
         self._writing = engine.execution_options(write=True)
         self._point = engine.execution_options(point=True) if self.dialect == "sqlite" else engine
+        self._alone_point = self._alone.execution_options(point=True) if self.dialect == "sqlite" else self._alone
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         # What the last write transaction found when the disk was full; None since one committed.
         self.out_of_space: str | None = None
@@ -243,10 +246,14 @@ class Database:
         snapshot), so no BEGIN and no ROLLBACK go with it: a hand-off to SQLite's thread instead of two,
         a round trip to PostgreSQL instead of three (asyncpg's autocommit).
 
-        ``point``: every statement is a point lookup (a few rows by key, through an index): on SQLite the
-        statements after the first run on the event loop's thread, without a hand-off each
-        (gateway/db/sqlite_driver.py, Connection.runs_here). Never for a read that may scan."""
-        async with self._connection(self._alone if alone else self._point if point else self.engine) as conn:
+        ``point``: every statement is a point lookup (a few rows by key, through an index): on SQLite they
+        run on the event loop's thread, without a hand-off (gateway/db/sqlite_driver.py, Connection.runs_here
+        and first_lookup), the first unless it would wait for a lock. Never for a read that may scan."""
+        if alone:
+            view = self._alone_point if point else self._alone
+        else:
+            view = self._point if point else self.engine
+        async with self._connection(view) as conn:
             yield conn
 
     @contextlib.asynccontextmanager
