@@ -10,10 +10,11 @@ small writes that SQLite itself runs in a few microseconds. Here a statement
 is one hand-off to the connection's thread, which executes it, fetches its
 rows and closes its cursor there. A read's ``BEGIN`` is not a hand-off of its
 own: it is kept (:meth:`Connection.begin_with_next`) and run on the thread just
-before the read's first statement, in that statement's hand-off; the statements
-of a read of point lookups after its first (:meth:`Connection.runs_here`) and
-the end of a read's transaction (:meth:`Connection.rollback`) run on the event
-loop's thread.
+before the read's first statement, in that statement's hand-off. A read of point
+lookups (a few rows by key) runs on the event loop's thread, its first statement
+too unless it would wait for a lock (:meth:`Connection.first_lookup`,
+:meth:`Connection.runs_here`), and so does the end of every read's transaction
+(:meth:`Connection.rollback`).
 
 A write transaction runs on the event loop's thread from its ``BEGIN IMMEDIATE``
 to its ``COMMIT`` (:meth:`Connection.write_here` says why), without a hand-off,
@@ -73,36 +74,33 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_autocheckpoint = 0")
 
 
+def _without_waiting(conn: sqlite3.Connection, call: Callable[[], T]) -> tuple[bool, T | None]:
+    """``call()`` with busy_timeout 0 (the event loop's thread must not wait for a lock): (True, its result),
+    or (False, None) if SQLite answered busy, having done nothing."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        return True, call()
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_BUSY:
+            return False, None
+        raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
 def _run_at_once(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool,
                  begin: str | None) -> tuple[Any, int, int | None, list[Any]] | None:
     """:func:`_run` on the calling thread (the event loop's) unless the statement would wait for a lock (None:
     nothing was read; a ``begin``, which takes no lock, stays begun)."""
     if begin is not None:
         conn.execute(begin)
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        return _run(conn, sql, parameters, many, None)
-    except sqlite3.OperationalError as exc:
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_BUSY:
-            return None
-        raise
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return _without_waiting(conn, functools.partial(_run, conn, sql, parameters, many, None))[1]
 
 
 def begin_write_at_once(conn: sqlite3.Connection) -> bool:
     """``BEGIN IMMEDIATE`` if SQLite's writer lock is free now; False, with nothing begun, if another
-    connection holds it (no wait: busy_timeout 0 for this one statement)."""
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        conn.execute(BEGIN_WRITE)
-        return True
-    except sqlite3.OperationalError as exc:
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_BUSY:
-            return False
-        raise
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    connection holds it."""
+    return _without_waiting(conn, functools.partial(conn.execute, BEGIN_WRITE))[0]
 
 
 def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool,
@@ -251,7 +249,9 @@ class _AtOnce:
 
 
 class Connection:
-    """An aiosqlite connection's interface: a sqlite3 connection used only on its own thread."""
+    """An aiosqlite connection's interface: a sqlite3 connection used on its own thread, and on the event loop's
+    where nothing can wait (write transactions, point lookups: the module docs); never on both at once, as the
+    loop awaits each hand-off."""
 
     def __init__(self, conn: sqlite3.Connection, thread: Thread, checkpointer: Checkpointer | None = None):
         self.sqlite = conn
