@@ -2,8 +2,10 @@
 
 SQLite, from ``GATEWAY_DATABASE_PATH``: WAL, so readers go on while one
 writer writes. SQLAlchemy's aiosqlite dialect drives it, over a driver that
-hands each statement to the connection's thread once, not four times, and a
-transaction's BEGIN with its first statement (gateway/db/sqlite_driver.py).
+hands each statement to the connection's thread once, not four times, a
+transaction's BEGIN with its first statement, and runs write transactions and
+reads of point lookups on the event loop, where they wait for nothing
+(gateway/db/sqlite_driver.py).
 Every write transaction starts with ``BEGIN IMMEDIATE``, before its first
 statement: it takes SQLite's writer lock at once (across processes too), so
 two writers never both read and then fail to upgrade, and whatever a write
