@@ -8,8 +8,11 @@ in turns (the order rotates from run to run):
 
 - the real ``dbx upload -r FOLDER --to /run-N -j JOBS`` as a command of its
   own, by a new user each run (a user's own content would be deduplicated):
-  the whole command, start-up, folders and files, each file a gateway request
-  that the gateway streams into the store;
+  the whole command, start-up, folders and files, JOBS requests in flight,
+  each a batch of up to 32 small files (``POST /dropbox/v1/files/batch``) that
+  the gateway stores into the store and records together (to a gateway
+  without that call, as with ``--other-gateway`` of an older checkout, a
+  request a file);
 - boto3 ``put_object`` of the same files (each read from disk) under keys of
   their relative paths, ``JOBS`` threads with a connection each, its client
   made beforehand in this process (pays no start-up): straight to the store,
@@ -70,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--min-kib", type=int, default=4)
     parser.add_argument("--max-kib", type=int, default=64)
-    parser.add_argument("--jobs", type=int, default=8, help="files in flight, both sides (default 8)")
+    parser.add_argument("--jobs", type=int, default=8,
+                        help="requests in flight, both sides (dbx: -j; boto3: threads) (default 8)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="sample the gateway with py-spy into this directory")
     parser.add_argument("--other-gateway", metavar="DIR", action="append", default=[],

@@ -6,10 +6,14 @@ What makes many small files fast is the number of round trips, not the bytes:
   the gateway once each, parents before children and each level's at once,
   before any file: a file then names its folder by id (``parent_id``), and no
   file's upload asks for a folder again.
-- ``jobs`` files are in flight at a time. A small file (up to
-  ``inline_limit``, and never more than the gateway's ``inline_upload_limit``)
-  goes in one ``multipart/form-data`` request, which the gateway streams into
-  the store: one request a file. A larger one takes the chunked path of
+- ``jobs`` requests are in flight at a time. Small files (up to
+  ``inline_limit``, and never more than the gateway's ``inline_upload_limit``
+  or one chunk) go up to BATCH_FILES at a time in one ``multipart/form-data``
+  request (``POST /dropbox/v1/files/batch``, beyond the contract), which the
+  gateway stores into the store and records together, answering for each
+  file: a request, a read and a write transaction on the gateway a batch,
+  not a file. A gateway without that call gets each in a request of its own
+  (the contract's inline upload). A larger file takes the chunked path of
   client/upload.py (fingerprinted on threads, chunks straight to the store).
 - A folder that was there already is listed once (a page is up to 1,000
   entries); a local file whose name there holds a file of the same size is
@@ -41,11 +45,15 @@ from client.errors import ClientError, IntegrityError, Refused, Throttled, Usage
 from client.output import printable
 from client.transfer import backoff_delay, run_workers
 from client.upload import UploadOptions, upload_file
+from protocol.batches import BATCH_MAX_BYTES, BATCH_MAX_FILES
 from protocol.fingerprints import fingerprint_stream
 from protocol.paths import InvalidName, check_name, free_names, join_path, name_key
 
 INLINE_LIMIT = 1024 * 1024  # files up to this size go in one request through the gateway; larger ones straight to the store
 THROTTLE_RETRIES = 8  # 429 too_many_uploads: wait as the gateway says, this many times at most
+# Small files a batch request carries at most, and their bytes together (within protocol/batches.py's bounds).
+BATCH_FILES = min(32, BATCH_MAX_FILES)
+BATCH_BYTES = min(1024 * 1024, BATCH_MAX_BYTES)
 
 
 @dataclass
@@ -167,6 +175,7 @@ class TreeUpload:
         self.folder_ids: dict[str, str] = {}  # relative path -> folder id
         self.existing: dict[str, dict[str, dict]] = {}  # relative path of a folder that was there -> key -> entry
         self.folder_errors: dict[str, ClientError] = {}
+        self.batches = True  # False once the gateway says it has no batch call: each small file alone then
 
     async def run(self, local_root: str, remote_base: str) -> Summary:
         started = time.monotonic()
@@ -184,11 +193,14 @@ class TreeUpload:
         bar = tqdm(total=len(tree.files), unit="file", desc=printable(f"uploading into {remote_base}"),
                    disable=self.options.quiet, dynamic_ncols=True, leave=False)
         try:
-            async def one(local: LocalFile) -> None:
-                await self.upload(local)
-                bar.update(1)
+            async def one(work: LocalFile | list[LocalFile]) -> None:
+                if isinstance(work, list):
+                    await self.upload_batch(work)
+                else:
+                    await self.upload(work)
+                bar.update(len(work) if isinstance(work, list) else 1)
 
-            await run_workers(self.options.jobs, tree.files, one)
+            await run_workers(self.options.jobs, self.in_batches(tree.files), one)
         finally:
             bar.close()
         self.summary.seconds = round(time.monotonic() - started, 3)
@@ -227,6 +239,55 @@ class TreeUpload:
 
     # -- files -----------------------------------------------------------------------------
 
+    def in_batches(self, files: list[LocalFile]) -> list[LocalFile | list[LocalFile]]:
+        """The work, in order: batches of small new files (at most BATCH_FILES and BATCH_BYTES each), and the
+        files that go alone (larger ones, and those whose name in a folder that was there already needs a
+        look at the file there first)."""
+        work: list[LocalFile | list[LocalFile]] = []
+        batch: list[LocalFile] = []
+        size = 0
+        for local in files:
+            alone = (local.size > min(self.inline_limit, self.chunk_size) or local.folder in self.folder_errors
+                     or name_key(local.name) in self.existing.get(local.folder, {}))
+            if alone:
+                work.append(local)
+                continue
+            if batch and (len(batch) == BATCH_FILES or size + local.size > BATCH_BYTES):
+                work.append(batch)
+                batch, size = [], 0
+            batch.append(local)
+            size += local.size
+        if batch:
+            work.append(batch)
+        return work
+
+    async def upload_batch(self, batch: list[LocalFile]) -> None:
+        """Small files in one request; each file's answer reported as :meth:`upload` reports one. A file that
+        cannot be read, or is throttled, and every file when the gateway has no batch call, goes alone."""
+        contents = await asyncio.to_thread(read_batch, [local.path for local in batch], self.inline_limit) \
+            if self.batches else [None] * len(batch)
+        sent = [(local, content) for local, content in zip(batch, contents, strict=True) if content is not None]
+        answers: list[dict | ClientError] = []
+        if sent:
+            try:
+                answers = await self.client.upload_batch([(self.metadata(local), content) for local, content in sent])
+            except ClientError as exc:
+                if exc.code != "unsupported":
+                    raise
+                self.batches = False
+                sent = []
+        answered = {id(local): answer for (local, _), answer in zip(sent, answers, strict=True)}
+        for local in batch:
+            answer = answered.get(id(local))
+            if answer is None or isinstance(answer, Throttled):
+                await self.upload(local)
+            elif isinstance(answer, ClientError):
+                if not answer.per_file:
+                    raise answer
+                self.failed(local.path, answer)
+            else:
+                self.uploaded(local, answer, "inline")
+
     async def upload(self, local: LocalFile) -> None:
         if local.folder in self.folder_errors:
             self.failed(local.path, self.folder_errors[local.folder])
@@ -244,6 +305,9 @@ class TreeUpload:
                 raise
             self.failed(local.path, exc)
             return
+        self.uploaded(local, obj, how)
+
+    def uploaded(self, local: LocalFile, obj: dict, how: str) -> None:
         self.summary.done += 1
         self.summary.bytes += local.size if how != "deduplicated" else 0
         self.report({"ok": True, "path": local.path, "remote_path": obj.get("path"), "file_id": obj.get("file_id"),
@@ -265,16 +329,20 @@ class TreeUpload:
         parent_id = self.folder_ids[local.folder]
         if local.size <= self.inline_limit:
             content = await asyncio.to_thread(read_small, local.path, self.inline_limit)
-            metadata = {"file_name": local.name, "parent_id": parent_id, "mode": self.mode}
-            file_type = mimetypes.guess_type(local.name)[0]
-            if file_type:
-                metadata["file_type"] = file_type
-            return await self.client.upload_inline(metadata, content), "inline"
+            return await self.client.upload_inline(self.metadata(local), content), "inline"
         options = UploadOptions(parallel=self.options.parallel, retries=self.options.retries, quiet=True,
                                 name=local.name, place={"parent_id": parent_id, "mode": self.mode})
         result = await upload_file(self.client, local.path, options, self.config)
         return {"file_id": result.file_id, "path": result.remote_path, "status": result.status}, (
             "deduplicated" if result.deduplicated or result.already_uploaded else "chunked")
+
+    def metadata(self, local: LocalFile) -> dict:
+        """A small file's ``file_metadata``: its name, its folder (by id), the mode, its type if its name tells it."""
+        metadata = {"file_name": local.name, "parent_id": self.folder_ids[local.folder], "mode": self.mode}
+        file_type = mimetypes.guess_type(local.name)[0]
+        if file_type:
+            metadata["file_type"] = file_type
+        return metadata
 
     async def throttled(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """``attempt()``, again after the wait the gateway asks for while it answers 429 (uploads in progress)."""
@@ -302,6 +370,18 @@ class TreeUpload:
 def local_fingerprint(path: str, chunk_size: int) -> str:
     with open(path, "rb") as handle:
         return fingerprint_stream(handle, chunk_size)[0]
+
+
+def read_batch(paths: list[str], limit: int) -> list[bytes | None]:
+    """The bytes of small files (read_small); None for one that cannot be read so (it goes alone, and its
+    upload says what is wrong with it)."""
+    contents: list[bytes | None] = []
+    for path in paths:
+        try:
+            contents.append(read_small(path, limit))
+        except (OSError, ClientError):
+            contents.append(None)
+    return contents
 
 
 def read_small(path: str, limit: int) -> bytes:

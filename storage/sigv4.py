@@ -135,12 +135,14 @@ class Signer:
         return f"{self._endpoint}{path}?{query_string}&X-Amz-Signature={signature}"
 
     def sign(self, method: str, bucket: str, key: str, query: str, headers: Mapping[str, str], body: bytes,
-             now: float | None = None) -> dict[str, str]:
+             now: float | None = None, *, payload: str | None = None) -> dict[str, str]:
         """``headers`` and the ones that sign a request sent now (``X-Amz-Date``, ``X-Amz-Content-SHA256``: the
         body's SHA-256, and ``Authorization``), in botocore's order: the request to ``bucket``/``key`` with the
-        query string ``query`` (encoded already, e.g. ``uploads``) and ``body``."""
+        query string ``query`` (encoded already, e.g. ``uploads``) and ``body``. ``payload``: what
+        ``X-Amz-Content-SHA256`` says instead of the body's SHA-256 (UNSIGNED_PAYLOAD: a body whose bytes a
+        signed checksum header guards already)."""
         stamp = _stamp(now)
-        payload = hashlib.sha256(body).hexdigest()
+        payload = payload or hashlib.sha256(body).hexdigest()
         sent = {**headers, "X-Amz-Date": stamp, "X-Amz-Content-SHA256": payload}
         signed = self._headers_to_sign(sent)
         pairs = sorted(pair.partition("=")[::2] for pair in query.split("&")) if query else []

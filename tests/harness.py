@@ -54,21 +54,32 @@ def raw_s3(endpoint: str):
                         region_name="us-east-1", config=config)
 
 
-def start_store(data_dir: Path, gateway_port: int | None = None) -> EmbeddedStore:
+def start_store(data_dir: Path, gateway_port: int | None = None, attempts: int = 3) -> EmbeddedStore:
+    """A store on a free S3 port. The port is picked before weed binds it, so another process on the
+    machine may take it in between; weed then exits saying so (EmbeddedStore.start leaves a port it was
+    given to its caller), and the store starts again on a fresh one. A session's tests all stand on
+    this store: one lost race must not fail them all."""
     webhook = f"http://127.0.0.1:{gateway_port}{EVENTS_PATH}" if gateway_port else None
     # The web app's pages, served by the test gateway, PUT chunks to the store (CORS).
     origins = (f"http://127.0.0.1:{gateway_port}",) if gateway_port else ()
-    return EmbeddedStore(
-        data_dir,
-        ACCESS_KEY,
-        SECRET_KEY,
-        BUCKET,
-        s3_port=free_port(),
-        webhook_url=webhook,
-        webhook_token=EVENTS_TOKEN,
-        reader_keys=(CDN_ACCESS_KEY, CDN_SECRET_KEY),
-        cors_origins=origins,
-    ).start()
+    for attempt in range(1, attempts + 1):
+        store = EmbeddedStore(
+            data_dir,
+            ACCESS_KEY,
+            SECRET_KEY,
+            BUCKET,
+            s3_port=free_port(),
+            webhook_url=webhook,
+            webhook_token=EVENTS_TOKEN,
+            reader_keys=(CDN_ACCESS_KEY, CDN_SECRET_KEY),
+            cors_origins=origins,
+        )
+        try:
+            return store.start()
+        except RuntimeError as error:
+            if attempt == attempts or "specified by flag s3.port)" not in str(error):
+                raise
+    raise AssertionError("unreachable")
 
 
 def gateway_config(store: EmbeddedStore, database_path: Path, port: int, **overrides: Any) -> Config:

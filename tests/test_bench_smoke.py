@@ -137,6 +137,13 @@ def test_the_download_benchmark_times_another_checkouts_cdn_tier_in_the_same_run
     assert result.returncode == 0, result.stderr[-3000:]
     for kind in ("miss", "hit"):
         assert re.search(r"\| \d\.\d\dx \(min", line_with(result.stdout, f"CDN {kind}, tier of {REPO}"))
+    # CPU seconds of the store, nginx and the client: nginx's of the tier that served each download, none for
+    # the store's own GETs.
+    cpu = r"\| (\d+\.\d\d|-) +\| (\d+\.\d\d|-) +\| (\d+\.\d\d) +\|$"
+    for label, nginx in (("direct store GET", False), ("CDN miss ", True), (f"CDN miss, tier of {REPO}", True),
+                         (f"CDN hit, tier of {REPO}", True)):
+        found = re.search(cpu, line_with(result.stdout, label))
+        assert found and found[1] != "-" and (found[2] != "-") == nginx, line_with(result.stdout, label)
 
 
 def test_the_folders_benchmark_times_another_checkouts_gateway_in_the_same_runs():

@@ -12,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import aiohttp.test_utils
+import aiohttp.web
 import pytest
 
 from client.api import GatewayClient
@@ -190,7 +192,8 @@ async def test_upload_r_makes_each_folder_once_and_a_rerun_sends_nothing(app_sta
         assert (summary.files, summary.done, summary.failed, summary.folders_made) == (5, 5, 1, 4)
         assert summary.exit_code == 7
         assert requests["POST", "/dropbox/v1/folders"] == 4  # one per folder, none per file
-        assert requests["POST", "/dropbox/v1/files"] == 5  # one per file: four inline, one chunked
+        assert requests["POST", "/dropbox/v1/files/batch"] == 1  # the four small files together
+        assert requests["POST", "/dropbox/v1/files"] == 1  # the chunked one
         assert requests["GET", "/dropbox/v1/metadata"] == 0
         hows = Counter(line.get("how") for line in lines if line["ok"])
         assert hows == {"inline": 4, "chunked": 1}
@@ -203,6 +206,50 @@ async def test_upload_r_makes_each_folder_once_and_a_rerun_sends_nothing(app_sta
         again = await TreeUpload(client, config, options, lines.append).run(str(tmp_path / "top"), "/backup/top")
         assert (again.done, again.unchanged, again.folders_made) == (0, 5, 0)
         assert requests["POST", "/dropbox/v1/files"] == 0 and requests["POST", "/dropbox/v1/folders"] == 4
+
+
+async def test_upload_r_sends_each_small_file_alone_to_a_gateway_without_batches(app_stack, http, tmp_path):
+    """A gateway that has no batch call (an older one) answers it 404: each small file then goes alone, as the
+    contract's inline upload, and the batch call is not tried again."""
+    expected = make_folder(tmp_path / "top")
+    api = await Api(http, app_stack.url).signup(password=PASSWORD)
+    requests: Counter[str] = Counter()
+
+    async def older(request: aiohttp.web.Request) -> aiohttp.web.Response:  # an older gateway's answer
+        requests["batch"] += 1
+        return aiohttp.web.json_response({"error": {"code": "not_found", "message": "no such file"}}, status=404)
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/dropbox/v1/files/batch", older)
+    app.router.add_route("*", "/{rest:.*}", proxy_to(app_stack.url))
+    server = aiohttp.test_utils.TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = GatewayClient(str(server.make_url("")), api.token, session=session)
+            config = await client.config()
+            lines: list[dict] = []
+            summary = await TreeUpload(client, config, TreeOptions(jobs=1, quiet=True), lines.append).run(
+                str(tmp_path / "top"), "/backup/top")
+            assert (summary.done, summary.failed) == (5, 1) and requests["batch"] == 1
+            for relative, data in expected.items():
+                assert (await client.metadata(f"/backup/top/{relative}"))["file_size"] == len(data)
+    finally:
+        await server.close()
+
+
+def proxy_to(base: str):
+    """A handler that sends the request on to ``base`` and answers what it answers."""
+
+    async def forward(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        headers = {name: value for name, value in request.headers.items() if name.lower() not in ("host",)}
+        async with aiohttp.ClientSession() as session, session.request(
+                request.method, base + request.path_qs, headers=headers, data=await request.read(),
+                allow_redirects=False) as answer:
+            return aiohttp.web.Response(status=answer.status, body=await answer.read(),
+                                        headers={"Content-Type": answer.headers.get("Content-Type", "")})
+
+    return forward
 
 
 async def test_dbx_upload_r_into_a_folder_says_what_it_did(dbx, tmp_path):

@@ -132,3 +132,23 @@ def test_a_given_port_taken_is_the_callers_to_pick_again(tmp_path):
             store.start(timeout=40)
         store.stop()
     assert (tmp_path / "weed.log").read_text().count("Port allocation failed") == 1, "started once, not three times"
+
+
+def test_the_tests_store_starts_on_a_fresh_s3_port_when_its_first_was_taken(tmp_path, monkeypatch):
+    """tests/harness.py's start_store picks the S3 port itself, so it picks it again: every test of a
+    session stands on that one store, and another process on the machine may take the port first."""
+    from tests import harness
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        picks = iter([taken])
+        monkeypatch.setattr(harness, "free_port", lambda: next(picks, None) or embedded.free_port())
+        store = harness.start_store(tmp_path)
+        try:
+            assert store.s3_port != taken
+            harness.raw_s3(store.endpoint).head_bucket(Bucket=harness.BUCKET)
+        finally:
+            store.stop()
+    assert (tmp_path / "weed.log").read_text().count("Port allocation failed") == 1

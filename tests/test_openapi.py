@@ -92,6 +92,8 @@ CONTRACT_STATUSES = {
     # Beyond the contract: zips (tests/test_zips.py).
     ("post", "/dropbox/v1/zips"): {"200", "400", "401", "404", "409", "413"},
     ("get", "/dropbox/v1/zips/{ticket}"): {"200", "403", "404", "413"},
+    # Beyond the contract: many small files in one request (tests/test_batches.py).
+    ("post", "/dropbox/v1/files/batch"): {"200", "400", "401", "413"},
 }
 
 

@@ -5,7 +5,10 @@ import asyncio
 import hashlib
 import os
 
+import warnings
+
 import pytest
+from hypothesis import given, strategies as st
 
 from gateway.core.content import content_key
 from tests.harness import Api, make_claim, put_chunks, upload
@@ -204,6 +207,20 @@ async def test_inline_upload_with_curl_style_form(make_gateway, http):
     assert refused.status == 413 and refused.body["error"]["code"] == "inline_upload_too_large"
 
 
+async def test_a_batch_of_small_files_is_stored_whole_and_checked_by_the_real_store(make_gateway, http):
+    """POST /dropbox/v1/files/batch (beyond the contract; its HTTP shape is in tests/test_batches.py): each
+    file's bytes are in the store under its content, as one inline upload's are."""
+    from tests.test_batches import send
+
+    gateway = await make_gateway(chunk_size=CHUNK)
+    user = await Api(http, gateway.url).signup()
+    files = [({"file_name": f"small-{i}.bin"}, os.urandom(4096 * (i + 1))) for i in range(6)]
+    entries = await send(user, files)
+    assert [entry["status"] for entry in entries] == [201] * 6
+    for (_, data), entry in zip(files, entries, strict=True):
+        assert await stored_bytes(gateway, entry["file"]["fingerprint"]) == data
+
+
 @pytest.mark.parametrize("header", ["multipart/form-data; boundary=x", "Multipart/Form-Data;boundary=x",
                                     " multipart/form-data ", "application/json", "", "multipart/form-datax",
                                     "multipart/mixed; boundary=x", "application/json; charset=utf-8"])
@@ -214,6 +231,26 @@ def test_an_inline_upload_is_told_by_its_media_type_as_aiohttp_reads_it(header):
 
     request = make_mocked_request("POST", "/dropbox/v1/files", headers={"Content-Type": header} if header else {})
     assert is_form(request) == (request.content_type == "multipart/form-data")
+
+
+HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)  # what a header line holds
+
+
+@given(name=HEADER_TEXT, filename=st.none() | HEADER_TEXT, spaces=st.sampled_from(["", " "]),
+       quote=st.sampled_from(['"', ""]))
+def test_a_form_part_is_named_as_aiohttp_names_it(name, filename, spaces, quote):
+    from aiohttp import BodyPartReader
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from gateway.http.routes.uploads import part_name
+
+    header = f"form-data;{spaces} name={quote}{name}{quote}" + (
+        "" if filename is None else f'; filename="{filename}"')
+    headers = CIMultiDictProxy(CIMultiDict({"Content-Disposition": header}))
+    part = BodyPartReader(b"--x", headers, None)  # type: ignore[arg-type] - only its headers are read
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # aiohttp warns of the headers it does not take
+        assert part_name(part) == BodyPartReader(b"--x", headers, None).name  # type: ignore[arg-type]
 
 
 async def test_an_inline_upload_without_a_file_part_is_refused(make_gateway, http):

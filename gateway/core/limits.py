@@ -77,19 +77,21 @@ class Limits:
         await users_db.lock_user(conn, user_id)
         return await self._check(conn, user_id, file_size, uploading=uploading)
 
-    async def check_locked(self, conn: AsyncConnection, user_id: int, file_size: int) -> Room:
+    async def check_locked(self, conn: AsyncConnection, user_id: int, file_size: int, *, files: int = 1) -> Room:
         """The same refusal for a file that needs no upload slot, inside a transaction that already holds
-        the lock on the user's row (gateway/core/namespace.py's ``changing``)."""
-        return await self._check(conn, user_id, file_size, uploading=False)
+        the lock on the user's row (gateway/core/namespace.py's ``changing``). ``files``: how many files
+        ``file_size`` bytes are (a batch of small files is checked as a whole)."""
+        return await self._check(conn, user_id, file_size, uploading=False, files=files)
 
     async def precheck(self, user_id: int, file_size: int, *, uploading: bool,
-                       on: AsyncConnection | None = None) -> Room:
+                       on: AsyncConnection | None = None, files: int = 1) -> Room:
         """The same refusal, early and without a lock: before any work in the store, or before the
         bytes of an inline upload are read. The answer says how large the file may still grow.
         ``on``: a read the caller holds (one read for the lookups and this check, not two)."""
-        return await self._check(on or self.db, user_id, file_size, uploading=uploading)
+        return await self._check(on or self.db, user_id, file_size, uploading=uploading, files=files)
 
-    async def _check(self, on: Database | AsyncConnection, user_id: int, file_size: int, *, uploading: bool) -> Room:
+    async def _check(self, on: Database | AsyncConnection, user_id: int, file_size: int, *, uploading: bool,
+                     files: int = 1) -> Room:
         usage = await files_db.limits_of(on, user_id)  # the user's quota setting and usage, one statement
         if usage is None:
             raise UnknownUser()
@@ -97,7 +99,7 @@ class Limits:
         room = Room(self.quota_of(usage["quota_bytes"]), usage["used_bytes"], usage["username"])
         room.check(file_size)
         most_files = self.config.max_files_per_user
-        if most_files and usage["files"] >= most_files:
+        if most_files and usage["files"] + files > most_files:
             raise TooManyFiles(most_files, usage["files"])
         cap = self.config.max_uploads_in_progress
         if uploading and cap and usage["uploading"] >= cap:

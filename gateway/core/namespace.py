@@ -27,7 +27,7 @@ import contextlib
 import datetime
 import re
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -104,6 +104,16 @@ class Journal:
             "node_kind": change.node_kind, "path": change.old_path, "recorded_at": self.now,
         })
 
+    async def record_many(self, new: Sequence[Change]) -> None:
+        """Several changes, one journal statement for them all (a batch of files placed at once)."""
+        if not new:
+            return
+        self.changes.extend(new)
+        self.last_seq = await changes_db.record_many(self.conn, [{
+            "owner_id": self.owner_id, "kind": change.kind, "node_id": change.node_id,
+            "node_kind": change.node_kind, "path": change.old_path, "recorded_at": self.now,
+        } for change in new])
+
     async def notify(self) -> None:
         if self.changes:
             await changes_db.notify(self.conn, self.owner_id, self.last_seq)
@@ -114,6 +124,13 @@ def root_node(owner_id: int, created_at: str) -> NodeRow:
     return NodeRow(id=ROOT, owner_id=owner_id, kind=FOLDER, parent_id="", name="", name_key="",
                    created_at=created_at, modified_at=created_at, replaced_by=None, replaced_at=None,
                    deleted_at=None, deleted_path=None, trashed_with=None)
+
+
+def file_node(owner_id: int, file_id: str, parent_id: str, name: str, now: str) -> NodeRow:
+    """A file's new live node: its place in the tree."""
+    return NodeRow(id=file_id, owner_id=owner_id, kind=FILE, parent_id=parent_id, name=name, name_key=name_key(name),
+                   created_at=now, modified_at=now, replaced_by=None, replaced_at=None, deleted_at=None,
+                   deleted_path=None, trashed_with=None)
 
 
 def live(node: NodeRow | None) -> bool:
@@ -354,15 +371,46 @@ class Namespace:
             await nodes_db.hand_over_sharing(journal.conn, replaced, file_id)
         else:
             name = await self.first_free(journal, parent_id, paths.free_names(name))
-        node = NodeRow(id=file_id, owner_id=journal.owner_id, kind=FILE, parent_id=parent_id, name=name,
-                       name_key=name_key(name), created_at=now, modified_at=now, replaced_by=None, replaced_at=None,
-                       deleted_at=None, deleted_path=None, trashed_with=None)
+        node = file_node(journal.owner_id, file_id, parent_id, name, now)
         try:
             await nodes_db.insert_node(journal.conn, dict(node))
         except NameInUse:
             raise NameTaken(name, None) from None
         await journal.record(Change("replaced" if replaced else "created", file_id, FILE))
         return node, replaced
+
+    async def place_new_files(self, journal: Journal, placed: Sequence[tuple[str, str, str]]) -> list[NodeRow]:
+        """New files take their places as :meth:`place_file` places each in mode ``add`` (a batch of small
+        files, gateway/core/uploads.py's store_batch): ``placed`` is (file id, folder id, name) each, their
+        nodes come back in that order. Each folder is looked at once and its names in one query; a name
+        taken (in the folder, or by a file placed before it here) gets the first free one, as one file's
+        would; then one statement inserts the nodes and one the journal's records."""
+        if not placed:
+            return []
+        folders = {}
+        for parent_id in dict.fromkeys(parent for _, parent, _ in placed):
+            gone = parent_id != ROOT and not live(await nodes_db.get_node(journal.conn, journal.owner_id, parent_id))
+            folders[parent_id] = ROOT if gone else parent_id
+        wanted: dict[str, list[str]] = {}
+        for _, parent, name in placed:
+            wanted.setdefault(folders[parent], []).append(name_key(name))
+        taken = {folder: await nodes_db.taken_keys(journal.conn, journal.owner_id, folder, keys)
+                 for folder, keys in wanted.items()}
+        now = stamp_now(self.clock)
+        made: list[NodeRow] = []
+        for file_id, parent, name in placed:
+            folder = folders[parent]
+            if name_key(name) in taken[folder]:
+                name = await self.first_free(journal, folder, (free for free in paths.free_names(name)
+                                                               if name_key(free) not in taken[folder]))
+            taken[folder].add(name_key(name))
+            made.append(file_node(journal.owner_id, file_id, folder, name, now))
+        try:
+            await nodes_db.insert_nodes(journal.conn, [dict(node) for node in made])
+        except NameInUse:
+            raise NameTaken(", ".join(node["name"] for node in made), None) from None
+        await journal.record_many([Change("created", node["id"], FILE) for node in made])
+        return made
 
     # --- the trash --------------------------------------------------------------------------------------
 

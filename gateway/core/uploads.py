@@ -18,7 +18,9 @@ the request or event reached.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import io
 import secrets
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -31,7 +33,7 @@ from gateway.core.clock import Clock, stamp_ago, stamp_now
 from gateway.core.content import content_key
 from gateway.core.deletion import Deletion
 from gateway.core.fairshare import FairShare
-from gateway.core.errors import InvalidName, ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
+from gateway.core.errors import DomainError, InvalidName, ChunkIndexOutOfRange, ChunksMissing, NotUploading, StoreDidNotAccept, UploadGone, VerificationFailed
 from gateway.core.leases import Leases
 from gateway.core.metrics import Metrics
 from gateway.core.limits import Limits
@@ -41,14 +43,15 @@ from gateway.core.permissions import Permissions
 from gateway.core.thumbnails import Thumbnails
 from gateway.db import Database
 from gateway.db import files as files_db
+from gateway.db import nodes as nodes_db
 from gateway.db import uploads as uploads_db
 from gateway.db.files import ChunkRow, FileRow
-from gateway.db.nodes import FOLDER, ROOT
+from gateway.db.nodes import FOLDER, ROOT, NodeRow
 from gateway.db.uploads import UploadRow
 from protocol.paths import name_key
 from protocol.fingerprints import EMPTY_FINGERPRINT, chunk_length, composite_checksum, hex_to_b64
 from protocol.states import ChunkStatus, FileStatus
-from storage import ChecksumMismatch, CompletedPart, ObjectStore, PresignedRequest, StoredPart, UploadNotFound
+from storage import ChecksumMismatch, CompletedPart, ObjectStore, PresignedRequest, StoredPart, StoreError, UploadNotFound
 
 log = structlog.get_logger("gateway.uploads")
 # upload-urls calls of one process that read, shape and presign their chunks at a time (see Uploads.upload_urls),
@@ -95,6 +98,16 @@ class Destination:
 
 
 @dataclass(frozen=True)
+class InlineFile:
+    """One file of a batch of small files (:meth:`Uploads.store_batch`): the claim made from its bytes (by
+    the gateway, as for one inline file), where it goes, and the bytes."""
+
+    claim: UploadClaim
+    target: Target
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Started:
     """What a start or an inline upload did: the file, whether it is new, and when this call wrote it, the
     file as its transaction left it (``row`` with its path, and ``chunks``: what a read after the commit
@@ -110,6 +123,23 @@ class Started:
 def new_file_id() -> str:
     # Hex: safe in paths and on command lines (a leading "-" would read as an option).
     return secrets.token_hex(16)
+
+
+def new_file(user_id: int, claim: UploadClaim, status: FileStatus, now: str) -> tuple[dict, list[ChunkRow]]:
+    """A new file's row (``files`` columns, a new id) and its chunks' rows, ``status`` now."""
+    chunk_status = ChunkStatus.UPLOADED if status == FileStatus.UPLOADED else ChunkStatus.PENDING
+    file = {
+        "id": new_file_id(), "owner_id": user_id, "file_name": claim.file_name, "file_size": claim.file_size,
+        "file_type": claim.file_type, "fingerprint": claim.fingerprint, "chunk_size": claim.chunk_size,
+        "total_chunks": len(claim.chunks), "status": status,
+        "created_at": now, "updated_at": now, "completed_at": now if status == FileStatus.UPLOADED else None,
+    }
+    chunks = [
+        ChunkRow(idx=index, fingerprint=fp, size=chunk_length(index, claim.file_size, claim.chunk_size),
+                 status=chunk_status, etag=None)
+        for index, fp in enumerate(claim.chunks)
+    ]
+    return file, chunks
 
 
 def upload_id_of(row: UploadRow) -> str:
@@ -296,20 +326,9 @@ class Uploads:
         ``stored``: the bytes of a one-chunk file just stored whole (:meth:`upload_inline`), stored again
         here, under the content lock, if a removal of the content ran since (gateway/core/deletion.py).
         """
-        file_id = new_file_id()
         now = stamp_now(self.clock)
-        chunk_status = ChunkStatus.UPLOADED if status == FileStatus.UPLOADED else ChunkStatus.PENDING
-        file = {
-            "id": file_id, "owner_id": user_id, "file_name": claim.file_name, "file_size": claim.file_size,
-            "file_type": claim.file_type, "fingerprint": claim.fingerprint, "chunk_size": claim.chunk_size,
-            "total_chunks": len(claim.chunks), "status": status,
-            "created_at": now, "updated_at": now, "completed_at": now if status == FileStatus.UPLOADED else None,
-        }
-        chunks = [
-            ChunkRow(idx=index, fingerprint=fp, size=chunk_length(index, claim.file_size, claim.chunk_size),
-                     status=chunk_status, etag=None)
-            for index, fp in enumerate(claim.chunks)
-        ]
+        file, chunks = new_file(user_id, claim, status, now)
+        file_id = file["id"]
         async with self.db.transaction() as conn:
             if status == FileStatus.UPLOADED:  # no upload to wait for: it takes its place now
                 async with self.namespace.changing(user_id, conn) as journal:  # the user's row locked
@@ -678,3 +697,213 @@ class Uploads:
             spool.seek(chunk["idx"] * row["chunk_size"])
             data = spool.read(chunk["size"])
             await self.store.upload_part(key, upload_id, chunk["idx"] + 1, data, hex_to_b64(chunk["fingerprint"]))
+
+
+    # --- batches of small files ---------------------------------------------------------------------
+
+    async def store_batch(self, user_id: int, batch: list[InlineFile]) -> list[Started | DomainError | StoreError]:
+        """Small files whose bytes the gateway holds, each stored as :meth:`store_inline` stores one; each
+        file's answer or refusal, in the order given (``POST /dropbox/v1/files/batch``, beyond the contract).
+
+        What one request a file costs is paid once a batch here. The files that are new to the user and go
+        into a folder named by id in mode ``add`` or ``overwrite`` (all of a first ``dbx upload -r``) are
+        looked up in one read, which also checks the user's limits for them together; their bytes are
+        stored at once, a PutObject each carrying its SHA-256, which the store checks as for one file; and
+        those the store took are recorded in one write transaction (:meth:`_create_files`). Every other
+        file (a ``path``, ``update``, its upload under way, content the user or the name holds already, a
+        second file for one name, more than one chunk), and the batch's files when they do not fit the
+        user's limits together or their transaction fails, go through :meth:`store_inline` one by one
+        afterwards: the checks and answers of a file sent alone.
+        """
+        results: list[Started | DomainError | StoreError | None] = [None] * len(batch)
+        fast, alone = await self._sort_batch(user_id, batch, results)
+        if fast:
+            alone += await self._store_fast(user_id, batch, fast, results)
+        for index in sorted(alone):
+            item = batch[index]
+            try:
+                results[index] = await self.store_inline(user_id, item.claim, io.BytesIO(item.data), item.target,
+                                                         precheck=True)
+            except (DomainError, StoreError) as exc:
+                results[index] = exc
+        answered = [result for result in results if result is not None]
+        assert len(answered) == len(batch), "every file of a batch has its answer"
+        return answered
+
+    async def _sort_batch(self, user_id: int, batch: list[InlineFile],
+                          results: list) -> tuple[list[tuple[int, Destination]], list[int]]:
+        """In one read: the files that take the batch's way (their index and destination) and the indexes
+        of those that go alone (:meth:`store_batch`); a file whose folder or name is refused gets that
+        refusal as its result. Each folder is checked once, and :meth:`_lookup`'s lookups are made for
+        all the files together, a query for each kind (:meth:`_found_in_batch`).
+
+        The first file that goes alone and may take a name (any but one whose name already holds its
+        content) sends every file after it alone too: the batch's files are placed before those that go
+        alone, so each file then takes the name it would take if the files had come one by one, in order."""
+        fast: list[tuple[int, Destination]] = []
+        alone: list[int] = []
+        places: set[tuple[str, str]] = set()
+        async with self.db.read(point=True) as conn:
+            placed = await self._places_in_batch(conn, user_id, batch, results)
+            found = await self._found_in_batch(conn, user_id, batch, placed)
+            for index, destination in placed.items():
+                if destination is None:
+                    alone += range(index, len(batch))
+                    break
+                kind = found.get(index)
+                place = (destination.parent_id, name_key(destination.name))
+                if kind == "there":
+                    alone.append(index)
+                    continue
+                if kind is not None or place in places:
+                    alone += range(index, len(batch))
+                    break
+                places.add(place)
+                fast.append((index, destination))
+            if fast:
+                try:
+                    await self.limits.precheck(user_id, sum(batch[index].claim.file_size for index, _ in fast),
+                                               uploading=False, on=conn, files=len(fast))
+                except DomainError:  # not all of them fit: each is checked alone, and refused alone
+                    alone += [index for index, _ in fast]
+                    fast = []
+        return fast, alone
+
+    async def _places_in_batch(self, conn: AsyncConnection, user_id: int, batch: list[InlineFile],
+                               results: list) -> dict[int, Destination | None]:
+        """Index -> where the file goes (:meth:`destination` for a folder named by id, each folder checked once
+        in ``conn``), in order; None for a file that can only go alone (a path, ``update``, several chunks).
+        A file whose folder or name is refused gets that refusal as its result and no entry."""
+        folders: dict[str, DomainError | None] = {}
+        placed: dict[int, Destination | None] = {}
+        for index, item in enumerate(batch):
+            target = item.target
+            if target.path is not None or target.mode == "update" or len(item.claim.chunks) != 1:
+                placed[index] = None
+                continue
+            parent_id = target.parent_id or ROOT
+            if parent_id not in folders:
+                try:
+                    await self.namespace.node(user_id, parent_id, FOLDER, on=conn)
+                    folders[parent_id] = None
+                except DomainError as exc:
+                    folders[parent_id] = exc
+            refusal = folders[parent_id]
+            if refusal is not None:
+                results[index] = refusal
+                continue
+            try:
+                placed[index] = Destination(parent_id, checked_name(item.claim.file_name), target.mode)
+            except DomainError as exc:
+                results[index] = exc
+        return placed
+
+    async def _found_in_batch(self, conn: AsyncConnection, user_id: int, batch: list[InlineFile],
+                              placed: dict[int, Destination | None]) -> dict[int, str]:
+        """What :meth:`_lookup` finds for each file placed, in ``conn``, a query for each kind of lookup rather
+        than for each file: index -> ``under_way`` (the user's upload of this content to this place),
+        ``there`` (for ``add``: the name holds this content), ``own`` (the user holds the content verified);
+        no entry where it finds nothing."""
+        wanted = {index: destination for index, destination in placed.items() if destination is not None}
+        fingerprints = [batch[index].claim.fingerprint for index in wanted]
+        if not wanted:
+            return {}
+        under_way = await uploads_db.uploading_places(conn, user_id, fingerprints)
+        named: dict[str, dict[str, tuple[str, str]]] = {}
+        for destination in wanted.values():
+            if destination.mode == "add" and destination.parent_id not in named:
+                keys = [name_key(d.name) for d in wanted.values() if d.parent_id == destination.parent_id]
+                named[destination.parent_id] = await nodes_db.files_named(conn, user_id, destination.parent_id, keys)
+        own = await files_db.verified_contents(conn, user_id, fingerprints)
+        found = {}
+        for index, destination in wanted.items():
+            fingerprint, key = batch[index].claim.fingerprint, name_key(destination.name)
+            holder = named.get(destination.parent_id, {}).get(key) if destination.mode == "add" else None
+            if (fingerprint, destination.parent_id, key) in under_way:
+                found[index] = "under_way"
+            elif holder is not None and holder[1] == fingerprint:
+                found[index] = "there"
+            elif fingerprint in own:
+                found[index] = "own"
+        return found
+
+    async def _store_fast(self, user_id: int, batch: list[InlineFile], fast: list[tuple[int, Destination]],
+                          results: list) -> list[int]:
+        """The bytes of the batch's files to the store at once, then those the store took recorded together
+        (a file the store refused gets that refusal as its result); the indexes that must go alone after
+        all: all of them when their transaction is refused (the limits, checked again under the lock)."""
+        puts = await asyncio.gather(*(
+            self.store.put_object(content_key(batch[index].claim.fingerprint), batch[index].data,
+                                  hex_to_b64(batch[index].claim.chunks[0]))
+            for index, _ in fast), return_exceptions=True)
+        stored = []
+        for (index, destination), put in zip(fast, puts, strict=True):
+            if isinstance(put, StoreError):
+                results[index] = put
+            elif isinstance(put, BaseException):
+                raise put
+            else:
+                stored.append((index, destination))
+        new = [(dataclasses.replace(batch[index].claim, file_name=destination.name), destination, batch[index].data)
+               for index, destination in stored]
+        try:
+            written = await self._create_files(user_id, new) if new else []
+        except BaseException as exc:
+            for fingerprint in sorted({claim.fingerprint for claim, _, _ in new}):
+                await self.deletion.drop_unreferenced_content(fingerprint)
+            if isinstance(exc, DomainError):
+                return [index for index, _ in stored]
+            raise
+        for (index, _), started in zip(stored, written, strict=True):
+            results[index] = started
+        return []
+
+    async def _create_files(self, user_id: int, new: list[tuple[UploadClaim, Destination, bytes]]) -> list[Started]:
+        """What :meth:`_create_file` does for one file just stored whole, for several in one transaction:
+        the user's limits checked for them together under the lock on their row, the content locks, the
+        rows inserted with one statement a table, the files placed in the tree in order (each run of files
+        in mode ``add`` by Namespace.place_new_files, one statement for their nodes and one for their
+        journal records), the paths read once. Bytes a removal of the content took since they were stored are stored again."""
+        now = stamp_now(self.clock)
+        rows = [new_file(user_id, claim, FileStatus.UPLOADED, now) for claim, _, _ in new]
+        replaced: list[str] = []
+        thumbnail = False
+        async with self.db.transaction() as conn:
+            async with self.namespace.changing(user_id, conn) as journal:
+                room = await self.limits.check_locked(conn, user_id, sum(claim.file_size for claim, _, _ in new),
+                                                      files=len(new))
+                for fingerprint in sorted({claim.fingerprint for claim, _, _ in new}):
+                    await self.db.lock_content(conn, fingerprint)
+                dropped = await files_db.contents_dropped(conn, (claim.fingerprint for claim, _, _ in new))
+                for claim, _, data in new:
+                    if claim.fingerprint in dropped:
+                        await self._store_again(claim, data)
+                seqs = await files_db.insert_files(conn, rows)
+                for claim, destination, _ in new:
+                    thumbnail = await self.thumbnails.want(conn, claim.fingerprint, claim.file_size, claim.file_type,
+                                                           destination.name) or thumbnail
+                nodes: dict[str, NodeRow] = {}
+                added: list[tuple[str, str, str]] = []  # files in mode add not placed yet: placed together
+                for (file, _), (_, destination, _) in zip(rows, new, strict=True):
+                    if destination.mode == "add":
+                        added.append((file["id"], destination.parent_id, destination.name))
+                        continue
+                    nodes.update((node["id"], node) for node in await self.namespace.place_new_files(journal, added))
+                    added = []
+                    nodes[file["id"]], was = await self.namespace.place_file(
+                        journal, file["id"], destination.parent_id, destination.name, destination.mode, None)
+                    replaced += [was] if was is not None else []
+                nodes.update((node["id"], node) for node in await self.namespace.place_new_files(journal, added))
+            written = [files_db.inserted_row(file, seq, room.owner_name, nodes[file["id"]]["parent_id"],
+                                             nodes[file["id"]]["name"], nodes[file["id"]]["modified_at"])
+                       for (file, _), seq in zip(rows, seqs, strict=True)]
+            await self.namespace.with_paths(written, user_id, on=conn)
+        await self._placed(journal, None, thumbnail)
+        for file_id in replaced:
+            await self.permissions.invalidate(file_id)
+        for file, _ in rows:
+            self.metrics.upload_started(file["file_size"])
+            self.metrics.uploads_completed.inc()
+        log.info("files_created", file_ids=[file["id"] for file, _ in rows], status=FileStatus.UPLOADED,
+                 size=sum(file["file_size"] for file, _ in rows))
+        return [Started(row["id"], True, row, chunks) for row, (_, chunks) in zip(written, rows, strict=True)]

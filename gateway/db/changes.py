@@ -35,6 +35,12 @@ async def record(conn: AsyncConnection, row: Row) -> int:
     return int((await conn.execute(insert(changes).values(**row).returning(changes.c.seq))).scalar_one())
 
 
+async def record_many(conn: AsyncConnection, rows: Sequence[Row]) -> int:
+    """Journal rows in one statement, in the order given (record, for a batch); the last one's seq."""
+    result = await conn.execute(insert(changes).returning(changes.c.seq, sort_by_parameter_order=True), list(rows))
+    return max(int(row[0]) for row in result)
+
+
 async def since(on: On, owner_id: int, after: int, limit: int) -> list[Row]:
     """Up to ``limit`` of the owner's rows after ``after``, in the order they happened."""
     query = (select(changes.c.seq, changes.c.kind, changes.c.node_id, changes.c.node_kind, changes.c.path)

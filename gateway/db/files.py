@@ -248,6 +248,19 @@ async def holds_verified_content(on: On, owner_id: int, fingerprint: str) -> boo
     return await fetch_one(on, VERIFIED_CONTENT, {"owner_id": owner_id, "fingerprint": fingerprint}) is not None
 
 
+# holds_verified_content for many contents at once (a batch of small files' lookups).
+VERIFIED_AMONG = select(files.c.fingerprint).distinct().where(
+    files.c.owner_id == bindparam("owner_id"), files.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
+    files.c.status == FileStatus.UPLOADED,
+)
+
+
+async def verified_contents(on: On, owner_id: int, fingerprints: Iterable[str]) -> set[str]:
+    """Which of these contents the owner holds verified (holds_verified_content, for a batch)."""
+    params = {"owner_id": owner_id, "fingerprints": sorted(set(fingerprints))}
+    return {row["fingerprint"] for row in await fetch(on, VERIFIED_AMONG, params)}
+
+
 async def content_referenced(on: On, fingerprint: str, statuses: Iterable[FileStatus] = REFERENCING) -> bool:
     """Whether any file of anyone with this fingerprint is in one of ``statuses``."""
     query = select(files.c.seq).where(files.c.fingerprint == fingerprint, files.c.status.in_(list(statuses))).limit(1)
@@ -355,6 +368,12 @@ async def content_dropped(on: On, fingerprint: str) -> bool:
     return await fetch_one(on, query) is not None
 
 
+async def contents_dropped(on: On, fingerprints: Iterable[str]) -> set[str]:
+    """Which of these contents were removed from the store in the last day (content_dropped, for a batch)."""
+    query = select(content_drops.c.fingerprint).where(content_drops.c.fingerprint.in_(sorted(set(fingerprints))))
+    return {row["fingerprint"] for row in await fetch(on, query)}
+
+
 async def forget_content_drops(on: On, before: str) -> int:
     return await change(on, delete(content_drops).where(content_drops.c.dropped_at < before))
 
@@ -376,6 +395,21 @@ async def insert_file(conn: AsyncConnection, file: Row, file_chunks: Sequence[Ma
     if file_chunks:
         await CHUNKS_INSERT.run_many(conn, [{"file_id": file["id"], **chunk} for chunk in file_chunks])
     return inserted["seq"]
+
+
+# Several files at once (a batch of small files, gateway/core/uploads.py's store_batch): their seqs in the order given.
+FILES_INSERT = insert(files).returning(files.c.seq, sort_by_parameter_order=True)
+
+
+async def insert_files(conn: AsyncConnection, new: Sequence[tuple[Row, Sequence[Mapping[str, Any]]]]) -> list[int]:
+    """Insert files with their chunks, as insert_file does one: one statement for the files, one for all their
+    chunks, one change of the owners' usage; the files' seqs, in the order given."""
+    seqs = [row[0] for row in await conn.execute(FILES_INSERT, [file for file, _ in new])]
+    await count_usage(conn, [file for file, _ in new], added=True)
+    rows = [{"file_id": file["id"], **chunk} for file, file_chunks in new for chunk in file_chunks]
+    if rows:
+        await conn.execute(insert(chunks), rows)
+    return seqs
 
 
 async def mark_uploaded(conn: AsyncConnection, file_id: str, now: str) -> bool:

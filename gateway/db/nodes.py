@@ -85,6 +85,19 @@ async def taken_keys(on: On, owner_id: int, parent_id: str, keys: Sequence[str])
     return {row["name_key"] for row in await fetch(on, TAKEN_KEYS, params)}
 
 
+# The live files holding these names in a folder, with their contents (a batch of small files' lookups).
+FILES_NAMED = select(nodes.c.id, nodes.c.name_key, files.c.fingerprint) \
+    .select_from(nodes.join(files, files.c.id == nodes.c.id)) \
+    .where(nodes.c.owner_id == bindparam("owner_id"), nodes.c.parent_id == bindparam("parent_id"),
+           nodes.c.name_key.in_(bindparam("keys", expanding=True)), nodes.c.kind == FILE, LIVE)
+
+
+async def files_named(on: On, owner_id: int, parent_id: str, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """name_key -> (file id, fingerprint) of the live files of the folder that hold these names."""
+    params = {"owner_id": owner_id, "parent_id": parent_id, "keys": sorted(set(keys))}
+    return {row["name_key"]: (row["id"], row["fingerprint"]) for row in await fetch(on, FILES_NAMED, params)}
+
+
 def _ancestry_query() -> Select:
     """The names from the root down to each of the nodes ``ids`` (an expanding IN): a recursive query up."""
     start = select(nodes.c.id.label("origin"), nodes.c.parent_id, nodes.c.name, literal(0).label("depth")) \
@@ -232,6 +245,14 @@ async def insert_node(conn: AsyncConnection, node: Row) -> None:
         await conn.execute(insert(nodes), [node])
     except IntegrityError as exc:
         raise NameInUse(node["name"]) from exc
+
+
+async def insert_nodes(conn: AsyncConnection, new: Sequence[Row]) -> None:
+    """Several new live nodes in one statement, as insert_node inserts one (NameInUse: its transaction ends)."""
+    try:
+        await conn.execute(insert(nodes), list(new))
+    except IntegrityError as exc:
+        raise NameInUse(", ".join(node["name"] for node in new)) from exc
 
 
 async def place(conn: AsyncConnection, node_id: str, parent_id: str, name: str, key: str, now: str) -> None:

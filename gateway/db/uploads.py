@@ -9,6 +9,7 @@ fact.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
@@ -69,6 +70,20 @@ async def resumable(on: On, owner_id: int, fingerprint: str, parent_id: str, key
     """The owner's newest upload of this content headed for this place (folder and name_key)."""
     params = {"owner_id": owner_id, "parent_id": parent_id, "name_key": key, "fingerprint": fingerprint}
     return cast(UploadRow | None, await fetch_one(on, RESUMABLE, params))
+
+
+# resumable for many contents at once (a batch of small files' lookups): an expanding IN, built once.
+UPLOADING_PLACES = (
+    select(files.c.fingerprint, uploads.c.parent_id, uploads.c.name_key)
+    .select_from(uploads.join(files, files.c.id == uploads.c.file_id))
+    .where(uploads.c.owner_id == bindparam("owner_id"), files.c.fingerprint.in_(bindparam("fingerprints", expanding=True)))
+)
+
+
+async def uploading_places(on: On, owner_id: int, fingerprints: Sequence[str]) -> set[tuple[str, str, str]]:
+    """(fingerprint, folder, name_key) of each of the owner's uploads of these contents: where resumable finds one."""
+    params = {"owner_id": owner_id, "fingerprints": sorted(set(fingerprints))}
+    return {(row["fingerprint"], row["parent_id"], row["name_key"]) for row in await fetch(on, UPLOADING_PLACES, params)}
 
 
 async def uploading_with_content(on: On, fingerprint: str) -> list[str]:

@@ -71,9 +71,16 @@ async def file_object_response(core: Core, row: FileRow, chunks: list[ChunkRow],
 
 async def started_response(core: Core, user_id: int, started: Started, status: int) -> web.Response:
     """The answer to an upload: the file as the upload wrote it, or as a read finds it (an existing file)."""
+    return web.json_response(await with_thumbnails(core, await started_json(core, user_id, started)), status=status)
+
+
+async def started_json(core: Core, user_id: int, started: Started) -> dict[str, Any]:
+    """The file object of an upload's file, thumbnails aside: as the upload wrote it, or as a read finds it."""
     if started.row is not None and started.chunks is not None:
-        return await file_object_response(core, started.row, started.chunks, status)
-    return await file_response(core, user_id, started.file_id, status)
+        row, chunks = started.row, started.chunks
+    else:
+        row, chunks = await core.files.readable(user_id, started.file_id)
+    return file_json(row, chunks, core.files.download(row))
 
 
 async def with_thumbnails(core: Core, *bodies: dict[str, Any]) -> dict[str, Any]:
