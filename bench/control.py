@@ -104,7 +104,8 @@ def run_load(requests: list[dict], concurrency: int, seconds: float, max_request
              stack: BenchStack | None = None, profile: Path | None = None) -> dict:
     """One load run; with ``stack``, also what each request asked of its gateway's database and store
     (``work``: SQL statements, transactions, store requests per request; None if that gateway does not count)
-    and the gateway's CPU milliseconds per request (``cpu_ms``, from /proc: any checkout's gateway has it);
+    and the gateway's CPU milliseconds per request (``cpu_ms``, from /proc: any checkout's gateway has it), the
+    load generator's as it counted them itself (``loadgen_cpu_ms``);
     with ``profile``, a py-spy sample of the gateway during the run written there (bench/stack.py's profiled)."""
     scenario = {"requests": requests, "concurrency": concurrency, "seconds": seconds}
     if max_requests:
@@ -115,6 +116,7 @@ def run_load(requests: list[dict], concurrency: int, seconds: float, max_request
         result = run_program("bench.loadgen", scenario)
     after = stack.work() if stack else None
     result["work"] = None
+    result["loadgen_cpu_ms"] = result.pop("cpu_ms", None)
     result["cpu_ms"] = None
     if stack and cpu_before is not None and result["requests"]:
         result["cpu_ms"] = (stack.cpu_seconds("gateway") - cpu_before) * 1000 / result["requests"]
@@ -125,6 +127,7 @@ def run_load(requests: list[dict], concurrency: int, seconds: float, max_request
 
 WORK_HEADER = "per request: SQL statements / transactions / store requests"
 CPU_HEADER = "gateway CPU ms per request"
+LOADGEN_HEADER = "load generator CPU ms per request"
 
 
 def work_of(results: list[dict]) -> str:
@@ -136,18 +139,19 @@ def work_of(results: list[dict]) -> str:
                       for name in ("statements", "transactions", "store"))
 
 
-def cpu_of(results: list[dict]) -> str:
-    """The gateway's CPU milliseconds per request (median of the runs), or n/a."""
-    counted = [r["cpu_ms"] for r in results if r.get("cpu_ms") is not None]
+def cpu_of(results: list[dict], key: str = "cpu_ms") -> str:
+    """The gateway's CPU milliseconds per request (median of the runs), or n/a; ``key="loadgen_cpu_ms"``: the
+    load generator's (bench/loadgen.py), on the same cores."""
+    counted = [r[key] for r in results if r.get(key) is not None]
     return f"{Figure(counted).median:.2f}" if counted else "n/a"
 
 
 def row_of(name: str, results: list[dict]) -> tuple[str, ...]:
-    """A table row: requests/second, p50 and p99 (median, min, max of the runs), the errors in all, and
-    what a request asked of the database and the store."""
+    """A table row: requests/second, p50 and p99 (median, min, max of the runs), the errors in all, what a
+    request asked of the database and the store, and the CPU it cost the gateway and the load generator."""
     return (name, str(Figure([r["rps"] for r in results])), str(Figure([r["p50_ms"] for r in results])),
             str(Figure([r["p99_ms"] for r in results])), str(sum(r["errors"] for r in results)), work_of(results),
-            cpu_of(results))
+            cpu_of(results), cpu_of(results, "loadgen_cpu_ms"))
 
 
 def measure_small_files(targets: list[Target], args) -> list[tuple[str, ...]]:
@@ -319,7 +323,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
         f"{args.concurrency} connections, median of {args.runs} runs of {args.seconds:g}s (min, max)"
         + ("; ratios within each run" if others else ""),
         rows,
-        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, CPU_HEADER,
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, CPU_HEADER, LOADGEN_HEADER,
          *(("req/s to this checkout",) if others else ())),
     )
     print_table("Permission and metadata cache", ratios, ("requests/second", "ratio"))
@@ -327,7 +331,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
         f"Small files: inline uploads against boto3 put_object of the same size, {args.concurrency} at a time, "
         f"median of {args.runs} runs of {args.seconds:g}s (min, max); ratio within each run",
         small,
-        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, CPU_HEADER, "req/s to boto3"),
+        ("request", "req/s", "p50 ms", "p99 ms", "errors", WORK_HEADER, CPU_HEADER, LOADGEN_HEADER, "req/s to boto3"),
     )
     return rows
 

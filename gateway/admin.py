@@ -95,7 +95,8 @@ def shown_quota(value: int | None) -> str:
 
 
 async def run(args: argparse.Namespace, config: Config) -> None:
-    db = await Database.open(database_url(config.database_url, config.database_path))
+    db = await Database.open(database_url(config.database_url, config.database_path),
+                             pool_size=config.database_pool_size)
     cache = make_cache(config)
     try:
         sessions = Sessions(config, db, system_clock, ReadThrough(cache))

@@ -43,6 +43,10 @@ class Config:
     database_path: str = "var/gateway.sqlite3"
     # postgresql://user:password@host:port/db for several gateways on one database; empty: SQLite at database_path.
     database_url: str = ""
+    # PostgreSQL: connections one gateway process keeps open, and as many more it opens while they are all in
+    # use (closed when they come back). Each is a PostgreSQL server process: gateways x 2 x this must stay
+    # under the server's max_connections. SQLite's pool is fixed (gateway/db/engine.py).
+    database_pool_size: int = 10
     # Public base URL of the gateway, used in links such as the /content redirect.
     public_url: str = "http://127.0.0.1:8080"
 
@@ -192,6 +196,8 @@ class Config:
             raise ConfigError(f"{', '.join(f'GATEWAY_{name.upper()}' for name in negative)} must not be negative")
         if self.token_ttl < 1 or self.session_max_age < 1:
             raise ConfigError("GATEWAY_TOKEN_TTL and GATEWAY_SESSION_MAX_AGE must be at least 1")
+        if self.database_pool_size < 1:
+            raise ConfigError("GATEWAY_DATABASE_POOL_SIZE must be at least 1")
         if self.reconcile_batch < 1 or self.share_limit < 1:
             raise ConfigError("GATEWAY_RECONCILE_BATCH and GATEWAY_SHARE_LIMIT must be at least 1")
         if self.max_file_size > self.chunk_size * MAX_CHUNKS:

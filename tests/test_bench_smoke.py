@@ -107,6 +107,10 @@ def test_the_benchmark_prints_its_figures(name):
         # What each request asked of the gateway's database and store, counted by the gateway itself.
         work = re.search(r"\| ([0-9.]+) / ([0-9.]+) / ([0-9.]+) +\|", line_with(out, "POST /dropbox/v1/files "))
         assert work is not None and float(work[1]) > 0 and float(work[3]) >= 1, line_with(out, "POST /dropbox/v1/files ")
+        # The gateway's CPU and the load generator's, each a request's.
+        cpu = re.search(r"\| ([0-9.]+) / ([0-9.]+) / ([0-9.]+) +\| ([0-9.]+) +\| ([0-9.]+) +\|",
+                        line_with(out, "POST /dropbox/v1/files "))
+        assert cpu is not None and float(cpu[4]) > 0 and float(cpu[5]) > 0, line_with(out, "POST /dropbox/v1/files ")
 
 
 def test_the_readme_figures_are_regenerated_in_place(tmp_path):

@@ -27,6 +27,13 @@ def test_limits_are_read_from_the_environment_and_negative_ones_refused():
             Config.from_env({name: value}, **SECRETS)
 
 
+def test_the_postgresql_pool_size_is_read_defaults_to_10_and_is_at_least_1():
+    assert Config(**SECRETS).database_pool_size == 10
+    assert Config.from_env({"GATEWAY_DATABASE_POOL_SIZE": "24"}, **SECRETS).database_pool_size == 24
+    with pytest.raises(ConfigError, match="GATEWAY_DATABASE_POOL_SIZE"):
+        Config.from_env({"GATEWAY_DATABASE_POOL_SIZE": "0"}, **SECRETS)
+
+
 def test_the_zip_size_limit_is_read_defaults_to_10_gib_and_is_never_negative():
     assert Config(**SECRETS).zip_max_size == 10 * 1024**3
     assert Config.from_env({"GATEWAY_ZIP_MAX_SIZE": "0"}, **SECRETS).zip_max_size == 0  # no limit

@@ -352,10 +352,34 @@ async def test_listed_chunks_are_marked_in_one_statement_only_for_the_files_curr
         await db.close()
 
 
+async def test_postgresqls_pool_holds_the_connections_the_setting_asks_for(engine, database_url, tmp_path):
+    """GATEWAY_DATABASE_POOL_SIZE (Database.open's pool_size): PostgreSQL's pool keeps that many connections
+    and opens as many more while they are all in use; SQLite's pool is its own, whatever the setting."""
+    import contextlib
+
+    from gateway.db import database_url as sqlalchemy_url
+
+    db = await Database.open(sqlalchemy_url(database_url, str(tmp_path / "pool.sqlite3")), pool_size=2)
+    pool = db.engine.pool
+    try:
+        if engine == "sqlite":
+            assert pool.size() == 32  # type: ignore[attr-defined]
+            return
+        assert pool.size() == 2  # type: ignore[attr-defined]
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(4):
+                conn = await held.enter_async_context(db.read())
+                assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
+            assert (pool.checkedout(), pool.overflow()) == (4, 2)  # type: ignore[attr-defined]
+        assert pool.checkedin() == 2  # type: ignore[attr-defined]  # the two more were closed on their return
+    finally:
+        await db.close()
+
+
 async def test_a_sqlite_read_of_point_lookups_sees_one_snapshot_with_its_statements_on_the_loop(tmp_path,
                                                                                             monkeypatch):
-    """Database.read(point=True): the statements after the first run on the event loop's thread and still
-    see the snapshot the first took, whatever commits meanwhile; the next read sees the commit."""
+    """Database.read(point=True): the statements run on the event loop's thread and see the snapshot the
+    first took, whatever commits meanwhile; the next read sees the commit."""
     import threading
 
     from gateway.db import sqlite_driver
@@ -378,8 +402,8 @@ async def test_a_sqlite_read_of_point_lookups_sees_one_snapshot_with_its_stateme
             assert (await conn.exec_driver_sql("SELECT v FROM t WHERE k = 'a'")).scalar() == 1
             assert (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar() == 1
         on_loop = threading.get_ident()
-        # The point read's first statement on the connection's thread, the other two here; the update between.
-        assert threads[0] != on_loop and threads[-2:] == [on_loop, on_loop], threads
+        # The point read's three statements here (the first too: no lock to wait for); the update between.
+        assert threads[0] == threads[-2] == threads[-1] == on_loop, threads
         assert await db.fetchval("SELECT v FROM t WHERE k = 'a'") == 2
     finally:
         await db.close()
@@ -388,8 +412,9 @@ async def test_a_sqlite_read_of_point_lookups_sees_one_snapshot_with_its_stateme
 async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_path, monkeypatch):
     """gateway/db/sqlite_driver.py: executing, fetching and closing a cursor are one hand-off to the
     connection's thread (aiosqlite took four), a transaction's BEGIN goes with its first statement, a write
-    transaction's later statements take none, a commit is one more; rows, row counts and SQLite's own errors come back as the dialect expects them, and the
-    work runs off the event loop's thread."""
+    transaction takes none from its BEGIN IMMEDIATE to its COMMIT (gateway/db/sqlite_driver.py's write_here); rows,
+    row counts and SQLite's own errors come back as the dialect expects them, and a hand-off's work runs off the
+    event loop's thread."""
     import threading
 
     from gateway.db import sqlite_driver
@@ -407,6 +432,13 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
         assert await db.fetchval("SELECT 41 + 1") == 42
         assert hops == ["_run"], hops  # a statement alone: SQLite's own transaction, no BEGIN, nothing to end
         hops.clear()
+        async with db.read(alone=True, point=True) as conn:
+            assert (await conn.exec_driver_sql("SELECT 41 + 2")).scalar() == 43
+            assert not (await conn.get_raw_connection()).driver_connection.sqlite.in_transaction
+        assert hops == [], hops  # a point lookup alone: on the loop, and still no transaction
+        assert await db.fetchval("SELECT 41 + 1") == 42
+        assert hops == ["_run"], hops  # the next statement alone on that connection is no lookup of its own
+        hops.clear()
         async with db.read() as conn:
             assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
             assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
@@ -419,7 +451,7 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
             assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
             assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
             assert (await conn.exec_driver_sql("SELECT 3")).scalar() == 3
-        assert hops == ["_run"], hops  # point lookups: the first takes the snapshot, the rest on the loop
+        assert hops == [], hops  # point lookups: all on the loop, the first taking the snapshot
         hops.clear()
         async with db.read() as conn:  # the next read on the (pooled) connection is not one of them
             assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
@@ -430,8 +462,8 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
             await conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
             changed = await conn.exec_driver_sql("INSERT INTO t VALUES ('a', 1), ('b', 2)")
             assert changed.rowcount == 2
-        # BEGIN IMMEDIATE with the first statement, the second on the loop (the writer's lock held), COMMIT
-        assert hops == ["_run", "commit"], hops
+        # BEGIN IMMEDIATE, both statements and the COMMIT on the loop: the writer's lock was free
+        assert hops == [], hops
         hops.clear()
         async with db.transaction():
             pass
@@ -444,7 +476,7 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
             async with db.transaction() as conn:
                 await conn.exec_driver_sql("INSERT INTO t VALUES ('c', 3)")
                 raise RuntimeError("undo it")
-        assert hops == ["_run", "rollback"], hops  # a write transaction's rollback: on the connection's thread
+        assert hops == [], hops  # a write transaction's rollback: on the loop too
         assert [row["v"] for row in await db.fetchall("SELECT v FROM t ORDER BY k")] == [1, 2]
         on_loop = threading.get_ident()
         seen: list[int] = []
@@ -452,6 +484,115 @@ async def test_a_sqlite_statement_is_one_hand_off_to_its_connections_thread(tmp_
             raw = await conn.get_raw_connection()
             await raw.driver_connection.hop(lambda: seen.append(threading.get_ident()))
         assert seen and seen[0] != on_loop
+    finally:
+        await db.close()
+
+
+async def test_a_sqlite_write_waits_on_its_connections_thread_for_another_processs_writer(tmp_path, monkeypatch):
+    """gateway/db/sqlite_driver.py's write_here: while another connection (another process: the admin command, a
+    migration) holds SQLite's writer lock, a write transaction's BEGIN IMMEDIATE does not wait on the event loop
+    (which goes on serving) but on its connection's thread, and goes through once the lock is let go."""
+    from gateway.db import sqlite_driver
+
+    path = tmp_path / "busy.sqlite3"
+    db = await Database.open(database_url("", str(path)))
+    hopped = asyncio.Event()
+    real_hop = sqlite_driver.Connection.hop
+
+    async def watched(self, call, *args):
+        if args and args[-1] == sqlite_driver.BEGIN_WRITE:
+            hopped.set()
+        return await real_hop(self, call, *args)
+
+    monkeypatch.setattr(sqlite_driver.Connection, "hop", watched)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await db.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES ('theirs')")
+        write = asyncio.create_task(db.execute("INSERT INTO t VALUES ('ours')"))
+        await hopped.wait()  # waiting on the connection's thread, the loop free: a read goes through meanwhile
+        assert await db.fetchval("SELECT count(*) FROM t") == 0 and not write.done()
+        other.execute("COMMIT")
+        assert await write == 1
+        assert sorted(row["k"] for row in await db.fetchall("SELECT k FROM t")) == ["ours", "theirs"]
+    finally:
+        other.close()
+        await db.close()
+
+
+async def test_a_sqlite_point_lookup_that_would_wait_for_a_lock_waits_on_its_connections_thread(tmp_path,
+                                                                                             monkeypatch):
+    """gateway/db/sqlite_driver.py's first_lookup: a point read's first statement runs on the event loop unless
+    SQLite answers busy there (busy_timeout 0; made to here, as a WAL read is busy only while another connection
+    recovers or restarts the WAL); then it runs again on the connection's thread, in the transaction begun."""
+    import threading
+
+    from gateway.db import sqlite_driver
+
+    db = await Database.open(database_url("", str(tmp_path / "busy-read.sqlite3")))
+    real_run = sqlite_driver._run
+    busy_once: list[int] = []
+    threads: list[int] = []
+
+    def run(conn, sql, *args):
+        threads.append(threading.get_ident())
+        if sql.startswith("SELECT k") and not busy_once:
+            busy_once.append(1)
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite_driver.SQLITE_BUSY  # type: ignore[attr-defined]
+            raise busy
+        return real_run(conn, sql, *args)
+
+    try:
+        await db.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+        await db.execute("INSERT INTO t VALUES ('a')")
+        monkeypatch.setattr(sqlite_driver, "_run", run)
+        async with db.read(point=True) as conn:
+            assert (await conn.exec_driver_sql("SELECT k FROM t")).scalar() == "a"
+            assert (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar() == 1
+        on_loop = threading.get_ident()
+        assert threads[0] == on_loop and threads[1] != on_loop and threads[2] == on_loop, threads
+    finally:
+        await db.close()
+
+
+async def test_sqlite_checkpoints_run_on_a_thread_of_their_own_every_so_many_writes(tmp_path, monkeypatch):
+    """gateway/db/sqlite_driver.py's Checkpointer: no commit checkpoints the WAL (the database file alone lacks
+    what was committed) until CHECKPOINT_EVERY write transactions have committed; then a checkpoint moves it
+    into the database file."""
+    from gateway.db import sqlite_driver
+
+    monkeypatch.setattr(sqlite_driver, "CHECKPOINT_EVERY", 3)
+    checkpoints: list[int] = []
+    real_checkpoint = sqlite_driver.Checkpointer.checkpoint
+
+    def counted(self):
+        checkpoints.append(1)
+        return real_checkpoint(self)
+
+    monkeypatch.setattr(sqlite_driver.Checkpointer, "checkpoint", counted)
+    path = tmp_path / "wal.sqlite3"
+    db = await Database.open(database_url("", str(path)), migrate=False)
+
+    def in_the_file_alone() -> list[str]:
+        """The table's rows as the database file holds them, without its WAL (a copy of the file alone)."""
+        copy = tmp_path / "copy.sqlite3"
+        copy.write_bytes(path.read_bytes())
+        with sqlite3.connect(copy) as conn:
+            try:
+                return [k for (k,) in conn.execute("SELECT k FROM t ORDER BY k")]
+            except sqlite3.OperationalError:  # no such table
+                return []
+
+    try:
+        await db.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+        await db.execute("INSERT INTO t VALUES ('a')")
+        assert checkpoints == [] and in_the_file_alone() == []
+        await db.execute("INSERT INTO t VALUES ('b')")  # the third write transaction
+        assert len(checkpoints) == 1
+        await db._checkpointer._running  # type: ignore[union-attr]  # a task of its own: the commit did not wait
+        assert in_the_file_alone() == ["a", "b"]
     finally:
         await db.close()
 
@@ -528,3 +669,34 @@ async def test_plain_reads_give_sqlalchemys_rows_in_the_connections_transaction(
         await fetch(db, Plain(select(gone.c.k)))
     assert raised.value.orig is not None
     assert await fetch(db, Plain(select(files_db.files.c.id).where(files_db.files.c.id == done))) == [{"id": done}]
+
+
+async def test_plain_writes_return_count_and_run_many_as_sqlalchemy_does(core):
+    """gateway/db/plain.py's writes, each engine: an INSERT ... RETURNING gives its rows, an UPDATE the rows it
+    changed, executemany every parameter set, all in the connection's transaction (a rollback undoes them) and
+    counted as statements; a constraint's error is SQLAlchemy's IntegrityError."""
+    from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text, bindparam, insert, select, update
+
+    from gateway.db.plain import Plain
+
+    db = core.db
+    table = Table("plain_writes", MetaData(), Column("k", Text, primary_key=True), Column("v", Integer),
+                  Column("n", BigInteger, server_default="7"))
+    async with db.transaction() as conn:
+        await conn.run_sync(table.create)
+    add = Plain(insert(table).returning(table.c.k, table.c.n), keys=("k", "v"))
+    add_many = Plain(insert(table), keys=("k", "v"))
+    bump = Plain(update(table).where(table.c.v >= bindparam("least")).values(v=table.c.v + 1))
+    before = db.work.statements
+    async with db.transaction() as conn:
+        assert await add.rows(conn, {"k": "a", "v": 1}) == [{"k": "a", "n": 7}]  # the server's default came back
+        await add_many.run_many(conn, [{"k": "b", "v": 2}, {"k": "c", "v": 3}])
+        assert await bump.count(conn, {"least": 2}) == 2
+    assert db.work.statements - before == 3
+    rows = await db.fetchall(select(table.c.k, table.c.v).order_by(table.c.k))
+    assert [(row["k"], row["v"]) for row in rows] == [("a", 1), ("b", 3), ("c", 4)]
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as conn:
+            await add_many.run_many(conn, [{"k": "d", "v": 5}])
+            await add.rows(conn, {"k": "a", "v": 9})  # taken: the whole transaction rolls back
+    assert await db.fetchval(select(table.c.v).where(table.c.k == "d")) is None

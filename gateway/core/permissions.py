@@ -110,7 +110,7 @@ class Permissions:
         ``fresh`` gets the row and chunks just read, whatever the file's status: the caller whose load
         this was answers from them instead of reading them again. Only a final row goes into the entry
         (an upload's changes as it goes)."""
-        async with self.db.read() as conn:
+        async with self.db.read(point=True) as conn:  # by key: the file, its readers, its chunks (up to 5,120)
             row = await files_db.get_file(conn, file_id)
             if row is None or row["deleted_at"] is not None:
                 return None  # a trashed file is no one's to read (contract v1.2, Trash)

@@ -391,7 +391,7 @@ class Uploads:
         # The session and its chunks: one snapshot, one read. The session names its owner, so the upload of
         # the caller's own is all it takes; anything else is answered as the permissions say (FileNotFound
         # unless the caller owns the file, NotUploading if they do).
-        async with self.db.read() as conn:
+        async with self.db.read(point=True) as conn:  # by key: the session, its chunks (up to 5,120)
             row = await uploads_db.get_upload(conn, file_id)
             ours = row is not None and row["owner_id"] == user_id
             chunks = await files_db.get_chunks(conn, file_id) if ours else []

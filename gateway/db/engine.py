@@ -2,8 +2,10 @@
 
 SQLite, from ``GATEWAY_DATABASE_PATH``: WAL, so readers go on while one
 writer writes. SQLAlchemy's aiosqlite dialect drives it, over a driver that
-hands each statement to the connection's thread once, not four times, and a
-transaction's BEGIN with its first statement (gateway/db/sqlite_driver.py).
+hands each statement to the connection's thread once, not four times, a
+transaction's BEGIN with its first statement, and runs write transactions and
+reads of point lookups on the event loop, where they wait for nothing
+(gateway/db/sqlite_driver.py).
 Every write transaction starts with ``BEGIN IMMEDIATE``, before its first
 statement: it takes SQLite's writer lock at once (across processes too), so
 two writers never both read and then fail to upgrade, and whatever a write
@@ -69,6 +71,8 @@ POSTGRES_DISK_FULL = "53100"
 # SQLAlchemy's default 5 made and closed one every few requests (issue 26, bench control). An idle one
 # costs a thread waiting and SQLite's page cache.
 SQLITE_POOL_SIZE = 32
+# PostgreSQL's pool when the settings say nothing (gateway/config.py's database_pool_size).
+POSTGRES_POOL_SIZE = 10
 SQLITE_FULL = 13  # "database or disk is full": no room for the write (a full disk, or max_page_count)
 
 
@@ -119,25 +123,18 @@ def database_url(url: str, path: str) -> str:
 
 
 def _prepare_sqlite(engine: AsyncEngine) -> None:
-    """Our own BEGINs (IMMEDIATE for writes) instead of the driver's, and the pragmas every connection needs."""
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def on_connect(dbapi_connection, _record) -> None:
-        dbapi_connection.isolation_level = None  # the driver issues no BEGIN/COMMIT of its own
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode = WAL")  # a property of the file; a no-op once set
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA busy_timeout = 5000")
-        cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no committed data
-        cursor.close()
+    """Our own BEGINs (IMMEDIATE for writes) instead of the driver's (every connection is set up by
+    gateway/db/sqlite_driver.py's ``configure``: WAL, foreign keys, no BEGIN of the driver's own)."""
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection) -> None:
         # Run by the driver with the transaction's first statement, in its hand-off (gateway/db/sqlite_driver.py).
         options = connection.get_execution_options()
-        if options.get("alone"):
-            return  # one statement, which SQLite runs as a transaction of its own (Database.read)
         driver = connection.connection.driver_connection
+        if options.get("alone"):  # one statement, which SQLite runs as a transaction of its own (Database.read)
+            if options.get("point"):
+                driver.lookup_alone()
+            return
         if options.get("write"):
             driver.begin_with_next("BEGIN IMMEDIATE")
         else:
@@ -189,8 +186,9 @@ class DatabaseWork:
 class Database:
     """The engine, and the two ways in: a short read, or a write transaction."""
 
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, checkpointer: sqlite_driver.Checkpointer | None = None):
         self.engine = engine
+        self._checkpointer = checkpointer  # SQLite's WAL checkpoints (gateway/db/sqlite_driver.py)
         self.dialect: str = engine.dialect.name  # "sqlite" or "postgresql"
         # The same pool with the options of a read of one statement and of a write transaction, set once here
         # rather than on each connection checked out (an awaited call of its own, about 30 us of CPU each).
@@ -198,6 +196,7 @@ class Database:
             **({"alone": True} if self.dialect == "sqlite" else {"isolation_level": "AUTOCOMMIT"}))
         self._writing = engine.execution_options(write=True)
         self._point = engine.execution_options(point=True) if self.dialect == "sqlite" else engine
+        self._alone_point = self._alone.execution_options(point=True) if self.dialect == "sqlite" else self._alone
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         # What the last write transaction found when the disk was full; None since one committed.
         self.out_of_space: str | None = None
@@ -205,25 +204,29 @@ class Database:
         self.work.watch(engine)
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True) -> Database:
-        """Connect and bring the schema up to date (gateway/db/migrate.py)."""
+    async def open(cls, url: str, *, migrate: bool = True, pool_size: int = POSTGRES_POOL_SIZE) -> Database:
+        """Connect and bring the schema up to date (gateway/db/migrate.py). ``pool_size``: PostgreSQL's
+        connections kept open, and as many more opened while all are in use (``GATEWAY_DATABASE_POOL_SIZE``)."""
         from gateway.db.migrate import upgrade
 
         sa_url = make_url(url)
+        checkpointer = None
         if sa_url.get_backend_name() == "sqlite":
             database = sa_url.database or ""
             if not database or database == ":memory:":
                 raise ValueError("the SQLite database must be a file: several connections share it")
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            checkpointer = sqlite_driver.Checkpointer(database)
             engine = create_async_engine(sa_url, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE,
-                                         async_creator=functools.partial(sqlite_driver.Connection.connect, database))
+                                         async_creator=functools.partial(sqlite_driver.Connection.connect, database,
+                                                                         checkpointer))
             _prepare_sqlite(engine)
         else:
             # pool_pre_ping: a pooled connection is checked before use, so the connections a
             # restarted server ended are replaced instead of failing the next requests.
-            engine = create_async_engine(sa_url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+            engine = create_async_engine(sa_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
                                          connect_args={"timeout": CONNECT_TIMEOUT})
-        db = cls(engine)
+        db = cls(engine, checkpointer)
         if migrate:
             try:
                 await upgrade(db)
@@ -234,6 +237,8 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
 
     @contextlib.asynccontextmanager
     async def read(self, *, alone: bool = False, point: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -243,10 +248,14 @@ class Database:
         snapshot), so no BEGIN and no ROLLBACK go with it: a hand-off to SQLite's thread instead of two,
         a round trip to PostgreSQL instead of three (asyncpg's autocommit).
 
-        ``point``: every statement is a point lookup (a few rows by key, through an index): on SQLite the
-        statements after the first run on the event loop's thread, without a hand-off each
-        (gateway/db/sqlite_driver.py, Connection.runs_here). Never for a read that may scan."""
-        async with self._connection(self._alone if alone else self._point if point else self.engine) as conn:
+        ``point``: every statement is a point lookup (a few rows by key, through an index): on SQLite they
+        run on the event loop's thread, without a hand-off (gateway/db/sqlite_driver.py, Connection.runs_here
+        and first_lookup), the first unless it would wait for a lock. Never for a read that may scan."""
+        if alone:
+            view = self._alone_point if point else self._alone
+        else:
+            view = self._point if point else self.engine
+        async with self._connection(view) as conn:
             yield conn
 
     @contextlib.asynccontextmanager

@@ -315,7 +315,7 @@ async def limits_of(on: On, owner_id: int) -> Row | None:
 
 # What a file adds to its owner's usage: its size while it holds or will hold content (REFERENCING), and one file.
 COUNTED = (files.c.owner_id, files.c.file_size, files.c.status)
-COUNT_USAGE = (
+COUNT_USAGE = Plain(
     update(users).where(users.c.id == bindparam("owner_key"))
     .values(used_bytes=users.c.used_bytes + bindparam("bytes_added"),
             file_count=users.c.file_count + bindparam("files_added"))
@@ -341,7 +341,7 @@ async def count_usage(conn: AsyncConnection, rows: Iterable[Mapping[str, Any]], 
     params = [{"owner_key": owner, "bytes_added": sign * size, "files_added": sign * count}
               for owner, (size, count) in sorted(deltas.items()) if size or count]
     if params:
-        await conn.execute(COUNT_USAGE, params)
+        await COUNT_USAGE.run_many(conn, params)
 
 
 async def _deleting(conn: AsyncConnection, statement: Delete) -> list[Row]:
@@ -380,16 +380,21 @@ async def forget_content_drops(on: On, before: str) -> int:
 
 # --- writing --------------------------------------------------------------------------------------
 
-FILE_INSERT = insert(files).returning(files.c.seq)
+# What a new file's row gives (the rest are the server's defaults), and its chunks' rows.
+FILE_KEYS = ("id", "owner_id", "file_name", "file_size", "file_type", "fingerprint", "chunk_size", "total_chunks",
+             "status", "created_at", "updated_at", "completed_at")
+FILE_INSERT = Plain(insert(files).returning(files.c.seq), keys=FILE_KEYS)
+CHUNKS_INSERT = Plain(insert(chunks), keys=("file_id", "idx", "fingerprint", "size", "status", "etag"))
 
 
 async def insert_file(conn: AsyncConnection, file: Row, file_chunks: Sequence[Mapping[str, Any]]) -> int:
-    """Insert a file row (``files`` columns) and its chunks (``chunks`` columns less file_id); the file's seq."""
-    seq = (await conn.execute(FILE_INSERT, file)).scalar_one()
+    """Insert a file row (FILE_KEYS) and its chunks (ChunkRow); the file's seq. Plain statements
+    (gateway/db/plain.py): every upload start runs them."""
+    [inserted] = await FILE_INSERT.rows(conn, file)
     await count_usage(conn, [file], added=True)
     if file_chunks:
-        await conn.execute(insert(chunks), [{"file_id": file["id"], **chunk} for chunk in file_chunks])
-    return seq
+        await CHUNKS_INSERT.run_many(conn, [{"file_id": file["id"], **chunk} for chunk in file_chunks])
+    return inserted["seq"]
 
 
 # Several files at once (a batch of small files, gateway/core/uploads.py's store_batch): their seqs in the order given.

@@ -23,7 +23,8 @@ async def token_state(db: Database, user_id: int, now: str) -> Row | None:
     One statement (users by primary key, revoked_tokens by revoked_tokens_by_user):
     what gateway/core/accounts.py checks every access token against.
     """
-    rows = await fetch(db, TOKEN_FACTS, {"user_id": user_id, "now": now})
+    async with db.read(alone=True, point=True) as conn:  # a lookup by key: no hand-off on SQLite (Database.read)
+        rows = await fetch(conn, TOKEN_FACTS, {"user_id": user_id, "now": now})
     if not rows:
         return None
     return {"token_generation": rows[0]["token_generation"], "revoked": sorted(r["jti"] for r in rows if r["jti"])}

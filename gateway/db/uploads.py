@@ -161,9 +161,14 @@ async def take_mark(on: On, file_id: str, marked_at: str) -> bool:
 
 # --- writing --------------------------------------------------------------------------------------
 
+UPLOAD_INSERT = Plain(insert(uploads), keys=("file_id", "owner_id", "upload_id", "parent_id", "name", "name_key",
+                                              "mode", "replaces", "active_at"))
+
+
 async def insert_upload(conn: AsyncConnection, session: Row) -> None:
-    """The session of a file just inserted (``uploads`` columns)."""
-    await conn.execute(insert(uploads), [session])
+    """The session of a file just inserted (UPLOAD_INSERT's columns): a plain statement (gateway/db/plain.py),
+    as every upload start runs it."""
+    await UPLOAD_INSERT.count(conn, session)
 
 
 async def touch(on: On, file_id: str, now: str) -> int:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.engine import Database, Row, change, fetch, fetch_one, fetch_value, storable_text
+from gateway.db.plain import Plain
 from gateway.db.tables import invitations, users
 
 On = Database | AsyncConnection
@@ -115,7 +116,11 @@ async def lock_user(conn: AsyncConnection, user_id: int) -> None:
     transaction's writer lock (``BEGIN IMMEDIATE``) already holds every row, and a SELECT would lock nothing."""
     if conn.dialect.name == "sqlite":
         return
-    await conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
+    await LOCK_USER.rows(conn, {"user_id": user_id})
+
+
+# A plain statement (gateway/db/plain.py): every upload start on PostgreSQL runs it.
+LOCK_USER = Plain(select(users.c.id).where(users.c.id == bindparam("user_id")).with_for_update())
 
 
 async def list_users(on: On) -> list[Row]:

@@ -86,7 +86,8 @@ def create_app(
     app[appkeys.METRICS] = Metrics()
 
     async def core_ctx(app: web.Application) -> AsyncIterator[None]:
-        db = database or await Database.open(database_url(config.database_url, config.database_path))
+        db = database or await Database.open(database_url(config.database_url, config.database_path),
+                                             pool_size=config.database_pool_size)
         the_store = store or make_store(config)
         the_cache = cache if cache is not None else make_cache(config)
         try:
