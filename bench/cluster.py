@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from collections.abc import Iterator
 
-from bench.control import get_requests, load_options, measure, populate, random_claim
+from bench.control import TIMINGS, get_requests, load_options, measure, populate, random_claim
 from bench.stack import BenchStack, Figure, print_table
 from deploy.balancer import start_balancer
 from deploy.postgres import PostgresCluster
@@ -167,9 +167,10 @@ def main(argv: list[str] | None = None) -> list[tuple[str, ...]]:
     rows = []
     for name, (base_row, base_rps, _, _), (cluster_row, cluster_rps, counted, _) in zip(SCENARIOS, single, cluster,
                                                                                        strict=True):
-        # The rows less bench/control.py's own counts of work and CPU (the servers' counts stand here instead).
-        rows.append((f"{name}: 1 gateway, SQLite", *base_row[1:-2], "1.00x", "-", "-"))
-        rows.append((f"{name}: 2 gateways, PostgreSQL, balancer", *cluster_row[1:-2],
+        # Of bench/control.py's row only its timings and errors: its own counts of work and CPU come after
+        # them (the servers' counts stand here instead).
+        rows.append((f"{name}: 1 gateway, SQLite", *base_row[TIMINGS], "1.00x", "-", "-"))
+        rows.append((f"{name}: 2 gateways, PostgreSQL, balancer", *cluster_row[TIMINGS],
                      f"{cluster_rps.median / base_rps.median:.2f}x", *counted))
     print_table(
         f"Control path at scale: 1 gateway on SQLite vs 2 gateways on PostgreSQL + Redis behind nginx, "

@@ -146,6 +146,10 @@ def cpu_of(results: list[dict], key: str = "cpu_ms") -> str:
     return f"{Figure(counted).median:.2f}" if counted else "n/a"
 
 
+# The columns of row_of that time the requests (requests/second, p50, p99, errors), after the request's name.
+TIMINGS = slice(1, 5)
+
+
 def row_of(name: str, results: list[dict]) -> tuple[str, ...]:
     """A table row: requests/second, p50 and p99 (median, min, max of the runs), the errors in all, what a
     request asked of the database and the store, and the CPU it cost the gateway and the load generator."""
