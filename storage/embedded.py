@@ -56,8 +56,32 @@ def new_session(argv: list[str], **popen: Any) -> subprocess.Popen:
     return subprocess.Popen(argv, start_new_session=True, **popen)
 
 
+# Where free_port looks: above the well-known and registered ports people run servers on here (8080,
+# 9000, ...), below the range the kernel takes outgoing connections' local ports from.
+PICKED_PORTS_FROM = 10_000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port on 127.0.0.1 that nothing uses now, for a server to listen on soon after.
+
+    Not one the kernel picks (bind to port 0): those come from its range for outgoing connections, and
+    on a busy machine a client's connection took such a port as its own end between the pick and the
+    server's listen (weed: "Port allocation failed", three starts in a row while another session ran a
+    benchmark). Below that range no connection takes a port by itself; two pickers may still choose the
+    same one, which the starters that pick ports retry.
+    """
+    low = int(EPHEMERAL_RANGE.read_text().split()[0]) if EPHEMERAL_RANGE.exists() else 0
+    if low - PICKED_PORTS_FROM >= 1_000:
+        for _ in range(100):
+            port = secrets.randbelow(low - PICKED_PORTS_FROM) + PICKED_PORTS_FROM
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    with socket.socket() as sock:  # no such range here: the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 

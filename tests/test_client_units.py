@@ -43,6 +43,7 @@ from client.upload import RateLimiter, UploadOptions, read_chunk, upload_file
 from protocol.fingerprints import (EMPTY_FINGERPRINT, chunk_fingerprint, file_fingerprint, fingerprint_bytes,
                                    fingerprint_stream)
 from tests.gates import Gate
+from storage.embedded import free_port
 from tests.harness import DBX, this_checkout_first
 
 
@@ -595,12 +596,6 @@ def test_passwd_reads_the_current_and_the_new_password_from_stdin(monkeypatch, t
     assert cli.read_passwords(ctx) == ("old pw", "new pw")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_logout_without_the_gateway_keeps_the_token_unless_local(monkeypatch, tmp_path, capsys):
