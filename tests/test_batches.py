@@ -7,13 +7,13 @@ store's side (each file's bytes stored whole, checked by the store) is in tests/
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 
 import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from client.api import inline_form as batch_form  # the body dbx sends: a file_metadata part, then its file part
 from protocol.batches import BATCH_MAX_FILES
 from tests.app_fixtures import app_gateway as gateway, make_app as make_gateway  # noqa: F401
 from tests.harness import Api, make_claim, upload
@@ -22,15 +22,6 @@ MIB = 1024 * 1024
 CHUNK = 5 * MIB
 DEFAULT_CHUNK = 8 * MIB  # the chunk size of the `gateway` fixture's
 BATCH = "/dropbox/v1/files/batch"
-
-
-def batch_form(files: list[tuple[dict, bytes]]) -> aiohttp.FormData:
-    """The batch's body: for each file its ``file_metadata`` part, then its ``file`` part."""
-    form = aiohttp.FormData()
-    for metadata, data in files:
-        form.add_field("file_metadata", json.dumps(metadata), content_type="application/json")
-        form.add_field("file", data, filename="file", content_type="application/octet-stream")
-    return form
 
 
 async def send(user: Api, files: list[tuple[dict, bytes]]) -> list[dict]:
