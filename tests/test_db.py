@@ -167,7 +167,7 @@ async def test_a_current_database_opens_without_alembic_and_an_older_one_is_upgr
 
 
 def test_a_start_on_a_current_database_does_not_even_import_alembic(tmp_path):
-    """The point of the check above: Alembic's import was a fifth of a gateway's start-up CPU."""
+    """The point of the check above: Alembic's import and its revision files cost a gateway's start 0.15-0.27 CPU s."""
     opens = ("import asyncio, sys\n"
              "from gateway.db import Database, database_url\n"
              "async def main():\n"
