@@ -60,6 +60,7 @@ def new_session(argv: list[str], **popen: Any) -> subprocess.Popen:
 # 9000, ...), below the range the kernel takes outgoing connections' local ports from.
 PICKED_PORTS_FROM = 10_000
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_given_ports: set[int] = set()  # what free_port returned in this process
 
 
 def free_port() -> int:
@@ -68,19 +69,25 @@ def free_port() -> int:
     Not one the kernel picks (bind to port 0): those come from its range for outgoing connections, and
     on a busy machine a client's connection took such a port as its own end between the pick and the
     server's listen (weed: "Port allocation failed", three starts in a row while another session ran a
-    benchmark). Below that range no connection takes a port by itself; two pickers may still choose the
-    same one, which the starters that pick ports retry.
+    benchmark). Below that range no connection takes a port by itself. Nor does this process hand out one
+    port twice (a stack picks a dozen at once, and random picks repeat: about 1 in 200 sets of 15); two
+    processes may still choose the same one, which the starters that pick ports retry.
     """
     low = int(EPHEMERAL_RANGE.read_text().split()[0]) if EPHEMERAL_RANGE.exists() else 0
     if low - PICKED_PORTS_FROM >= 1_000:
+        if len(_given_ports) > (low - PICKED_PORTS_FROM) // 2:
+            _given_ports.clear()  # a process that picked this many: its early picks are long closed
         for _ in range(100):
             port = secrets.randbelow(low - PICKED_PORTS_FROM) + PICKED_PORTS_FROM
+            if port in _given_ports:
+                continue
             with socket.socket() as sock:
                 try:
                     sock.bind(("127.0.0.1", port))
                 except OSError:
                     continue
-                return port
+            _given_ports.add(port)
+            return port
     with socket.socket() as sock:  # no such range here: the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

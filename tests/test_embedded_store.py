@@ -171,7 +171,9 @@ def test_the_tests_store_starts_on_a_fresh_s3_port_when_its_first_was_taken(tmp_
 def test_a_picked_port_is_below_the_range_of_outgoing_connections_and_free():
     """So that no client's connection takes it as its own end before the server listens (free_port)."""
     low = int(embedded.EPHEMERAL_RANGE.read_text().split()[0])
-    for port in (embedded.free_port() for _ in range(50)):
+    picked = [embedded.free_port() for _ in range(500)]
+    assert len(set(picked)) == len(picked), "one process is never given one port twice"
+    for port in picked[:50]:
         assert embedded.PICKED_PORTS_FROM <= port < low
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
