@@ -42,7 +42,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, async_playwright
 
-from bench.stack import CLOCK_TICKS, BenchStack, Figure, command_line, descendants, print_table, ratio
+from bench.stack import BenchStack, Figure, command_line, descendants, print_table, process_cpu_seconds, ratio
 from bench.dbx import MIB, Dbx, make_file
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, WebApp
 
@@ -98,12 +98,8 @@ def chromium_cpu() -> dict[int, float]:
     tab's renderer ends with its context, so it is read while the tab is open."""
     found: dict[int, float] = {}
     for pid in descendants(os.getpid()):
-        if is_chromium(command_line(pid)):
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # ended meanwhile
-            found[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        if is_chromium(command_line(pid)) and (seconds := process_cpu_seconds(pid)):  # 0: ended meanwhile
+            found[pid] = seconds
     return found
 
 

@@ -119,8 +119,9 @@ def is_form(request: web.Request) -> bool:
 
 
 # The Content-Disposition of a form part as aiohttp's client, curl and browsers write it: the part's name
-# quoted, then perhaps a file name quoted, nothing escaped.
-PLAIN_DISPOSITION = re.compile(r'form-data; name="([^"\\]*)"(?:; filename="[^"\\]*")?')
+# quoted, then perhaps a file name quoted, nothing escaped. Not plain, so left to aiohttp: a value holding ";"
+# (its parser splits there first) and a name starting with "/" (it strips leading slashes from quoted values).
+PLAIN_DISPOSITION = re.compile(r'form-data; name="((?!/)[^"\\;]*)"(?:; filename="[^"\\;]*")?')
 
 
 def part_name(part: BodyPartReader) -> str | None:
